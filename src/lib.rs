@@ -1,1 +1,46 @@
-//! callbridge library.
+//! callbridge: puts a realtime speech model on a phone line.
+//!
+//! # Layout
+//! - [`twilio`]: the telephony side — media stream frames, TwiML, signatures, stream tokens.
+//! - [`realtime`]: speech providers behind one command/event vocabulary ([`realtime::Dialect`]).
+//! - [`call`]: one actor per call — the sans-IO [`call::session::CallSession`] state machine and the
+//!   async [`call::driver`] that feeds it.
+//! - [`tools`]: what the model can call mid-call, with deadlines and structured errors.
+//! - [`http`]: the axum routes (Twilio webhook, media socket, health, metrics).
+//! - [`config`], [`metrics`]: process configuration and Prometheus counters.
+//!
+//! Panic policy: nothing a peer sends (Twilio, the provider, a vendor) may panic; `expect` marks
+//! only internal invariants, with the reason.
+
+pub mod call;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod realtime;
+pub mod tools;
+pub mod twilio;
+
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+
+/// Everything a running server shares, built from configuration.
+pub fn build_deps(config: config::Config) -> call::driver::CallDeps {
+    let mut tools = tools::ToolRegistry::new(config.tool_timeout);
+    for name in &config.tools {
+        if let Some(tool) = tools::builtin(name) {
+            tools.register(tool);
+        }
+    }
+    let dialect = realtime::openai::OpenAiDialect::new(
+        config.openai_realtime_url.clone(),
+        config.openai_realtime_model.clone(),
+        config.openai_api_key.expose_secret(),
+    );
+    call::driver::CallDeps {
+        config: Arc::new(config),
+        metrics: Arc::new(metrics::Metrics::default()),
+        tools: Arc::new(tools),
+        dialect: Arc::new(dialect),
+    }
+}

@@ -1,0 +1,7 @@
+//! The call: one actor per call. [`session`] is the sans-IO state machine that owns every piece of
+//! call state; [`driver`] is the thin async task that feeds it from the sockets and timers and
+//! carries out what it asks; [`marks`] is the playback ledger.
+
+pub mod driver;
+pub mod marks;
+pub mod session;

@@ -1,0 +1,495 @@
+//! Configuration: environment variables, the equivalent command-line flags, and an optional TOML
+//! file, merged (flag or variable over file over default) and validated before anything listens.
+//!
+//! Owns names, defaults and validation; every error names the variable to fix. It must not start
+//! anything or read configuration after startup.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The default agent prompt, shipped in the binary so one command runs the server.
+pub const DEFAULT_PROMPT: &str = include_str!("../prompts/default.md");
+/// Variables a prompt template may use, as `{{name}}`.
+pub const PROMPT_VARIABLES: &[&str] = &["caller", "called", "call_sid", "now_utc"];
+
+/// `callbridge serve` flags; each has an environment variable of the same meaning.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (snake_case keys, e.g. `public_url`).
+    #[arg(long, env = "CALLBRIDGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "CALLBRIDGE_LISTEN")]
+    pub listen: Option<String>,
+    /// The https URL Twilio reaches this server at (e.g. https://bridge.example.com).
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<String>,
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<String>,
+    #[arg(long, env = "OPENAI_REALTIME_URL")]
+    pub openai_realtime_url: Option<String>,
+    #[arg(long, env = "OPENAI_REALTIME_MODEL")]
+    pub openai_realtime_model: Option<String>,
+    #[arg(long, env = "OPENAI_VOICE")]
+    pub openai_voice: Option<String>,
+    /// Model transcribing the caller; "none" turns caller transcripts off.
+    #[arg(long, env = "OPENAI_TRANSCRIPTION_MODEL")]
+    pub openai_transcription_model: Option<String>,
+    /// Prompt template file (default: the built-in prompts/default.md).
+    #[arg(long, env = "CALLBRIDGE_PROMPT")]
+    pub prompt: Option<PathBuf>,
+    /// Longest call, in seconds.
+    #[arg(long, env = "CALLBRIDGE_MAX_CALL_SECS")]
+    pub max_call_secs: Option<u64>,
+    /// Seconds without speech on either side before the agent says goodbye.
+    #[arg(long, env = "CALLBRIDGE_SILENCE_TIMEOUT_SECS")]
+    pub silence_timeout_secs: Option<u64>,
+    /// Comma-separated built-in tools to offer (end_call is always offered).
+    #[arg(long, env = "CALLBRIDGE_TOOLS")]
+    pub tools: Option<String>,
+    /// Deadline for one tool call, in milliseconds.
+    #[arg(long, env = "CALLBRIDGE_TOOL_TIMEOUT_MS")]
+    pub tool_timeout_ms: Option<u64>,
+    /// Whether the agent greets the caller first.
+    #[arg(long, env = "CALLBRIDGE_SPEAK_FIRST")]
+    pub speak_first: Option<bool>,
+    /// Log format: "text" or "json".
+    #[arg(long, env = "CALLBRIDGE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    public_url: Option<String>,
+    twilio_account_sid: Option<String>,
+    twilio_auth_token: Option<String>,
+    openai_api_key: Option<String>,
+    openai_realtime_url: Option<String>,
+    openai_realtime_model: Option<String>,
+    openai_voice: Option<String>,
+    openai_transcription_model: Option<String>,
+    prompt: Option<PathBuf>,
+    max_call_secs: Option<u64>,
+    silence_timeout_secs: Option<u64>,
+    tools: Option<String>,
+    tool_timeout_ms: Option<u64>,
+    speak_first: Option<bool>,
+    log_format: Option<String>,
+}
+
+/// A configuration problem, naming the variable to fix.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+fn invalid(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// `PUBLIC_URL` without a trailing slash: signatures are checked against it.
+    pub public_url: String,
+    /// The same origin with a ws(s) scheme: the media stream URL base.
+    pub public_ws_url: String,
+    pub twilio_account_sid: String,
+    pub twilio_auth_token: SecretString,
+    pub openai_api_key: SecretString,
+    pub openai_realtime_url: String,
+    pub openai_realtime_model: String,
+    pub voice: String,
+    pub transcription_model: Option<String>,
+    pub prompt_template: String,
+    pub max_call: Duration,
+    pub silence_timeout: Duration,
+    pub tools: Vec<String>,
+    pub tool_timeout: Duration,
+    pub speak_first: bool,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Merges flags/variables over the optional file over defaults, and validates.
+    pub fn resolve(args: ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        macro_rules! pick {
+            ($field:ident) => {
+                args.$field.clone().or(file.$field.clone())
+            };
+        }
+        let required = |value: Option<String>, variable: &'static str| {
+            value
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| invalid(variable, "is required"))
+        };
+
+        let listen_text = pick!(listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text.parse().map_err(|_| {
+            invalid(
+                "CALLBRIDGE_LISTEN",
+                format!("{listen_text:?} is not an address like 127.0.0.1:8080"),
+            )
+        })?;
+
+        let public_url = required(pick!(public_url), "PUBLIC_URL")?;
+        let (public_url, public_ws_url) = validate_public_url(&public_url)?;
+
+        let twilio_account_sid = required(pick!(twilio_account_sid), "TWILIO_ACCOUNT_SID")?;
+        if !(twilio_account_sid.len() == 34
+            && twilio_account_sid.starts_with("AC")
+            && twilio_account_sid[2..]
+                .chars()
+                .all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(invalid(
+                "TWILIO_ACCOUNT_SID",
+                "must be AC followed by 32 hexadecimal characters",
+            ));
+        }
+        let twilio_auth_token = required(pick!(twilio_auth_token), "TWILIO_AUTH_TOKEN")?;
+        let openai_api_key = required(pick!(openai_api_key), "OPENAI_API_KEY")?;
+
+        let openai_realtime_url =
+            pick!(openai_realtime_url).unwrap_or_else(|| "wss://api.openai.com/v1/realtime".into());
+        if !(openai_realtime_url.starts_with("wss://") || openai_realtime_url.starts_with("ws://"))
+            || openai_realtime_url.contains('?')
+        {
+            return Err(invalid(
+                "OPENAI_REALTIME_URL",
+                "must be a ws:// or wss:// URL without a query string",
+            ));
+        }
+        let openai_realtime_model =
+            pick!(openai_realtime_model).unwrap_or_else(|| "gpt-realtime".into());
+        if openai_realtime_model.is_empty()
+            || !openai_realtime_model
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(invalid(
+                "OPENAI_REALTIME_MODEL",
+                "must be a model name such as gpt-realtime",
+            ));
+        }
+        let voice = pick!(openai_voice).unwrap_or_else(|| "marin".into());
+        let transcription_model = match pick!(openai_transcription_model).as_deref() {
+            None => Some("gpt-4o-mini-transcribe".to_owned()),
+            Some("none") | Some("") => None,
+            Some(model) => Some(model.to_owned()),
+        };
+
+        let prompt_template = match pick!(prompt) {
+            Some(path) => std::fs::read_to_string(&path).map_err(|e| {
+                invalid(
+                    "CALLBRIDGE_PROMPT",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?,
+            None => DEFAULT_PROMPT.to_owned(),
+        };
+        check_template(&prompt_template).map_err(|m| invalid("CALLBRIDGE_PROMPT", m))?;
+
+        let max_call_secs = pick!(max_call_secs).unwrap_or(15 * 60);
+        if !(10..=4 * 3600).contains(&max_call_secs) {
+            return Err(invalid(
+                "CALLBRIDGE_MAX_CALL_SECS",
+                "must be between 10 and 14400",
+            ));
+        }
+        let silence_secs = pick!(silence_timeout_secs).unwrap_or(30);
+        if !(5..=3600).contains(&silence_secs) {
+            return Err(invalid(
+                "CALLBRIDGE_SILENCE_TIMEOUT_SECS",
+                "must be between 5 and 3600",
+            ));
+        }
+        let tools: Vec<String> = pick!(tools)
+            .unwrap_or_else(|| "get_current_time".into())
+            .split(',')
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
+        for tool in &tools {
+            if crate::tools::builtin(tool).is_none() {
+                return Err(invalid(
+                    "CALLBRIDGE_TOOLS",
+                    format!("unknown tool {tool:?} (available: get_current_time)"),
+                ));
+            }
+        }
+        let tool_timeout_ms = pick!(tool_timeout_ms).unwrap_or(5_000);
+        if !(100..=60_000).contains(&tool_timeout_ms) {
+            return Err(invalid(
+                "CALLBRIDGE_TOOL_TIMEOUT_MS",
+                "must be between 100 and 60000",
+            ));
+        }
+        let log_format = match pick!(log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(
+                    "CALLBRIDGE_LOG_FORMAT",
+                    format!("{other:?} is not text or json"),
+                ));
+            }
+        };
+
+        Ok(Config {
+            listen,
+            public_url,
+            public_ws_url,
+            twilio_account_sid,
+            twilio_auth_token: SecretString::from(twilio_auth_token),
+            openai_api_key: SecretString::from(openai_api_key),
+            openai_realtime_url,
+            openai_realtime_model,
+            voice,
+            transcription_model,
+            prompt_template,
+            max_call: Duration::from_secs(max_call_secs),
+            silence_timeout: Duration::from_secs(silence_secs),
+            tools,
+            tool_timeout: Duration::from_millis(tool_timeout_ms),
+            speak_first: pick!(speak_first).unwrap_or(true),
+            log_format,
+        })
+    }
+
+    /// The media stream URL written into TwiML (and signed by Twilio on the upgrade).
+    pub fn media_url(&self) -> String {
+        format!("{}/twilio/media", self.public_ws_url)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(
+            "CALLBRIDGE_CONFIG",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        invalid(
+            "CALLBRIDGE_CONFIG",
+            format!("{}: {}", path.display(), e.message()),
+        )
+    })
+}
+
+/// Returns (https origin, wss origin). Plain http is accepted only for loopback, for local testing.
+fn validate_public_url(url: &str) -> Result<(String, String), ConfigError> {
+    let url = url.trim().trim_end_matches('/');
+    let bad = |m: &str| invalid("PUBLIC_URL", format!("{url:?} {m}"));
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| bad("is not a URL like https://bridge.example.com"))?;
+    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err(bad("must be an origin (and optional path) without query"));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    let loopback = matches!(host, "127.0.0.1" | "localhost" | "::1");
+    match scheme {
+        "https" => Ok((url.to_owned(), format!("wss://{rest}"))),
+        "http" if loopback => Ok((url.to_owned(), format!("ws://{rest}"))),
+        "http" => Err(bad(
+            "must use https (Twilio requires it; http is for loopback only)",
+        )),
+        _ => Err(bad("must start with https://")),
+    }
+}
+
+/// Checks that a template only uses known `{{variables}}`.
+pub fn check_template(template: &str) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| "a {{ is never closed".to_owned())?;
+        let name = after[..end].trim();
+        if !PROMPT_VARIABLES.contains(&name) {
+            return Err(format!(
+                "unknown template variable {{{{{name}}}}} (known: {})",
+                PROMPT_VARIABLES.join(", ")
+            ));
+        }
+        rest = &after[end + 2..];
+    }
+    Ok(())
+}
+
+/// Fills a checked template's `{{variables}}` from `values`.
+pub fn render_template(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let name = after[..end].trim();
+        let value = values
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map_or("", |(_, v)| *v);
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> ServeArgs {
+        ServeArgs {
+            public_url: Some("https://bridge.example.com/".into()),
+            twilio_account_sid: Some(format!("AC{}", "0".repeat(32))),
+            twilio_auth_token: Some("token".into()),
+            openai_api_key: Some("sk-x".into()),
+            ..ServeArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let config = Config::resolve(minimal()).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.public_url, "https://bridge.example.com");
+        assert_eq!(config.media_url(), "wss://bridge.example.com/twilio/media");
+        assert_eq!(
+            config.openai_realtime_url,
+            "wss://api.openai.com/v1/realtime"
+        );
+        assert_eq!(config.max_call, Duration::from_secs(900));
+        assert!(format!("{config:?}").contains("Secret"));
+        assert!(!format!("{config:?}").contains("sk-x"));
+    }
+
+    #[test]
+    fn each_error_names_its_variable() {
+        let cases: Vec<(ServeArgs, &str)> = vec![
+            (
+                ServeArgs {
+                    public_url: None,
+                    ..minimal()
+                },
+                "PUBLIC_URL",
+            ),
+            (
+                ServeArgs {
+                    public_url: Some("http://bridge.example.com".into()),
+                    ..minimal()
+                },
+                "PUBLIC_URL",
+            ),
+            (
+                ServeArgs {
+                    twilio_account_sid: Some("AC123".into()),
+                    ..minimal()
+                },
+                "TWILIO_ACCOUNT_SID",
+            ),
+            (
+                ServeArgs {
+                    openai_api_key: Some(" ".into()),
+                    ..minimal()
+                },
+                "OPENAI_API_KEY",
+            ),
+            (
+                ServeArgs {
+                    listen: Some("everywhere".into()),
+                    ..minimal()
+                },
+                "CALLBRIDGE_LISTEN",
+            ),
+            (
+                ServeArgs {
+                    openai_realtime_url: Some("https://x?y".into()),
+                    ..minimal()
+                },
+                "OPENAI_REALTIME_URL",
+            ),
+            (
+                ServeArgs {
+                    tools: Some("launch_rockets".into()),
+                    ..minimal()
+                },
+                "CALLBRIDGE_TOOLS",
+            ),
+            (
+                ServeArgs {
+                    max_call_secs: Some(1),
+                    ..minimal()
+                },
+                "CALLBRIDGE_MAX_CALL_SECS",
+            ),
+        ];
+        for (args, variable) in cases {
+            assert_eq!(Config::resolve(args).unwrap_err().variable, variable);
+        }
+    }
+
+    #[test]
+    fn loopback_http_is_allowed_for_local_testing() {
+        let config = Config::resolve(ServeArgs {
+            public_url: Some("http://127.0.0.1:9000".into()),
+            ..minimal()
+        })
+        .unwrap();
+        assert_eq!(config.media_url(), "ws://127.0.0.1:9000/twilio/media");
+    }
+
+    #[test]
+    fn templates() {
+        assert!(check_template("Hi {{caller}} at {{ now_utc }}").is_ok());
+        assert!(check_template("{{secret}}").is_err());
+        assert!(check_template("{{caller").is_err());
+        assert!(check_template(DEFAULT_PROMPT).is_ok());
+        assert_eq!(
+            render_template(
+                "Hi {{caller}}, it is {{ now_utc }}.",
+                &[("caller", "+1"), ("now_utc", "noon")]
+            ),
+            "Hi +1, it is noon."
+        );
+    }
+}

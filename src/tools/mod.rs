@@ -1,0 +1,297 @@
+//! Tools the model may call during a call: the seam between the call actor and whatever does the
+//! work (built-ins here; capability tools over business connectors plug in through [`Tool`]).
+//!
+//! Owns declaration (name, description, JSON schema), argument parsing, the per-call deadline and
+//! turning every outcome — success, bad arguments, failure, timeout, unknown tool — into a JSON
+//! document the model can speak about. It must not know about sockets or the call state machine;
+//! `end_call` is declared here but carried out by the call session itself.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::call::session::END_CALL_TOOL;
+use crate::realtime::ToolDeclaration;
+
+/// Largest tool output handed to the model, in bytes of JSON.
+pub const MAX_TOOL_OUTPUT: usize = 8 * 1024;
+
+/// Who is asking, for tools that need it.
+#[derive(Debug, Clone)]
+pub struct ToolContext {
+    pub call_sid: String,
+    pub caller: String,
+    pub called: String,
+    pub tool_call_id: String,
+}
+
+/// How a tool failed; the message is spoken about by the model, so it must not contain secrets.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ToolError {
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub type ToolFuture = Pin<Box<dyn Future<Output = Result<Value, ToolError>> + Send + 'static>>;
+
+/// A tool the model can call.
+pub trait Tool: Send + Sync + 'static {
+    fn declaration(&self) -> ToolDeclaration;
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture;
+}
+
+/// The tools offered on a call, with the deadline each call gets.
+#[derive(Clone)]
+pub struct ToolRegistry {
+    tools: BTreeMap<String, Arc<dyn Tool>>,
+    deadline: Duration,
+}
+
+impl std::fmt::Debug for ToolRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolRegistry")
+            .field("tools", &self.tools.keys().collect::<Vec<_>>())
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+impl ToolRegistry {
+    pub fn new(deadline: Duration) -> Self {
+        Self {
+            tools: BTreeMap::new(),
+            deadline,
+        }
+    }
+
+    pub fn register(&mut self, tool: Arc<dyn Tool>) {
+        self.tools.insert(tool.declaration().name, tool);
+    }
+
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tools.keys().map(String::as_str)
+    }
+
+    /// Everything declared to the model: the registered tools and the built-in `end_call`.
+    pub fn declarations(&self) -> Vec<ToolDeclaration> {
+        let mut declarations: Vec<_> = self.tools.values().map(|t| t.declaration()).collect();
+        declarations.push(end_call_declaration());
+        declarations
+    }
+
+    /// Runs one tool call to completion within the deadline and returns the JSON output for the
+    /// model, plus a label for metrics (`ok`, `invalid_arguments`, `failed`, `timeout`,
+    /// `unknown_tool`, `too_large`). Never fails: every failure becomes an output the model can
+    /// speak about.
+    pub async fn run(
+        &self,
+        context: ToolContext,
+        name: &str,
+        arguments: &str,
+    ) -> (String, &'static str) {
+        let Some(tool) = self.tools.get(name) else {
+            return error_output("unknown_tool", &format!("There is no tool called {name}."));
+        };
+        let arguments: Value = if arguments.trim().is_empty() {
+            json!({})
+        } else {
+            match serde_json::from_str(arguments) {
+                Ok(value) => value,
+                Err(e) => {
+                    return error_output(
+                        "invalid_arguments",
+                        &format!("The arguments were not valid JSON: {e}"),
+                    );
+                }
+            }
+        };
+        match tokio::time::timeout(self.deadline, tool.invoke(context, arguments)).await {
+            Ok(Ok(value)) => {
+                let text = json!({ "ok": true, "result": value }).to_string();
+                if text.len() > MAX_TOOL_OUTPUT {
+                    error_output(
+                        "too_large",
+                        "The tool returned more than can be read out; ask a narrower question.",
+                    )
+                } else {
+                    (text, "ok")
+                }
+            }
+            Ok(Err(ToolError::InvalidArguments(message))) => {
+                error_output("invalid_arguments", &message)
+            }
+            Ok(Err(ToolError::Failed(message))) => error_output("failed", &message),
+            Err(_) => error_output(
+                "timeout",
+                "The system did not answer in time. Apologise and offer to try again.",
+            ),
+        }
+    }
+}
+
+fn error_output(code: &'static str, message: &str) -> (String, &'static str) {
+    (
+        json!({ "ok": false, "error": { "code": code, "message": message } }).to_string(),
+        code,
+    )
+}
+
+fn end_call_declaration() -> ToolDeclaration {
+    ToolDeclaration {
+        name: END_CALL_TOOL.into(),
+        description: "End the phone call. Use it when the caller says goodbye or the conversation \
+                      is clearly finished. Say a short goodbye before calling it."
+            .into(),
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "reason": {"type": "string", "description": "Why the call is ending, in a few words."}
+            }
+        }),
+    }
+}
+
+/// Built-in: the current date and time, so the model never guesses it.
+#[derive(Debug, Default)]
+pub struct CurrentTime;
+
+impl Tool for CurrentTime {
+    fn declaration(&self) -> ToolDeclaration {
+        ToolDeclaration {
+            name: "get_current_time".into(),
+            description: "Get the current date and time (UTC). Use it before talking about dates \
+                          such as today or tomorrow."
+                .into(),
+            parameters: json!({"type": "object", "properties": {}}),
+        }
+    }
+
+    fn invoke(&self, _context: ToolContext, _arguments: Value) -> ToolFuture {
+        Box::pin(async {
+            let now = std::time::SystemTime::now();
+            Ok(json!({ "utc": humantime::format_rfc3339_seconds(now).to_string() }))
+        })
+    }
+}
+
+/// The built-in tools by name, for configuration.
+pub fn builtin(name: &str) -> Option<Arc<dyn Tool>> {
+    match name {
+        "get_current_time" => Some(Arc::new(CurrentTime)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Slow;
+    impl Tool for Slow {
+        fn declaration(&self) -> ToolDeclaration {
+            ToolDeclaration {
+                name: "slow".into(),
+                description: "never answers in time".into(),
+                parameters: json!({"type": "object"}),
+            }
+        }
+        fn invoke(&self, _c: ToolContext, _a: Value) -> ToolFuture {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(json!(null))
+            })
+        }
+    }
+
+    struct Echo;
+    impl Tool for Echo {
+        fn declaration(&self) -> ToolDeclaration {
+            ToolDeclaration {
+                name: "echo".into(),
+                description: "echoes".into(),
+                parameters: json!({"type": "object"}),
+            }
+        }
+        fn invoke(&self, _c: ToolContext, a: Value) -> ToolFuture {
+            Box::pin(async move {
+                match a.get("fail") {
+                    Some(_) => Err(ToolError::Failed("the calendar is down".into())),
+                    None => Ok(a),
+                }
+            })
+        }
+    }
+
+    fn context() -> ToolContext {
+        ToolContext {
+            call_sid: "CA1".into(),
+            caller: "+14155551234".into(),
+            called: "+15005550006".into(),
+            tool_call_id: "call_1".into(),
+        }
+    }
+
+    fn registry() -> ToolRegistry {
+        let mut r = ToolRegistry::new(Duration::from_millis(500));
+        r.register(Arc::new(Echo));
+        r.register(Arc::new(Slow));
+        r
+    }
+
+    fn parse(output: &str) -> Value {
+        serde_json::from_str(output).unwrap()
+    }
+
+    #[tokio::test]
+    async fn outcomes_become_structured_outputs() {
+        let r = registry();
+        let (out, label) = r.run(context(), "echo", r#"{"x":1}"#).await;
+        assert_eq!(
+            (parse(&out), label),
+            (json!({"ok": true, "result": {"x": 1}}), "ok")
+        );
+        let (out, label) = r.run(context(), "echo", r#"{"fail":1}"#).await;
+        assert_eq!(label, "failed");
+        assert_eq!(parse(&out)["error"]["message"], "the calendar is down");
+        let (out, label) = r.run(context(), "nope", "{}").await;
+        assert_eq!(label, "unknown_tool");
+        assert_eq!(parse(&out)["ok"], false);
+        let (_, label) = r.run(context(), "echo", "{oops").await;
+        assert_eq!(label, "invalid_arguments");
+        let (_, label) = r
+            .run(
+                context(),
+                "echo",
+                r#"{"big":"$"}"#.replace('$', &"x".repeat(MAX_TOOL_OUTPUT)).as_str(),
+            )
+            .await;
+        assert_eq!(label, "too_large");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_tool_times_out() {
+        let (out, label) = registry().run(context(), "slow", "{}").await;
+        assert_eq!(label, "timeout");
+        assert_eq!(parse(&out)["error"]["code"], "timeout");
+    }
+
+    #[test]
+    fn end_call_is_always_declared() {
+        let names: Vec<_> = registry()
+            .declarations()
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        assert_eq!(names, vec!["echo", "slow", "end_call"]);
+    }
+}

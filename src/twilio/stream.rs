@@ -1,0 +1,328 @@
+//! Twilio Media Streams wire protocol (bidirectional `<Connect><Stream>`): parsing the JSON text frames
+//! Twilio sends and writing the ones we send back (protocols.md §1.2–1.5).
+//!
+//! Owns frame shapes and their validation (size, base64). It must not hold call state or decide what
+//! a frame means for the call: that is the call actor's job.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+
+/// μ-law bytes in one 20 ms frame at 8 kHz.
+pub const FRAME_BYTES: usize = 160;
+/// Milliseconds of μ-law audio per byte is 1/8: 8 bytes per millisecond.
+pub const ULAW_BYTES_PER_MS: usize = 8;
+/// Largest media payload accepted from Twilio, in decoded bytes (Twilio sends 160; allow slack).
+pub const MAX_INBOUND_PAYLOAD: usize = 4096;
+/// Largest text frame accepted on the media socket, in bytes.
+pub const MAX_FRAME_LEN: usize = 64 * 1024;
+
+/// Why a frame from Twilio was not usable. The kind names are the `errors_total{kind}` labels.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("frame is {0} bytes, over the {MAX_FRAME_LEN}-byte limit")]
+    Oversized(usize),
+    #[error("malformed JSON frame: {0}")]
+    Malformed(String),
+    #[error("unknown event {0:?}")]
+    UnknownEvent(String),
+    #[error("media payload is not valid base64")]
+    BadBase64,
+    #[error("media payload decodes to {0} bytes, over the {MAX_INBOUND_PAYLOAD}-byte limit")]
+    OversizedPayload(usize),
+    #[error("binary frame on the media socket")]
+    Binary,
+}
+
+impl FrameError {
+    /// Stable label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FrameError::Oversized(_) => "twilio_oversized_frame",
+            FrameError::Malformed(_) => "twilio_malformed_frame",
+            FrameError::UnknownEvent(_) => "twilio_unknown_event",
+            FrameError::BadBase64 => "twilio_bad_base64",
+            FrameError::OversizedPayload(_) => "twilio_oversized_payload",
+            FrameError::Binary => "twilio_binary_frame",
+        }
+    }
+}
+
+/// The `start` message's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamStart {
+    pub stream_sid: String,
+    pub call_sid: String,
+    pub account_sid: String,
+    pub custom_parameters: HashMap<String, String>,
+}
+
+/// One message from Twilio, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TwilioEvent {
+    Connected,
+    Start(StreamStart),
+    /// Inbound caller audio: base64 μ-law exactly as Twilio sent it (already checked to decode), its
+    /// decoded length, and the stream timestamp in ms.
+    Media {
+        timestamp_ms: u64,
+        payload: String,
+        len: usize,
+    },
+    Mark {
+        name: String,
+    },
+    Dtmf {
+        digit: String,
+    },
+    Stop,
+}
+
+// One flat shape for every event: serde parses it in a single pass without buffering, which an
+// internally tagged enum would not (this runs for every 20 ms frame of every call).
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(rename = "streamSid", default, borrow)]
+    stream_sid: Option<Cow<'a, str>>,
+    #[serde(default)]
+    start: Option<WireStart>,
+    #[serde(default, borrow)]
+    media: Option<WireMedia<'a>>,
+    #[serde(default)]
+    mark: Option<WireMark>,
+    #[serde(default)]
+    dtmf: Option<WireDtmf>,
+}
+
+#[derive(Deserialize)]
+struct WireStart {
+    #[serde(rename = "streamSid", default)]
+    stream_sid: Option<String>,
+    #[serde(rename = "callSid")]
+    call_sid: String,
+    #[serde(rename = "accountSid", default)]
+    account_sid: String,
+    #[serde(rename = "customParameters", default)]
+    custom_parameters: HashMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct WireMedia<'a> {
+    #[serde(default, borrow)]
+    timestamp: Option<StringOrNumber<'a>>,
+    #[serde(borrow)]
+    payload: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOrNumber<'a> {
+    Num(u64),
+    Str(#[serde(borrow)] Cow<'a, str>),
+}
+
+#[derive(Deserialize)]
+struct WireMark {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct WireDtmf {
+    digit: String,
+}
+
+/// Parses one text frame from Twilio.
+pub fn parse_frame(text: &str) -> Result<TwilioEvent, FrameError> {
+    if text.len() > MAX_FRAME_LEN {
+        return Err(FrameError::Oversized(text.len()));
+    }
+    let wire: Wire<'_> =
+        serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let missing = |what: &str| FrameError::Malformed(format!("{} without {what}", wire.event));
+    Ok(match wire.event.as_ref() {
+        "media" => {
+            let media = wire.media.as_ref().ok_or_else(|| missing("media"))?;
+            let len = validate_payload(&media.payload)?;
+            let timestamp_ms = match &media.timestamp {
+                Some(StringOrNumber::Num(n)) => *n,
+                Some(StringOrNumber::Str(s)) => s
+                    .parse()
+                    .map_err(|_| FrameError::Malformed(format!("media timestamp {s:?}")))?,
+                None => return Err(missing("timestamp")),
+            };
+            TwilioEvent::Media {
+                timestamp_ms,
+                payload: media.payload.to_string(),
+                len,
+            }
+        }
+        "mark" => TwilioEvent::Mark {
+            name: wire.mark.ok_or_else(|| missing("mark"))?.name,
+        },
+        "start" => {
+            let start = wire.start.ok_or_else(|| missing("start"))?;
+            let stream_sid = start
+                .stream_sid
+                .or(wire.stream_sid.map(Cow::into_owned))
+                .ok_or_else(|| FrameError::Malformed("start without streamSid".into()))?;
+            TwilioEvent::Start(StreamStart {
+                stream_sid,
+                call_sid: start.call_sid,
+                account_sid: start.account_sid,
+                custom_parameters: start.custom_parameters,
+            })
+        }
+        "dtmf" => TwilioEvent::Dtmf {
+            digit: wire.dtmf.ok_or_else(|| missing("dtmf"))?.digit,
+        },
+        "connected" => TwilioEvent::Connected,
+        "stop" => TwilioEvent::Stop,
+        other => return Err(FrameError::UnknownEvent(other.to_owned())),
+    })
+}
+
+/// Checks that `payload` is base64 of at most [`MAX_INBOUND_PAYLOAD`] bytes, without allocating,
+/// and returns its decoded length.
+fn validate_payload(payload: &str) -> Result<usize, FrameError> {
+    let estimated = base64::decoded_len_estimate(payload.len());
+    if estimated > MAX_INBOUND_PAYLOAD + 3 {
+        return Err(FrameError::OversizedPayload(estimated));
+    }
+    let mut scratch = [0u8; MAX_INBOUND_PAYLOAD + 3];
+    let len = STANDARD
+        .decode_slice(payload, &mut scratch)
+        .map_err(|_| FrameError::BadBase64)?;
+    if len > MAX_INBOUND_PAYLOAD {
+        return Err(FrameError::OversizedPayload(len));
+    }
+    Ok(len)
+}
+
+/// Writes an outbound `media` message carrying `audio` (raw μ-law) into one JSON string.
+pub fn media_message(stream_sid: &str, audio: &[u8]) -> String {
+    let mut out = String::with_capacity(64 + stream_sid.len() + audio.len().div_ceil(3) * 4);
+    out.push_str(r#"{"event":"media","streamSid":"#);
+    push_json_string(&mut out, stream_sid);
+    out.push_str(r#","media":{"payload":""#);
+    STANDARD.encode_string(audio, &mut out);
+    out.push_str(r#""}}"#);
+    out
+}
+
+/// Writes an outbound `mark` message.
+pub fn mark_message(stream_sid: &str, name: &str) -> String {
+    serde_json::to_string(&OutMark {
+        event: "mark",
+        stream_sid,
+        mark: OutMarkName { name },
+    })
+    .expect("serialising plain strings cannot fail")
+}
+
+/// Writes an outbound `clear` message.
+pub fn clear_message(stream_sid: &str) -> String {
+    let mut out = String::with_capacity(40 + stream_sid.len());
+    out.push_str(r#"{"event":"clear","streamSid":"#);
+    push_json_string(&mut out, stream_sid);
+    out.push('}');
+    out
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    // Stream SIDs are plain ASCII, but they come from the peer: escape rather than trust.
+    out.push_str(&serde_json::to_string(s).expect("serialising a string cannot fail"));
+}
+
+#[derive(Serialize)]
+struct OutMark<'a> {
+    event: &'static str,
+    #[serde(rename = "streamSid")]
+    stream_sid: &'a str,
+    mark: OutMarkName<'a>,
+}
+
+#[derive(Serialize)]
+struct OutMarkName<'a> {
+    name: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_start_with_numeric_strings_and_parameters() {
+        let text = r#"{"event":"start","sequenceNumber":"1","start":{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","tracks":["inbound"],"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1},"customParameters":{"from":"+14155551234"}},"streamSid":"MZ1"}"#;
+        let TwilioEvent::Start(start) = parse_frame(text).unwrap() else {
+            panic!("not a start")
+        };
+        assert_eq!(start.stream_sid, "MZ1");
+        assert_eq!(start.call_sid, "CA1");
+        assert_eq!(start.custom_parameters["from"], "+14155551234");
+    }
+
+    #[test]
+    fn parses_media_and_checks_payload() {
+        let payload = STANDARD.encode([0xFFu8; 160]);
+        let text = format!(
+            r#"{{"event":"media","sequenceNumber":"4","media":{{"track":"inbound","chunk":"2","timestamp":"40","payload":"{payload}"}},"streamSid":"MZ1"}}"#
+        );
+        assert_eq!(
+            parse_frame(&text).unwrap(),
+            TwilioEvent::Media {
+                timestamp_ms: 40,
+                payload,
+                len: 160
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_bad_input_with_a_kind() {
+        let bad_b64 = r#"{"event":"media","media":{"timestamp":"1","payload":"@@@@"}}"#;
+        assert_eq!(parse_frame(bad_b64).unwrap_err(), FrameError::BadBase64);
+        assert_eq!(
+            parse_frame("{not json").unwrap_err().kind(),
+            "twilio_malformed_frame"
+        );
+        assert_eq!(
+            parse_frame(r#"{"event":"dance"}"#).unwrap_err(),
+            FrameError::UnknownEvent("dance".into())
+        );
+        let huge = STANDARD.encode(vec![0u8; MAX_INBOUND_PAYLOAD + 1]);
+        let text = format!(r#"{{"event":"media","media":{{"timestamp":"1","payload":"{huge}"}}}}"#);
+        assert!(matches!(
+            parse_frame(&text).unwrap_err(),
+            FrameError::OversizedPayload(_)
+        ));
+        let bad_ts = r#"{"event":"media","media":{"timestamp":"soon","payload":"/w=="}}"#;
+        assert!(matches!(parse_frame(bad_ts), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            parse_frame(&" ".repeat(MAX_FRAME_LEN + 1)),
+            Err(FrameError::Oversized(_))
+        ));
+    }
+
+    #[test]
+    fn outbound_messages_are_valid_json() {
+        let media: serde_json::Value =
+            serde_json::from_str(&media_message("MZ\"1", &[0xFF; 160])).unwrap();
+        assert_eq!(media["streamSid"], "MZ\"1");
+        assert_eq!(
+            STANDARD
+                .decode(media["media"]["payload"].as_str().unwrap())
+                .unwrap(),
+            vec![0xFF; 160]
+        );
+        let mark: serde_json::Value =
+            serde_json::from_str(&mark_message("MZ1", "1:100:item")).unwrap();
+        assert_eq!(mark["mark"]["name"], "1:100:item");
+        let clear: serde_json::Value = serde_json::from_str(&clear_message("MZ1")).unwrap();
+        assert_eq!(clear["event"], "clear");
+    }
+}
