@@ -113,17 +113,31 @@ struct WireStart {
 
 #[derive(Deserialize)]
 struct WireMedia<'a> {
-    #[serde(default, borrow)]
-    timestamp: Option<StringOrNumber<'a>>,
+    #[serde(default, deserialize_with = "timestamp")]
+    timestamp: Option<u64>,
     #[serde(borrow)]
     payload: Cow<'a, str>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StringOrNumber<'a> {
-    Num(u64),
-    Str(#[serde(borrow)] Cow<'a, str>),
+/// Twilio writes numbers as strings; accept either without buffering (an untagged enum would
+/// allocate on every frame).
+fn timestamp<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a timestamp in ms, as a string or a number")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            v.parse()
+                .map(Some)
+                .map_err(|_| E::custom(format!("media timestamp {v:?}")))
+        }
+    }
+    deserializer.deserialize_any(Visitor)
 }
 
 #[derive(Deserialize)]
@@ -148,13 +162,7 @@ pub fn parse_frame(text: &str) -> Result<TwilioEvent, FrameError> {
         "media" => {
             let media = wire.media.as_ref().ok_or_else(|| missing("media"))?;
             let len = validate_payload(&media.payload)?;
-            let timestamp_ms = match &media.timestamp {
-                Some(StringOrNumber::Num(n)) => *n,
-                Some(StringOrNumber::Str(s)) => s
-                    .parse()
-                    .map_err(|_| FrameError::Malformed(format!("media timestamp {s:?}")))?,
-                None => return Err(missing("timestamp")),
-            };
+            let timestamp_ms = media.timestamp.ok_or_else(|| missing("timestamp"))?;
             TwilioEvent::Media {
                 timestamp_ms,
                 payload: media.payload.to_string(),

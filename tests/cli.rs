@@ -1,0 +1,76 @@
+//! The binary's configuration errors: one clear message naming the variable, exit code 2, and
+//! nothing listening.
+
+use std::process::Command;
+
+fn callbridge(envs: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_callbridge"));
+    command.env_clear();
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command.output().expect("run callbridge")
+}
+
+const GOOD: &[(&str, &str)] = &[
+    ("PUBLIC_URL", "https://bridge.example.com"),
+    ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+    ("TWILIO_AUTH_TOKEN", "secret-token"),
+    ("OPENAI_API_KEY", "sk-secret"),
+];
+
+fn without(name: &str) -> Vec<(&'static str, &'static str)> {
+    GOOD.iter().copied().filter(|(k, _)| *k != name).collect()
+}
+
+#[test]
+fn each_missing_variable_is_named_with_exit_code_2() {
+    for (name, _) in GOOD {
+        let out = callbridge(&without(name));
+        assert_eq!(out.status.code(), Some(2), "missing {name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{name}: is required")),
+            "stderr for missing {name}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+    }
+}
+
+#[test]
+fn invalid_values_are_refused_before_listening_without_echoing_secrets() {
+    let mut envs = GOOD.to_vec();
+    envs.push(("CALLBRIDGE_LISTEN", "not-an-address"));
+    let out = callbridge(&envs);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CALLBRIDGE_LISTEN"), "{stderr}");
+    assert!(!stderr.contains("sk-secret") && !stderr.contains("secret-token"));
+
+    let mut envs = GOOD.to_vec();
+    envs.push(("CALLBRIDGE_PROMPT", "/nonexistent/prompt.md"));
+    let out = callbridge(&envs);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CALLBRIDGE_PROMPT"));
+}
+
+#[test]
+fn flags_are_equivalent_to_variables() {
+    let out = Command::new(env!("CARGO_BIN_EXE_callbridge"))
+        .env_clear()
+        .args([
+            "serve",
+            "--public-url",
+            "https://bridge.example.com",
+            "--twilio-account-sid",
+            "AC123",
+            "--twilio-auth-token",
+            "t",
+            "--openai-api-key",
+            "k",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TWILIO_ACCOUNT_SID: must be AC"));
+}
