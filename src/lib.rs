@@ -1,3 +1,4 @@
 //! callbridge library.
 
 pub mod store;
+pub mod tenant;
