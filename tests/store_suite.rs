@@ -1035,3 +1035,13 @@ async fn reopening_an_existing_database_keeps_its_rows() {
         .expect("second open");
     assert_eq!(reopened.list_tenants().await.expect("list").len(), 1);
 }
+
+#[tokio::test]
+async fn an_in_memory_sqlite_store_keeps_its_rows_across_queries() {
+    let store = callbridge::store::SqlStore::open("sqlite::memory:")
+        .await
+        .expect("open in memory");
+    tenant(&store, "acme").await;
+    tenant(&store, "beta").await;
+    assert_eq!(store.list_tenants().await.expect("list").len(), 2);
+}

@@ -55,6 +55,10 @@ impl Backend {
     }
 }
 
+fn is_sqlite_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
 /// Pool settings for [`SqlStore::open_with`].
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -95,6 +99,14 @@ impl SqlStore {
         let mut pool_options = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout);
+        if backend == Backend::Sqlite && is_sqlite_memory(url) {
+            // Every connection to `:memory:` is its own empty database: keep exactly one, forever.
+            pool_options = pool_options
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
         if backend == Backend::Sqlite {
             let busy_ms =
                 u64::try_from(options.sqlite_busy_timeout.as_millis()).unwrap_or(u64::MAX);

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use callbridge::store::SqlStore;
+use callbridge::store::{SqlStore, StoreOptions};
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
 pub struct TestDb {
@@ -90,7 +90,13 @@ pub async fn postgres() -> Option<TestDb> {
         url: url.clone(),
         schema,
     };
-    let store = SqlStore::open(&store_url)
+    // Tests run in parallel, each with its own pool: keep the total under PostgreSQL's default
+    // limit of 100 connections while still letting the concurrency cases overlap for real.
+    let options = StoreOptions {
+        max_connections: 4,
+        ..StoreOptions::default()
+    };
+    let store = SqlStore::open_with(&store_url, options)
         .await
         .expect("open PostgreSQL store");
     Some(TestDb {
