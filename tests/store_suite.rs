@@ -27,6 +27,7 @@ backend_suite!(
     ledger_claim_under_concurrency_has_one_winner,
     tenant_isolation_for_every_getter,
     multi_row_write_rolls_back_on_error,
+    tenant_file_fixture_provisions_atomically,
 );
 
 fn tid(raw: &str) -> TenantId {
@@ -1044,4 +1045,66 @@ async fn an_in_memory_sqlite_store_keeps_its_rows_across_queries() {
     tenant(&store, "acme").await;
     tenant(&store, "beta").await;
     assert_eq!(store.list_tenants().await.expect("list").len(), 2);
+}
+
+async fn tenant_file_fixture_provisions_atomically<S: Store>(store: &S) {
+    use callbridge::tenant::file::{TenantFile, TenantFileError};
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/tenants/acme-dental.toml"
+    ))
+    .expect("fixture");
+    let file = TenantFile::parse(&text).expect("parse fixture");
+
+    // A number of the file already taken elsewhere: nothing of the file is written.
+    let other = tenant(store, "other").await;
+    let squatter = store
+        .create_agent(&other, &spec("desk"), &[num("+12025550199")])
+        .await
+        .expect("squatter");
+    match file.apply(store).await {
+        Err(TenantFileError::Store(StoreError::Conflict { what })) => {
+            assert!(what.contains("+12025550199"), "{what}")
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_not_found(store.tenant(&tid("acme-dental")).await);
+    assert_eq!(
+        store
+            .number_route(&num("+12025550101"))
+            .await
+            .expect("route"),
+        None
+    );
+
+    store
+        .remove_number(&other, &num("+12025550199"))
+        .await
+        .expect("free the number");
+    store
+        .delete_agent(&other, &squatter.id)
+        .await
+        .expect("remove squatter");
+    let (created, agents) = file.apply(store).await.expect("apply");
+    assert_eq!(created.time_zone, "America/New_York");
+    assert_eq!(agents.len(), 2);
+    let (routed_tenant, routed_agent) = store
+        .number_route(&num("+12025550199"))
+        .await
+        .expect("route")
+        .expect("routed");
+    assert_eq!(routed_tenant.id, created.id);
+    assert_eq!(routed_agent.spec.name, "after hours");
+    assert_eq!(
+        store
+            .list_numbers(&created.id)
+            .await
+            .expect("numbers")
+            .len(),
+        3
+    );
+    assert_conflict(file.apply(store).await.map_err(|e| match e {
+        TenantFileError::Store(e) => e,
+        other => panic!("unexpected {other:?}"),
+    }));
 }

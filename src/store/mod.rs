@@ -36,10 +36,10 @@ use std::future::Future;
 
 pub use error::StoreError;
 pub use model::{
-    Agent, AgentSpec, ApiKey, ApiKeyCredential, Call, CallDirection, CallEnd, CallEvent,
-    CallEventKind, CallStatus, ConnectorConfig, ConnectorSpec, E164, LedgerClaim, LedgerEntry,
-    LedgerStatus, NewCall, NewLedgerEntry, NewSealedSecret, NewTenant, PhoneNumber, ResealedSecret,
-    SealedSecret, SecretInfo, Tenant, TenantId,
+    Agent, AgentProvision, AgentSpec, ApiKey, ApiKeyCredential, Call, CallDirection, CallEnd,
+    CallEvent, CallEventKind, CallStatus, ConnectorConfig, ConnectorSpec, E164, LedgerClaim,
+    LedgerEntry, LedgerStatus, NewCall, NewLedgerEntry, NewSealedSecret, NewTenant, PhoneNumber,
+    ResealedSecret, SealedSecret, SecretInfo, Tenant, TenantId,
 };
 pub use sql::{Backend, SqlStore, StoreOptions};
 
@@ -64,6 +64,13 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Tenant>> + Send;
     /// Deletes the tenant and everything it owns (agents, numbers, secrets, calls, …).
     fn delete_tenant(&self, id: &TenantId) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Creates a tenant with its agents and their numbers in one transaction: any conflict or
+    /// invalid field and nothing is written.
+    fn provision_tenant(
+        &self,
+        tenant: &NewTenant,
+        agents: &[AgentProvision],
+    ) -> impl Future<Output = StoreResult<(Tenant, Vec<Agent>)>> + Send;
 
     // --- agents and phone numbers --------------------------------------------------------------
 

@@ -141,6 +141,13 @@ pub struct Agent {
     pub updated_at: Timestamp,
 }
 
+/// An agent to create together with the numbers routed to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentProvision {
+    pub spec: AgentSpec,
+    pub numbers: Vec<E164>,
+}
+
 /// A phone number owned by a tenant and routed to one of its agents.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PhoneNumber {

@@ -18,10 +18,10 @@ use super::model::{
     validate_time_zone,
 };
 use super::{
-    Agent, AgentSpec, ApiKey, ApiKeyCredential, Call, CallEnd, CallEvent, CallEventKind,
-    CallStatus, ConnectorConfig, ConnectorSpec, E164, LedgerClaim, LedgerEntry, LedgerStatus,
-    NewCall, NewLedgerEntry, NewSealedSecret, NewTenant, PhoneNumber, ResealedSecret, SealedSecret,
-    SecretInfo, Store, StoreError, StoreResult, Tenant, TenantId,
+    Agent, AgentProvision, AgentSpec, ApiKey, ApiKeyCredential, Call, CallEnd, CallEvent,
+    CallEventKind, CallStatus, ConnectorConfig, ConnectorSpec, E164, LedgerClaim, LedgerEntry,
+    LedgerStatus, NewCall, NewLedgerEntry, NewSealedSecret, NewTenant, PhoneNumber, ResealedSecret,
+    SealedSecret, SecretInfo, Store, StoreError, StoreResult, Tenant, TenantId,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("src/store/migrations/sqlite");
@@ -562,6 +562,60 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn provision_tenant(
+        &self,
+        tenant: &NewTenant,
+        agents: &[AgentProvision],
+    ) -> StoreResult<(Tenant, Vec<Agent>)> {
+        validate_new_tenant(tenant)?;
+        let mut prepared = Vec::with_capacity(agents.len());
+        for agent in agents {
+            validate_agent(&agent.spec)?;
+            prepared.push((agent, new_id("ag"), tools_json(&agent.spec)?));
+        }
+        let now = now_ms();
+        let at = Timestamp::from_millisecond(now).unwrap_or_else(|_| Timestamp::now());
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO tenants (id, name, time_zone, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(tenant.id.as_str())
+        .bind(&tenant.name)
+        .bind(&tenant.time_zone)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match classify(e) {
+            WriteFailure::Unique => {
+                StoreError::conflict(format!("tenant {} already exists", tenant.id))
+            }
+            WriteFailure::ForeignKey => StoreError::conflict("tenant reference"),
+            WriteFailure::Other(e) => StoreError::Database(e),
+        })?;
+        let mut created = Vec::with_capacity(prepared.len());
+        for (agent, id, tools) in prepared {
+            insert_agent(&mut tx, &tenant.id, &agent.spec, &id, &tools, now).await?;
+            for number in &agent.numbers {
+                insert_number(&mut tx, &tenant.id, number, &id, now).await?;
+            }
+            created.push(Agent {
+                id,
+                tenant_id: tenant.id.clone(),
+                spec: agent.spec.clone(),
+                created_at: at,
+                updated_at: at,
+            });
+        }
+        tx.commit().await?;
+        let row = Tenant {
+            id: tenant.id.clone(),
+            name: tenant.name.clone(),
+            time_zone: tenant.time_zone.clone(),
+            created_at: at,
+        };
+        Ok((row, created))
+    }
+
     // --- agents and phone numbers --------------------------------------------------------------
 
     async fn create_agent(
@@ -577,33 +631,7 @@ impl Store for SqlStore {
         // Writes only, agent first: on SQLite a transaction that reads before it writes can fail
         // to upgrade its lock under concurrency, and the foreign key already proves the tenant.
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO agents (id, tenant_id, name, provider, model, voice, prompt_template, \
-             enabled_tools, max_duration_s, silence_timeout_s, recording, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
-        )
-        .bind(&id)
-        .bind(tenant.as_str())
-        .bind(&spec.name)
-        .bind(&spec.provider)
-        .bind(&spec.model)
-        .bind(&spec.voice)
-        .bind(&spec.prompt_template)
-        .bind(&tools)
-        .bind(i64::from(spec.max_duration_s))
-        .bind(i64::from(spec.silence_timeout_s))
-        .bind(i64::from(spec.recording))
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| match classify(e) {
-            WriteFailure::Unique => StoreError::conflict(format!(
-                "agent named {:?} already exists in tenant {tenant}",
-                spec.name
-            )),
-            WriteFailure::ForeignKey => tenant_not_found(tenant),
-            WriteFailure::Other(e) => StoreError::Database(e),
-        })?;
+        insert_agent(&mut tx, tenant, spec, &id, &tools, now).await?;
         for number in numbers {
             insert_number(&mut tx, tenant, number, &id, now).await?;
         }
@@ -1426,6 +1454,45 @@ impl Store for SqlStore {
             }
         }
     }
+}
+
+/// Inserts one agent row on `conn`.
+async fn insert_agent(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    spec: &AgentSpec,
+    id: &str,
+    tools: &str,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO agents (id, tenant_id, name, provider, model, voice, prompt_template, \
+         enabled_tools, max_duration_s, silence_timeout_s, recording, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+    )
+    .bind(id)
+    .bind(tenant.as_str())
+    .bind(&spec.name)
+    .bind(&spec.provider)
+    .bind(&spec.model)
+    .bind(&spec.voice)
+    .bind(&spec.prompt_template)
+    .bind(tools)
+    .bind(i64::from(spec.max_duration_s))
+    .bind(i64::from(spec.silence_timeout_s))
+    .bind(i64::from(spec.recording))
+    .bind(now)
+    .execute(conn)
+    .await
+    .map_err(|e| match classify(e) {
+        WriteFailure::Unique => StoreError::conflict(format!(
+            "agent named {:?} already exists in tenant {tenant}",
+            spec.name
+        )),
+        WriteFailure::ForeignKey => tenant_not_found(tenant),
+        WriteFailure::Other(e) => StoreError::Database(e),
+    })?;
+    Ok(())
 }
 
 /// Inserts one phone number on `conn` (a transaction or a pooled connection).
