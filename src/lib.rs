@@ -7,6 +7,8 @@
 //!   async [`call::driver`] that feeds it.
 //! - [`tools`]: what the model can call mid-call, with deadlines and structured errors.
 //! - [`http`]: the axum routes (Twilio webhook, media socket, health, metrics).
+//! - [`store`]: persistence (SQLite embedded, PostgreSQL shared) behind one trait; [`tenant`]:
+//!   the secret vault, API keys and tenant provisioning files.
 //! - [`config`], [`metrics`]: process configuration and Prometheus counters.
 //!
 //! Panic policy: nothing a peer sends (Twilio, the provider, a vendor) may panic; `expect` marks
@@ -17,6 +19,8 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod realtime;
+pub mod store;
+pub mod tenant;
 pub mod tools;
 pub mod twilio;
 
