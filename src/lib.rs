@@ -1,1 +1,4 @@
 //! callbridge library.
+
+pub mod connectors;
+pub mod tools;

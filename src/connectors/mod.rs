@@ -1,0 +1,1 @@
+//! Capability traits and the vendor connectors that implement them.

@@ -1,0 +1,3 @@
+pub mod ledger;
+pub mod policy;
+pub mod redact;
