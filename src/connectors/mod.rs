@@ -15,6 +15,7 @@ use reqwest::Url;
 
 use crate::tools::policy::{PolicyError, RequestContext};
 
+pub mod calcom;
 pub mod google_calendar;
 pub mod oauth;
 pub mod slots;
