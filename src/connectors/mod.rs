@@ -17,6 +17,7 @@ use crate::tools::policy::{PolicyError, RequestContext};
 
 pub mod calcom;
 pub mod google_calendar;
+pub mod hubspot;
 pub mod oauth;
 pub mod slots;
 
@@ -147,6 +148,96 @@ pub trait Calendar: Send + Sync {
         booking_id: &str,
         reason: Option<&str>,
     ) -> Result<(), ConnectorError>;
+
+    /// A harmless read proving the credentials and base URL work.
+    async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;
+}
+
+/// How a caller is looked up in a CRM.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ContactLookup {
+    /// E.164 (`+14155550100`), usually the caller id.
+    Phone(String),
+    Email(String),
+}
+
+impl fmt::Debug for ContactLookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Phone(_) => f.write_str("Phone([phone])"),
+            Self::Email(_) => f.write_str("Email([email])"),
+        }
+    }
+}
+
+/// A CRM contact as the tools see it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// The vendor's id, used to attach notes.
+    pub id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+impl fmt::Debug for Contact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Contact")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the caller told us about themselves; `None` leaves a field unchanged.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ContactInput {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+impl fmt::Debug for ContactInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContactInput").finish_non_exhaustive()
+    }
+}
+
+/// A note about the call, attached to a contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallNote {
+    pub body: String,
+    /// When the call happened.
+    pub at: DateTime<Utc>,
+}
+
+/// CRMs: HubSpot, Pipedrive, Salesforce, Zoho, …
+#[async_trait::async_trait]
+pub trait Crm: Send + Sync {
+    /// The contact matching `lookup`, if any.
+    async fn find_contact(
+        &self,
+        ctx: &RequestContext,
+        lookup: &ContactLookup,
+    ) -> Result<Option<Contact>, ConnectorError>;
+
+    /// Create the contact, or update the one with the same email (else phone).
+    async fn upsert_contact(
+        &self,
+        ctx: &RequestContext,
+        contact: &ContactInput,
+        idempotency_key: &str,
+    ) -> Result<Contact, ConnectorError>;
+
+    /// Attach `note` to the contact; returns the note's vendor id.
+    async fn log_call_note(
+        &self,
+        ctx: &RequestContext,
+        contact_id: &str,
+        note: &CallNote,
+        idempotency_key: &str,
+    ) -> Result<String, ConnectorError>;
 
     /// A harmless read proving the credentials and base URL work.
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;
