@@ -19,6 +19,7 @@ pub mod calcom;
 pub mod google_calendar;
 pub mod hubspot;
 pub mod oauth;
+pub mod shopify;
 pub mod slots;
 
 /// A half-open time range `[start, end)`.
@@ -238,6 +239,79 @@ pub trait Crm: Send + Sync {
         note: &CallNote,
         idempotency_key: &str,
     ) -> Result<String, ConnectorError>;
+
+    /// A harmless read proving the credentials and base URL work.
+    async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;
+}
+
+/// Where an order stands, as the caller may hear it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderStatus {
+    /// The shop's order name (`#1001`).
+    pub number: String,
+    pub placed_at: Option<DateTime<Utc>>,
+    /// Vendor status words (`PAID`, `PARTIALLY_FULFILLED`, …), for the model to phrase.
+    pub payment_status: Option<String>,
+    pub fulfillment_status: Option<String>,
+    pub cancelled: bool,
+    pub shipments: Vec<Shipment>,
+    /// A page the caller can be sent to follow the order.
+    pub status_page_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shipment {
+    pub status: Option<String>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub tracking_url: Option<String>,
+    pub estimated_delivery: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Money {
+    /// Decimal string as the vendor sent it (`"19.99"`): never rounded through a float.
+    pub amount: String,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    pub id: String,
+    pub title: String,
+    pub min_price: Option<Money>,
+    /// Units in stock over all variants, when the shop tracks inventory.
+    pub total_inventory: Option<i64>,
+    pub variants: Vec<ProductVariant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductVariant {
+    pub title: String,
+    pub sku: Option<String>,
+    pub price: Option<String>,
+    pub available: bool,
+    pub inventory: Option<i64>,
+}
+
+/// Shops: Shopify, WooCommerce, Magento, …
+#[async_trait::async_trait]
+pub trait Commerce: Send + Sync {
+    /// The order named `order_number`, only if `verify` matches the order's email or phone;
+    /// a mismatch looks exactly like an unknown order, so callers cannot probe for orders.
+    async fn order_status(
+        &self,
+        ctx: &RequestContext,
+        order_number: &str,
+        verify: &ContactLookup,
+    ) -> Result<OrderStatus, ConnectorError>;
+
+    /// Active products matching `query`, with price and stock.
+    async fn search_products(
+        &self,
+        ctx: &RequestContext,
+        query: &str,
+    ) -> Result<Vec<Product>, ConnectorError>;
 
     /// A harmless read proving the credentials and base URL work.
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;
