@@ -5,7 +5,9 @@
 //! - [`realtime`]: speech providers behind one command/event vocabulary ([`realtime::Dialect`]).
 //! - [`call`]: one actor per call — the sans-IO [`call::session::CallSession`] state machine and the
 //!   async [`call::driver`] that feeds it.
-//! - [`tools`]: what the model can call mid-call, with deadlines and structured errors.
+//! - [`tools`]: what the model can call mid-call, with deadlines and structured errors; the one
+//!   HTTP policy every connector goes through, and the tool-call ledger.
+//! - [`connectors`]: vendor connectors (calendar, CRM, commerce) behind capability traits.
 //! - [`http`]: the axum routes (Twilio webhook, media socket, health, metrics).
 //! - [`store`]: persistence (SQLite embedded, PostgreSQL shared) behind one trait; [`tenant`]:
 //!   the secret vault, API keys and tenant provisioning files.
@@ -16,6 +18,7 @@
 
 pub mod call;
 pub mod config;
+pub mod connectors;
 pub mod http;
 pub mod metrics;
 pub mod realtime;

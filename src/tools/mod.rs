@@ -6,6 +6,10 @@
 //! document the model can speak about. It must not know about sockets or the call state machine;
 //! `end_call` is declared here but carried out by the call session itself.
 
+pub mod ledger;
+pub mod policy;
+pub mod redact;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;

@@ -1,0 +1,348 @@
+//! Cal.com (cloud or self-hosted) as a [`Calendar`], over API v2.
+//!
+//! Built from `vendor-specs/calcom/openapi.json` ("Cal.com API v2"): slots
+//! (`cal-api-version: 2024-09-04`) and bookings (`cal-api-version: 2024-08-13`), with the API key
+//! as `Authorization: Bearer cal_…`. The spec documents no idempotency header, so creating or
+//! rescheduling a booking is never replayed by the policy; the ledger keeps the tool call from
+//! running twice, and the ledger's key is stored in the booking's `metadata` for audit.
+//! This module must not cache bookings or slots.
+
+use chrono_tz::Tz;
+use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::{Method, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow, endpoint,
+    parse_time, rfc3339, vendor_error,
+};
+use crate::tools::policy::{ConnectorProfile, HttpPolicy, PolicyResponse, Replay, RequestContext};
+
+pub const CONNECTOR: &str = "calcom";
+pub const DEFAULT_BASE_URL: &str = "https://api.cal.com/";
+const API_VERSION_HEADER: HeaderName = HeaderName::from_static("cal-api-version");
+/// Versions named by the spec's `cal-api-version` header parameter per controller.
+const SLOTS_API_VERSION: &str = "2024-09-04";
+const BOOKINGS_API_VERSION: &str = "2024-08-13";
+
+/// Per-tenant settings.
+pub struct CalcomConfig {
+    /// `https://api.cal.com/` or a self-hosted instance; the spec's paths start with `/v2/`.
+    pub base_url: Url,
+    pub api_key: SecretString,
+    /// The event type the agent books.
+    pub event_type_id: u64,
+    /// Most slots offered at once.
+    pub max_slots: usize,
+}
+
+impl std::fmt::Debug for CalcomConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CalcomConfig")
+            .field("base_url", &self.base_url.as_str())
+            .field("event_type_id", &self.event_type_id)
+            .finish_non_exhaustive()
+    }
+}
+
+pub struct Calcom {
+    policy: HttpPolicy,
+    profile: ConnectorProfile,
+    config: CalcomConfig,
+}
+
+impl Calcom {
+    pub fn new(policy: HttpPolicy, config: CalcomConfig) -> Self {
+        Self {
+            policy,
+            profile: ConnectorProfile::new(CONNECTOR),
+            config,
+        }
+    }
+
+    async fn send(
+        &self,
+        ctx: &RequestContext,
+        method: Method,
+        url: Url,
+        api_version: Option<&'static str>,
+        body: Option<&Value>,
+        replay: Replay,
+    ) -> Result<PolicyResponse, ConnectorError> {
+        let mut builder = self
+            .policy
+            .client()
+            .request(method, url)
+            .bearer_auth(self.config.api_key.expose_secret());
+        if let Some(version) = api_version {
+            builder = builder.header(API_VERSION_HEADER, HeaderValue::from_static(version));
+        }
+        if let Some(body) = body {
+            builder = builder.json(body);
+        }
+        let request = builder
+            .build()
+            .map_err(|err| ConnectorError::Config(format!("request: {}", err.without_url())))?;
+        Ok(self
+            .policy
+            .send(ctx, &self.profile, request, replay)
+            .await?)
+    }
+
+    fn url(&self, segments: &[&str]) -> Result<Url, ConnectorError> {
+        endpoint(&self.config.base_url, segments)
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    status: String,
+    data: T,
+}
+
+impl<T> Envelope<T> {
+    fn into_data(self) -> Result<T, ConnectorError> {
+        if self.status == "success" {
+            Ok(self.data)
+        } else {
+            Err(ConnectorError::UnexpectedResponse(format!(
+                "status {:?}",
+                self.status
+            )))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RangeSlot {
+    start: String,
+    #[serde(default)]
+    end: Option<String>,
+}
+
+/// `BookingOutput_2024_08_13`, the fields we use.
+#[derive(Deserialize)]
+struct BookingOutput {
+    uid: String,
+    status: String,
+    start: String,
+    end: String,
+    #[serde(default)]
+    location: Option<String>,
+}
+
+impl BookingOutput {
+    fn into_booking(self, zone: Tz) -> Result<Booking, ConnectorError> {
+        let status = match self.status.as_str() {
+            "accepted" => BookingStatus::Confirmed,
+            "pending" => BookingStatus::Pending,
+            "cancelled" | "rejected" => BookingStatus::Cancelled,
+            other => {
+                return Err(ConnectorError::UnexpectedResponse(format!(
+                    "booking status {other:?}"
+                )));
+            }
+        };
+        Ok(Booking {
+            id: self.uid,
+            slot: Slot {
+                start: parse_time(&self.start)?,
+                end: parse_time(&self.end)?,
+                zone,
+            },
+            status,
+            link: self
+                .location
+                .filter(|location| location.starts_with("http")),
+        })
+    }
+}
+
+fn minutes(duration: chrono::Duration) -> Result<i64, ConnectorError> {
+    let minutes = duration.num_minutes();
+    if minutes <= 0 || duration != chrono::Duration::minutes(minutes) {
+        return Err(ConnectorError::InvalidInput(
+            "duration must be a positive whole number of minutes".into(),
+        ));
+    }
+    Ok(minutes)
+}
+
+#[async_trait::async_trait]
+impl Calendar for Calcom {
+    async fn availability(
+        &self,
+        ctx: &RequestContext,
+        window: TimeWindow,
+        duration: chrono::Duration,
+        zone: Tz,
+    ) -> Result<Vec<Slot>, ConnectorError> {
+        // operationId: SlotsController_2024_09_04_getAvailableSlots (GET /v2/slots)
+        let mut url = self.url(&["v2", "slots"])?;
+        url.query_pairs_mut()
+            .append_pair("eventTypeId", &self.config.event_type_id.to_string())
+            .append_pair("start", &rfc3339(&window.start))
+            .append_pair("end", &rfc3339(&window.end))
+            .append_pair("timeZone", zone.name())
+            .append_pair("duration", &minutes(duration)?.to_string())
+            .append_pair("slotFormat", "range");
+        let response = self
+            .send(
+                ctx,
+                Method::GET,
+                url,
+                Some(SLOTS_API_VERSION),
+                None,
+                Replay::ByMethod,
+            )
+            .await
+            .map_err(|err| vendor_error(err, "event type"))?;
+        let by_date = response
+            .json::<Envelope<std::collections::BTreeMap<String, Vec<RangeSlot>>>>()?
+            .into_data()?;
+        let mut slots = Vec::new();
+        // BTreeMap: dates (YYYY-MM-DD) iterate in order.
+        for day in by_date.into_values() {
+            for range in day {
+                let start = parse_time(&range.start)?;
+                let end = match range.end {
+                    Some(end) => parse_time(&end)?,
+                    None => start + duration,
+                };
+                slots.push(Slot { start, end, zone });
+            }
+        }
+        slots.sort_by_key(|slot| slot.start);
+        slots.truncate(self.config.max_slots);
+        Ok(slots)
+    }
+
+    async fn book(
+        &self,
+        ctx: &RequestContext,
+        slot: &Slot,
+        attendee: &Attendee,
+        idempotency_key: &str,
+    ) -> Result<Booking, ConnectorError> {
+        // operationId: BookingsController_2024_08_13_createBooking (POST /v2/bookings)
+        let url = self.url(&["v2", "bookings"])?;
+        let mut person = json!({
+            "name": attendee.name,
+            "timeZone": attendee.zone.unwrap_or(slot.zone).name(),
+        });
+        if let Some(email) = &attendee.email {
+            person["email"] = json!(email);
+        }
+        if let Some(phone) = &attendee.phone {
+            person["phoneNumber"] = json!(phone);
+        }
+        let body = json!({
+            "start": rfc3339(&slot.start),
+            "eventTypeId": self.config.event_type_id,
+            "lengthInMinutes": minutes(slot.end - slot.start)?,
+            "attendee": person,
+            "metadata": { "callbridgeKey": idempotency_key },
+        });
+        let response = self
+            .send(
+                ctx,
+                Method::POST,
+                url,
+                Some(BOOKINGS_API_VERSION),
+                Some(&body),
+                Replay::Never,
+            )
+            .await
+            .map_err(|err| vendor_error(err, "booking"))?;
+        response
+            .json::<Envelope<BookingOutput>>()?
+            .into_data()?
+            .into_booking(slot.zone)
+    }
+
+    async fn reschedule(
+        &self,
+        ctx: &RequestContext,
+        booking_id: &str,
+        new_slot: &Slot,
+        _idempotency_key: &str,
+    ) -> Result<Booking, ConnectorError> {
+        // operationId: BookingsController_2024_08_13_rescheduleBooking
+        // (POST /v2/bookings/{bookingUid}/reschedule); creates a new booking uid, so never replayed.
+        let url = self.url(&["v2", "bookings", booking_id, "reschedule"])?;
+        let body = json!({
+            "start": rfc3339(&new_slot.start),
+            "reschedulingReason": "Rescheduled by phone",
+        });
+        let response = self
+            .send(
+                ctx,
+                Method::POST,
+                url,
+                Some(BOOKINGS_API_VERSION),
+                Some(&body),
+                Replay::Never,
+            )
+            .await
+            .map_err(|err| vendor_error(err, "booking"))?;
+        response
+            .json::<Envelope<BookingOutput>>()?
+            .into_data()?
+            .into_booking(new_slot.zone)
+    }
+
+    async fn cancel(
+        &self,
+        ctx: &RequestContext,
+        booking_id: &str,
+        reason: Option<&str>,
+    ) -> Result<(), ConnectorError> {
+        // operationId: BookingsController_2024_08_13_cancelBooking (POST /v2/bookings/{bookingUid}/cancel)
+        let url = self.url(&["v2", "bookings", booking_id, "cancel"])?;
+        let body = json!({ "cancellationReason": reason.unwrap_or("Cancelled by phone") });
+        // Cancelling a cancelled booking changes nothing: safe to replay.
+        let response = self
+            .send(
+                ctx,
+                Method::POST,
+                url,
+                Some(BOOKINGS_API_VERSION),
+                Some(&body),
+                Replay::Idempotent,
+            )
+            .await
+            .map_err(|err| vendor_error(err, "booking"))?;
+        let booking = response.json::<Envelope<BookingOutput>>()?.into_data()?;
+        if booking.status != "cancelled" {
+            return Err(ConnectorError::UnexpectedResponse(format!(
+                "booking still {:?} after cancelling",
+                booking.status
+            )));
+        }
+        Ok(())
+    }
+
+    async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {
+        // operationId: MeController_getMe (GET /v2/me)
+        let url = self.url(&["v2", "me"])?;
+        let response = self
+            .send(ctx, Method::GET, url, None, None, Replay::ByMethod)
+            .await
+            .map_err(|err| vendor_error(err, "account"))?;
+        response.json::<Envelope<Value>>()?.into_data().map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_must_be_whole_minutes() {
+        assert_eq!(minutes(chrono::Duration::minutes(45)).ok(), Some(45));
+        assert!(minutes(chrono::Duration::seconds(90)).is_err());
+        assert!(minutes(chrono::Duration::zero()).is_err());
+    }
+}

@@ -1,0 +1,403 @@
+//! Google Calendar as a [`Calendar`]: free/busy → slots inside business hours, and events
+//! insert/patch/delete.
+//!
+//! Built from the discovery document `vendor-specs/google-calendar/calendar.v3.json`
+//! (rootUrl `https://www.googleapis.com/`, servicePath `calendar/v3/`). Auth is an OAuth 2.0
+//! bearer token from the tenant's refresh token ([`OAuthTokenSource`]); a 401 forces one refresh
+//! and one more try. Bookings are idempotent through a client-chosen event id derived from the
+//! ledger's key (Google refuses a second insert with the same id with 409), so inserts may be
+//! retried. This module must not hold any state about calls; the ledger does that.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use reqwest::{Method, Url};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::oauth::OAuthTokenSource;
+use super::slots::{BusinessHours, free_slots};
+use super::{
+    Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow, endpoint,
+    parse_time, rfc3339, vendor_error,
+};
+use crate::tools::policy::{
+    ConnectorProfile, HttpPolicy, PolicyError, PolicyResponse, Replay, RequestContext,
+};
+
+pub const CONNECTOR: &str = "google_calendar";
+pub const DEFAULT_BASE_URL: &str = "https://www.googleapis.com/calendar/v3/";
+
+/// Per-tenant settings.
+#[derive(Debug, Clone)]
+pub struct GoogleCalendarConfig {
+    /// `https://www.googleapis.com/calendar/v3/` unless overridden (tests).
+    pub base_url: Url,
+    /// `primary` or a calendar's id.
+    pub calendar_id: String,
+    pub business_hours: BusinessHours,
+    /// Grid on which slots start.
+    pub slot_step: chrono::Duration,
+    /// Most slots offered at once: the model reads a few, not a page.
+    pub max_slots: usize,
+    /// Title of booked events.
+    pub event_summary: String,
+}
+
+impl GoogleCalendarConfig {
+    pub fn new(base_url: Url, calendar_id: impl Into<String>) -> Self {
+        Self {
+            base_url,
+            calendar_id: calendar_id.into(),
+            business_hours: BusinessHours::weekdays_nine_to_five(),
+            slot_step: chrono::Duration::minutes(30),
+            max_slots: 8,
+            event_summary: "Appointment".into(),
+        }
+    }
+}
+
+pub struct GoogleCalendar {
+    policy: HttpPolicy,
+    profile: ConnectorProfile,
+    config: GoogleCalendarConfig,
+    tokens: Arc<OAuthTokenSource>,
+}
+
+impl GoogleCalendar {
+    pub fn new(
+        policy: HttpPolicy,
+        config: GoogleCalendarConfig,
+        tokens: Arc<OAuthTokenSource>,
+    ) -> Self {
+        Self {
+            policy,
+            profile: ConnectorProfile::new(CONNECTOR),
+            config,
+            tokens,
+        }
+    }
+
+    /// Send with a fresh bearer token; on 401 refresh once and resend.
+    async fn send(
+        &self,
+        ctx: &RequestContext,
+        method: Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+        replay: Replay,
+    ) -> Result<PolicyResponse, ConnectorError> {
+        let mut refreshed = false;
+        loop {
+            let token = self.tokens.access_token(&self.policy, ctx).await?;
+            let mut builder = self
+                .policy
+                .client()
+                .request(method.clone(), url.clone())
+                .bearer_auth(token.expose_secret());
+            if let Some(body) = body {
+                builder = builder.json(body);
+            }
+            let request = builder
+                .build()
+                .map_err(|err| ConnectorError::Config(format!("request: {}", err.without_url())))?;
+            match self.policy.send(ctx, &self.profile, request, replay).await {
+                Err(PolicyError::Status { code: 401, .. }) if !refreshed => {
+                    self.tokens.invalidate().await;
+                    refreshed = true;
+                }
+                other => return other.map_err(ConnectorError::Policy),
+            }
+        }
+    }
+
+    fn calendar_url(&self, tail: &[&str]) -> Result<Url, ConnectorError> {
+        let mut segments = vec!["calendars", self.config.calendar_id.as_str()];
+        segments.extend_from_slice(tail);
+        endpoint(&self.config.base_url, &segments)
+    }
+
+    fn event_url(&self, event_id: &str) -> Result<Url, ConnectorError> {
+        let mut url = self.calendar_url(&["events", event_id])?;
+        url.query_pairs_mut().append_pair("sendUpdates", "all");
+        Ok(url)
+    }
+
+    fn booking_from_event(&self, event: Event, zone: Tz) -> Result<Booking, ConnectorError> {
+        let start = event.start.instant()?;
+        let end = event.end.instant()?;
+        let status = match event.status.as_deref() {
+            Some("cancelled") => BookingStatus::Cancelled,
+            Some("tentative") => BookingStatus::Pending,
+            _ => BookingStatus::Confirmed,
+        };
+        Ok(Booking {
+            id: event.id,
+            slot: Slot { start, end, zone },
+            status,
+            link: event.html_link,
+        })
+    }
+}
+
+/// A Google event id for an idempotency key: base32hex (`0-9a-v`), 26 characters, as the
+/// `Event.id` rules in the discovery document require.
+pub fn event_id_for_key(idempotency_key: &str) -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+    let digest = Sha256::digest(idempotency_key.as_bytes());
+    let mut bits: u32 = 0;
+    let mut bit_count = 0;
+    let mut out = String::with_capacity(26);
+    for byte in digest.iter().take(16) {
+        bits = (bits << 8) | u32::from(*byte);
+        bit_count += 8;
+        while bit_count >= 5 {
+            bit_count -= 5;
+            out.push(char::from(ALPHABET[((bits >> bit_count) & 31) as usize]));
+        }
+    }
+    if bit_count > 0 {
+        out.push(char::from(
+            ALPHABET[((bits << (5 - bit_count)) & 31) as usize],
+        ));
+    }
+    out
+}
+
+#[derive(Deserialize)]
+struct FreeBusyResponse {
+    #[serde(default)]
+    calendars: std::collections::HashMap<String, FreeBusyCalendar>,
+}
+
+#[derive(Deserialize)]
+struct FreeBusyCalendar {
+    #[serde(default)]
+    busy: Vec<TimePeriod>,
+    #[serde(default)]
+    errors: Vec<FreeBusyError>,
+}
+
+#[derive(Deserialize)]
+struct TimePeriod {
+    start: String,
+    end: String,
+}
+
+#[derive(Deserialize)]
+struct FreeBusyError {
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Event {
+    id: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    html_link: Option<String>,
+    start: EventDateTime,
+    end: EventDateTime,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventDateTime {
+    #[serde(default)]
+    date_time: Option<String>,
+}
+
+impl EventDateTime {
+    fn instant(&self) -> Result<DateTime<Utc>, ConnectorError> {
+        let text = self.date_time.as_deref().ok_or_else(|| {
+            ConnectorError::UnexpectedResponse(
+                "all-day event where a timed one was expected".into(),
+            )
+        })?;
+        parse_time(text)
+    }
+}
+
+fn event_time(at: &DateTime<Utc>, zone: Tz) -> serde_json::Value {
+    json!({ "dateTime": rfc3339(at), "timeZone": zone.name() })
+}
+
+#[async_trait::async_trait]
+impl Calendar for GoogleCalendar {
+    async fn availability(
+        &self,
+        ctx: &RequestContext,
+        window: TimeWindow,
+        duration: chrono::Duration,
+        zone: Tz,
+    ) -> Result<Vec<Slot>, ConnectorError> {
+        // operationId: calendar.freebusy.query (POST freeBusy)
+        let url = endpoint(&self.config.base_url, &["freeBusy"])?;
+        let body = json!({
+            "timeMin": rfc3339(&window.start),
+            "timeMax": rfc3339(&window.end),
+            "timeZone": zone.name(),
+            "items": [{ "id": self.config.calendar_id }],
+        });
+        // A query sent as POST: it changes nothing, so it may be replayed.
+        let response = self
+            .send(ctx, Method::POST, url, Some(&body), Replay::Idempotent)
+            .await
+            .map_err(|err| vendor_error(err, "calendar"))?;
+        let free_busy: FreeBusyResponse = response.json()?;
+        let calendar = free_busy
+            .calendars
+            .get(&self.config.calendar_id)
+            .ok_or_else(|| {
+                ConnectorError::UnexpectedResponse("free/busy answer lacks the calendar".into())
+            })?;
+        if let Some(error) = calendar.errors.first() {
+            return Err(match error.reason.as_str() {
+                "notFound" => ConnectorError::NotFound("calendar".into()),
+                reason => ConnectorError::UnexpectedResponse(format!("free/busy error: {reason}")),
+            });
+        }
+        let busy = calendar
+            .busy
+            .iter()
+            .map(|period| {
+                Ok(TimeWindow {
+                    start: parse_time(&period.start)?,
+                    end: parse_time(&period.end)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ConnectorError>>()?;
+        Ok(free_slots(
+            window,
+            &busy,
+            duration,
+            self.config.slot_step,
+            &self.config.business_hours,
+            zone,
+            self.config.max_slots,
+        ))
+    }
+
+    async fn book(
+        &self,
+        ctx: &RequestContext,
+        slot: &Slot,
+        attendee: &Attendee,
+        idempotency_key: &str,
+    ) -> Result<Booking, ConnectorError> {
+        let event_id = event_id_for_key(idempotency_key);
+        // operationId: calendar.events.insert (POST calendars/{calendarId}/events)
+        let mut url = self.calendar_url(&["events"])?;
+        url.query_pairs_mut().append_pair("sendUpdates", "all");
+        let mut description = format!("Booked by phone for {}.", attendee.name);
+        if let Some(phone) = &attendee.phone {
+            description.push_str(&format!(" Phone: {phone}."));
+        }
+        let mut body = json!({
+            "id": event_id,
+            "summary": format!("{}: {}", self.config.event_summary, attendee.name),
+            "description": description,
+            "start": event_time(&slot.start, slot.zone),
+            "end": event_time(&slot.end, slot.zone),
+        });
+        if let Some(email) = &attendee.email {
+            body["attendees"] = json!([{ "email": email, "displayName": attendee.name }]);
+        }
+        // The client-chosen id makes the insert idempotent on Google's side.
+        match self
+            .send(ctx, Method::POST, url, Some(&body), Replay::Idempotent)
+            .await
+        {
+            Ok(response) => self.booking_from_event(response.json()?, slot.zone),
+            Err(ConnectorError::Policy(PolicyError::Status { code: 409, .. })) => {
+                // An earlier attempt (a retry, or a replayed tool call) already created it.
+                // operationId: calendar.events.get
+                let url = self.calendar_url(&["events", &event_id])?;
+                let response = self
+                    .send(ctx, Method::GET, url, None, Replay::ByMethod)
+                    .await
+                    .map_err(|err| vendor_error(err, "event"))?;
+                let booking = self.booking_from_event(response.json()?, slot.zone)?;
+                if booking.slot.start != slot.start || booking.status == BookingStatus::Cancelled {
+                    return Err(ConnectorError::Conflict(
+                        "an event with this booking's id already exists".into(),
+                    ));
+                }
+                Ok(booking)
+            }
+            Err(err) => Err(vendor_error(err, "event")),
+        }
+    }
+
+    async fn reschedule(
+        &self,
+        ctx: &RequestContext,
+        booking_id: &str,
+        new_slot: &Slot,
+        _idempotency_key: &str,
+    ) -> Result<Booking, ConnectorError> {
+        // operationId: calendar.events.patch (PATCH calendars/{calendarId}/events/{eventId})
+        let url = self.event_url(booking_id)?;
+        let body = json!({
+            "start": event_time(&new_slot.start, new_slot.zone),
+            "end": event_time(&new_slot.end, new_slot.zone),
+        });
+        // Setting the same start and end twice leaves the same event: safe to replay.
+        let response = self
+            .send(ctx, Method::PATCH, url, Some(&body), Replay::Idempotent)
+            .await
+            .map_err(|err| vendor_error(err, "booking"))?;
+        self.booking_from_event(response.json()?, new_slot.zone)
+    }
+
+    async fn cancel(
+        &self,
+        ctx: &RequestContext,
+        booking_id: &str,
+        _reason: Option<&str>,
+    ) -> Result<(), ConnectorError> {
+        // operationId: calendar.events.delete (DELETE calendars/{calendarId}/events/{eventId})
+        let url = self.event_url(booking_id)?;
+        match self
+            .send(ctx, Method::DELETE, url, None, Replay::Idempotent)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // 410 Gone: already deleted, by us on an earlier attempt or by someone else.
+            Err(ConnectorError::Policy(PolicyError::Status { code: 410, .. })) => Ok(()),
+            Err(err) => Err(vendor_error(err, "booking")),
+        }
+    }
+
+    async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {
+        // operationId: calendar.calendars.get (GET calendars/{calendarId})
+        let url = self.calendar_url(&[])?;
+        self.send(ctx, Method::GET, url, None, Replay::ByMethod)
+            .await
+            .map(|_| ())
+            .map_err(|err| vendor_error(err, "calendar"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_follow_googles_rules_and_are_stable() {
+        let id = event_id_for_key("0123456789abcdef0123456789abcdef");
+        assert_eq!(id.len(), 26);
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='v').contains(&c)),
+            "{id}"
+        );
+        assert_eq!(id, event_id_for_key("0123456789abcdef0123456789abcdef"));
+        assert_ne!(id, event_id_for_key("another key"));
+    }
+}

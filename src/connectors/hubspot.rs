@@ -1,0 +1,310 @@
+//! HubSpot CRM as a [`Crm`]: contact search, create/update, and call notes associated with the
+//! contact.
+//!
+//! Built from `vendor-specs/hubspot/crm-contacts-v3.json` and `crm-notes-v3.json` (server
+//! `https://api.hubapi.com`). Auth: a private-app or OAuth access token as
+//! `Authorization: Bearer …`. HubSpot documents no idempotency header for these operations, so:
+//! an upsert with an email goes through `batch/upsert` keyed by email (idempotent, replayable);
+//! one without an email searches by phone and patches or creates; creates are never replayed.
+//! The note→contact association type id (202, HubSpot-defined) comes from HubSpot's
+//! associations documentation, not from these spec files (UNVERIFIED there), so it is
+//! configurable. This module must not keep contacts in memory.
+
+use chrono::SecondsFormat;
+use reqwest::{Method, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{
+    CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, endpoint, vendor_error,
+};
+use crate::tools::policy::{ConnectorProfile, HttpPolicy, PolicyResponse, Replay, RequestContext};
+
+pub const CONNECTOR: &str = "hubspot";
+pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com/";
+/// HubSpot-defined association type "note to contact".
+pub const NOTE_TO_CONTACT_ASSOCIATION: u32 = 202;
+const CONTACT_PROPERTIES: [&str; 5] = ["firstname", "lastname", "email", "phone", "mobilephone"];
+
+pub struct HubspotConfig {
+    pub base_url: Url,
+    /// Private-app token or OAuth access token.
+    pub access_token: SecretString,
+    pub note_to_contact_association: u32,
+}
+
+impl HubspotConfig {
+    pub fn new(base_url: Url, access_token: SecretString) -> Self {
+        Self {
+            base_url,
+            access_token,
+            note_to_contact_association: NOTE_TO_CONTACT_ASSOCIATION,
+        }
+    }
+}
+
+impl std::fmt::Debug for HubspotConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubspotConfig")
+            .field("base_url", &self.base_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+pub struct Hubspot {
+    policy: HttpPolicy,
+    profile: ConnectorProfile,
+    config: HubspotConfig,
+}
+
+/// `SimplePublicObject` / `SimplePublicUpsertObject`, the fields we use.
+#[derive(Deserialize)]
+struct PublicObject {
+    id: String,
+    #[serde(default)]
+    properties: Map<String, Value>,
+}
+
+impl PublicObject {
+    fn property(&self, name: &str) -> Option<String> {
+        self.properties
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|value| !value.is_empty())
+            .map(str::to_owned)
+    }
+
+    fn into_contact(self) -> Contact {
+        Contact {
+            first_name: self.property("firstname"),
+            last_name: self.property("lastname"),
+            email: self.property("email"),
+            phone: self
+                .property("phone")
+                .or_else(|| self.property("mobilephone")),
+            id: self.id,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SearchResponse {
+    #[serde(default)]
+    results: Vec<PublicObject>,
+}
+
+#[derive(Deserialize)]
+struct BatchResponse {
+    status: String,
+    #[serde(default)]
+    results: Vec<PublicObject>,
+}
+
+fn properties_of(contact: &ContactInput) -> Map<String, Value> {
+    let mut properties = Map::new();
+    for (name, value) in [
+        ("firstname", &contact.first_name),
+        ("lastname", &contact.last_name),
+        ("email", &contact.email),
+        ("phone", &contact.phone),
+    ] {
+        if let Some(value) = value {
+            properties.insert(name.to_owned(), json!(value));
+        }
+    }
+    properties
+}
+
+impl Hubspot {
+    pub fn new(policy: HttpPolicy, config: HubspotConfig) -> Self {
+        Self {
+            policy,
+            profile: ConnectorProfile::new(CONNECTOR),
+            config,
+        }
+    }
+
+    async fn send(
+        &self,
+        ctx: &RequestContext,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        replay: Replay,
+    ) -> Result<PolicyResponse, ConnectorError> {
+        let mut builder = self
+            .policy
+            .client()
+            .request(method, url)
+            .bearer_auth(self.config.access_token.expose_secret());
+        if let Some(body) = body {
+            builder = builder.json(body);
+        }
+        let request = builder
+            .build()
+            .map_err(|err| ConnectorError::Config(format!("request: {}", err.without_url())))?;
+        Ok(self
+            .policy
+            .send(ctx, &self.profile, request, replay)
+            .await?)
+    }
+
+    fn url(&self, segments: &[&str]) -> Result<Url, ConnectorError> {
+        endpoint(&self.config.base_url, segments)
+    }
+
+    async fn search(
+        &self,
+        ctx: &RequestContext,
+        filter_groups: Value,
+    ) -> Result<Option<Contact>, ConnectorError> {
+        // operationId: post-/crm/v3/objects/contacts/search_doSearch
+        let url = self.url(&["crm", "v3", "objects", "contacts", "search"])?;
+        let body = json!({
+            "filterGroups": filter_groups,
+            "properties": CONTACT_PROPERTIES,
+            "sorts": [],
+            "limit": 1,
+            "after": "0",
+        });
+        // A search changes nothing: safe to replay although it is a POST.
+        let response = self
+            .send(ctx, Method::POST, url, Some(&body), Replay::Idempotent)
+            .await
+            .map_err(|err| vendor_error(err, "contact"))?;
+        let found: SearchResponse = response.json()?;
+        Ok(found
+            .results
+            .into_iter()
+            .next()
+            .map(PublicObject::into_contact))
+    }
+}
+
+#[async_trait::async_trait]
+impl Crm for Hubspot {
+    async fn find_contact(
+        &self,
+        ctx: &RequestContext,
+        lookup: &ContactLookup,
+    ) -> Result<Option<Contact>, ConnectorError> {
+        let filter_groups = match lookup {
+            ContactLookup::Email(email) => {
+                json!([{ "filters": [{ "propertyName": "email", "operator": "EQ", "value": email }] }])
+            }
+            // Filter groups are ORed: the number may be stored as phone or as mobile phone.
+            ContactLookup::Phone(phone) => json!([
+                { "filters": [{ "propertyName": "phone", "operator": "EQ", "value": phone }] },
+                { "filters": [{ "propertyName": "mobilephone", "operator": "EQ", "value": phone }] },
+            ]),
+        };
+        self.search(ctx, filter_groups).await
+    }
+
+    async fn upsert_contact(
+        &self,
+        ctx: &RequestContext,
+        contact: &ContactInput,
+        _idempotency_key: &str,
+    ) -> Result<Contact, ConnectorError> {
+        let properties = properties_of(contact);
+        if let Some(email) = &contact.email {
+            // operationId: post-/crm/v3/objects/contacts/batch/upsert_upsert
+            let url = self.url(&["crm", "v3", "objects", "contacts", "batch", "upsert"])?;
+            let body = json!({ "inputs": [{ "id": email, "idProperty": "email", "properties": properties }] });
+            // Keyed by email on HubSpot's side: a replay updates the same contact.
+            let response = self
+                .send(ctx, Method::POST, url, Some(&body), Replay::Idempotent)
+                .await
+                .map_err(|err| vendor_error(err, "contact"))?;
+            if response.status.as_u16() == 207 {
+                return Err(ConnectorError::Rejected(
+                    "HubSpot reported errors for the contact".into(),
+                ));
+            }
+            let batch: BatchResponse = response.json()?;
+            if batch.status != "COMPLETE" {
+                return Err(ConnectorError::UnexpectedResponse(format!(
+                    "batch status {:?}",
+                    batch.status
+                )));
+            }
+            return batch
+                .results
+                .into_iter()
+                .next()
+                .map(PublicObject::into_contact)
+                .ok_or_else(|| {
+                    ConnectorError::UnexpectedResponse("upsert returned no contact".into())
+                });
+        }
+        let Some(phone) = &contact.phone else {
+            return Err(ConnectorError::InvalidInput(
+                "a contact needs an email or a phone number".into(),
+            ));
+        };
+        if let Some(existing) = self
+            .find_contact(ctx, &ContactLookup::Phone(phone.clone()))
+            .await?
+        {
+            // operationId: patch-/crm/v3/objects/contacts/{contactId}_update
+            let url = self.url(&["crm", "v3", "objects", "contacts", &existing.id])?;
+            let body = json!({ "properties": properties });
+            let response = self
+                .send(ctx, Method::PATCH, url, Some(&body), Replay::Idempotent)
+                .await
+                .map_err(|err| vendor_error(err, "contact"))?;
+            return Ok(response.json::<PublicObject>()?.into_contact());
+        }
+        // operationId: post-/crm/v3/objects/contacts_create
+        let url = self.url(&["crm", "v3", "objects", "contacts"])?;
+        let body = json!({ "properties": properties, "associations": [] });
+        let response = self
+            .send(ctx, Method::POST, url, Some(&body), Replay::Never)
+            .await
+            .map_err(|err| vendor_error(err, "contact"))?;
+        Ok(response.json::<PublicObject>()?.into_contact())
+    }
+
+    async fn log_call_note(
+        &self,
+        ctx: &RequestContext,
+        contact_id: &str,
+        note: &CallNote,
+        _idempotency_key: &str,
+    ) -> Result<String, ConnectorError> {
+        // operationId: post-/crm/v3/objects/notes_create
+        let url = self.url(&["crm", "v3", "objects", "notes"])?;
+        let body = json!({
+            "properties": {
+                "hs_timestamp": note.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                "hs_note_body": note.body,
+            },
+            "associations": [{
+                "to": { "id": contact_id },
+                "types": [{
+                    "associationCategory": "HUBSPOT_DEFINED",
+                    "associationTypeId": self.config.note_to_contact_association,
+                }],
+            }],
+        });
+        let response = self
+            .send(ctx, Method::POST, url, Some(&body), Replay::Never)
+            .await
+            .map_err(|err| vendor_error(err, "contact"))?;
+        Ok(response.json::<PublicObject>()?.id)
+    }
+
+    async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {
+        // operationId: get-/crm/v3/objects/contacts_getPage
+        let mut url = self.url(&["crm", "v3", "objects", "contacts"])?;
+        url.query_pairs_mut()
+            .append_pair("limit", "1")
+            .append_pair("archived", "false");
+        self.send(ctx, Method::GET, url, None, Replay::ByMethod)
+            .await
+            .map(|_| ())
+            .map_err(|err| vendor_error(err, "account"))
+    }
+}

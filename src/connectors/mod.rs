@@ -1,0 +1,498 @@
+//! Capability traits the tools call, the vendor-neutral types they speak, and the connectors
+//! that implement them.
+//!
+//! Owns: the contract between capability tools (`check_availability`, `book_appointment`, …) and
+//! vendors. A connector supplies only what is vendor-specific — auth, request building from the
+//! vendor's spec, response mapping, retry classification, a health check — and sends everything
+//! through [`crate::tools::policy::HttpPolicy`]. Nothing here may bypass the policy, log a
+//! credential, or choose a vendor (that is tenant configuration).
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use reqwest::Url;
+
+use crate::tools::policy::{PolicyError, RequestContext};
+
+pub mod calcom;
+pub mod google_calendar;
+pub mod hubspot;
+pub mod oauth;
+pub mod shopify;
+pub mod slots;
+
+/// A half-open time range `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl TimeWindow {
+    /// A window, or an error if it is empty or reversed.
+    pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Self, ConnectorError> {
+        if end <= start {
+            return Err(ConnectorError::InvalidInput(
+                "the time window ends before it starts".into(),
+            ));
+        }
+        Ok(Self { start, end })
+    }
+
+    pub fn overlaps(&self, other: &TimeWindow) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+}
+
+/// A bookable time, with the business's time zone so it can be said aloud correctly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// The business's zone: what the caller hears.
+    pub zone: Tz,
+}
+
+impl Slot {
+    pub fn local_start(&self) -> DateTime<Tz> {
+        self.start.with_timezone(&self.zone)
+    }
+
+    /// How to say the slot: local day, date and time with the zone, e.g.
+    /// `Tuesday 4 March at 10:00 AM GMT (Europe/London)`.
+    pub fn spoken(&self) -> String {
+        let local = self.local_start();
+        format!(
+            "{} ({})",
+            local.format("%A %-d %B at %-I:%M %p %Z"),
+            self.zone.name()
+        )
+    }
+}
+
+/// The person an appointment is for.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Attendee {
+    pub name: String,
+    pub email: Option<String>,
+    /// E.164 where known (`+14155550100`).
+    pub phone: Option<String>,
+    /// The caller's own zone if they gave one; otherwise the business's zone is used.
+    pub zone: Option<Tz>,
+}
+
+impl fmt::Debug for Attendee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Personal data stays out of debug output (and so out of logs).
+        f.debug_struct("Attendee")
+            .field("name", &"[redacted]")
+            .field("email", &self.email.as_ref().map(|_| "[email]"))
+            .field("phone", &self.phone.as_ref().map(|_| "[phone]"))
+            .field("zone", &self.zone)
+            .finish()
+    }
+}
+
+/// A confirmed appointment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Booking {
+    /// The vendor's id, used to reschedule or cancel.
+    pub id: String,
+    pub slot: Slot,
+    pub status: BookingStatus,
+    /// A link the caller may be sent (meeting or booking page), if the vendor gave one.
+    pub link: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookingStatus {
+    Confirmed,
+    /// Booked but waiting for the business to accept.
+    Pending,
+    Cancelled,
+}
+
+/// Scheduling: Google Calendar, Cal.com, Calendly, Microsoft Graph, …
+#[async_trait::async_trait]
+pub trait Calendar: Send + Sync {
+    /// Free slots of `duration` inside `window`, each stated in `zone`.
+    async fn availability(
+        &self,
+        ctx: &RequestContext,
+        window: TimeWindow,
+        duration: chrono::Duration,
+        zone: Tz,
+    ) -> Result<Vec<Slot>, ConnectorError>;
+
+    /// Book `slot`. `idempotency_key` comes from the ledger: a retry with the same key must not
+    /// create a second booking.
+    async fn book(
+        &self,
+        ctx: &RequestContext,
+        slot: &Slot,
+        attendee: &Attendee,
+        idempotency_key: &str,
+    ) -> Result<Booking, ConnectorError>;
+
+    async fn reschedule(
+        &self,
+        ctx: &RequestContext,
+        booking_id: &str,
+        new_slot: &Slot,
+        idempotency_key: &str,
+    ) -> Result<Booking, ConnectorError>;
+
+    async fn cancel(
+        &self,
+        ctx: &RequestContext,
+        booking_id: &str,
+        reason: Option<&str>,
+    ) -> Result<(), ConnectorError>;
+
+    /// A harmless read proving the credentials and base URL work.
+    async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;
+}
+
+/// How a caller is looked up in a CRM.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ContactLookup {
+    /// E.164 (`+14155550100`), usually the caller id.
+    Phone(String),
+    Email(String),
+}
+
+impl fmt::Debug for ContactLookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Phone(_) => f.write_str("Phone([phone])"),
+            Self::Email(_) => f.write_str("Email([email])"),
+        }
+    }
+}
+
+/// A CRM contact as the tools see it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// The vendor's id, used to attach notes.
+    pub id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+impl fmt::Debug for Contact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Contact")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the caller told us about themselves; `None` leaves a field unchanged.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ContactInput {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+impl fmt::Debug for ContactInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContactInput").finish_non_exhaustive()
+    }
+}
+
+/// A note about the call, attached to a contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallNote {
+    pub body: String,
+    /// When the call happened.
+    pub at: DateTime<Utc>,
+}
+
+/// CRMs: HubSpot, Pipedrive, Salesforce, Zoho, …
+#[async_trait::async_trait]
+pub trait Crm: Send + Sync {
+    /// The contact matching `lookup`, if any.
+    async fn find_contact(
+        &self,
+        ctx: &RequestContext,
+        lookup: &ContactLookup,
+    ) -> Result<Option<Contact>, ConnectorError>;
+
+    /// Create the contact, or update the one with the same email (else phone).
+    async fn upsert_contact(
+        &self,
+        ctx: &RequestContext,
+        contact: &ContactInput,
+        idempotency_key: &str,
+    ) -> Result<Contact, ConnectorError>;
+
+    /// Attach `note` to the contact; returns the note's vendor id.
+    async fn log_call_note(
+        &self,
+        ctx: &RequestContext,
+        contact_id: &str,
+        note: &CallNote,
+        idempotency_key: &str,
+    ) -> Result<String, ConnectorError>;
+
+    /// A harmless read proving the credentials and base URL work.
+    async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;
+}
+
+/// Where an order stands, as the caller may hear it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderStatus {
+    /// The shop's order name (`#1001`).
+    pub number: String,
+    pub placed_at: Option<DateTime<Utc>>,
+    /// Vendor status words (`PAID`, `PARTIALLY_FULFILLED`, …), for the model to phrase.
+    pub payment_status: Option<String>,
+    pub fulfillment_status: Option<String>,
+    pub cancelled: bool,
+    pub shipments: Vec<Shipment>,
+    /// A page the caller can be sent to follow the order.
+    pub status_page_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shipment {
+    pub status: Option<String>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub tracking_url: Option<String>,
+    pub estimated_delivery: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Money {
+    /// Decimal string as the vendor sent it (`"19.99"`): never rounded through a float.
+    pub amount: String,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    pub id: String,
+    pub title: String,
+    pub min_price: Option<Money>,
+    /// Units in stock over all variants, when the shop tracks inventory.
+    pub total_inventory: Option<i64>,
+    pub variants: Vec<ProductVariant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductVariant {
+    pub title: String,
+    pub sku: Option<String>,
+    pub price: Option<String>,
+    pub available: bool,
+    pub inventory: Option<i64>,
+}
+
+/// Shops: Shopify, WooCommerce, Magento, …
+#[async_trait::async_trait]
+pub trait Commerce: Send + Sync {
+    /// The order named `order_number`, only if `verify` matches the order's email or phone;
+    /// a mismatch looks exactly like an unknown order, so callers cannot probe for orders.
+    async fn order_status(
+        &self,
+        ctx: &RequestContext,
+        order_number: &str,
+        verify: &ContactLookup,
+    ) -> Result<OrderStatus, ConnectorError>;
+
+    /// Active products matching `query`, with price and stock.
+    async fn search_products(
+        &self,
+        ctx: &RequestContext,
+        query: &str,
+    ) -> Result<Vec<Product>, ConnectorError>;
+
+    /// A harmless read proving the credentials and base URL work.
+    async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;
+}
+
+/// Errors a connector reports to the tool layer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectorError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("the vendor rejected the request: {0}")]
+    Rejected(String),
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("vendor authorisation failed: {0}")]
+    Auth(String),
+    #[error("unexpected vendor response: {0}")]
+    UnexpectedResponse(String),
+    #[error("connector configuration: {0}")]
+    Config(String),
+}
+
+impl ConnectorError {
+    /// A short sentence the model may say to the caller. No vendor detail, no secret.
+    pub fn speakable(&self) -> &'static str {
+        match self {
+            Self::Policy(err) => err.speakable(),
+            Self::NotFound(_) => "I couldn't find that booking or record.",
+            Self::Conflict(_) => "That time is no longer available.",
+            Self::Rejected(_) => "The system didn't accept that request.",
+            Self::InvalidInput(_) => "Some of the details weren't valid.",
+            Self::Auth(_) | Self::Config(_) => "We aren't able to access that system right now.",
+            Self::UnexpectedResponse(_) => "The system we use sent an answer I couldn't read.",
+        }
+    }
+
+    /// Maps a vendor status to the connector error it means, keeping transport-level failures
+    /// as they are. `what` names the object for the message (`booking`, `event`, …).
+    pub fn from_policy(err: PolicyError, what: &str) -> Self {
+        match &err {
+            PolicyError::Status {
+                code: 404 | 410, ..
+            } => Self::NotFound(what.to_owned()),
+            PolicyError::Status {
+                code: 409,
+                body_snippet,
+                ..
+            } => Self::Conflict(body_snippet.clone()),
+            PolicyError::Status {
+                code: 401 | 403, ..
+            } => Self::Auth(format!("{what}: vendor refused the credentials")),
+            PolicyError::Status {
+                code: 400 | 422,
+                body_snippet,
+                ..
+            } => Self::Rejected(body_snippet.clone()),
+            PolicyError::Decode(detail) => Self::UnexpectedResponse(detail.clone()),
+            _ => Self::Policy(err),
+        }
+    }
+}
+
+/// A connector error with vendor statuses given their meaning for `what`.
+pub(crate) fn vendor_error(err: ConnectorError, what: &str) -> ConnectorError {
+    match err {
+        ConnectorError::Policy(inner) => ConnectorError::from_policy(inner, what),
+        other => other,
+    }
+}
+
+/// `base` with `segments` appended, each percent-encoded as one path segment.
+pub(crate) fn endpoint(base: &Url, segments: &[&str]) -> Result<Url, ConnectorError> {
+    let mut url = base.clone();
+    {
+        let mut path = url
+            .path_segments_mut()
+            .map_err(|_| ConnectorError::Config(format!("base URL {base} cannot take a path")))?;
+        path.pop_if_empty();
+        path.extend(segments);
+    }
+    Ok(url)
+}
+
+/// Parse a base URL from configuration.
+pub fn parse_base_url(text: &str) -> Result<Url, ConnectorError> {
+    Url::parse(text).map_err(|err| ConnectorError::Config(format!("invalid base URL: {err}")))
+}
+
+/// RFC 3339 with a `Z` suffix and whole seconds, the form every vendor accepts.
+pub(crate) fn rfc3339(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Parse a vendor timestamp (any RFC 3339 offset) into UTC.
+pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, ConnectorError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|err| ConnectorError::UnexpectedResponse(format!("bad timestamp {text:?}: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_slot_is_spoken_in_the_business_zone() {
+        let start = Utc
+            .with_ymd_and_hms(2025, 3, 4, 15, 0, 0)
+            .single()
+            .expect("valid");
+        let slot = Slot {
+            start,
+            end: start + chrono::Duration::minutes(30),
+            zone: chrono_tz::America::New_York,
+        };
+        assert_eq!(
+            slot.spoken(),
+            "Tuesday 4 March at 10:00 AM EST (America/New_York)"
+        );
+        let summer = Utc
+            .with_ymd_and_hms(2025, 7, 1, 9, 30, 0)
+            .single()
+            .expect("valid");
+        let slot = Slot {
+            start: summer,
+            end: summer,
+            zone: chrono_tz::Europe::London,
+        };
+        assert_eq!(
+            slot.spoken(),
+            "Tuesday 1 July at 10:30 AM BST (Europe/London)"
+        );
+    }
+
+    #[test]
+    fn endpoint_encodes_each_segment() {
+        let base = parse_base_url("https://www.googleapis.com/calendar/v3/").expect("valid");
+        let url = endpoint(
+            &base,
+            &[
+                "calendars",
+                "team cal#1@group.calendar.google.com",
+                "events",
+            ],
+        )
+        .expect("joins");
+        assert_eq!(
+            url.as_str(),
+            "https://www.googleapis.com/calendar/v3/calendars/team%20cal%231@group.calendar.google.com/events"
+        );
+        let no_slash = parse_base_url("http://127.0.0.1:9/v2").expect("valid");
+        assert_eq!(
+            endpoint(&no_slash, &["slots"]).expect("joins").as_str(),
+            "http://127.0.0.1:9/v2/slots"
+        );
+    }
+
+    #[test]
+    fn an_empty_window_is_refused() {
+        let at = Utc::now();
+        assert!(TimeWindow::new(at, at).is_err());
+    }
+
+    #[test]
+    fn attendee_debug_hides_personal_data() {
+        let attendee = Attendee {
+            name: "Ann Lee".into(),
+            email: Some("ann@example.com".into()),
+            phone: Some("+14155550100".into()),
+            zone: None,
+        };
+        let shown = format!("{attendee:?}");
+        assert!(
+            !shown.contains("Ann") && !shown.contains("ann@") && !shown.contains("555"),
+            "{shown}"
+        );
+    }
+}

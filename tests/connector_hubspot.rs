@@ -1,0 +1,280 @@
+//! HubSpot connector end to end against a local mock of the CRM v3 API. The mock checks method,
+//! path, bearer token and body shape per `hubspot/crm-contacts-v3.json` and `crm-notes-v3.json`;
+//! answers are shaped like the spec's `SimplePublicObject` and friends
+//! (`fixtures/vendors/hubspot/`).
+
+use std::time::Duration;
+
+use callbridge::connectors::hubspot::{Hubspot, HubspotConfig};
+use callbridge::connectors::{CallNote, ConnectorError, ContactInput, ContactLookup, Crm};
+use callbridge::tools::policy::{HttpPolicy, PolicyConfig, RequestContext};
+use chrono::{TimeZone, Utc};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use wiremock::matchers::{body_json, body_partial_json, header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const CONTACT: &str = include_str!("../fixtures/vendors/hubspot/contact.json");
+const SEARCH_ONE: &str = include_str!("../fixtures/vendors/hubspot/search_one.json");
+const SEARCH_NONE: &str = include_str!("../fixtures/vendors/hubspot/search_none.json");
+const BATCH_UPSERT: &str = include_str!("../fixtures/vendors/hubspot/batch_upsert.json");
+const NOTE: &str = include_str!("../fixtures/vendors/hubspot/note.json");
+const UNAUTHORIZED: &str = include_str!("../fixtures/vendors/hubspot/error_401.json");
+const PAGE: &str = include_str!("../fixtures/vendors/hubspot/contacts_page.json");
+
+const AUTH: &str = "Bearer pat-na1-test-token";
+
+fn fixture(text: &str) -> Value {
+    serde_json::from_str(text).expect("fixture is JSON")
+}
+
+fn context() -> RequestContext {
+    RequestContext::new(
+        "tenant-a",
+        "call_1",
+        Instant::now() + Duration::from_secs(5),
+    )
+}
+
+fn connector(server: &MockServer) -> Hubspot {
+    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy builds");
+    Hubspot::new(
+        policy,
+        HubspotConfig::new(
+            server.uri().parse().expect("url"),
+            SecretString::from("pat-na1-test-token"),
+        ),
+    )
+}
+
+const PROPERTIES: [&str; 5] = ["firstname", "lastname", "email", "phone", "mobilephone"];
+
+#[tokio::test]
+async fn find_by_phone_searches_phone_or_mobile() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/search"))
+        .and(header("authorization", AUTH))
+        .and(body_json(json!({
+            "filterGroups": [
+                {"filters": [{"propertyName": "phone", "operator": "EQ", "value": "+18779290687"}]},
+                {"filters": [{"propertyName": "mobilephone", "operator": "EQ", "value": "+18779290687"}]}
+            ],
+            "properties": PROPERTIES,
+            "sorts": [],
+            "limit": 1,
+            "after": "0"
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(SEARCH_ONE)))
+        .mount(&server)
+        .await;
+    let contact = connector(&server)
+        .find_contact(&context(), &ContactLookup::Phone("+18779290687".into()))
+        .await
+        .expect("search works")
+        .expect("found");
+    assert_eq!(contact.id, "512");
+    assert_eq!(contact.first_name.as_deref(), Some("Bryan"));
+    assert_eq!(contact.email.as_deref(), Some("bcooper@biglytics.net"));
+}
+
+#[tokio::test]
+async fn find_by_email_with_no_match_is_none() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/search"))
+        .and(body_partial_json(json!({
+            "filterGroups": [{"filters": [{"propertyName": "email", "operator": "EQ", "value": "nobody@example.com"}]}]
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(SEARCH_NONE)))
+        .mount(&server)
+        .await;
+    let found = connector(&server)
+        .find_contact(
+            &context(),
+            &ContactLookup::Email("nobody@example.com".into()),
+        )
+        .await
+        .expect("search works");
+    assert!(found.is_none());
+}
+
+#[tokio::test]
+async fn upsert_with_email_uses_batch_upsert_keyed_by_email() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/batch/upsert"))
+        .and(header("authorization", AUTH))
+        .and(body_json(json!({
+            "inputs": [{
+                "id": "bcooper@biglytics.net",
+                "idProperty": "email",
+                "properties": {"firstname": "Bryan", "email": "bcooper@biglytics.net", "phone": "+18779290687"}
+            }]
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(BATCH_UPSERT)))
+        .mount(&server)
+        .await;
+    let input = ContactInput {
+        first_name: Some("Bryan".into()),
+        last_name: None,
+        email: Some("bcooper@biglytics.net".into()),
+        phone: Some("+18779290687".into()),
+    };
+    let contact = connector(&server)
+        .upsert_contact(&context(), &input, "k1")
+        .await
+        .expect("upserted");
+    assert_eq!(contact.id, "512");
+    assert_eq!(contact.last_name.as_deref(), Some("Cooper"));
+}
+
+#[tokio::test]
+async fn upsert_by_phone_patches_an_existing_contact_or_creates_one() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/search"))
+        .and(body_partial_json(json!({
+            "filterGroups": [{"filters": [{"propertyName": "phone", "value": "+18779290687"}]}, {}]
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(SEARCH_ONE)))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/search"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(SEARCH_NONE)))
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/crm/v3/objects/contacts/512"))
+        .and(header("authorization", AUTH))
+        .and(body_json(
+            json!({"properties": {"lastname": "Cooper", "phone": "+18779290687"}}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(CONTACT)))
+        .mount(&server)
+        .await;
+    let mut created = fixture(CONTACT);
+    created["id"] = json!("777");
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts"))
+        .and(body_json(json!({"properties": {"firstname": "Dana", "phone": "+15550001111"}, "associations": []})))
+        .respond_with(ResponseTemplate::new(201).set_body_json(created))
+        .mount(&server)
+        .await;
+    let hubspot = connector(&server);
+    let patched = hubspot
+        .upsert_contact(
+            &context(),
+            &ContactInput {
+                last_name: Some("Cooper".into()),
+                phone: Some("+18779290687".into()),
+                ..ContactInput::default()
+            },
+            "k2",
+        )
+        .await
+        .expect("patched");
+    assert_eq!(patched.id, "512");
+    let new = hubspot
+        .upsert_contact(
+            &context(),
+            &ContactInput {
+                first_name: Some("Dana".into()),
+                phone: Some("+15550001111".into()),
+                ..ContactInput::default()
+            },
+            "k3",
+        )
+        .await
+        .expect("created");
+    assert_eq!(new.id, "777");
+    let err = hubspot
+        .upsert_contact(&context(), &ContactInput::default(), "k4")
+        .await
+        .expect_err("no key");
+    assert!(matches!(err, ConnectorError::InvalidInput(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_call_note_is_created_and_associated_with_the_contact() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/notes"))
+        .and(header("authorization", AUTH))
+        .and(body_json(json!({
+            "properties": {
+                "hs_timestamp": "2025-03-04T10:00:00.000Z",
+                "hs_note_body": "Caller booked a consultation for Tuesday."
+            },
+            "associations": [{
+                "to": {"id": "512"},
+                "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 202}]
+            }]
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture(NOTE)))
+        .mount(&server)
+        .await;
+    let note = CallNote {
+        body: "Caller booked a consultation for Tuesday.".into(),
+        at: Utc
+            .with_ymd_and_hms(2025, 3, 4, 10, 0, 0)
+            .single()
+            .expect("valid"),
+    };
+    let id = connector(&server)
+        .log_call_note(&context(), "512", &note, "k5")
+        .await
+        .expect("logged");
+    assert_eq!(id, "9001");
+}
+
+#[tokio::test]
+async fn a_note_create_failing_with_5xx_is_not_replayed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/notes"))
+        .respond_with(ResponseTemplate::new(502))
+        .mount(&server)
+        .await;
+    let note = CallNote {
+        body: "x".into(),
+        at: Utc::now(),
+    };
+    let err = connector(&server)
+        .log_call_note(&context(), "512", &note, "k6")
+        .await
+        .expect_err("502");
+    assert!(matches!(err, ConnectorError::Policy(_)), "{err:?}");
+    assert_eq!(
+        server.received_requests().await.unwrap_or_default().len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn health_check_lists_one_contact_and_maps_401() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/crm/v3/objects/contacts"))
+        .and(query_param("limit", "1"))
+        .and(header("authorization", AUTH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(PAGE)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/crm/v3/objects/contacts"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(fixture(UNAUTHORIZED)))
+        .mount(&server)
+        .await;
+    let hubspot = connector(&server);
+    hubspot.health_check(&context()).await.expect("healthy");
+    let err = hubspot
+        .health_check(&context())
+        .await
+        .expect_err("token revoked");
+    assert!(matches!(err, ConnectorError::Auth(_)), "{err:?}");
+}
