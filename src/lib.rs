@@ -1,1 +1,3 @@
 //! callbridge library.
+
+pub mod audio;
