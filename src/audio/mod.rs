@@ -242,3 +242,179 @@ impl Transcoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ulaw_tone(freq: f64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|n| {
+                let t = n as f64 / f64::from(CALLER_RATE);
+                let sample = 12_000.0 * (2.0 * std::f64::consts::PI * freq * t).sin();
+                g711::linear_to_ulaw(sample.round() as i16)
+            })
+            .collect()
+    }
+
+    fn pcm_bytes(samples: &[i16]) -> Vec<u8> {
+        samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn rejects_unsupported_provider_rates() {
+        assert!(matches!(
+            Transcoder::new(44_100, 24_000),
+            Err(AudioError::UnsupportedRate(44_100))
+        ));
+        assert!(matches!(
+            Transcoder::new(16_000, 11_025),
+            Err(AudioError::UnsupportedRate(11_025))
+        ));
+    }
+
+    #[test]
+    fn one_twilio_frame_becomes_20_ms_at_the_provider_rate() {
+        for (rate, bytes) in [(8_000, 320), (16_000, 640), (24_000, 960)] {
+            let mut transcoder = Transcoder::new(rate, 24_000).expect("supported");
+            for _ in 0..3 {
+                let out = transcoder
+                    .caller_to_provider(&[g711::ULAW_SILENCE; 160])
+                    .expect("transcode");
+                assert_eq!(out.len(), bytes, "{rate} Hz");
+                assert!(out.iter().all(|&b| b == 0), "silence stays silence");
+            }
+        }
+    }
+
+    #[test]
+    fn provider_audio_comes_back_as_ulaw_once_20_ms_is_buffered() {
+        let mut transcoder = Transcoder::new(16_000, 24_000).expect("supported");
+        // 10 ms at 24 kHz is not a full chunk yet.
+        assert!(
+            transcoder
+                .provider_to_caller(&[0; 480])
+                .expect("transcode")
+                .is_empty()
+        );
+        let out = transcoder.provider_to_caller(&[0; 480]).expect("transcode");
+        assert_eq!(out, &[g711::ULAW_SILENCE; 160][..]);
+    }
+
+    #[test]
+    fn odd_byte_splits_give_the_same_audio_as_whole_samples() {
+        let samples: Vec<i16> = (0..4_800)
+            .map(|n| ((n * 37) % 20_000 - 10_000) as i16)
+            .collect();
+        let bytes = pcm_bytes(&samples);
+
+        let mut whole = Transcoder::new(16_000, 24_000).expect("supported");
+        let expected = whole
+            .provider_to_caller(&bytes)
+            .expect("transcode")
+            .to_vec();
+        assert_eq!(expected.len(), 1_600);
+
+        let mut split = Transcoder::new(16_000, 24_000).expect("supported");
+        let mut got = Vec::new();
+        let mut rest = &bytes[..];
+        for size in [1, 0, 3, 961, 1, 2_047, 5].iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, tail) = rest.split_at((*size).min(rest.len()));
+            got.extend_from_slice(split.provider_to_caller(piece).expect("transcode"));
+            rest = tail;
+        }
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_tone_survives_the_round_trip_through_a_24k_provider() {
+        let input = ulaw_tone(1_000.0, 8_000);
+        let mut transcoder = Transcoder::new(24_000, 24_000).expect("supported");
+        let mut returned = Vec::new();
+        for frame in input.chunks(160) {
+            let pcm = transcoder
+                .caller_to_provider(frame)
+                .expect("to provider")
+                .to_vec();
+            returned.extend_from_slice(transcoder.provider_to_caller(&pcm).expect("to caller"));
+        }
+        assert_eq!(returned.len(), input.len());
+        let latency = transcoder.latency();
+        assert_eq!(latency.to_provider, Duration::from_millis(10));
+        assert_eq!(latency.to_caller, Duration::from_millis(10));
+        let delay = 160; // 20 ms at 8 kHz
+        let (mut signal, mut error) = (0.0, 0.0);
+        for n in 4 * delay..input.len() {
+            let reference = f64::from(g711::ulaw_to_linear(input[n - delay]));
+            let got = f64::from(g711::ulaw_to_linear(returned[n]));
+            signal += reference * reference;
+            error += (got - reference).powi(2);
+        }
+        // A second μ-law quantisation bounds this at roughly 35-38 dB.
+        let snr_db = 10.0 * (signal / error).log10();
+        assert!(snr_db > 30.0, "round-trip SNR {snr_db:.1} dB");
+    }
+
+    #[test]
+    fn reset_output_drops_buffered_audio_and_the_odd_byte() {
+        let mut transcoder = Transcoder::new(16_000, 24_000).expect("supported");
+        // 15 ms of loud audio plus a dangling byte, then a barge-in.
+        let loud = pcm_bytes(&[20_000; 360]);
+        assert!(
+            transcoder
+                .provider_to_caller(&loud)
+                .expect("transcode")
+                .is_empty()
+        );
+        assert!(
+            transcoder
+                .provider_to_caller(&[0x7F])
+                .expect("transcode")
+                .is_empty()
+        );
+        transcoder.reset_output();
+        // The next response starts clean: pure silence in gives pure silence out.
+        let out = transcoder.provider_to_caller(&[0; 960]).expect("transcode");
+        assert_eq!(out, &[g711::ULAW_SILENCE; 160][..]);
+    }
+
+    #[test]
+    fn flush_output_releases_the_end_of_a_response() {
+        let mut transcoder = Transcoder::new(16_000, 24_000).expect("supported");
+        let loud = pcm_bytes(&[20_000; 1_200]); // 50 ms
+        let first = transcoder
+            .provider_to_caller(&loud)
+            .expect("transcode")
+            .len();
+        assert_eq!(first, 320);
+        let tail = transcoder.flush_output().expect("flush").to_vec();
+        // 10 ms still buffered plus the 10 ms filter delay.
+        assert_eq!(tail.len(), 160);
+        assert!(tail[..80].iter().any(|&c| g711::ulaw_to_linear(c) > 10_000));
+    }
+
+    #[test]
+    fn an_8k_provider_passes_samples_through_unchanged() {
+        let mut transcoder = Transcoder::new(8_000, 8_000).expect("supported");
+        let input = ulaw_tone(440.0, 160);
+        let pcm = transcoder
+            .caller_to_provider(&input)
+            .expect("to provider")
+            .to_vec();
+        let expected: Vec<u8> = pcm_bytes(
+            &input
+                .iter()
+                .map(|&c| g711::ulaw_to_linear(c))
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(pcm, expected);
+        assert_eq!(
+            transcoder.provider_to_caller(&pcm).expect("to caller"),
+            &input[..]
+        );
+        assert_eq!(transcoder.latency().to_caller, Duration::ZERO);
+    }
+}

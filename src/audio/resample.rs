@@ -194,3 +194,203 @@ impl StreamResampler {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(rate: u32, freq: f64, amplitude: f64, len: usize) -> Vec<i16> {
+        (0..len)
+            .map(|n| {
+                let t = n as f64 / f64::from(rate);
+                (amplitude * (2.0 * std::f64::consts::PI * freq * t).sin()).round() as i16
+            })
+            .collect()
+    }
+
+    fn rms(samples: &[i16]) -> f64 {
+        let sum: f64 = samples.iter().map(|&s| f64::from(s).powi(2)).sum();
+        (sum / samples.len() as f64).sqrt()
+    }
+
+    /// A deterministic broadband test signal (xorshift noise), so chunking is exercised
+    /// on content with energy at every frequency.
+    fn noise(len: usize) -> Vec<i16> {
+        let mut state = 0x2545_f491_u32;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state >> 18) as i16 - 8192
+            })
+            .collect()
+    }
+
+    fn process_in_pieces(
+        resampler: &mut StreamResampler,
+        input: &[i16],
+        sizes: &[usize],
+    ) -> Vec<i16> {
+        let mut output = Vec::new();
+        let mut rest = input;
+        for &size in sizes.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, tail) = rest.split_at(size.min(rest.len()));
+            resampler
+                .process(piece, &mut output)
+                .expect("resampling a test signal");
+            rest = tail;
+        }
+        output
+    }
+
+    #[test]
+    fn rejects_unsupported_rates() {
+        assert!(matches!(
+            StreamResampler::new(8_000, 22_050),
+            Err(AudioError::UnsupportedRate(22_050))
+        ));
+        assert!(matches!(
+            StreamResampler::new(0, 8_000),
+            Err(AudioError::UnsupportedRate(0))
+        ));
+    }
+
+    #[test]
+    fn chunked_processing_equals_whole_processing() {
+        for (from, to, piece_sizes) in [
+            (8_000, 16_000, vec![160]),
+            (8_000, 24_000, vec![160]),
+            (24_000, 8_000, vec![480]),
+            (16_000, 8_000, vec![320]),
+            // Provider chunks of arbitrary sizes, including single samples.
+            (24_000, 8_000, vec![1, 7, 480, 1000, 33, 2400, 479]),
+            (16_000, 8_000, vec![3, 641, 100]),
+        ] {
+            let signal = noise(from as usize); // one second
+            let mut whole = StreamResampler::new(from, to).expect("supported rates");
+            let whole_out = process_in_pieces(&mut whole, &signal, &[signal.len()]);
+            let mut chunked = StreamResampler::new(from, to).expect("supported rates");
+            let chunked_out = process_in_pieces(&mut chunked, &signal, &piece_sizes);
+            assert_eq!(whole_out.len(), to as usize, "{from}->{to}");
+            assert_eq!(whole_out, chunked_out, "{from}->{to} in {piece_sizes:?}");
+        }
+    }
+
+    #[test]
+    fn twenty_ms_frames_in_give_twenty_ms_frames_out_on_the_8k_side() {
+        let mut up = StreamResampler::new(8_000, 24_000).expect("supported rates");
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            out.clear();
+            up.process(&[100; 160], &mut out).expect("resample");
+            assert_eq!(out.len(), 480);
+            assert_eq!(up.buffered_input_samples(), 0);
+        }
+    }
+
+    #[test]
+    fn tone_through_8k_24k_8k_keeps_60_db_snr() {
+        let input = tone(8_000, 1_000.0, 16_000.0, 16_000);
+        let mut up = StreamResampler::new(8_000, 24_000).expect("supported rates");
+        let mut down = StreamResampler::new(24_000, 8_000).expect("supported rates");
+        let mut wide = Vec::new();
+        let mut output = Vec::new();
+        for frame in input.chunks(160) {
+            wide.clear();
+            up.process(frame, &mut wide).expect("upsample");
+            down.process(&wide, &mut output).expect("downsample");
+        }
+        // The reported delays, converted to 8 kHz samples, must line the signals up.
+        assert_eq!(up.delay_output_samples() % 3, 0);
+        let delay = up.delay_output_samples() / 3 + down.delay_output_samples();
+        // Skip the start-up transient (the filters fill with the tone's onset).
+        let settle = 4 * delay;
+        let mut signal_energy = 0.0;
+        let mut error_energy = 0.0;
+        for n in settle..output.len() {
+            let reference = f64::from(input[n - delay]);
+            signal_energy += reference.powi(2);
+            error_energy += (f64::from(output[n]) - reference).powi(2);
+        }
+        let snr_db = 10.0 * (signal_energy / error_energy).log10();
+        assert!(snr_db >= 60.0, "SNR {snr_db:.1} dB with delay {delay}");
+    }
+
+    #[test]
+    fn content_above_4k_is_rejected_when_downsampling_from_24k() {
+        for freq in [4_300.0, 5_000.0, 6_000.0, 7_900.0, 9_000.0, 11_500.0] {
+            let input = tone(24_000, freq, 16_000.0, 24_000);
+            let mut down = StreamResampler::new(24_000, 8_000).expect("supported rates");
+            let mut output = Vec::new();
+            down.process(&input, &mut output).expect("downsample");
+            let settled = &output[4 * down.delay_output_samples()..];
+            let attenuation_db = 20.0 * (rms(settled).max(1e-9) / rms(&input)).log10();
+            assert!(
+                attenuation_db <= -50.0,
+                "{freq} Hz only attenuated {attenuation_db:.1} dB"
+            );
+        }
+        // And the pass band survives: a 1 kHz tone keeps its level within 0.1 dB.
+        let input = tone(24_000, 1_000.0, 16_000.0, 24_000);
+        let mut down = StreamResampler::new(24_000, 8_000).expect("supported rates");
+        let mut output = Vec::new();
+        down.process(&input, &mut output).expect("downsample");
+        let settled = &output[4 * down.delay_output_samples()..];
+        let gain_db = 20.0 * (rms(settled) / rms(&input)).log10();
+        assert!(gain_db.abs() < 0.1, "1 kHz gain {gain_db:.3} dB");
+    }
+
+    #[test]
+    fn reset_forgets_buffered_input_and_filter_state() {
+        let signal = noise(24_000);
+        let mut fresh = StreamResampler::new(24_000, 8_000).expect("supported rates");
+        let mut expected = Vec::new();
+        fresh.process(&signal, &mut expected).expect("resample");
+
+        let mut reused = StreamResampler::new(24_000, 8_000).expect("supported rates");
+        let mut scrap = Vec::new();
+        reused.process(&noise(1_234), &mut scrap).expect("resample");
+        assert!(reused.buffered_input_samples() > 0);
+        reused.reset();
+        assert_eq!(reused.buffered_input_samples(), 0);
+        let mut after_reset = Vec::new();
+        reused.process(&signal, &mut after_reset).expect("resample");
+        assert_eq!(after_reset, expected);
+    }
+
+    #[test]
+    fn flush_emits_exactly_the_tail_of_the_input() {
+        // 1234 samples at 24 kHz = 411.33 samples at 8 kHz, plus the filter delay.
+        let input = tone(24_000, 440.0, 12_000.0, 1_234);
+        let mut down = StreamResampler::new(24_000, 8_000).expect("supported rates");
+        let mut output = Vec::new();
+        down.process(&input, &mut output).expect("resample");
+        assert_eq!(output.len(), 320);
+        down.flush(&mut output).expect("flush");
+        assert_eq!(output.len(), 412 + down.delay_output_samples());
+        assert_eq!(down.buffered_input_samples(), 0);
+        // The flushed tail carries the tone, not silence.
+        assert!(rms(&output[320..412]) > 1_000.0);
+        // Flushing again with nothing new in emits only the (silent) delay, nothing stale.
+        let mut again = Vec::new();
+        down.flush(&mut again).expect("flush");
+        assert_eq!(again.len(), down.delay_output_samples());
+        assert!(again.iter().all(|&s| s == 0));
+    }
+
+    #[test]
+    fn max_output_len_is_an_upper_bound() {
+        let mut down = StreamResampler::new(24_000, 8_000).expect("supported rates");
+        let mut output = Vec::new();
+        for size in [1, 479, 480, 481, 2_000, 7] {
+            let bound = down.max_output_len(size);
+            output.clear();
+            down.process(&noise(size), &mut output).expect("resample");
+            assert!(output.len() <= bound, "{size}: {} > {bound}", output.len());
+        }
+    }
+}
