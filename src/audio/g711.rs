@@ -283,6 +283,52 @@ mod tests {
         }
     }
 
+    /// μ-law encoding as ITU-T G.191 describes it: 14-bit magnitude (ones' complement
+    /// for negatives), bias 33, segment found by shifting. Written independently of the
+    /// production encoder to cross-check it.
+    fn g191_ulaw(sample: i16) -> u8 {
+        let x = i32::from(sample);
+        let magnitude = if x < 0 { (!x) >> 2 } else { x >> 2 };
+        let biased = (magnitude + 33).min(0x1FFF);
+        let mut segment_number = 1;
+        let mut rest = biased >> 6;
+        while rest != 0 {
+            segment_number += 1;
+            rest >>= 1;
+        }
+        let high_nibble = 8 - segment_number;
+        let low_nibble = 0x0F - ((biased >> segment_number) & 0x0F);
+        let code = (high_nibble << 4) | low_nibble;
+        (if x >= 0 { code | 0x80 } else { code }) as u8
+    }
+
+    /// A-law encoding as ITU-T G.191 describes it: 12-bit magnitude, exponent found by
+    /// halving until the mantissa fits, even bits toggled.
+    fn g191_alaw(sample: i16) -> u8 {
+        let x = i32::from(sample);
+        let mut ix = if x < 0 { (!x) >> 4 } else { x >> 4 };
+        if ix > 15 {
+            let mut exponent = 1;
+            while ix > 16 + 15 {
+                ix >>= 1;
+                exponent += 1;
+            }
+            ix = ix - 16 + (exponent << 4);
+        }
+        if x >= 0 {
+            ix |= 0x80;
+        }
+        (ix ^ 0x55) as u8
+    }
+
+    #[test]
+    fn encoders_match_the_g191_reference_algorithm_for_every_sample() {
+        for sample in i16::MIN..=i16::MAX {
+            assert_eq!(linear_to_ulaw(sample), g191_ulaw(sample), "μ-law {sample}");
+            assert_eq!(linear_to_alaw(sample), g191_alaw(sample), "A-law {sample}");
+        }
+    }
+
     #[test]
     fn slice_apis_match_scalar_functions_and_report_counts() {
         let codes: Vec<u8> = (0..=255u8).collect();
