@@ -394,6 +394,8 @@ mod tests {
         // 10 ms still buffered plus the 10 ms filter delay.
         assert_eq!(tail.len(), 160);
         assert!(tail[..80].iter().any(|&c| g711::ulaw_to_linear(c) > 10_000));
+        // Nothing new since: a second flush (e.g. a response without audio) adds nothing.
+        assert!(transcoder.flush_output().expect("flush").is_empty());
     }
 
     #[test]
