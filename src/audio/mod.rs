@@ -262,6 +262,16 @@ mod tests {
     }
 
     #[test]
+    fn per_call_state_can_move_into_a_call_task() {
+        fn assert_send<T: Send + 'static>() {}
+        assert_send::<Transcoder>();
+        assert_send::<StreamResampler>();
+        assert_send::<Recorder>();
+        fn assert_error<T: std::error::Error + Send + Sync + 'static>() {}
+        assert_error::<AudioError>();
+    }
+
+    #[test]
     fn rejects_unsupported_provider_rates() {
         assert!(matches!(
             Transcoder::new(44_100, 24_000),
