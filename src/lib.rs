@@ -1,6 +1,7 @@
 //! callbridge: puts a realtime speech model on a phone line.
 //!
 //! # Layout
+//! - [`audio`]: G.711, resampling and the call recorder, for providers that need PCM.
 //! - [`twilio`]: the telephony side — media stream frames, TwiML, signatures, stream tokens.
 //! - [`realtime`]: speech providers behind one command/event vocabulary ([`realtime::Dialect`]).
 //! - [`call`]: one actor per call — the sans-IO [`call::session::CallSession`] state machine and the
@@ -16,6 +17,7 @@
 //! Panic policy: nothing a peer sends (Twilio, the provider, a vendor) may panic; `expect` marks
 //! only internal invariants, with the reason.
 
+pub mod audio;
 pub mod call;
 pub mod config;
 pub mod connectors;
