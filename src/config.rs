@@ -65,6 +65,22 @@ pub struct ServeArgs {
     /// Log format: "text" or "json".
     #[arg(long, env = "CALLBRIDGE_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Store: `sqlite://FILE?mode=rwc` (embedded default) or `postgres://…` (several nodes).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Calls to numbers no tenant owns: "agent" answers with the configured agent, "reject" says
+    /// the number is not in service; "auto" (default) rejects once any tenant exists.
+    #[arg(long, env = "CALLBRIDGE_UNROUTED_CALLS")]
+    pub unrouted_calls: Option<String>,
+    /// Bearer key for the admin API (all tenants); unset disables admin access.
+    #[arg(long, env = "CALLBRIDGE_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// Directory of prompt templates agents name (`<name>.md`).
+    #[arg(long, env = "CALLBRIDGE_PROMPTS_DIR")]
+    pub prompts_dir: Option<PathBuf>,
+    /// Directory call recordings are written to.
+    #[arg(long, env = "CALLBRIDGE_RECORDINGS_DIR")]
+    pub recordings_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +102,11 @@ struct FileConfig {
     tool_timeout_ms: Option<u64>,
     speak_first: Option<bool>,
     log_format: Option<String>,
+    database_url: Option<String>,
+    unrouted_calls: Option<String>,
+    admin_key: Option<String>,
+    prompts_dir: Option<PathBuf>,
+    recordings_dir: Option<PathBuf>,
 }
 
 /// A configuration problem, naming the variable to fix.
@@ -101,6 +122,17 @@ fn invalid(variable: &'static str, message: impl Into<String>) -> ConfigError {
         variable,
         message: message.into(),
     }
+}
+
+/// What happens to a call whose number no tenant owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnroutedCalls {
+    /// Answer with the agent configured by environment (single-business deployments).
+    Agent,
+    /// Say the number is not in service and hang up.
+    Reject,
+    /// `Agent` while the store has no tenant, `Reject` once it has one.
+    Auto,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +163,11 @@ pub struct Config {
     pub tool_timeout: Duration,
     pub speak_first: bool,
     pub log_format: LogFormat,
+    pub database_url: SecretString,
+    pub unrouted_calls: UnroutedCalls,
+    pub admin_key: Option<SecretString>,
+    pub prompts_dir: PathBuf,
+    pub recordings_dir: PathBuf,
 }
 
 impl Config {
@@ -263,6 +300,36 @@ impl Config {
             }
         };
 
+        let database_url =
+            pick!(database_url).unwrap_or_else(|| "sqlite://callbridge.db?mode=rwc".into());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "DATABASE_URL",
+                "must start with sqlite: or postgres://",
+            ));
+        }
+        let unrouted_calls = match pick!(unrouted_calls).as_deref() {
+            None | Some("auto") => UnroutedCalls::Auto,
+            Some("agent") => UnroutedCalls::Agent,
+            Some("reject") => UnroutedCalls::Reject,
+            Some(other) => {
+                return Err(invalid(
+                    "CALLBRIDGE_UNROUTED_CALLS",
+                    format!("{other:?} is not auto, agent or reject"),
+                ));
+            }
+        };
+        let admin_key = pick!(admin_key).filter(|k| !k.is_empty());
+        if admin_key.as_ref().is_some_and(|k| k.len() < 24) {
+            return Err(invalid(
+                "CALLBRIDGE_ADMIN_KEY",
+                "must be at least 24 characters (use a random value)",
+            ));
+        }
+
         Ok(Config {
             listen,
             public_url,
@@ -281,6 +348,11 @@ impl Config {
             tool_timeout: Duration::from_millis(tool_timeout_ms),
             speak_first: pick!(speak_first).unwrap_or(true),
             log_format,
+            database_url: SecretString::from(database_url),
+            unrouted_calls,
+            admin_key: admin_key.map(SecretString::from),
+            prompts_dir: pick!(prompts_dir).unwrap_or_else(|| PathBuf::from("prompts")),
+            recordings_dir: pick!(recordings_dir).unwrap_or_else(|| PathBuf::from("recordings")),
         })
     }
 

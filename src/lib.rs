@@ -33,8 +33,16 @@ use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 
-/// Everything a running server shares, built from configuration.
-pub fn build_deps(config: config::Config) -> call::driver::CallDeps {
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("DATABASE_URL: cannot open the store: {0}")]
+    Store(#[from] store::StoreError),
+}
+
+/// Everything a running server shares, built from configuration: opens (and migrates) the store.
+pub async fn build_deps(config: config::Config) -> Result<call::driver::CallDeps, StartupError> {
+    let store = store::SqlStore::open(config.database_url.expose_secret()).await?;
     let mut tools = tools::ToolRegistry::new(config.tool_timeout);
     for name in &config.tools {
         if let Some(tool) = tools::builtin(name) {
@@ -46,10 +54,11 @@ pub fn build_deps(config: config::Config) -> call::driver::CallDeps {
         config.openai_realtime_model.clone(),
         config.openai_api_key.expose_secret(),
     );
-    call::driver::CallDeps {
+    Ok(call::driver::CallDeps {
         config: Arc::new(config),
         metrics: Arc::new(metrics::Metrics::default()),
         tools: Arc::new(tools),
         dialect: Arc::new(dialect),
-    }
+        store,
+    })
 }

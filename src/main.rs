@@ -51,7 +51,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    // One TLS backend for outgoing wss:// and https:// (ring); installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let deps = match runtime.block_on(callbridge::build_deps(config)) {
+        Ok(deps) => deps,
+        Err(e) => {
+            // A store that cannot be opened is a configuration problem: same contract, exit 2.
+            eprintln!("callbridge: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(serve(deps)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("callbridge: {e:#}");
@@ -70,12 +80,9 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    // One TLS backend for outgoing wss:// (ring); installing twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let listen = config.listen;
-    let public_url = config.public_url.clone();
-    let deps = callbridge::build_deps(config);
+async fn serve(deps: callbridge::call::driver::CallDeps) -> anyhow::Result<()> {
+    let listen = deps.config.listen;
+    let public_url = deps.config.public_url.clone();
     let app = callbridge::http::router(deps);
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -74,3 +74,13 @@ fn flags_are_equivalent_to_variables() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TWILIO_ACCOUNT_SID: must be AC"));
 }
+
+#[test]
+fn a_store_that_cannot_be_opened_is_a_configuration_error() {
+    let mut envs = GOOD.to_vec();
+    envs.push(("DATABASE_URL", "sqlite:///nonexistent-dir/x/y.db?mode=rwc"));
+    let out = callbridge(&envs);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+}

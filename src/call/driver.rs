@@ -49,6 +49,7 @@ pub struct CallDeps {
     pub metrics: Arc<Metrics>,
     pub tools: Arc<ToolRegistry>,
     pub dialect: Arc<dyn Dialect>,
+    pub store: crate::store::SqlStore,
 }
 
 /// The parameters callbridge put into the TwiML `<Stream>`, vouched for by the stream token.

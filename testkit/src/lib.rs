@@ -44,11 +44,14 @@ impl TestBridge {
             twilio_auth_token: Some(AUTH_TOKEN.into()),
             openai_api_key: Some("sk-test-key".into()),
             openai_realtime_url: Some(realtime_url.into()),
+            database_url: Some("sqlite::memory:".into()),
             ..ServeArgs::default()
         };
         tweak(&mut args);
         let config = Config::resolve(args).expect("test configuration is valid");
-        let deps = callbridge::build_deps(config);
+        let deps = callbridge::build_deps(config)
+            .await
+            .expect("in-memory store opens");
         let metrics = deps.metrics.clone();
         let app = callbridge::http::router(deps);
         let task = tokio::spawn(async move {
