@@ -21,15 +21,20 @@ use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::Message as ProviderMessage;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use super::plan::{CallPlan, PlanError, Route, plan_call};
 use super::session::{
     CallEvent, CallSession, EndReason, Input, Output, SessionParams, TwilioCommand,
 };
-use crate::config::{Config, render_template};
+use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::realtime::{AudioFormat, Dialect, LlmCommand, SessionConfig};
+use crate::realtime::{AudioFormat, Dialect, LlmCommand, Speaker};
+use crate::store::{
+    CallDirection, CallEnd, CallEventKind, CallStatus, NewCall, SqlStore, Store, TenantId,
+};
 use crate::tools::{ToolContext, ToolRegistry};
 use crate::twilio::stream::{self, StreamStart, TwilioEvent, parse_frame};
 use crate::twilio::token::{self, StreamClaims};
+use serde_json::{Value, json};
 
 /// How long Twilio has to send `start` after the socket opens.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,6 +64,7 @@ struct CallIdentity {
     stream_sid: String,
     caller: String,
     called: String,
+    route: Route,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +77,8 @@ enum StartError {
     Token(#[from] token::TokenError),
     #[error("start is for account {0}, not ours")]
     WrongAccount(String),
+    #[error("stream parameters name no valid route: {0}")]
+    Route(#[from] PlanError),
 }
 
 impl StartError {
@@ -80,6 +88,7 @@ impl StartError {
             StartError::Timeout(_) => "twilio_start_timeout",
             StartError::Token(_) => "twilio_stream_token_rejected",
             StartError::WrongAccount(_) => "twilio_wrong_account",
+            StartError::Route(_) => "twilio_bad_route",
         }
     }
 }
@@ -156,6 +165,8 @@ fn verify_start(config: &Config, start: StreamStart) -> Result<CallIdentity, Sta
         call_sid: start.call_sid.clone(),
         from: param("from"),
         to: param("to"),
+        tenant: param("tenant"),
+        agent: param("agent"),
         expires_at: param("exp").parse().unwrap_or(0),
     };
     token::verify(
@@ -164,11 +175,13 @@ fn verify_start(config: &Config, start: StreamStart) -> Result<CallIdentity, Sta
         start.custom_parameters.get("token").map(String::as_str),
         unix_now(),
     )?;
+    let route = Route::from_ids(&claims.tenant, &claims.agent)?;
     Ok(CallIdentity {
         call_sid: start.call_sid,
         stream_sid: start.stream_sid,
         caller: claims.from,
         called: claims.to,
+        route,
     })
 }
 
@@ -202,13 +215,37 @@ async fn run_started_call(
     Metrics::incr(&deps.metrics.calls_started);
     info!(caller = %identity.caller, called = %identity.called, "call started");
 
-    let reason = match connect_provider(&deps).await {
-        Ok(provider) => run_actor(&deps, &identity, twilio_sink, twilio_stream, provider).await,
-        Err(message) => {
-            error!(error = %message, provider = deps.dialect.name(), "provider connection failed; ending the call");
-            deps.metrics.error("provider_connect_failed");
+    let reason = match plan_call(&deps, identity.route.clone()).await {
+        Err(e) => {
+            error!(error = %e, "cannot set up the call; ending it");
+            deps.metrics.error("call_setup_failed");
             close_quietly(twilio_sink, TwilioMessage::Close(None)).await;
-            EndReason::ProviderClosed(message)
+            EndReason::ProviderClosed(e.to_string())
+        }
+        Ok(plan) => {
+            let journal = Journal::open(&deps, &identity).await;
+            let reason = match connect_provider(plan.dialect.as_ref()).await {
+                Ok(provider) => {
+                    run_actor(
+                        &deps,
+                        &identity,
+                        &plan,
+                        &journal,
+                        twilio_sink,
+                        twilio_stream,
+                        provider,
+                    )
+                    .await
+                }
+                Err(message) => {
+                    error!(error = %message, provider = plan.dialect.name(), "provider connection failed; ending the call");
+                    deps.metrics.error("provider_connect_failed");
+                    close_quietly(twilio_sink, TwilioMessage::Close(None)).await;
+                    EndReason::ProviderClosed(message)
+                }
+            };
+            journal.finish(&reason).await;
+            reason
         }
     };
     deps.metrics.call_ended(reason.label());
@@ -221,8 +258,8 @@ async fn run_started_call(
 type ProviderSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect_provider(deps: &CallDeps) -> Result<ProviderSocket, String> {
-    let request = deps.dialect.connect_request().map_err(|e| e.to_string())?;
+async fn connect_provider(dialect: &dyn Dialect) -> Result<ProviderSocket, String> {
+    let request = dialect.connect_request().map_err(|e| e.to_string())?;
     match timeout(
         PROVIDER_CONNECT_TIMEOUT,
         tokio_tungstenite::connect_async(request),
@@ -242,30 +279,11 @@ where
     let _ = timeout(CLOSE_GRACE, sink.send(close)).await;
 }
 
-/// Builds the session configuration for this call from the process configuration.
-fn session_config(deps: &CallDeps, identity: &CallIdentity) -> SessionConfig {
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let instructions = render_template(
-        &deps.config.prompt_template,
-        &[
-            ("caller", &identity.caller),
-            ("called", &identity.called),
-            ("call_sid", &identity.call_sid),
-            ("now_utc", &now),
-        ],
-    );
-    SessionConfig {
-        instructions,
-        voice: deps.config.voice.clone(),
-        audio_format: AudioFormat::Pcmu,
-        tools: deps.tools.declarations(),
-        transcription_model: deps.config.transcription_model.clone(),
-    }
-}
-
 async fn run_actor(
     deps: &CallDeps,
     identity: &CallIdentity,
+    plan: &CallPlan,
+    journal: &Journal,
     twilio_sink: SplitSink<WebSocket, TwilioMessage>,
     twilio_stream: SplitStream<WebSocket>,
     provider: ProviderSocket,
@@ -318,7 +336,7 @@ async fn run_actor(
         .in_current_span(),
     );
     let guard = metrics.task_guard();
-    let (tx, m, dialect) = (actor_tx.clone(), metrics.clone(), deps.dialect.clone());
+    let (tx, m, dialect) = (actor_tx.clone(), metrics.clone(), plan.dialect.clone());
     readers.spawn(
         async move {
             let _guard = guard;
@@ -327,18 +345,23 @@ async fn run_actor(
         .in_current_span(),
     );
 
+    let dialect = plan.dialect.as_ref();
     let params = SessionParams {
-        max_duration: deps.config.max_call,
-        silence_timeout: deps.config.silence_timeout,
+        max_duration: plan.max_duration,
+        silence_timeout: plan.silence_timeout,
         speak_first: deps.config.speak_first,
-        provider_cancels_on_speech: deps.dialect.cancels_on_speech(),
-        expected_format: deps.dialect.format_name(AudioFormat::Pcmu),
+        provider_cancels_on_speech: dialect.cancels_on_speech(),
+        expected_format: dialect.format_name(AudioFormat::Pcmu),
         ..SessionParams::default()
     };
     let mut session = CallSession::new(params, Instant::now().into_std());
-    let update = LlmCommand::UpdateSession(session_config(deps, identity));
+    let update = LlmCommand::UpdateSession(plan.session_config(
+        &identity.caller,
+        &identity.called,
+        &identity.call_sid,
+    ));
     let _ = provider_tx
-        .send(Outgoing::Text(deps.dialect.encode(&update)))
+        .send(Outgoing::Text(dialect.encode(&update)))
         .await;
 
     let mut reported = HashSet::new();
@@ -367,7 +390,7 @@ async fn run_actor(
                     let _ = twilio_tx.send(Outgoing::Text(text)).await;
                 }
                 Output::Llm(command) => {
-                    let text = deps.dialect.encode(&command);
+                    let text = dialect.encode(&command);
                     match command {
                         LlmCommand::AppendAudio(_) => {
                             // Stale caller audio is worth less than a stalled call: drop and count.
@@ -390,6 +413,9 @@ async fn run_actor(
                                 Metrics::incr(&metrics.truncations);
                                 debug!(item_id, audio_end_ms, "truncate");
                             }
+                            if let LlmCommand::SystemNote(note) = &other {
+                                journal.record(CallEventKind::Dtmf, json!({ "note": note }));
+                            }
                             let _ = provider_tx.send(Outgoing::Text(text)).await;
                         }
                     }
@@ -405,24 +431,41 @@ async fn run_actor(
                         called: identity.called.clone(),
                         tool_call_id: call_id.clone(),
                     };
+                    journal.record(
+                        CallEventKind::ToolCall,
+                        json!({ "call_id": call_id, "tool": name, "arguments": arguments }),
+                    );
                     let (registry, tx, m, guard) = (
-                        deps.tools.clone(),
+                        plan.tools.clone(),
                         actor_tx.clone(),
                         metrics.clone(),
                         metrics.task_guard(),
                     );
+                    let journal = journal.clone();
                     tools.spawn(
                         async move {
                             let _guard = guard;
+                            let started = Instant::now();
                             let (output, outcome) = registry.run(context, &name, &arguments).await;
+                            let duration_ms = started.elapsed().as_millis() as u64;
                             m.tool_call(outcome);
-                            info!(tool = %name, call_id = %call_id, outcome, "tool call finished");
+                            info!(tool = %name, call_id = %call_id, outcome, duration_ms, "tool call finished");
+                            journal.record(
+                                CallEventKind::ToolResult,
+                                json!({
+                                    "call_id": call_id,
+                                    "tool": name,
+                                    "outcome": outcome,
+                                    "duration_ms": duration_ms,
+                                    "output": summarize(&output),
+                                }),
+                            );
                             let _ = tx.send(Input::ToolFinished { call_id, output }).await;
                         }
                         .in_current_span(),
                     );
                 }
-                Output::Event(event) => log_event(metrics, &mut reported, event),
+                Output::Event(event) => log_event(metrics, journal, &mut reported, event),
                 Output::Hangup(reason) => end_reason = Some(reason),
             }
         }
@@ -436,7 +479,7 @@ async fn run_actor(
     let _ = provider_tx.try_send(Outgoing::Close);
     drop((twilio_tx, provider_tx, actor_tx));
     drain_within(&mut writers, CLOSE_GRACE).await;
-    drain_within(&mut tools, deps.tools.deadline()).await;
+    drain_within(&mut tools, plan.tools.deadline()).await;
     readers.shutdown().await;
     end_reason.unwrap_or(EndReason::CallerHungUp)
 }
@@ -456,11 +499,24 @@ async fn drain_within(set: &mut JoinSet<()>, limit: Duration) {
     }
 }
 
-fn log_event(metrics: &Metrics, reported: &mut HashSet<&'static str>, event: CallEvent) {
+fn log_event(
+    metrics: &Metrics,
+    journal: &Journal,
+    reported: &mut HashSet<&'static str>,
+    event: CallEvent,
+) {
     match event {
         CallEvent::SessionReady => info!("provider session ready"),
         CallEvent::Transcript { speaker, text } => {
-            info!(target: "callbridge::transcript", speaker = ?speaker, text = %text, "transcript")
+            info!(target: "callbridge::transcript", speaker = ?speaker, text = %text, "transcript");
+            let speaker = match speaker {
+                Speaker::Caller => "caller",
+                Speaker::Agent => "agent",
+            };
+            journal.record(
+                CallEventKind::Transcript,
+                json!({ "speaker": speaker, "text": text }),
+            );
         }
         CallEvent::BargeIn {
             item_id,
@@ -468,6 +524,10 @@ fn log_event(metrics: &Metrics, reported: &mut HashSet<&'static str>, event: Cal
         } => {
             Metrics::incr(&metrics.barge_ins);
             info!(item_id, truncated_at_ms, "caller barged in");
+            journal.record(
+                CallEventKind::BargeIn,
+                json!({ "item_id": item_id, "truncated_at_ms": truncated_at_ms }),
+            );
         }
         CallEvent::ToolRequested { call_id, name } => {
             info!(tool = %name, call_id = %call_id, "tool call requested")
@@ -576,4 +636,141 @@ async fn read_provider(
         }
     };
     let _ = tx.send(Input::LlmClosed { reason }).await;
+}
+
+/// Keeps a tool output short in the call's event log (the model got all of it).
+fn summarize(output: &str) -> Value {
+    const MAX: usize = 512;
+    if output.len() <= MAX {
+        return serde_json::from_str(output).unwrap_or_else(|_| Value::String(output.to_owned()));
+    }
+    let mut end = MAX;
+    while !output.is_char_boundary(end) {
+        end -= 1;
+    }
+    Value::String(format!("{}…", &output[..end]))
+}
+
+/// The call's record in the store: the call row and its events, written by one task in order so the
+/// actor never waits on the database. Calls answered by the default agent (no tenant) keep no record.
+#[derive(Clone)]
+struct Journal {
+    tx: Option<mpsc::Sender<JournalEntry>>,
+    metrics: Arc<Metrics>,
+    done: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+enum JournalEntry {
+    Event(CallEventKind, Value),
+    Finish(CallEnd),
+}
+
+/// Events waiting to be written; past this, events are dropped and counted rather than slowing the call.
+const JOURNAL_QUEUE: usize = 1024;
+/// How long the end of a call waits for its record to be written.
+const JOURNAL_GRACE: Duration = Duration::from_secs(5);
+
+impl Journal {
+    async fn open(deps: &CallDeps, identity: &CallIdentity) -> Journal {
+        let disabled = Journal {
+            tx: None,
+            metrics: deps.metrics.clone(),
+            done: Arc::new(tokio::sync::Mutex::new(None)),
+        };
+        let Route::Agent { tenant, agent_id } = &identity.route else {
+            return disabled;
+        };
+        let new_call = NewCall {
+            tenant_id: tenant.clone(),
+            agent_id: agent_id.clone(),
+            direction: CallDirection::Inbound,
+            from: identity.caller.clone(),
+            to: identity.called.clone(),
+            twilio_call_sid: Some(identity.call_sid.clone()),
+            status: CallStatus::InProgress,
+        };
+        let call = match deps.store.create_call(&new_call).await {
+            Ok(call) => call,
+            Err(e) => {
+                deps.metrics.error("store_write_failed");
+                warn!(error = %e, "cannot record the call; it goes on unrecorded");
+                return disabled;
+            }
+        };
+        let (tx, rx) = mpsc::channel(JOURNAL_QUEUE);
+        let guard = deps.metrics.task_guard();
+        let writer = tokio::spawn(
+            write_journal(
+                deps.store.clone(),
+                deps.metrics.clone(),
+                tenant.clone(),
+                call.id,
+                rx,
+                guard,
+            )
+            .in_current_span(),
+        );
+        Journal {
+            tx: Some(tx),
+            metrics: deps.metrics.clone(),
+            done: Arc::new(tokio::sync::Mutex::new(Some(writer))),
+        }
+    }
+
+    fn record(&self, kind: CallEventKind, payload: Value) {
+        if let Some(tx) = &self.tx
+            && tx.try_send(JournalEntry::Event(kind, payload)).is_err()
+        {
+            self.metrics.error("call_event_dropped");
+        }
+    }
+
+    async fn finish(self, reason: &EndReason) {
+        let Some(tx) = self.tx else {
+            return;
+        };
+        let status = match reason {
+            EndReason::CallerHungUp
+            | EndReason::AgentEnded
+            | EndReason::MaxDuration
+            | EndReason::Silence => CallStatus::Completed,
+            _ => CallStatus::Failed,
+        };
+        let end = CallEnd {
+            status,
+            end_reason: reason.label().to_owned(),
+            recording_path: None,
+        };
+        let _ = timeout(JOURNAL_GRACE, tx.send(JournalEntry::Finish(end))).await;
+        drop(tx);
+        if let Some(mut writer) = self.done.lock().await.take()
+            && timeout(JOURNAL_GRACE, &mut writer).await.is_err()
+        {
+            writer.abort();
+            self.metrics.error("store_write_failed");
+        }
+    }
+}
+
+async fn write_journal(
+    store: SqlStore,
+    metrics: Arc<Metrics>,
+    tenant: TenantId,
+    call_id: String,
+    mut rx: mpsc::Receiver<JournalEntry>,
+    _guard: crate::metrics::TaskGuard,
+) {
+    while let Some(entry) = rx.recv().await {
+        let result = match entry {
+            JournalEntry::Event(kind, payload) => store
+                .append_call_event(&tenant, &call_id, kind, &payload)
+                .await
+                .map(drop),
+            JournalEntry::Finish(end) => store.finish_call(&tenant, &call_id, &end).await.map(drop),
+        };
+        if let Err(e) = result {
+            metrics.error("store_write_failed");
+            warn!(error = %e, "cannot record a call event");
+        }
+    }
 }

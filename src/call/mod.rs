@@ -1,7 +1,9 @@
 //! The call: one actor per call. [`session`] is the sans-IO state machine that owns every piece of
 //! call state; [`driver`] is the thin async task that feeds it from the sockets and timers and
-//! carries out what it asks; [`marks`] is the playback ledger.
+//! carries out what it asks; [`marks`] is the playback ledger; [`plan`] routes a call to a tenant's
+//! agent and gathers that agent's configuration.
 
 pub mod driver;
 pub mod marks;
+pub mod plan;
 pub mod session;

@@ -8,9 +8,10 @@ use axum::extract::{OriginalUri, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::call::driver::{CallDeps, run_call, unix_now};
+use crate::call::plan::{PlanError, Route, plan_call, route_call};
 use crate::twilio::signature;
 use crate::twilio::stream::MAX_FRAME_LEN;
 use crate::twilio::token::{self, StreamClaims};
@@ -81,10 +82,29 @@ pub(super) async fn voice_webhook(
         )
             .into_response();
     };
+    let route = match route_call(&deps, to).await {
+        Ok(route) => route,
+        Err(e) => return technical_difficulties(&deps, call_sid, &e),
+    };
+    if route == Route::NotInService {
+        deps.metrics.error("call_to_unknown_number");
+        warn!(
+            call_sid,
+            to, "no tenant owns the called number; playing not-in-service"
+        );
+        return twiml_response(twiml::say_and_hang_up(NOT_IN_SERVICE));
+    }
+    // Check now that the agent can run (provider, prompt), while the caller can still be told.
+    if let Err(e) = plan_call(&deps, route.clone()).await {
+        return technical_difficulties(&deps, call_sid, &e);
+    }
+    let (tenant, agent) = route.ids();
     let claims = StreamClaims {
         call_sid: call_sid.to_owned(),
         from: from.to_owned(),
         to: to.to_owned(),
+        tenant: tenant.to_owned(),
+        agent: agent.to_owned(),
         expires_at: unix_now() + STREAM_TOKEN_TTL_SECS,
     };
     let stream_token = token::mint(deps.config.twilio_auth_token.expose_secret(), &claims);
@@ -94,12 +114,32 @@ pub(super) async fn voice_webhook(
         &[
             ("from", from),
             ("to", to),
+            ("tenant", tenant),
+            ("agent", agent),
             ("exp", &expires),
             ("token", &stream_token),
         ],
     );
-    info!(call_sid, from, to, "incoming call: opening media stream");
+    info!(
+        call_sid,
+        from, to, tenant, agent, "incoming call: opening media stream"
+    );
+    twiml_response(xml)
+}
+
+const NOT_IN_SERVICE: &str =
+    "Sorry, the number you have called is not in service. Please check the number and try again.";
+const TECHNICAL_DIFFICULTIES: &str =
+    "Sorry, we are experiencing technical difficulties. Please call again later.";
+
+fn twiml_response(xml: String) -> Response {
     ([(header::CONTENT_TYPE, "text/xml")], xml).into_response()
+}
+
+fn technical_difficulties(deps: &CallDeps, call_sid: &str, error: &PlanError) -> Response {
+    deps.metrics.error("call_setup_failed");
+    error!(call_sid, error = %error, "cannot set up the call");
+    twiml_response(twiml::say_and_hang_up(TECHNICAL_DIFFICULTIES))
 }
 
 /// `GET /twilio/media`: the media stream WebSocket.

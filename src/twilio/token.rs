@@ -21,6 +21,9 @@ pub struct StreamClaims {
     pub call_sid: String,
     pub from: String,
     pub to: String,
+    /// The tenant and agent the webhook routed the call to (empty for the default agent).
+    pub tenant: String,
+    pub agent: String,
     /// Unix seconds after which the token is refused.
     pub expires_at: u64,
 }
@@ -44,6 +47,8 @@ pub fn mint(secret: &str, claims: &StreamClaims) -> String {
         &claims.call_sid,
         &claims.from,
         &claims.to,
+        &claims.tenant,
+        &claims.agent,
         &claims.expires_at.to_string(),
     ] {
         mac.update(&(field.len() as u64).to_be_bytes());
@@ -79,6 +84,8 @@ mod tests {
             call_sid: "CA1".into(),
             from: "+14155551234".into(),
             to: "+15005550006".into(),
+            tenant: "acme".into(),
+            agent: "agent_1".into(),
             expires_at: 1_000,
         }
     }
@@ -99,6 +106,12 @@ mod tests {
         forged.from = "+19999999999".into();
         assert_eq!(
             verify("secret", &forged, Some(&token), 999),
+            Err(TokenError::Mismatch)
+        );
+        let mut other_tenant = claims();
+        other_tenant.tenant = "globex".into();
+        assert_eq!(
+            verify("secret", &other_tenant, Some(&token), 999),
             Err(TokenError::Mismatch)
         );
         let mut other_call = claims();

@@ -21,6 +21,7 @@ pub struct TestBridge {
     pub addr: SocketAddr,
     pub public_url: String,
     pub metrics: Arc<Metrics>,
+    pub store: callbridge::store::SqlStore,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -53,6 +54,7 @@ impl TestBridge {
             .await
             .expect("in-memory store opens");
         let metrics = deps.metrics.clone();
+        let store = deps.store.clone();
         let app = callbridge::http::router(deps);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -61,6 +63,7 @@ impl TestBridge {
             addr,
             public_url,
             metrics,
+            store,
             task,
         }
     }

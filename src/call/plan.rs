@@ -1,0 +1,197 @@
+//! Routing and the per-call plan: which tenant and agent answer a call, and everything the call
+//! actor needs from that agent (provider dialect, voice, instructions, tools, limits).
+//!
+//! The voice webhook routes the called number; the media socket, once the stream token vouched for
+//! the route, builds the plan from the agent record, so two tenants' calls never share
+//! configuration. Calls to numbers no tenant owns follow `CALLBRIDGE_UNROUTED_CALLS`. This module
+//! reads the store and prompt files; it must not touch sockets.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+
+use super::driver::CallDeps;
+use crate::config::{Config, UnroutedCalls, check_template, render_template};
+use crate::realtime::openai::OpenAiDialect;
+use crate::realtime::{AudioFormat, Dialect, SessionConfig};
+use crate::store::{Agent, E164, Store, StoreError, TenantId};
+use crate::tools::{self, ToolRegistry};
+
+/// Who answers a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// A tenant's agent, found by the called number.
+    Agent { tenant: TenantId, agent_id: String },
+    /// The agent configured by environment (no tenant: single-business deployments).
+    Default,
+    /// Nobody: the caller hears that the number is not in service.
+    NotInService,
+}
+
+impl Route {
+    /// The (tenant, agent) pair carried in the stream parameters; empty for the default agent.
+    pub fn ids(&self) -> (&str, &str) {
+        match self {
+            Route::Agent { tenant, agent_id } => (tenant.as_str(), agent_id.as_str()),
+            _ => ("", ""),
+        }
+    }
+
+    /// The route named by stream parameters the token has vouched for.
+    pub fn from_ids(tenant: &str, agent_id: &str) -> Result<Route, PlanError> {
+        if tenant.is_empty() && agent_id.is_empty() {
+            return Ok(Route::Default);
+        }
+        Ok(Route::Agent {
+            tenant: TenantId::parse(tenant).map_err(PlanError::Store)?,
+            agent_id: agent_id.to_owned(),
+        })
+    }
+}
+
+/// Why a call cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("agent uses provider {0:?}, which this server does not offer")]
+    UnknownProvider(String),
+    #[error("prompt template {name:?}: {reason}")]
+    Prompt { name: String, reason: String },
+}
+
+/// Everything one call runs with.
+pub struct CallPlan {
+    pub route: Route,
+    pub dialect: Arc<dyn Dialect>,
+    pub voice: String,
+    /// The instructions template (not yet rendered with the call's variables).
+    pub prompt_template: String,
+    pub transcription_model: Option<String>,
+    pub tools: Arc<ToolRegistry>,
+    pub max_duration: Duration,
+    pub silence_timeout: Duration,
+    pub recording: bool,
+}
+
+impl CallPlan {
+    /// The session configuration for one call, with the prompt's variables filled in.
+    pub fn session_config(&self, caller: &str, called: &str, call_sid: &str) -> SessionConfig {
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        SessionConfig {
+            instructions: render_template(
+                &self.prompt_template,
+                &[
+                    ("caller", caller),
+                    ("called", called),
+                    ("call_sid", call_sid),
+                    ("now_utc", &now),
+                ],
+            ),
+            voice: self.voice.clone(),
+            audio_format: AudioFormat::Pcmu,
+            tools: self.tools.declarations(),
+            transcription_model: self.transcription_model.clone(),
+        }
+    }
+}
+
+/// Decides who answers a call to `called`.
+pub async fn route_call(deps: &CallDeps, called: &str) -> Result<Route, PlanError> {
+    if let Ok(number) = E164::parse(called)
+        && let Some((tenant, agent)) = deps.store.number_route(&number).await?
+    {
+        return Ok(Route::Agent {
+            tenant: tenant.id,
+            agent_id: agent.id,
+        });
+    }
+    let answer_unrouted = match deps.config.unrouted_calls {
+        UnroutedCalls::Agent => true,
+        UnroutedCalls::Reject => false,
+        UnroutedCalls::Auto => deps.store.list_tenants().await?.is_empty(),
+    };
+    Ok(if answer_unrouted {
+        Route::Default
+    } else {
+        Route::NotInService
+    })
+}
+
+/// Builds the plan for a routed call.
+pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanError> {
+    let config = &deps.config;
+    match &route {
+        Route::Agent { tenant, agent_id } => {
+            let agent = deps.store.agent(tenant, agent_id).await?;
+            let dialect = dialect_for(config, &agent)?;
+            let prompt_template =
+                load_prompt(&config.prompts_dir, &agent.spec.prompt_template, config)?;
+            let mut registry = ToolRegistry::new(config.tool_timeout);
+            for name in &agent.spec.enabled_tools {
+                if let Some(tool) = tools::builtin(name) {
+                    registry.register(tool);
+                }
+            }
+            Ok(CallPlan {
+                route: route.clone(),
+                dialect,
+                voice: agent.spec.voice.clone(),
+                prompt_template,
+                transcription_model: config.transcription_model.clone(),
+                tools: Arc::new(registry),
+                max_duration: Duration::from_secs(agent.spec.max_duration_s.into()),
+                silence_timeout: Duration::from_secs(agent.spec.silence_timeout_s.into()),
+                recording: agent.spec.recording,
+            })
+        }
+        Route::Default | Route::NotInService => Ok(CallPlan {
+            route: Route::Default,
+            dialect: deps.dialect.clone(),
+            voice: config.voice.clone(),
+            prompt_template: config.prompt_template.clone(),
+            transcription_model: config.transcription_model.clone(),
+            tools: deps.tools.clone(),
+            max_duration: config.max_call,
+            silence_timeout: config.silence_timeout,
+            recording: false,
+        }),
+    }
+}
+
+fn dialect_for(config: &Config, agent: &Agent) -> Result<Arc<dyn Dialect>, PlanError> {
+    match agent.spec.provider.as_str() {
+        "openai" => Ok(Arc::new(OpenAiDialect::new(
+            config.openai_realtime_url.clone(),
+            agent.spec.model.clone(),
+            config.openai_api_key.expose_secret(),
+        ))),
+        other => Err(PlanError::UnknownProvider(other.to_owned())),
+    }
+}
+
+/// The template named `name`: `default` is the server's configured prompt; anything else is
+/// `<prompts_dir>/<name>.md`, checked for unknown variables.
+pub fn load_prompt(dir: &Path, name: &str, config: &Config) -> Result<String, PlanError> {
+    let error = |reason: String| PlanError::Prompt {
+        name: name.to_owned(),
+        reason,
+    };
+    if name == "default" {
+        return Ok(config.prompt_template.clone());
+    }
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(error("names are letters, digits, - and _".into()));
+    }
+    let path = dir.join(format!("{name}.md"));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| error(format!("cannot read {}: {e}", path.display())))?;
+    check_template(&text).map_err(error)?;
+    Ok(text)
+}

@@ -1,0 +1,252 @@
+//! Multi-tenant routing end to end: the called number picks the tenant's agent, whose whole
+//! configuration (model, voice, prompt, tools, limits) drives the call, and the call is recorded
+//! with its events. Unknown numbers hear a polite message; broken agents a technical-difficulties one.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use callbridge::store::{
+    AgentSpec, CallEventKind, CallStatus, E164, NewTenant, SqlStore, Store, TenantId,
+};
+use callbridge_testkit::fake_realtime::{Behaviour, FakeRealtime, Turn};
+use callbridge_testkit::fake_twilio::CallScript;
+use callbridge_testkit::{ACCOUNT_SID, TestBridge};
+
+const ACME_NUMBER: &str = "+15005550006";
+
+fn spec(provider: &str, prompt: &str) -> AgentSpec {
+    AgentSpec {
+        name: "front-desk".into(),
+        provider: provider.into(),
+        model: "gpt-realtime-mini".into(),
+        voice: "cedar".into(),
+        prompt_template: prompt.into(),
+        enabled_tools: vec!["get_current_time".into()],
+        max_duration_s: 600,
+        silence_timeout_s: 45,
+        recording: false,
+    }
+}
+
+async fn provision(store: &SqlStore, tenant: &str, number: &str, agent: AgentSpec) -> TenantId {
+    let id = TenantId::parse(tenant).unwrap();
+    store
+        .create_tenant(&NewTenant {
+            id: id.clone(),
+            name: format!("{tenant} Inc."),
+            time_zone: "America/New_York".into(),
+        })
+        .await
+        .unwrap();
+    store
+        .create_agent(&id, &agent, &[E164::parse(number).unwrap()])
+        .await
+        .unwrap();
+    id
+}
+
+fn prompts_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("dental.md"),
+        "You answer for Acme Dental. The caller is {{caller}}.",
+    )
+    .unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn the_called_number_selects_the_tenants_agent_and_the_call_is_recorded() {
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![
+            Turn::CallTools(vec![("get_current_time".into(), json!({}))]),
+            Turn::Say {
+                ms: 300,
+                byte: 0x21,
+                text: "Welcome to Acme Dental.".into(),
+            },
+        ],
+        caller_transcript: "I need a cleaning".into(),
+        ..Behaviour::default()
+    })
+    .await;
+    let prompts = prompts_dir();
+    let dir = prompts.path().to_owned();
+    let bridge = TestBridge::start(&realtime.url(), |a| a.prompts_dir = Some(dir)).await;
+    let tenant = provision(&bridge.store, "acme", ACME_NUMBER, spec("openai", "dental")).await;
+
+    let report = bridge
+        .twilio()
+        .call(
+            "CA10000000000000000000000000000001",
+            CallScript {
+                hang_up_after_ms: Some(2_200),
+                max_ms: 6_000,
+                speech: vec![(900, 400)],
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(report.played.iter().any(|(_, b)| *b == 0x21));
+
+    let log = &realtime.recorder.sessions()[0];
+    let update = log
+        .received
+        .iter()
+        .find(|e| e["type"] == "session.update")
+        .unwrap();
+    assert_eq!(update["session"]["model"], "gpt-realtime-mini");
+    assert_eq!(update["session"]["audio"]["output"]["voice"], "cedar");
+    assert_eq!(
+        update["session"]["instructions"],
+        "You answer for Acme Dental. The caller is +14155551234."
+    );
+
+    // The call and its events are in the tenant's records.
+    let mut calls = Vec::new();
+    for _ in 0..100 {
+        calls = bridge.store.list_calls(&tenant, 10).await.unwrap();
+        if calls.first().is_some_and(|c| c.ended_at.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!(call.status, CallStatus::Completed);
+    assert_eq!(call.end_reason.as_deref(), Some("caller_hung_up"));
+    assert_eq!(
+        call.twilio_call_sid.as_deref(),
+        Some("CA10000000000000000000000000000001")
+    );
+    let events = bridge.store.call_events(&tenant, &call.id).await.unwrap();
+    let of = |kind: CallEventKind| -> Vec<&Value> {
+        events
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| &e.payload)
+            .collect()
+    };
+    let tool_calls = of(CallEventKind::ToolCall);
+    assert_eq!(tool_calls.len(), 1);
+    assert_eq!(tool_calls[0]["tool"], "get_current_time");
+    let results = of(CallEventKind::ToolResult);
+    assert_eq!(results[0]["outcome"], "ok");
+    let transcripts = of(CallEventKind::Transcript);
+    assert!(
+        transcripts
+            .iter()
+            .any(|t| t["speaker"] == "caller" && t["text"] == "I need a cleaning"),
+        "{transcripts:?}"
+    );
+    assert!(
+        transcripts
+            .iter()
+            .any(|t| t["speaker"] == "agent" && t["text"] == "Welcome to Acme Dental.")
+    );
+}
+
+#[tokio::test]
+async fn numbers_no_tenant_owns_hear_not_in_service_once_tenants_exist() {
+    let realtime = FakeRealtime::start(Behaviour::default()).await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
+    provision(
+        &bridge.store,
+        "acme",
+        ACME_NUMBER,
+        spec("openai", "default"),
+    )
+    .await;
+    let twilio = bridge.twilio();
+    let params: Vec<(String, String)> = [
+        ("AccountSid", ACCOUNT_SID),
+        ("CallSid", "CA10000000000000000000000000000002"),
+        ("From", "+14155551234"),
+        ("To", "+15005559999"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let (status, body) = twilio.voice_webhook(&params, None).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("<Say>Sorry, the number you have called is not in service."),
+        "{body}"
+    );
+    assert!(body.contains("<Hangup/>"));
+    assert!(!body.contains("<Stream"));
+    assert_eq!(bridge.metrics.errors_of("call_to_unknown_number"), 1);
+}
+
+#[tokio::test]
+async fn an_agent_that_cannot_run_gets_a_polite_message_not_silence() {
+    let realtime = FakeRealtime::start(Behaviour::default()).await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
+    provision(
+        &bridge.store,
+        "acme",
+        ACME_NUMBER,
+        spec("openai", "missing-template"),
+    )
+    .await;
+    let params: Vec<(String, String)> = [
+        ("AccountSid", ACCOUNT_SID),
+        ("CallSid", "CA10000000000000000000000000000003"),
+        ("From", "+14155551234"),
+        ("To", ACME_NUMBER),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let (status, body) = bridge.twilio().voice_webhook(&params, None).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("technical difficulties"), "{body}");
+    assert_eq!(bridge.metrics.errors_of("call_setup_failed"), 1);
+}
+
+#[tokio::test]
+async fn the_stream_token_binds_the_tenant_so_a_route_cannot_be_swapped() {
+    let realtime = FakeRealtime::start(Behaviour::default()).await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
+    provision(
+        &bridge.store,
+        "acme",
+        ACME_NUMBER,
+        spec("openai", "default"),
+    )
+    .await;
+    provision(
+        &bridge.store,
+        "globex",
+        "+15005550007",
+        spec("openai", "default"),
+    )
+    .await;
+    let twilio = bridge.twilio();
+    let sid = "CA10000000000000000000000000000004";
+    let mut twiml = twilio.ring(sid, "+14155551234", ACME_NUMBER).await.unwrap();
+    // Tamper: claim the call belongs to globex.
+    for (name, value) in &mut twiml.parameters {
+        if name == "tenant" {
+            *value = "globex".into();
+        }
+    }
+    let socket = twilio.connect_media(&twiml.url, None).await.unwrap();
+    let report = callbridge_testkit::fake_twilio::run_stream(
+        socket,
+        sid,
+        ACCOUNT_SID,
+        &twiml,
+        CallScript {
+            max_ms: 3_000,
+            ..CallScript::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(report.closed_by_bridge);
+    assert!(realtime.recorder.sessions().is_empty());
+    assert_eq!(bridge.metrics.errors_of("twilio_stream_token_rejected"), 1);
+}
