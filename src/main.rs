@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use axum::serve::ListenerExt as _;
 use clap::{Parser, Subcommand};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
@@ -88,6 +89,10 @@ async fn serve(deps: callbridge::call::driver::CallDeps) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (CALLBRIDGE_LISTEN): {e}"))?;
     info!(%listen, %public_url, "callbridge listening; point the Twilio voice webhook at {public_url}/twilio/voice");
+    // Audio frames are small writes that must leave at once: no Nagle delay on any socket.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

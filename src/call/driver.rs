@@ -262,7 +262,8 @@ async fn connect_provider(dialect: &dyn Dialect) -> Result<ProviderSocket, Strin
     let request = dialect.connect_request().map_err(|e| e.to_string())?;
     match timeout(
         PROVIDER_CONNECT_TIMEOUT,
-        tokio_tungstenite::connect_async(request),
+        // Nagle off: audio frames are small writes that must not wait for an ACK.
+        tokio_tungstenite::connect_async_with_config(request, None, true),
     )
     .await
     {

@@ -63,6 +63,8 @@ pub struct Behaviour {
     pub vad: bool,
     /// When set, `Say` audio embeds a send timestamp in each 160-byte frame (load measurements).
     pub stamp_audio: Option<Instant>,
+    /// Keep every appended payload in the log (tests); off for load runs.
+    pub record_audio: bool,
 }
 
 impl Default for Behaviour {
@@ -76,6 +78,7 @@ impl Default for Behaviour {
             caller_transcript: "hello".into(),
             vad: true,
             stamp_audio: None,
+            record_audio: true,
         }
     }
 }
@@ -85,8 +88,10 @@ impl Default for Behaviour {
 pub struct SessionLog {
     /// Every client event, parsed.
     pub received: Vec<Value>,
-    /// Base64 payloads of `input_audio_buffer.append`, in order.
+    /// Base64 payloads of `input_audio_buffer.append`, in order (when `record_audio`).
     pub appended: Vec<String>,
+    /// Appends received when payloads are not recorded.
+    pub appended_count: usize,
     /// Audio ms produced per item id.
     pub item_audio_ms: HashMap<String, u64>,
     /// Error codes sent to the client.
@@ -145,6 +150,7 @@ impl FakeRealtime {
         let rec = recorder.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
                 let (behaviour, rec) = (behaviour.clone(), rec.clone());
                 tokio::spawn(async move {
                     let _ = serve_connection(stream, behaviour, rec).await;
@@ -426,9 +432,13 @@ impl Session {
         match kind.as_str() {
             "session.update" => self.on_session_update(&event),
             "input_audio_buffer.append" => {
-                let audio = event["audio"].as_str().unwrap_or_default().to_owned();
-                lock(&self.log).appended.push(audio.clone());
-                self.on_append(&audio);
+                let audio = event["audio"].as_str().unwrap_or_default();
+                if self.behaviour.record_audio {
+                    lock(&self.log).appended.push(audio.to_owned());
+                } else {
+                    lock(&self.log).appended_count += 1;
+                }
+                self.on_append(audio);
             }
             "response.create" => self.start_response(),
             "response.cancel" => {

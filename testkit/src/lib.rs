@@ -56,6 +56,9 @@ impl TestBridge {
         let metrics = deps.metrics.clone();
         let store = deps.store.clone();
         let app = callbridge::http::router(deps);
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
