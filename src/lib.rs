@@ -28,6 +28,7 @@ pub mod store;
 pub mod tenant;
 pub mod tools;
 pub mod twilio;
+pub mod webhooks;
 
 use std::sync::Arc;
 
