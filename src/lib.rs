@@ -19,6 +19,7 @@
 
 pub mod audio;
 pub mod call;
+pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod http;

@@ -25,12 +25,15 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    #[command(flatten)]
+    Admin(callbridge::cli::AdminCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Admin(command)) => return callbridge::cli::run(command),
         None => cli.serve,
     };
     let config = match Config::resolve(args) {

@@ -153,7 +153,7 @@ impl AdminService {
             .map_err(|e| match e {
                 VaultError::MissingMasterKey => format!(
                     "no master key is configured: set {MASTER_KEY_ENV} (base64 of 32 random \
-                     bytes) on the server"
+                     bytes)"
                 ),
                 other => format!("{other} (check {MASTER_KEY_ENV})"),
             });
