@@ -20,7 +20,7 @@ use callbridge::http::api::dto::{
 use callbridge::http::api::service::{AdminService, Principal};
 use callbridge::store::{
     CallDirection, CallEnd, CallEventKind, CallStatus, NewCall, OutboxStatus, SqlStore, Store,
-    TenantId,
+    TenantId, WebhookSettingsSpec,
 };
 use callbridge::tenant::vault::{Keyring, MasterKey};
 use callbridge::webhooks::{self, DeliveryWorker, WorkerOptions};
@@ -208,6 +208,7 @@ fn fast_options() -> WorkerOptions {
         base_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_millis(400),
         max_attempts: 100,
+        retention: Duration::from_secs(3600),
     }
 }
 
@@ -447,6 +448,37 @@ async fn enqueue_rules(store: &SqlStore) {
     assert_eq!(row.status, OutboxStatus::Cancelled);
     assert_eq!(row.last_error.as_deref(), Some("webhook is disabled"));
     assert_eq!(worker.run_once().await.unwrap(), 0);
+    // Finished rows go once past their retention; pending ones never do.
+    assert_eq!(worker.purge_finished().await.unwrap(), 0);
+    let fresh = DeliveryWorker::new(
+        store.clone(),
+        Keyring::new(MasterKey::generate()),
+        WorkerOptions {
+            retention: Duration::ZERO,
+            ..fast_options()
+        },
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(fresh.purge_finished().await.unwrap(), 1);
+    assert!(store.list_outbox(&tenant.id, 10).await.unwrap().is_empty());
+    store
+        .put_webhook_settings(
+            &tenant.id,
+            &WebhookSettingsSpec {
+                enabled: true,
+                ..settings.clone()
+            },
+        )
+        .await
+        .unwrap();
+    let pending = ended_call(store, &tenant, 4).await;
+    webhooks::enqueue_call_ended(store, &tenant.id, &pending)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(fresh.purge_finished().await.unwrap(), 0);
+    assert_eq!(store.list_outbox(&tenant.id, 10).await.unwrap().len(), 1);
 
     store.delete_webhook_settings(&tenant.id).await.unwrap();
     let third = ended_call(store, &tenant, 3).await;

@@ -392,6 +392,18 @@ impl SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Deletes finished rows (delivered, failed, cancelled) created before `before_ms`, across
+    /// tenants (retention is a deployment policy, not a tenant's). Pending rows are never
+    /// deleted. Returns how many rows went.
+    pub async fn purge_outbox(&self, before_ms: i64) -> StoreResult<u64> {
+        let done =
+            sqlx::query("DELETE FROM webhook_outbox WHERE status <> 'pending' AND created_at < $1")
+                .bind(before_ms)
+                .execute(self.pool())
+                .await?;
+        Ok(done.rows_affected())
+    }
+
     // --- cross-tenant lookups for the operator CLI -------------------------------------------------
 
     /// Which tenant owns a call. Takes no tenant id by design: the operator CLI (`calls show ID`)

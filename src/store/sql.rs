@@ -996,7 +996,8 @@ impl Store for SqlStore {
             .await
             .map_err(|e| match classify(e) {
                 WriteFailure::ForeignKey => StoreError::conflict(format!(
-                    "secret {name:?} is still used by a connector configuration"
+                    "secret {name:?} is still used by a connector configuration or the webhook \
+                     settings"
                 )),
                 WriteFailure::Unique => StoreError::conflict(format!("secret {name:?}")),
                 WriteFailure::Other(e) => StoreError::Database(e),

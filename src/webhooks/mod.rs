@@ -26,7 +26,7 @@ use crate::tenant::vault::VaultError;
 
 pub use payload::call_ended_payload;
 pub use signature::{SigningSecret, SigningSecretError};
-pub use worker::{DeliveryWorker, WorkerHandle, WorkerOptions};
+pub use worker::{DeliveryWorker, WorkerHandle, WorkerOptions, spawn_from_env};
 
 /// The event type sent when a call ends.
 pub const CALL_ENDED: &str = "call.ended";

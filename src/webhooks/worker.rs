@@ -18,6 +18,9 @@ use crate::tenant::vault::{Keyring, Vault};
 use super::signature::SigningSecret;
 use super::{WebhookError, validate_url};
 
+/// How often a running worker deletes messages past their retention.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// Tuning of a [`DeliveryWorker`].
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
@@ -36,6 +39,8 @@ pub struct WorkerOptions {
     pub max_backoff: Duration,
     /// Attempts before a message is marked `failed`.
     pub max_attempts: u32,
+    /// Finished messages (delivered, failed, cancelled) older than this are deleted.
+    pub retention: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -49,6 +54,7 @@ impl Default for WorkerOptions {
             base_backoff: Duration::from_secs(10),
             max_backoff: Duration::from_secs(3600),
             max_attempts: 12,
+            retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -171,12 +177,30 @@ impl DeliveryWorker {
         Ok(claimed)
     }
 
+    /// Deletes finished messages older than the retention period; returns how many went.
+    pub async fn purge_finished(&self) -> Result<u64, WebhookError> {
+        let retention_ms = i64::try_from(self.options.retention.as_millis()).unwrap_or(i64::MAX);
+        let before = Timestamp::now()
+            .as_millisecond()
+            .saturating_sub(retention_ms);
+        Ok(self.store.purge_outbox(before).await?)
+    }
+
     /// Runs until `shutdown` is signalled through the returned handle.
     pub fn spawn(self) -> WorkerHandle {
         let (stop, mut stopped) = watch::channel(false);
         let join = tokio::spawn(async move {
             info!(worker = %self.worker_id, "webhook delivery worker started");
+            let mut last_purge: Option<tokio::time::Instant> = None;
             loop {
+                if last_purge.is_none_or(|at| at.elapsed() >= PURGE_INTERVAL) {
+                    last_purge = Some(tokio::time::Instant::now());
+                    match self.purge_finished().await {
+                        Ok(0) => {}
+                        Ok(purged) => info!(purged, "old webhook messages deleted"),
+                        Err(e) => warn!(error = %e, "webhook outbox purge failed"),
+                    }
+                }
                 let claimed = match self.run_once().await {
                     Ok(claimed) => claimed,
                     Err(e) => {
