@@ -789,3 +789,40 @@ async fn openapi_documents_every_route_without_auth() {
         }
     }
 }
+
+#[tokio::test]
+async fn served_by_the_server_router_with_the_configured_admin_key() {
+    let bridge = callbridge_testkit::TestBridge::start("ws://127.0.0.1:9/v1/realtime", |args| {
+        args.admin_key = Some(ADMIN_KEY.into());
+    })
+    .await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let base = format!("http://{}/api/v1", bridge.addr);
+    let created = client
+        .post(format!("{base}/tenants"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"name": "Acme", "time_zone": "UTC"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let listed: Value = client
+        .get(format!("{base}/tenants"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed[0]["id"], "acme");
+    let unauthenticated = client.get(format!("{base}/tenants")).send().await.unwrap();
+    assert_eq!(unauthenticated.status().as_u16(), 401);
+    let doc = client
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(doc.status().as_u16(), 200);
+}
