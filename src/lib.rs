@@ -19,6 +19,7 @@
 
 pub mod audio;
 pub mod call;
+pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod http;
@@ -28,6 +29,7 @@ pub mod store;
 pub mod tenant;
 pub mod tools;
 pub mod twilio;
+pub mod webhooks;
 
 use std::sync::Arc;
 

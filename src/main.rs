@@ -22,16 +22,21 @@ struct Cli {
     serve: ServeArgs,
 }
 
+// Parsed once at startup, so the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    #[command(flatten)]
+    Admin(callbridge::cli::AdminCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Admin(command)) => return callbridge::cli::run(command),
         None => cli.serve,
     };
     let config = match Config::resolve(args) {

@@ -3,6 +3,7 @@
 //! Owns routing, request validation (signatures) and responses. It must not hold call state: an
 //! accepted media socket is handed to the call driver.
 
+pub mod api;
 mod ops;
 mod twilio;
 
@@ -20,5 +21,6 @@ pub fn router(deps: CallDeps) -> Router {
         .route("/twilio/media", get(twilio::media_socket))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        .nest("/api/v1", api::router(&deps))
         .with_state(Arc::new(deps))
 }

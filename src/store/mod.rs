@@ -30,6 +30,7 @@
 
 mod error;
 mod model;
+mod outbox;
 mod sql;
 
 use std::future::Future;
@@ -40,6 +41,10 @@ pub use model::{
     CallEvent, CallEventKind, CallStatus, ConnectorConfig, ConnectorSpec, E164, LedgerClaim,
     LedgerEntry, LedgerStatus, NewCall, NewLedgerEntry, NewSealedSecret, NewTenant, PhoneNumber,
     ResealedSecret, SealedSecret, SecretInfo, Tenant, TenantId,
+};
+pub use outbox::{
+    NewOutboxMessage, OutboxMessage, OutboxStatus, WebhookSettings, WebhookSettingsSpec,
+    enqueue_outbox,
 };
 pub use sql::{Backend, SqlStore, StoreOptions};
 

@@ -245,11 +245,11 @@ macro_rules! ledger_cols {
 
 // --- row mapping ------------------------------------------------------------------------------------
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     Timestamp::now().as_millisecond()
 }
 
-fn timestamp(row: &AnyRow, column: &'static str) -> StoreResult<Timestamp> {
+pub(super) fn timestamp(row: &AnyRow, column: &'static str) -> StoreResult<Timestamp> {
     let ms: i64 = row.try_get(column)?;
     Timestamp::from_millisecond(ms).map_err(|e| StoreError::Corrupt {
         what: column,
@@ -257,7 +257,10 @@ fn timestamp(row: &AnyRow, column: &'static str) -> StoreResult<Timestamp> {
     })
 }
 
-fn optional_timestamp(row: &AnyRow, column: &'static str) -> StoreResult<Option<Timestamp>> {
+pub(super) fn optional_timestamp(
+    row: &AnyRow,
+    column: &'static str,
+) -> StoreResult<Option<Timestamp>> {
     let ms: Option<i64> = row.try_get(column)?;
     ms.map(|ms| {
         Timestamp::from_millisecond(ms).map_err(|e| StoreError::Corrupt {
@@ -268,7 +271,7 @@ fn optional_timestamp(row: &AnyRow, column: &'static str) -> StoreResult<Option<
     .transpose()
 }
 
-fn tenant_id(row: &AnyRow, column: &'static str) -> StoreResult<TenantId> {
+pub(super) fn tenant_id(row: &AnyRow, column: &'static str) -> StoreResult<TenantId> {
     let raw: String = row.try_get(column)?;
     TenantId::parse(&raw).map_err(|e| StoreError::Corrupt {
         what: column,
@@ -439,13 +442,16 @@ fn ledger_from_row(row: &AnyRow) -> StoreResult<LedgerEntry> {
     })
 }
 
-fn collect<T>(rows: Vec<AnyRow>, map: fn(&AnyRow) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+pub(super) fn collect<T>(
+    rows: Vec<AnyRow>,
+    map: fn(&AnyRow) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
     rows.iter().map(map).collect()
 }
 
 /// A fresh random id with a readable type prefix (`ag_3f9a…`); 128 bits, so collisions are not a
 /// practical concern even across nodes.
-fn new_id(prefix: &str) -> String {
+pub(super) fn new_id(prefix: &str) -> String {
     let bytes: [u8; 16] = rand::random();
     let mut id = String::with_capacity(prefix.len() + 1 + 32);
     id.push_str(prefix);
@@ -990,7 +996,8 @@ impl Store for SqlStore {
             .await
             .map_err(|e| match classify(e) {
                 WriteFailure::ForeignKey => StoreError::conflict(format!(
-                    "secret {name:?} is still used by a connector configuration"
+                    "secret {name:?} is still used by a connector configuration or the webhook \
+                     settings"
                 )),
                 WriteFailure::Unique => StoreError::conflict(format!("secret {name:?}")),
                 WriteFailure::Other(e) => StoreError::Database(e),

@@ -1,0 +1,707 @@
+//! The operator CLI: `callbridge tenant|number|agent|connector|secret|apikey|calls|webhook …`,
+//! mirroring the admin API and working directly against the database (`DATABASE_URL`). Every
+//! command calls the same [`AdminService`] method as the matching API endpoint, as the admin
+//! principal, and prints the same JSON view on stdout.
+//!
+//! It must not implement rules of its own (the service does) and never takes a secret value from
+//! the command line: secret values are read from stdin, new master keys from the environment.
+//! Errors go to stderr as one line; exit code 1 for a refused operation, 2 for configuration.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use crate::http::api::dto::{
+    AddNumberRequest, AgentRequest, ConnectorRequest, CreateTenantRequest,
+    GenerateSigningSecretRequest, RouteNumberRequest, UpdateTenantRequest, WebhookRequest,
+};
+use crate::http::api::service::{AdminService, NEW_MASTER_KEY_ENV, Principal, ServiceError};
+use crate::store::SqlStore;
+use crate::tenant::vault::MasterKey;
+
+/// The same default as `callbridge serve`.
+const DEFAULT_DATABASE_URL: &str = "sqlite://callbridge.db?mode=rwc";
+
+/// Where the CLI finds the database and the prompt templates.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// Store: `sqlite://FILE?mode=rwc` or `postgres://…`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+    /// Directory of prompt templates agents name (`<name>.md`).
+    #[arg(long, env = "CALLBRIDGE_PROMPTS_DIR", global = true)]
+    pub prompts_dir: Option<PathBuf>,
+}
+
+/// The administration subcommands, flattened into the binary's command list.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Tenants (create, list, show, update, delete).
+    Tenant(TenantArgs),
+    /// Phone numbers routed to agents.
+    Number(NumberArgs),
+    /// Agents (prompt, model, voice, tools, limits).
+    Agent(AgentArgs),
+    /// Vendor connector configurations.
+    Connector(ConnectorArgs),
+    /// Encrypted secrets (values from stdin only) and master-key rotation.
+    Secret(SecretArgs),
+    /// Tenant API keys.
+    Apikey(ApiKeyArgs),
+    /// Call history (read-only).
+    Calls(CallsArgs),
+    /// Post-call webhook settings.
+    Webhook(WebhookArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantArgs {
+    #[command(subcommand)]
+    command: TenantCommand,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// IANA time zone, e.g. Europe/Paris.
+        #[arg(long)]
+        time_zone: String,
+        /// Tenant id (slug); derived from the name when omitted.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// List every tenant.
+    List,
+    /// Show one tenant.
+    Show { tenant: String },
+    /// Change a tenant's name or time zone.
+    Update {
+        tenant: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        time_zone: Option<String>,
+    },
+    /// Delete a tenant and everything it owns.
+    Delete { tenant: String },
+}
+
+#[derive(Debug, Args)]
+pub struct NumberArgs {
+    #[command(subcommand)]
+    command: NumberCommand,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum NumberCommand {
+    /// Add an E.164 number routed to an agent (id or name).
+    Add {
+        number: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        agent: String,
+    },
+    /// List a tenant's numbers.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Route a number to another agent.
+    Route {
+        number: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        agent: String,
+    },
+    /// Remove a number.
+    Remove {
+        number: String,
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    command: AgentCommand,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+struct AgentFields {
+    #[arg(long)]
+    name: String,
+    /// Prompt template: `default` or the name of <name>.md in the prompts directory.
+    #[arg(long)]
+    prompt: String,
+    #[arg(long, default_value = "openai")]
+    provider: String,
+    #[arg(long, default_value = "gpt-realtime")]
+    model: String,
+    #[arg(long, default_value = "marin")]
+    voice: String,
+    /// Comma-separated tool names.
+    #[arg(long, value_delimiter = ',')]
+    tools: Vec<String>,
+    /// Longest call in seconds.
+    #[arg(long, default_value_t = 900)]
+    max_duration: u32,
+    /// Seconds of silence before the agent says goodbye.
+    #[arg(long, default_value_t = 30)]
+    silence_timeout: u32,
+    /// Record calls.
+    #[arg(long)]
+    recording: bool,
+}
+
+impl From<AgentFields> for AgentRequest {
+    fn from(f: AgentFields) -> Self {
+        Self {
+            name: f.name,
+            prompt_template: f.prompt,
+            provider: f.provider,
+            model: f.model,
+            voice: f.voice,
+            enabled_tools: f.tools.into_iter().filter(|t| !t.is_empty()).collect(),
+            max_duration_s: f.max_duration,
+            silence_timeout_s: f.silence_timeout,
+            recording: f.recording,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Create an agent.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        fields: AgentFields,
+    },
+    /// List a tenant's agents.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Show one agent.
+    Show {
+        agent: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Replace an agent's settings.
+    Update {
+        agent: String,
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        fields: AgentFields,
+    },
+    /// Delete an agent (no number may still route to it).
+    Delete {
+        agent: String,
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectorArgs {
+    #[command(subcommand)]
+    command: ConnectorCommand,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConnectorCommand {
+    /// Configure a vendor connector (google_calendar, calcom, calendly, hubspot, shopify).
+    Set {
+        vendor: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Name of the tenant secret holding the credential.
+        #[arg(long)]
+        secret_name: Option<String>,
+    },
+    /// List a tenant's connectors.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Remove a connector configuration.
+    Remove {
+        vendor: String,
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SecretArgs {
+    #[command(subcommand)]
+    command: SecretCommand,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretCommand {
+    /// Store a secret; the value is read from stdin (never from the command line).
+    Set {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        vendor: String,
+    },
+    /// List a tenant's secrets (names, vendors, last 4 characters; never values).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Delete a secret.
+    Delete {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Re-encrypt every secret under the key in CALLBRIDGE_NEW_MASTER_KEY (current and previous
+    /// keys come from CALLBRIDGE_MASTER_KEY / CALLBRIDGE_MASTER_KEY_PREVIOUS / _FILE).
+    RotateMaster,
+}
+
+#[derive(Debug, Args)]
+pub struct ApiKeyArgs {
+    #[command(subcommand)]
+    command: ApiKeyCommand,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Issue a key; it is printed once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// List a tenant's keys (prefixes only).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        key_id: String,
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CallsArgs {
+    #[command(subcommand)]
+    command: CallsCommand,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum CallsCommand {
+    /// A tenant's most recent calls.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One call with its events.
+    Show { call_id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookArgs {
+    #[command(subcommand)]
+    command: WebhookCommand,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookCommand {
+    /// Set the post-call webhook URL and the secret that signs it.
+    Set {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "webhook-signing")]
+        secret_name: String,
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Show the webhook settings.
+    Show {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Generate a signing secret (printed once; give it to the receiver).
+    GenerateSecret {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        secret_name: Option<String>,
+    },
+    /// Recent deliveries and their state.
+    Deliveries {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Remove the webhook.
+    Remove {
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("cannot print the result: {0}")]
+    Output(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Config(_) | Self::Service(ServiceError::VaultUnavailable(_)) => ExitCode::from(2),
+            _ => ExitCode::from(1),
+        }
+    }
+}
+
+/// Runs one administration command to completion.
+pub fn run(command: AdminCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("callbridge: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("callbridge: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn open(db: &DbArgs) -> Result<AdminService, CliError> {
+    let url = db
+        .database_url
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    let store = SqlStore::open(&url)
+        .await
+        .map_err(|e| CliError::Config(format!("DATABASE_URL: cannot open the store: {e}")))?;
+    let prompts_dir = db
+        .prompts_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("prompts"));
+    Ok(AdminService::from_env(store, prompts_dir))
+}
+
+fn print<T: Serialize>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Output(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
+    let admin = Principal::Admin;
+    match command {
+        AdminCommand::Tenant(args) => {
+            let svc = open(&args.db).await?;
+            match args.command {
+                TenantCommand::Create {
+                    name,
+                    time_zone,
+                    id,
+                } => print(
+                    &svc.create_tenant(
+                        &admin,
+                        CreateTenantRequest {
+                            id,
+                            name,
+                            time_zone,
+                        },
+                    )
+                    .await?,
+                ),
+                TenantCommand::List => print(&svc.list_tenants(&admin).await?),
+                TenantCommand::Show { tenant } => print(&svc.get_tenant(&admin, &tenant).await?),
+                TenantCommand::Update {
+                    tenant,
+                    name,
+                    time_zone,
+                } => print(
+                    &svc.update_tenant(&admin, &tenant, UpdateTenantRequest { name, time_zone })
+                        .await?,
+                ),
+                TenantCommand::Delete { tenant } => {
+                    svc.delete_tenant(&admin, &tenant).await?;
+                    eprintln!("tenant {tenant} deleted");
+                    Ok(())
+                }
+            }
+        }
+        AdminCommand::Number(args) => {
+            let svc = open(&args.db).await?;
+            match args.command {
+                NumberCommand::Add {
+                    number,
+                    tenant,
+                    agent,
+                } => print(
+                    &svc.add_number(&admin, &tenant, AddNumberRequest { number, agent })
+                        .await?,
+                ),
+                NumberCommand::List { tenant } => print(&svc.list_numbers(&admin, &tenant).await?),
+                NumberCommand::Route {
+                    number,
+                    tenant,
+                    agent,
+                } => print(
+                    &svc.route_number(&admin, &tenant, &number, RouteNumberRequest { agent })
+                        .await?,
+                ),
+                NumberCommand::Remove { number, tenant } => {
+                    svc.remove_number(&admin, &tenant, &number).await?;
+                    eprintln!("number {number} removed");
+                    Ok(())
+                }
+            }
+        }
+        AdminCommand::Agent(args) => {
+            let svc = open(&args.db).await?;
+            match args.command {
+                AgentCommand::Create { tenant, fields } => {
+                    print(&svc.create_agent(&admin, &tenant, fields.into()).await?)
+                }
+                AgentCommand::List { tenant } => print(&svc.list_agents(&admin, &tenant).await?),
+                AgentCommand::Show { agent, tenant } => {
+                    print(&svc.get_agent(&admin, &tenant, &agent).await?)
+                }
+                AgentCommand::Update {
+                    agent,
+                    tenant,
+                    fields,
+                } => print(
+                    &svc.update_agent(&admin, &tenant, &agent, fields.into())
+                        .await?,
+                ),
+                AgentCommand::Delete { agent, tenant } => {
+                    svc.delete_agent(&admin, &tenant, &agent).await?;
+                    eprintln!("agent {agent} deleted");
+                    Ok(())
+                }
+            }
+        }
+        AdminCommand::Connector(args) => {
+            let svc = open(&args.db).await?;
+            match args.command {
+                ConnectorCommand::Set {
+                    vendor,
+                    tenant,
+                    base_url,
+                    secret_name,
+                } => print(
+                    &svc.put_connector(
+                        &admin,
+                        &tenant,
+                        &vendor,
+                        ConnectorRequest {
+                            base_url,
+                            secret_name,
+                        },
+                    )
+                    .await?,
+                ),
+                ConnectorCommand::List { tenant } => {
+                    print(&svc.list_connectors(&admin, &tenant).await?)
+                }
+                ConnectorCommand::Remove { vendor, tenant } => {
+                    svc.delete_connector(&admin, &tenant, &vendor).await?;
+                    eprintln!("connector {vendor} removed");
+                    Ok(())
+                }
+            }
+        }
+        AdminCommand::Secret(args) => {
+            let svc = open(&args.db).await?;
+            match args.command {
+                SecretCommand::Set {
+                    tenant,
+                    name,
+                    vendor,
+                } => {
+                    let value = read_secret_from_stdin()?;
+                    print(
+                        &svc.put_secret(&admin, &tenant, &name, &vendor, value)
+                            .await?,
+                    )
+                }
+                SecretCommand::List { tenant } => print(&svc.list_secrets(&admin, &tenant).await?),
+                SecretCommand::Delete { tenant, name } => {
+                    svc.delete_secret(&admin, &tenant, &name).await?;
+                    eprintln!("secret {name} deleted");
+                    Ok(())
+                }
+                SecretCommand::RotateMaster => {
+                    let text = std::env::var(NEW_MASTER_KEY_ENV)
+                        .ok()
+                        .filter(|t| !t.trim().is_empty())
+                        .map(SecretString::from)
+                        .ok_or_else(|| {
+                            CliError::Config(format!(
+                                "{NEW_MASTER_KEY_ENV}: is required (base64 of 32 random bytes, \
+                                 e.g. `openssl rand -base64 32`)"
+                            ))
+                        })?;
+                    let new_key = MasterKey::from_base64(text.expose_secret(), NEW_MASTER_KEY_ENV)
+                        .map_err(|e| CliError::Config(e.to_string()))?;
+                    let report = svc.rotate_master(&admin, new_key).await?;
+                    println!(
+                        "re-encrypted {} secret(s) in {} batch(es) under master key {}",
+                        report.resealed, report.batches, report.new_key_id
+                    );
+                    println!(
+                        "next: make {NEW_MASTER_KEY_ENV}'s value the current CALLBRIDGE_MASTER_KEY \
+                         on every node, keeping the old key in CALLBRIDGE_MASTER_KEY_PREVIOUS until \
+                         all nodes run with the new one"
+                    );
+                    Ok(())
+                }
+            }
+        }
+        AdminCommand::Apikey(args) => {
+            let svc = open(&args.db).await?;
+            match args.command {
+                ApiKeyCommand::Create { tenant } => {
+                    let created = svc.create_api_key(&admin, &tenant).await?;
+                    eprintln!("store this key now: it is shown only once");
+                    print(&created)
+                }
+                ApiKeyCommand::List { tenant } => print(&svc.list_api_keys(&admin, &tenant).await?),
+                ApiKeyCommand::Revoke { key_id, tenant } => {
+                    print(&svc.revoke_api_key(&admin, &tenant, &key_id).await?)
+                }
+            }
+        }
+        AdminCommand::Calls(args) => {
+            let svc = open(&args.db).await?;
+            match args.command {
+                CallsCommand::List { tenant, limit } => {
+                    print(&svc.list_calls(&admin, &tenant, Some(limit)).await?)
+                }
+                CallsCommand::Show { call_id } => print(&svc.find_call(&admin, &call_id).await?),
+            }
+        }
+        AdminCommand::Webhook(args) => {
+            let svc = open(&args.db).await?;
+            match args.command {
+                WebhookCommand::Set {
+                    tenant,
+                    url,
+                    secret_name,
+                    disabled,
+                } => print(
+                    &svc.put_webhook(
+                        &admin,
+                        &tenant,
+                        WebhookRequest {
+                            url,
+                            secret_name,
+                            enabled: !disabled,
+                        },
+                    )
+                    .await?,
+                ),
+                WebhookCommand::Show { tenant } => print(&svc.get_webhook(&admin, &tenant).await?),
+                WebhookCommand::GenerateSecret {
+                    tenant,
+                    secret_name,
+                } => {
+                    let generated = svc
+                        .generate_signing_secret(
+                            &admin,
+                            &tenant,
+                            GenerateSigningSecretRequest { secret_name },
+                        )
+                        .await?;
+                    eprintln!(
+                        "give this signing secret to the receiver now: it is shown only once"
+                    );
+                    print(&generated)
+                }
+                WebhookCommand::Deliveries { tenant } => {
+                    print(&svc.list_deliveries(&admin, &tenant, None).await?)
+                }
+                WebhookCommand::Remove { tenant } => {
+                    svc.delete_webhook(&admin, &tenant).await?;
+                    eprintln!("webhook of {tenant} removed");
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// The whole of stdin, without the trailing newline an `echo` or a terminal adds.
+fn read_secret_from_stdin() -> Result<SecretString, CliError> {
+    let mut raw = String::new();
+    std::io::stdin()
+        .read_to_string(&mut raw)
+        .map_err(|e| CliError::Config(format!("cannot read the secret value from stdin: {e}")))?;
+    let value = SecretString::from(raw.trim_end_matches(['\r', '\n']).to_owned());
+    zeroize::Zeroize::zeroize(&mut raw);
+    if value.expose_secret().is_empty() {
+        return Err(CliError::Config(
+            "the secret value is read from stdin, which was empty (e.g. `printf %s \"$KEY\" | \
+             callbridge secret set …`)"
+                .into(),
+        ));
+    }
+    Ok(value)
+}

@@ -1,0 +1,478 @@
+//! The admin API's wire types: request bodies (strict: unknown fields are refused) and response
+//! views, with their OpenAPI schemas. The CLI prints the same views. Pure data: no I/O, and no
+//! type here may carry a stored secret's value back out (secret requests are write-only and
+//! redact themselves in `Debug`).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::store::{
+    Agent, ApiKey, Call, CallEvent, ConnectorConfig, OutboxMessage, PhoneNumber, SecretInfo,
+    Tenant, WebhookSettings,
+};
+
+/// Every error answer: `{"error": {"code", "message", "field"?}}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code: `malformed_json`, `invalid_field`, `unauthorized`,
+    /// `forbidden`, `not_found`, `conflict`, `payload_too_large`, `unsupported_media_type`,
+    /// `prompt_too_large`, `invalid_prompt`, `vault_unavailable`, `internal`.
+    pub code: String,
+    pub message: String,
+    /// The request field at fault, for `invalid_field`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+// --- tenants ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenantRequest {
+    /// Slug used in URLs (`acme-dental`); derived from the name when omitted.
+    pub id: Option<String>,
+    pub name: String,
+    /// IANA time zone (`Europe/Paris`).
+    pub time_zone: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenantRequest {
+    pub name: Option<String>,
+    pub time_zone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TenantView {
+    pub id: String,
+    pub name: String,
+    pub time_zone: String,
+    pub created_at: String,
+}
+
+impl From<Tenant> for TenantView {
+    fn from(t: Tenant) -> Self {
+        Self {
+            id: t.id.to_string(),
+            name: t.name,
+            time_zone: t.time_zone,
+            created_at: t.created_at.to_string(),
+        }
+    }
+}
+
+// --- API keys ------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyView {
+    pub id: String,
+    pub tenant_id: String,
+    /// Public lookup prefix (`cbk_3f9a1c2e4b5d`), enough to tell keys apart.
+    pub prefix: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+impl From<ApiKey> for ApiKeyView {
+    fn from(k: ApiKey) -> Self {
+        Self {
+            id: k.id,
+            tenant_id: k.tenant_id.to_string(),
+            prefix: k.prefix,
+            created_at: k.created_at.to_string(),
+            revoked_at: k.revoked_at.map(|t| t.to_string()),
+        }
+    }
+}
+
+/// A new key. `key` is shown this once and never again.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedApiKey {
+    pub api_key: ApiKeyView,
+    pub key: String,
+}
+
+impl fmt::Debug for CreatedApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedApiKey")
+            .field("api_key", &self.api_key)
+            .finish_non_exhaustive()
+    }
+}
+
+// --- numbers -------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddNumberRequest {
+    /// E.164 (`+14155550100`); unique across all tenants.
+    pub number: String,
+    /// The agent answering it: its id or its name.
+    pub agent: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteNumberRequest {
+    /// The agent answering it: its id or its name.
+    pub agent: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NumberView {
+    pub number: String,
+    pub tenant_id: String,
+    pub agent_id: String,
+    pub created_at: String,
+}
+
+impl From<PhoneNumber> for NumberView {
+    fn from(n: PhoneNumber) -> Self {
+        Self {
+            number: n.e164.to_string(),
+            tenant_id: n.tenant_id.to_string(),
+            agent_id: n.agent_id,
+            created_at: n.created_at.to_string(),
+        }
+    }
+}
+
+// --- agents --------------------------------------------------------------------------------------
+
+/// An agent, to create or to replace entirely (omitted fields take their defaults).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRequest {
+    /// Unique within the tenant.
+    pub name: String,
+    /// Prompt template: `default` (built in) or the name of `<name>.md` in the prompts directory.
+    #[serde(default = "default_prompt")]
+    pub prompt_template: String,
+    /// Realtime provider (`openai`).
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    #[serde(default = "default_model")]
+    pub model: String,
+    #[serde(default = "default_voice")]
+    pub voice: String,
+    /// Tool names the model may call.
+    #[serde(default)]
+    pub enabled_tools: Vec<String>,
+    /// Longest call, 10 to 14400 seconds.
+    #[serde(default = "default_max_duration")]
+    pub max_duration_s: u32,
+    /// Silence before the agent says goodbye, 5 to 3600 seconds.
+    #[serde(default = "default_silence_timeout")]
+    pub silence_timeout_s: u32,
+    #[serde(default)]
+    pub recording: bool,
+}
+
+pub fn default_prompt() -> String {
+    "default".into()
+}
+pub fn default_provider() -> String {
+    "openai".into()
+}
+pub fn default_model() -> String {
+    "gpt-realtime".into()
+}
+pub fn default_voice() -> String {
+    "marin".into()
+}
+pub fn default_max_duration() -> u32 {
+    900
+}
+pub fn default_silence_timeout() -> u32 {
+    30
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AgentView {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub provider: String,
+    pub model: String,
+    pub voice: String,
+    pub prompt_template: String,
+    pub enabled_tools: Vec<String>,
+    pub max_duration_s: u32,
+    pub silence_timeout_s: u32,
+    pub recording: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Agent> for AgentView {
+    fn from(a: Agent) -> Self {
+        Self {
+            id: a.id,
+            tenant_id: a.tenant_id.to_string(),
+            name: a.spec.name,
+            provider: a.spec.provider,
+            model: a.spec.model,
+            voice: a.spec.voice,
+            prompt_template: a.spec.prompt_template,
+            enabled_tools: a.spec.enabled_tools,
+            max_duration_s: a.spec.max_duration_s,
+            silence_timeout_s: a.spec.silence_timeout_s,
+            recording: a.spec.recording,
+            created_at: a.created_at.to_string(),
+            updated_at: a.updated_at.to_string(),
+        }
+    }
+}
+
+// --- connectors ----------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorRequest {
+    /// Overrides the vendor's API base URL (self-hosted Cal.com, a shop domain).
+    pub base_url: Option<String>,
+    /// Name of one of the tenant's secrets holding the credential.
+    pub secret_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConnectorView {
+    pub tenant_id: String,
+    pub vendor: String,
+    pub base_url: Option<String>,
+    pub secret_name: Option<String>,
+    pub updated_at: String,
+}
+
+impl From<ConnectorConfig> for ConnectorView {
+    fn from(c: ConnectorConfig) -> Self {
+        Self {
+            tenant_id: c.tenant_id.to_string(),
+            vendor: c.spec.vendor,
+            base_url: c.spec.base_url,
+            secret_name: c.spec.secret_name,
+            updated_at: c.updated_at.to_string(),
+        }
+    }
+}
+
+// --- secrets -------------------------------------------------------------------------------------
+
+/// Write-only: the value is encrypted at rest and never returned.
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRequest {
+    /// A connector vendor, or `webhook` for a webhook signing secret (`whsec_…`).
+    pub vendor: String,
+    pub value: String,
+}
+
+impl fmt::Debug for SecretRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretRequest")
+            .field("vendor", &self.vendor)
+            .field("value", &"**REDACTED**")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SecretView {
+    pub tenant_id: String,
+    pub name: String,
+    pub vendor: String,
+    /// Last four characters of the value (empty for values shorter than 12 characters).
+    pub last4: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<SecretInfo> for SecretView {
+    fn from(s: SecretInfo) -> Self {
+        Self {
+            tenant_id: s.tenant_id.to_string(),
+            name: s.name,
+            vendor: s.vendor,
+            last4: s.last4,
+            created_at: s.created_at.to_string(),
+            updated_at: s.updated_at.to_string(),
+        }
+    }
+}
+
+/// A freshly generated webhook signing secret, shown this once (give it to the receiver).
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub struct GeneratedSigningSecret {
+    pub secret: SecretView,
+    pub signing_secret: String,
+}
+
+impl fmt::Debug for GeneratedSigningSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeneratedSigningSecret")
+            .field("secret", &self.secret)
+            .finish_non_exhaustive()
+    }
+}
+
+// --- calls ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CallsQuery {
+    /// Most recent calls to return, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CallView {
+    pub id: String,
+    pub tenant_id: String,
+    pub agent_id: String,
+    pub direction: String,
+    pub from: String,
+    pub to: String,
+    pub twilio_call_sid: Option<String>,
+    pub status: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub end_reason: Option<String>,
+    /// Whether a recording was kept.
+    pub recorded: bool,
+}
+
+impl From<Call> for CallView {
+    fn from(c: Call) -> Self {
+        Self {
+            duration_ms: c
+                .ended_at
+                .map(|end| (end.as_millisecond() - c.started_at.as_millisecond()).max(0)),
+            id: c.id,
+            tenant_id: c.tenant_id.to_string(),
+            agent_id: c.agent_id,
+            direction: c.direction.as_str().to_owned(),
+            from: c.from,
+            to: c.to,
+            twilio_call_sid: c.twilio_call_sid,
+            status: c.status.as_str().to_owned(),
+            started_at: c.started_at.to_string(),
+            ended_at: c.ended_at.map(|t| t.to_string()),
+            end_reason: c.end_reason,
+            recorded: c.recording_path.is_some(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CallEventView {
+    pub seq: i64,
+    pub at: String,
+    /// `transcript`, `tool_call`, `tool_result`, `barge_in`, `dtmf`, `status` or `error`.
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+impl From<CallEvent> for CallEventView {
+    fn from(e: CallEvent) -> Self {
+        Self {
+            seq: e.seq,
+            at: e.at.to_string(),
+            kind: e.kind.as_str().to_owned(),
+            payload: e.payload,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CallDetail {
+    pub call: CallView,
+    pub events: Vec<CallEventView>,
+}
+
+// --- webhook -------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRequest {
+    /// `https://…` (plain http only for 127.0.0.1 / localhost).
+    pub url: String,
+    /// The tenant secret (vendor `webhook`) holding the `whsec_…` signing secret.
+    pub secret_name: String,
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+}
+
+fn default_enabled() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookView {
+    pub tenant_id: String,
+    pub url: String,
+    pub secret_name: String,
+    pub enabled: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<WebhookSettings> for WebhookView {
+    fn from(w: WebhookSettings) -> Self {
+        Self {
+            tenant_id: w.tenant_id.to_string(),
+            url: w.spec.url,
+            secret_name: w.spec.secret_name,
+            enabled: w.spec.enabled,
+            created_at: w.created_at.to_string(),
+            updated_at: w.updated_at.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateSigningSecretRequest {
+    /// Name to store it under (default `webhook-signing`); an existing secret of that name is
+    /// replaced, which rotates the signing secret.
+    pub secret_name: Option<String>,
+}
+
+/// One outbox message and its delivery state (the payload itself is not shown).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryView {
+    /// Also the `webhook-id` header the receiver sees.
+    pub id: String,
+    pub event_type: String,
+    /// `pending`, `delivered`, `failed` or `cancelled`.
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: String,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}
+
+impl From<OutboxMessage> for DeliveryView {
+    fn from(m: OutboxMessage) -> Self {
+        Self {
+            id: m.id,
+            event_type: m.event_type,
+            status: m.status.as_str().to_owned(),
+            attempts: m.attempts,
+            next_attempt_at: m.next_attempt_at.to_string(),
+            last_error: m.last_error,
+            created_at: m.created_at.to_string(),
+            delivered_at: m.delivered_at.map(|t| t.to_string()),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The admin REST API, nested under `/api/v1`: tenants, API keys, numbers, agents, connectors,
+//! secrets (write-only), calls (read-only) and post-call webhook settings, with its OpenAPI
+//! document at `GET /api/v1/openapi.json` (no authentication).
+//!
+//! Layout: [`service`] holds every operation (the CLI calls the same functions), [`dto`] the wire
+//! types, `handlers` the thin HTTP adapters, `auth` the bearer-key middleware and [`error`] the
+//! JSON error answers. This module only assembles the router; it must not hold business rules.
+//!
+//! Authorization: the admin key (`CALLBRIDGE_ADMIN_KEY`) sees every tenant; a tenant API key
+//! sees only its own tenant, and any other tenant's object answers 404 exactly as a missing one.
+
+mod auth;
+pub mod dto;
+pub mod error;
+mod handlers;
+pub mod service;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use secrecy::SecretString;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::call::driver::CallDeps;
+use crate::store::SqlStore;
+
+use self::error::ApiError;
+use self::service::AdminService;
+
+/// Largest request body accepted (a prompt template is named, not uploaded, so bodies are small).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What the API's handlers share.
+#[derive(Debug)]
+pub struct ApiState {
+    pub service: AdminService,
+    /// `None`: no admin access (tenant keys still work).
+    pub admin_key: Option<SecretString>,
+}
+
+impl ApiState {
+    pub fn new(service: AdminService, admin_key: Option<SecretString>) -> Self {
+        Self { service, admin_key }
+    }
+
+    /// From the server's configuration; the vault's keyring comes from the environment.
+    pub fn from_deps(deps: &CallDeps) -> Self {
+        Self::from_parts(
+            deps.store.clone(),
+            deps.config.prompts_dir.clone(),
+            deps.config.admin_key.clone(),
+        )
+    }
+
+    fn from_parts(store: SqlStore, prompts_dir: PathBuf, admin_key: Option<SecretString>) -> Self {
+        Self::new(AdminService::from_env(store, prompts_dir), admin_key)
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "callbridge admin API",
+        description = "Tenants, numbers, agents, connectors, secrets, calls and post-call webhooks. \
+                       Authenticate with `Authorization: Bearer <admin key or tenant API key>`."
+    ),
+    servers((url = "/api/v1")),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every authenticated route, registered together with its OpenAPI path.
+fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(handlers::create_tenant, handlers::list_tenants))
+        .routes(routes!(
+            handlers::get_tenant,
+            handlers::update_tenant,
+            handlers::delete_tenant
+        ))
+        .routes(routes!(handlers::create_api_key, handlers::list_api_keys))
+        .routes(routes!(handlers::revoke_api_key))
+        .routes(routes!(handlers::add_number, handlers::list_numbers))
+        .routes(routes!(handlers::route_number, handlers::remove_number))
+        .routes(routes!(handlers::create_agent, handlers::list_agents))
+        .routes(routes!(
+            handlers::get_agent,
+            handlers::update_agent,
+            handlers::delete_agent
+        ))
+        .routes(routes!(handlers::list_connectors))
+        .routes(routes!(
+            handlers::put_connector,
+            handlers::get_connector,
+            handlers::delete_connector
+        ))
+        .routes(routes!(handlers::list_secrets))
+        .routes(routes!(
+            handlers::put_secret,
+            handlers::get_secret,
+            handlers::delete_secret
+        ))
+        .routes(routes!(handlers::list_calls))
+        .routes(routes!(handlers::get_call))
+        .routes(routes!(
+            handlers::get_webhook,
+            handlers::put_webhook,
+            handlers::delete_webhook
+        ))
+        .routes(routes!(handlers::generate_signing_secret))
+        .routes(routes!(handlers::list_deliveries))
+}
+
+/// The OpenAPI document (paths relative to `/api/v1`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_routes().into_openapi()
+}
+
+/// The API router for the server, to nest under `/api/v1`.
+pub fn router<S: Clone + Send + Sync + 'static>(deps: &CallDeps) -> Router<S> {
+    router_with(ApiState::from_deps(deps))
+}
+
+/// The API router over an explicit state (tests, embedding).
+pub fn router_with<S: Clone + Send + Sync + 'static>(state: ApiState) -> Router<S> {
+    let state = Arc::new(state);
+    let (authenticated, doc) = documented_routes().split_for_parts();
+    let doc = Arc::new(doc);
+    let authenticated = authenticated.route_layer(axum::middleware::from_fn_with_state(
+        Arc::clone(&state),
+        auth::require_key,
+    ));
+    Router::new()
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = Arc::clone(&doc);
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .merge(authenticated)
+        .fallback(|| async { ApiError::not_found("no such API route").into_response() })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

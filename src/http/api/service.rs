@@ -1,0 +1,884 @@
+//! The administration service: every operation of the admin API and of the operator CLI, in one
+//! code path. It owns authorization (who may see which tenant), validation of request fields
+//! beyond what the store checks (known vendors, prompt templates, limits, webhook URLs) and the
+//! mapping from store rows to views. It must not know about HTTP or the terminal: handlers and
+//! CLI commands are thin adapters around these methods.
+//!
+//! Tenant isolation: a tenant principal asking about any other tenant gets exactly the NotFound
+//! a missing tenant gets, and every nested object is read through the tenant-scoped store, so
+//! another tenant's agent, number, secret or call id is indistinguishable from a missing one.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use tracing::info;
+
+use crate::store::{
+    AgentSpec, ConnectorSpec, E164, NewTenant, SqlStore, Store, StoreError, TenantId,
+    WebhookSettingsSpec,
+};
+use crate::tenant::api_keys;
+use crate::tenant::vault::{Keyring, MASTER_KEY_ENV, MasterKey, RotationReport, Vault, VaultError};
+use crate::webhooks::{self, SigningSecret};
+
+use super::dto::*;
+
+/// Connector vendors a tenant may configure.
+pub const KNOWN_VENDORS: &[&str] = &[
+    "google_calendar",
+    "calcom",
+    "calendly",
+    "hubspot",
+    "shopify",
+];
+/// The secret vendor of webhook signing secrets.
+pub const WEBHOOK_VENDOR: &str = "webhook";
+/// Name under which a generated signing secret is stored when none is given.
+pub const DEFAULT_SIGNING_SECRET_NAME: &str = "webhook-signing";
+/// Largest prompt template file an agent may name.
+pub const MAX_PROMPT_BYTES: u64 = 32 * 1024;
+/// Environment variable holding the new master key for `secret rotate-master`.
+pub const NEW_MASTER_KEY_ENV: &str = "CALLBRIDGE_NEW_MASTER_KEY";
+const DEFAULT_CALLS_LIMIT: u32 = 50;
+const MAX_CALLS_LIMIT: u32 = 500;
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The operator (admin key, or the CLI with database access): every tenant.
+    Admin,
+    /// A tenant API key: that tenant only.
+    Tenant(TenantId),
+}
+
+/// Why an operation was refused; each maps to one HTTP status and one CLI message.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid {field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("prompt template {name:?} is {size} bytes; the limit is {MAX_PROMPT_BYTES}")]
+    PromptTooLarge { name: String, size: u64 },
+    #[error("prompt template {name:?}: {message}")]
+    InvalidPrompt { name: String, message: String },
+    #[error("{0}")]
+    Forbidden(String),
+    /// Secrets cannot be written or read without a master key.
+    #[error("secrets are unavailable: {0}")]
+    VaultUnavailable(String),
+    /// A failure that is not the caller's fault; details are logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound { what } => Self::NotFound(what),
+            StoreError::Conflict { what } => Self::Conflict(what),
+            StoreError::Invalid { field, reason } => Self::Invalid {
+                field: request_field(field).to_owned(),
+                message: reason,
+            },
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<VaultError> for ServiceError {
+    fn from(err: VaultError) -> Self {
+        match err {
+            VaultError::Store(e) => e.into(),
+            VaultError::InvalidSecret(message) => Self::invalid("value", message),
+            VaultError::MissingMasterKey | VaultError::InvalidMasterKey { .. } => {
+                Self::VaultUnavailable(err.to_string())
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The JSON field a store validation error is about.
+fn request_field(store_field: &str) -> &str {
+    match store_field {
+        "phone number" => "number",
+        "tenant name" | "agent name" => "name",
+        "tenant id" => "id",
+        "time zone" => "time_zone",
+        "agent provider" => "provider",
+        "agent model" => "model",
+        "agent voice" => "voice",
+        "agent prompt template" => "prompt_template",
+        "agent enabled tool" | "agent enabled tools" => "enabled_tools",
+        "agent max duration" => "max_duration_s",
+        "agent silence timeout" => "silence_timeout_s",
+        "connector vendor" | "secret vendor" => "vendor",
+        "connector base URL" => "base_url",
+        "secret name" => "secret_name",
+        other => other,
+    }
+}
+
+/// The service. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AdminService {
+    store: SqlStore,
+    prompts_dir: PathBuf,
+    /// `Err` holds why secrets are unavailable (no or bad master key), for the 503 message.
+    vault: Result<Vault<SqlStore>, String>,
+}
+
+impl AdminService {
+    /// `keyring` is the result of loading the master key(s); without one, every secret operation
+    /// fails with [`ServiceError::VaultUnavailable`] naming `CALLBRIDGE_MASTER_KEY`.
+    pub fn new(
+        store: SqlStore,
+        prompts_dir: PathBuf,
+        keyring: Result<Keyring, VaultError>,
+    ) -> Self {
+        let vault = keyring
+            .map(|keyring| Vault::new(store.clone(), keyring))
+            .map_err(|e| match e {
+                VaultError::MissingMasterKey => format!(
+                    "no master key is configured: set {MASTER_KEY_ENV} (base64 of 32 random \
+                     bytes)"
+                ),
+                other => format!("{other} (check {MASTER_KEY_ENV})"),
+            });
+        Self {
+            store,
+            prompts_dir,
+            vault,
+        }
+    }
+
+    /// [`AdminService::new`] with the keyring from the environment.
+    pub fn from_env(store: SqlStore, prompts_dir: PathBuf) -> Self {
+        Self::new(store, prompts_dir, Keyring::from_env())
+    }
+
+    pub fn store(&self) -> &SqlStore {
+        &self.store
+    }
+
+    fn vault(&self) -> Result<&Vault<SqlStore>, ServiceError> {
+        self.vault
+            .as_ref()
+            .map_err(|why| ServiceError::VaultUnavailable(why.clone()))
+    }
+
+    /// The tenant `raw` names, if `who` may see it and it exists; NotFound otherwise, the same
+    /// answer in both cases.
+    async fn tenant_scope(&self, who: &Principal, raw: &str) -> Result<TenantId, ServiceError> {
+        let not_found = || ServiceError::NotFound(format!("tenant {raw:?}"));
+        let id = TenantId::parse(raw).map_err(|_| not_found())?;
+        if let Principal::Tenant(own) = who
+            && own != &id
+        {
+            return Err(not_found());
+        }
+        match self.store.tenant(&id).await {
+            Ok(_) => Ok(id),
+            Err(StoreError::NotFound { .. }) => Err(not_found()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn admin_only(who: &Principal, what: &str) -> Result<(), ServiceError> {
+        match who {
+            Principal::Admin => Ok(()),
+            Principal::Tenant(_) => Err(ServiceError::Forbidden(format!(
+                "{what} requires the admin key"
+            ))),
+        }
+    }
+
+    // --- tenants -----------------------------------------------------------------------------
+
+    pub async fn create_tenant(
+        &self,
+        who: &Principal,
+        req: CreateTenantRequest,
+    ) -> Result<TenantView, ServiceError> {
+        Self::admin_only(who, "creating a tenant")?;
+        let raw_id = match &req.id {
+            Some(id) => id.clone(),
+            None => slug_from_name(&req.name).ok_or_else(|| {
+                ServiceError::invalid("name", "cannot derive a tenant id from it; give an id")
+            })?,
+        };
+        let id = TenantId::parse(&raw_id)?;
+        let tenant = self
+            .store
+            .create_tenant(&NewTenant {
+                id,
+                name: req.name,
+                time_zone: req.time_zone,
+            })
+            .await?;
+        info!(tenant = %tenant.id, "tenant created");
+        Ok(tenant.into())
+    }
+
+    pub async fn list_tenants(&self, who: &Principal) -> Result<Vec<TenantView>, ServiceError> {
+        match who {
+            Principal::Admin => Ok(self
+                .store
+                .list_tenants()
+                .await?
+                .into_iter()
+                .map(Into::into)
+                .collect()),
+            Principal::Tenant(own) => Ok(vec![self.store.tenant(own).await?.into()]),
+        }
+    }
+
+    pub async fn get_tenant(
+        &self,
+        who: &Principal,
+        tenant: &str,
+    ) -> Result<TenantView, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        Ok(self.store.tenant(&id).await?.into())
+    }
+
+    pub async fn update_tenant(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        req: UpdateTenantRequest,
+    ) -> Result<TenantView, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        let current = self.store.tenant(&id).await?;
+        let name = req.name.unwrap_or(current.name);
+        let time_zone = req.time_zone.unwrap_or(current.time_zone);
+        Ok(self
+            .store
+            .update_tenant(&id, &name, &time_zone)
+            .await?
+            .into())
+    }
+
+    pub async fn delete_tenant(&self, who: &Principal, tenant: &str) -> Result<(), ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        Self::admin_only(who, "deleting a tenant")?;
+        self.store.delete_tenant(&id).await?;
+        info!(tenant = %id, "tenant deleted");
+        Ok(())
+    }
+
+    // --- API keys ----------------------------------------------------------------------------
+
+    pub async fn create_api_key(
+        &self,
+        who: &Principal,
+        tenant: &str,
+    ) -> Result<CreatedApiKey, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        let issued = api_keys::issue_api_key(&self.store, &id).await?;
+        info!(tenant = %id, prefix = %issued.key.prefix, "API key issued");
+        Ok(CreatedApiKey {
+            api_key: issued.key.into(),
+            key: issued.secret.expose_secret().to_owned(),
+        })
+    }
+
+    pub async fn list_api_keys(
+        &self,
+        who: &Principal,
+        tenant: &str,
+    ) -> Result<Vec<ApiKeyView>, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        Ok(views(self.store.list_api_keys(&id).await?))
+    }
+
+    pub async fn revoke_api_key(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        key_id: &str,
+    ) -> Result<ApiKeyView, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        let key = self.store.revoke_api_key(&id, key_id).await?;
+        info!(tenant = %id, prefix = %key.prefix, "API key revoked");
+        Ok(key.into())
+    }
+
+    // --- agents ------------------------------------------------------------------------------
+
+    fn agent_spec(&self, req: AgentRequest) -> Result<AgentSpec, ServiceError> {
+        self.check_prompt_template(&req.prompt_template)?;
+        if !(10..=14_400).contains(&req.max_duration_s) {
+            return Err(ServiceError::invalid(
+                "max_duration_s",
+                "must be between 10 and 14400 seconds",
+            ));
+        }
+        if !(5..=3600).contains(&req.silence_timeout_s) {
+            return Err(ServiceError::invalid(
+                "silence_timeout_s",
+                "must be between 5 and 3600 seconds",
+            ));
+        }
+        if req.enabled_tools.len() > 64 {
+            return Err(ServiceError::invalid("enabled_tools", "at most 64 tools"));
+        }
+        Ok(AgentSpec {
+            name: req.name,
+            provider: req.provider,
+            model: req.model,
+            voice: req.voice,
+            prompt_template: req.prompt_template,
+            enabled_tools: req.enabled_tools,
+            max_duration_s: req.max_duration_s,
+            silence_timeout_s: req.silence_timeout_s,
+            recording: req.recording,
+        })
+    }
+
+    /// `default`, or a slug naming `<prompts_dir>/<name>.md` that exists, is at most
+    /// [`MAX_PROMPT_BYTES`] and uses only known template variables.
+    fn check_prompt_template(&self, name: &str) -> Result<(), ServiceError> {
+        if name == "default" {
+            return Ok(());
+        }
+        let slug_ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !slug_ok {
+            return Err(ServiceError::invalid(
+                "prompt_template",
+                "must be `default` or 1 to 64 characters of letters, digits, '-' and '_' \
+                 naming <name>.md in the prompts directory",
+            ));
+        }
+        let path = self.prompts_dir.join(format!("{name}.md"));
+        let missing = || {
+            ServiceError::invalid(
+                "prompt_template",
+                format!(
+                    "no template named {name:?} (expected {name}.md in the prompts directory, \
+                     CALLBRIDGE_PROMPTS_DIR)"
+                ),
+            )
+        };
+        let meta = std::fs::metadata(&path).map_err(|_| missing())?;
+        if !meta.is_file() {
+            return Err(missing());
+        }
+        if meta.len() > MAX_PROMPT_BYTES {
+            return Err(ServiceError::PromptTooLarge {
+                name: name.to_owned(),
+                size: meta.len(),
+            });
+        }
+        let text = read_prompt(&path).map_err(|message| ServiceError::InvalidPrompt {
+            name: name.to_owned(),
+            message,
+        })?;
+        crate::config::check_template(&text).map_err(|message| ServiceError::InvalidPrompt {
+            name: name.to_owned(),
+            message,
+        })
+    }
+
+    pub async fn create_agent(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        req: AgentRequest,
+    ) -> Result<AgentView, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        let spec = self.agent_spec(req)?;
+        let agent = self.store.create_agent(&id, &spec, &[]).await?;
+        info!(tenant = %id, agent = %agent.id, "agent created");
+        Ok(agent.into())
+    }
+
+    pub async fn list_agents(
+        &self,
+        who: &Principal,
+        tenant: &str,
+    ) -> Result<Vec<AgentView>, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        Ok(views(self.store.list_agents(&id).await?))
+    }
+
+    pub async fn get_agent(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        agent: &str,
+    ) -> Result<AgentView, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        Ok(self.store.agent(&id, agent).await?.into())
+    }
+
+    pub async fn update_agent(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        agent: &str,
+        req: AgentRequest,
+    ) -> Result<AgentView, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        let spec = self.agent_spec(req)?;
+        Ok(self.store.update_agent(&id, agent, &spec).await?.into())
+    }
+
+    pub async fn delete_agent(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        agent: &str,
+    ) -> Result<(), ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        self.store.delete_agent(&id, agent).await?;
+        info!(tenant = %id, agent, "agent deleted");
+        Ok(())
+    }
+
+    /// An agent id of the tenant, from its id or its name.
+    async fn resolve_agent(&self, tenant: &TenantId, agent: &str) -> Result<String, ServiceError> {
+        match self.store.agent(tenant, agent).await {
+            Ok(found) => return Ok(found.id),
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.store
+            .list_agents(tenant)
+            .await?
+            .into_iter()
+            .find(|a| a.spec.name == agent)
+            .map(|a| a.id)
+            .ok_or_else(|| ServiceError::NotFound(format!("agent {agent:?}")))
+    }
+
+    // --- numbers -----------------------------------------------------------------------------
+
+    pub async fn add_number(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        req: AddNumberRequest,
+    ) -> Result<NumberView, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        let number = E164::parse(&req.number)?;
+        let agent = self.resolve_agent(&id, &req.agent).await?;
+        let added = self.store.add_number(&id, &number, &agent).await?;
+        info!(tenant = %id, %number, agent, "number added");
+        Ok(added.into())
+    }
+
+    pub async fn list_numbers(
+        &self,
+        who: &Principal,
+        tenant: &str,
+    ) -> Result<Vec<NumberView>, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        Ok(views(self.store.list_numbers(&id).await?))
+    }
+
+    pub async fn route_number(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        number: &str,
+        req: RouteNumberRequest,
+    ) -> Result<NumberView, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        let number = parse_number_in_path(number)?;
+        let agent = self.resolve_agent(&id, &req.agent).await?;
+        Ok(self.store.route_number(&id, &number, &agent).await?.into())
+    }
+
+    pub async fn remove_number(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        number: &str,
+    ) -> Result<(), ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        let number = parse_number_in_path(number)?;
+        self.store.remove_number(&id, &number).await?;
+        info!(tenant = %id, %number, "number removed");
+        Ok(())
+    }
+
+    // --- connectors --------------------------------------------------------------------------
+
+    pub async fn put_connector(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        vendor: &str,
+        req: ConnectorRequest,
+    ) -> Result<ConnectorView, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        if !KNOWN_VENDORS.contains(&vendor) {
+            return Err(ServiceError::invalid(
+                "vendor",
+                format!(
+                    "unknown vendor {vendor:?} (known: {})",
+                    KNOWN_VENDORS.join(", ")
+                ),
+            ));
+        }
+        if let Some(name) = &req.secret_name {
+            match self
+                .store
+                .list_secrets(&id)
+                .await?
+                .iter()
+                .find(|s| &s.name == name)
+            {
+                Some(_) => {}
+                None => {
+                    return Err(ServiceError::invalid(
+                        "secret_name",
+                        format!("this tenant has no secret named {name:?}; PUT it first"),
+                    ));
+                }
+            }
+        }
+        let spec = ConnectorSpec {
+            vendor: vendor.to_owned(),
+            base_url: req.base_url,
+            secret_name: req.secret_name,
+        };
+        let saved = self.store.put_connector(&id, &spec).await?;
+        info!(tenant = %id, vendor, "connector configured");
+        Ok(saved.into())
+    }
+
+    pub async fn list_connectors(
+        &self,
+        who: &Principal,
+        tenant: &str,
+    ) -> Result<Vec<ConnectorView>, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        Ok(views(self.store.list_connectors(&id).await?))
+    }
+
+    pub async fn get_connector(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        vendor: &str,
+    ) -> Result<ConnectorView, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        Ok(self.store.connector(&id, vendor).await?.into())
+    }
+
+    pub async fn delete_connector(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        vendor: &str,
+    ) -> Result<(), ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        self.store.delete_connector(&id, vendor).await?;
+        info!(tenant = %id, vendor, "connector removed");
+        Ok(())
+    }
+
+    // --- secrets -----------------------------------------------------------------------------
+
+    /// Encrypts and stores a secret. The value is never logged or returned.
+    pub async fn put_secret(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        name: &str,
+        vendor: &str,
+        value: SecretString,
+    ) -> Result<SecretView, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        if !(KNOWN_VENDORS.contains(&vendor) || vendor == WEBHOOK_VENDOR) {
+            return Err(ServiceError::invalid(
+                "vendor",
+                format!(
+                    "unknown vendor {vendor:?} (known: {}, {WEBHOOK_VENDOR})",
+                    KNOWN_VENDORS.join(", ")
+                ),
+            ));
+        }
+        if vendor == WEBHOOK_VENDOR {
+            SigningSecret::parse(value.expose_secret())
+                .map_err(|e| ServiceError::invalid("value", e.to_string()))?;
+        }
+        let vault = self.vault()?;
+        let info = vault.put(&id, name, vendor, &value).await?;
+        info!(tenant = %id, secret = name, vendor, "secret stored");
+        Ok(info.into())
+    }
+
+    pub async fn list_secrets(
+        &self,
+        who: &Principal,
+        tenant: &str,
+    ) -> Result<Vec<SecretView>, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        Ok(views(self.store.list_secrets(&id).await?))
+    }
+
+    pub async fn get_secret(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        name: &str,
+    ) -> Result<SecretView, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        self.store
+            .list_secrets(&id)
+            .await?
+            .into_iter()
+            .find(|s| s.name == name)
+            .map(Into::into)
+            .ok_or_else(|| ServiceError::NotFound(format!("secret {name:?}")))
+    }
+
+    pub async fn delete_secret(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        name: &str,
+    ) -> Result<(), ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        self.store.delete_secret(&id, name).await?;
+        info!(tenant = %id, secret = name, "secret deleted");
+        Ok(())
+    }
+
+    /// Generates a `whsec_…` signing secret and stores it (vendor `webhook`). Shown once.
+    pub async fn generate_signing_secret(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        req: GenerateSigningSecretRequest,
+    ) -> Result<GeneratedSigningSecret, ServiceError> {
+        let name = req
+            .secret_name
+            .unwrap_or_else(|| DEFAULT_SIGNING_SECRET_NAME.to_owned());
+        let value = SigningSecret::generate();
+        let secret = self
+            .put_secret(who, tenant, &name, WEBHOOK_VENDOR, value.clone())
+            .await?;
+        Ok(GeneratedSigningSecret {
+            secret,
+            signing_secret: value.expose_secret().to_owned(),
+        })
+    }
+
+    /// Makes `new_key` current and re-encrypts every secret under it (operator only).
+    pub async fn rotate_master(
+        &self,
+        who: &Principal,
+        new_key: MasterKey,
+    ) -> Result<RotationReport, ServiceError> {
+        Self::admin_only(who, "rotating the master key")?;
+        let report = self.vault()?.rotate_master(new_key).await?;
+        info!(new_key_id = %report.new_key_id, resealed = report.resealed, "master key rotated");
+        Ok(report)
+    }
+
+    // --- calls -------------------------------------------------------------------------------
+
+    pub async fn list_calls(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        limit: Option<u32>,
+    ) -> Result<Vec<CallView>, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        let limit = limit.unwrap_or(DEFAULT_CALLS_LIMIT);
+        if !(1..=MAX_CALLS_LIMIT).contains(&limit) {
+            return Err(ServiceError::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_CALLS_LIMIT}"),
+            ));
+        }
+        Ok(views(self.store.list_calls(&id, limit).await?))
+    }
+
+    pub async fn get_call(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        call_id: &str,
+    ) -> Result<CallDetail, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        let call = self.store.call(&id, call_id).await?;
+        let events = self.store.call_events(&id, call_id).await?;
+        Ok(CallDetail {
+            call: call.into(),
+            events: views(events),
+        })
+    }
+
+    /// A call by id alone, whatever its tenant (operator only).
+    pub async fn find_call(
+        &self,
+        who: &Principal,
+        call_id: &str,
+    ) -> Result<CallDetail, ServiceError> {
+        Self::admin_only(who, "looking up a call without its tenant")?;
+        let tenant = self.store.call_tenant(call_id).await?;
+        self.get_call(who, tenant.as_str(), call_id).await
+    }
+
+    // --- webhook -----------------------------------------------------------------------------
+
+    pub async fn get_webhook(
+        &self,
+        who: &Principal,
+        tenant: &str,
+    ) -> Result<WebhookView, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        Ok(self.store.webhook_settings(&id).await?.into())
+    }
+
+    pub async fn put_webhook(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        req: WebhookRequest,
+    ) -> Result<WebhookView, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        webhooks::validate_url(&req.url).map_err(|e| match e {
+            webhooks::WebhookError::InvalidUrl(m) => ServiceError::invalid("url", m),
+            other => ServiceError::Internal(other.to_string()),
+        })?;
+        let secret = self
+            .store
+            .list_secrets(&id)
+            .await?
+            .into_iter()
+            .find(|s| s.name == req.secret_name);
+        match secret {
+            Some(s) if s.vendor == WEBHOOK_VENDOR => {}
+            Some(s) => {
+                return Err(ServiceError::invalid(
+                    "secret_name",
+                    format!(
+                        "secret {:?} is a {} secret; a signing secret has vendor {WEBHOOK_VENDOR}",
+                        s.name, s.vendor
+                    ),
+                ));
+            }
+            None => {
+                return Err(ServiceError::invalid(
+                    "secret_name",
+                    format!(
+                        "this tenant has no secret named {:?}; generate one with POST \
+                         /tenants/{id}/webhook/signing-secret",
+                        req.secret_name
+                    ),
+                ));
+            }
+        }
+        let saved = self
+            .store
+            .put_webhook_settings(
+                &id,
+                &WebhookSettingsSpec {
+                    url: req.url,
+                    secret_name: req.secret_name,
+                    enabled: req.enabled,
+                },
+            )
+            .await?;
+        info!(tenant = %id, enabled = saved.spec.enabled, "webhook configured");
+        Ok(saved.into())
+    }
+
+    pub async fn delete_webhook(&self, who: &Principal, tenant: &str) -> Result<(), ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        self.store.delete_webhook_settings(&id).await?;
+        info!(tenant = %id, "webhook removed");
+        Ok(())
+    }
+
+    pub async fn list_deliveries(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        limit: Option<u32>,
+    ) -> Result<Vec<DeliveryView>, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        let limit = limit
+            .unwrap_or(DEFAULT_CALLS_LIMIT)
+            .clamp(1, MAX_CALLS_LIMIT);
+        Ok(views(self.store.list_outbox(&id, limit).await?))
+    }
+}
+
+fn views<T, V: From<T>>(rows: Vec<T>) -> Vec<V> {
+    rows.into_iter().map(Into::into).collect()
+}
+
+/// A number in a URL path names an existing row: malformed means it cannot exist.
+fn parse_number_in_path(raw: &str) -> Result<E164, ServiceError> {
+    E164::parse(raw).map_err(|_| ServiceError::NotFound(format!("phone number {raw:?}")))
+}
+
+fn read_prompt(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot be read as UTF-8 text: {e}"))
+}
+
+/// `Acme Dental, West!` → `acme-dental-west`; `None` when nothing usable remains.
+pub fn slug_from_name(name: &str) -> Option<String> {
+    let mut slug = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+        if slug.len() >= 64 {
+            break;
+        }
+    }
+    let slug = slug.trim_end_matches('-').to_owned();
+    (!slug.is_empty()).then_some(slug)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_ids_are_derived_from_names() {
+        assert_eq!(
+            slug_from_name("Acme Dental, West!").as_deref(),
+            Some("acme-dental-west")
+        );
+        assert_eq!(
+            slug_from_name("  Zoë's  Café ").as_deref(),
+            Some("zo-s-caf")
+        );
+        assert_eq!(slug_from_name("!!!"), None);
+        assert!(slug_from_name(&"x".repeat(200)).is_some_and(|s| s.len() == 64));
+    }
+
+    #[test]
+    fn store_field_names_map_to_request_fields() {
+        assert_eq!(request_field("phone number"), "number");
+        assert_eq!(request_field("time zone"), "time_zone");
+        assert_eq!(request_field("something else"), "something else");
+    }
+}
