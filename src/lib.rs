@@ -12,6 +12,8 @@
 //! - [`http`]: the axum routes (Twilio webhook, media socket, health, metrics).
 //! - [`store`]: persistence (SQLite embedded, PostgreSQL shared) behind one trait; [`tenant`]:
 //!   the secret vault, API keys and tenant provisioning files.
+//! - [`http::api`], [`cli`]: the admin REST API under `/api/v1` and the operator CLI, one service
+//!   layer for both; [`webhooks`]: the post-call webhook outbox and its delivery worker.
 //! - [`config`], [`metrics`]: process configuration and Prometheus counters.
 //!
 //! Panic policy: nothing a peer sends (Twilio, the provider, a vendor) may panic; `expect` marks

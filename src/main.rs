@@ -87,6 +87,11 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn serve(deps: callbridge::call::driver::CallDeps) -> anyhow::Result<()> {
+    // Post-call webhooks: delivered from the durable outbox (needs the vault's master key).
+    let webhooks = callbridge::webhooks::spawn_from_env(
+        deps.store.clone(),
+        callbridge::webhooks::WorkerOptions::default(),
+    );
     let listen = deps.config.listen;
     let public_url = deps.config.public_url.clone();
     let app = callbridge::http::router(deps);
@@ -101,6 +106,9 @@ async fn serve(deps: callbridge::call::driver::CallDeps) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    if let Some(worker) = webhooks {
+        worker.shutdown().await;
+    }
     Ok(())
 }
 

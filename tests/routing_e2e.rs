@@ -8,10 +8,13 @@ use serde_json::{Value, json};
 
 use callbridge::store::{
     AgentSpec, CallEventKind, CallStatus, E164, NewTenant, SqlStore, Store, TenantId,
+    WebhookSettingsSpec,
 };
+use callbridge::tenant::vault::{Keyring, MasterKey, Vault};
 use callbridge_testkit::fake_realtime::{Behaviour, FakeRealtime, Turn};
 use callbridge_testkit::fake_twilio::CallScript;
 use callbridge_testkit::{ACCOUNT_SID, TestBridge};
+use secrecy::SecretString;
 
 const ACME_NUMBER: &str = "+15005550006";
 
@@ -75,6 +78,29 @@ async fn the_called_number_selects_the_tenants_agent_and_the_call_is_recorded() 
     let dir = prompts.path().to_owned();
     let bridge = TestBridge::start(&realtime.url(), |a| a.prompts_dir = Some(dir)).await;
     let tenant = provision(&bridge.store, "acme", ACME_NUMBER, spec("openai", "dental")).await;
+    // The tenant wants a post-call webhook (signing secret sealed in the vault).
+    let vault = Vault::new(bridge.store.clone(), Keyring::new(MasterKey::generate()));
+    vault
+        .put(
+            &tenant,
+            "hook",
+            "webhook",
+            &SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        )
+        .await
+        .unwrap();
+    bridge
+        .store
+        .put_webhook_settings(
+            &tenant,
+            &WebhookSettingsSpec {
+                url: "http://127.0.0.1:9/hook".into(),
+                secret_name: "hook".into(),
+                enabled: true,
+            },
+        )
+        .await
+        .unwrap();
 
     let report = bridge
         .twilio()
@@ -146,6 +172,14 @@ async fn the_called_number_selects_the_tenants_agent_and_the_call_is_recorded() 
             .iter()
             .any(|t| t["speaker"] == "agent" && t["text"] == "Welcome to Acme Dental.")
     );
+
+    // …and the call.ended webhook is waiting in the durable outbox.
+    let outbox = bridge.store.list_outbox(&tenant, 10).await.unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].event_type, "call.ended");
+    let payload: Value = serde_json::from_str(&outbox[0].payload).unwrap();
+    assert!(outbox[0].payload.contains("I need a cleaning"), "{payload}");
+    assert!(outbox[0].payload.contains(&call.id));
 }
 
 #[tokio::test]

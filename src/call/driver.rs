@@ -767,7 +767,21 @@ async fn write_journal(
                 .append_call_event(&tenant, &call_id, kind, &payload)
                 .await
                 .map(drop),
-            JournalEntry::Finish(end) => store.finish_call(&tenant, &call_id, &end).await.map(drop),
+            JournalEntry::Finish(end) => {
+                match store.finish_call(&tenant, &call_id, &end).await {
+                    // The tenant's post-call webhook goes through the durable outbox.
+                    Ok(_) => {
+                        if let Err(e) =
+                            crate::webhooks::enqueue_call_ended(&store, &tenant, &call_id).await
+                        {
+                            metrics.error("webhook_enqueue_failed");
+                            warn!(error = %e, "cannot queue the call.ended webhook");
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
         };
         if let Err(e) = result {
             metrics.error("store_write_failed");
