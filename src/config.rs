@@ -655,10 +655,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.xai.unwrap().url, "wss://api.x.ai/v1/realtime");
         assert_eq!(config.gemini.unwrap().url, "ws://127.0.0.1:9/live");
-        assert_eq!(
-            config.azure.unwrap().url,
-            "https://acme.openai.azure.com"
-        );
+        assert_eq!(config.azure.unwrap().url, "https://acme.openai.azure.com");
         let cases: Vec<(ServeArgs, &str)> = vec![
             (
                 ServeArgs {

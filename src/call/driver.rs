@@ -436,11 +436,8 @@ async fn run_actor(
     let mut pending_rx: Option<mpsc::Receiver<Outgoing>> = None;
 
     let mut recording = Recording::start(deps, plan, journal).await;
-    let mut session = CallSession::with_audio(
-        session_params(deps, plan),
-        Instant::now().into_std(),
-        audio,
-    );
+    let mut session =
+        CallSession::with_audio(session_params(deps, plan), Instant::now().into_std(), audio);
     let update = LlmCommand::UpdateSession(plan.session_config(
         &identity.caller,
         &identity.called,
@@ -494,7 +491,8 @@ async fn run_actor(
             }),
         ) = (recording.as_mut(), &input)
         {
-            caller_end_ms = timestamp_ms + (*len as u64) / crate::twilio::stream::ULAW_BYTES_PER_MS as u64;
+            caller_end_ms =
+                timestamp_ms + (*len as u64) / crate::twilio::stream::ULAW_BYTES_PER_MS as u64;
             rec.caller(*timestamp_ms, payload, metrics);
         }
         session.handle(Instant::now().into_std(), input);
@@ -514,7 +512,12 @@ async fn run_actor(
                         }
                         TwilioCommand::Clear => {
                             if let Some(rec) = recording.as_mut() {
-                                rec.send(RecordingEntry::Cleared { at_ms: caller_end_ms }, metrics);
+                                rec.send(
+                                    RecordingEntry::Cleared {
+                                        at_ms: caller_end_ms,
+                                    },
+                                    metrics,
+                                );
                             }
                             stream::clear_message(&identity.stream_sid)
                         }
@@ -564,11 +567,8 @@ async fn run_actor(
                     let (tx, rx) = mpsc::channel::<Outgoing>(WRITER_QUEUE);
                     provider_tx = tx;
                     pending_rx = Some(rx);
-                    let mut config = plan.session_config(
-                        &identity.caller,
-                        &identity.called,
-                        &identity.call_sid,
-                    );
+                    let mut config =
+                        plan.session_config(&identity.caller, &identity.called, &identity.call_sid);
                     config.resumption_handle = Some(handle);
                     let setup = dialect.encode(&LlmCommand::UpdateSession(config));
                     let _ = provider_tx.try_send(Outgoing::Text(setup));
@@ -577,9 +577,7 @@ async fn run_actor(
                         old.abort();
                     }
                     let dialect = dialect_arc.clone();
-                    reconnecting = Some(tokio::spawn(
-                        connect_provider(dialect).in_current_span(),
-                    ));
+                    reconnecting = Some(tokio::spawn(connect_provider(dialect).in_current_span()));
                 }
                 Output::RunTool {
                     call_id,
@@ -779,7 +777,12 @@ async fn record_loop(
             }
         };
         if let Err(e) = result {
-            report_once(&metrics, &mut reported, "recording_incomplete", &e.to_string());
+            report_once(
+                &metrics,
+                &mut reported,
+                "recording_incomplete",
+                &e.to_string(),
+            );
         }
     }
     match recorder.finish() {

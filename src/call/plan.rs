@@ -181,7 +181,8 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
 /// The dialect for an agent's provider, refused when the provider has no key configured.
 pub fn dialect_for(config: &Config, agent: &Agent) -> Result<Arc<dyn Dialect>, PlanError> {
     let model = agent.spec.model.clone();
-    let not_configured = |provider, variable| PlanError::ProviderNotConfigured { provider, variable };
+    let not_configured =
+        |provider, variable| PlanError::ProviderNotConfigured { provider, variable };
     match agent.spec.provider.as_str() {
         "openai" => Ok(Arc::new(OpenAiDialect::new(
             config.openai_realtime_url.clone(),

@@ -204,7 +204,9 @@ pub enum Output {
     Event(CallEvent),
     /// The provider socket is gone but the session can be resumed: open a new one and set it up
     /// with this handle. Commands emitted afterwards are for the new socket.
-    ReconnectProvider { handle: String },
+    ReconnectProvider {
+        handle: String,
+    },
     /// End the call: close both sockets. Always the last output.
     Hangup(EndReason),
 }

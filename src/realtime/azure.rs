@@ -83,11 +83,18 @@ mod tests {
                 "https://acme.openai.azure.com/openai",
                 "wss://acme.openai.azure.com/openai/v1/realtime",
             ),
-            ("http://127.0.0.1:9000", "ws://127.0.0.1:9000/openai/v1/realtime"),
+            (
+                "http://127.0.0.1:9000",
+                "ws://127.0.0.1:9000/openai/v1/realtime",
+            ),
         ] {
             assert_eq!(realtime_url(endpoint).unwrap(), url);
         }
-        for bad in ["acme.openai.azure.com", "ftp://x", "https://x?api-version=1"] {
+        for bad in [
+            "acme.openai.azure.com",
+            "ftp://x",
+            "https://x?api-version=1",
+        ] {
             assert!(realtime_url(bad).is_err(), "{bad}");
         }
     }

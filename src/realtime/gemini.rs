@@ -405,9 +405,7 @@ impl Dialect for GeminiDialect {
             for (index, function) in call.function_calls.into_iter().enumerate() {
                 out.push(LlmEvent::ToolCall {
                     response_id: turn.clone(),
-                    call_id: function
-                        .id
-                        .unwrap_or_else(|| format!("{turn}-call{index}")),
+                    call_id: function.id.unwrap_or_else(|| format!("{turn}-call{index}")),
                     name: function.name,
                     arguments: function
                         .args
@@ -508,12 +506,18 @@ mod tests {
         let setup = &v["setup"];
         assert_eq!(v.as_object().unwrap().len(), 1);
         assert_eq!(setup["model"], "models/gemini-live-2.5-flash-preview");
-        assert_eq!(setup["generationConfig"]["responseModalities"], json!(["AUDIO"]));
+        assert_eq!(
+            setup["generationConfig"]["responseModalities"],
+            json!(["AUDIO"])
+        );
         assert_eq!(
             setup["generationConfig"]["speechConfig"]["voiceConfig"]["prebuiltVoiceConfig"]["voiceName"],
             "Puck"
         );
-        assert_eq!(setup["systemInstruction"]["parts"][0]["text"], "You are a phone agent.");
+        assert_eq!(
+            setup["systemInstruction"]["parts"][0]["text"],
+            "You are a phone agent."
+        );
         assert_eq!(setup["sessionResumption"], json!({}));
         let declaration = &setup["tools"][0]["functionDeclarations"][0];
         assert_eq!(declaration["name"], "transfer_call");
@@ -527,7 +531,10 @@ mod tests {
             &dialect().encode(&LlmCommand::UpdateSession(config(Some("h-42")))),
         )
         .unwrap();
-        assert_eq!(resumed["setup"]["sessionResumption"], json!({"handle": "h-42"}));
+        assert_eq!(
+            resumed["setup"]["sessionResumption"],
+            json!({"handle": "h-42"})
+        );
     }
 
     #[test]
@@ -540,7 +547,8 @@ mod tests {
     #[test]
     fn commands_map_to_realtime_input_tool_response_and_turns() {
         let d = dialect();
-        let v: Value = serde_json::from_str(&d.encode(&LlmCommand::AppendAudio("AAEC".into()))).unwrap();
+        let v: Value =
+            serde_json::from_str(&d.encode(&LlmCommand::AppendAudio("AAEC".into()))).unwrap();
         assert_eq!(
             v,
             json!({"realtimeInput": {"audio": {"data": "AAEC", "mimeType": "audio/pcm;rate=16000"}}})
@@ -561,12 +569,18 @@ mod tests {
             output: "plain words".into(),
         }))
         .unwrap();
-        assert_eq!(v["toolResponse"]["functionResponses"][0]["response"], json!({"result": "plain words"}));
+        assert_eq!(
+            v["toolResponse"]["functionResponses"][0]["response"],
+            json!({"result": "plain words"})
+        );
         let v: Value = serde_json::from_str(&d.encode(&LlmCommand::CreateResponse {
             instructions: Some("Say goodbye.".into()),
         }))
         .unwrap();
-        assert_eq!(v["clientContent"]["turns"][0]["parts"][0]["text"], "Say goodbye.");
+        assert_eq!(
+            v["clientContent"]["turns"][0]["parts"][0]["text"],
+            "Say goodbye."
+        );
         assert_eq!(v["clientContent"]["turnComplete"], true);
         assert_eq!(d.encode(&LlmCommand::CancelResponse), "");
         assert_eq!(
@@ -589,8 +603,22 @@ mod tests {
                 output_format: Some("audio/pcm;rate=24000".into())
             }]
         );
-        assert!(decode_all(&d, &mut state, r#"{"serverContent":{"inputTranscription":{"text":"I need "}}}"#).is_empty());
-        assert!(decode_all(&d, &mut state, r#"{"serverContent":{"inputTranscription":{"text":"a cleaning"}}}"#).is_empty());
+        assert!(
+            decode_all(
+                &d,
+                &mut state,
+                r#"{"serverContent":{"inputTranscription":{"text":"I need "}}}"#
+            )
+            .is_empty()
+        );
+        assert!(
+            decode_all(
+                &d,
+                &mut state,
+                r#"{"serverContent":{"inputTranscription":{"text":"a cleaning"}}}"#
+            )
+            .is_empty()
+        );
         let events = decode_all(
             &d,
             &mut state,
@@ -599,23 +627,53 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                LlmEvent::Transcript { speaker: Speaker::Caller, text: "I need a cleaning".into() },
-                LlmEvent::ResponseCreated { response_id: "g2-turn1".into() },
-                LlmEvent::AudioDelta { response_id: "g2-turn1".into(), item_id: "g2-turn1".into(), audio: "AAAA".into() },
+                LlmEvent::Transcript {
+                    speaker: Speaker::Caller,
+                    text: "I need a cleaning".into()
+                },
+                LlmEvent::ResponseCreated {
+                    response_id: "g2-turn1".into()
+                },
+                LlmEvent::AudioDelta {
+                    response_id: "g2-turn1".into(),
+                    item_id: "g2-turn1".into(),
+                    audio: "AAAA".into()
+                },
             ]
         );
-        decode_all(&d, &mut state, r#"{"serverContent":{"outputTranscription":{"text":"Sure, "}}}"#);
-        decode_all(&d, &mut state, r#"{"serverContent":{"outputTranscription":{"text":"when?"}}}"#);
+        decode_all(
+            &d,
+            &mut state,
+            r#"{"serverContent":{"outputTranscription":{"text":"Sure, "}}}"#,
+        );
+        decode_all(
+            &d,
+            &mut state,
+            r#"{"serverContent":{"outputTranscription":{"text":"when?"}}}"#,
+        );
         assert_eq!(
-            decode_all(&d, &mut state, r#"{"serverContent":{"generationComplete":true}}"#),
+            decode_all(
+                &d,
+                &mut state,
+                r#"{"serverContent":{"generationComplete":true}}"#
+            ),
             vec![]
         );
         assert_eq!(
             decode_all(&d, &mut state, r#"{"serverContent":{"turnComplete":true}}"#),
             vec![
-                LlmEvent::AudioDone { response_id: "g2-turn1".into(), item_id: "g2-turn1".into() },
-                LlmEvent::Transcript { speaker: Speaker::Agent, text: "Sure, when?".into() },
-                LlmEvent::ResponseDone { response_id: "g2-turn1".into(), status: ResponseStatus::Completed },
+                LlmEvent::AudioDone {
+                    response_id: "g2-turn1".into(),
+                    item_id: "g2-turn1".into()
+                },
+                LlmEvent::Transcript {
+                    speaker: Speaker::Agent,
+                    text: "Sure, when?".into()
+                },
+                LlmEvent::ResponseDone {
+                    response_id: "g2-turn1".into(),
+                    status: ResponseStatus::Completed
+                },
             ]
         );
         // The next turn gets a new id.
@@ -624,7 +682,12 @@ mod tests {
             &mut state,
             r#"{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"audio/pcm;rate=24000","data":"AQID"}}]}}}"#,
         );
-        assert_eq!(events[0], LlmEvent::ResponseCreated { response_id: "g2-turn2".into() });
+        assert_eq!(
+            events[0],
+            LlmEvent::ResponseCreated {
+                response_id: "g2-turn2".into()
+            }
+        );
     }
 
     #[test]
@@ -640,12 +703,20 @@ mod tests {
             decode_all(&d, &mut state, r#"{"serverContent":{"interrupted":true}}"#),
             vec![
                 LlmEvent::Interrupted,
-                LlmEvent::AudioDone { response_id: "g0-turn1".into(), item_id: "g0-turn1".into() },
-                LlmEvent::ResponseDone { response_id: "g0-turn1".into(), status: ResponseStatus::Cancelled },
+                LlmEvent::AudioDone {
+                    response_id: "g0-turn1".into(),
+                    item_id: "g0-turn1".into()
+                },
+                LlmEvent::ResponseDone {
+                    response_id: "g0-turn1".into(),
+                    status: ResponseStatus::Cancelled
+                },
             ]
         );
         // A turnComplete after the interruption closes nothing more.
-        assert!(decode_all(&d, &mut state, r#"{"serverContent":{"turnComplete":true}}"#).is_empty());
+        assert!(
+            decode_all(&d, &mut state, r#"{"serverContent":{"turnComplete":true}}"#).is_empty()
+        );
     }
 
     #[test]
@@ -660,11 +731,29 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                LlmEvent::ResponseCreated { response_id: "g0-turn1".into() },
-                LlmEvent::ToolCall { response_id: "g0-turn1".into(), call_id: "fc_1".into(), name: "transfer_call".into(), arguments: r#"{"department":"sales"}"#.into() },
-                LlmEvent::ToolCall { response_id: "g0-turn1".into(), call_id: "g0-turn1-call1".into(), name: "get_current_time".into(), arguments: "{}".into() },
-                LlmEvent::AudioDone { response_id: "g0-turn1".into(), item_id: "g0-turn1".into() },
-                LlmEvent::ResponseDone { response_id: "g0-turn1".into(), status: ResponseStatus::Completed },
+                LlmEvent::ResponseCreated {
+                    response_id: "g0-turn1".into()
+                },
+                LlmEvent::ToolCall {
+                    response_id: "g0-turn1".into(),
+                    call_id: "fc_1".into(),
+                    name: "transfer_call".into(),
+                    arguments: r#"{"department":"sales"}"#.into()
+                },
+                LlmEvent::ToolCall {
+                    response_id: "g0-turn1".into(),
+                    call_id: "g0-turn1-call1".into(),
+                    name: "get_current_time".into(),
+                    arguments: "{}".into()
+                },
+                LlmEvent::AudioDone {
+                    response_id: "g0-turn1".into(),
+                    item_id: "g0-turn1".into()
+                },
+                LlmEvent::ResponseDone {
+                    response_id: "g0-turn1".into(),
+                    status: ResponseStatus::Completed
+                },
             ]
         );
     }
@@ -678,12 +767,32 @@ mod tests {
             vec![LlmEvent::GoingAway]
         );
         assert_eq!(
-            decode_all(&d, &mut state, r#"{"sessionResumptionUpdate":{"newHandle":"h-1","resumable":true}}"#),
+            decode_all(
+                &d,
+                &mut state,
+                r#"{"sessionResumptionUpdate":{"newHandle":"h-1","resumable":true}}"#
+            ),
             vec![LlmEvent::ResumptionHandle("h-1".into())]
         );
-        assert!(decode_all(&d, &mut state, r#"{"sessionResumptionUpdate":{"resumable":false}}"#).is_empty());
-        assert!(decode_all(&d, &mut state, r#"{"sessionResumptionUpdate":{"newHandle":"h-2","resumable":false}}"#).is_empty());
-        assert!(decode_all(&d, &mut state, r#"{"usageMetadata":{"totalTokenCount":5}}"#).is_empty());
+        assert!(
+            decode_all(
+                &d,
+                &mut state,
+                r#"{"sessionResumptionUpdate":{"resumable":false}}"#
+            )
+            .is_empty()
+        );
+        assert!(
+            decode_all(
+                &d,
+                &mut state,
+                r#"{"sessionResumptionUpdate":{"newHandle":"h-2","resumable":false}}"#
+            )
+            .is_empty()
+        );
+        assert!(
+            decode_all(&d, &mut state, r#"{"usageMetadata":{"totalTokenCount":5}}"#).is_empty()
+        );
     }
 
     #[test]
@@ -693,7 +802,14 @@ mod tests {
         let mut out = Vec::new();
         assert!(d.decode_stream("[1]", &mut state, &mut out).is_err());
         assert!(d.decode_stream(r#"{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"audio/pcm;rate=16000","data":"AA"}}]}}}"#, &mut state, &mut out).is_err_and(|e| matches!(e, DecodeError::UnexpectedAudioFormat { .. })));
-        assert!(d.decode_stream(r#"{"toolCall":{"functionCalls":[{"id":"x"}]}}"#, &mut state, &mut out).is_err());
+        assert!(
+            d.decode_stream(
+                r#"{"toolCall":{"functionCalls":[{"id":"x"}]}}"#,
+                &mut state,
+                &mut out
+            )
+            .is_err()
+        );
         assert!(out.is_empty());
     }
 }

@@ -11,7 +11,9 @@
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::http::Request;
 
-use super::openai::{KeyHeader, decode_ga, encode_ga_command, format_json, function_tools, keyed_request};
+use super::openai::{
+    KeyHeader, decode_ga, encode_ga_command, format_json, function_tools, keyed_request,
+};
 use super::{AudioFormat, ConnectError, DecodeError, Dialect, LlmCommand, LlmEvent, SessionConfig};
 
 /// The public endpoint (`XAI_REALTIME_URL` overrides it).
@@ -194,7 +196,10 @@ mod tests {
             }),
             ""
         );
-        assert_eq!(d.encode(&LlmCommand::CancelResponse), r#"{"type":"response.cancel"}"#);
+        assert_eq!(
+            d.encode(&LlmCommand::CancelResponse),
+            r#"{"type":"response.cancel"}"#
+        );
         assert!(!d.supports_truncate());
         assert!(!d.cancels_on_speech());
     }
@@ -202,7 +207,11 @@ mod tests {
     #[test]
     fn decodes_pings_echoes_and_cancel_races() {
         let d = dialect();
-        assert_eq!(d.decode(r#"{"type":"ping","timestamp":1732000000}"#).unwrap(), None);
+        assert_eq!(
+            d.decode(r#"{"type":"ping","timestamp":1732000000}"#)
+                .unwrap(),
+            None
+        );
         assert_eq!(
             d.decode(r#"{"type":"conversation.created","conversation":{"id":"conv_1"}}"#)
                 .unwrap(),

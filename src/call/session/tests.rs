@@ -753,7 +753,10 @@ fn a_pcm_provider_gets_16k_pcm_and_its_24k_answer_plays_as_ulaw_frames() {
     // 100 ms of audio plus the resampler's 10 ms tail, padded to whole frames.
     assert_eq!(frames.len(), 6, "{} frames", frames.len());
     let level = |frame: &[u8; FRAME_BYTES], i: usize| crate::audio::g711::ulaw_to_linear(frame[i]);
-    assert!((7_000..9_000).contains(&level(&frames[2], 80)), "the answer's level survives");
+    assert!(
+        (7_000..9_000).contains(&level(&frames[2], 80)),
+        "the answer's level survives"
+    );
     assert!(!marks(&out).is_empty());
 }
 
@@ -771,10 +774,10 @@ fn an_interruption_clears_without_truncating_and_the_next_answer_starts_clean() 
         !out.contains(&Output::Llm(LlmCommand::CancelResponse)),
         "the provider stopped by itself"
     );
-    assert!(out.iter().any(|o| matches!(
-        o,
-        Output::Event(CallEvent::BargeIn { .. })
-    )));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Event(CallEvent::BargeIn { .. })))
+    );
     h.done("t1", ResponseStatus::Cancelled);
     // Silence in gives silence out: nothing of the loud answer was left in the resampler.
     h.created("t2");
@@ -856,7 +859,10 @@ fn a_closed_provider_with_a_resumption_handle_is_resumed_without_the_caller_noti
     h.created("g0-turn1");
     let out = h.pcm_delta("g0-turn1", 100, 8_000);
     let queued_marks = marks(&out);
-    assert!(h.llm(E::GoingAway).is_empty(), "a resumable session going away is routine");
+    assert!(
+        h.llm(E::GoingAway).is_empty(),
+        "a resumable session going away is routine"
+    );
     let out = h.input(Input::LlmClosed {
         reason: "provider closed the socket".into(),
     });
