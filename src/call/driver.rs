@@ -691,9 +691,7 @@ impl Recording {
         if !plan.recording {
             return None;
         }
-        let Some(call_id) = journal.call_id.clone() else {
-            return None;
-        };
+        let call_id = journal.call_id.clone()?;
         let dir = deps.config.recordings_dir.clone();
         if let Err(e) = tokio::fs::create_dir_all(&dir).await {
             deps.metrics.error("recording_failed");

@@ -599,7 +599,7 @@ impl CallSession {
             return;
         }
         match transcoder.caller_to_provider(&self.decode_buf) {
-            Ok(pcm) if pcm.is_empty() => {}
+            Ok([]) => {}
             Ok(pcm) => {
                 let encoded = STANDARD.encode(pcm);
                 self.emit(Output::Llm(LlmCommand::AppendAudio(encoded)));
