@@ -81,6 +81,22 @@ pub struct ServeArgs {
     /// Directory call recordings are written to.
     #[arg(long, env = "CALLBRIDGE_RECORDINGS_DIR")]
     pub recordings_dir: Option<PathBuf>,
+    /// xAI key; agents with provider "xai" are refused without it.
+    #[arg(long, env = "XAI_API_KEY", hide_env_values = true)]
+    pub xai_api_key: Option<String>,
+    #[arg(long, env = "XAI_REALTIME_URL")]
+    pub xai_realtime_url: Option<String>,
+    /// Azure OpenAI key; agents with provider "azure" need it and the endpoint.
+    #[arg(long, env = "AZURE_OPENAI_API_KEY", hide_env_values = true)]
+    pub azure_openai_api_key: Option<String>,
+    /// The Azure OpenAI resource, e.g. https://my-resource.openai.azure.com.
+    #[arg(long, env = "AZURE_OPENAI_ENDPOINT")]
+    pub azure_openai_endpoint: Option<String>,
+    /// Gemini API key; agents with provider "gemini" are refused without it.
+    #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true)]
+    pub gemini_api_key: Option<String>,
+    #[arg(long, env = "GEMINI_LIVE_URL")]
+    pub gemini_live_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +123,12 @@ struct FileConfig {
     admin_key: Option<String>,
     prompts_dir: Option<PathBuf>,
     recordings_dir: Option<PathBuf>,
+    xai_api_key: Option<String>,
+    xai_realtime_url: Option<String>,
+    azure_openai_api_key: Option<String>,
+    azure_openai_endpoint: Option<String>,
+    gemini_api_key: Option<String>,
+    gemini_live_url: Option<String>,
 }
 
 /// A configuration problem, naming the variable to fix.
@@ -168,6 +190,29 @@ pub struct Config {
     pub admin_key: Option<SecretString>,
     pub prompts_dir: PathBuf,
     pub recordings_dir: PathBuf,
+    /// Realtime providers beyond OpenAI; `None` when not configured.
+    pub xai: Option<ProviderAccess>,
+    pub azure: Option<ProviderAccess>,
+    pub gemini: Option<ProviderAccess>,
+}
+
+/// How to reach one realtime provider: its key and its realtime endpoint (for Azure, the
+/// resource endpoint; the deployment is the agent's model).
+#[derive(Debug, Clone)]
+pub struct ProviderAccess {
+    pub api_key: SecretString,
+    pub url: String,
+}
+
+/// A ws(s):// URL without query, for a provider's realtime endpoint.
+fn check_ws_url(variable: &'static str, url: &str) -> Result<(), ConfigError> {
+    if !(url.starts_with("wss://") || url.starts_with("ws://")) || url.contains('?') {
+        return Err(invalid(
+            variable,
+            "must be a ws:// or wss:// URL without a query string",
+        ));
+    }
+    Ok(())
 }
 
 impl Config {
@@ -330,6 +375,58 @@ impl Config {
             ));
         }
 
+        let nonempty = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        let xai = match nonempty(pick!(xai_api_key)) {
+            None => None,
+            Some(key) => {
+                let url = pick!(xai_realtime_url)
+                    .unwrap_or_else(|| crate::realtime::xai::DEFAULT_URL.into());
+                check_ws_url("XAI_REALTIME_URL", &url)?;
+                Some(ProviderAccess {
+                    api_key: SecretString::from(key),
+                    url,
+                })
+            }
+        };
+        let azure = match (
+            nonempty(pick!(azure_openai_api_key)),
+            nonempty(pick!(azure_openai_endpoint)),
+        ) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "AZURE_OPENAI_ENDPOINT",
+                    "is required with AZURE_OPENAI_API_KEY (e.g. https://my-resource.openai.azure.com)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "AZURE_OPENAI_API_KEY",
+                    "is required with AZURE_OPENAI_ENDPOINT",
+                ));
+            }
+            (Some(key), Some(endpoint)) => {
+                crate::realtime::azure::realtime_url(&endpoint)
+                    .map_err(|e| invalid("AZURE_OPENAI_ENDPOINT", e.to_string()))?;
+                Some(ProviderAccess {
+                    api_key: SecretString::from(key),
+                    url: endpoint,
+                })
+            }
+        };
+        let gemini = match nonempty(pick!(gemini_api_key)) {
+            None => None,
+            Some(key) => {
+                let url = pick!(gemini_live_url)
+                    .unwrap_or_else(|| crate::realtime::gemini::DEFAULT_URL.into());
+                check_ws_url("GEMINI_LIVE_URL", &url)?;
+                Some(ProviderAccess {
+                    api_key: SecretString::from(key),
+                    url,
+                })
+            }
+        };
+
         Ok(Config {
             listen,
             public_url,
@@ -353,6 +450,9 @@ impl Config {
             admin_key: admin_key.map(SecretString::from),
             prompts_dir: pick!(prompts_dir).unwrap_or_else(|| PathBuf::from("prompts")),
             recordings_dir: pick!(recordings_dir).unwrap_or_else(|| PathBuf::from("recordings")),
+            xai,
+            azure,
+            gemini,
         })
     }
 
@@ -533,6 +633,67 @@ mod tests {
                     ..minimal()
                 },
                 "CALLBRIDGE_MAX_CALL_SECS",
+            ),
+        ];
+        for (args, variable) in cases {
+            assert_eq!(Config::resolve(args).unwrap_err().variable, variable);
+        }
+    }
+
+    #[test]
+    fn other_providers_are_optional_and_checked_when_set() {
+        let config = Config::resolve(minimal()).unwrap();
+        assert!(config.xai.is_none() && config.azure.is_none() && config.gemini.is_none());
+        let config = Config::resolve(ServeArgs {
+            xai_api_key: Some("xai-k".into()),
+            gemini_api_key: Some("gm-k".into()),
+            gemini_live_url: Some("ws://127.0.0.1:9/live".into()),
+            azure_openai_api_key: Some("az-k".into()),
+            azure_openai_endpoint: Some("https://acme.openai.azure.com".into()),
+            ..minimal()
+        })
+        .unwrap();
+        assert_eq!(config.xai.unwrap().url, "wss://api.x.ai/v1/realtime");
+        assert_eq!(config.gemini.unwrap().url, "ws://127.0.0.1:9/live");
+        assert_eq!(config.azure.unwrap().url, "https://acme.openai.azure.com");
+        let cases: Vec<(ServeArgs, &str)> = vec![
+            (
+                ServeArgs {
+                    azure_openai_api_key: Some("az-k".into()),
+                    ..minimal()
+                },
+                "AZURE_OPENAI_ENDPOINT",
+            ),
+            (
+                ServeArgs {
+                    azure_openai_endpoint: Some("https://acme.openai.azure.com".into()),
+                    ..minimal()
+                },
+                "AZURE_OPENAI_API_KEY",
+            ),
+            (
+                ServeArgs {
+                    azure_openai_api_key: Some("az-k".into()),
+                    azure_openai_endpoint: Some("acme".into()),
+                    ..minimal()
+                },
+                "AZURE_OPENAI_ENDPOINT",
+            ),
+            (
+                ServeArgs {
+                    xai_api_key: Some("k".into()),
+                    xai_realtime_url: Some("https://api.x.ai".into()),
+                    ..minimal()
+                },
+                "XAI_REALTIME_URL",
+            ),
+            (
+                ServeArgs {
+                    gemini_api_key: Some("k".into()),
+                    gemini_live_url: Some("wss://x?key=1".into()),
+                    ..minimal()
+                },
+                "GEMINI_LIVE_URL",
             ),
         ];
         for (args, variable) in cases {

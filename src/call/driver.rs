@@ -5,7 +5,11 @@
 //! reader and a writer task per socket (talking to it through bounded channels) and runs the actor
 //! loop: next input or timer → `session.handle` → carry out every output. When the session hangs up
 //! it closes both sockets and waits for (or stops) every task it spawned, so nothing outlives the
-//! call. It must not make decisions about the call: those belong to the session.
+//! call. When the session asks to resume the provider (Gemini `goAway`), it opens a new provider
+//! socket in the background while the call goes on, and sets it up with the resumption handle.
+//! With recording on for the agent, a recorder task streams both sides to `<call id>.wav`, fed
+//! exactly what Twilio is sent and cut at every `clear`. It must not make decisions about the call:
+//! those belong to the session.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,17 +27,20 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::plan::{CallPlan, PlanError, Route, plan_call};
 use super::session::{
-    CallEvent, CallSession, EndReason, Input, Output, SessionParams, TwilioCommand,
+    AudioStage, CallEvent, CallSession, EndReason, Input, Output, SessionParams, TwilioCommand,
 };
+use crate::audio::{Recorder, Transcoder};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::realtime::{AudioFormat, Dialect, LlmCommand, Speaker};
+use crate::realtime::{AudioFormat, Dialect, LlmCommand, ProviderAudio, Speaker, StreamState};
 use crate::store::{
     CallDirection, CallEnd, CallEventKind, CallStatus, NewCall, SqlStore, Store, TenantId,
 };
 use crate::tools::{ToolContext, ToolRegistry};
 use crate::twilio::stream::{self, StreamStart, TwilioEvent, parse_frame};
 use crate::twilio::token::{self, StreamClaims};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 /// How long Twilio has to send `start` after the socket opens.
@@ -46,6 +53,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const ACTOR_QUEUE: usize = 256;
 /// Messages waiting for a socket writer. Agent audio arrives faster than real time, in bursts.
 const WRITER_QUEUE: usize = 512;
+/// Audio waiting for the recorder task (about 10 s of both sides in 20 ms frames).
+const RECORDING_QUEUE: usize = 1024;
 
 /// What every call shares.
 #[derive(Clone)]
@@ -224,9 +233,10 @@ async fn run_started_call(
         }
         Ok(plan) => {
             let journal = Journal::open(&deps, &identity).await;
-            let reason = match connect_provider(plan.dialect.as_ref()).await {
+            let mut recording = None;
+            let reason = match connect_provider(plan.dialect.clone()).await {
                 Ok(provider) => {
-                    run_actor(
+                    let (reason, path) = run_actor(
                         &deps,
                         &identity,
                         &plan,
@@ -235,7 +245,9 @@ async fn run_started_call(
                         twilio_stream,
                         provider,
                     )
-                    .await
+                    .await;
+                    recording = path;
+                    reason
                 }
                 Err(message) => {
                     error!(error = %message, provider = plan.dialect.name(), "provider connection failed; ending the call");
@@ -244,7 +256,7 @@ async fn run_started_call(
                     EndReason::ProviderClosed(message)
                 }
             };
-            journal.finish(&reason).await;
+            journal.finish(&reason, recording).await;
             reason
         }
     };
@@ -258,7 +270,7 @@ async fn run_started_call(
 type ProviderSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect_provider(dialect: &dyn Dialect) -> Result<ProviderSocket, String> {
+async fn connect_provider(dialect: Arc<dyn Dialect>) -> Result<ProviderSocket, String> {
     let request = dialect.connect_request().map_err(|e| e.to_string())?;
     match timeout(
         PROVIDER_CONNECT_TIMEOUT,
@@ -280,6 +292,82 @@ where
     let _ = timeout(CLOSE_GRACE, sink.send(close)).await;
 }
 
+/// Spawns the reader and writer of one provider connection (the `connection`-th of the call).
+#[allow(clippy::too_many_arguments)] // the pieces of one connection, named at the one call site
+fn start_provider_link(
+    socket: ProviderSocket,
+    rx: mpsc::Receiver<Outgoing>,
+    connection: u32,
+    actor_tx: &mpsc::Sender<Input>,
+    metrics: &Arc<Metrics>,
+    dialect: &Arc<dyn Dialect>,
+    writers: &mut JoinSet<()>,
+    readers: &mut JoinSet<()>,
+) {
+    let (sink, stream) = socket.split();
+    let guard = metrics.task_guard();
+    writers.spawn(
+        async move {
+            let _guard = guard;
+            write_loop(
+                sink,
+                rx,
+                |t| ProviderMessage::Text(t.into()),
+                ProviderMessage::Close(None),
+            )
+            .await
+        }
+        .in_current_span(),
+    );
+    let guard = metrics.task_guard();
+    let (tx, m, dialect) = (actor_tx.clone(), metrics.clone(), dialect.clone());
+    readers.spawn(
+        async move {
+            let _guard = guard;
+            read_provider(stream, tx, m, dialect, connection).await
+        }
+        .in_current_span(),
+    );
+}
+
+/// Session behaviour that follows from the provider's dialect.
+fn session_params(deps: &CallDeps, plan: &CallPlan) -> SessionParams {
+    let dialect = plan.dialect.as_ref();
+    let (input, output) = match dialect.provider_audio() {
+        ProviderAudio::Pcmu => (AudioFormat::Pcmu, AudioFormat::Pcmu),
+        ProviderAudio::Pcm16 {
+            input_rate,
+            output_rate,
+        } => (
+            AudioFormat::Pcm16 { rate: input_rate },
+            AudioFormat::Pcm16 { rate: output_rate },
+        ),
+    };
+    SessionParams {
+        max_duration: plan.max_duration,
+        silence_timeout: plan.silence_timeout,
+        speak_first: deps.config.speak_first,
+        provider_cancels_on_speech: dialect.cancels_on_speech(),
+        provider_truncates: dialect.supports_truncate(),
+        provider_continues_after_tools: dialect.continues_after_tool_results(),
+        expected_input_format: dialect.format_name(input),
+        expected_output_format: dialect.format_name(output),
+        ..SessionParams::default()
+    }
+}
+
+/// The call's audio stage: passthrough for μ-law providers, one transcoder for PCM ones.
+fn audio_stage(dialect: &dyn Dialect) -> Result<AudioStage, crate::audio::AudioError> {
+    Ok(match dialect.provider_audio() {
+        ProviderAudio::Pcmu => AudioStage::Passthrough,
+        ProviderAudio::Pcm16 {
+            input_rate,
+            output_rate,
+        } => AudioStage::Transcode(Box::new(Transcoder::new(input_rate, output_rate)?)),
+    })
+}
+
+/// Runs the call until the session hangs up; returns why, and the finished recording if any.
 async fn run_actor(
     deps: &CallDeps,
     identity: &CallIdentity,
@@ -288,16 +376,27 @@ async fn run_actor(
     twilio_sink: SplitSink<WebSocket, TwilioMessage>,
     twilio_stream: SplitStream<WebSocket>,
     provider: ProviderSocket,
-) -> EndReason {
-    let (provider_sink, provider_stream) = provider.split();
+) -> (EndReason, Option<String>) {
     let (actor_tx, mut actor_rx) = mpsc::channel::<Input>(ACTOR_QUEUE);
     let (twilio_tx, twilio_rx) = mpsc::channel::<Outgoing>(WRITER_QUEUE);
-    let (provider_tx, provider_rx) = mpsc::channel::<Outgoing>(WRITER_QUEUE);
+    let (mut provider_tx, provider_rx) = mpsc::channel::<Outgoing>(WRITER_QUEUE);
 
     let mut writers = JoinSet::new();
     let mut readers = JoinSet::new();
     let mut tools = JoinSet::new();
     let metrics = &deps.metrics;
+    let dialect_arc = plan.dialect.clone();
+    let dialect = plan.dialect.as_ref();
+
+    let audio = match audio_stage(dialect) {
+        Ok(audio) => audio,
+        Err(e) => {
+            error!(error = %e, provider = dialect.name(), "cannot set up transcoding; ending the call");
+            deps.metrics.error("call_setup_failed");
+            close_quietly(twilio_sink, TwilioMessage::Close(None)).await;
+            return (EndReason::ProviderClosed(e.to_string()), None);
+        }
+    };
 
     let guard = metrics.task_guard();
     writers.spawn(
@@ -314,20 +413,6 @@ async fn run_actor(
         .in_current_span(),
     );
     let guard = metrics.task_guard();
-    writers.spawn(
-        async move {
-            let _guard = guard;
-            write_loop(
-                provider_sink,
-                provider_rx,
-                |t| ProviderMessage::Text(t.into()),
-                ProviderMessage::Close(None),
-            )
-            .await
-        }
-        .in_current_span(),
-    );
-    let guard = metrics.task_guard();
     let (tx, m) = (actor_tx.clone(), metrics.clone());
     readers.spawn(
         async move {
@@ -336,26 +421,24 @@ async fn run_actor(
         }
         .in_current_span(),
     );
-    let guard = metrics.task_guard();
-    let (tx, m, dialect) = (actor_tx.clone(), metrics.clone(), plan.dialect.clone());
-    readers.spawn(
-        async move {
-            let _guard = guard;
-            read_provider(provider_stream, tx, m, dialect).await
-        }
-        .in_current_span(),
+    let mut connection: u32 = 0;
+    start_provider_link(
+        provider,
+        provider_rx,
+        connection,
+        &actor_tx,
+        metrics,
+        &dialect_arc,
+        &mut writers,
+        &mut readers,
     );
+    // A provider connection being opened for resumption, and the queue its writer will drain.
+    let mut reconnecting: Option<tokio::task::JoinHandle<Result<ProviderSocket, String>>> = None;
+    let mut pending_rx: Option<mpsc::Receiver<Outgoing>> = None;
 
-    let dialect = plan.dialect.as_ref();
-    let params = SessionParams {
-        max_duration: plan.max_duration,
-        silence_timeout: plan.silence_timeout,
-        speak_first: deps.config.speak_first,
-        provider_cancels_on_speech: dialect.cancels_on_speech(),
-        expected_format: dialect.format_name(AudioFormat::Pcmu),
-        ..SessionParams::default()
-    };
-    let mut session = CallSession::new(params, Instant::now().into_std());
+    let mut recording = Recording::start(deps, plan, journal).await;
+    let mut session =
+        CallSession::with_audio(session_params(deps, plan), Instant::now().into_std(), audio);
     let update = LlmCommand::UpdateSession(plan.session_config(
         &identity.caller,
         &identity.called,
@@ -367,12 +450,52 @@ async fn run_actor(
 
     let mut reported = HashSet::new();
     let mut end_reason = None;
+    // End of the caller audio so far on the Twilio stream clock: where a `clear` cuts the recording.
+    let mut caller_end_ms = 0u64;
     while end_reason.is_none() {
         let wake = session.poll_timeout().map(Instant::from_std);
         let input = tokio::select! {
             input = actor_rx.recv() => input.unwrap_or(Input::TwilioClosed),
             _ = sleep_until(wake) => Input::Tick,
+            connected = wait_for(&mut reconnecting) => {
+                reconnecting = None;
+                match (connected, pending_rx.take()) {
+                    (Ok(socket), Some(rx)) => {
+                        info!(connection, "provider reconnected; resuming the session");
+                        start_provider_link(
+                            socket,
+                            rx,
+                            connection,
+                            &actor_tx,
+                            metrics,
+                            &dialect_arc,
+                            &mut writers,
+                            &mut readers,
+                        );
+                        continue;
+                    }
+                    (Ok(_), None) => continue, // superseded by a newer attempt
+                    (Err(reason), _) => {
+                        warn!(error = %reason, "provider reconnection failed");
+                        deps.metrics.error("provider_connect_failed");
+                        Input::LlmClosed { reason }
+                    }
+                }
+            }
         };
+        if let (
+            Some(rec),
+            Input::Twilio(crate::twilio::stream::TwilioEvent::Media {
+                timestamp_ms,
+                payload,
+                len,
+            }),
+        ) = (recording.as_mut(), &input)
+        {
+            caller_end_ms =
+                timestamp_ms + (*len as u64) / crate::twilio::stream::ULAW_BYTES_PER_MS as u64;
+            rec.caller(*timestamp_ms, payload, metrics);
+        }
         session.handle(Instant::now().into_std(), input);
         while let Some(output) = session.poll_output() {
             match output {
@@ -380,18 +503,35 @@ async fn run_actor(
                     let text = match &command {
                         TwilioCommand::Media(frame) => {
                             Metrics::incr(&metrics.frames_out);
+                            if let Some(rec) = recording.as_mut() {
+                                rec.send(RecordingEntry::Agent(*frame), metrics);
+                            }
                             stream::media_message(&identity.stream_sid, frame)
                         }
                         TwilioCommand::Mark(name) => {
                             stream::mark_message(&identity.stream_sid, name)
                         }
-                        TwilioCommand::Clear => stream::clear_message(&identity.stream_sid),
+                        TwilioCommand::Clear => {
+                            if let Some(rec) = recording.as_mut() {
+                                rec.send(
+                                    RecordingEntry::Cleared {
+                                        at_ms: caller_end_ms,
+                                    },
+                                    metrics,
+                                );
+                            }
+                            stream::clear_message(&identity.stream_sid)
+                        }
                     };
                     // Agent audio is never dropped: a slow Twilio socket slows the actor down.
                     let _ = twilio_tx.send(Outgoing::Text(text)).await;
                 }
                 Output::Llm(command) => {
                     let text = dialect.encode(&command);
+                    if text.is_empty() {
+                        // No wire form in this dialect (e.g. a cancel Gemini does by itself).
+                        continue;
+                    }
                     match command {
                         LlmCommand::AppendAudio(_) => {
                             // Stale caller audio is worth less than a stalled call: drop and count.
@@ -420,6 +560,25 @@ async fn run_actor(
                             let _ = provider_tx.send(Outgoing::Text(text)).await;
                         }
                     }
+                }
+                Output::ReconnectProvider { handle } => {
+                    // The old writer closes its socket; commands from now on queue for the new one,
+                    // behind the setup that resumes the session.
+                    let _ = provider_tx.try_send(Outgoing::Close);
+                    let (tx, rx) = mpsc::channel::<Outgoing>(WRITER_QUEUE);
+                    provider_tx = tx;
+                    pending_rx = Some(rx);
+                    let mut config =
+                        plan.session_config(&identity.caller, &identity.called, &identity.call_sid);
+                    config.resumption_handle = Some(handle);
+                    let setup = dialect.encode(&LlmCommand::UpdateSession(config));
+                    let _ = provider_tx.try_send(Outgoing::Text(setup));
+                    connection += 1;
+                    if let Some(old) = reconnecting.take() {
+                        old.abort();
+                    }
+                    let dialect = dialect_arc.clone();
+                    reconnecting = Some(tokio::spawn(connect_provider(dialect).in_current_span()));
                 }
                 Output::RunTool {
                     call_id,
@@ -470,19 +629,169 @@ async fn run_actor(
                 Output::Hangup(reason) => end_reason = Some(reason),
             }
         }
-        // Reap finished tool tasks so the set does not grow over a long call.
+        // Reap finished tasks so the sets do not grow over a long call.
         while tools.try_join_next().is_some() {}
+        while writers.try_join_next().is_some() {}
+        while readers.try_join_next().is_some() {}
     }
 
     // Close both sockets (the Twilio close hangs the call up: no TwiML follows <Connect>), let
     // running tools finish their side effects within their deadline, then stop the readers.
+    if let Some(connecting) = reconnecting.take() {
+        connecting.abort();
+    }
     let _ = twilio_tx.try_send(Outgoing::Close);
     let _ = provider_tx.try_send(Outgoing::Close);
-    drop((twilio_tx, provider_tx, actor_tx));
+    drop((twilio_tx, provider_tx, actor_tx, pending_rx));
     drain_within(&mut writers, CLOSE_GRACE).await;
     drain_within(&mut tools, plan.tools.deadline()).await;
     readers.shutdown().await;
-    end_reason.unwrap_or(EndReason::CallerHungUp)
+    let recording_path = match recording {
+        Some(rec) => rec.finish(metrics).await,
+        None => None,
+    };
+    (
+        end_reason.unwrap_or(EndReason::CallerHungUp),
+        recording_path,
+    )
+}
+
+/// Resolves when the background connection attempt (if any) finishes; pending forever otherwise.
+async fn wait_for(
+    task: &mut Option<tokio::task::JoinHandle<Result<ProviderSocket, String>>>,
+) -> Result<ProviderSocket, String> {
+    match task {
+        Some(handle) => match handle.await {
+            Ok(result) => result,
+            Err(e) => Err(format!("reconnect task failed: {e}")),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+enum RecordingEntry {
+    Caller { at_ms: u64, ulaw: Vec<u8> },
+    Agent([u8; stream::FRAME_BYTES]),
+    Cleared { at_ms: u64 },
+}
+
+/// The call's recorder, run by its own task so disk writes never stall the call. It is fed the
+/// caller's frames and exactly the agent frames sent to Twilio, cut at every `clear`; the file is
+/// finalised when the call ends, however it ends (the task finishes when its queue closes).
+struct Recording {
+    tx: mpsc::Sender<RecordingEntry>,
+    task: tokio::task::JoinHandle<Option<std::path::PathBuf>>,
+    /// Reused for decoding caller payloads.
+    scratch: Vec<u8>,
+    reported: HashSet<&'static str>,
+}
+
+impl Recording {
+    /// Starts recording if the agent records calls and the call has a record to attach it to.
+    async fn start(deps: &CallDeps, plan: &CallPlan, journal: &Journal) -> Option<Recording> {
+        if !plan.recording {
+            return None;
+        }
+        let call_id = journal.call_id.clone()?;
+        let dir = deps.config.recordings_dir.clone();
+        if let Err(e) = tokio::fs::create_dir_all(&dir).await {
+            deps.metrics.error("recording_failed");
+            warn!(error = %e, dir = %dir.display(), "cannot create the recordings directory; call not recorded");
+            return None;
+        }
+        let recorder = match Recorder::create(&dir, &call_id) {
+            Ok(recorder) => recorder,
+            Err(e) => {
+                deps.metrics.error("recording_failed");
+                warn!(error = %e, "cannot start recording; call not recorded");
+                return None;
+            }
+        };
+        let (tx, rx) = mpsc::channel(RECORDING_QUEUE);
+        let guard = deps.metrics.task_guard();
+        let metrics = deps.metrics.clone();
+        let task = tokio::spawn(
+            async move {
+                let _guard = guard;
+                record_loop(recorder, rx, metrics).await
+            }
+            .in_current_span(),
+        );
+        Some(Recording {
+            tx,
+            task,
+            scratch: Vec::with_capacity(stream::FRAME_BYTES),
+            reported: HashSet::new(),
+        })
+    }
+
+    fn caller(&mut self, at_ms: u64, payload: &str, metrics: &Metrics) {
+        self.scratch.clear();
+        if STANDARD.decode_vec(payload, &mut self.scratch).is_err() {
+            return;
+        }
+        let ulaw = self.scratch.clone();
+        self.send(RecordingEntry::Caller { at_ms, ulaw }, metrics);
+    }
+
+    fn send(&mut self, entry: RecordingEntry, metrics: &Metrics) {
+        if self.tx.try_send(entry).is_err() {
+            report_once(
+                metrics,
+                &mut self.reported,
+                "recording_backpressure",
+                "recorder queue full: audio not recorded",
+            );
+        }
+    }
+
+    async fn finish(self, metrics: &Metrics) -> Option<String> {
+        drop(self.tx);
+        let mut task = self.task;
+        match timeout(JOURNAL_GRACE, &mut task).await {
+            Ok(Ok(path)) => path.map(|p| p.display().to_string()),
+            Ok(Err(_)) => None,
+            Err(_) => {
+                task.abort();
+                metrics.error("recording_failed");
+                None
+            }
+        }
+    }
+}
+
+async fn record_loop(
+    mut recorder: Recorder,
+    mut rx: mpsc::Receiver<RecordingEntry>,
+    metrics: Arc<Metrics>,
+) -> Option<std::path::PathBuf> {
+    let mut reported = HashSet::new();
+    while let Some(entry) = rx.recv().await {
+        let result = match entry {
+            RecordingEntry::Caller { at_ms, ulaw } => recorder.caller_audio(at_ms, &ulaw),
+            RecordingEntry::Agent(frame) => recorder.agent_audio_queued(&frame),
+            RecordingEntry::Cleared { at_ms } => {
+                recorder.agent_cleared(at_ms);
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            report_once(
+                &metrics,
+                &mut reported,
+                "recording_incomplete",
+                &e.to_string(),
+            );
+        }
+    }
+    match recorder.finish() {
+        Ok(path) => Some(path),
+        Err(e) => {
+            metrics.error("recording_failed");
+            warn!(error = %e, "cannot finish the recording");
+            None
+        }
+    }
 }
 
 async fn sleep_until(wake: Option<Instant>) {
@@ -540,6 +849,10 @@ fn log_event(
             warn!(code = %code, message = %message, "provider reported an error");
         }
         CallEvent::Ending { reason } => info!(reason = reason.label(), "ending the call"),
+        CallEvent::ProviderResuming { attempt } => {
+            info!(attempt, "provider connection closed; resuming the session")
+        }
+        CallEvent::ProviderResumed => info!("provider session resumed"),
     }
 }
 
@@ -606,8 +919,11 @@ async fn read_provider(
     tx: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
     dialect: Arc<dyn Dialect>,
+    connection: u32,
 ) {
     let mut reported = HashSet::new();
+    let mut state = StreamState::for_connection(connection);
+    let mut events = Vec::with_capacity(8);
     let reason = loop {
         let text = match stream.next().await {
             None => break "provider closed the socket".to_owned(),
@@ -621,13 +937,15 @@ async fn read_provider(
             Some(Ok(_)) => continue,
             Some(Err(e)) => break format!("provider socket error: {e}"),
         };
-        match dialect.decode(&text) {
-            Ok(Some(event)) => {
-                if tx.send(Input::Llm(event)).await.is_err() {
-                    return;
-                }
+        events.clear();
+        let decoded = dialect.decode_stream(&text, &mut state, &mut events);
+        for event in events.drain(..) {
+            if tx.send(Input::Llm(event)).await.is_err() {
+                return;
             }
-            Ok(None) => {}
+        }
+        match decoded {
+            Ok(()) => {}
             Err(e) => report_once(
                 &metrics,
                 &mut reported,
@@ -657,6 +975,8 @@ fn summarize(output: &str) -> Value {
 #[derive(Clone)]
 struct Journal {
     tx: Option<mpsc::Sender<JournalEntry>>,
+    /// The call's id in the store (names its recording); `None` when the call keeps no record.
+    call_id: Option<String>,
     metrics: Arc<Metrics>,
     done: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
@@ -675,6 +995,7 @@ impl Journal {
     async fn open(deps: &CallDeps, identity: &CallIdentity) -> Journal {
         let disabled = Journal {
             tx: None,
+            call_id: None,
             metrics: deps.metrics.clone(),
             done: Arc::new(tokio::sync::Mutex::new(None)),
         };
@@ -699,6 +1020,7 @@ impl Journal {
             }
         };
         let (tx, rx) = mpsc::channel(JOURNAL_QUEUE);
+        let call_id = call.id.clone();
         let guard = deps.metrics.task_guard();
         let writer = tokio::spawn(
             write_journal(
@@ -713,6 +1035,7 @@ impl Journal {
         );
         Journal {
             tx: Some(tx),
+            call_id: Some(call_id),
             metrics: deps.metrics.clone(),
             done: Arc::new(tokio::sync::Mutex::new(Some(writer))),
         }
@@ -726,7 +1049,7 @@ impl Journal {
         }
     }
 
-    async fn finish(self, reason: &EndReason) {
+    async fn finish(self, reason: &EndReason, recording_path: Option<String>) {
         let Some(tx) = self.tx else {
             return;
         };
@@ -740,7 +1063,7 @@ impl Journal {
         let end = CallEnd {
             status,
             end_reason: reason.label().to_owned(),
-            recording_path: None,
+            recording_path,
         };
         let _ = timeout(JOURNAL_GRACE, tx.send(JournalEntry::Finish(end))).await;
         drop(tx);

@@ -14,8 +14,10 @@ use secrecy::ExposeSecret;
 
 use super::driver::CallDeps;
 use crate::config::{Config, UnroutedCalls, check_template, render_template};
+use crate::realtime::gemini::GeminiDialect;
 use crate::realtime::openai::OpenAiDialect;
-use crate::realtime::{AudioFormat, Dialect, SessionConfig};
+use crate::realtime::xai::XaiDialect;
+use crate::realtime::{AudioFormat, Dialect, ProviderAudio, SessionConfig, azure};
 use crate::store::{Agent, E164, Store, StoreError, TenantId};
 use crate::tools::{self, ToolRegistry};
 
@@ -58,6 +60,16 @@ pub enum PlanError {
     Store(#[from] StoreError),
     #[error("agent uses provider {0:?}, which this server does not offer")]
     UnknownProvider(String),
+    #[error("agent uses provider {provider:?}, but {variable} is not configured")]
+    ProviderNotConfigured {
+        provider: &'static str,
+        variable: &'static str,
+    },
+    #[error("agent's provider {provider:?}: {reason}")]
+    ProviderSetup {
+        provider: &'static str,
+        reason: String,
+    },
     #[error("prompt template {name:?}: {reason}")]
     Prompt { name: String, reason: String },
 }
@@ -79,6 +91,10 @@ pub struct CallPlan {
 impl CallPlan {
     /// The session configuration for one call, with the prompt's variables filled in.
     pub fn session_config(&self, caller: &str, called: &str, call_sid: &str) -> SessionConfig {
+        let audio_format = match self.dialect.provider_audio() {
+            ProviderAudio::Pcmu => AudioFormat::Pcmu,
+            ProviderAudio::Pcm16 { input_rate, .. } => AudioFormat::Pcm16 { rate: input_rate },
+        };
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         SessionConfig {
             instructions: render_template(
@@ -91,9 +107,10 @@ impl CallPlan {
                 ],
             ),
             voice: self.voice.clone(),
-            audio_format: AudioFormat::Pcmu,
+            audio_format,
             tools: self.tools.declarations(),
             transcription_model: self.transcription_model.clone(),
+            resumption_handle: None,
         }
     }
 }
@@ -161,13 +178,51 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
     }
 }
 
-fn dialect_for(config: &Config, agent: &Agent) -> Result<Arc<dyn Dialect>, PlanError> {
+/// The dialect for an agent's provider, refused when the provider has no key configured.
+pub fn dialect_for(config: &Config, agent: &Agent) -> Result<Arc<dyn Dialect>, PlanError> {
+    let model = agent.spec.model.clone();
+    let not_configured =
+        |provider, variable| PlanError::ProviderNotConfigured { provider, variable };
     match agent.spec.provider.as_str() {
         "openai" => Ok(Arc::new(OpenAiDialect::new(
             config.openai_realtime_url.clone(),
-            agent.spec.model.clone(),
+            model,
             config.openai_api_key.expose_secret(),
         ))),
+        "xai" => {
+            let access = config
+                .xai
+                .as_ref()
+                .ok_or_else(|| not_configured("xai", "XAI_API_KEY"))?;
+            Ok(Arc::new(XaiDialect::new(
+                access.url.clone(),
+                model,
+                access.api_key.expose_secret(),
+            )))
+        }
+        "azure" => {
+            let access = config
+                .azure
+                .as_ref()
+                .ok_or_else(|| not_configured("azure", "AZURE_OPENAI_API_KEY"))?;
+            let dialect = azure::dialect(&access.url, &model, access.api_key.expose_secret())
+                .map_err(|e| PlanError::ProviderSetup {
+                    provider: "azure",
+                    reason: e.to_string(),
+                })?;
+            Ok(Arc::new(dialect))
+        }
+        "gemini" => {
+            let access = config
+                .gemini
+                .as_ref()
+                .ok_or_else(|| not_configured("gemini", "GEMINI_API_KEY"))?;
+            Ok(Arc::new(GeminiDialect::new(
+                access.url.clone(),
+                model,
+                access.api_key.expose_secret(),
+            )))
+        }
         other => Err(PlanError::UnknownProvider(other.to_owned())),
     }
 }

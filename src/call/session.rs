@@ -8,15 +8,29 @@
 //!
 //! Barge-in follows protocols.md §6: `clear` first, a new mark generation, a truncate at what the
 //! caller heard — between the last acknowledged mark and the next unacknowledged one, refined by the
-//! Twilio stream clock — and every late delta of the interrupted response dropped.
+//! Twilio stream clock — and every late delta of the interrupted response dropped. Providers without
+//! speech events or truncate (Gemini Live) report [`LlmEvent::Interrupted`] instead: the same clear,
+//! no truncate.
+//!
+//! Audio: for μ-law providers the Twilio payload passes through untouched. For PCM providers the
+//! session owns the call's [`Transcoder`] ([`AudioStage::Transcode`]), because every decision that
+//! touches its state is made here: the output side is reset exactly when `clear` goes out, flushed
+//! exactly when an item's audio ends, and marks and truncation stay counted in the μ-law
+//! milliseconds Twilio plays — so all of it is tested by feeding inputs, like the rest.
+//!
+//! A provider that hands out resumption handles (Gemini Live) may close the socket (after `goAway`)
+//! without ending the call: the session asks for [`Output::ReconnectProvider`] with the latest
+//! handle, holds caller audio meanwhile, and carries on when the new session is confirmed — no
+//! `clear`, no greeting, nothing the caller would notice.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use super::marks::{MarkEcho, MarkLedger};
+use crate::audio::Transcoder;
 use crate::realtime::{LlmCommand, LlmEvent, ResponseStatus, Speaker};
 use crate::twilio::stream::{FRAME_BYTES, TwilioEvent, ULAW_BYTES_PER_MS};
 
@@ -29,6 +43,8 @@ const ULAW_SILENCE: u8 = 0xFF;
 const MARK_EVERY_FRAMES: u32 = 5;
 /// Caller audio held while the provider session is being confirmed (1 s of 20 ms frames).
 const MAX_AUDIO_BEFORE_READY: usize = 50;
+/// Reconnections tried in a row without the provider confirming a resumed session.
+const MAX_RESUME_ATTEMPTS: u32 = 3;
 
 /// Per-call behaviour knobs.
 #[derive(Debug, Clone)]
@@ -43,8 +59,13 @@ pub struct SessionParams {
     pub speak_first: bool,
     /// The provider cancels its response by itself when the caller starts speaking.
     pub provider_cancels_on_speech: bool,
+    /// The provider supports truncating an answer at what the caller heard.
+    pub provider_truncates: bool,
+    /// The provider answers tool results by itself (no response request after them).
+    pub provider_continues_after_tools: bool,
     /// The audio format names the provider must echo back for input and output.
-    pub expected_format: String,
+    pub expected_input_format: String,
+    pub expected_output_format: String,
 }
 
 impl Default for SessionParams {
@@ -56,9 +77,21 @@ impl Default for SessionParams {
             farewell_timeout: Duration::from_secs(10),
             speak_first: true,
             provider_cancels_on_speech: true,
-            expected_format: "audio/pcmu".into(),
+            provider_truncates: true,
+            provider_continues_after_tools: false,
+            expected_input_format: "audio/pcmu".into(),
+            expected_output_format: "audio/pcmu".into(),
         }
     }
+}
+
+/// How caller and agent audio get between Twilio (μ-law 8 kHz) and the provider.
+#[derive(Debug)]
+pub enum AudioStage {
+    /// The provider speaks μ-law: payloads pass through undecoded.
+    Passthrough,
+    /// The provider speaks PCM16: the call's one transcoder, for its whole life.
+    Transcode(Box<Transcoder>),
 }
 
 /// Something that happened to the call.
@@ -147,6 +180,12 @@ pub enum CallEvent {
         code: String,
         message: String,
     },
+    /// The provider connection closed and a resumed session is being opened.
+    ProviderResuming {
+        attempt: u32,
+    },
+    /// The resumed provider session is confirmed.
+    ProviderResumed,
     Ending {
         reason: EndReason,
     },
@@ -163,6 +202,11 @@ pub enum Output {
         arguments: String,
     },
     Event(CallEvent),
+    /// The provider socket is gone but the session can be resumed: open a new one and set it up
+    /// with this handle. Commands emitted afterwards are for the new socket.
+    ReconnectProvider {
+        handle: String,
+    },
     /// End the call: close both sockets. Always the last output.
     Hangup(EndReason),
 }
@@ -171,6 +215,8 @@ pub enum Output {
 enum Phase {
     AwaitingSession,
     Active,
+    /// Reconnecting to the provider with a resumption handle.
+    Resuming,
     Ended,
 }
 
@@ -234,14 +280,23 @@ pub struct CallSession {
     carry: Vec<u8>,
     /// Scratch buffer for decoding one delta; kept to avoid an allocation per delta.
     decode_buf: Vec<u8>,
+    audio: AudioStage,
+    /// Scratch buffer for μ-law produced by the transcoder.
+    ulaw_buf: Vec<u8>,
+    /// The latest handle that resumes the provider session, if the provider offers one.
+    resumption_handle: Option<String>,
+    resume_attempts: u32,
+    resume_started_at: Option<Instant>,
     active_response: Option<String>,
     /// Responses interrupted by the caller whose late deltas are dropped until their `response.done`.
     cancelled: HashSet<String>,
     /// The response whose audio was last received, to know whether `end_call` came after speech.
     last_audio_response: Option<String>,
     caller_speaking: bool,
-    tools_running: HashSet<String>,
-    tool_results: Vec<(String, String)>,
+    /// Tool calls running: call id → tool name.
+    tools_running: HashMap<String, String>,
+    /// Finished tool calls waiting to be sent: (call id, tool name, output).
+    tool_results: Vec<(String, String, String)>,
     ending: Option<Ending>,
     end_reason: Option<EndReason>,
     ending_deadline: Option<Instant>,
@@ -250,8 +305,13 @@ pub struct CallSession {
 }
 
 impl CallSession {
-    /// A session for a call whose Twilio stream has just started at `now`.
+    /// A session for a call whose Twilio stream has just started at `now`, with a μ-law provider.
     pub fn new(params: SessionParams, now: Instant) -> Self {
+        Self::with_audio(params, now, AudioStage::Passthrough)
+    }
+
+    /// A session with the given audio stage (a transcoder for PCM providers).
+    pub fn with_audio(params: SessionParams, now: Instant, audio: AudioStage) -> Self {
         Self {
             params,
             phase: Phase::AwaitingSession,
@@ -262,11 +322,19 @@ impl CallSession {
             items: VecDeque::with_capacity(4),
             carry: Vec::with_capacity(FRAME_BYTES),
             decode_buf: Vec::with_capacity(16 * 1024),
+            ulaw_buf: Vec::with_capacity(match audio {
+                AudioStage::Passthrough => 0,
+                AudioStage::Transcode(_) => 8 * 1024,
+            }),
+            audio,
+            resumption_handle: None,
+            resume_attempts: 0,
+            resume_started_at: None,
             active_response: None,
             cancelled: HashSet::new(),
             last_audio_response: None,
             caller_speaking: false,
-            tools_running: HashSet::new(),
+            tools_running: HashMap::new(),
             tool_results: Vec::new(),
             ending: None,
             end_reason: None,
@@ -295,6 +363,9 @@ impl CallSession {
         if self.phase == Phase::AwaitingSession {
             next = next.min(self.started_at + self.params.session_ready_timeout);
         }
+        if let (Phase::Resuming, Some(since)) = (self.phase, self.resume_started_at) {
+            next = next.min(since + self.params.session_ready_timeout);
+        }
         if let Some(deadline) = self.ending_deadline {
             next = next.min(deadline);
         } else if self.phase == Phase::Active {
@@ -312,10 +383,10 @@ impl CallSession {
             Input::Twilio(event) => self.on_twilio(now, event),
             Input::TwilioClosed => self.hang_up(EndReason::CallerHungUp),
             Input::Llm(event) => self.on_llm(now, event),
-            Input::LlmClosed { reason } => self.hang_up(EndReason::ProviderClosed(reason)),
+            Input::LlmClosed { reason } => self.on_llm_closed(now, reason),
             Input::ToolFinished { call_id, output } => {
-                if self.tools_running.remove(&call_id) {
-                    self.tool_results.push((call_id, output));
+                if let Some(name) = self.tools_running.remove(&call_id) {
+                    self.tool_results.push((call_id, name, output));
                     self.last_activity = now;
                 }
                 self.answer_tools_if_ready();
@@ -360,7 +431,7 @@ impl CallSession {
                 self.latest_media_ts = self.latest_media_ts.max(timestamp_ms);
                 self.start_head_item_clock();
                 match self.phase {
-                    Phase::Active => self.emit(Output::Llm(LlmCommand::AppendAudio(payload))),
+                    Phase::Active => self.send_caller_audio(payload),
                     _ => {
                         if self.audio_before_ready.len() == MAX_AUDIO_BEFORE_READY {
                             self.audio_before_ready.pop_front();
@@ -459,6 +530,9 @@ impl CallSession {
                 arguments,
             } => self.on_tool_call(now, response_id, call_id, name, arguments),
             LlmEvent::Transcript { speaker, text } => {
+                if speaker == Speaker::Caller {
+                    self.last_activity = now;
+                }
                 self.event(CallEvent::Transcript { speaker, text })
             }
             LlmEvent::SessionUpdated {
@@ -474,19 +548,85 @@ impl CallSession {
                     self.event(CallEvent::ProviderError { code, message });
                 }
             }
-            LlmEvent::GoingAway => self.event(CallEvent::ProviderError {
-                code: "going_away".into(),
-                message: "provider announced it will close the session".into(),
-            }),
+            LlmEvent::GoingAway => {
+                if self.resumption_handle.is_none() {
+                    self.event(CallEvent::ProviderError {
+                        code: "going_away".into(),
+                        message: "provider announced it will close the session".into(),
+                    });
+                }
+            }
+            LlmEvent::Interrupted => {
+                self.last_activity = now;
+                self.barge_in();
+            }
+            LlmEvent::ResumptionHandle(handle) => self.resumption_handle = Some(handle),
+        }
+    }
+
+    fn on_llm_closed(&mut self, now: Instant, reason: String) {
+        let resumable = self.phase == Phase::Active
+            || (self.phase == Phase::Resuming && self.resume_attempts < MAX_RESUME_ATTEMPTS);
+        let Some(handle) = self.resumption_handle.clone().filter(|_| resumable) else {
+            self.hang_up(EndReason::ProviderClosed(reason));
+            return;
+        };
+        if self.phase == Phase::Active {
+            // What the old session already sent still plays; nothing more comes for it.
+            self.finish_newest_item();
+            if let Some(response_id) = self.active_response.take() {
+                self.cancelled.remove(&response_id);
+            }
+            self.resume_started_at = Some(now);
+        }
+        self.phase = Phase::Resuming;
+        self.resume_attempts += 1;
+        self.event(CallEvent::ProviderResuming {
+            attempt: self.resume_attempts,
+        });
+        self.emit(Output::ReconnectProvider { handle });
+    }
+
+    /// Caller audio for the provider, passed through or transcoded.
+    fn send_caller_audio(&mut self, payload: String) {
+        let AudioStage::Transcode(transcoder) = &mut self.audio else {
+            self.emit(Output::Llm(LlmCommand::AppendAudio(payload)));
+            return;
+        };
+        self.decode_buf.clear();
+        if STANDARD.decode_vec(&payload, &mut self.decode_buf).is_err() {
+            self.protocol_error("twilio_bad_base64", "caller media payload");
+            return;
+        }
+        match transcoder.caller_to_provider(&self.decode_buf) {
+            Ok([]) => {}
+            Ok(pcm) => {
+                let encoded = STANDARD.encode(pcm);
+                self.emit(Output::Llm(LlmCommand::AppendAudio(encoded)));
+            }
+            Err(e) => self.protocol_error("transcode_failed", e.to_string()),
         }
     }
 
     fn on_session_updated(&mut self, input: Option<String>, output: Option<String>) {
+        if self.phase == Phase::Resuming {
+            self.phase = Phase::Active;
+            self.resume_attempts = 0;
+            self.resume_started_at = None;
+            self.event(CallEvent::ProviderResumed);
+            while let Some(payload) = self.audio_before_ready.pop_front() {
+                self.send_caller_audio(payload);
+            }
+            // Results that finished while the provider was away go to the resumed session.
+            self.answer_tools_if_ready();
+            return;
+        }
         if self.phase != Phase::AwaitingSession {
             return;
         }
-        let expected = self.params.expected_format.as_str();
-        if input.as_deref() != Some(expected) || output.as_deref() != Some(expected) {
+        if input.as_deref() != Some(self.params.expected_input_format.as_str())
+            || output.as_deref() != Some(self.params.expected_output_format.as_str())
+        {
             // Playing audio in a format Twilio does not expect would be static: end instead.
             self.hang_up(EndReason::FormatRejected {
                 input: input.unwrap_or_else(|| "(none)".into()),
@@ -497,7 +637,7 @@ impl CallSession {
         self.phase = Phase::Active;
         self.event(CallEvent::SessionReady);
         while let Some(payload) = self.audio_before_ready.pop_front() {
-            self.emit(Output::Llm(LlmCommand::AppendAudio(payload)));
+            self.send_caller_audio(payload);
         }
         if self.params.speak_first {
             self.emit(Output::Llm(LlmCommand::CreateResponse {
@@ -529,19 +669,51 @@ impl CallSession {
                 frames_since_mark: 0,
             });
         }
+        let decoded = std::mem::take(&mut self.decode_buf);
+        match &mut self.audio {
+            AudioStage::Passthrough => self.queue_agent_ulaw(&decoded),
+            AudioStage::Transcode(transcoder) => {
+                let mut ulaw = std::mem::take(&mut self.ulaw_buf);
+                ulaw.clear();
+                match transcoder.provider_to_caller(&decoded) {
+                    Ok(converted) => ulaw.extend_from_slice(converted),
+                    Err(e) => self.protocol_error("transcode_failed", e.to_string()),
+                }
+                self.queue_agent_ulaw(&ulaw);
+                self.ulaw_buf = ulaw;
+            }
+        }
+        self.decode_buf = decoded;
+        self.mark_newest_item();
+        self.start_head_item_clock();
+    }
+
+    /// Cuts agent μ-law into whole frames for the newest item, carrying the remainder.
+    fn queue_agent_ulaw(&mut self, ulaw: &[u8]) {
         let mut offset = 0;
-        let decoded_len = self.decode_buf.len();
-        while offset < decoded_len {
-            let take = (FRAME_BYTES - self.carry.len()).min(decoded_len - offset);
-            self.carry
-                .extend_from_slice(&self.decode_buf[offset..offset + take]);
+        while offset < ulaw.len() {
+            let take = (FRAME_BYTES - self.carry.len()).min(ulaw.len() - offset);
+            self.carry.extend_from_slice(&ulaw[offset..offset + take]);
             offset += take;
             if self.carry.len() == FRAME_BYTES {
                 self.send_carry_frame(false);
             }
         }
-        self.mark_newest_item();
-        self.start_head_item_clock();
+    }
+
+    /// Releases the transcoder's buffered tail (end of an item's audio) into the newest item.
+    fn flush_transcoder(&mut self) {
+        let AudioStage::Transcode(transcoder) = &mut self.audio else {
+            return;
+        };
+        let mut ulaw = std::mem::take(&mut self.ulaw_buf);
+        ulaw.clear();
+        match transcoder.flush_output() {
+            Ok(tail) => ulaw.extend_from_slice(tail),
+            Err(e) => self.protocol_error("transcode_failed", e.to_string()),
+        }
+        self.queue_agent_ulaw(&ulaw);
+        self.ulaw_buf = ulaw;
     }
 
     /// Sends the carried bytes as one frame (padding with silence when `pad`).
@@ -584,6 +756,7 @@ impl CallSession {
         if self.items.back().is_none_or(|i| i.complete) {
             return;
         }
+        self.flush_transcoder();
         self.send_carry_frame(true);
         self.mark_newest_item();
         if let Some(item) = self.items.back_mut() {
@@ -599,6 +772,10 @@ impl CallSession {
             if !self.params.provider_cancels_on_speech {
                 self.emit(Output::Llm(LlmCommand::CancelResponse));
             }
+        }
+        if let AudioStage::Transcode(transcoder) = &mut self.audio {
+            // Nothing buffered from the interrupted answer may leak into the next one.
+            transcoder.reset_output();
         }
         if self.items.is_empty() {
             return;
@@ -627,7 +804,7 @@ impl CallSession {
         self.items.clear();
         if let Some((item_id, heard_ms)) = heard {
             let truncated_at_ms = (heard_ms > 0).then_some(heard_ms);
-            if let Some(audio_end_ms) = truncated_at_ms {
+            if let Some(audio_end_ms) = truncated_at_ms.filter(|_| self.params.provider_truncates) {
                 self.emit(Output::Llm(LlmCommand::Truncate {
                     item_id: item_id.clone(),
                     audio_end_ms,
@@ -662,6 +839,7 @@ impl CallSession {
                     let call_id = call_id.clone();
                     self.emit(Output::Llm(LlmCommand::ToolResult {
                         call_id,
+                        name: END_CALL_TOOL.into(),
                         output: r#"{"ok":true,"status":"ending the call"}"#.into(),
                     }));
                     self.request_farewell(FAREWELL_AFTER_END_CALL);
@@ -696,7 +874,7 @@ impl CallSession {
             }
             return;
         }
-        self.tools_running.insert(call_id.clone());
+        self.tools_running.insert(call_id.clone(), name.clone());
         self.emit(Output::RunTool {
             call_id,
             name,
@@ -710,15 +888,23 @@ impl CallSession {
         if !self.tools_running.is_empty()
             || self.tool_results.is_empty()
             || self.active_response.is_some()
+            || self.phase != Phase::Active
         {
             return;
         }
-        for (call_id, output) in std::mem::take(&mut self.tool_results) {
-            self.emit(Output::Llm(LlmCommand::ToolResult { call_id, output }));
+        for (call_id, name, output) in std::mem::take(&mut self.tool_results) {
+            self.emit(Output::Llm(LlmCommand::ToolResult {
+                call_id,
+                name,
+                output,
+            }));
         }
         // While the caller is talking, the provider's turn detection will start the response
         // itself when they stop, with these results in context; asking now would collide.
-        if !self.caller_speaking && self.ending.is_none() {
+        if !self.caller_speaking
+            && self.ending.is_none()
+            && !self.params.provider_continues_after_tools
+        {
             self.emit(Output::Llm(LlmCommand::CreateResponse {
                 instructions: None,
             }));
@@ -730,6 +916,12 @@ impl CallSession {
     fn on_tick(&mut self, now: Instant) {
         if self.phase == Phase::AwaitingSession
             && now >= self.started_at + self.params.session_ready_timeout
+        {
+            self.hang_up(EndReason::SessionTimeout);
+            return;
+        }
+        if let (Phase::Resuming, Some(since)) = (self.phase, self.resume_started_at)
+            && now >= since + self.params.session_ready_timeout
         {
             self.hang_up(EndReason::SessionTimeout);
             return;

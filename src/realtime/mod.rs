@@ -2,9 +2,14 @@
 //!
 //! The call actor speaks only [`LlmCommand`] and [`LlmEvent`]; each provider is a [`Dialect`] that maps
 //! them to and from its wire JSON and knows how to open its socket. Nothing outside this module sees
-//! provider JSON. A dialect holds no call state (beyond its fixed configuration) and does no IO itself.
+//! provider JSON. A dialect holds no call state (beyond its fixed configuration) and does no IO itself;
+//! the little bookkeeping a wire protocol without response ids needs (Gemini Live) lives in a
+//! [`StreamState`] that the connection's reader owns and passes in.
 
+pub mod azure;
+pub mod gemini;
 pub mod openai;
+pub mod xai;
 
 use serde_json::Value;
 
@@ -15,6 +20,15 @@ pub enum AudioFormat {
     Pcmu,
     /// PCM16 little-endian at the given rate.
     Pcm16 { rate: u32 },
+}
+
+/// The audio a provider's socket carries, as fixed by its wire protocol and our session setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderAudio {
+    /// μ-law 8 kHz both ways: Twilio payloads pass straight through.
+    Pcmu,
+    /// PCM16 LE in at `input_rate` and out at `output_rate`: the call transcodes.
+    Pcm16 { input_rate: u32, output_rate: u32 },
 }
 
 /// A tool the model may call: name, speech-friendly description, JSON schema of its arguments.
@@ -34,6 +48,9 @@ pub struct SessionConfig {
     pub tools: Vec<ToolDeclaration>,
     /// Model used to transcribe the caller (input transcription); `None` leaves it off.
     pub transcription_model: Option<String>,
+    /// Resume an earlier provider session (Gemini Live session resumption) instead of starting
+    /// a new one; `None` for a fresh session.
+    pub resumption_handle: Option<String>,
 }
 
 /// What the call actor asks of the provider.
@@ -45,8 +62,12 @@ pub enum LlmCommand {
     AppendAudio(String),
     /// Cut an assistant item's audio at what the caller heard.
     Truncate { item_id: String, audio_end_ms: u64 },
-    /// The result of a tool call, as a JSON document string.
-    ToolResult { call_id: String, output: String },
+    /// The result of a tool call (`name` is the tool's), as a JSON document string.
+    ToolResult {
+        call_id: String,
+        name: String,
+        output: String,
+    },
     /// Ask for a response, optionally with instructions for this response only.
     CreateResponse { instructions: Option<String> },
     /// Cancel the response in progress.
@@ -116,6 +137,12 @@ pub enum LlmEvent {
     },
     /// The provider will close the session soon.
     GoingAway,
+    /// The provider stopped its response because the caller spoke (Gemini Live
+    /// `serverContent.interrupted`): what is queued for the caller must go; there is no truncate.
+    Interrupted,
+    /// A handle that resumes this provider session on a new connection (Gemini Live
+    /// `sessionResumptionUpdate`); the latest one wins.
+    ResumptionHandle(String),
 }
 
 /// A provider event that could not be understood.
@@ -123,6 +150,33 @@ pub enum LlmEvent {
 pub enum DecodeError {
     #[error("malformed provider event: {0}")]
     Malformed(String),
+    #[error("provider sent audio as {got:?}, not the session's {expected:?}")]
+    UnexpectedAudioFormat { expected: String, got: String },
+}
+
+/// Per-connection decoding state, owned by the connection's reader and handed to
+/// [`Dialect::decode_stream`]. Dialects whose events carry their own ids (OpenAI, xAI, Azure)
+/// ignore it; Gemini Live has no response or item ids, so turns are numbered here.
+#[derive(Debug, Clone, Default)]
+pub struct StreamState {
+    /// Distinguishes ids minted on this connection from those of earlier ones in the same call.
+    pub(crate) connection: u32,
+    pub(crate) turns: u64,
+    /// The turn in progress (its id), if the model has started one.
+    pub(crate) open_turn: Option<String>,
+    /// Transcription text received in pieces, emitted whole at the end of a turn.
+    pub(crate) caller_text: String,
+    pub(crate) agent_text: String,
+}
+
+impl StreamState {
+    /// State for the `connection`-th provider connection of a call (0 for the first).
+    pub fn for_connection(connection: u32) -> Self {
+        Self {
+            connection,
+            ..Self::default()
+        }
+    }
 }
 
 /// Failure to open a provider session.
@@ -144,13 +198,41 @@ pub trait Dialect: Send + Sync + 'static {
     fn connect_request(
         &self,
     ) -> Result<tokio_tungstenite::tungstenite::http::Request<()>, ConnectError>;
-    /// The wire text for a command.
+    /// The wire text for a command; an empty string when the command has no wire form in this
+    /// dialect (the driver then sends nothing), e.g. a cancel on a provider that cancels itself.
     fn encode(&self, command: &LlmCommand) -> String;
-    /// The internal event for one wire text frame; `Ok(None)` for events the bridge does not use.
+    /// The first internal event of one wire text frame, decoded without connection history;
+    /// `Ok(None)` for events the bridge does not use. Exact for dialects whose events carry their
+    /// own ids; a call's reader uses [`decode_stream`](Self::decode_stream).
     fn decode(&self, text: &str) -> Result<Option<LlmEvent>, DecodeError>;
+    /// Every internal event of one wire text frame, in order, appended to `out`.
+    fn decode_stream(
+        &self,
+        text: &str,
+        state: &mut StreamState,
+        out: &mut Vec<LlmEvent>,
+    ) -> Result<(), DecodeError> {
+        let _ = state;
+        out.extend(self.decode(text)?);
+        Ok(())
+    }
     /// Whether the provider cancels its own response when it detects the caller speaking, so the
     /// bridge need not send a cancel on barge-in.
     fn cancels_on_speech(&self) -> bool;
     /// The wire name of a format, as the provider echoes it back in its session confirmation.
     fn format_name(&self, format: AudioFormat) -> String;
+    /// The audio this provider's socket carries.
+    fn provider_audio(&self) -> ProviderAudio {
+        ProviderAudio::Pcmu
+    }
+    /// Whether `conversation.item.truncate` (cutting the model's memory of an answer at what the
+    /// caller heard) exists and is reliable for this provider.
+    fn supports_truncate(&self) -> bool {
+        true
+    }
+    /// Whether the model goes on by itself once it has tool results (Gemini Live); otherwise the
+    /// bridge asks for a response after sending them.
+    fn continues_after_tool_results(&self) -> bool {
+        false
+    }
 }

@@ -1,7 +1,9 @@
 //! OpenAI Realtime (GA) dialect: `session.update` with nested `audio.{input,output}`, no
 //! `OpenAI-Beta` header, `response.output_audio.delta` events (protocols.md §4).
 //!
-//! Owns the mapping between GA wire JSON and [`LlmCommand`]/[`LlmEvent`]. It must not hold call
+//! Owns the mapping between GA wire JSON and [`LlmCommand`]/[`LlmEvent`], shared by the
+//! OpenAI-compatible dialects: Azure OpenAI is this dialect with `api-key` auth (see
+//! [`super::azure`]), and xAI reuses its encoder pieces and [`decode_ga`]. It must not hold call
 //! state or touch sockets.
 
 use std::borrow::Cow;
@@ -16,22 +18,125 @@ use super::{
     SessionConfig, Speaker,
 };
 
+/// How a realtime endpoint wants the API key presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyHeader {
+    /// `Authorization: Bearer <key>` (OpenAI, xAI).
+    Bearer,
+    /// `api-key: <key>` (Azure OpenAI).
+    ApiKey,
+}
+
 /// How to reach one OpenAI-compatible realtime endpoint.
 #[derive(Clone)]
 pub struct OpenAiDialect {
     /// `wss://api.openai.com/v1/realtime` or an override (tests point it at a local fake).
     pub url: String,
+    /// The model (for Azure: the deployment name), sent as `?model=` and in `session.update`.
     pub model: String,
     api_key: String,
+    key_header: KeyHeader,
+    name: &'static str,
 }
 
 impl std::fmt::Debug for OpenAiDialect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAiDialect")
+            .field("name", &self.name)
             .field("url", &self.url)
             .field("model", &self.model)
             .field("api_key", &"**redacted**")
             .finish()
+    }
+}
+
+/// The WebSocket request for `<url>?model=<model>` with the key in `key_header`.
+pub(crate) fn keyed_request(
+    url: &str,
+    model: &str,
+    api_key: &str,
+    key_header: KeyHeader,
+) -> Result<Request<()>, ConnectError> {
+    let url = format!("{url}?model={model}");
+    let bad_url = |reason: String| ConnectError::BadUrl {
+        url: url.clone(),
+        reason,
+    };
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| bad_url(e.to_string()))?;
+    let (name, value) = match key_header {
+        KeyHeader::Bearer => ("Authorization", format!("Bearer {api_key}")),
+        KeyHeader::ApiKey => ("api-key", api_key.to_owned()),
+    };
+    let value = HeaderValue::from_str(&value)
+        .map_err(|_| bad_url("API key is not a valid header value".into()))?;
+    request.headers_mut().insert(name, value);
+    Ok(request)
+}
+
+/// Tools in the GA (and xAI) shape: flat `{type: function, name, description, parameters}`.
+pub(crate) fn function_tools(config: &SessionConfig) -> Vec<Value> {
+    config
+        .tools
+        .iter()
+        .map(|t| {
+            json!({
+                "type": "function",
+                "name": t.name,
+                "description": t.description,
+                "parameters": t.parameters,
+            })
+        })
+        .collect()
+}
+
+/// The GA encoding of every command but `session.update`, shared by the compatible dialects.
+pub(crate) fn encode_ga_command(command: &LlmCommand) -> String {
+    match command {
+        LlmCommand::AppendAudio(audio) => {
+            // Hot path: the payload is base64 (validated on arrival), which needs no JSON escaping.
+            let mut out = String::with_capacity(48 + audio.len());
+            out.push_str(r#"{"type":"input_audio_buffer.append","audio":""#);
+            out.push_str(audio);
+            out.push_str(r#""}"#);
+            out
+        }
+        LlmCommand::UpdateSession(_) => String::new(),
+        LlmCommand::Truncate {
+            item_id,
+            audio_end_ms,
+        } => json!({
+            "type": "conversation.item.truncate",
+            "item_id": item_id,
+            "content_index": 0,
+            "audio_end_ms": audio_end_ms,
+        })
+        .to_string(),
+        LlmCommand::ToolResult {
+            call_id, output, ..
+        } => json!({
+            "type": "conversation.item.create",
+            "item": {"type": "function_call_output", "call_id": call_id, "output": output},
+        })
+        .to_string(),
+        LlmCommand::CreateResponse { instructions: None } => {
+            r#"{"type":"response.create"}"#.to_owned()
+        }
+        LlmCommand::CreateResponse {
+            instructions: Some(text),
+        } => json!({"type": "response.create", "response": {"instructions": text}}).to_string(),
+        LlmCommand::CancelResponse => r#"{"type":"response.cancel"}"#.to_owned(),
+        LlmCommand::SystemNote(text) => json!({
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "system",
+                "content": [{"type": "input_text", "text": text}],
+            },
+        })
+        .to_string(),
     }
 }
 
@@ -45,6 +150,23 @@ impl OpenAiDialect {
             url: url.into(),
             model: model.into(),
             api_key: api_key.into(),
+            key_header: KeyHeader::Bearer,
+            name: "openai",
+        }
+    }
+
+    /// The same GA dialect for another OpenAI-compatible service (Azure OpenAI).
+    pub fn compatible(
+        name: &'static str,
+        url: impl Into<String>,
+        model: impl Into<String>,
+        api_key: impl Into<String>,
+        key_header: KeyHeader,
+    ) -> Self {
+        Self {
+            key_header,
+            name,
+            ..Self::new(url, model, api_key)
         }
     }
 
@@ -65,18 +187,7 @@ impl OpenAiDialect {
         if let Some(model) = &config.transcription_model {
             input["transcription"] = json!({ "model": model });
         }
-        let tools: Vec<Value> = config
-            .tools
-            .iter()
-            .map(|t| {
-                json!({
-                    "type": "function",
-                    "name": t.name,
-                    "description": t.description,
-                    "parameters": t.parameters,
-                })
-            })
-            .collect();
+        let tools = function_tools(config);
         json!({
             "type": "session.update",
             "session": {
@@ -95,7 +206,7 @@ impl OpenAiDialect {
     }
 }
 
-fn format_json(format: AudioFormat) -> Value {
+pub(crate) fn format_json(format: AudioFormat) -> Value {
     match format {
         AudioFormat::Pcmu => json!({"type": "audio/pcmu"}),
         AudioFormat::Pcm16 { rate } => json!({"type": "audio/pcm", "rate": rate}),
@@ -104,67 +215,17 @@ fn format_json(format: AudioFormat) -> Value {
 
 impl Dialect for OpenAiDialect {
     fn name(&self) -> &'static str {
-        "openai"
+        self.name
     }
 
     fn connect_request(&self) -> Result<Request<()>, ConnectError> {
-        let url = format!("{}?model={}", self.url, self.model);
-        let bad_url = |reason: String| ConnectError::BadUrl {
-            url: url.clone(),
-            reason,
-        };
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| bad_url(e.to_string()))?;
-        let auth = HeaderValue::from_str(&format!("Bearer {}", self.api_key))
-            .map_err(|_| bad_url("API key is not a valid header value".into()))?;
-        request.headers_mut().insert("Authorization", auth);
-        Ok(request)
+        keyed_request(&self.url, &self.model, &self.api_key, self.key_header)
     }
 
     fn encode(&self, command: &LlmCommand) -> String {
         match command {
-            LlmCommand::AppendAudio(audio) => {
-                // Hot path: the payload is base64 (validated on arrival), which needs no JSON escaping.
-                let mut out = String::with_capacity(48 + audio.len());
-                out.push_str(r#"{"type":"input_audio_buffer.append","audio":""#);
-                out.push_str(audio);
-                out.push_str(r#""}"#);
-                out
-            }
             LlmCommand::UpdateSession(config) => self.session_update(config).to_string(),
-            LlmCommand::Truncate {
-                item_id,
-                audio_end_ms,
-            } => json!({
-                "type": "conversation.item.truncate",
-                "item_id": item_id,
-                "content_index": 0,
-                "audio_end_ms": audio_end_ms,
-            })
-            .to_string(),
-            LlmCommand::ToolResult { call_id, output } => json!({
-                "type": "conversation.item.create",
-                "item": {"type": "function_call_output", "call_id": call_id, "output": output},
-            })
-            .to_string(),
-            LlmCommand::CreateResponse { instructions: None } => {
-                r#"{"type":"response.create"}"#.to_owned()
-            }
-            LlmCommand::CreateResponse {
-                instructions: Some(text),
-            } => json!({"type": "response.create", "response": {"instructions": text}}).to_string(),
-            LlmCommand::CancelResponse => r#"{"type":"response.cancel"}"#.to_owned(),
-            LlmCommand::SystemNote(text) => json!({
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "message",
-                    "role": "system",
-                    "content": [{"type": "input_text", "text": text}],
-                },
-            })
-            .to_string(),
+            other => encode_ga_command(other),
         }
     }
 
@@ -357,6 +418,7 @@ mod tests {
                 parameters: json!({"type": "object", "properties": {}}),
             }],
             transcription_model: Some("gpt-4o-mini-transcribe".into()),
+            resumption_handle: None,
         };
         let v: Value =
             serde_json::from_str(&dialect().encode(&LlmCommand::UpdateSession(config))).unwrap();

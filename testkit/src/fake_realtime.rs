@@ -7,6 +7,11 @@
 //! script of turns: audio of a given length, tool calls, or audio followed by a tool call. It checks
 //! every `conversation.item.truncate` against the audio it actually produced for that item and
 //! answers an over-long one with the real service's error. Everything it receives is recorded.
+//!
+//! [`Flavor`] selects an OpenAI-compatible variant: xAI Grok (hybrid `session.update`, model only in
+//! the query, `conversation.created` first, `ping` events, no cancel on speech — the client must
+//! send `response.cancel` — and no truncate) or Azure OpenAI GA (`api-key` header, the
+//! `/openai/v1/realtime?model=<deployment>` path, no `api-version`).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -44,6 +49,15 @@ pub enum Turn {
     },
 }
 
+/// Which OpenAI-compatible service the fake imitates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavor {
+    #[default]
+    OpenAi,
+    Xai,
+    Azure,
+}
+
 /// How the fake behaves.
 #[derive(Debug, Clone)]
 pub struct Behaviour {
@@ -65,6 +79,7 @@ pub struct Behaviour {
     pub stamp_audio: Option<Instant>,
     /// Keep every appended payload in the log (tests); off for load runs.
     pub record_audio: bool,
+    pub flavor: Flavor,
 }
 
 impl Default for Behaviour {
@@ -79,6 +94,7 @@ impl Default for Behaviour {
             vad: true,
             stamp_audio: None,
             record_audio: true,
+            flavor: Flavor::OpenAi,
         }
     }
 }
@@ -97,6 +113,12 @@ pub struct SessionLog {
     /// Error codes sent to the client.
     pub errors_sent: Vec<String>,
     pub authorization: Option<String>,
+    /// The `api-key` header (Azure).
+    pub api_key: Option<String>,
+    /// Path and query the client connected to.
+    pub request_uri: String,
+    /// `ping` events sent (xAI).
+    pub pings_sent: usize,
     pub closed: bool,
     /// One-way latencies (bridge in → here) of stamped appends, in µs.
     pub inbound_latency_us: Vec<u64>,
@@ -167,6 +189,11 @@ impl FakeRealtime {
     /// The URL to set as `OPENAI_REALTIME_URL`.
     pub fn url(&self) -> String {
         format!("ws://{}/v1/realtime", self.addr)
+    }
+
+    /// The resource endpoint to set as `AZURE_OPENAI_ENDPOINT`.
+    pub fn azure_endpoint(&self) -> String {
+        format!("http://{}", self.addr)
     }
 }
 
@@ -404,10 +431,10 @@ impl Session {
                 json!({"type": "input_audio_buffer.speech_started", "event_id": "evt",
                 "audio_start_ms": self.buffer_ms.saturating_sub(60 + 300), "item_id": item_id}),
             );
-            // interrupt_response: cancel what is being generated, after a few late deltas.
-            if let Some((response_id, Pending::Audio { item_id, byte, .. })) = self.active.take() {
-                self.late_left = self.behaviour.late_deltas;
-                self.late_response = Some((response_id, item_id, byte));
+            // interrupt_response: cancel what is being generated, after a few late deltas. The
+            // xAI fake waits for the client's response.cancel instead.
+            if self.behaviour.flavor != Flavor::Xai {
+                self.cancel_active();
             }
         }
         if self.speaking && self.silence_frames >= 25 {
@@ -421,6 +448,18 @@ impl Session {
             if self.late_response.is_none() {
                 self.start_response();
             }
+        }
+    }
+
+    /// Stops the active response; a few late deltas still go out before its `response.done`.
+    fn cancel_active(&mut self) -> bool {
+        match self.active.take() {
+            Some((response_id, Pending::Audio { item_id, byte, .. })) => {
+                self.late_left = self.behaviour.late_deltas;
+                self.late_response = Some((response_id, item_id, byte));
+                true
+            }
+            None => false,
         }
     }
 
@@ -442,7 +481,7 @@ impl Session {
             }
             "response.create" => self.start_response(),
             "response.cancel" => {
-                if self.active.is_none() {
+                if !self.cancel_active() {
                     self.error(
                         "response_cancel_not_active",
                         "Cancellation failed: no active response found",
@@ -450,6 +489,11 @@ impl Session {
                     );
                 }
             }
+            "conversation.item.truncate" if self.behaviour.flavor == Flavor::Xai => self.error(
+                "invalid_request_error",
+                "conversation.item.truncate is not supported",
+                Some("type"),
+            ),
             "conversation.item.truncate" => {
                 let item_id = event["item_id"].as_str().unwrap_or_default();
                 let end = event["audio_end_ms"].as_u64().unwrap_or(u64::MAX);
@@ -482,6 +526,10 @@ impl Session {
     }
 
     fn on_session_update(&mut self, event: &Value) {
+        if self.behaviour.flavor == Flavor::Xai {
+            self.on_xai_session_update(event);
+            return;
+        }
         let session = &event["session"];
         if session["type"] != "realtime" {
             self.error(
@@ -510,6 +558,69 @@ impl Session {
             "audio": {"input": {"format": input}, "output": {"format": output, "voice": session["audio"]["output"]["voice"]}}
         }}));
     }
+}
+
+impl Session {
+    /// xAI's hybrid shape: voice, instructions and turn detection flat; formats nested.
+    fn on_xai_session_update(&mut self, event: &Value) {
+        let session = &event["session"];
+        if let Some(unknown) = unknown_xai_field(session) {
+            self.error(
+                "unknown_parameter",
+                &format!("Unknown parameter: 'session.{unknown}'."),
+                Some(&format!("session.{unknown}")),
+            );
+            return;
+        }
+        let input = session["audio"]["input"]["format"].clone();
+        let mut output = session["audio"]["output"]["format"].clone();
+        if !input["type"].is_string() || !output["type"].is_string() {
+            self.error(
+                "missing_required_parameter",
+                "audio formats are required",
+                Some("session.audio"),
+            );
+            return;
+        }
+        if let Some(forced) = &self.behaviour.echo_output_format {
+            output = json!({"type": forced, "rate": 24000});
+        }
+        self.session_configured = true;
+        self.send(
+            json!({"type": "session.updated", "event_id": "evt", "session": {
+                "id": "sess_x1", "voice": session["voice"], "instructions": session["instructions"],
+                "turn_detection": session["turn_detection"],
+                "audio": {"input": {"format": input}, "output": {"format": output}}
+            }}),
+        );
+    }
+}
+
+/// The first field of an xAI session that is not in its hybrid shape.
+fn unknown_xai_field(session: &Value) -> Option<String> {
+    const SESSION: &[&str] = &[
+        "instructions",
+        "voice",
+        "turn_detection",
+        "audio",
+        "tools",
+        "reasoning",
+        "tool_choice",
+    ];
+    const INPUT: &[&str] = &["format", "transcription"];
+    const OUTPUT: &[&str] = &["format", "speed"];
+    let object = session.as_object()?;
+    if let Some(k) = object.keys().find(|k| !SESSION.contains(&k.as_str())) {
+        return Some(k.clone());
+    }
+    for (side, allowed) in [("input", INPUT), ("output", OUTPUT)] {
+        if let Some(o) = session["audio"][side].as_object()
+            && let Some(k) = o.keys().find(|k| !allowed.contains(&k.as_str()))
+        {
+            return Some(format!("audio.{side}.{k}"));
+        }
+    }
+    None
 }
 
 /// The first field of a GA session that the real service would refuse.
@@ -561,18 +672,43 @@ async fn serve_connection(
     let mut beta = false;
     let mut missing_model = false;
     let log_for_handshake = log.clone();
+    let flavor = behaviour.flavor;
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         let headers = request.headers();
-        lock(&log_for_handshake).authorization = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        {
+            let mut log = lock(&log_for_handshake);
+            log.authorization = header("authorization");
+            log.api_key = header("api-key");
+            log.request_uri = request.uri().to_string();
+        }
         beta = headers.get("openai-beta").is_some();
-        missing_model = !request.uri().query().unwrap_or_default().contains("model=");
-        if headers.get("authorization").is_none() {
-            let mut refuse = ErrorResponse::new(Some("missing Authorization".into()));
-            *refuse.status_mut() = http::StatusCode::UNAUTHORIZED;
-            return Err(refuse);
+        let query = request.uri().query().unwrap_or_default();
+        missing_model = !query.contains("model=");
+        let refuse = |status: http::StatusCode, why: &str| {
+            let mut refuse = ErrorResponse::new(Some(why.to_owned()));
+            *refuse.status_mut() = status;
+            Err(refuse)
+        };
+        match flavor {
+            Flavor::Azure => {
+                if headers.get("api-key").is_none() {
+                    return refuse(http::StatusCode::UNAUTHORIZED, "missing api-key");
+                }
+                if request.uri().path() != "/openai/v1/realtime" || query.contains("api-version") {
+                    return refuse(http::StatusCode::NOT_FOUND, "not the GA realtime path");
+                }
+            }
+            Flavor::OpenAi | Flavor::Xai => {
+                if headers.get("authorization").is_none() {
+                    return refuse(http::StatusCode::UNAUTHORIZED, "missing Authorization");
+                }
+            }
         }
         Ok(response)
     };
@@ -619,8 +755,13 @@ async fn serve_connection(
         silence_frames: 0,
         session_configured: false,
     };
-    session.send(json!({"type": "session.created", "event_id": "evt", "session": {"type": "realtime", "id": "sess_1",
-        "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}}, "output": {"format": {"type": "audio/pcm", "rate": 24000}}}}}));
+    if behaviour.flavor == Flavor::Xai {
+        session.send(json!({"type": "conversation.created", "event_id": "evt", "conversation": {"id": "conv_1"}}));
+    } else {
+        session.send(json!({"type": "session.created", "event_id": "evt", "session": {"type": "realtime", "id": "sess_1",
+            "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}}, "output": {"format": {"type": "audio/pcm", "rate": 24000}}}}}));
+    }
+    let mut ticks: u64 = 0;
     let period = Duration::from_millis((behaviour.delta_ms / behaviour.speedup.max(1)).max(1));
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -635,6 +776,11 @@ async fn serve_connection(
                 Some(Ok(_)) => {}
             },
             _ = ticker.tick() => {
+                ticks += 1;
+                if behaviour.flavor == Flavor::Xai && ticks.is_multiple_of(10) {
+                    lock(&log).pings_sent += 1;
+                    session.send(json!({"type": "ping", "timestamp": ticks}));
+                }
                 if session.session_configured {
                     session.generate();
                 }

@@ -1,8 +1,10 @@
 //! Loopback fakes for callbridge's end-to-end tests and its load generator: a fake Twilio (signed
 //! webhook and upgrade, paced caller audio, a playout model that echoes marks and honours `clear`),
-//! a fake OpenAI Realtime server (GA events, energy VAD, scripted turns, strict validation), and a
-//! helper that runs the real bridge in-process on 127.0.0.1. Nothing here is part of the product.
+//! a fake OpenAI Realtime server (GA events, energy VAD, scripted turns, strict validation; also in
+//! xAI and Azure flavors), a fake Gemini Live server, and a helper that runs the real bridge
+//! in-process on 127.0.0.1. Nothing here is part of the product.
 
+pub mod fake_gemini;
 pub mod fake_realtime;
 pub mod fake_twilio;
 pub mod ulaw;
@@ -79,4 +81,65 @@ impl TestBridge {
             account_sid: ACCOUNT_SID.into(),
         }
     }
+}
+
+/// The number [`fake_twilio::FakeTwilio::call`] dials.
+pub const CALLED_NUMBER: &str = "+15005550006";
+
+/// Creates tenant `tenant` with one agent answering [`CALLED_NUMBER`].
+pub async fn provision_agent(
+    store: &callbridge::store::SqlStore,
+    tenant: &str,
+    agent: callbridge::store::AgentSpec,
+) -> callbridge::store::TenantId {
+    use callbridge::store::{E164, NewTenant, Store, TenantId};
+    let id = TenantId::parse(tenant).expect("valid tenant id");
+    store
+        .create_tenant(&NewTenant {
+            id: id.clone(),
+            name: format!("{tenant} Inc."),
+            time_zone: "America/New_York".into(),
+        })
+        .await
+        .expect("create tenant");
+    store
+        .create_agent(
+            &id,
+            &agent,
+            &[E164::parse(CALLED_NUMBER).expect("valid number")],
+        )
+        .await
+        .expect("create agent");
+    id
+}
+
+/// An agent of `provider` with the built-in prompt and the time tool.
+pub fn agent_spec(provider: &str, model: &str, voice: &str) -> callbridge::store::AgentSpec {
+    callbridge::store::AgentSpec {
+        name: "front-desk".into(),
+        provider: provider.into(),
+        model: model.into(),
+        voice: voice.into(),
+        prompt_template: "default".into(),
+        enabled_tools: vec!["get_current_time".into()],
+        max_duration_s: 600,
+        silence_timeout_s: 45,
+        recording: false,
+    }
+}
+
+/// The tenant's only call, once it has ended (panics after 5 s).
+pub async fn ended_call(
+    store: &callbridge::store::SqlStore,
+    tenant: &callbridge::store::TenantId,
+) -> callbridge::store::Call {
+    use callbridge::store::Store;
+    for _ in 0..250 {
+        let calls = store.list_calls(tenant, 10).await.expect("list calls");
+        if let Some(call) = calls.into_iter().find(|c| c.ended_at.is_some()) {
+            return call;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the call never ended in the store");
 }

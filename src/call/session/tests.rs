@@ -452,10 +452,12 @@ fn several_tool_calls_in_one_response_are_answered_together() {
         vec![
             Output::Llm(LlmCommand::ToolResult {
                 call_id: "c1".into(),
+                name: "lookup".into(),
                 output: "1".into()
             }),
             Output::Llm(LlmCommand::ToolResult {
                 call_id: "c2".into(),
+                name: "lookup".into(),
                 output: "2".into()
             }),
             Output::Llm(LlmCommand::CreateResponse { instructions: None }),
@@ -534,6 +536,7 @@ fn end_call_without_speech_asks_for_a_farewell_first() {
     let out = h.done("r1", ResponseStatus::Completed);
     assert!(out.contains(&Output::Llm(LlmCommand::ToolResult {
         call_id: "c9".into(),
+        name: END_CALL_TOOL.into(),
         output: r#"{"ok":true,"status":"ending the call"}"#.into()
     })));
     assert_eq!(creates(&out).len(), 1);
@@ -661,4 +664,268 @@ fn without_provider_side_cancel_the_bridge_cancels() {
         audio_start_ms: None,
     });
     assert!(out.contains(&Output::Llm(LlmCommand::CancelResponse)));
+}
+
+// ---- PCM providers (Gemini Live shapes), interruption without truncate, resumption ---------------
+
+fn gemini_params() -> SessionParams {
+    SessionParams {
+        provider_truncates: false,
+        provider_continues_after_tools: true,
+        expected_input_format: "audio/pcm;rate=16000".into(),
+        expected_output_format: "audio/pcm;rate=24000".into(),
+        ..SessionParams::default()
+    }
+}
+
+impl Harness {
+    /// A confirmed session with a 16 kHz in / 24 kHz out transcoder, outputs drained.
+    fn gemini_ready() -> Self {
+        let t0 = Instant::now();
+        let transcoder = crate::audio::Transcoder::new(16_000, 24_000).unwrap();
+        let mut h = Self {
+            session: CallSession::with_audio(
+                gemini_params(),
+                t0,
+                AudioStage::Transcode(Box::new(transcoder)),
+            ),
+            t0,
+            now: t0,
+            media_ts: 0,
+        };
+        h.llm(E::SessionUpdated {
+            input_format: Some("audio/pcm;rate=16000".into()),
+            output_format: Some("audio/pcm;rate=24000".into()),
+        });
+        h.drain();
+        h
+    }
+
+    /// `ms` of constant PCM16 at 24 kHz.
+    fn pcm_delta(&mut self, response: &str, ms: usize, level: i16) -> Vec<Output> {
+        let bytes: Vec<u8> = std::iter::repeat_n(level.to_le_bytes(), ms * 24)
+            .flatten()
+            .collect();
+        self.llm(E::AudioDelta {
+            response_id: response.into(),
+            item_id: response.into(),
+            audio: b64(&bytes),
+        })
+    }
+}
+
+fn media_frames(outputs: &[Output]) -> Vec<[u8; FRAME_BYTES]> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Twilio(TwilioCommand::Media(frame)) => Some(*frame),
+            _ => None,
+        })
+        .collect()
+}
+
+fn appends(outputs: &[Output]) -> Vec<Vec<u8>> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Llm(LlmCommand::AppendAudio(a)) => Some(STANDARD.decode(a).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_pcm_provider_gets_16k_pcm_and_its_24k_answer_plays_as_ulaw_frames() {
+    let mut h = Harness::gemini_ready();
+    // One 20 ms μ-law frame becomes 20 ms of 16 kHz PCM16 (640 bytes).
+    let sent = appends(&h.media_after(20));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].len(), 640);
+    assert!(sent[0].iter().all(|&b| b == 0), "μ-law silence is PCM zero");
+
+    h.created("t1");
+    let mut out = h.pcm_delta("t1", 100, 8_000);
+    out.extend(h.llm(E::AudioDone {
+        response_id: "t1".into(),
+        item_id: "t1".into(),
+    }));
+    let frames = media_frames(&out);
+    // 100 ms of audio plus the resampler's 10 ms tail, padded to whole frames.
+    assert_eq!(frames.len(), 6, "{} frames", frames.len());
+    let level = |frame: &[u8; FRAME_BYTES], i: usize| crate::audio::g711::ulaw_to_linear(frame[i]);
+    assert!(
+        (7_000..9_000).contains(&level(&frames[2], 80)),
+        "the answer's level survives"
+    );
+    assert!(!marks(&out).is_empty());
+}
+
+#[test]
+fn an_interruption_clears_without_truncating_and_the_next_answer_starts_clean() {
+    let mut h = Harness::gemini_ready();
+    h.created("t1");
+    let out = h.pcm_delta("t1", 200, 12_000);
+    assert!(frames(&out) > 0);
+    h.media_after(60);
+    let out = h.llm(E::Interrupted);
+    assert_eq!(out[0], Output::Twilio(TwilioCommand::Clear), "clear first");
+    assert!(truncates(&out).is_empty(), "Gemini has no truncate");
+    assert!(
+        !out.contains(&Output::Llm(LlmCommand::CancelResponse)),
+        "the provider stopped by itself"
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Event(CallEvent::BargeIn { .. })))
+    );
+    h.done("t1", ResponseStatus::Cancelled);
+    // Silence in gives silence out: nothing of the loud answer was left in the resampler.
+    h.created("t2");
+    let mut out = h.pcm_delta("t2", 40, 0);
+    out.extend(h.llm(E::AudioDone {
+        response_id: "t2".into(),
+        item_id: "t2".into(),
+    }));
+    let frames = media_frames(&out);
+    assert!(!frames.is_empty());
+    assert!(
+        frames
+            .iter()
+            .flatten()
+            .all(|&c| crate::audio::g711::ulaw_to_linear(c).abs() < 64),
+        "audio of the interrupted answer leaked"
+    );
+}
+
+#[test]
+fn without_truncate_support_a_late_barge_in_still_clears_and_reports_what_was_heard() {
+    let mut h = Harness::with(SessionParams {
+        provider_truncates: false,
+        ..SessionParams::default()
+    });
+    h.llm(E::SessionUpdated {
+        input_format: Some("audio/pcmu".into()),
+        output_format: Some("audio/pcmu".into()),
+    });
+    h.created("r1");
+    let sent = marks(&h.delta("r1", "i1", 1_600));
+    h.media_after(20);
+    h.mark(&sent[0]);
+    h.media_after(200);
+    let out = h.llm(E::SpeechStarted {
+        audio_start_ms: None,
+    });
+    assert_eq!(out[0], Output::Twilio(TwilioCommand::Clear));
+    assert!(truncates(&out).is_empty());
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(CallEvent::BargeIn {
+            truncated_at_ms: Some(_),
+            ..
+        })
+    )));
+}
+
+#[test]
+fn a_provider_that_continues_after_tools_gets_results_without_a_response_request() {
+    let mut h = Harness::gemini_ready();
+    h.created("t1");
+    h.llm(E::ToolCall {
+        response_id: "t1".into(),
+        call_id: "fc_1".into(),
+        name: "lookup".into(),
+        arguments: "{}".into(),
+    });
+    h.done("t1", ResponseStatus::Completed);
+    let out = h.input(Input::ToolFinished {
+        call_id: "fc_1".into(),
+        output: "{}".into(),
+    });
+    assert_eq!(
+        out,
+        vec![Output::Llm(LlmCommand::ToolResult {
+            call_id: "fc_1".into(),
+            name: "lookup".into(),
+            output: "{}".into()
+        })]
+    );
+}
+
+#[test]
+fn a_closed_provider_with_a_resumption_handle_is_resumed_without_the_caller_noticing() {
+    let mut h = Harness::gemini_ready();
+    h.llm(E::ResumptionHandle("h-1".into()));
+    h.llm(E::ResumptionHandle("h-2".into()));
+    h.created("g0-turn1");
+    let out = h.pcm_delta("g0-turn1", 100, 8_000);
+    let queued_marks = marks(&out);
+    assert!(
+        h.llm(E::GoingAway).is_empty(),
+        "a resumable session going away is routine"
+    );
+    let out = h.input(Input::LlmClosed {
+        reason: "provider closed the socket".into(),
+    });
+    assert!(hangup(&out).is_none());
+    assert!(!out.contains(&Output::Twilio(TwilioCommand::Clear)));
+    assert!(out.contains(&Output::ReconnectProvider {
+        handle: "h-2".into()
+    }));
+    // The answer received so far still plays out: its tail and end mark went out.
+    assert!(frames(&out) > 0);
+    // Caller audio waits for the resumed session instead of going to the closed socket.
+    assert!(appends(&h.media_after(20)).is_empty());
+    assert!(appends(&h.media_after(20)).is_empty());
+    // Marks of the old answer still count.
+    for name in queued_marks.iter().chain(marks(&out).iter()) {
+        assert!(h.mark(name).is_empty(), "mark {name} known");
+    }
+    let out = h.llm(E::SessionUpdated {
+        input_format: Some("audio/pcm;rate=16000".into()),
+        output_format: Some("audio/pcm;rate=24000".into()),
+    });
+    assert_eq!(out[0], Output::Event(CallEvent::ProviderResumed));
+    assert_eq!(appends(&out).len(), 2, "held caller audio is sent");
+    assert!(creates(&out).is_empty(), "no second greeting");
+    assert_eq!(appends(&h.media_after(20)).len(), 1);
+    // The resumed session's turns play like any other.
+    h.created("g1-turn1");
+    assert!(frames(&h.pcm_delta("g1-turn1", 100, 8_000)) > 0);
+}
+
+#[test]
+fn resumption_gives_up_after_repeated_failures_or_a_silent_provider() {
+    let mut h = Harness::gemini_ready();
+    h.llm(E::ResumptionHandle("h-1".into()));
+    for attempt in 1..=3 {
+        let out = h.input(Input::LlmClosed {
+            reason: "connect failed".into(),
+        });
+        assert!(
+            out.contains(&Output::Event(CallEvent::ProviderResuming { attempt })),
+            "attempt {attempt}: {out:?}"
+        );
+    }
+    let out = h.input(Input::LlmClosed {
+        reason: "connect failed".into(),
+    });
+    assert!(matches!(hangup(&out), Some(EndReason::ProviderClosed(_))));
+
+    let mut h = Harness::gemini_ready();
+    h.llm(E::ResumptionHandle("h-1".into()));
+    h.now = h.t0 + Duration::from_secs(5);
+    h.input(Input::LlmClosed {
+        reason: "gone".into(),
+    });
+    let out = h.tick_at(Duration::from_secs(16));
+    assert_eq!(hangup(&out), Some(EndReason::SessionTimeout));
+}
+
+#[test]
+fn without_a_handle_a_closed_provider_still_ends_the_call() {
+    let mut h = Harness::ready();
+    let out = h.input(Input::LlmClosed {
+        reason: "bye".into(),
+    });
+    assert!(matches!(hangup(&out), Some(EndReason::ProviderClosed(_))));
 }

@@ -1,0 +1,215 @@
+//! Call recording end to end: an agent with recording on gets `<call id>.wav` (caller left, agent
+//! right) whose channels line up with what the fake Twilio's playout model actually played, with
+//! the agent audio a `clear` flushed left out, and the path on the call record.
+
+use callbridge::audio::g711;
+use callbridge::store::Store;
+use callbridge_testkit::fake_realtime::{Behaviour, FakeRealtime, Turn};
+use callbridge_testkit::fake_twilio::CallScript;
+use callbridge_testkit::{TestBridge, agent_spec, ended_call, provision_agent};
+
+const SAMPLES_PER_MS: usize = 8;
+
+fn say(ms: u64, byte: u8, text: &str) -> Turn {
+    Turn::Say {
+        ms,
+        byte,
+        text: text.into(),
+    }
+}
+
+/// Sample indexes (8 kHz) where `channel` holds exactly the linear value of μ-law `code`.
+fn positions_of(channel: &[i16], code: u8) -> Vec<usize> {
+    let value = g711::ulaw_to_linear(code);
+    channel
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| **s == value)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_recorded_call_has_aligned_channels_and_only_what_the_caller_heard() {
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![
+            say(4_000, 0x33, "A very long explanation"),
+            say(300, 0x44, "Go ahead."),
+        ],
+        late_deltas: 3,
+        ..Behaviour::default()
+    })
+    .await;
+    let recordings = tempfile::tempdir().unwrap();
+    let dir = recordings.path().to_owned();
+    let bridge = TestBridge::start(&realtime.url(), |a| a.recordings_dir = Some(dir)).await;
+    let mut spec = agent_spec("openai", "gpt-realtime", "marin");
+    spec.recording = true;
+    let tenant = provision_agent(&bridge.store, "acme", spec).await;
+
+    let report = bridge
+        .twilio()
+        .call(
+            "CA40000000000000000000000000000001",
+            CallScript {
+                hang_up_after_ms: Some(3_600),
+                max_ms: 8_000,
+                speech: vec![(1_000, 500)],
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.clears_at_ms.len(), 1);
+    assert!(report.flushed_frames > 10, "clear flushed queued audio");
+
+    // The path is on the call record: <recordings dir>/<call id>.wav.
+    let call = ended_call(&bridge.store, &tenant).await;
+    let path = call
+        .recording_path
+        .clone()
+        .expect("recording path recorded");
+    assert_eq!(
+        std::path::Path::new(&path),
+        recordings.path().join(format!("{}.wav", call.id))
+    );
+    let mut reader = hound::WavReader::open(&path).unwrap();
+    let spec = reader.spec();
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (2, 8_000, 16)
+    );
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let caller: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let agent: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    let length_ms = caller.len() / SAMPLES_PER_MS;
+    assert!(
+        (3_400..=3_900).contains(&length_ms),
+        "recording is {length_ms} ms for a 3.6 s call"
+    );
+
+    // Left: the caller's 500 ms of speech, at its place on the stream clock.
+    let loud: Vec<usize> = caller
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.unsigned_abs() > 2_000)
+        .map(|(i, _)| i / SAMPLES_PER_MS)
+        .collect();
+    assert!(!loud.is_empty());
+    let (first, last) = (loud[0], loud[loud.len() - 1]);
+    assert!(
+        (980..=1_040).contains(&first),
+        "caller speech starts at {first} ms"
+    );
+    assert!(
+        (1_460..=1_520).contains(&last),
+        "caller speech ends at {last} ms"
+    );
+
+    // Right: exactly what the playout model played of the interrupted answer, nothing after the
+    // clear, and the next answer in full — each where the caller heard it.
+    let played_33: Vec<u64> = report
+        .played
+        .iter()
+        .filter(|(_, b)| *b == 0x33)
+        .map(|(at, _)| *at)
+        .collect();
+    let recorded_33 = positions_of(&agent, 0x33);
+    let heard_ms = played_33.len() * 20;
+    let recorded_ms = recorded_33.len() / SAMPLES_PER_MS;
+    assert!(
+        recorded_ms + 60 >= heard_ms && recorded_ms <= heard_ms + 60,
+        "recorded {recorded_ms} ms of the interrupted answer, the caller heard {heard_ms} ms"
+    );
+    let clear_at = report.clears_at_ms[0] as usize;
+    let last_33_ms = recorded_33[recorded_33.len() - 1] / SAMPLES_PER_MS;
+    assert!(
+        last_33_ms <= clear_at + 60,
+        "interrupted answer recorded until {last_33_ms} ms, clear at {clear_at} ms"
+    );
+    let first_33_ms = recorded_33[0] / SAMPLES_PER_MS;
+    assert!(
+        first_33_ms.abs_diff(played_33[0] as usize) <= 60,
+        "answer recorded from {first_33_ms} ms, played from {} ms",
+        played_33[0]
+    );
+
+    let played_44: Vec<u64> = report
+        .played
+        .iter()
+        .filter(|(_, b)| *b == 0x44)
+        .map(|(at, _)| *at)
+        .collect();
+    let recorded_44 = positions_of(&agent, 0x44);
+    assert_eq!(played_44.len(), 15, "300 ms answer played in full");
+    assert_eq!(recorded_44.len(), 300 * SAMPLES_PER_MS);
+    let first_44_ms = recorded_44[0] / SAMPLES_PER_MS;
+    assert!(
+        first_44_ms.abs_diff(played_44[0] as usize) <= 60,
+        "second answer recorded at {first_44_ms} ms, played at {} ms",
+        played_44[0]
+    );
+    // Nothing else is in the agent channel but silence.
+    let other = agent
+        .iter()
+        .filter(|s| {
+            **s != 0 && **s != g711::ulaw_to_linear(0x33) && **s != g711::ulaw_to_linear(0x44)
+        })
+        .count();
+    assert_eq!(other, 0);
+    // The same call, recorded, has its events too.
+    assert!(
+        !bridge
+            .store
+            .call_events(&tenant, &call.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn agents_without_recording_and_the_default_agent_write_no_file() {
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![say(300, 0x11, "Hi.")],
+        ..Behaviour::default()
+    })
+    .await;
+    let recordings = tempfile::tempdir().unwrap();
+    let dir = recordings.path().to_owned();
+    let bridge = TestBridge::start(&realtime.url(), |a| a.recordings_dir = Some(dir)).await;
+    // No tenant: the default agent answers.
+    bridge
+        .twilio()
+        .call(
+            "CA40000000000000000000000000000002",
+            CallScript {
+                hang_up_after_ms: Some(800),
+                max_ms: 4_000,
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+    let tenant = provision_agent(
+        &bridge.store,
+        "acme",
+        agent_spec("openai", "gpt-realtime", "marin"),
+    )
+    .await;
+    bridge
+        .twilio()
+        .call(
+            "CA40000000000000000000000000000003",
+            CallScript {
+                hang_up_after_ms: Some(800),
+                max_ms: 4_000,
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+    let call = ended_call(&bridge.store, &tenant).await;
+    assert_eq!(call.recording_path, None);
+    assert_eq!(std::fs::read_dir(recordings.path()).unwrap().count(), 0);
+}
