@@ -211,7 +211,7 @@ impl Calendly {
     fn invitee_body(attendee: &Attendee, zone: Tz) -> Result<Value, ConnectorError> {
         let Some(email) = &attendee.email else {
             return Err(ConnectorError::InvalidInput(
-                "Calendly needs the caller's email address to book".into(),
+                "an email address is needed to book; ask the caller for theirs".into(),
             ));
         };
         let mut invitee = json!({

@@ -175,7 +175,11 @@ fn speak_failure(tenant: &str, tool: &str, err: &ConnectorError) -> String {
         ConnectorError::Auth(_) | ConnectorError::Config(_) => " Offer to take a message instead.",
         _ => "",
     };
-    format!("{}{hint}", err.speakable())
+    match err {
+        // Our own validation messages, written to be read: they say what is missing.
+        ConnectorError::InvalidInput(detail) => format!("{} {detail}.", err.speakable()),
+        _ => format!("{}{hint}", err.speakable()),
+    }
 }
 
 fn parse_args<T: DeserializeOwned>(arguments: Value) -> Result<T, ToolError> {
