@@ -83,14 +83,15 @@ async fn same_call_id_gets_the_first_result_even_with_other_arguments<S: Store>(
     );
 }
 
-async fn replay_with_a_new_call_id_is_deduplicated_within_the_phone_call_only<S: Store>(
-    store: &S,
-) {
+async fn replay_with_a_new_call_id_is_deduplicated_within_the_phone_call_only<S: Store>(store: &S) {
     tenant(store).await;
     let ledger = StoreLedger::new(store.clone());
     let args = json!({"start": "10:00"});
     let key = fresh_key(&ledger, &invocation("CA1", "t1", &args)).await;
-    ledger.complete(&key, json!("booked")).await.expect("complete");
+    ledger
+        .complete(&key, json!("booked"))
+        .await
+        .expect("complete");
     assert_eq!(
         done(&ledger, &invocation("CA1", "t2-after-reconnect", &args)).await,
         ToolOutcome::Succeeded(json!("booked"))
@@ -143,7 +144,10 @@ async fn concurrent_duplicates_on_two_nodes_run_the_side_effect_once<S: Store>(s
         outcomes.push(task.await.expect("task").expect("outcome"));
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1);
-    assert!(outcomes.windows(2).all(|pair| pair[0] == pair[1]), "{outcomes:?}");
+    assert!(
+        outcomes.windows(2).all(|pair| pair[0] == pair[1]),
+        "{outcomes:?}"
+    );
 }
 
 async fn an_abandoned_pending_run_is_taken_over<S: Store>(store: &S) {
@@ -156,8 +160,14 @@ async fn an_abandoned_pending_run_is_taken_over<S: Store>(store: &S) {
     let live_node = StoreLedger::new(store.clone()).with_stale_after(Duration::from_millis(10));
     let rerun = fresh_key(&live_node, &call).await;
     assert_eq!(key, rerun);
-    live_node.complete(&rerun, json!("ok")).await.expect("complete");
-    assert_eq!(done(&dead_node, &call).await, ToolOutcome::Succeeded(json!("ok")));
+    live_node
+        .complete(&rerun, json!("ok"))
+        .await
+        .expect("complete");
+    assert_eq!(
+        done(&dead_node, &call).await,
+        ToolOutcome::Succeeded(json!("ok"))
+    );
 }
 
 async fn a_waiter_gives_up_at_its_limit<S: Store>(store: &S) {
