@@ -887,3 +887,65 @@ async fn a_vendor_slower_than_the_deadline_ends_in_a_structured_error() {
         other => panic!("unexpected outcome {other}: {output}"),
     }
 }
+
+#[tokio::test]
+async fn google_calendar_is_built_from_its_oauth_credentials() {
+    let bench = bench().await;
+    let google = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .and(body_string_contains("refresh_token=1%2F%2Frefresh-test"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fixture(include_str!(
+                "../fixtures/vendors/google-calendar/token.json"
+            ))),
+        )
+        .expect(1)
+        .mount(&google)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/calendar/v3/freeBusy"))
+        .and(header("authorization", "Bearer ya29.a0-test-access-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "kind": "calendar#freeBusy",
+            "calendars": {"primary": {"busy": [
+                {"start": "2050-09-05T13:00:00Z", "end": "2050-09-05T15:00:00Z"}
+            ]}}
+        })))
+        .expect(1)
+        .mount(&google)
+        .await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let credentials = json!({
+        "client_id": "client-1.apps.googleusercontent.com",
+        "client_secret": "client-secret-test",
+        "refresh_token": "1//refresh-test",
+        "token_url": format!("{}/token", google.uri()),
+    });
+    bench
+        .configure(
+            "google_calendar",
+            &format!("{}/calendar/v3/", google.uri()),
+            &credentials.to_string(),
+        )
+        .await;
+    let resolved = bench.resolve(&["check_availability"]).await;
+    let (output, label) = run(
+        &resolved,
+        context("CA1", "call_1"),
+        "check_availability",
+        json!({"date": "2050-09-05"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{output}");
+    // Monday: opening hours 9:00-17:00 New York (13:00Z-21:00Z), busy until 15:00Z.
+    assert_eq!(
+        output["result"]["slots"][0]["start"],
+        "2050-09-05T15:00:00Z"
+    );
+    assert_eq!(
+        output["result"]["slots"][0]["spoken"],
+        "Monday 5 September at 11:00 AM EDT (America/New_York)"
+    );
+}
