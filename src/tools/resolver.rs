@@ -355,7 +355,6 @@ fn configuration_for(
 /// The registry for one agent's call: built-ins and capability tools from `enabled`, each
 /// capability tool only if the tenant's connector for it is configured and has credentials.
 /// `end_call` is always declared by the registry and needs no entry.
-#[allow(clippy::too_many_arguments)]
 pub async fn registry_for_agent<S: Store>(
     store: &S,
     vault: Option<&Vault<S>>,
