@@ -16,6 +16,7 @@ use reqwest::Url;
 use crate::tools::policy::{PolicyError, RequestContext};
 
 pub mod calcom;
+pub mod calendly;
 pub mod google_calendar;
 pub mod hubspot;
 pub mod oauth;
@@ -111,6 +112,9 @@ pub enum BookingStatus {
     /// Booked but waiting for the business to accept.
     Pending,
     Cancelled,
+    /// Not booked yet: the vendor only allows the caller to finish booking through `link`
+    /// (e.g. a Calendly single-use scheduling link).
+    AwaitingCaller,
 }
 
 /// Scheduling: Google Calendar, Cal.com, Calendly, Microsoft Graph, …

@@ -6,9 +6,13 @@
 //! document the model can speak about. It must not know about sockets or the call state machine;
 //! `end_call` is declared here but carried out by the call session itself.
 
+pub mod capabilities;
+pub mod doctor;
 pub mod ledger;
 pub mod policy;
 pub mod redact;
+pub mod resolver;
+pub mod store_ledger;
 
 use std::collections::BTreeMap;
 use std::future::Future;

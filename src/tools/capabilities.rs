@@ -1,0 +1,1200 @@
+//! Capability tools: the vendor-neutral tools the speech model sees (`check_availability`,
+//! `book_appointment`, `find_contact`, `order_status`, …), each served by whichever connector the
+//! tenant configured behind the [`Calendar`], [`Crm`] or [`Commerce`] trait.
+//!
+//! Owns: the JSON schemas and descriptions written for a speech model, argument validation with
+//! messages the model can act on, explicit time zones (the business's, and the caller's when
+//! known), results trimmed to what can be read aloud, and running every side effect (book,
+//! reschedule, cancel, upsert, note) through the tool-call ledger so a repeat or a replay after a
+//! reconnect reaches the vendor once. It must not know which vendor it talks to, build HTTP
+//! requests, or choose a connector (that is [`super::resolver`]).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::ledger::{SharedLedger, ToolInvocation, ToolOutcome, args_hash, run_once};
+use super::policy::RequestContext;
+use super::{Tool, ToolContext, ToolError, ToolFuture};
+use crate::connectors::{
+    Attendee, Booking, BookingStatus, Calendar, CallNote, Commerce, ConnectorError, Contact,
+    ContactInput, ContactLookup, Crm, OrderStatus, Product, Slot, TimeWindow,
+};
+use crate::realtime::ToolDeclaration;
+
+pub const CHECK_AVAILABILITY: &str = "check_availability";
+pub const BOOK_APPOINTMENT: &str = "book_appointment";
+pub const RESCHEDULE_APPOINTMENT: &str = "reschedule_appointment";
+pub const CANCEL_APPOINTMENT: &str = "cancel_appointment";
+pub const FIND_CONTACT: &str = "find_contact";
+pub const UPSERT_CONTACT: &str = "upsert_contact";
+pub const LOG_CALL_NOTE: &str = "log_call_note";
+pub const ORDER_STATUS: &str = "order_status";
+pub const SEARCH_PRODUCTS: &str = "search_products";
+
+/// Which connector trait serves a capability tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Capability {
+    Calendar,
+    Crm,
+    Commerce,
+}
+
+impl Capability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Calendar => "calendar",
+            Self::Crm => "crm",
+            Self::Commerce => "commerce",
+        }
+    }
+}
+
+/// Every capability tool and the trait it needs, in declaration order.
+pub const CAPABILITY_TOOLS: [(&str, Capability); 9] = [
+    (CHECK_AVAILABILITY, Capability::Calendar),
+    (BOOK_APPOINTMENT, Capability::Calendar),
+    (RESCHEDULE_APPOINTMENT, Capability::Calendar),
+    (CANCEL_APPOINTMENT, Capability::Calendar),
+    (FIND_CONTACT, Capability::Crm),
+    (UPSERT_CONTACT, Capability::Crm),
+    (LOG_CALL_NOTE, Capability::Crm),
+    (ORDER_STATUS, Capability::Commerce),
+    (SEARCH_PRODUCTS, Capability::Commerce),
+];
+
+/// The capability a tool name needs, if it is a capability tool.
+pub fn capability_of(tool: &str) -> Option<Capability> {
+    CAPABILITY_TOOLS
+        .iter()
+        .find(|(name, _)| *name == tool)
+        .map(|(_, capability)| *capability)
+}
+
+/// Slots read out at once: a caller can hold a handful of times in mind, not a page.
+pub const MAX_SPOKEN_SLOTS: usize = 5;
+/// Products read out at once.
+pub const MAX_SPOKEN_PRODUCTS: usize = 3;
+/// Variants per product read out.
+const MAX_SPOKEN_VARIANTS: usize = 3;
+/// Shipments per order read out.
+const MAX_SPOKEN_SHIPMENTS: usize = 3;
+/// Longest availability window: Calendly refuses more than 7 days, and a caller rarely needs more.
+pub const MAX_AVAILABILITY_DAYS: u32 = 7;
+const DEFAULT_DURATION_MINUTES: u32 = 30;
+const MAX_NOTE_CHARS: usize = 4000;
+
+/// What every capability tool of one tenant shares.
+#[derive(Clone)]
+pub struct CapabilityEnv {
+    pub tenant: Arc<str>,
+    /// The business's zone: slots are offered and spoken in it.
+    pub business_zone: Tz,
+    pub ledger: SharedLedger,
+    /// Time a vendor call may take (the registry's per-call deadline); ledger waits use it too.
+    pub deadline: Duration,
+}
+
+impl std::fmt::Debug for CapabilityEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CapabilityEnv")
+            .field("tenant", &self.tenant)
+            .field("business_zone", &self.business_zone)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CapabilityEnv {
+    fn request_context(&self, context: &ToolContext) -> RequestContext {
+        RequestContext::new(
+            Arc::clone(&self.tenant),
+            context.tool_call_id.clone(),
+            Instant::now() + self.deadline,
+        )
+    }
+
+    /// Runs a side effect at most once per (tool call id) and per (phone call, tool, arguments);
+    /// `work` gets a request context carrying the ledger's idempotency key.
+    async fn once<F, Fut>(
+        &self,
+        context: &ToolContext,
+        tool: &str,
+        arguments: &Value,
+        work: F,
+    ) -> Result<Value, ToolError>
+    where
+        F: FnOnce(RequestContext) -> Fut,
+        Fut: Future<Output = Result<Value, String>>,
+    {
+        let invocation = ToolInvocation {
+            tenant: self.tenant.to_string(),
+            call_id: context.call_sid.clone(),
+            tool_call_id: context.tool_call_id.clone(),
+            tool: tool.to_owned(),
+            args_hash: args_hash(arguments),
+        };
+        let base = self.request_context(context);
+        let deadline = base.deadline;
+        let outcome = run_once(self.ledger.as_ref(), &invocation, deadline, |key| {
+            work(base.with_idempotency_key(key))
+        })
+        .await;
+        match outcome {
+            Ok(ToolOutcome::Succeeded(value)) => Ok(value),
+            Ok(ToolOutcome::Failed(message)) => Err(ToolError::Failed(message)),
+            Err(err) => {
+                tracing::warn!(tenant = %self.tenant, tool, error = %err, "tool-call ledger failed");
+                Err(ToolError::Failed(
+                    "I couldn't confirm whether that went through. Please don't repeat it yet; \
+                     offer to check again in a moment."
+                        .into(),
+                ))
+            }
+        }
+    }
+}
+
+/// A connector failure as a sentence the model can say, with a hint on what to do next. The
+/// vendor detail goes to the log, never to the model.
+fn speak_failure(tenant: &str, tool: &str, err: &ConnectorError) -> String {
+    tracing::warn!(tenant, tool, error = %err, "capability tool failed");
+    let hint = match err {
+        ConnectorError::Conflict(_) => " Offer to check other times.",
+        ConnectorError::NotFound(_) => " Ask the caller to check the details.",
+        ConnectorError::Policy(policy) if policy.is_transient() => {
+            " Apologise and offer to try again in a moment."
+        }
+        ConnectorError::Auth(_) | ConnectorError::Config(_) => " Offer to take a message instead.",
+        _ => "",
+    };
+    match err {
+        // Our own validation messages, written to be read: they say what is missing.
+        ConnectorError::InvalidInput(detail) => format!("{} {detail}.", err.speakable()),
+        _ => format!("{}{hint}", err.speakable()),
+    }
+}
+
+fn parse_args<T: DeserializeOwned>(arguments: Value) -> Result<T, ToolError> {
+    serde_json::from_value(arguments).map_err(|err| ToolError::InvalidArguments(err.to_string()))
+}
+
+fn parse_zone(field: &str, text: &str) -> Result<Tz, ToolError> {
+    text.trim().parse::<Tz>().map_err(|_| {
+        ToolError::InvalidArguments(format!(
+            "{field} must be an IANA time zone such as Europe/London or America/New_York, not {text:?}"
+        ))
+    })
+}
+
+fn optional_zone(field: &str, text: Option<&str>) -> Result<Option<Tz>, ToolError> {
+    text.filter(|t| !t.trim().is_empty())
+        .map(|t| parse_zone(field, t))
+        .transpose()
+}
+
+fn parse_instant(field: &str, text: &str) -> Result<DateTime<Utc>, ToolError> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|_| {
+            ToolError::InvalidArguments(format!(
+                "{field} must be a start time exactly as check_availability returned it \
+                 (RFC 3339 with an offset, e.g. 2025-03-04T15:00:00Z), not {text:?}"
+            ))
+        })
+}
+
+fn duration_of(minutes: Option<u32>) -> Result<chrono::Duration, ToolError> {
+    let minutes = minutes.unwrap_or(DEFAULT_DURATION_MINUTES);
+    if !(5..=480).contains(&minutes) {
+        return Err(ToolError::InvalidArguments(format!(
+            "duration_minutes must be between 5 and 480, not {minutes}"
+        )));
+    }
+    Ok(chrono::Duration::minutes(i64::from(minutes)))
+}
+
+fn required_text(field: &str, text: &str, max_chars: usize) -> Result<String, ToolError> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(ToolError::InvalidArguments(format!(
+            "{field} must not be empty"
+        )));
+    }
+    if trimmed.chars().count() > max_chars {
+        return Err(ToolError::InvalidArguments(format!(
+            "{field} is longer than {max_chars} characters; shorten it"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn optional_text(
+    field: &str,
+    text: Option<String>,
+    max_chars: usize,
+) -> Result<Option<String>, ToolError> {
+    text.filter(|t| !t.trim().is_empty())
+        .map(|t| required_text(field, &t, max_chars))
+        .transpose()
+}
+
+fn optional_email(text: Option<String>) -> Result<Option<String>, ToolError> {
+    let Some(email) = optional_text("email", text, 254)? else {
+        return Ok(None);
+    };
+    let valid = email
+        .split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && !email.chars().any(char::is_whitespace);
+    if !valid {
+        return Err(ToolError::InvalidArguments(format!(
+            "email {email:?} is not an email address; spell it back to the caller and try again"
+        )));
+    }
+    Ok(Some(email.to_lowercase()))
+}
+
+/// E.164 from what the model heard (`+1 415 555 0100`, `(415) 555-0100` with a `+` prefix).
+fn optional_phone(text: Option<String>) -> Result<Option<String>, ToolError> {
+    let Some(raw) = optional_text("phone", text, 40)? else {
+        return Ok(None);
+    };
+    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    let allowed = raw
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.'));
+    if !raw.starts_with('+') || !allowed || !(8..=15).contains(&digits.len()) {
+        return Err(ToolError::InvalidArguments(format!(
+            "phone {raw:?} must be in international form with the country code, e.g. +14155550100"
+        )));
+    }
+    Ok(Some(format!("+{digits}")))
+}
+
+/// The caller id when it is a real number (not `anonymous` or a client identity).
+fn caller_number(context: &ToolContext) -> Option<String> {
+    optional_phone(Some(context.caller.clone())).ok().flatten()
+}
+
+fn spoken_in(at: DateTime<Utc>, zone: Tz) -> String {
+    Slot {
+        start: at,
+        end: at,
+        zone,
+    }
+    .spoken()
+}
+
+fn slot_json(slot: &Slot, caller_zone: Option<Tz>) -> Value {
+    let mut entry = json!({
+        "start": crate::connectors::rfc3339(&slot.start),
+        "spoken": slot.spoken(),
+    });
+    if let Some(zone) = caller_zone.filter(|zone| *zone != slot.zone) {
+        entry["spoken_for_caller"] = json!(spoken_in(slot.start, zone));
+    }
+    entry
+}
+
+fn booking_json(booking: &Booking, caller_zone: Option<Tz>) -> Value {
+    let status = match booking.status {
+        BookingStatus::Confirmed => "confirmed",
+        BookingStatus::Pending => "pending_confirmation_by_business",
+        BookingStatus::Cancelled => "cancelled",
+        BookingStatus::AwaitingCaller => "link_sent_caller_must_finish_booking",
+    };
+    let mut out = json!({
+        "booking_id": booking.id,
+        "status": status,
+        "when": booking.slot.spoken(),
+    });
+    if let Some(zone) = caller_zone.filter(|zone| *zone != booking.slot.zone) {
+        out["when_for_caller"] = json!(spoken_in(booking.slot.start, zone));
+    }
+    if let Some(link) = &booking.link {
+        out["link"] = json!(link);
+    }
+    out
+}
+
+fn declaration(name: &str, description: &str, parameters: Value) -> ToolDeclaration {
+    ToolDeclaration {
+        name: name.into(),
+        description: description.into(),
+        parameters,
+    }
+}
+
+const CALLER_ZONE_SCHEMA: &str = "The caller's own IANA time zone (e.g. Europe/London) if they said \
+    they are in another zone than the business; leave out otherwise.";
+
+// --- calendar ------------------------------------------------------------------------------------
+
+/// `check_availability`: free slots over the next days, spoken in the business's zone.
+pub struct CheckAvailability {
+    pub calendar: Arc<dyn Calendar>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+struct AvailabilityArgs {
+    #[serde(default)]
+    date: Option<String>,
+    #[serde(default)]
+    days: Option<u32>,
+    #[serde(default)]
+    duration_minutes: Option<u32>,
+    #[serde(default)]
+    caller_time_zone: Option<String>,
+}
+
+/// The window to search: from local midnight of `date` (or now, if later) for `days` days.
+fn availability_window(
+    date: Option<&str>,
+    days: Option<u32>,
+    zone: Tz,
+    now: DateTime<Utc>,
+) -> Result<TimeWindow, ToolError> {
+    let days = days.unwrap_or(1);
+    if !(1..=MAX_AVAILABILITY_DAYS).contains(&days) {
+        return Err(ToolError::InvalidArguments(format!(
+            "days must be between 1 and {MAX_AVAILABILITY_DAYS}, not {days}"
+        )));
+    }
+    let first_day = match date.filter(|d| !d.trim().is_empty()) {
+        Some(text) => NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| {
+            ToolError::InvalidArguments(format!(
+                "date must be a calendar date like 2025-03-04, not {text:?}; call get_current_time \
+                 first if you need today's date"
+            ))
+        })?,
+        None => now.with_timezone(&zone).date_naive(),
+    };
+    let local_midnight = |day: NaiveDate| {
+        zone.from_local_datetime(&day.and_time(chrono::NaiveTime::MIN))
+            .earliest()
+            .map(|at| at.with_timezone(&Utc))
+    };
+    let last_day = first_day + chrono::Days::new(u64::from(days));
+    let (Some(start), Some(end)) = (local_midnight(first_day), local_midnight(last_day)) else {
+        return Err(ToolError::InvalidArguments(
+            "that date has no midnight in the business's time zone; pick the next day".into(),
+        ));
+    };
+    let start = start.max(now);
+    TimeWindow::new(start, end).map_err(|_| {
+        ToolError::InvalidArguments("that date is in the past; ask for a date from today on".into())
+    })
+}
+
+impl Tool for CheckAvailability {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            CHECK_AVAILABILITY,
+            "Find free appointment times. Use it before booking or rescheduling. Read the caller \
+             two or three of the returned times using the 'spoken' text, and keep each 'start' \
+             value exactly as returned to pass to book_appointment or reschedule_appointment.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "date": {"type": "string", "description": "First day to search, YYYY-MM-DD in the business's time zone. Leave out for today."},
+                    "days": {"type": "integer", "minimum": 1, "maximum": MAX_AVAILABILITY_DAYS, "description": "How many days to search from date. Default 1."},
+                    "duration_minutes": {"type": "integer", "minimum": 5, "maximum": 480, "description": "Length of the appointment. Default 30."},
+                    "caller_time_zone": {"type": "string", "description": CALLER_ZONE_SCHEMA}
+                }
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let calendar = Arc::clone(&self.calendar);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: AvailabilityArgs = parse_args(arguments)?;
+            let caller_zone = optional_zone("caller_time_zone", args.caller_time_zone.as_deref())?;
+            let duration = duration_of(args.duration_minutes)?;
+            let window = availability_window(
+                args.date.as_deref(),
+                args.days,
+                env.business_zone,
+                Utc::now(),
+            )?;
+            let ctx = env.request_context(&context);
+            let slots = calendar
+                .availability(&ctx, window, duration, env.business_zone)
+                .await
+                .map_err(|err| {
+                    ToolError::Failed(speak_failure(&env.tenant, CHECK_AVAILABILITY, &err))
+                })?;
+            let more_available = slots.len() > MAX_SPOKEN_SLOTS;
+            let offered: Vec<Value> = slots
+                .iter()
+                .take(MAX_SPOKEN_SLOTS)
+                .map(|slot| slot_json(slot, caller_zone))
+                .collect();
+            let mut out = json!({
+                "business_time_zone": env.business_zone.name(),
+                "searched_from": spoken_in(window.start, env.business_zone),
+                "slots": offered,
+                "more_available": more_available,
+            });
+            if slots.is_empty() {
+                out["note"] = json!("No free times in that range. Offer to look at other days.");
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// `book_appointment`: books a slot from `check_availability` for the caller, once.
+pub struct BookAppointment {
+    pub calendar: Arc<dyn Calendar>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+struct BookArgs {
+    start: String,
+    #[serde(default)]
+    duration_minutes: Option<u32>,
+    name: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+    #[serde(default)]
+    caller_time_zone: Option<String>,
+}
+
+impl Tool for BookAppointment {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            BOOK_APPOINTMENT,
+            "Book an appointment at a time the caller chose from check_availability. Confirm the \
+             time and the caller's name first. Call it once per booking: repeating it does not \
+             book twice. Afterwards read back the 'when' text; if a 'link' is returned, tell the \
+             caller it will be sent to them to finish the booking.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "start": {"type": "string", "description": "The slot's 'start' value exactly as check_availability returned it."},
+                    "duration_minutes": {"type": "integer", "minimum": 5, "maximum": 480, "description": "Same length as used in check_availability. Default 30."},
+                    "name": {"type": "string", "description": "The caller's full name."},
+                    "email": {"type": "string", "description": "The caller's email, spelled back to them, if they gave one."},
+                    "phone": {"type": "string", "description": "Phone number with country code (e.g. +14155550100). Leave out to use the number they are calling from."},
+                    "caller_time_zone": {"type": "string", "description": CALLER_ZONE_SCHEMA}
+                },
+                "required": ["start", "name"]
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let calendar = Arc::clone(&self.calendar);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: BookArgs = parse_args(arguments.clone())?;
+            let start = parse_instant("start", &args.start)?;
+            let duration = duration_of(args.duration_minutes)?;
+            let caller_zone = optional_zone("caller_time_zone", args.caller_time_zone.as_deref())?;
+            let attendee = Attendee {
+                name: required_text("name", &args.name, 200)?,
+                email: optional_email(args.email)?,
+                phone: optional_phone(args.phone)?.or_else(|| caller_number(&context)),
+                zone: caller_zone,
+            };
+            if start <= Utc::now() {
+                return Err(ToolError::InvalidArguments(
+                    "that start time is in the past; check availability again".into(),
+                ));
+            }
+            let slot = Slot {
+                start,
+                end: start + duration,
+                zone: env.business_zone,
+            };
+            let tenant = Arc::clone(&env.tenant);
+            env.once(&context, BOOK_APPOINTMENT, &arguments, |ctx| async move {
+                let key = ctx.idempotency_key.clone().unwrap_or_default();
+                calendar
+                    .book(&ctx, &slot, &attendee, &key)
+                    .await
+                    .map(|booking| booking_json(&booking, caller_zone))
+                    .map_err(|err| speak_failure(&tenant, BOOK_APPOINTMENT, &err))
+            })
+            .await
+        })
+    }
+}
+
+/// `reschedule_appointment`: moves a booking to a new slot, once.
+pub struct RescheduleAppointment {
+    pub calendar: Arc<dyn Calendar>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+struct RescheduleArgs {
+    booking_id: String,
+    new_start: String,
+    #[serde(default)]
+    duration_minutes: Option<u32>,
+    #[serde(default)]
+    caller_time_zone: Option<String>,
+}
+
+impl Tool for RescheduleAppointment {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            RESCHEDULE_APPOINTMENT,
+            "Move an existing appointment to a new time the caller chose from check_availability. \
+             Needs the booking id from book_appointment. Confirm the new time first.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "booking_id": {"type": "string", "description": "The booking_id returned when the appointment was booked."},
+                    "new_start": {"type": "string", "description": "The new slot's 'start' value exactly as check_availability returned it."},
+                    "duration_minutes": {"type": "integer", "minimum": 5, "maximum": 480, "description": "Length of the appointment. Default 30."},
+                    "caller_time_zone": {"type": "string", "description": CALLER_ZONE_SCHEMA}
+                },
+                "required": ["booking_id", "new_start"]
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let calendar = Arc::clone(&self.calendar);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: RescheduleArgs = parse_args(arguments.clone())?;
+            let booking_id = required_text("booking_id", &args.booking_id, 256)?;
+            let start = parse_instant("new_start", &args.new_start)?;
+            let duration = duration_of(args.duration_minutes)?;
+            let caller_zone = optional_zone("caller_time_zone", args.caller_time_zone.as_deref())?;
+            if start <= Utc::now() {
+                return Err(ToolError::InvalidArguments(
+                    "that start time is in the past; check availability again".into(),
+                ));
+            }
+            let slot = Slot {
+                start,
+                end: start + duration,
+                zone: env.business_zone,
+            };
+            let tenant = Arc::clone(&env.tenant);
+            env.once(
+                &context,
+                RESCHEDULE_APPOINTMENT,
+                &arguments,
+                |ctx| async move {
+                    let key = ctx.idempotency_key.clone().unwrap_or_default();
+                    calendar
+                        .reschedule(&ctx, &booking_id, &slot, &key)
+                        .await
+                        .map(|booking| booking_json(&booking, caller_zone))
+                        .map_err(|err| speak_failure(&tenant, RESCHEDULE_APPOINTMENT, &err))
+                },
+            )
+            .await
+        })
+    }
+}
+
+/// `cancel_appointment`: cancels a booking, once.
+pub struct CancelAppointment {
+    pub calendar: Arc<dyn Calendar>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+struct CancelArgs {
+    booking_id: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+impl Tool for CancelAppointment {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            CANCEL_APPOINTMENT,
+            "Cancel an existing appointment. Needs the booking id from book_appointment. Confirm \
+             with the caller before cancelling.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "booking_id": {"type": "string", "description": "The booking_id returned when the appointment was booked."},
+                    "reason": {"type": "string", "description": "Why the caller cancels, in a few words."}
+                },
+                "required": ["booking_id"]
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let calendar = Arc::clone(&self.calendar);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: CancelArgs = parse_args(arguments.clone())?;
+            let booking_id = required_text("booking_id", &args.booking_id, 256)?;
+            let reason = optional_text("reason", args.reason, 500)?;
+            let tenant = Arc::clone(&env.tenant);
+            env.once(&context, CANCEL_APPOINTMENT, &arguments, |ctx| async move {
+                calendar
+                    .cancel(&ctx, &booking_id, reason.as_deref())
+                    .await
+                    .map(|()| json!({ "cancelled": true, "booking_id": booking_id }))
+                    .map_err(|err| speak_failure(&tenant, CANCEL_APPOINTMENT, &err))
+            })
+            .await
+        })
+    }
+}
+
+// --- CRM -----------------------------------------------------------------------------------------
+
+/// What the model may learn about a contact: enough to greet and confirm, not the whole record
+/// (a caller could name someone else's email).
+fn contact_json(contact: &Contact) -> Value {
+    json!({
+        "contact_id": contact.id,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "has_email": contact.email.is_some(),
+        "has_phone": contact.phone.is_some(),
+    })
+}
+
+/// `find_contact`: the caller's CRM record, by the number they call from or what they said.
+pub struct FindContact {
+    pub crm: Arc<dyn Crm>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+struct FindContactArgs {
+    #[serde(default)]
+    phone: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+impl Tool for FindContact {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            FIND_CONTACT,
+            "Look the caller up in the customer records. With no arguments it uses the number \
+             they are calling from. Returns their name if known, so you can greet them.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "phone": {"type": "string", "description": "Phone number with country code, if the caller gave another number."},
+                    "email": {"type": "string", "description": "Email the caller gave, spelled back to them."}
+                }
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let crm = Arc::clone(&self.crm);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: FindContactArgs = parse_args(arguments)?;
+            let lookup = match (optional_email(args.email)?, optional_phone(args.phone)?) {
+                (Some(email), _) => ContactLookup::Email(email),
+                (None, Some(phone)) => ContactLookup::Phone(phone),
+                (None, None) => match caller_number(&context) {
+                    Some(phone) => ContactLookup::Phone(phone),
+                    None => {
+                        return Err(ToolError::InvalidArguments(
+                            "the caller's number is hidden; ask for their email or phone number"
+                                .into(),
+                        ));
+                    }
+                },
+            };
+            let ctx = env.request_context(&context);
+            let found = crm
+                .find_contact(&ctx, &lookup)
+                .await
+                .map_err(|err| ToolError::Failed(speak_failure(&env.tenant, FIND_CONTACT, &err)))?;
+            Ok(match found {
+                Some(contact) => json!({ "found": true, "contact": contact_json(&contact) }),
+                None => json!({ "found": false }),
+            })
+        })
+    }
+}
+
+/// `upsert_contact`: creates or updates the caller's record, once.
+pub struct UpsertContact {
+    pub crm: Arc<dyn Crm>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+struct UpsertContactArgs {
+    #[serde(default)]
+    first_name: Option<String>,
+    #[serde(default)]
+    last_name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+}
+
+impl Tool for UpsertContact {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            UPSERT_CONTACT,
+            "Save the caller's details in the customer records (creates them, or updates the \
+             record with the same email or phone). Spell names and emails back before saving.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "first_name": {"type": "string"},
+                    "last_name": {"type": "string"},
+                    "email": {"type": "string"},
+                    "phone": {"type": "string", "description": "With country code. Leave out to use the number they are calling from."}
+                }
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let crm = Arc::clone(&self.crm);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: UpsertContactArgs = parse_args(arguments.clone())?;
+            let input = ContactInput {
+                first_name: optional_text("first_name", args.first_name, 100)?,
+                last_name: optional_text("last_name", args.last_name, 100)?,
+                email: optional_email(args.email)?,
+                phone: optional_phone(args.phone)?.or_else(|| caller_number(&context)),
+            };
+            if input.email.is_none() && input.phone.is_none() {
+                return Err(ToolError::InvalidArguments(
+                    "a contact needs an email or a phone number; ask the caller for one".into(),
+                ));
+            }
+            let tenant = Arc::clone(&env.tenant);
+            env.once(&context, UPSERT_CONTACT, &arguments, |ctx| async move {
+                let key = ctx.idempotency_key.clone().unwrap_or_default();
+                crm.upsert_contact(&ctx, &input, &key)
+                    .await
+                    .map(|contact| json!({ "saved": true, "contact": contact_json(&contact) }))
+                    .map_err(|err| speak_failure(&tenant, UPSERT_CONTACT, &err))
+            })
+            .await
+        })
+    }
+}
+
+/// `log_call_note`: attaches a summary of the call to the caller's record, once.
+pub struct LogCallNote {
+    pub crm: Arc<dyn Crm>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+struct LogCallNoteArgs {
+    note: String,
+    #[serde(default)]
+    contact_id: Option<String>,
+}
+
+impl Tool for LogCallNote {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            LOG_CALL_NOTE,
+            "Write a short note about this call into the caller's customer record (what they \
+             wanted, what was agreed). Uses the contact found by find_contact or saved by \
+             upsert_contact; with no contact_id it looks the caller up by their number.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "note": {"type": "string", "description": "The note, a few plain sentences."},
+                    "contact_id": {"type": "string", "description": "contact_id from find_contact or upsert_contact."}
+                },
+                "required": ["note"]
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let crm = Arc::clone(&self.crm);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: LogCallNoteArgs = parse_args(arguments.clone())?;
+            let note = CallNote {
+                body: required_text("note", &args.note, MAX_NOTE_CHARS)?,
+                at: Utc::now(),
+            };
+            let contact_id = optional_text("contact_id", args.contact_id, 256)?;
+            let caller = caller_number(&context);
+            if contact_id.is_none() && caller.is_none() {
+                return Err(ToolError::InvalidArguments(
+                    "the caller's number is hidden; find or save the contact first and pass its \
+                     contact_id"
+                        .into(),
+                ));
+            }
+            let tenant = Arc::clone(&env.tenant);
+            env.once(&context, LOG_CALL_NOTE, &arguments, |ctx| async move {
+                let contact_id = match (contact_id, caller) {
+                    (Some(id), _) => id,
+                    (None, Some(phone)) => {
+                        match crm.find_contact(&ctx, &ContactLookup::Phone(phone)).await {
+                            Ok(Some(contact)) => contact.id,
+                            Ok(None) => {
+                                return Err("There is no customer record for this caller yet. \
+                                            Save their details with upsert_contact first."
+                                    .to_owned());
+                            }
+                            Err(err) => return Err(speak_failure(&tenant, LOG_CALL_NOTE, &err)),
+                        }
+                    }
+                    (None, None) => return Err("No contact to attach the note to.".to_owned()),
+                };
+                let key = ctx.idempotency_key.clone().unwrap_or_default();
+                crm.log_call_note(&ctx, &contact_id, &note, &key)
+                    .await
+                    .map(|note_id| json!({ "saved": true, "note_id": note_id, "contact_id": contact_id }))
+                    .map_err(|err| speak_failure(&tenant, LOG_CALL_NOTE, &err))
+            })
+            .await
+        })
+    }
+}
+
+// --- commerce ------------------------------------------------------------------------------------
+
+/// `order_status`: where an order stands, after checking the caller's email or phone.
+pub struct OrderStatusTool {
+    pub commerce: Arc<dyn Commerce>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+struct OrderStatusArgs {
+    order_number: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+}
+
+fn order_json(order: &OrderStatus, zone: Tz) -> Value {
+    let shipments: Vec<Value> = order
+        .shipments
+        .iter()
+        .take(MAX_SPOKEN_SHIPMENTS)
+        .map(|shipment| {
+            json!({
+                "status": shipment.status,
+                "carrier": shipment.carrier,
+                "tracking_number": shipment.tracking_number,
+                "estimated_delivery": shipment.estimated_delivery.map(|at| spoken_in(at, zone)),
+            })
+        })
+        .collect();
+    json!({
+        "order_number": order.number,
+        "placed": order.placed_at.map(|at| spoken_in(at, zone)),
+        "payment_status": order.payment_status,
+        "fulfillment_status": order.fulfillment_status,
+        "cancelled": order.cancelled,
+        "shipments": shipments,
+        "status_page_url": order.status_page_url,
+    })
+}
+
+impl Tool for OrderStatusTool {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            ORDER_STATUS,
+            "Tell the caller where their order is: payment, shipping and tracking. Needs the order \
+             number and, to protect the customer, the email or phone number on the order (leave \
+             both out to use the number they are calling from).",
+            json!({
+                "type": "object",
+                "properties": {
+                    "order_number": {"type": "string", "description": "The order number, e.g. 1001 or #1001."},
+                    "email": {"type": "string", "description": "Email used for the order."},
+                    "phone": {"type": "string", "description": "Phone number on the order, with country code."}
+                },
+                "required": ["order_number"]
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let commerce = Arc::clone(&self.commerce);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: OrderStatusArgs = parse_args(arguments)?;
+            let number = required_text("order_number", &args.order_number, 40)?;
+            if !number
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '#' | '-'))
+            {
+                return Err(ToolError::InvalidArguments(format!(
+                    "order_number {number:?} should be letters and digits only, e.g. 1001"
+                )));
+            }
+            let verify = match (optional_email(args.email)?, optional_phone(args.phone)?) {
+                (Some(email), _) => ContactLookup::Email(email),
+                (None, Some(phone)) => ContactLookup::Phone(phone),
+                (None, None) => match caller_number(&context) {
+                    Some(phone) => ContactLookup::Phone(phone),
+                    None => {
+                        return Err(ToolError::InvalidArguments(
+                            "ask for the email or phone number used for the order".into(),
+                        ));
+                    }
+                },
+            };
+            let ctx = env.request_context(&context);
+            match commerce.order_status(&ctx, &number, &verify).await {
+                Ok(order) => Ok(order_json(&order, env.business_zone)),
+                Err(ConnectorError::NotFound(_)) => Err(ToolError::Failed(
+                    "I couldn't find an order with that number and those contact details. Ask \
+                     the caller to check the order number and the email or phone used."
+                        .into(),
+                )),
+                Err(err) => Err(ToolError::Failed(speak_failure(
+                    &env.tenant,
+                    ORDER_STATUS,
+                    &err,
+                ))),
+            }
+        })
+    }
+}
+
+/// `search_products`: a few matching products with price and stock.
+pub struct SearchProducts {
+    pub commerce: Arc<dyn Commerce>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+struct SearchProductsArgs {
+    query: String,
+}
+
+fn product_json(product: &Product) -> Value {
+    let variants: Vec<Value> = product
+        .variants
+        .iter()
+        .take(MAX_SPOKEN_VARIANTS)
+        .map(|variant| {
+            json!({
+                "title": variant.title,
+                "price": variant.price,
+                "available": variant.available,
+            })
+        })
+        .collect();
+    json!({
+        "title": product.title,
+        "price_from": product.min_price.as_ref().map(|money| format!("{} {}", money.amount, money.currency)),
+        "in_stock": product.total_inventory.map(|units| units > 0)
+            .unwrap_or_else(|| product.variants.iter().any(|variant| variant.available)),
+        "units_in_stock": product.total_inventory,
+        "variants": variants,
+    })
+}
+
+impl Tool for SearchProducts {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            SEARCH_PRODUCTS,
+            "Search the shop's products by name or keyword. Returns a few matches with price and \
+             whether they are in stock.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "description": "What the caller is looking for, a few words."}
+                },
+                "required": ["query"]
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let commerce = Arc::clone(&self.commerce);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: SearchProductsArgs = parse_args(arguments)?;
+            let query = required_text("query", &args.query, 100)?;
+            let ctx = env.request_context(&context);
+            let products = commerce
+                .search_products(&ctx, &query)
+                .await
+                .map_err(|err| {
+                    ToolError::Failed(speak_failure(&env.tenant, SEARCH_PRODUCTS, &err))
+                })?;
+            let more_available = products.len() > MAX_SPOKEN_PRODUCTS;
+            let shown: Vec<Value> = products
+                .iter()
+                .take(MAX_SPOKEN_PRODUCTS)
+                .map(product_json)
+                .collect();
+            Ok(json!({ "products": shown, "more_available": more_available }))
+        })
+    }
+}
+
+/// The capability tool `name` over the given connectors, if that connector is present.
+pub fn capability_tool(
+    name: &str,
+    env: &Arc<CapabilityEnv>,
+    calendar: Option<&Arc<dyn Calendar>>,
+    crm: Option<&Arc<dyn Crm>>,
+    commerce: Option<&Arc<dyn Commerce>>,
+) -> Option<Arc<dyn Tool>> {
+    let env = Arc::clone(env);
+    let tool: Arc<dyn Tool> = match name {
+        CHECK_AVAILABILITY => Arc::new(CheckAvailability {
+            calendar: Arc::clone(calendar?),
+            env,
+        }),
+        BOOK_APPOINTMENT => Arc::new(BookAppointment {
+            calendar: Arc::clone(calendar?),
+            env,
+        }),
+        RESCHEDULE_APPOINTMENT => Arc::new(RescheduleAppointment {
+            calendar: Arc::clone(calendar?),
+            env,
+        }),
+        CANCEL_APPOINTMENT => Arc::new(CancelAppointment {
+            calendar: Arc::clone(calendar?),
+            env,
+        }),
+        FIND_CONTACT => Arc::new(FindContact {
+            crm: Arc::clone(crm?),
+            env,
+        }),
+        UPSERT_CONTACT => Arc::new(UpsertContact {
+            crm: Arc::clone(crm?),
+            env,
+        }),
+        LOG_CALL_NOTE => Arc::new(LogCallNote {
+            crm: Arc::clone(crm?),
+            env,
+        }),
+        ORDER_STATUS => Arc::new(OrderStatusTool {
+            commerce: Arc::clone(commerce?),
+            env,
+        }),
+        SEARCH_PRODUCTS => Arc::new(SearchProducts {
+            commerce: Arc::clone(commerce?),
+            env,
+        }),
+        _ => return None,
+    };
+    Some(tool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("valid time")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn every_capability_tool_has_a_capability() {
+        for (name, capability) in CAPABILITY_TOOLS {
+            assert_eq!(capability_of(name), Some(capability));
+        }
+        assert_eq!(capability_of("end_call"), None);
+    }
+
+    #[test]
+    fn the_window_starts_at_local_midnight_or_now() {
+        let zone = chrono_tz::America::New_York;
+        let now = at("2025-03-04T12:00:00Z");
+        let window = availability_window(Some("2025-03-05"), Some(2), zone, now).expect("window");
+        assert_eq!(window.start, at("2025-03-05T05:00:00Z"));
+        assert_eq!(window.end, at("2025-03-07T05:00:00Z"));
+        let today = availability_window(None, None, zone, now).expect("window");
+        assert_eq!(today.start, now);
+        assert_eq!(today.end, at("2025-03-05T05:00:00Z"));
+    }
+
+    #[test]
+    fn bad_windows_are_explained() {
+        let zone = chrono_tz::UTC;
+        let now = at("2025-03-04T12:00:00Z");
+        for (date, days) in [
+            (Some("2025-03-01"), Some(1)),
+            (Some("March 5th"), None),
+            (None, Some(0)),
+            (None, Some(30)),
+        ] {
+            let err = availability_window(date, days, zone, now).expect_err("refused");
+            assert!(matches!(err, ToolError::InvalidArguments(_)), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn phones_and_emails_are_normalised_or_refused() {
+        assert_eq!(
+            optional_phone(Some("+1 (415) 555-0100".into())).expect("valid"),
+            Some("+14155550100".into())
+        );
+        assert!(optional_phone(Some("415 555 0100".into())).is_err());
+        assert!(optional_phone(Some("+1 415 CALL ME".into())).is_err());
+        assert_eq!(optional_phone(Some("  ".into())).expect("empty"), None);
+        assert_eq!(
+            optional_email(Some("Ann@Example.com".into())).expect("valid"),
+            Some("ann@example.com".into())
+        );
+        assert!(optional_email(Some("ann at example dot com".into())).is_err());
+    }
+
+    #[test]
+    fn durations_and_zones_are_checked() {
+        assert_eq!(
+            duration_of(None).expect("default"),
+            chrono::Duration::minutes(30)
+        );
+        assert!(duration_of(Some(2)).is_err());
+        assert!(duration_of(Some(1000)).is_err());
+        assert_eq!(
+            optional_zone("z", Some("Europe/London")).expect("valid"),
+            Some(chrono_tz::Europe::London)
+        );
+        assert!(optional_zone("z", Some("London time")).is_err());
+    }
+
+    #[test]
+    fn slots_are_spoken_for_the_caller_when_their_zone_differs() {
+        let slot = Slot {
+            start: at("2025-03-04T15:00:00Z"),
+            end: at("2025-03-04T15:30:00Z"),
+            zone: chrono_tz::America::New_York,
+        };
+        let same = slot_json(&slot, Some(chrono_tz::America::New_York));
+        assert!(same.get("spoken_for_caller").is_none());
+        let other = slot_json(&slot, Some(chrono_tz::Europe::London));
+        assert_eq!(other["start"], "2025-03-04T15:00:00Z");
+        assert_eq!(
+            other["spoken_for_caller"],
+            "Tuesday 4 March at 3:00 PM GMT (Europe/London)"
+        );
+    }
+}

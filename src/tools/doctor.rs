@@ -1,0 +1,168 @@
+//! The connector health check behind `callbridge doctor`: for each configured connector of each
+//! tenant, build it (decrypting its secret through the vault) and make its harmless read.
+//!
+//! Owns: the result rows (tenant, vendor, ok or an error message, latency) and their table form.
+//! It must not write to vendors, print secrets, or stop at the first failure: one broken
+//! connector is one failed row.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::policy::{HttpPolicy, RequestContext};
+use super::resolver::build_connector;
+use crate::store::{Store, StoreError, TenantId};
+use crate::tenant::vault::Vault;
+
+/// The outcome of checking one connector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthRow {
+    pub tenant: TenantId,
+    pub vendor: String,
+    /// `Ok` or why not (no secret value in it).
+    pub outcome: Result<(), String>,
+    /// Time to build the connector and make its read.
+    pub latency: Duration,
+}
+
+impl HealthRow {
+    pub fn is_ok(&self) -> bool {
+        self.outcome.is_ok()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DoctorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks every configured connector of `tenant`, each within `timeout`.
+pub async fn check_tenant<S: Store>(
+    store: &S,
+    vault: Option<&Vault<S>>,
+    policy: &HttpPolicy,
+    tenant: &TenantId,
+    timeout: Duration,
+) -> Result<Vec<HealthRow>, DoctorError> {
+    let mut rows = Vec::new();
+    for config in store.list_connectors(tenant).await? {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let check = async {
+            let connector = build_connector(&config, vault, policy)
+                .await
+                .map_err(|err| err.to_string())?;
+            let ctx = RequestContext::new(tenant.as_str(), "doctor", deadline);
+            connector
+                .health_check(&ctx)
+                .await
+                .map_err(|err| err.to_string())
+        };
+        let outcome = match tokio::time::timeout_at(deadline, check).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        };
+        rows.push(HealthRow {
+            tenant: tenant.clone(),
+            vendor: config.spec.vendor.clone(),
+            outcome,
+            latency: started.elapsed(),
+        });
+    }
+    Ok(rows)
+}
+
+/// Checks every configured connector of every tenant.
+pub async fn check_all<S: Store>(
+    store: &S,
+    vault: Option<&Vault<S>>,
+    policy: &HttpPolicy,
+    timeout: Duration,
+) -> Result<Vec<HealthRow>, DoctorError> {
+    let mut rows = Vec::new();
+    for tenant in store.list_tenants().await? {
+        rows.extend(check_tenant(store, vault, policy, &tenant.id, timeout).await?);
+    }
+    Ok(rows)
+}
+
+/// The rows as a fixed-width text table, one line per connector, errors on their own column.
+pub fn format_table(rows: &[HealthRow]) -> String {
+    let headers = ["TENANT", "VENDOR", "STATUS", "LATENCY", "DETAIL"];
+    let lines: Vec<[String; 5]> = rows
+        .iter()
+        .map(|row| {
+            let (status, detail) = match &row.outcome {
+                Ok(()) => ("ok", String::new()),
+                Err(message) => ("error", message.replace(['\n', '\r'], " ")),
+            };
+            [
+                row.tenant.to_string(),
+                row.vendor.clone(),
+                status.to_owned(),
+                format!("{} ms", row.latency.as_millis()),
+                detail,
+            ]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for line in &lines {
+        for (width, cell) in widths.iter_mut().zip(line) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut write_line = |cells: [&str; 5]| {
+        let mut text = String::new();
+        for (index, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if index + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<width$}  ");
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    write_line(headers);
+    for line in &lines {
+        write_line([&line[0], &line[1], &line[2], &line[3], &line[4]]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_aligns_columns_and_keeps_errors_on_one_line() {
+        let tenant = TenantId::parse("acme-dental").expect("id");
+        let rows = vec![
+            HealthRow {
+                tenant: tenant.clone(),
+                vendor: "calcom".into(),
+                outcome: Ok(()),
+                latency: Duration::from_millis(12),
+            },
+            HealthRow {
+                tenant,
+                vendor: "hubspot".into(),
+                outcome: Err("vendor authorisation failed:\naccount".into()),
+                latency: Duration::from_millis(3),
+            },
+        ];
+        let table = format_table(&rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], "TENANT       VENDOR   STATUS  LATENCY  DETAIL");
+        assert_eq!(lines[1], "acme-dental  calcom   ok      12 ms");
+        assert_eq!(
+            lines[2],
+            "acme-dental  hubspot  error   3 ms     vendor authorisation failed: account"
+        );
+    }
+}

@@ -1,0 +1,951 @@
+//! Capability tools end to end: a real SQLite store and vault hold the tenant's connector
+//! configurations and sealed credentials, the resolver builds the registry, and every call goes
+//! through `ToolRegistry::run` to local vendor mocks (base URLs overridden in the configuration).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use callbridge::store::{ConnectorSpec, NewTenant, SqlStore, Store, TenantId};
+use callbridge::tenant::vault::{Keyring, MasterKey, Vault};
+use callbridge::tools::ToolContext;
+use callbridge::tools::ledger::{InMemoryLedger, SharedLedger};
+use callbridge::tools::policy::{HttpPolicy, PolicyConfig};
+use callbridge::tools::resolver::{Resolved, registry_for_agent};
+use callbridge::tools::store_ledger::StoreLedger;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use wiremock::matchers::{
+    body_partial_json, body_string_contains, header, method, path, query_param,
+};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const CALCOM_SLOTS: &str = include_str!("../fixtures/vendors/calcom/slots_range.json");
+const CALCOM_BOOKING: &str = include_str!("../fixtures/vendors/calcom/booking.json");
+const HUBSPOT_SEARCH_ONE: &str = include_str!("../fixtures/vendors/hubspot/search_one.json");
+const HUBSPOT_UPSERT: &str = include_str!("../fixtures/vendors/hubspot/batch_upsert.json");
+const HUBSPOT_NOTE: &str = include_str!("../fixtures/vendors/hubspot/note.json");
+const SHOPIFY_ORDER: &str = include_str!("../fixtures/vendors/shopify/order_by_name.json");
+const SHOPIFY_PRODUCTS: &str = include_str!("../fixtures/vendors/shopify/products.json");
+const CALENDLY_TIMES: &str = include_str!("../fixtures/vendors/calendly/available_times.json");
+
+const ALL_TOOLS: [&str; 9] = [
+    "check_availability",
+    "book_appointment",
+    "reschedule_appointment",
+    "cancel_appointment",
+    "find_contact",
+    "upsert_contact",
+    "log_call_note",
+    "order_status",
+    "search_products",
+];
+
+fn fixture(text: &str) -> Value {
+    serde_json::from_str(text).expect("fixture is JSON")
+}
+
+struct Bench {
+    store: SqlStore,
+    vault: Vault<SqlStore>,
+    tenant: TenantId,
+    calcom: MockServer,
+    hubspot: MockServer,
+    shopify: MockServer,
+}
+
+/// A tenant in New York with Cal.com, HubSpot and Shopify configured against local mocks.
+async fn bench() -> Bench {
+    let store = SqlStore::open("sqlite::memory:").await.expect("store");
+    let vault = Vault::new(store.clone(), Keyring::new(MasterKey::generate()));
+    let tenant = TenantId::parse("acme-dental").expect("id");
+    store
+        .create_tenant(&NewTenant {
+            id: tenant.clone(),
+            name: "Acme Dental".into(),
+            time_zone: "America/New_York".into(),
+        })
+        .await
+        .expect("tenant");
+    let bench = Bench {
+        store,
+        vault,
+        tenant,
+        calcom: MockServer::start().await,
+        hubspot: MockServer::start().await,
+        shopify: MockServer::start().await,
+    };
+    let calcom_uri = bench.calcom.uri();
+    let hubspot_uri = bench.hubspot.uri();
+    let shopify_uri = bench.shopify.uri();
+    bench
+        .configure(
+            "calcom",
+            &calcom_uri,
+            r#"{"api_key": "cal_live_test_key", "event_type_id": 100}"#,
+        )
+        .await;
+    bench
+        .configure("hubspot", &hubspot_uri, "pat-na1-test-token")
+        .await;
+    bench
+        .configure("shopify", &shopify_uri, "shpat_test_token")
+        .await;
+    bench
+}
+
+impl Bench {
+    async fn configure(&self, vendor: &str, base_url: &str, secret: &str) {
+        let secret_name = format!("{vendor}-credentials");
+        self.vault
+            .put(
+                &self.tenant,
+                &secret_name,
+                vendor,
+                &SecretString::from(secret.to_owned()),
+            )
+            .await
+            .expect("secret");
+        self.store
+            .put_connector(
+                &self.tenant,
+                &ConnectorSpec {
+                    vendor: vendor.into(),
+                    base_url: Some(base_url.into()),
+                    secret_name: Some(secret_name),
+                },
+            )
+            .await
+            .expect("connector");
+    }
+
+    async fn resolve_with(
+        &self,
+        policy: &HttpPolicy,
+        ledger: SharedLedger,
+        enabled: &[&str],
+        deadline: Duration,
+    ) -> Resolved {
+        let enabled: Vec<String> = enabled.iter().map(|name| (*name).to_owned()).collect();
+        registry_for_agent(
+            &self.store,
+            Some(&self.vault),
+            policy,
+            ledger,
+            &self.tenant,
+            &enabled,
+            deadline,
+        )
+        .await
+        .expect("resolved")
+    }
+
+    async fn resolve(&self, enabled: &[&str]) -> Resolved {
+        let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy");
+        self.resolve_with(
+            &policy,
+            Arc::new(InMemoryLedger::default()),
+            enabled,
+            Duration::from_secs(5),
+        )
+        .await
+    }
+}
+
+fn context(call_sid: &str, tool_call_id: &str) -> ToolContext {
+    ToolContext {
+        call_sid: call_sid.into(),
+        caller: "+18779290687".into(),
+        called: "+12025550101".into(),
+        tool_call_id: tool_call_id.into(),
+    }
+}
+
+async fn run(
+    resolved: &Resolved,
+    context: ToolContext,
+    tool: &str,
+    args: Value,
+) -> (Value, String) {
+    let (output, label) = resolved
+        .registry
+        .run(context, tool, &args.to_string())
+        .await;
+    (
+        serde_json::from_str(&output).expect("output is JSON"),
+        label.to_owned(),
+    )
+}
+
+async fn requests_to(server: &MockServer, http_method: &str, to: &str) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|request| request.method.as_str() == http_method && request.url.path() == to)
+        .map(|request| serde_json::from_slice(&request.body).unwrap_or(Value::Null))
+        .collect()
+}
+
+fn booking_answer(uid: &str, status: &str, start: &str, end: &str) -> Value {
+    let mut body = fixture(CALCOM_BOOKING);
+    body["data"]["uid"] = json!(uid);
+    body["data"]["status"] = json!(status);
+    body["data"]["start"] = json!(start);
+    body["data"]["end"] = json!(end);
+    body
+}
+
+#[tokio::test]
+async fn every_configured_tool_is_offered() {
+    let bench = bench().await;
+    let resolved = bench.resolve(&ALL_TOOLS).await;
+    let names: Vec<&str> = resolved.registry.names().collect();
+    let mut expected = ALL_TOOLS.to_vec();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    assert!(
+        resolved.unavailable.is_empty(),
+        "{:?}",
+        resolved.unavailable
+    );
+    let declarations = resolved.registry.declarations();
+    for declaration in &declarations {
+        assert!(
+            declaration.parameters["type"] == "object",
+            "{}",
+            declaration.name
+        );
+        assert!(declaration.description.len() > 40, "{}", declaration.name);
+    }
+}
+
+#[tokio::test]
+async fn check_availability_offers_slots_spoken_in_the_business_zone() {
+    let bench = bench().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/slots"))
+        .and(header("authorization", "Bearer cal_live_test_key"))
+        .and(query_param("eventTypeId", "100"))
+        .and(query_param("timeZone", "America/New_York"))
+        .and(query_param("duration", "60"))
+        // Local midnight in New York (EDT, UTC-4) to two days later.
+        .and(query_param("start", "2050-09-05T04:00:00Z"))
+        .and(query_param("end", "2050-09-07T04:00:00Z"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(CALCOM_SLOTS)))
+        .expect(1)
+        .mount(&bench.calcom)
+        .await;
+    let resolved = bench.resolve(&["check_availability"]).await;
+    let (output, label) = run(
+        &resolved,
+        context("CA1", "call_1"),
+        "check_availability",
+        json!({"date": "2050-09-05", "days": 2, "duration_minutes": 60, "caller_time_zone": "Europe/London"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{output}");
+    let result = &output["result"];
+    assert_eq!(result["business_time_zone"], "America/New_York");
+    let slots = result["slots"].as_array().expect("slots");
+    assert_eq!(slots.len(), 4);
+    assert_eq!(slots[0]["start"], "2050-09-05T07:00:00Z");
+    assert_eq!(
+        slots[0]["spoken"],
+        "Monday 5 September at 3:00 AM EDT (America/New_York)"
+    );
+    assert_eq!(
+        slots[0]["spoken_for_caller"],
+        "Monday 5 September at 8:00 AM BST (Europe/London)"
+    );
+}
+
+#[tokio::test]
+async fn a_duplicated_booking_reaches_the_vendor_once_per_phone_call() {
+    let bench = bench().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .and(header("cal-api-version", "2024-08-13"))
+        .and(body_partial_json(json!({
+            "start": "2050-09-05T14:00:00Z",
+            "eventTypeId": 100,
+            "lengthInMinutes": 30,
+            "attendee": {"name": "Ann Lee", "email": "ann@example.com", "timeZone": "America/New_York", "phoneNumber": "+18779290687"},
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(booking_answer(
+            "bk-1",
+            "accepted",
+            "2050-09-05T14:00:00.000Z",
+            "2050-09-05T14:30:00.000Z",
+        )))
+        .mount(&bench.calcom)
+        .await;
+    let resolved = bench.resolve(&["book_appointment"]).await;
+    let args =
+        json!({"start": "2050-09-05T14:00:00Z", "name": "Ann Lee", "email": "ann@example.com"});
+    let (first, label) = run(
+        &resolved,
+        context("CA1", "call_1"),
+        "book_appointment",
+        args.clone(),
+    )
+    .await;
+    assert_eq!(label, "ok", "{first}");
+    assert_eq!(first["result"]["booking_id"], "bk-1");
+    assert_eq!(first["result"]["status"], "confirmed");
+    assert_eq!(
+        first["result"]["when"],
+        "Monday 5 September at 10:00 AM EDT (America/New_York)"
+    );
+    // The same tool call again, then a replay with a new id after a provider reconnect.
+    let (repeat, _) = run(
+        &resolved,
+        context("CA1", "call_1"),
+        "book_appointment",
+        args.clone(),
+    )
+    .await;
+    let (replay, _) = run(
+        &resolved,
+        context("CA1", "call_2"),
+        "book_appointment",
+        args.clone(),
+    )
+    .await;
+    assert_eq!(repeat, first);
+    assert_eq!(replay, first);
+    let bookings = requests_to(&bench.calcom, "POST", "/v2/bookings").await;
+    assert_eq!(bookings.len(), 1, "booked exactly once");
+    let key = bookings[0]["metadata"]["callbridgeKey"]
+        .as_str()
+        .expect("the ledger's key goes to the vendor")
+        .to_owned();
+    assert_eq!(key.len(), 32);
+
+    // Another phone call asking for the same thing is a new booking with another key.
+    let (other, _) = run(
+        &resolved,
+        context("CA2", "call_5"),
+        "book_appointment",
+        args,
+    )
+    .await;
+    assert_eq!(other["ok"], true);
+    let bookings = requests_to(&bench.calcom, "POST", "/v2/bookings").await;
+    assert_eq!(bookings.len(), 2);
+    assert_ne!(bookings[1]["metadata"]["callbridgeKey"], json!(key));
+}
+
+#[tokio::test]
+async fn two_nodes_sharing_the_store_ledger_book_once() {
+    let bench = bench().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(booking_answer(
+                    "bk-7",
+                    "accepted",
+                    "2050-09-05T14:00:00.000Z",
+                    "2050-09-05T14:30:00.000Z",
+                ))
+                .set_delay(Duration::from_millis(200)),
+        )
+        .mount(&bench.calcom)
+        .await;
+    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy");
+    let node = |_: u8| {
+        Arc::new(
+            StoreLedger::new(bench.store.clone())
+                .with_wait_limit(Duration::from_secs(5), Duration::from_millis(10)),
+        ) as SharedLedger
+    };
+    let a = bench
+        .resolve_with(
+            &policy,
+            node(1),
+            &["book_appointment"],
+            Duration::from_secs(5),
+        )
+        .await;
+    let b = bench
+        .resolve_with(
+            &policy,
+            node(2),
+            &["book_appointment"],
+            Duration::from_secs(5),
+        )
+        .await;
+    let args =
+        json!({"start": "2050-09-05T14:00:00Z", "name": "Ann Lee", "email": "ann@example.com"});
+    let (first, second) = tokio::join!(
+        run(
+            &a,
+            context("CA1", "call_1"),
+            "book_appointment",
+            args.clone()
+        ),
+        run(&b, context("CA1", "call_9"), "book_appointment", args),
+    );
+    assert_eq!(first.1, "ok", "{}", first.0);
+    assert_eq!(first.0, second.0);
+    assert_eq!(
+        requests_to(&bench.calcom, "POST", "/v2/bookings")
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn reschedule_and_cancel_go_to_the_configured_calendar() {
+    let bench = bench().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings/bk-1/reschedule"))
+        .and(body_partial_json(json!({"start": "2050-09-06T15:00:00Z"})))
+        .respond_with(ResponseTemplate::new(201).set_body_json(booking_answer(
+            "bk-2",
+            "accepted",
+            "2050-09-06T15:00:00.000Z",
+            "2050-09-06T15:30:00.000Z",
+        )))
+        .expect(1)
+        .mount(&bench.calcom)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings/bk-2/cancel"))
+        .and(body_partial_json(
+            json!({"cancellationReason": "feeling better"}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(booking_answer(
+            "bk-2",
+            "cancelled",
+            "2050-09-06T15:00:00.000Z",
+            "2050-09-06T15:30:00.000Z",
+        )))
+        .expect(1)
+        .mount(&bench.calcom)
+        .await;
+    let resolved = bench
+        .resolve(&["reschedule_appointment", "cancel_appointment"])
+        .await;
+    let (moved, label) = run(
+        &resolved,
+        context("CA1", "call_1"),
+        "reschedule_appointment",
+        json!({"booking_id": "bk-1", "new_start": "2050-09-06T15:00:00Z"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{moved}");
+    assert_eq!(moved["result"]["booking_id"], "bk-2");
+    assert_eq!(
+        moved["result"]["when"],
+        "Tuesday 6 September at 11:00 AM EDT (America/New_York)"
+    );
+    for tool_call_id in ["call_2", "call_2", "call_3"] {
+        let (cancelled, label) = run(
+            &resolved,
+            context("CA1", tool_call_id),
+            "cancel_appointment",
+            json!({"booking_id": "bk-2", "reason": "feeling better"}),
+        )
+        .await;
+        assert_eq!(label, "ok", "{cancelled}");
+        assert_eq!(
+            cancelled["result"],
+            json!({"cancelled": true, "booking_id": "bk-2"})
+        );
+    }
+}
+
+#[tokio::test]
+async fn crm_tools_find_save_and_note_the_caller() {
+    let bench = bench().await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/search"))
+        .and(header("authorization", "Bearer pat-na1-test-token"))
+        .and(body_partial_json(json!({"filterGroups": [
+            {"filters": [{"propertyName": "phone", "operator": "EQ", "value": "+18779290687"}]},
+            {"filters": [{"propertyName": "mobilephone", "operator": "EQ", "value": "+18779290687"}]},
+        ]})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(HUBSPOT_SEARCH_ONE)))
+        .mount(&bench.hubspot)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/batch/upsert"))
+        .and(body_partial_json(json!({"inputs": [{
+            "id": "bcooper@biglytics.net",
+            "idProperty": "email",
+            "properties": {"firstname": "Bryan", "email": "bcooper@biglytics.net", "phone": "+18779290687"},
+        }]})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(HUBSPOT_UPSERT)))
+        .expect(1)
+        .mount(&bench.hubspot)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/notes"))
+        .and(body_partial_json(json!({
+            "properties": {"hs_note_body": "Wants a cleaning next week."},
+            "associations": [{"to": {"id": "512"}}],
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture(HUBSPOT_NOTE)))
+        .expect(1)
+        .mount(&bench.hubspot)
+        .await;
+    let resolved = bench
+        .resolve(&["find_contact", "upsert_contact", "log_call_note"])
+        .await;
+    let (found, label) = run(
+        &resolved,
+        context("CA1", "call_1"),
+        "find_contact",
+        json!({}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{found}");
+    assert_eq!(
+        found["result"],
+        json!({"found": true, "contact": {
+            "contact_id": "512", "first_name": "Bryan", "last_name": "Cooper",
+            "has_email": true, "has_phone": true,
+        }})
+    );
+    // What a caller may hear about a record is its name, never the stored email or phone.
+    assert!(!found.to_string().contains("biglytics"));
+
+    let upsert = json!({"first_name": "Bryan", "email": "BCooper@biglytics.net"});
+    for tool_call_id in ["call_2", "call_2"] {
+        let (saved, label) = run(
+            &resolved,
+            context("CA1", tool_call_id),
+            "upsert_contact",
+            upsert.clone(),
+        )
+        .await;
+        assert_eq!(label, "ok", "{saved}");
+        assert_eq!(saved["result"]["saved"], true);
+    }
+    let note = json!({"note": "Wants a cleaning next week."});
+    for tool_call_id in ["call_3", "call_4"] {
+        let (noted, label) = run(
+            &resolved,
+            context("CA1", tool_call_id),
+            "log_call_note",
+            note.clone(),
+        )
+        .await;
+        assert_eq!(label, "ok", "{noted}");
+        assert_eq!(noted["result"]["note_id"], "9001");
+        assert_eq!(noted["result"]["contact_id"], "512");
+    }
+}
+
+#[tokio::test]
+async fn commerce_tools_answer_with_a_few_trimmed_items() {
+    let bench = bench().await;
+    Mock::given(method("POST"))
+        .and(path("/admin/api/2025-01/graphql.json"))
+        .and(header("x-shopify-access-token", "shpat_test_token"))
+        .and(body_string_contains("OrderByName"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(SHOPIFY_ORDER)))
+        .mount(&bench.shopify)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/admin/api/2025-01/graphql.json"))
+        .and(body_string_contains("SearchProducts"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(SHOPIFY_PRODUCTS)))
+        .mount(&bench.shopify)
+        .await;
+    let resolved = bench.resolve(&["order_status", "search_products"]).await;
+    let (order, label) = run(
+        &resolved,
+        context("CA1", "call_1"),
+        "order_status",
+        json!({"order_number": "1001", "email": "bob.norman@mail.example.com"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{order}");
+    let result = &order["result"];
+    assert_eq!(result["order_number"], "#1001");
+    assert_eq!(result["fulfillment_status"], "FULFILLED");
+    assert_eq!(
+        result["placed"],
+        "Thursday 27 February at 10:04 AM EST (America/New_York)"
+    );
+    assert_eq!(result["shipments"][0]["carrier"], "UPS");
+    assert_eq!(
+        result["shipments"][0]["estimated_delivery"],
+        "Monday 3 March at 1:00 PM EST (America/New_York)"
+    );
+
+    // The caller's own number is not the one on the order: it looks like an unknown order.
+    let (refused, label) = run(
+        &resolved,
+        context("CA1", "call_2"),
+        "order_status",
+        json!({"order_number": "1001"}),
+    )
+    .await;
+    assert_eq!(label, "failed", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("I couldn't find an order")
+    );
+
+    let (products, label) = run(
+        &resolved,
+        context("CA1", "call_3"),
+        "search_products",
+        json!({"query": "mug"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{products}");
+    assert_eq!(
+        products["result"]["products"][0],
+        json!({
+            "title": "Ceramic Mug", "price_from": "12.5 USD", "in_stock": true, "units_in_stock": 14,
+            "variants": [
+                {"title": "Blue", "price": "12.50", "available": true},
+                {"title": "Red", "price": "12.50", "available": false},
+            ],
+        })
+    );
+}
+
+#[tokio::test]
+async fn tools_without_a_usable_connector_are_not_offered_and_are_reported() {
+    let bench = bench().await;
+    // HubSpot configured without credentials; no commerce connector at all.
+    bench
+        .store
+        .put_connector(
+            &bench.tenant,
+            &ConnectorSpec {
+                vendor: "hubspot".into(),
+                base_url: Some(bench.hubspot.uri()),
+                secret_name: None,
+            },
+        )
+        .await
+        .expect("connector");
+    bench
+        .store
+        .delete_connector(&bench.tenant, "shopify")
+        .await
+        .expect("deleted");
+    let resolved = bench
+        .resolve(&[
+            "check_availability",
+            "find_contact",
+            "order_status",
+            "transfer_call",
+            "get_current_time",
+            "end_call",
+        ])
+        .await;
+    let names: Vec<&str> = resolved.registry.names().collect();
+    assert_eq!(names, ["check_availability", "get_current_time"]);
+    let reasons: Vec<(&str, &str)> = resolved
+        .unavailable
+        .iter()
+        .map(|missing| (missing.tool.as_str(), missing.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (
+                "find_contact",
+                "the hubspot connector has no credentials (no secret configured)"
+            ),
+            ("order_status", "no connector is configured for commerce"),
+            ("transfer_call", "not a tool this bridge provides"),
+        ]
+    );
+    // The model cannot call a tool it was not given.
+    let (output, label) = run(
+        &resolved,
+        context("CA1", "call_1"),
+        "find_contact",
+        json!({}),
+    )
+    .await;
+    assert_eq!(label, "unknown_tool", "{output}");
+
+    // Without a vault nothing can be decrypted: no capability tool at all.
+    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy");
+    let enabled = vec!["book_appointment".to_owned()];
+    let no_vault = registry_for_agent(
+        &bench.store,
+        None,
+        &policy,
+        Arc::new(InMemoryLedger::default()),
+        &bench.tenant,
+        &enabled,
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("resolved");
+    assert_eq!(no_vault.registry.names().count(), 0);
+    assert_eq!(
+        no_vault.unavailable[0].reason,
+        "the calcom credentials cannot be decrypted: no master key is configured"
+    );
+}
+
+#[tokio::test]
+async fn switching_calendar_vendor_changes_no_tool_name() {
+    let bench = bench().await;
+    let calendly = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/event_type_available_times"))
+        .and(header("authorization", "Bearer calendly-pat"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(CALENDLY_TIMES)))
+        .expect(1)
+        .mount(&calendly)
+        .await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    bench
+        .configure(
+            "calendly",
+            &calendly.uri(),
+            r#"{"token": "calendly-pat", "event_type": "https://api.calendly.com/event_types/ETYPE00000000001"}"#,
+        )
+        .await;
+    let resolved = bench.resolve(&["check_availability"]).await;
+    let (output, label) = run(
+        &resolved,
+        context("CA1", "call_1"),
+        "check_availability",
+        json!({"date": "2050-09-05"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{output}");
+    assert_eq!(
+        output["result"]["slots"][0]["start"],
+        "2050-09-05T13:30:00Z"
+    );
+    assert!(
+        requests_to(&bench.calcom, "GET", "/v2/slots")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn vendor_failures_become_speakable_errors() {
+    let bench = bench().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .respond_with(ResponseTemplate::new(409).set_body_json(json!({
+            "status": "error", "error": {"code": "CONFLICT", "message": "slot taken by jane@example.com"}
+        })))
+        .mount(&bench.calcom)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/slots"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&bench.calcom)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/search"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"status": "error"})))
+        .mount(&bench.hubspot)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/admin/api/2025-01/graphql.json"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture(SHOPIFY_PRODUCTS))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .mount(&bench.shopify)
+        .await;
+    let policy = HttpPolicy::new(PolicyConfig {
+        attempt_timeout: Duration::from_millis(300),
+        max_attempts: 2,
+        backoff_base: Duration::from_millis(5),
+        backoff_max: Duration::from_millis(10),
+        ..PolicyConfig::default()
+    })
+    .expect("policy");
+    let resolved = bench
+        .resolve_with(
+            &policy,
+            Arc::new(InMemoryLedger::default()),
+            &ALL_TOOLS,
+            Duration::from_secs(2),
+        )
+        .await;
+    let cases = [
+        (
+            "book_appointment",
+            json!({"start": "2050-09-05T14:00:00Z", "name": "Ann Lee"}),
+            "failed",
+            "That time is no longer available. Offer to check other times.",
+        ),
+        (
+            "check_availability",
+            json!({"date": "2050-09-05"}),
+            "failed",
+            "The system we use had an error. Apologise and offer to try again in a moment.",
+        ),
+        (
+            "find_contact",
+            json!({}),
+            "failed",
+            "We aren't able to access that system right now. Offer to take a message instead.",
+        ),
+        (
+            "search_products",
+            json!({"query": "mug"}),
+            "failed",
+            "The system we use didn't answer in time. Apologise and offer to try again in a moment.",
+        ),
+        (
+            "book_appointment",
+            json!({"start": "next tuesday", "name": "Ann Lee"}),
+            "invalid_arguments",
+            "",
+        ),
+        (
+            "upsert_contact",
+            json!({"email": "not an email"}),
+            "invalid_arguments",
+            "",
+        ),
+    ];
+    for (index, (tool, args, expected_label, expected_message)) in cases.into_iter().enumerate() {
+        let (output, label) = run(
+            &resolved,
+            context("CA1", &format!("call_{index}")),
+            tool,
+            args,
+        )
+        .await;
+        assert_eq!(label, expected_label, "{tool}: {output}");
+        assert_eq!(output["ok"], false);
+        let message = output["error"]["message"].as_str().expect("message");
+        if !expected_message.is_empty() {
+            assert_eq!(message, expected_message, "{tool}");
+        }
+        assert!(
+            !message.contains("jane@"),
+            "vendor detail leaked: {message}"
+        );
+    }
+    // 503 is retried within the attempt budget; 409 is not.
+    assert_eq!(
+        requests_to(&bench.calcom, "GET", "/v2/slots").await.len(),
+        2
+    );
+    assert_eq!(
+        requests_to(&bench.calcom, "POST", "/v2/bookings")
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_vendor_slower_than_the_deadline_ends_in_a_structured_error() {
+    let bench = bench().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/slots"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture(CALCOM_SLOTS))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .mount(&bench.calcom)
+        .await;
+    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy");
+    let resolved = bench
+        .resolve_with(
+            &policy,
+            Arc::new(InMemoryLedger::default()),
+            &["check_availability"],
+            Duration::from_millis(300),
+        )
+        .await;
+    let (output, label) = run(
+        &resolved,
+        context("CA1", "call_1"),
+        "check_availability",
+        json!({"date": "2050-09-05"}),
+    )
+    .await;
+    // The vendor call shares the registry's deadline: the policy gives up with a speakable
+    // timeout, or the registry's own deadline fires first; both are structured for the model.
+    match label.as_str() {
+        "failed" => assert_eq!(
+            output["error"]["message"],
+            "The system we use didn't answer in time. Apologise and offer to try again in a moment."
+        ),
+        "timeout" => assert_eq!(output["error"]["code"], "timeout"),
+        other => panic!("unexpected outcome {other}: {output}"),
+    }
+}
+
+#[tokio::test]
+async fn google_calendar_is_built_from_its_oauth_credentials() {
+    let bench = bench().await;
+    let google = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .and(body_string_contains("refresh_token=1%2F%2Frefresh-test"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fixture(include_str!(
+                "../fixtures/vendors/google-calendar/token.json"
+            ))),
+        )
+        .expect(1)
+        .mount(&google)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/calendar/v3/freeBusy"))
+        .and(header("authorization", "Bearer ya29.a0-test-access-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "kind": "calendar#freeBusy",
+            "calendars": {"primary": {"busy": [
+                {"start": "2050-09-05T13:00:00Z", "end": "2050-09-05T15:00:00Z"}
+            ]}}
+        })))
+        .expect(1)
+        .mount(&google)
+        .await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let credentials = json!({
+        "client_id": "client-1.apps.googleusercontent.com",
+        "client_secret": "client-secret-test",
+        "refresh_token": "1//refresh-test",
+        "token_url": format!("{}/token", google.uri()),
+    });
+    bench
+        .configure(
+            "google_calendar",
+            &format!("{}/calendar/v3/", google.uri()),
+            &credentials.to_string(),
+        )
+        .await;
+    let resolved = bench.resolve(&["check_availability"]).await;
+    let (output, label) = run(
+        &resolved,
+        context("CA1", "call_1"),
+        "check_availability",
+        json!({"date": "2050-09-05"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{output}");
+    // Monday: opening hours 9:00-17:00 New York (13:00Z-21:00Z), busy until 15:00Z.
+    assert_eq!(
+        output["result"]["slots"][0]["start"],
+        "2050-09-05T15:00:00Z"
+    );
+    assert_eq!(
+        output["result"]["slots"][0]["spoken"],
+        "Monday 5 September at 11:00 AM EDT (America/New_York)"
+    );
+}
