@@ -42,10 +42,29 @@ use secrecy::ExposeSecret;
 pub enum StartupError {
     #[error("DATABASE_URL: cannot open the store: {0}")]
     Store(#[from] store::StoreError),
+    #[error("{0}")]
+    MasterKey(tenant::vault::VaultError),
+    #[error("cannot build the HTTP client for connectors: {0}")]
+    Policy(#[from] tools::policy::PolicyError),
 }
 
-/// Everything a running server shares, built from configuration: opens (and migrates) the store.
+/// Everything a running server shares, built from configuration: opens (and migrates) the store and
+/// reads the vault's master key(s) from the environment (absent: secrets and the tools that need
+/// them are unavailable; present but invalid: a startup error).
 pub async fn build_deps(config: config::Config) -> Result<call::driver::CallDeps, StartupError> {
+    let keyring = match tenant::vault::Keyring::from_env() {
+        Ok(keyring) => Some(keyring),
+        Err(tenant::vault::VaultError::MissingMasterKey) => None,
+        Err(e) => return Err(StartupError::MasterKey(e)),
+    };
+    build_deps_with(config, keyring).await
+}
+
+/// [`build_deps`] with an explicit keyring (tests, tools).
+pub async fn build_deps_with(
+    config: config::Config,
+    keyring: Option<tenant::vault::Keyring>,
+) -> Result<call::driver::CallDeps, StartupError> {
     let store = store::SqlStore::open(config.database_url.expose_secret()).await?;
     let mut tools = tools::ToolRegistry::new(config.tool_timeout);
     for name in &config.tools {
@@ -58,11 +77,17 @@ pub async fn build_deps(config: config::Config) -> Result<call::driver::CallDeps
         config.openai_realtime_model.clone(),
         config.openai_api_key.expose_secret(),
     );
+    let policy = tools::policy::HttpPolicy::new(tools::policy::PolicyConfig::default())?;
+    let ledger: tools::ledger::SharedLedger =
+        Arc::new(tools::store_ledger::StoreLedger::new(store.clone()));
     Ok(call::driver::CallDeps {
         config: Arc::new(config),
         metrics: Arc::new(metrics::Metrics::default()),
         tools: Arc::new(tools),
         dialect: Arc::new(dialect),
         store,
+        keyring,
+        policy,
+        ledger,
     })
 }

@@ -64,6 +64,21 @@ pub struct CallDeps {
     pub tools: Arc<ToolRegistry>,
     pub dialect: Arc<dyn Dialect>,
     pub store: crate::store::SqlStore,
+    /// The vault's master keys; `None` when no master key is configured.
+    pub keyring: Option<crate::tenant::vault::Keyring>,
+    /// The one HTTP policy every connector goes through.
+    pub policy: crate::tools::policy::HttpPolicy,
+    /// Makes tool side effects happen once, across reconnects and nodes.
+    pub ledger: crate::tools::ledger::SharedLedger,
+}
+
+impl CallDeps {
+    /// The secret vault, when a master key is configured.
+    pub fn vault(&self) -> Option<crate::tenant::vault::Vault<crate::store::SqlStore>> {
+        self.keyring
+            .clone()
+            .map(|keyring| crate::tenant::vault::Vault::new(self.store.clone(), keyring))
+    }
 }
 
 /// The parameters callbridge put into the TwiML `<Stream>`, vouched for by the stream token.

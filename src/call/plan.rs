@@ -19,7 +19,9 @@ use crate::realtime::openai::OpenAiDialect;
 use crate::realtime::xai::XaiDialect;
 use crate::realtime::{AudioFormat, Dialect, ProviderAudio, SessionConfig, azure};
 use crate::store::{Agent, E164, Store, StoreError, TenantId};
-use crate::tools::{self, ToolRegistry};
+use crate::tools::ToolRegistry;
+use crate::tools::resolver::{ResolveError, registry_for_agent};
+use tracing::warn;
 
 /// Who answers a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +74,8 @@ pub enum PlanError {
     },
     #[error("prompt template {name:?}: {reason}")]
     Prompt { name: String, reason: String },
+    #[error("tools: {0}")]
+    Tools(#[from] ResolveError),
 }
 
 /// Everything one call runs with.
@@ -146,12 +150,22 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
             let dialect = dialect_for(config, &agent)?;
             let prompt_template =
                 load_prompt(&config.prompts_dir, &agent.spec.prompt_template, config)?;
-            let mut registry = ToolRegistry::new(config.tool_timeout);
-            for name in &agent.spec.enabled_tools {
-                if let Some(tool) = tools::builtin(name) {
-                    registry.register(tool);
-                }
+            let vault = deps.vault();
+            let resolved = registry_for_agent(
+                &deps.store,
+                vault.as_ref(),
+                &deps.policy,
+                deps.ledger.clone(),
+                tenant,
+                &agent.spec.enabled_tools,
+                config.tool_timeout,
+            )
+            .await?;
+            for missing in &resolved.unavailable {
+                // Not offered to the model; `callbridge doctor` reports the same.
+                warn!(tenant = %tenant, tool = %missing.tool, reason = %missing.reason, "tool not offered");
             }
+            let registry = resolved.registry;
             Ok(CallPlan {
                 route: route.clone(),
                 dialect,

@@ -24,6 +24,8 @@ pub struct TestBridge {
     pub public_url: String,
     pub metrics: Arc<Metrics>,
     pub store: callbridge::store::SqlStore,
+    /// The vault's keyring the bridge runs with (tests seal secrets with it).
+    pub keyring: callbridge::tenant::vault::Keyring,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -52,7 +54,10 @@ impl TestBridge {
         };
         tweak(&mut args);
         let config = Config::resolve(args).expect("test configuration is valid");
-        let deps = callbridge::build_deps(config)
+        let keyring = callbridge::tenant::vault::Keyring::new(
+            callbridge::tenant::vault::MasterKey::generate(),
+        );
+        let deps = callbridge::build_deps_with(config, Some(keyring.clone()))
             .await
             .expect("in-memory store opens");
         let metrics = deps.metrics.clone();
@@ -69,8 +74,14 @@ impl TestBridge {
             public_url,
             metrics,
             store,
+            keyring,
             task,
         }
+    }
+
+    /// The vault over the bridge's store and keyring.
+    pub fn vault(&self) -> callbridge::tenant::vault::Vault<callbridge::store::SqlStore> {
+        callbridge::tenant::vault::Vault::new(self.store.clone(), self.keyring.clone())
     }
 
     pub fn twilio(&self) -> fake_twilio::FakeTwilio {

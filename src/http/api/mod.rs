@@ -50,17 +50,16 @@ impl ApiState {
         Self { service, admin_key }
     }
 
-    /// From the server's configuration; the vault's keyring comes from the environment.
+    /// From the server's shared state (its store, prompts, admin key and vault keyring).
     pub fn from_deps(deps: &CallDeps) -> Self {
-        Self::from_parts(
-            deps.store.clone(),
-            deps.config.prompts_dir.clone(),
+        let keyring = match &deps.keyring {
+            Some(keyring) => Ok(keyring.clone()),
+            None => Err(crate::tenant::vault::VaultError::MissingMasterKey),
+        };
+        Self::new(
+            AdminService::new(deps.store.clone(), deps.config.prompts_dir.clone(), keyring),
             deps.config.admin_key.clone(),
         )
-    }
-
-    fn from_parts(store: SqlStore, prompts_dir: PathBuf, admin_key: Option<SecretString>) -> Self {
-        Self::new(AdminService::from_env(store, prompts_dir), admin_key)
     }
 }
 

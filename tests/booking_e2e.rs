@@ -1,0 +1,189 @@
+//! A booking made mid-call, end to end: the fake model calls `book_appointment` (twice, with the same
+//! arguments, as a model repeating itself would); the tenant's calendar connector (Cal.com, at a
+//! local mock through the real connector code) receives exactly one booking; the model gets the
+//! confirmation; the tool calls are in the call's events.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use callbridge::store::{
+    AgentSpec, CallEventKind, ConnectorSpec, E164, NewTenant, Store, TenantId,
+};
+use callbridge_testkit::TestBridge;
+use callbridge_testkit::fake_realtime::{Behaviour, FakeRealtime, Turn};
+use callbridge_testkit::fake_twilio::CallScript;
+use secrecy::SecretString;
+
+#[tokio::test]
+async fn a_repeated_booking_mid_call_books_once_and_is_confirmed_to_the_model() {
+    let calendar = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .and(header("cal-api-version", "2024-08-13"))
+        .and(header("authorization", "Bearer cal_live_test_key"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"status": "success", "data": {
+                    "id": 7, "uid": "bk-77", "status": "accepted",
+                    "start": "2050-09-05T14:00:00.000Z", "end": "2050-09-05T14:30:00.000Z",
+                    "eventTypeId": 100, "attendees": [{"name": "Ann Lee", "email": "ann@example.com", "timeZone": "America/New_York"}]
+                }}))
+                .set_delay(Duration::from_millis(150)),
+        )
+        .mount(&calendar)
+        .await;
+
+    let booking =
+        json!({"start": "2050-09-05T14:00:00Z", "name": "Ann Lee", "email": "ann@example.com"});
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![
+            Turn::CallTools(vec![
+                ("book_appointment".into(), booking.clone()),
+                ("book_appointment".into(), booking.clone()),
+            ]),
+            Turn::Say {
+                ms: 200,
+                byte: 0x31,
+                text: "You're booked for Monday at ten.".into(),
+            },
+        ],
+        ..Behaviour::default()
+    })
+    .await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
+
+    let tenant = TenantId::parse("acme-dental").unwrap();
+    bridge
+        .store
+        .create_tenant(&NewTenant {
+            id: tenant.clone(),
+            name: "Acme Dental".into(),
+            time_zone: "America/New_York".into(),
+        })
+        .await
+        .unwrap();
+    bridge
+        .vault()
+        .put(
+            &tenant,
+            "calcom-key",
+            "calcom",
+            &SecretString::from(r#"{"api_key": "cal_live_test_key", "event_type_id": 100}"#),
+        )
+        .await
+        .unwrap();
+    bridge
+        .store
+        .put_connector(
+            &tenant,
+            &ConnectorSpec {
+                vendor: "calcom".into(),
+                base_url: Some(calendar.uri()),
+                secret_name: Some("calcom-key".into()),
+            },
+        )
+        .await
+        .unwrap();
+    bridge
+        .store
+        .create_agent(
+            &tenant,
+            &AgentSpec {
+                name: "front-desk".into(),
+                provider: "openai".into(),
+                model: "gpt-realtime".into(),
+                voice: "marin".into(),
+                prompt_template: "default".into(),
+                // order_status has no connector: it must not be offered.
+                enabled_tools: vec!["book_appointment".into(), "order_status".into()],
+                max_duration_s: 600,
+                silence_timeout_s: 60,
+                recording: false,
+            },
+            &[E164::parse("+15005550006").unwrap()],
+        )
+        .await
+        .unwrap();
+
+    let report = bridge
+        .twilio()
+        .call(
+            "CA20000000000000000000000000000001",
+            CallScript {
+                hang_up_after_ms: Some(2_000),
+                max_ms: 8_000,
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        report.played.iter().any(|(_, b)| *b == 0x31),
+        "the confirmation was spoken"
+    );
+
+    // Exactly one booking reached the calendar.
+    let bookings: Vec<_> = calendar
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/v2/bookings")
+        .collect();
+    assert_eq!(bookings.len(), 1, "booked once");
+    let body: Value = serde_json::from_slice(&bookings[0].body).unwrap();
+    assert_eq!(body["start"], "2050-09-05T14:00:00Z");
+    assert_eq!(body["attendee"]["name"], "Ann Lee");
+
+    // The model saw only the tools it can use, and got the confirmation for both calls.
+    let log = &realtime.recorder.sessions()[0];
+    let update = log
+        .received
+        .iter()
+        .find(|e| e["type"] == "session.update")
+        .unwrap();
+    let offered: Vec<&str> = update["session"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(offered.contains(&"book_appointment"), "{offered:?}");
+    assert!(!offered.contains(&"order_status"), "{offered:?}");
+    let outputs: Vec<Value> = log
+        .received
+        .iter()
+        .filter(|e| e["item"]["type"] == "function_call_output")
+        .map(|e| serde_json::from_str(e["item"]["output"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(outputs.len(), 2);
+    for output in &outputs {
+        assert_eq!(output["ok"], true, "{output}");
+        assert_eq!(output["result"]["booking_id"], "bk-77");
+    }
+
+    // Both tool calls are in the call's events.
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        let calls = bridge.store.list_calls(&tenant, 5).await.unwrap();
+        if let Some(call) = calls.first().filter(|c| c.ended_at.is_some()) {
+            events = bridge.store.call_events(&tenant, &call.id).await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let tool_results: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.kind == CallEventKind::ToolResult)
+        .map(|e| &e.payload)
+        .collect();
+    assert_eq!(tool_results.len(), 2);
+    assert!(
+        tool_results
+            .iter()
+            .all(|r| r["tool"] == "book_appointment" && r["outcome"] == "ok")
+    );
+}
