@@ -15,7 +15,6 @@ pub mod error;
 mod handlers;
 pub mod service;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -29,7 +28,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::call::driver::CallDeps;
-use crate::store::SqlStore;
 
 use self::error::ApiError;
 use self::service::AdminService;
