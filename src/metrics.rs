@@ -22,6 +22,8 @@ pub struct Metrics {
     pub barge_ins: AtomicU64,
     pub truncations: AtomicU64,
     pub late_deltas_dropped: AtomicU64,
+    /// Holding phrases spoken while slow tools ran.
+    pub fillers: AtomicU64,
     labelled: Mutex<Labelled>,
 }
 
@@ -117,6 +119,12 @@ impl Metrics {
             "callbridge_truncations_total",
             "Assistant items truncated to what the caller heard.",
             load(&self.truncations),
+        );
+        counter(
+            &mut out,
+            "callbridge_fillers_total",
+            "Holding phrases spoken while slow tools ran.",
+            load(&self.fillers),
         );
         counter(
             &mut out,

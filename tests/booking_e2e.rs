@@ -17,8 +17,16 @@ use callbridge_testkit::fake_realtime::{Behaviour, FakeRealtime, Turn};
 use callbridge_testkit::fake_twilio::CallScript;
 use secrecy::SecretString;
 
-#[tokio::test]
-async fn a_repeated_booking_mid_call_books_once_and_is_confirmed_to_the_model() {
+struct Setup {
+    calendar: MockServer,
+    realtime: FakeRealtime,
+    bridge: TestBridge,
+    tenant: TenantId,
+}
+
+/// A tenant whose calendar is Cal.com at a local mock answering after `delay`, and a fake model
+/// that asks to book the same slot `repeats` times in one response.
+async fn setup(delay: Duration, repeats: usize) -> Setup {
     let calendar = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v2/bookings"))
@@ -31,19 +39,17 @@ async fn a_repeated_booking_mid_call_books_once_and_is_confirmed_to_the_model() 
                     "start": "2050-09-05T14:00:00.000Z", "end": "2050-09-05T14:30:00.000Z",
                     "eventTypeId": 100, "attendees": [{"name": "Ann Lee", "email": "ann@example.com", "timeZone": "America/New_York"}]
                 }}))
-                .set_delay(Duration::from_millis(150)),
+                .set_delay(delay),
         )
         .mount(&calendar)
         .await;
 
     let booking =
         json!({"start": "2050-09-05T14:00:00Z", "name": "Ann Lee", "email": "ann@example.com"});
+    let calls = vec![("book_appointment".to_string(), booking); repeats];
     let realtime = FakeRealtime::start(Behaviour {
         script: vec![
-            Turn::CallTools(vec![
-                ("book_appointment".into(), booking.clone()),
-                ("book_appointment".into(), booking.clone()),
-            ]),
+            Turn::CallTools(calls),
             Turn::Say {
                 ms: 200,
                 byte: 0x31,
@@ -108,6 +114,22 @@ async fn a_repeated_booking_mid_call_books_once_and_is_confirmed_to_the_model() 
         .await
         .unwrap();
 
+    Setup {
+        calendar,
+        realtime,
+        bridge,
+        tenant,
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_booking_mid_call_books_once_and_is_confirmed_to_the_model() {
+    let Setup {
+        calendar,
+        realtime,
+        bridge,
+        tenant,
+    } = setup(Duration::from_millis(150), 2).await;
     let report = bridge
         .twilio()
         .call(
@@ -185,5 +207,62 @@ async fn a_repeated_booking_mid_call_books_once_and_is_confirmed_to_the_model() 
         tool_results
             .iter()
             .all(|r| r["tool"] == "book_appointment" && r["outcome"] == "ok")
+    );
+}
+
+#[tokio::test]
+async fn a_slow_booking_gets_a_holding_phrase_then_the_confirmation() {
+    let Setup {
+        calendar,
+        realtime,
+        bridge,
+        ..
+    } = setup(Duration::from_millis(1_500), 1).await;
+    let report = bridge
+        .twilio()
+        .call(
+            "CA20000000000000000000000000000002",
+            CallScript {
+                hang_up_after_ms: Some(3_500),
+                max_ms: 8_000,
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+    let first_filler = report
+        .played
+        .iter()
+        .find(|(_, b)| *b == callbridge_testkit::fake_realtime::FILLER_BYTE)
+        .map(|(at, _)| *at)
+        .expect("the caller heard a holding phrase");
+    let first_confirmation = report
+        .played
+        .iter()
+        .find(|(_, b)| *b == 0x31)
+        .map(|(at, _)| *at)
+        .expect("the confirmation was spoken");
+    assert!(first_filler < first_confirmation);
+    let bookings = calendar
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/v2/bookings")
+        .count();
+    assert_eq!(bookings, 1);
+    // The holding phrase stayed out of the conversation and offered no tools.
+    let log = &realtime.recorder.sessions()[0];
+    let filler = log
+        .received
+        .iter()
+        .find(|e| e["type"] == "response.create" && e["response"]["conversation"] == "none")
+        .expect("out-of-band response");
+    assert_eq!(filler["response"]["tool_choice"], "none");
+    assert!(
+        bridge
+            .metrics
+            .render()
+            .contains("callbridge_fillers_total 1\n")
     );
 }

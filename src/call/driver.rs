@@ -858,6 +858,10 @@ fn log_event(
             info!(tool = %name, call_id = %call_id, "tool call requested")
         }
         CallEvent::LateDeltaDropped => Metrics::incr(&metrics.late_deltas_dropped),
+        CallEvent::FillerRequested => {
+            Metrics::incr(&metrics.fillers);
+            debug!("tool is slow: asking for a holding phrase");
+        }
         CallEvent::ProtocolError { kind, detail } => report_once(metrics, reported, kind, &detail),
         CallEvent::ProviderError { code, message } => {
             metrics.error("provider_error");

@@ -66,6 +66,9 @@ pub struct SessionParams {
     /// The audio format names the provider must echo back for input and output.
     pub expected_input_format: String,
     pub expected_output_format: String,
+    /// A tool batch still running after this long gets a short spoken filler ("one moment…") so
+    /// the caller does not sit in silence; `None` turns fillers off.
+    pub filler_after: Option<Duration>,
 }
 
 impl Default for SessionParams {
@@ -81,6 +84,7 @@ impl Default for SessionParams {
             provider_continues_after_tools: false,
             expected_input_format: "audio/pcmu".into(),
             expected_output_format: "audio/pcmu".into(),
+            filler_after: Some(Duration::from_millis(700)),
         }
     }
 }
@@ -171,6 +175,8 @@ pub enum CallEvent {
     },
     /// A late audio delta of an interrupted response was dropped.
     LateDeltaDropped,
+    /// A slow tool earned a spoken holding phrase.
+    FillerRequested,
     /// Bad input from a peer; `kind` is a metrics label.
     ProtocolError {
         kind: &'static str,
@@ -257,6 +263,8 @@ enum Ending {
     Draining,
 }
 
+const FILLER: &str = "Say only a very short holding phrase, such as \"One moment while I check \
+     that.\", in the conversation's language. Do not answer the question and do not call tools.";
 const FAREWELL_AFTER_END_CALL: &str =
     "The call is ending now. Say a brief, warm goodbye to the caller in one short sentence.";
 const FAREWELL_MAX_DURATION: &str = "The call has reached its time limit. Tell the caller politely \
@@ -295,6 +303,8 @@ pub struct CallSession {
     caller_speaking: bool,
     /// Tool calls running: call id → tool name.
     tools_running: HashMap<String, String>,
+    /// When the running tool batch earns a filler (one per batch).
+    filler_due: Option<Instant>,
     /// Finished tool calls waiting to be sent: (call id, tool name, output).
     tool_results: Vec<(String, String, String)>,
     ending: Option<Ending>,
@@ -335,6 +345,7 @@ impl CallSession {
             last_audio_response: None,
             caller_speaking: false,
             tools_running: HashMap::new(),
+            filler_due: None,
             tool_results: Vec::new(),
             ending: None,
             end_reason: None,
@@ -366,6 +377,9 @@ impl CallSession {
         if let (Phase::Resuming, Some(since)) = (self.phase, self.resume_started_at) {
             next = next.min(since + self.params.session_ready_timeout);
         }
+        if let Some(due) = self.filler_due {
+            next = next.min(due);
+        }
         if let Some(deadline) = self.ending_deadline {
             next = next.min(deadline);
         } else if self.phase == Phase::Active {
@@ -388,6 +402,9 @@ impl CallSession {
                 if let Some(name) = self.tools_running.remove(&call_id) {
                     self.tool_results.push((call_id, name, output));
                     self.last_activity = now;
+                }
+                if self.tools_running.is_empty() {
+                    self.filler_due = None;
                 }
                 self.answer_tools_if_ready();
             }
@@ -874,6 +891,9 @@ impl CallSession {
             }
             return;
         }
+        if self.tools_running.is_empty() {
+            self.filler_due = self.params.filler_after.map(|after| now + after);
+        }
         self.tools_running.insert(call_id.clone(), name.clone());
         self.emit(Output::RunTool {
             call_id,
@@ -914,6 +934,20 @@ impl CallSession {
     // ---- timers and ending -------------------------------------------------------------------
 
     fn on_tick(&mut self, now: Instant) {
+        if self.filler_due.is_some_and(|due| now >= due) {
+            self.filler_due = None;
+            // Only into silence: not over the agent's own audio, a response, or the caller.
+            let quiet = self.items.is_empty()
+                && self.active_response.is_none()
+                && !self.caller_speaking
+                && self.ending.is_none();
+            if quiet && !self.tools_running.is_empty() {
+                self.emit(Output::Llm(LlmCommand::Filler {
+                    instructions: FILLER.to_owned(),
+                }));
+                self.event(CallEvent::FillerRequested);
+            }
+        }
         if self.phase == Phase::AwaitingSession
             && now >= self.started_at + self.params.session_ready_timeout
         {

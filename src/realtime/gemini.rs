@@ -325,7 +325,10 @@ impl Dialect for GeminiDialect {
             }
             LlmCommand::UpdateSession(config) => self.setup(config).to_string(),
             // No truncate and no cancel exist: the server interrupts itself on caller speech.
-            LlmCommand::Truncate { .. } | LlmCommand::CancelResponse => String::new(),
+            // No out-of-band response either: a filler turn would become part of the conversation.
+            LlmCommand::Truncate { .. }
+            | LlmCommand::CancelResponse
+            | LlmCommand::Filler { .. } => String::new(),
             LlmCommand::ToolResult {
                 call_id,
                 name,

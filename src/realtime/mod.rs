@@ -70,6 +70,10 @@ pub enum LlmCommand {
     },
     /// Ask for a response, optionally with instructions for this response only.
     CreateResponse { instructions: Option<String> },
+    /// A short spoken holding phrase while tools run: outside the conversation (it must not
+    /// become part of what the model answers from) and without tools. Providers with no such
+    /// out-of-band response encode it as nothing.
+    Filler { instructions: String },
     /// Cancel the response in progress.
     CancelResponse,
     /// A note for the model that is not caller speech (e.g. a DTMF digit).

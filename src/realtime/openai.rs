@@ -127,6 +127,17 @@ pub(crate) fn encode_ga_command(command: &LlmCommand) -> String {
         LlmCommand::CreateResponse {
             instructions: Some(text),
         } => json!({"type": "response.create", "response": {"instructions": text}}).to_string(),
+        LlmCommand::Filler { instructions } => json!({
+            "type": "response.create",
+            "response": {
+                "conversation": "none",
+                "instructions": instructions,
+                "tool_choice": "none",
+                "output_modalities": ["audio"],
+                "metadata": {"purpose": "filler"},
+            },
+        })
+        .to_string(),
         LlmCommand::CancelResponse => r#"{"type":"response.cancel"}"#.to_owned(),
         LlmCommand::SystemNote(text) => json!({
             "type": "conversation.item.create",

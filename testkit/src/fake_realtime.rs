@@ -31,6 +31,9 @@ use tokio_tungstenite::tungstenite::{Message, http};
 
 use crate::ulaw;
 
+/// Every byte of the fake's out-of-band holding phrases.
+pub const FILLER_BYTE: u8 = 0x0F;
+
 /// One response the fake model gives.
 #[derive(Debug, Clone)]
 pub enum Turn {
@@ -479,7 +482,17 @@ impl Session {
                 }
                 self.on_append(audio);
             }
-            "response.create" => self.start_response(),
+            "response.create" => {
+                if event["response"]["conversation"] == "none" {
+                    // An out-of-band response (a holding phrase): not part of the script.
+                    self.script.push_front(Turn::Say {
+                        ms: 300,
+                        byte: FILLER_BYTE,
+                        text: "One moment.".into(),
+                    });
+                }
+                self.start_response();
+            }
             "response.cancel" => {
                 if !self.cancel_active() {
                     self.error(

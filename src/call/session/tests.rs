@@ -929,3 +929,103 @@ fn without_a_handle_a_closed_provider_still_ends_the_call() {
     });
     assert!(matches!(hangup(&out), Some(EndReason::ProviderClosed(_))));
 }
+
+#[test]
+fn a_slow_tool_gets_one_filler_and_its_result_waits_for_it() {
+    let mut h = Harness::ready();
+    h.created("r1");
+    h.llm(E::ToolCall {
+        response_id: "r1".into(),
+        call_id: "c1".into(),
+        name: "book".into(),
+        arguments: "{}".into(),
+    });
+    h.done("r1", ResponseStatus::Completed);
+    let due = h.session.poll_timeout().unwrap();
+    assert_eq!(
+        due,
+        h.now + Duration::from_millis(700),
+        "filler timer armed"
+    );
+    let out = h.tick_at(due - h.t0);
+    assert!(
+        matches!(
+            out.as_slice(),
+            [
+                Output::Llm(LlmCommand::Filler { .. }),
+                Output::Event(CallEvent::FillerRequested)
+            ]
+        ),
+        "{out:?}"
+    );
+    // One filler per batch.
+    assert!(h.tick_at(due - h.t0 + Duration::from_secs(1)).is_empty());
+    // The filler plays; the tool finishes meanwhile: its result waits for the filler to end.
+    h.created("r_filler");
+    h.delta("r_filler", "i_f", 800);
+    let out = h.input(Input::ToolFinished {
+        call_id: "c1".into(),
+        output: "{\"ok\":true}".into(),
+    });
+    assert!(out.is_empty(), "{out:?}");
+    let out = h.done("r_filler", ResponseStatus::Completed);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Llm(LlmCommand::ToolResult { .. })))
+    );
+    assert_eq!(creates(&out), vec![None]);
+}
+
+#[test]
+fn a_fast_tool_gets_no_filler() {
+    let mut h = Harness::ready();
+    h.created("r1");
+    h.llm(E::ToolCall {
+        response_id: "r1".into(),
+        call_id: "c1".into(),
+        name: "lookup".into(),
+        arguments: "{}".into(),
+    });
+    h.done("r1", ResponseStatus::Completed);
+    h.now += Duration::from_millis(200);
+    h.input(Input::ToolFinished {
+        call_id: "c1".into(),
+        output: "{}".into(),
+    });
+    let out = h.tick_at(Duration::from_millis(800));
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Llm(LlmCommand::Filler { .. })))
+    );
+}
+
+#[test]
+fn a_tool_interrupted_by_the_caller_still_delivers_its_result() {
+    let mut h = Harness::ready();
+    h.created("r1");
+    h.delta("r1", "i1", 800);
+    h.llm(E::ToolCall {
+        response_id: "r1".into(),
+        call_id: "c1".into(),
+        name: "book".into(),
+        arguments: "{}".into(),
+    });
+    // The caller talks over the agent while the booking runs.
+    h.llm(E::SpeechStarted {
+        audio_start_ms: None,
+    });
+    h.done("r1", ResponseStatus::Cancelled);
+    h.llm(E::SpeechStopped);
+    let out = h.input(Input::ToolFinished {
+        call_id: "c1".into(),
+        output: "{\"booked\":true}".into(),
+    });
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Llm(LlmCommand::ToolResult { call_id, output, .. })
+                if call_id == "c1" && output.contains("booked")
+        )),
+        "{out:?}"
+    );
+}
