@@ -30,6 +30,10 @@ enum Command {
     Serve(ServeArgs),
     #[command(flatten)]
     Admin(callbridge::cli::AdminCommand),
+    /// A tenant's tools outside a call: list them, or run one exactly as a call would.
+    Tools(callbridge::cli::tools::ToolsArgs),
+    /// Check every configured connector's credentials with a harmless read.
+    Doctor(callbridge::cli::tools::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +41,8 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         Some(Command::Admin(command)) => return callbridge::cli::run(command),
+        Some(Command::Tools(args)) => return callbridge::cli::tools::run_tools(args),
+        Some(Command::Doctor(args)) => return callbridge::cli::tools::run_doctor(args),
         None => cli.serve,
     };
     let config = match Config::resolve(args) {

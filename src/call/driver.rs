@@ -73,6 +73,17 @@ pub struct CallDeps {
 }
 
 impl CallDeps {
+    /// The tool runtime calls (and the CLI and API) resolve and run tenants' tools with.
+    pub fn tool_runtime(&self) -> crate::tools::invoke::ToolRuntime {
+        crate::tools::invoke::ToolRuntime {
+            store: self.store.clone(),
+            keyring: self.keyring.clone(),
+            policy: self.policy.clone(),
+            ledger: self.ledger.clone(),
+            deadline: self.config.tool_timeout,
+        }
+    }
+
     /// The secret vault, when a master key is configured.
     pub fn vault(&self) -> Option<crate::tenant::vault::Vault<crate::store::SqlStore>> {
         self.keyring

@@ -20,7 +20,7 @@ use crate::realtime::xai::XaiDialect;
 use crate::realtime::{AudioFormat, Dialect, ProviderAudio, SessionConfig, azure};
 use crate::store::{Agent, E164, Store, StoreError, TenantId};
 use crate::tools::ToolRegistry;
-use crate::tools::resolver::{ResolveError, registry_for_agent};
+use crate::tools::resolver::ResolveError;
 use tracing::warn;
 
 /// Who answers a call.
@@ -150,17 +150,10 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
             let dialect = dialect_for(config, &agent)?;
             let prompt_template =
                 load_prompt(&config.prompts_dir, &agent.spec.prompt_template, config)?;
-            let vault = deps.vault();
-            let resolved = registry_for_agent(
-                &deps.store,
-                vault.as_ref(),
-                &deps.policy,
-                deps.ledger.clone(),
-                tenant,
-                &agent.spec.enabled_tools,
-                config.tool_timeout,
-            )
-            .await?;
+            let resolved = deps
+                .tool_runtime()
+                .resolve(tenant, &agent.spec.enabled_tools)
+                .await?;
             for missing in &resolved.unavailable {
                 // Not offered to the model; `callbridge doctor` reports the same.
                 warn!(tenant = %tenant, tool = %missing.tool, reason = %missing.reason, "tool not offered");

@@ -7,6 +7,8 @@
 //! the command line: secret values are read from stdin, new master keys from the environment.
 //! Errors go to stderr as one line; exit code 1 for a refused operation, 2 for configuration.
 
+pub mod tools;
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -8,6 +8,7 @@
 
 pub mod capabilities;
 pub mod doctor;
+pub mod invoke;
 pub mod ledger;
 pub mod policy;
 pub mod redact;

@@ -13,6 +13,7 @@ mod auth;
 pub mod dto;
 pub mod error;
 mod handlers;
+mod tools;
 pub mod service;
 
 use std::sync::Arc;
@@ -41,11 +42,17 @@ pub struct ApiState {
     pub service: AdminService,
     /// `None`: no admin access (tenant keys still work).
     pub admin_key: Option<SecretString>,
+    /// Runs tenants' tools for `POST /tools/{tool}/invoke`; `None` answers 503.
+    pub tools: Option<crate::tools::invoke::ToolRuntime>,
 }
 
 impl ApiState {
     pub fn new(service: AdminService, admin_key: Option<SecretString>) -> Self {
-        Self { service, admin_key }
+        Self {
+            service,
+            admin_key,
+            tools: None,
+        }
     }
 
     /// From the server's shared state (its store, prompts, admin key and vault keyring).
@@ -54,10 +61,12 @@ impl ApiState {
             Some(keyring) => Ok(keyring.clone()),
             None => Err(crate::tenant::vault::VaultError::MissingMasterKey),
         };
-        Self::new(
+        let mut state = Self::new(
             AdminService::new(deps.store.clone(), deps.config.prompts_dir.clone(), keyring),
             deps.config.admin_key.clone(),
-        )
+        );
+        state.tools = Some(deps.tool_runtime());
+        state
     }
 }
 
@@ -125,6 +134,7 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
         ))
         .routes(routes!(handlers::generate_signing_secret))
         .routes(routes!(handlers::list_deliveries))
+        .routes(routes!(tools::invoke_tool))
 }
 
 /// The OpenAPI document (paths relative to `/api/v1`).

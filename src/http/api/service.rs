@@ -181,7 +181,11 @@ impl AdminService {
 
     /// The tenant `raw` names, if `who` may see it and it exists; NotFound otherwise, the same
     /// answer in both cases.
-    async fn tenant_scope(&self, who: &Principal, raw: &str) -> Result<TenantId, ServiceError> {
+    pub(crate) async fn tenant_scope(
+        &self,
+        who: &Principal,
+        raw: &str,
+    ) -> Result<TenantId, ServiceError> {
         let not_found = || ServiceError::NotFound(format!("tenant {raw:?}"));
         let id = TenantId::parse(raw).map_err(|_| not_found())?;
         if let Principal::Tenant(own) = who

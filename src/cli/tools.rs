@@ -1,0 +1,210 @@
+//! `callbridge tools list|invoke` and `callbridge doctor`: a tenant's tools outside a call, through
+//! the same resolver, policy, ledger and registry a call uses ([`ToolRuntime`]).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::store::{SqlStore, TenantId};
+use crate::tenant::vault::{Keyring, Vault, VaultError};
+use crate::tools::doctor;
+use crate::tools::invoke::{ToolRuntime, known_tools};
+use crate::tools::policy::{HttpPolicy, PolicyConfig};
+use crate::tools::store_ledger::StoreLedger;
+
+const DEFAULT_DATABASE_URL: &str = "sqlite://callbridge.db?mode=rwc";
+
+#[derive(Debug, Args)]
+pub struct ToolsArgs {
+    #[command(subcommand)]
+    command: ToolsCommand,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ToolsCommand {
+    /// Every tool; with --tenant, whether it is available to that tenant and why not.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Run one tool for a tenant exactly as a call would, and print what the model would get.
+    Invoke {
+        tool: String,
+        #[arg(long)]
+        tenant: String,
+        /// The tool's arguments, as JSON.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// The caller's number, as a call would pass it.
+        #[arg(long, default_value = "")]
+        caller: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Args)]
+struct RuntimeArgs {
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Deadline of one tool call or health check, in milliseconds.
+    #[arg(long, env = "CALLBRIDGE_TOOL_TIMEOUT_MS", default_value_t = 5_000)]
+    tool_timeout_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliToolsError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+async fn runtime(args: &RuntimeArgs) -> Result<ToolRuntime, CliToolsError> {
+    let url = args
+        .database_url
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    let store = SqlStore::open(&url)
+        .await
+        .map_err(|e| CliToolsError::Config(format!("DATABASE_URL: {e}")))?;
+    let keyring = match Keyring::from_env() {
+        Ok(keyring) => Some(keyring),
+        Err(VaultError::MissingMasterKey) => None,
+        Err(e) => return Err(CliToolsError::Config(e.to_string())),
+    };
+    let policy = HttpPolicy::new(PolicyConfig::default())
+        .map_err(|e| CliToolsError::Config(e.to_string()))?;
+    Ok(ToolRuntime {
+        ledger: std::sync::Arc::new(StoreLedger::new(store.clone())),
+        store,
+        keyring,
+        policy,
+        deadline: Duration::from_millis(args.tool_timeout_ms.clamp(100, 60_000)),
+    })
+}
+
+fn tenant_id(raw: &str) -> Result<TenantId, CliToolsError> {
+    TenantId::parse(raw).map_err(|e| CliToolsError::Failed(e.to_string()))
+}
+
+fn block_on<F: std::future::Future<Output = Result<ExitCode, CliToolsError>>>(f: F) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("callbridge: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match runtime.block_on(f) {
+        Ok(code) => code,
+        Err(CliToolsError::Config(e)) => {
+            eprintln!("callbridge: configuration error: {e}");
+            ExitCode::from(2)
+        }
+        Err(CliToolsError::Failed(e)) => {
+            eprintln!("callbridge: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `callbridge tools …`
+pub fn run_tools(args: ToolsArgs) -> ExitCode {
+    block_on(async move {
+        let runtime = runtime(&args.runtime).await?;
+        match args.command {
+            ToolsCommand::List { tenant: None } => {
+                for tool in known_tools() {
+                    println!("{tool}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            ToolsCommand::List {
+                tenant: Some(tenant),
+            } => {
+                let tenant = tenant_id(&tenant)?;
+                let all: Vec<String> = known_tools().into_iter().map(str::to_owned).collect();
+                let resolved = runtime
+                    .resolve(&tenant, &all)
+                    .await
+                    .map_err(|e| CliToolsError::Failed(e.to_string()))?;
+                println!("{:<24} {:<10} reason", "tool", "available");
+                for tool in &all {
+                    match resolved.unavailable.iter().find(|u| &u.tool == tool) {
+                        Some(missing) => println!("{tool:<24} {:<10} {}", "no", missing.reason),
+                        None => println!("{tool:<24} {:<10}", "yes"),
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            ToolsCommand::Invoke {
+                tool,
+                tenant,
+                args,
+                caller,
+            } => {
+                let tenant = tenant_id(&tenant)?;
+                let arguments: Value = serde_json::from_str(&args).map_err(|e| {
+                    CliToolsError::Failed(format!("--args is not valid JSON: {e}"))
+                })?;
+                let (output, outcome) = runtime
+                    .invoke(&tenant, &tool, &arguments, &caller)
+                    .await
+                    .map_err(|e| CliToolsError::Failed(e.to_string()))?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output).unwrap_or_default()
+                );
+                Ok(if outcome == "ok" {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
+        }
+    })
+}
+
+/// `callbridge doctor`: every configured connector of every tenant, checked with a harmless read.
+pub fn run_doctor(args: DoctorArgs) -> ExitCode {
+    block_on(async move {
+        let runtime = runtime(&args.runtime).await?;
+        let vault = runtime
+            .keyring
+            .clone()
+            .map(|keyring| Vault::new(runtime.store.clone(), keyring));
+        let rows = doctor::check_all(
+            &runtime.store,
+            vault.as_ref(),
+            &runtime.policy,
+            runtime.deadline,
+        )
+        .await
+        .map_err(|e| CliToolsError::Failed(e.to_string()))?;
+        print!("{}", doctor::format_table(&rows));
+        if vault.is_none() {
+            eprintln!(
+                "note: no master key (CALLBRIDGE_MASTER_KEY): connectors needing secrets cannot be checked"
+            );
+        }
+        Ok(if rows.iter().all(|r| r.is_ok()) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
+}

@@ -1,0 +1,113 @@
+//! Running a tenant's tools outside a call — `callbridge tools invoke`, `callbridge tools list`,
+//! `POST /api/v1/tools/{tool}/invoke` — through exactly the code a call uses: the per-tenant
+//! resolver (only connectors with credentials), the shared HTTP policy, the ledger, and
+//! [`ToolRegistry::run`] with its deadline and structured errors. It must not add a path of its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::capabilities::CAPABILITY_TOOLS;
+use super::ledger::SharedLedger;
+use super::policy::HttpPolicy;
+use super::resolver::{ResolveError, Resolved, registry_for_agent};
+use super::{ToolContext, builtin};
+use crate::store::{SqlStore, TenantId};
+use crate::tenant::vault::{Keyring, Vault};
+
+/// What running tools needs, shared by the server, the CLI and the API.
+#[derive(Clone)]
+pub struct ToolRuntime {
+    pub store: SqlStore,
+    pub keyring: Option<Keyring>,
+    pub policy: HttpPolicy,
+    pub ledger: SharedLedger,
+    pub deadline: Duration,
+}
+
+impl std::fmt::Debug for ToolRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolRuntime")
+            .field("vault", &self.keyring.is_some())
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+/// Why a tool could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("{0}")]
+    Resolve(#[from] ResolveError),
+    #[error("tool {tool:?} is not available for this tenant: {reason}")]
+    Unavailable { tool: String, reason: String },
+    #[error("unknown tool {0:?}")]
+    UnknownTool(String),
+}
+
+/// Every tool name a tenant may enable: the capability tools and the built-ins.
+pub fn known_tools() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = CAPABILITY_TOOLS.iter().map(|(name, _)| *name).collect();
+    names.push("get_current_time");
+    names
+}
+
+impl ToolRuntime {
+    fn vault(&self) -> Option<Vault<SqlStore>> {
+        self.keyring
+            .clone()
+            .map(|keyring| Vault::new(self.store.clone(), keyring))
+    }
+
+    /// The registry a call of `tenant` would get with `enabled` tools (the same resolver as calls).
+    pub async fn resolve(
+        &self,
+        tenant: &TenantId,
+        enabled: &[String],
+    ) -> Result<Resolved, ResolveError> {
+        let vault = self.vault();
+        registry_for_agent(
+            &self.store,
+            vault.as_ref(),
+            &self.policy,
+            self.ledger.clone(),
+            tenant,
+            enabled,
+            self.deadline,
+        )
+        .await
+    }
+
+    /// Runs `tool` for `tenant` with `arguments`, as a call would; returns the JSON output the model
+    /// would get and its outcome label.
+    pub async fn invoke(
+        &self,
+        tenant: &TenantId,
+        tool: &str,
+        arguments: &Value,
+        caller: &str,
+    ) -> Result<(Value, &'static str), InvokeError> {
+        if !known_tools().contains(&tool) && builtin(tool).is_none() {
+            return Err(InvokeError::UnknownTool(tool.to_owned()));
+        }
+        let resolved = self.resolve(tenant, &[tool.to_owned()]).await?;
+        if let Some(missing) = resolved.unavailable.iter().find(|u| u.tool == tool) {
+            return Err(InvokeError::Unavailable {
+                tool: tool.to_owned(),
+                reason: missing.reason.clone(),
+            });
+        }
+        let id = format!("{:016x}", rand::random::<u64>());
+        let context = ToolContext {
+            call_sid: format!("invoke-{id}"),
+            caller: caller.to_owned(),
+            called: String::new(),
+            tool_call_id: format!("call_{id}"),
+        };
+        let registry = Arc::new(resolved.registry);
+        let (output, outcome) = registry.run(context, tool, &arguments.to_string()).await;
+        let output = serde_json::from_str(&output).unwrap_or(Value::String(output));
+        Ok((output, outcome))
+    }
+}
