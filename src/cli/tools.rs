@@ -158,9 +158,8 @@ pub fn run_tools(args: ToolsArgs) -> ExitCode {
                 caller,
             } => {
                 let tenant = tenant_id(&tenant)?;
-                let arguments: Value = serde_json::from_str(&args).map_err(|e| {
-                    CliToolsError::Failed(format!("--args is not valid JSON: {e}"))
-                })?;
+                let arguments: Value = serde_json::from_str(&args)
+                    .map_err(|e| CliToolsError::Failed(format!("--args is not valid JSON: {e}")))?;
                 let (output, outcome) = runtime
                     .invoke(&tenant, &tool, &arguments, &caller)
                     .await

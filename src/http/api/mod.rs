@@ -13,8 +13,8 @@ mod auth;
 pub mod dto;
 pub mod error;
 mod handlers;
-mod tools;
 pub mod service;
+mod tools;
 
 use std::sync::Arc;
 
