@@ -750,6 +750,7 @@ async fn openapi_documents_every_route_without_auth() {
         ("/tenants/{tenant}/calls/{call}", &["get"]),
         ("/tenants/{tenant}/webhook", &["delete", "get", "put"]),
         ("/tenants/{tenant}/webhook/signing-secret", &["post"]),
+        ("/tools/{tool}/invoke", &["post"]),
         ("/tenants/{tenant}/webhook/deliveries", &["get"]),
     ];
     let paths = r.body["paths"].as_object().expect("paths");

@@ -198,7 +198,9 @@ struct LedgerMaps {
     by_key: HashMap<String, Entry>,
     /// (tenant, tool_call_id) → idempotency key, so the same call id finds the entry even if
     /// the model changed the arguments' formatting.
-    by_call_id: HashMap<(String, String), String>,
+    /// (tenant, phone call, model's tool call id) → idempotency key: tool call ids are only unique
+    /// within one phone call.
+    by_call_id: HashMap<(String, String, String), String>,
 }
 
 /// In-process ledger for a single bridge node. Entries live for `retention` after they start
@@ -250,7 +252,11 @@ impl ToolLedger for InMemoryLedger {
         let LedgerMaps { by_key, by_call_id } = &mut *maps;
         by_call_id.retain(|_, key| by_key.contains_key(key));
 
-        let call_id_key = (invocation.tenant.clone(), invocation.tool_call_id.clone());
+        let call_id_key = (
+            invocation.tenant.clone(),
+            invocation.call_id.clone(),
+            invocation.tool_call_id.clone(),
+        );
         let key = by_call_id
             .get(&call_id_key)
             .cloned()
@@ -348,6 +354,28 @@ mod tests {
         assert!(
             matches!(again, Begin::Done(ToolOutcome::Succeeded(v)) if v == json!({"booking": "b-1"}))
         );
+    }
+
+    #[tokio::test]
+    async fn the_same_tool_call_id_in_another_phone_call_is_a_different_call() {
+        let ledger = InMemoryLedger::default();
+        let Begin::Fresh { idempotency_key } = ledger
+            .begin(&invocation("CA1", "call_1", &json!({"slot": "10:00"})))
+            .await
+            .expect("begin")
+        else {
+            panic!("expected fresh")
+        };
+        ledger
+            .complete(&idempotency_key, json!({"booking": "b-1"}))
+            .await
+            .expect("complete");
+        // Another phone call reusing the model's id "call_1" for a different booking.
+        let other = ledger
+            .begin(&invocation("CA2", "call_1", &json!({"slot": "15:00"})))
+            .await
+            .expect("begin");
+        assert!(matches!(other, Begin::Fresh { .. }), "{other:?}");
     }
 
     #[tokio::test]
