@@ -52,11 +52,16 @@ impl ApiState {
 
     /// From the server's configuration; the vault's keyring comes from the environment.
     pub fn from_deps(deps: &CallDeps) -> Self {
-        Self::from_parts(
+        let mut state = Self::from_parts(
             deps.store.clone(),
             deps.config.prompts_dir.clone(),
             deps.config.admin_key.clone(),
-        )
+        );
+        match crate::campaign::Dialer::from_config(&deps.config) {
+            Ok(dialer) => state.service = state.service.with_dialer(dialer),
+            Err(e) => tracing::warn!(error = %e, "outbound calls disabled"),
+        }
+        state
     }
 
     fn from_parts(store: SqlStore, prompts_dir: PathBuf, admin_key: Option<SecretString>) -> Self {
@@ -119,6 +124,7 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
             handlers::get_secret,
             handlers::delete_secret
         ))
+        .routes(routes!(handlers::place_call))
         .routes(routes!(handlers::list_calls))
         .routes(routes!(handlers::get_call))
         .routes(routes!(
