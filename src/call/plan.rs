@@ -168,6 +168,8 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
             for name in &agent.spec.enabled_tools {
                 if let Some(tool) = tools::builtin(name) {
                     registry.register(tool);
+                } else if name == "opt_out" {
+                    registry.register(tools::opt_out(deps.store.clone(), tenant.clone()));
                 }
             }
             Ok(CallPlan {
