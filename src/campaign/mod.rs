@@ -1,5 +1,6 @@
-//! Outbound calling: placing one call compliantly ([`dialer`]), number validation, and (later)
-//! campaigns built on the same dialer.
+//! Outbound calling: placing one call compliantly ([`dialer`]), and the pure building blocks of
+//! campaigns: contact import from CSV ([`import`]) and recipient-local calling windows
+//! ([`window`]). The campaign store, pacing and leased dispatch are not built yet.
 //!
 //! It owns the rules applied before a number is dialled (valid E.164, not on the tenant's
 //! do-not-call list, a caller ID the tenant owns) and the call record written *before* the Twilio
@@ -8,6 +9,8 @@
 //! what this module wrote.
 
 pub mod dialer;
+pub mod import;
+pub mod window;
 
 pub use dialer::{
     DialError, Dialer, OutboundRequest, PlacedCall, Voicemail, normalize_number,
