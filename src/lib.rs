@@ -21,6 +21,7 @@
 
 pub mod audio;
 pub mod call;
+pub mod campaign;
 pub mod cli;
 pub mod config;
 pub mod connectors;

@@ -746,6 +746,7 @@ async fn openapi_documents_every_route_without_auth() {
             "/tenants/{tenant}/secrets/{name}",
             &["delete", "get", "put"],
         ),
+        ("/calls", &["post"]),
         ("/tenants/{tenant}/calls", &["get"]),
         ("/tenants/{tenant}/calls/{call}", &["get"]),
         ("/tenants/{tenant}/webhook", &["delete", "get", "put"]),

@@ -258,6 +258,8 @@ async fn run_started_call(
             EndReason::ProviderClosed(e.to_string())
         }
         Ok(plan) => {
+            // Outbound calls carry per-call prompt variables on their pre-created record.
+            let plan = plan.with_call_variables(&deps, &identity.call_sid).await;
             let journal = Journal::open(&deps, &identity).await;
             let mut recording = None;
             let reason = match connect_provider(plan.dialect.clone()).await {
@@ -1041,7 +1043,17 @@ impl Journal {
             twilio_call_sid: Some(identity.call_sid.clone()),
             status: CallStatus::InProgress,
         };
-        let call = match deps.store.create_call(&new_call).await {
+        // An outbound call's record was created before dialling: continue it, never duplicate it.
+        let existing = deps
+            .store
+            .call_by_twilio_sid(tenant, &identity.call_sid)
+            .await
+            .ok();
+        let created = match existing {
+            Some(call) => Ok(call),
+            None => deps.store.create_call(&new_call).await,
+        };
+        let call = match created {
             Ok(call) => call,
             Err(e) => {
                 deps.metrics.error("store_write_failed");

@@ -90,9 +90,23 @@ pub struct CallPlan {
     pub max_duration: Duration,
     pub silence_timeout: Duration,
     pub recording: bool,
+    /// Per-call prompt variables of an outbound call (`{{var.NAME}}`); empty for inbound calls.
+    /// Filled by [`CallPlan::with_call_variables`].
+    pub call_variables: std::collections::BTreeMap<String, String>,
 }
 
 impl CallPlan {
+    /// Loads the per-call variables of the outbound call `call_sid` (none for inbound calls).
+    pub async fn with_call_variables(mut self, deps: &CallDeps, call_sid: &str) -> Self {
+        if let Route::Agent { tenant, .. } = &self.route
+            && let Ok(call) = deps.store.call_by_twilio_sid(tenant, call_sid).await
+            && let Ok(outbound) = deps.store.outbound_call(&call.id).await
+        {
+            self.call_variables = outbound.variables;
+        }
+        self
+    }
+
     /// The session configuration for one call, with the prompt's variables filled in.
     pub fn session_config(&self, caller: &str, called: &str, call_sid: &str) -> SessionConfig {
         let audio_format = match self.dialect.provider_audio() {
@@ -100,16 +114,20 @@ impl CallPlan {
             ProviderAudio::Pcm16 { input_rate, .. } => AudioFormat::Pcm16 { rate: input_rate },
         };
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let call_variables: Vec<(String, &str)> = self
+            .call_variables
+            .iter()
+            .map(|(name, value)| (format!("{CALL_VARIABLE_PREFIX}{name}"), value.as_str()))
+            .collect();
+        let mut values: Vec<(&str, &str)> = vec![
+            ("caller", caller),
+            ("called", called),
+            ("call_sid", call_sid),
+            ("now_utc", &now),
+        ];
+        values.extend(call_variables.iter().map(|(k, v)| (k.as_str(), *v)));
         SessionConfig {
-            instructions: render_template(
-                &self.prompt_template,
-                &[
-                    ("caller", caller),
-                    ("called", called),
-                    ("call_sid", call_sid),
-                    ("now_utc", &now),
-                ],
-            ),
+            instructions: render_template(&self.prompt_template, &values),
             voice: self.voice.clone(),
             audio_format,
             tools: self.tools.declarations(),
@@ -154,11 +172,19 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
                 .tool_runtime()
                 .resolve(tenant, &agent.spec.enabled_tools)
                 .await?;
-            for missing in &resolved.unavailable {
+            for missing in resolved.unavailable.iter().filter(|m| m.tool != "opt_out") {
                 // Not offered to the model; `callbridge doctor` reports the same.
                 warn!(tenant = %tenant, tool = %missing.tool, reason = %missing.reason, "tool not offered");
             }
-            let registry = resolved.registry;
+            let mut registry = resolved.registry;
+            if agent
+                .spec
+                .enabled_tools
+                .iter()
+                .any(|name| name == "opt_out")
+            {
+                registry.register(crate::tools::opt_out(deps.store.clone(), tenant.clone()));
+            }
             Ok(CallPlan {
                 route: route.clone(),
                 dialect,
@@ -169,6 +195,7 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
                 max_duration: Duration::from_secs(agent.spec.max_duration_s.into()),
                 silence_timeout: Duration::from_secs(agent.spec.silence_timeout_s.into()),
                 recording: agent.spec.recording,
+                call_variables: Default::default(),
             })
         }
         Route::Default | Route::NotInService => Ok(CallPlan {
@@ -181,6 +208,7 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
             max_duration: config.max_call,
             silence_timeout: config.silence_timeout,
             recording: false,
+            call_variables: Default::default(),
         }),
     }
 }
@@ -254,6 +282,63 @@ pub fn load_prompt(dir: &Path, name: &str, config: &Config) -> Result<String, Pl
     let path = dir.join(format!("{name}.md"));
     let text = std::fs::read_to_string(&path)
         .map_err(|e| error(format!("cannot read {}: {e}", path.display())))?;
-    check_template(&text).map_err(error)?;
+    check_agent_template(&text).map_err(error)?;
     Ok(text)
+}
+
+/// Prefix of per-call variables in prompt templates (`{{var.name}}`).
+pub const CALL_VARIABLE_PREFIX: &str = "var.";
+
+/// [`check_template`] plus per-call variables `{{var.NAME}}` (NAME: letters, digits, `_`); a
+/// variable the call does not carry renders empty.
+pub fn check_agent_template(template: &str) -> Result<(), String> {
+    let mut fixed = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            break;
+        };
+        let name = after[..end].trim();
+        fixed.push_str(&rest[..start]);
+        match name.strip_prefix(CALL_VARIABLE_PREFIX) {
+            Some(var) => {
+                if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(format!(
+                        "call variable {{{{{name}}}}}: names are letters, digits and _"
+                    ));
+                }
+            }
+            None => fixed.push_str(&rest[start..start + 2 + end + 2]),
+        }
+        rest = &after[end + 2..];
+    }
+    fixed.push_str(rest);
+    check_template(&fixed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_variables_are_allowed_and_checked() {
+        assert!(
+            check_agent_template("Hi {{var.name}}, calling {{ called }} about {{var.plan_2}}")
+                .is_ok()
+        );
+        assert!(check_agent_template("{{var.}}").is_err());
+        assert!(check_agent_template("{{var.a-b}}").is_err());
+        assert!(check_agent_template("{{secret}} {{var.x}}").is_err());
+        assert!(check_agent_template("{{var.x").is_err());
+    }
+
+    #[test]
+    fn call_variables_render_into_instructions() {
+        let rendered = render_template(
+            "Hello {{var.name}} ({{caller}}){{var.missing}}",
+            &[("caller", "+1"), ("var.name", "Ana")],
+        );
+        assert_eq!(rendered, "Hello Ana (+1)");
+    }
 }

@@ -1,4 +1,4 @@
-//! The operator CLI: `callbridge tenant|number|agent|connector|secret|apikey|calls|webhook …`,
+//! The operator CLI: `callbridge tenant|number|agent|connector|secret|apikey|calls|webhook|call …`,
 //! mirroring the admin API and working directly against the database (`DATABASE_URL`). Every
 //! command calls the same [`AdminService`] method as the matching API endpoint, as the admin
 //! principal, and prints the same JSON view on stdout.
@@ -19,7 +19,8 @@ use serde::Serialize;
 
 use crate::http::api::dto::{
     AddNumberRequest, AgentRequest, ConnectorRequest, CreateTenantRequest,
-    GenerateSigningSecretRequest, RouteNumberRequest, UpdateTenantRequest, WebhookRequest,
+    GenerateSigningSecretRequest, PlaceCallRequest, RouteNumberRequest, UpdateTenantRequest,
+    VoicemailOption, WebhookRequest,
 };
 use crate::http::api::service::{AdminService, NEW_MASTER_KEY_ENV, Principal, ServiceError};
 use crate::store::SqlStore;
@@ -58,6 +59,37 @@ pub enum AdminCommand {
     Calls(CallsArgs),
     /// Post-call webhook settings.
     Webhook(WebhookArgs),
+    /// Place one outbound call (`callbridge call +15551234567 --tenant T --agent A --var name=Ana`).
+    Call(CallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// Number to call, E.164.
+    to: String,
+    #[arg(long)]
+    tenant: String,
+    /// Agent id or name.
+    #[arg(long)]
+    agent: String,
+    /// Prompt variable `NAME=VALUE` (`{{var.NAME}}` in the template); repeatable.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    variables: Vec<String>,
+    /// With answering machine detection: hang up on a machine.
+    #[arg(long, conflicts_with = "voicemail_message")]
+    voicemail_hangup: bool,
+    /// With answering machine detection: leave this message after the beep.
+    #[arg(long)]
+    voicemail_message: Option<String>,
+    /// Where Twilio reaches this bridge's webhooks.
+    #[arg(long, env = "PUBLIC_URL")]
+    public_url: String,
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    twilio_account_sid: String,
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    twilio_auth_token: String,
+    #[command(flatten)]
+    db: DbArgs,
 }
 
 #[derive(Debug, Args)]
@@ -630,6 +662,45 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
                     print(&svc.revoke_api_key(&admin, &tenant, &key_id).await?)
                 }
             }
+        }
+        AdminCommand::Call(args) => {
+            let rest = crate::twilio::rest::TwilioRest::from_env(
+                &args.twilio_account_sid,
+                &args.twilio_auth_token,
+            )
+            .map_err(|e| CliError::Config(format!("Twilio: {e}")))?;
+            let dialer =
+                crate::campaign::Dialer::new(rest, &args.public_url, &args.twilio_auth_token);
+            let svc = open(&args.db).await?.with_dialer(dialer);
+            let mut variables = std::collections::BTreeMap::new();
+            for pair in &args.variables {
+                let (name, value) = pair.split_once('=').ok_or_else(|| {
+                    CliError::Service(ServiceError::Invalid {
+                        field: "var".into(),
+                        message: format!("{pair:?} is not NAME=VALUE"),
+                    })
+                })?;
+                variables.insert(name.to_owned(), value.to_owned());
+            }
+            let voicemail = match (&args.voicemail_message, args.voicemail_hangup) {
+                (Some(text), _) => Some(VoicemailOption {
+                    action: "message".into(),
+                    message: Some(text.clone()),
+                }),
+                (None, true) => Some(VoicemailOption {
+                    action: "hangup".into(),
+                    message: None,
+                }),
+                (None, false) => None,
+            };
+            let request = PlaceCallRequest {
+                tenant: Some(args.tenant.clone()),
+                to: args.to.clone(),
+                agent: args.agent.clone(),
+                variables,
+                voicemail,
+            };
+            print(&svc.place_call(&admin, &request).await?)
         }
         AdminCommand::Calls(args) => {
             let svc = open(&args.db).await?;

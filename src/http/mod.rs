@@ -1,4 +1,5 @@
-//! The HTTP surface (axum): Twilio's voice webhook and media WebSocket, health and metrics.
+//! The HTTP surface (axum): Twilio's voice webhook, media WebSocket and outbound call callbacks
+//! (status, answering machine detection), health and metrics.
 //!
 //! Owns routing, request validation (signatures) and responses. It must not hold call state: an
 //! accepted media socket is handed to the call driver.
@@ -19,6 +20,8 @@ pub fn router(deps: CallDeps) -> Router {
     Router::new()
         .route("/twilio/voice", post(twilio::voice_webhook))
         .route("/twilio/media", get(twilio::media_socket))
+        .route("/twilio/status", post(twilio::status_callback))
+        .route("/twilio/amd", post(twilio::amd_callback))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .nest("/api/v1", api::router(&deps))

@@ -30,6 +30,7 @@
 
 mod error;
 mod model;
+mod outbound;
 mod outbox;
 mod sql;
 
@@ -42,6 +43,7 @@ pub use model::{
     LedgerEntry, LedgerStatus, NewCall, NewLedgerEntry, NewSealedSecret, NewTenant, PhoneNumber,
     ResealedSecret, SealedSecret, SecretInfo, Tenant, TenantId,
 };
+pub use outbound::{DoNotCallEntry, MachineAction, OutboundCall, is_final, status_rank};
 pub use outbox::{
     NewOutboxMessage, OutboxMessage, OutboxStatus, WebhookSettings, WebhookSettingsSpec,
     enqueue_outbox,

@@ -382,7 +382,7 @@ fn api_key_from_row(row: &AnyRow) -> StoreResult<ApiKey> {
     })
 }
 
-fn call_from_row(row: &AnyRow) -> StoreResult<Call> {
+pub(super) fn call_from_row(row: &AnyRow) -> StoreResult<Call> {
     let direction: String = row.try_get("direction")?;
     let status: String = row.try_get("status")?;
     Ok(Call {

@@ -193,6 +193,62 @@ impl Tool for CurrentTime {
     }
 }
 
+/// `opt_out`: the person on the line asked not to be called again. Bound to one tenant when the
+/// call is planned; the person's number is whichever side of the call is not one of the tenant's
+/// own numbers (the callee of an outbound call, the caller of an inbound one), so the tool needs
+/// nothing beyond the standard [`ToolContext`]. The number is on the do-not-call list before the
+/// tool answers.
+pub struct OptOut {
+    store: crate::store::SqlStore,
+    tenant: crate::store::TenantId,
+}
+
+/// The `opt_out` tool for `tenant`'s calls.
+pub fn opt_out(store: crate::store::SqlStore, tenant: crate::store::TenantId) -> Arc<dyn Tool> {
+    Arc::new(OptOut { store, tenant })
+}
+
+impl Tool for OptOut {
+    fn declaration(&self) -> ToolDeclaration {
+        ToolDeclaration {
+            name: "opt_out".into(),
+            description: "The person asked not to be called again. Call this immediately when \
+                          they say so; afterwards confirm they will not be called and end politely."
+                .into(),
+            parameters: json!({"type": "object", "properties": {}}),
+        }
+    }
+
+    fn invoke(&self, context: ToolContext, _arguments: Value) -> ToolFuture {
+        use crate::store::{E164, Store};
+        let store = self.store.clone();
+        let tenant = self.tenant.clone();
+        Box::pin(async move {
+            let unavailable = |_| ToolError::Failed("The request could not be saved.".into());
+            let own: Vec<String> = store
+                .list_numbers(&tenant)
+                .await
+                .map_err(unavailable)?
+                .into_iter()
+                .map(|n| n.e164.as_str().to_owned())
+                .collect();
+            let person = if own.contains(&context.caller) {
+                &context.called
+            } else {
+                &context.caller
+            };
+            let number = E164::parse(person).map_err(|_| {
+                ToolError::Failed("The caller's number is unknown, so it cannot be blocked.".into())
+            })?;
+            store
+                .add_do_not_call(&tenant, &number, "opt_out")
+                .await
+                .map_err(unavailable)?;
+            Ok(json!({ "opted_out": true }))
+        })
+    }
+}
+
 /// The built-in tools by name, for configuration.
 pub fn builtin(name: &str) -> Option<Arc<dyn Tool>> {
     match name {

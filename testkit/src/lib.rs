@@ -7,6 +7,7 @@
 pub mod fake_gemini;
 pub mod fake_realtime;
 pub mod fake_twilio;
+pub mod fake_twilio_rest;
 pub mod ulaw;
 
 use std::net::SocketAddr;

@@ -476,3 +476,42 @@ impl From<OutboxMessage> for DeliveryView {
         }
     }
 }
+
+// --- outbound calls -------------------------------------------------------------------------------
+
+/// What to do when answering machine detection reports a machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoicemailOption {
+    /// `hangup` or `message`.
+    pub action: String,
+    /// Spoken after the beep when `action` is `message`.
+    pub message: Option<String>,
+}
+
+/// `POST /calls`: place one outbound call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceCallRequest {
+    /// The tenant placing the call; required with the admin key, optional with a tenant key.
+    pub tenant: Option<String>,
+    /// Number to call, E.164 (`+15551234567`).
+    pub to: String,
+    /// Agent id or name.
+    pub agent: String,
+    /// Per-call prompt variables, used as `{{var.NAME}}` in the agent's prompt template.
+    #[serde(default)]
+    pub variables: std::collections::BTreeMap<String, String>,
+    /// Answering machine detection; absent: off.
+    pub voicemail: Option<VoicemailOption>,
+}
+
+/// A call Twilio accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PlacedCallView {
+    pub call_id: String,
+    pub twilio_call_sid: String,
+    pub from: String,
+    pub to: String,
+    pub status: String,
+}

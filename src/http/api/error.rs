@@ -87,6 +87,9 @@ impl From<ServiceError> for ApiError {
                 "vault_unavailable",
                 message,
             ),
+            ServiceError::Unavailable(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
             ServiceError::Internal(detail) => {
                 tracing::error!(error = %detail, "admin API internal error");
                 Self::new(

@@ -436,6 +436,25 @@ pub(super) async fn delete_secret(
 
 // --- calls -------------------------------------------------------------------------------------
 
+#[utoipa::path(post, path = "/calls", tag = "calls",
+    request_body = PlaceCallRequest,
+    responses((status = 201, description = "Twilio accepted the call", body = PlacedCallView),
+        (status = 409, description = "Number on the do-not-call list, or no caller ID", body = ErrorBody),
+        (status = 503, description = "Outbound calling unavailable or Twilio rate limiting", body = ErrorBody),
+        ApiErrors),
+    security(("bearer" = [])))]
+pub(super) async fn place_call(
+    State(s): Svc,
+    Extension(who): Who,
+    body: Body<PlaceCallRequest>,
+) -> ApiResult<(StatusCode, Json<PlacedCallView>)> {
+    let Json(request) = body?;
+    Ok((
+        StatusCode::CREATED,
+        Json(s.service.place_call(&who, &request).await?),
+    ))
+}
+
 #[utoipa::path(get, path = "/tenants/{tenant}/calls", tag = "calls",
     params(("tenant" = String, Path, description = "Tenant id"), CallsQuery),
     responses((status = 200, description = "Most recent calls first", body = Vec<CallView>), ApiErrors),

@@ -66,6 +66,10 @@ impl ApiState {
             deps.config.admin_key.clone(),
         );
         state.tools = Some(deps.tool_runtime());
+        match crate::campaign::Dialer::from_config(&deps.config) {
+            Ok(dialer) => state.service = state.service.with_dialer(dialer),
+            Err(e) => tracing::warn!(error = %e, "outbound calls disabled"),
+        }
         state
     }
 }
@@ -125,6 +129,7 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
             handlers::get_secret,
             handlers::delete_secret
         ))
+        .routes(routes!(handlers::place_call))
         .routes(routes!(handlers::list_calls))
         .routes(routes!(handlers::get_call))
         .routes(routes!(

@@ -72,6 +72,9 @@ pub enum ServiceError {
     /// A failure that is not the caller's fault; details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A dependency (Twilio) is temporarily unavailable or rate limiting; try again later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl ServiceError {
@@ -138,6 +141,8 @@ pub struct AdminService {
     prompts_dir: PathBuf,
     /// `Err` holds why secrets are unavailable (no or bad master key), for the 503 message.
     vault: Result<Vault<SqlStore>, String>,
+    /// Places outbound calls; `None` when Twilio REST is not configured.
+    dialer: Option<crate::campaign::Dialer>,
 }
 
 impl AdminService {
@@ -161,7 +166,14 @@ impl AdminService {
             store,
             prompts_dir,
             vault,
+            dialer: None,
         }
+    }
+
+    /// Enables outbound calls through `dialer`.
+    pub fn with_dialer(mut self, dialer: crate::campaign::Dialer) -> Self {
+        self.dialer = Some(dialer);
+        self
     }
 
     /// [`AdminService::new`] with the keyring from the environment.
@@ -394,9 +406,11 @@ impl AdminService {
             name: name.to_owned(),
             message,
         })?;
-        crate::config::check_template(&text).map_err(|message| ServiceError::InvalidPrompt {
-            name: name.to_owned(),
-            message,
+        crate::call::plan::check_agent_template(&text).map_err(|message| {
+            ServiceError::InvalidPrompt {
+                name: name.to_owned(),
+                message,
+            }
         })
     }
 
@@ -743,6 +757,107 @@ impl AdminService {
         Self::admin_only(who, "looking up a call without its tenant")?;
         let tenant = self.store.call_tenant(call_id).await?;
         self.get_call(who, tenant.as_str(), call_id).await
+    }
+
+    // --- outbound calls ----------------------------------------------------------------------
+
+    /// Places one outbound call for the tenant (`request.tenant`, or the caller's own tenant).
+    pub async fn place_call(
+        &self,
+        who: &Principal,
+        request: &PlaceCallRequest,
+    ) -> Result<PlacedCallView, ServiceError> {
+        use crate::campaign::{DialError, OutboundRequest, Voicemail};
+        use crate::twilio::rest::TwilioError;
+        let tenant_raw = match (who, &request.tenant) {
+            (_, Some(tenant)) => tenant.clone(),
+            (Principal::Tenant(own), None) => own.as_str().to_owned(),
+            (Principal::Admin, None) => {
+                return Err(ServiceError::invalid(
+                    "tenant",
+                    "required with the admin key",
+                ));
+            }
+        };
+        let tenant = self.tenant_scope(who, &tenant_raw).await?;
+        let dialer = self.dialer.as_ref().ok_or_else(|| {
+            ServiceError::Unavailable("outbound calling is not configured on this server".into())
+        })?;
+        let agent = self.find_agent(&tenant, &request.agent).await?;
+        let voicemail = match &request.voicemail {
+            None => None,
+            Some(option) => Some(match (option.action.as_str(), &option.message) {
+                ("hangup", _) => Voicemail::HangUp,
+                ("message", Some(text)) if !text.trim().is_empty() => {
+                    Voicemail::LeaveMessage(text.clone())
+                }
+                ("message", _) => {
+                    return Err(ServiceError::invalid(
+                        "voicemail.message",
+                        "required when action is message",
+                    ));
+                }
+                _ => {
+                    return Err(ServiceError::invalid(
+                        "voicemail.action",
+                        "must be hangup or message",
+                    ));
+                }
+            }),
+        };
+        let outbound = OutboundRequest {
+            tenant: tenant.clone(),
+            agent_id: agent,
+            to: request.to.clone(),
+            variables: request.variables.clone(),
+            voicemail,
+        };
+        let placed = dialer
+            .place(&self.store, &outbound)
+            .await
+            .map_err(|e| match e {
+                DialError::InvalidNumber { .. } => ServiceError::invalid("to", e.to_string()),
+                DialError::InvalidVariable { .. } => {
+                    ServiceError::invalid("variables", e.to_string())
+                }
+                DialError::DoNotCall(_) | DialError::NoCallerId(_) => {
+                    ServiceError::Conflict(e.to_string())
+                }
+                DialError::Store(store) => store.into(),
+                DialError::Twilio(TwilioError::InvalidNumber { .. }) => {
+                    ServiceError::invalid("to", e.to_string())
+                }
+                DialError::Twilio(TwilioError::UnverifiedCallerId { .. }) => {
+                    ServiceError::Conflict(e.to_string())
+                }
+                DialError::Twilio(twilio) if twilio.is_transient() => {
+                    ServiceError::Unavailable(twilio.to_string())
+                }
+                DialError::Twilio(twilio) => ServiceError::Internal(twilio.to_string()),
+            })?;
+        Ok(PlacedCallView {
+            call_id: placed.call_id,
+            twilio_call_sid: placed.call_sid,
+            from: placed.from.as_str().to_owned(),
+            to: placed.to.as_str().to_owned(),
+            status: "queued".into(),
+        })
+    }
+
+    /// An agent of the tenant by id or by name.
+    async fn find_agent(&self, tenant: &TenantId, agent: &str) -> Result<String, ServiceError> {
+        match self.store.agent(tenant, agent).await {
+            Ok(found) => return Ok(found.id),
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.store
+            .list_agents(tenant)
+            .await?
+            .into_iter()
+            .find(|a| a.spec.name == agent)
+            .map(|a| a.id)
+            .ok_or_else(|| ServiceError::NotFound(format!("agent {agent:?}")))
     }
 
     // --- webhook -----------------------------------------------------------------------------
