@@ -174,7 +174,15 @@ async fn the_called_number_selects_the_tenants_agent_and_the_call_is_recorded() 
     );
 
     // …and the call.ended webhook is waiting in the durable outbox.
-    let outbox = bridge.store.list_outbox(&tenant, 10).await.unwrap();
+    // (queued right after the call row is finished, by the same writer task: wait for it)
+    let mut outbox = Vec::new();
+    for _ in 0..100 {
+        outbox = bridge.store.list_outbox(&tenant, 10).await.unwrap();
+        if !outbox.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(outbox.len(), 1);
     assert_eq!(outbox[0].event_type, "call.ended");
     let payload: Value = serde_json::from_str(&outbox[0].payload).unwrap();
