@@ -503,46 +503,79 @@ fn validate_public_url(url: &str) -> Result<(String, String), ConfigError> {
     }
 }
 
-/// Checks that a template only uses known `{{variables}}`.
-pub fn check_template(template: &str) -> Result<(), String> {
+/// One piece of a prompt template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplatePart<'a> {
+    Text(&'a str),
+    /// The trimmed name inside `{{ }}`.
+    Variable(&'a str),
+    /// A `{{` with no closing `}}`, and everything after it.
+    Unclosed(&'a str),
+}
+
+/// Splits a template into text and `{{variables}}`: the one scanner every template check and
+/// render goes through.
+pub fn template_parts(template: &str) -> Vec<TemplatePart<'_>> {
+    let mut parts = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| "a {{ is never closed".to_owned())?;
-        let name = after[..end].trim();
-        if !PROMPT_VARIABLES.contains(&name) {
-            return Err(format!(
-                "unknown template variable {{{{{name}}}}} (known: {})",
-                PROMPT_VARIABLES.join(", ")
-            ));
+        if start > 0 {
+            parts.push(TemplatePart::Text(&rest[..start]));
         }
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            parts.push(TemplatePart::Unclosed(&rest[start..]));
+            return parts;
+        };
+        parts.push(TemplatePart::Variable(after[..end].trim()));
         rest = &after[end + 2..];
+    }
+    if !rest.is_empty() {
+        parts.push(TemplatePart::Text(rest));
+    }
+    parts
+}
+
+/// The error for a `{{name}}` that is not one of [`PROMPT_VARIABLES`], or `None` when it is.
+pub fn unknown_variable(name: &str) -> Option<String> {
+    (!PROMPT_VARIABLES.contains(&name)).then(|| {
+        format!(
+            "unknown template variable {{{{{name}}}}} (known: {})",
+            PROMPT_VARIABLES.join(", ")
+        )
+    })
+}
+
+/// Checks that a template only uses known `{{variables}}`.
+pub fn check_template(template: &str) -> Result<(), String> {
+    for part in template_parts(template) {
+        match part {
+            TemplatePart::Text(_) => {}
+            TemplatePart::Unclosed(_) => return Err("a {{ is never closed".to_owned()),
+            TemplatePart::Variable(name) => {
+                if let Some(error) = unknown_variable(name) {
+                    return Err(error);
+                }
+            }
+        }
     }
     Ok(())
 }
 
-/// Fills a checked template's `{{variables}}` from `values`.
+/// Fills a checked template's `{{variables}}` from `values` (unknown ones render empty).
 pub fn render_template(template: &str, values: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(template.len() + 64);
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let name = after[..end].trim();
-        let value = values
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map_or("", |(_, v)| *v);
-        out.push_str(value);
-        rest = &after[end + 2..];
+    for part in template_parts(template) {
+        match part {
+            TemplatePart::Text(text) | TemplatePart::Unclosed(text) => out.push_str(text),
+            TemplatePart::Variable(name) => out.push_str(
+                values
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map_or("", |(_, v)| *v),
+            ),
+        }
     }
-    out.push_str(rest);
     out
 }
 

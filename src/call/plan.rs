@@ -13,7 +13,9 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use super::driver::CallDeps;
-use crate::config::{Config, UnroutedCalls, check_template, render_template};
+use crate::config::{
+    Config, TemplatePart, UnroutedCalls, render_template, template_parts, unknown_variable,
+};
 use crate::realtime::gemini::GeminiDialect;
 use crate::realtime::openai::OpenAiDialect;
 use crate::realtime::xai::XaiDialect;
@@ -58,6 +60,8 @@ impl Route {
 /// Why a call cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    #[error("no tenant owns the called number")]
+    NotInService,
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("agent uses provider {0:?}, which this server does not offer")]
@@ -198,7 +202,9 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
                 call_variables: Default::default(),
             })
         }
-        Route::Default | Route::NotInService => Ok(CallPlan {
+        // Nobody answers such a call: the webhook says "not in service" before any plan is made.
+        Route::NotInService => Err(PlanError::NotInService),
+        Route::Default => Ok(CallPlan {
             route: Route::Default,
             dialect: deps.dialect.clone(),
             voice: config.voice.clone(),
@@ -289,32 +295,31 @@ pub fn load_prompt(dir: &Path, name: &str, config: &Config) -> Result<String, Pl
 /// Prefix of per-call variables in prompt templates (`{{var.name}}`).
 pub const CALL_VARIABLE_PREFIX: &str = "var.";
 
-/// [`check_template`] plus per-call variables `{{var.NAME}}` (NAME: letters, digits, `_`); a
+/// [`crate::config::check_template`] plus per-call variables `{{var.NAME}}` (NAME: letters, digits, `_`); a
 /// variable the call does not carry renders empty.
 pub fn check_agent_template(template: &str) -> Result<(), String> {
-    let mut fixed = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            break;
-        };
-        let name = after[..end].trim();
-        fixed.push_str(&rest[..start]);
-        match name.strip_prefix(CALL_VARIABLE_PREFIX) {
-            Some(var) => {
-                if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(format!(
-                        "call variable {{{{{name}}}}}: names are letters, digits and _"
-                    ));
+    for part in template_parts(template) {
+        match part {
+            TemplatePart::Text(_) => {}
+            TemplatePart::Unclosed(_) => return Err("a {{ is never closed".to_owned()),
+            TemplatePart::Variable(name) => match name.strip_prefix(CALL_VARIABLE_PREFIX) {
+                Some(var) => {
+                    if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    {
+                        return Err(format!(
+                            "call variable {{{{{name}}}}}: names are letters, digits and _"
+                        ));
+                    }
                 }
-            }
-            None => fixed.push_str(&rest[start..start + 2 + end + 2]),
+                None => {
+                    if let Some(error) = unknown_variable(name) {
+                        return Err(error);
+                    }
+                }
+            },
         }
-        rest = &after[end + 2..];
     }
-    fixed.push_str(rest);
-    check_template(&fixed)
+    Ok(())
 }
 
 #[cfg(test)]
