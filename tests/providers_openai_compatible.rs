@@ -152,10 +152,15 @@ async fn xai_barge_in_cancels_from_the_bridge_and_does_not_truncate() {
     assert!(report.played.iter().any(|(_, b)| *b == 0x44));
 }
 
-#[tokio::test]
-async fn xai_tool_call_result_goes_back_as_a_function_call_output() {
-    let xai = FakeRealtime::start(Behaviour {
-        flavor: Flavor::Xai,
+/// A call whose provider (`flavor`, agent `provider`) asks for `get_current_time`, then speaks
+/// 300 ms; returns what the fake provider received and what the caller heard.
+async fn tool_call_round_trip(
+    flavor: Flavor,
+    provider: &str,
+    call_sid: &str,
+) -> (SessionLog, callbridge_testkit::fake_twilio::CallReport) {
+    let fake = FakeRealtime::start(Behaviour {
+        flavor,
         script: vec![
             Turn::CallTools(vec![("get_current_time".into(), json!({}))]),
             say(300, 0x55, "It is noon."),
@@ -163,11 +168,11 @@ async fn xai_tool_call_result_goes_back_as_a_function_call_output() {
         ..Behaviour::default()
     })
     .await;
-    let (bridge, _openai, _tenant) = bridge_with("xai", &xai).await;
+    let (bridge, _openai, _tenant) = bridge_with(provider, &fake).await;
     let report = bridge
         .twilio()
         .call(
-            "CA30000000000000000000000000000003",
+            call_sid,
             CallScript {
                 hang_up_after_ms: Some(1_800),
                 max_ms: 6_000,
@@ -176,13 +181,20 @@ async fn xai_tool_call_result_goes_back_as_a_function_call_output() {
         )
         .await
         .unwrap();
-    let log = &xai.recorder.sessions()[0];
+    let log = fake.recorder.sessions().remove(0);
     assert!(
         log.errors_sent.is_empty(),
-        "fake xAI refused: {:?}",
+        "fake {provider} refused: {:?}",
         log.errors_sent
     );
-    let items = received_of(log, "conversation.item.create");
+    (log, report)
+}
+
+#[tokio::test]
+async fn xai_tool_call_result_goes_back_as_a_function_call_output() {
+    let (log, report) =
+        tool_call_round_trip(Flavor::Xai, "xai", "CA30000000000000000000000000000003").await;
+    let items = received_of(&log, "conversation.item.create");
     assert_eq!(items[0]["item"]["type"], "function_call_output");
     assert_eq!(report.played.iter().filter(|(_, b)| *b == 0x55).count(), 15);
 }
@@ -284,38 +296,12 @@ async fn azure_barge_in_truncates_at_what_was_heard() {
 
 #[tokio::test]
 async fn azure_tool_call_round_trips() {
-    let azure = FakeRealtime::start(Behaviour {
-        flavor: Flavor::Azure,
-        script: vec![
-            Turn::CallTools(vec![("get_current_time".into(), json!({}))]),
-            say(300, 0x55, "It is noon."),
-        ],
-        ..Behaviour::default()
-    })
-    .await;
-    let (bridge, _openai, _tenant) = bridge_with("azure", &azure).await;
-    let report = bridge
-        .twilio()
-        .call(
-            "CA30000000000000000000000000000007",
-            CallScript {
-                hang_up_after_ms: Some(1_800),
-                max_ms: 6_000,
-                ..CallScript::default()
-            },
-        )
-        .await
-        .unwrap();
-    let log = &azure.recorder.sessions()[0];
-    assert!(
-        log.errors_sent.is_empty(),
-        "fake Azure refused: {:?}",
-        log.errors_sent
-    );
-    let items = received_of(log, "conversation.item.create");
+    let (log, report) =
+        tool_call_round_trip(Flavor::Azure, "azure", "CA30000000000000000000000000000007").await;
+    let items = received_of(&log, "conversation.item.create");
     assert_eq!(items[0]["item"]["type"], "function_call_output");
     assert_eq!(
-        received_of(log, "response.create").len(),
+        received_of(&log, "response.create").len(),
         2,
         "greeting, then after the tool"
     );
