@@ -97,6 +97,23 @@ pub struct ServeArgs {
     pub gemini_api_key: Option<String>,
     #[arg(long, env = "GEMINI_LIVE_URL")]
     pub gemini_live_url: Option<String>,
+    /// Whether this node runs the campaign dispatcher (default true).
+    #[arg(long, env = "CALLBRIDGE_CAMPAIGNS")]
+    pub campaigns: Option<bool>,
+    /// This node's name in campaign leases (default: random per process); unique per node.
+    #[arg(long, env = "CALLBRIDGE_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Pause between dispatcher passes, in milliseconds (default 250).
+    #[arg(long, env = "CALLBRIDGE_CAMPAIGN_TICK_MS")]
+    pub campaign_tick_ms: Option<u64>,
+    /// Seconds a claimed contact stays leased before another node reconciles it (default 60,
+    /// at least 30).
+    #[arg(long, env = "CALLBRIDGE_CAMPAIGN_LEASE_SECS")]
+    pub campaign_lease_secs: Option<u64>,
+    /// Seconds a campaign call may go without a status callback before Twilio is asked (default
+    /// 600).
+    #[arg(long, env = "CALLBRIDGE_CAMPAIGN_CALL_CHECK_SECS")]
+    pub campaign_call_check_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +146,11 @@ struct FileConfig {
     azure_openai_endpoint: Option<String>,
     gemini_api_key: Option<String>,
     gemini_live_url: Option<String>,
+    campaigns: Option<bool>,
+    node_id: Option<String>,
+    campaign_tick_ms: Option<u64>,
+    campaign_lease_secs: Option<u64>,
+    campaign_call_check_secs: Option<u64>,
 }
 
 /// A configuration problem, naming the variable to fix.
@@ -194,6 +216,17 @@ pub struct Config {
     pub xai: Option<ProviderAccess>,
     pub azure: Option<ProviderAccess>,
     pub gemini: Option<ProviderAccess>,
+    pub campaigns: CampaignSettings,
+}
+
+/// The campaign dispatcher's settings on this node.
+#[derive(Debug, Clone)]
+pub struct CampaignSettings {
+    pub enabled: bool,
+    pub node_id: Option<String>,
+    pub tick: Duration,
+    pub lease: Duration,
+    pub call_check: Duration,
 }
 
 /// How to reach one realtime provider: its key and its realtime endpoint (for Azure, the
@@ -258,6 +291,13 @@ impl Config {
         }
         let twilio_auth_token = required(pick!(twilio_auth_token), "TWILIO_AUTH_TOKEN")?;
         let openai_api_key = required(pick!(openai_api_key), "OPENAI_API_KEY")?;
+        let campaigns = campaign_settings(
+            pick!(campaigns),
+            pick!(node_id),
+            pick!(campaign_tick_ms),
+            pick!(campaign_lease_secs),
+            pick!(campaign_call_check_secs),
+        )?;
 
         let openai_realtime_url =
             pick!(openai_realtime_url).unwrap_or_else(|| "wss://api.openai.com/v1/realtime".into());
@@ -453,6 +493,7 @@ impl Config {
             xai,
             azure,
             gemini,
+            campaigns,
         })
     }
 
@@ -460,6 +501,57 @@ impl Config {
     pub fn media_url(&self) -> String {
         format!("{}/twilio/media", self.public_ws_url)
     }
+}
+
+fn campaign_settings(
+    enabled: Option<bool>,
+    node_id: Option<String>,
+    tick_ms: Option<u64>,
+    lease_secs: Option<u64>,
+    call_check_secs: Option<u64>,
+) -> Result<CampaignSettings, ConfigError> {
+    let tick_ms = tick_ms.unwrap_or(250);
+    if !(10..=60_000).contains(&tick_ms) {
+        return Err(invalid(
+            "CALLBRIDGE_CAMPAIGN_TICK_MS",
+            "must be 10 to 60000",
+        ));
+    }
+    let lease_secs = lease_secs.unwrap_or(60);
+    if !(30..=3600).contains(&lease_secs) {
+        return Err(invalid(
+            "CALLBRIDGE_CAMPAIGN_LEASE_SECS",
+            "must be 30 to 3600 (at least twice the 15 s Twilio request timeout)",
+        ));
+    }
+    let call_check_secs = call_check_secs.unwrap_or(600);
+    if !(1..=86_400).contains(&call_check_secs) {
+        return Err(invalid(
+            "CALLBRIDGE_CAMPAIGN_CALL_CHECK_SECS",
+            "must be 1 to 86400",
+        ));
+    }
+    let node_id = node_id
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty());
+    if let Some(node) = &node_id
+        && (node.len() > 64
+            || !node
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'))
+    {
+        return Err(invalid(
+            "CALLBRIDGE_NODE_ID",
+            "must be 1 to 64 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    Ok(CampaignSettings {
+        enabled: enabled.unwrap_or(true),
+        node_id,
+        tick: Duration::from_millis(tick_ms),
+        lease: Duration::from_secs(lease_secs),
+        call_check: Duration::from_secs(call_check_secs),
+    })
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

@@ -98,6 +98,7 @@ async fn serve(deps: callbridge::call::driver::CallDeps) -> anyhow::Result<()> {
         deps.store.clone(),
         callbridge::webhooks::WorkerOptions::default(),
     );
+    let campaigns = start_campaigns(&deps)?;
     let listen = deps.config.listen;
     let public_url = deps.config.public_url.clone();
     let app = callbridge::http::router(deps);
@@ -115,7 +116,39 @@ async fn serve(deps: callbridge::call::driver::CallDeps) -> anyhow::Result<()> {
     if let Some(worker) = webhooks {
         worker.shutdown().await;
     }
+    if let Some(dispatcher) = campaigns {
+        dispatcher.shutdown().await;
+    }
     Ok(())
+}
+
+/// Starts this node's campaign dispatcher unless `CALLBRIDGE_CAMPAIGNS=false`.
+fn start_campaigns(
+    deps: &callbridge::call::driver::CallDeps,
+) -> anyhow::Result<Option<callbridge::campaign::RunnerHandle>> {
+    let settings = &deps.config.campaigns;
+    if !settings.enabled {
+        info!("campaign dispatcher off on this node (CALLBRIDGE_CAMPAIGNS=false)");
+        return Ok(None);
+    }
+    let dialer = callbridge::campaign::Dialer::from_config(&deps.config)?;
+    let mut options = callbridge::campaign::RunnerOptions {
+        tick: settings.tick,
+        lease: settings.lease,
+        call_check: settings.call_check,
+        ..Default::default()
+    };
+    if let Some(node) = &settings.node_id {
+        options.node_id = node.clone();
+    }
+    let runner = callbridge::campaign::CampaignRunner::new(
+        deps.store.clone(),
+        dialer,
+        std::sync::Arc::new(callbridge::campaign::SystemClock),
+        deps.metrics.clone(),
+        options,
+    )?;
+    Ok(Some(runner.spawn()))
 }
 
 async fn shutdown_signal() {

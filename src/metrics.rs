@@ -32,6 +32,7 @@ struct Labelled {
     errors: BTreeMap<&'static str, u64>,
     calls_ended: BTreeMap<&'static str, u64>,
     tool_calls: BTreeMap<&'static str, u64>,
+    campaign_dials: BTreeMap<&'static str, u64>,
 }
 
 impl Metrics {
@@ -49,6 +50,16 @@ impl Metrics {
 
     pub fn tool_call(&self, outcome: &'static str) {
         self.with_labelled(|l| *l.tool_calls.entry(outcome).or_default() += 1);
+    }
+
+    /// One campaign dial attempt, by result (`placed`, `not_placed`, `unknown`, `reconciled_…`).
+    pub fn campaign_dial(&self, result: &'static str) {
+        self.with_labelled(|l| *l.campaign_dials.entry(result).or_default() += 1);
+    }
+
+    /// Count of campaign dials with `result` so far.
+    pub fn campaign_dials_of(&self, result: &str) -> u64 {
+        self.with_labelled(|l| l.campaign_dials.get(result).copied().unwrap_or(0))
     }
 
     /// Count of errors of `kind` so far.
@@ -153,6 +164,13 @@ impl Metrics {
                 "Tool calls, by outcome.",
                 "outcome",
                 &l.tool_calls,
+            );
+            labelled(
+                &mut out,
+                "callbridge_campaign_dials_total",
+                "Campaign dial attempts, by result.",
+                "result",
+                &l.campaign_dials,
             );
         });
         out

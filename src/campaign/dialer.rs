@@ -212,8 +212,8 @@ impl Dialer {
             .await
     }
 
-    /// The Twilio half of [`Dialer::place`], for a call record that already exists (campaigns
-    /// write it in the same transaction as the contact's claim).
+    /// The Twilio half of [`Dialer::place`] for a call record that already exists: sends
+    /// `CreateCall`, then records the SID, or finishes the record as `failed` when Twilio refuses.
     pub async fn dial_recorded(
         &self,
         store: &SqlStore,
@@ -223,6 +223,35 @@ impl Dialer {
         to: &E164,
         machine_action: Option<MachineAction>,
     ) -> Result<PlacedCall, DialError> {
+        match self.send_create(call_id, from, to, machine_action).await {
+            Ok(call_sid) => {
+                store.attach_call_sid(call_id, &call_sid).await?;
+                info!(call_id, call_sid = %call_sid, tenant = %tenant, "outbound call placed");
+                Ok(PlacedCall {
+                    call_id: call_id.to_owned(),
+                    call_sid,
+                    from: from.clone(),
+                    to: to.clone(),
+                })
+            }
+            Err(error) => {
+                warn!(call_id, tenant = %tenant, error = %error, "Twilio refused the outbound call");
+                fail_call_record(store, tenant, call_id, "twilio_rejected").await;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Sends `CreateCall` for an existing call record, with our webhooks signed to it; returns the
+    /// SID. Records nothing: campaigns decide themselves what an error means (a lost answer is
+    /// not a refusal).
+    pub async fn send_create(
+        &self,
+        call_id: &str,
+        from: &E164,
+        to: &E164,
+        machine_action: Option<MachineAction>,
+    ) -> Result<String, TwilioError> {
         let amd = machine_action.map(|action| Amd {
             // Leaving a message needs the end of the greeting; hanging up only needs "machine".
             mode: match action {
@@ -240,30 +269,20 @@ impl Dialer {
             timeout_secs: Some(RING_TIMEOUT_SECS),
             amd,
         };
-        match self.rest.create_call(&create).await {
-            Ok(resource) => {
-                store.attach_call_sid(call_id, &resource.sid).await?;
-                info!(call_id, call_sid = %resource.sid, tenant = %tenant, "outbound call placed");
-                Ok(PlacedCall {
-                    call_id: call_id.to_owned(),
-                    call_sid: resource.sid,
-                    from: from.clone(),
-                    to: to.clone(),
-                })
-            }
-            Err(error) => {
-                warn!(call_id, tenant = %tenant, error = %error, "Twilio refused the outbound call");
-                let end = CallEnd {
-                    status: CallStatus::Failed,
-                    end_reason: "twilio_rejected".into(),
-                    recording_path: None,
-                };
-                if let Err(e) = store.finish_call(tenant, call_id, &end).await {
-                    warn!(call_id, error = %e, "cannot mark the refused call failed");
-                }
-                Err(error.into())
-            }
-        }
+        Ok(self.rest.create_call(&create).await?.sid)
+    }
+}
+
+/// Finishes a call record that never became a call as `failed` with `reason` (logged, not
+/// returned: the caller is already handling the reason the call was not placed).
+pub async fn fail_call_record(store: &SqlStore, tenant: &TenantId, call_id: &str, reason: &str) {
+    let end = CallEnd {
+        status: CallStatus::Failed,
+        end_reason: reason.into(),
+        recording_path: None,
+    };
+    if let Err(e) = store.finish_call(tenant, call_id, &end).await {
+        warn!(call_id, error = %e, "cannot mark the unplaced call failed");
     }
 }
 

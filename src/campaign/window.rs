@@ -11,7 +11,7 @@
 use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 
-use crate::store::E164;
+use crate::store::{E164, WindowSpec};
 
 /// Why a window or zone could not be set up.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -60,6 +60,95 @@ impl CallingWindow {
         let day = local.weekday().num_days_from_monday() as usize;
         let time = local.time();
         self.days[day] && time >= self.start && time < self.end
+    }
+
+    /// The window as the store keeps it (minutes after midnight, weekday bits).
+    pub fn to_spec(&self) -> WindowSpec {
+        let minutes = |t: NaiveTime| (t.hour() * 60 + t.minute()) as u16;
+        // `end` of 24:00 is stored as 1440; NaiveTime cannot say 24:00, so `end` is 23:59:59 then.
+        let end = if self.end.hour() == 23 && self.end.minute() == 59 && self.end.second() == 59 {
+            24 * 60
+        } else {
+            minutes(self.end)
+        };
+        let days_mask = self
+            .days
+            .iter()
+            .enumerate()
+            .fold(0u8, |mask, (i, on)| if *on { mask | 1 << i } else { mask });
+        WindowSpec {
+            start_min: minutes(self.start),
+            end_min: end,
+            days_mask,
+        }
+    }
+
+    /// The window a stored spec describes.
+    pub fn from_spec(spec: WindowSpec) -> Result<Self, WindowError> {
+        let time = |min: u16| {
+            if min >= 24 * 60 {
+                NaiveTime::from_hms_opt(23, 59, 59)
+            } else {
+                NaiveTime::from_hms_opt(u32::from(min / 60), u32::from(min % 60), 0)
+            }
+        };
+        let (Some(start), Some(end)) = (time(spec.start_min), time(spec.end_min)) else {
+            return Err(WindowError::Invalid("minutes out of range".into()));
+        };
+        let mut days = [false; 7];
+        for (i, day) in days.iter_mut().enumerate() {
+            *day = spec.days_mask & (1 << i) != 0;
+        }
+        Self::new(start, end, days)
+    }
+
+    /// Parses `HH:MM-HH:MM` (end may be `24:00`) and a day list such as `mon-sat` or
+    /// `mon,wed,fri` (`all` for every day).
+    pub fn parse(hours: &str, days: &str) -> Result<Self, WindowError> {
+        let bad = |what: &str| {
+            WindowError::Invalid(format!("{what}: expected e.g. 09:00-20:00 and mon-sat"))
+        };
+        let (start, end) = hours.trim().split_once('-').ok_or_else(|| bad(hours))?;
+        let minutes = |text: &str| -> Option<u16> {
+            let (h, m) = text.trim().split_once(':')?;
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+        };
+        let (start_min, end_min) = (
+            minutes(start).ok_or_else(|| bad(hours))?,
+            minutes(end).ok_or_else(|| bad(hours))?,
+        );
+        const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+        let index = |name: &str| {
+            NAMES
+                .iter()
+                .position(|n| *n == name.trim().to_ascii_lowercase())
+        };
+        let mut days_mask = 0u8;
+        for part in days.split(',') {
+            let part = part.trim().to_ascii_lowercase();
+            if part == "all" {
+                days_mask = 0x7f;
+            } else if let Some((a, b)) = part.split_once('-') {
+                let (a, b) = (
+                    index(a).ok_or_else(|| bad(days))?,
+                    index(b).ok_or_else(|| bad(days))?,
+                );
+                if a > b {
+                    return Err(bad(days));
+                }
+                for i in a..=b {
+                    days_mask |= 1 << i;
+                }
+            } else {
+                days_mask |= 1 << index(&part).ok_or_else(|| bad(days))?;
+            }
+        }
+        Self::from_spec(WindowSpec {
+            start_min,
+            end_min,
+            days_mask,
+        })
     }
 
     /// Whether every one of `zones` is inside the window at `now`.
@@ -223,6 +312,34 @@ mod tests {
             zones_for_number(&number("+5511987654321")),
             Err(WindowError::UnknownCountry(_))
         ));
+    }
+
+    #[test]
+    fn windows_parse_and_round_trip_through_the_store_form() {
+        let window = CallingWindow::parse("09:00-20:00", "mon-sat").expect("valid");
+        assert_eq!(window, CallingWindow::default());
+        assert_eq!(
+            window.to_spec(),
+            WindowSpec {
+                start_min: 540,
+                end_min: 1200,
+                days_mask: 0b0011_1111
+            }
+        );
+        assert_eq!(CallingWindow::from_spec(window.to_spec()), Ok(window));
+        let late = CallingWindow::parse("18:30-24:00", "fri,sun").expect("valid");
+        assert_eq!(late.to_spec().end_min, 1440);
+        assert_eq!(late.to_spec().days_mask, 0b0101_0000);
+        assert_eq!(CallingWindow::from_spec(late.to_spec()), Ok(late));
+        for (hours, days) in [
+            ("9-20", "mon"),
+            ("20:00-09:00", "mon"),
+            ("09:00-20:00", "sat-mon"),
+            ("09:00-20:00", "funday"),
+            ("09:00-25:00", "mon"),
+        ] {
+            assert!(CallingWindow::parse(hours, days).is_err(), "{hours} {days}");
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@
 //! The cost is that the trait is not object-safe: hold a concrete store or a generic `S: Store`, not
 //! `dyn Store`.
 
+mod campaigns;
 mod error;
 mod model;
 mod outbound;
@@ -36,6 +37,12 @@ mod sql;
 
 use std::future::Future;
 
+pub use campaigns::{
+    CallToCheck, Campaign, CampaignContact, CampaignCounts, CampaignSpec, CampaignStatus,
+    ClaimCandidate, ClaimResult, ClaimedContact, ContactState, Eligibility, ExpiredDial,
+    FinishedAttempt, MAX_CAMPAIGN_CONTACTS, NewContact, RejectedRow, Settlement, TenantDialLimits,
+    WindowSpec,
+};
 pub use error::StoreError;
 pub use model::{
     Agent, AgentProvision, AgentSpec, ApiKey, ApiKeyCredential, Call, CallDirection, CallEnd,

@@ -82,6 +82,39 @@ pub fn is_final(status: CallStatus) -> bool {
     status_rank(status) == 3
 }
 
+/// [`SqlStore::put_outbound_call`] on `conn`, which may be a transaction (campaign claims).
+pub(super) async fn insert_outbound_call(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    call_id: &str,
+    variables: &BTreeMap<String, String>,
+    machine_action: Option<MachineAction>,
+    voicemail_text: Option<&str>,
+) -> StoreResult<()> {
+    if let Some(text) = voicemail_text {
+        validate_text("voicemail text", text, 2000)?;
+    }
+    let json = serde_json::to_string(variables).map_err(|e| StoreError::Invalid {
+        field: "call variables",
+        reason: e.to_string(),
+    })?;
+    validate_text("call variables", &json, 16 * 1024)?;
+    sqlx::query(
+        "INSERT INTO outbound_calls (call_id, tenant_id, variables, machine_action, \
+         voicemail_text, created_at) SELECT c.id, c.tenant_id, $3, $4, $5, $6 FROM calls c \
+         WHERE c.tenant_id = $1 AND c.id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(call_id)
+    .bind(json)
+    .bind(machine_action.map(MachineAction::as_str))
+    .bind(voicemail_text)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 impl SqlStore {
     /// Records the outbound details of a freshly created call record.
     pub async fn put_outbound_call(
@@ -92,27 +125,16 @@ impl SqlStore {
         machine_action: Option<MachineAction>,
         voicemail_text: Option<&str>,
     ) -> StoreResult<()> {
-        if let Some(text) = voicemail_text {
-            validate_text("voicemail text", text, 2000)?;
-        }
-        let json = serde_json::to_string(variables).map_err(|e| StoreError::Invalid {
-            field: "call variables",
-            reason: e.to_string(),
-        })?;
-        validate_text("call variables", &json, 16 * 1024)?;
-        sqlx::query(
-            "INSERT INTO outbound_calls (call_id, tenant_id, variables, machine_action, \
-             voicemail_text, created_at) SELECT c.id, c.tenant_id, $3, $4, $5, $6 FROM calls c WHERE c.tenant_id = $1 AND c.id = $2",
+        let mut conn = self.pool().acquire().await?;
+        insert_outbound_call(
+            &mut conn,
+            tenant,
+            call_id,
+            variables,
+            machine_action,
+            voicemail_text,
         )
-        .bind(tenant.as_str())
-        .bind(call_id)
-        .bind(json)
-        .bind(machine_action.map(MachineAction::as_str))
-        .bind(voicemail_text)
-        .bind(now_ms())
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        .await
     }
 
     /// The outbound call behind a call record id. Takes no tenant id because the id comes from a

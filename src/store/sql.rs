@@ -442,6 +442,55 @@ fn ledger_from_row(row: &AnyRow) -> StoreResult<LedgerEntry> {
     })
 }
 
+/// Writes a call record on `conn` (which may be a transaction: campaigns write it together with
+/// the contact's claim). Inserts only if the agent belongs to the tenant, else NotFound.
+pub(super) async fn insert_call(
+    conn: &mut sqlx::AnyConnection,
+    call: &NewCall,
+) -> StoreResult<Call> {
+    validate_id("agent id", &call.agent_id)?;
+    validate_text("call from", &call.from, 256)?;
+    validate_text("call to", &call.to, 256)?;
+    if let Some(sid) = &call.twilio_call_sid {
+        validate_text("Twilio call SID", sid, 64)?;
+    }
+    let id = new_id("call");
+    // One statement: inserts only if the agent belongs to the tenant.
+    let row = sqlx::query(concat!(
+        "INSERT INTO calls (id, tenant_id, agent_id, direction, from_number, to_number, \
+         twilio_call_sid, started_at, status) \
+         SELECT $1, a.tenant_id, a.id, $4, $5, $6, $7, $8, $9 FROM agents a \
+         WHERE a.tenant_id = $2 AND a.id = $3 \
+         RETURNING ",
+        call_cols!()
+    ))
+    .bind(&id)
+    .bind(call.tenant_id.as_str())
+    .bind(&call.agent_id)
+    .bind(call.direction.as_str())
+    .bind(&call.from)
+    .bind(&call.to)
+    .bind(call.twilio_call_sid.as_deref())
+    .bind(now_ms())
+    .bind(call.status.as_str())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| match classify(e) {
+        WriteFailure::Unique => StoreError::conflict(format!(
+            "a call with Twilio SID {:?} already exists",
+            call.twilio_call_sid.as_deref().unwrap_or_default()
+        )),
+        WriteFailure::ForeignKey => tenant_not_found(&call.tenant_id),
+        WriteFailure::Other(e) => StoreError::Database(e),
+    })?;
+    row.map(|r| call_from_row(&r)).transpose()?.ok_or_else(|| {
+        StoreError::not_found(format!(
+            "agent {} of tenant {}",
+            call.agent_id, call.tenant_id
+        ))
+    })
+}
+
 pub(super) fn collect<T>(
     rows: Vec<AnyRow>,
     map: fn(&AnyRow) -> StoreResult<T>,
@@ -1139,47 +1188,8 @@ impl Store for SqlStore {
     // --- calls and their events ----------------------------------------------------------------
 
     async fn create_call(&self, call: &NewCall) -> StoreResult<Call> {
-        validate_id("agent id", &call.agent_id)?;
-        validate_text("call from", &call.from, 256)?;
-        validate_text("call to", &call.to, 256)?;
-        if let Some(sid) = &call.twilio_call_sid {
-            validate_text("Twilio call SID", sid, 64)?;
-        }
-        let id = new_id("call");
-        // One statement: inserts only if the agent belongs to the tenant.
-        let row = sqlx::query(concat!(
-            "INSERT INTO calls (id, tenant_id, agent_id, direction, from_number, to_number, \
-             twilio_call_sid, started_at, status) \
-             SELECT $1, a.tenant_id, a.id, $4, $5, $6, $7, $8, $9 FROM agents a \
-             WHERE a.tenant_id = $2 AND a.id = $3 \
-             RETURNING ",
-            call_cols!()
-        ))
-        .bind(&id)
-        .bind(call.tenant_id.as_str())
-        .bind(&call.agent_id)
-        .bind(call.direction.as_str())
-        .bind(&call.from)
-        .bind(&call.to)
-        .bind(call.twilio_call_sid.as_deref())
-        .bind(now_ms())
-        .bind(call.status.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| match classify(e) {
-            WriteFailure::Unique => StoreError::conflict(format!(
-                "a call with Twilio SID {:?} already exists",
-                call.twilio_call_sid.as_deref().unwrap_or_default()
-            )),
-            WriteFailure::ForeignKey => tenant_not_found(&call.tenant_id),
-            WriteFailure::Other(e) => StoreError::Database(e),
-        })?;
-        row.map(|r| call_from_row(&r)).transpose()?.ok_or_else(|| {
-            StoreError::not_found(format!(
-                "agent {} of tenant {}",
-                call.agent_id, call.tenant_id
-            ))
-        })
+        let mut conn = self.pool.acquire().await?;
+        insert_call(&mut conn, call).await
     }
 
     async fn call(&self, tenant: &TenantId, call_id: &str) -> StoreResult<Call> {

@@ -1,5 +1,6 @@
-//! A typed client for the three Twilio REST operations outbound calling needs: `CreateCall`,
-//! `UpdateCall` (redirect or hang up) and `FetchCall`, on `/2010-04-01/Accounts/{AccountSid}/…`.
+//! A typed client for the Twilio REST operations outbound calling needs: `CreateCall`,
+//! `UpdateCall` (redirect or hang up), `FetchCall` and `ListCall` (to find a call whose
+//! `CreateCall` answer was lost), on `/2010-04-01/Accounts/{AccountSid}/…`.
 //!
 //! It owns request building (form fields named as in Twilio's OpenAPI spec), Basic auth and the
 //! mapping of Twilio's two error shapes to [`TwilioError`]. It must not decide *whether* to call
@@ -8,7 +9,8 @@
 //!
 //! Retries: `CreateCall` is never retried here, because it is not idempotent — a timeout after
 //! Twilio accepted the request would dial the person twice; callers reconcile with
-//! [`TwilioRest::fetch_call`] instead. `FetchCall` and `UpdateCall` (which are idempotent) are
+//! [`TwilioRest::list_calls`] and [`TwilioRest::fetch_call`] instead. `FetchCall`, `ListCall` and
+//! `UpdateCall` (which are idempotent) are
 //! retried a few times on 429/5xx/transport errors, honouring `Retry-After`. Plain reqwest with
 //! this small loop rather than [`crate::tools::policy`], whose circuit breaker and per-vendor
 //! budgets are tuned for mid-call tools.
@@ -234,6 +236,26 @@ pub struct CallResource {
     pub answered_by: Option<String>,
     #[serde(default)]
     pub duration: Option<String>,
+    /// RFC 2822, as Twilio writes it (`Tue, 10 Aug 2010 08:02:17 +0000`).
+    #[serde(default)]
+    pub date_created: Option<String>,
+}
+
+impl CallResource {
+    /// When Twilio created the call, if it said so in a readable form.
+    pub fn created_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let text = self.date_created.as_deref()?;
+        chrono::DateTime::parse_from_rfc2822(text)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    }
+}
+
+/// One page of `ListCall`.
+#[derive(Debug, Deserialize)]
+struct CallPage {
+    #[serde(default)]
+    calls: Vec<CallResource>,
 }
 
 /// Both of Twilio's error bodies: legacy `{code,message,more_info,status}` and RFC 9457
@@ -393,10 +415,20 @@ impl TwilioRest {
         self.with_retries(|| self.http.get(&url)).await
     }
 
-    async fn with_retries(
+    /// The most recent calls (first page, newest first) from `from` to `to` (`ListCall`).
+    pub async fn list_calls(&self, to: &str, from: &str) -> Result<Vec<CallResource>, TwilioError> {
+        let url = self.calls_url();
+        let query = [("To", to), ("From", from), ("PageSize", "50")];
+        let page: CallPage = self
+            .with_retries(|| self.http.get(&url).query(&query))
+            .await?;
+        Ok(page.calls)
+    }
+
+    async fn with_retries<T: serde::de::DeserializeOwned>(
         &self,
         build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<CallResource, TwilioError> {
+    ) -> Result<T, TwilioError> {
         let mut attempt = 1;
         loop {
             match self.send(build()).await {
@@ -415,7 +447,10 @@ impl TwilioRest {
         }
     }
 
-    async fn send(&self, builder: reqwest::RequestBuilder) -> Result<CallResource, TwilioError> {
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<T, TwilioError> {
         let response = builder
             .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
             .send()
