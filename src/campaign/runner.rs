@@ -290,10 +290,7 @@ impl CampaignRunner {
                         .await?;
                     self.store
                         .contact_dialed(
-                            &contact.campaign_id,
-                            contact.seq,
-                            &contact.call_id,
-                            node,
+                            contact.leased(node),
                             now,
                             now + ms(self.options.call_check),
                         )
@@ -362,10 +359,7 @@ impl CampaignRunner {
         if let Err(e) = self
             .store
             .contact_not_placed(
-                &contact.campaign_id,
-                contact.seq,
-                &contact.call_id,
-                &self.options.node_id,
+                contact.leased(&self.options.node_id),
                 self.clock.now_ms(),
                 next,
                 error,
@@ -388,14 +382,7 @@ impl CampaignRunner {
                     self.store.attach_call_sid(&dial.call_id, &call_sid).await?;
                     let adopted = self
                         .store
-                        .contact_dialed(
-                            &dial.campaign_id,
-                            dial.seq,
-                            &dial.call_id,
-                            &self.options.node_id,
-                            now,
-                            now,
-                        )
+                        .contact_dialed(dial.leased(&self.options.node_id), now, now)
                         .await?;
                     if adopted {
                         self.metrics.campaign_dial("reconciled_placed");
@@ -409,10 +396,7 @@ impl CampaignRunner {
                     let requeued = self
                         .store
                         .contact_not_placed(
-                            &dial.campaign_id,
-                            dial.seq,
-                            &dial.call_id,
-                            &self.options.node_id,
+                            dial.leased(&self.options.node_id),
                             now,
                             Settlement::Retry { at_ms: now },
                             "call not placed (reconciled after a lost dial)",

@@ -282,6 +282,16 @@ pub enum Settlement {
     Retry { at_ms: i64 },
 }
 
+/// One attempt of a contact as held under a node's lease: which contact, which call record, which
+/// node. Updates through it apply only while that node still holds the lease on that attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeasedAttempt<'a> {
+    pub campaign_id: &'a str,
+    pub seq: i64,
+    pub call_id: &'a str,
+    pub node: &'a str,
+}
+
 /// A `dialing` contact whose lease ran out, now leased to the node that took it over.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExpiredDial {
@@ -311,6 +321,30 @@ macro_rules! campaign_cols {
          dial_interval_ms, max_concurrent, max_attempts, retry_delay_s, machine_action, \
          voicemail_text, rejected_rows, created_at, updated_at"
     };
+}
+
+impl ClaimedContact {
+    /// This attempt under `node`'s lease.
+    pub fn leased<'a>(&'a self, node: &'a str) -> LeasedAttempt<'a> {
+        LeasedAttempt {
+            campaign_id: &self.campaign_id,
+            seq: self.seq,
+            call_id: &self.call_id,
+            node,
+        }
+    }
+}
+
+impl ExpiredDial {
+    /// This attempt under `node`'s lease (the node that took it over).
+    pub fn leased<'a>(&'a self, node: &'a str) -> LeasedAttempt<'a> {
+        LeasedAttempt {
+            campaign_id: &self.campaign_id,
+            seq: self.seq,
+            call_id: &self.call_id,
+            node,
+        }
+    }
 }
 
 fn corrupt(what: &'static str, reason: impl Into<String>) -> StoreError {
@@ -998,10 +1032,7 @@ impl SqlStore {
     /// `check_at_ms`. False when `node` no longer holds the lease (nothing changes).
     pub async fn contact_dialed(
         &self,
-        campaign_id: &str,
-        seq: i64,
-        call_id: &str,
-        node: &str,
+        attempt: LeasedAttempt<'_>,
         now_ms: i64,
         check_at_ms: i64,
     ) -> StoreResult<bool> {
@@ -1010,10 +1041,10 @@ impl SqlStore {
              lease_until = $5, updated_at = $6 WHERE campaign_id = $1 AND seq = $2 \
              AND call_id = $3 AND lease_owner = $4 AND state = 'dialing'",
         )
-        .bind(campaign_id)
-        .bind(seq)
-        .bind(call_id)
-        .bind(node)
+        .bind(attempt.campaign_id)
+        .bind(attempt.seq)
+        .bind(attempt.call_id)
+        .bind(attempt.node)
         .bind(check_at_ms)
         .bind(now_ms)
         .execute(self.pool())
@@ -1025,10 +1056,7 @@ impl SqlStore {
     /// counted), or done with `outcome`. False when `node` no longer holds the lease.
     pub async fn contact_not_placed(
         &self,
-        campaign_id: &str,
-        seq: i64,
-        call_id: &str,
-        node: &str,
+        attempt: LeasedAttempt<'_>,
         now_ms: i64,
         next: Settlement,
         error: &str,
@@ -1045,10 +1073,10 @@ impl SqlStore {
              WHERE campaign_id = $1 AND seq = $2 AND call_id = $3 AND lease_owner = $4 \
              AND state = 'dialing'",
         )
-        .bind(campaign_id)
-        .bind(seq)
-        .bind(call_id)
-        .bind(node)
+        .bind(attempt.campaign_id)
+        .bind(attempt.seq)
+        .bind(attempt.call_id)
+        .bind(attempt.node)
         .bind(state)
         .bind(outcome)
         .bind(at)

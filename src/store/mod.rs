@@ -40,8 +40,8 @@ use std::future::Future;
 pub use campaigns::{
     CallToCheck, Campaign, CampaignContact, CampaignCounts, CampaignSpec, CampaignStatus,
     ClaimCandidate, ClaimResult, ClaimedContact, ContactState, Eligibility, ExpiredDial,
-    FinishedAttempt, MAX_CAMPAIGN_CONTACTS, NewContact, RejectedRow, Settlement, TenantDialLimits,
-    WindowSpec,
+    FinishedAttempt, LeasedAttempt, MAX_CAMPAIGN_CONTACTS, NewContact, RejectedRow, Settlement,
+    TenantDialLimits, WindowSpec,
 };
 pub use error::StoreError;
 pub use model::{

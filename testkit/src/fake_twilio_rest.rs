@@ -1,5 +1,11 @@
 //! A fake Twilio REST API on 127.0.0.1 for outbound-call tests and the dispatch benchmark:
-//! `CreateCall`, `FetchCall` and `UpdateCall` on `/2010-04-01/Accounts/{AccountSid}/Calls…`.
+//! `CreateCall`, `ListCall`, `FetchCall` and `UpdateCall` on
+//! `/2010-04-01/Accounts/{AccountSid}/Calls…`.
+//!
+//! For campaign tests it can also lose the answer to a `CreateCall` it did carry out (a 2xx with
+//! a cut-off body), delay its answers (so a process killed mid-request leaves a placed call whose
+//! SID it never learned), and end every call by itself after a delay with a scripted status per
+//! number, posting the status callback and reporting that status to `FetchCall`.
 //!
 //! Every request is checked against the request schema of its operation in an OpenAPI document
 //! loaded at start (the Calls subset of Twilio's spec in `fixtures/vendors/twilio/`): unknown
@@ -123,6 +129,7 @@ fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
 #[derive(Clone, Debug)]
 pub struct FakeCall {
     pub sid: String,
+    pub created: std::time::SystemTime,
     pub form: Vec<(String, String)>,
     pub status: String,
     pub updates: Vec<Vec<(String, String)>>,
@@ -143,6 +150,19 @@ struct FakeState {
     violations: Vec<String>,
     /// Canned error responses for the next CreateCall requests: (status, body, Retry-After).
     create_errors: Vec<(u16, String, Option<String>)>,
+    /// CreateCall requests still to carry out but answer with an unreadable body.
+    lose_answers: usize,
+    create_delay: std::time::Duration,
+    auto_end: Option<AutoEnd>,
+}
+
+/// Calls end by themselves: after `after`, with the next scripted status for their `To` (or
+/// `default`).
+#[derive(Clone, Debug)]
+struct AutoEnd {
+    after: std::time::Duration,
+    default: String,
+    scripts: HashMap<String, std::collections::VecDeque<String>>,
 }
 
 struct Shared {
@@ -150,6 +170,8 @@ struct Shared {
     auth_token: String,
     create: OperationSchema,
     update: OperationSchema,
+    /// Query parameter names `ListCall` accepts.
+    list_parameters: Vec<String>,
     call_properties: Vec<String>,
     state: Mutex<FakeState>,
 }
@@ -191,13 +213,21 @@ impl FakeTwilioRest {
             auth_token: auth_token.to_owned(),
             create: OperationSchema::from_spec(spec, CALLS_PATH)?,
             update: OperationSchema::from_spec(spec, CALL_PATH)?,
+            list_parameters: spec["paths"][CALLS_PATH]["get"]["parameters"]
+                .as_array()
+                .ok_or_else(|| anyhow::anyhow!("spec has no ListCall parameters"))?
+                .iter()
+                .map(|p| resolve(spec, p))
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                .collect(),
             call_properties,
             state: Mutex::new(FakeState::default()),
         });
         let app = Router::new()
             .route(
                 "/2010-04-01/Accounts/{account}/Calls.json",
-                post(create_call),
+                post(create_call).get(list_calls),
             )
             .route(
                 "/2010-04-01/Accounts/{account}/Calls/{sid_json}",
@@ -234,6 +264,38 @@ impl FakeTwilioRest {
             .push((status, body.to_owned(), retry_after.map(str::to_owned)));
     }
 
+    /// The next `n` CreateCall requests place the call but answer with a cut-off body.
+    pub fn lose_next_answers(&self, n: usize) {
+        self.lock().lose_answers = n;
+    }
+
+    /// Every CreateCall answer waits this long after the call is placed.
+    pub fn set_create_delay(&self, delay: std::time::Duration) {
+        self.lock().create_delay = delay;
+    }
+
+    /// Every call placed from now on ends by itself `after` its creation with `default` status
+    /// (`completed`, `busy`, `no-answer`, `failed`), unless a script for its number says otherwise.
+    pub fn auto_end(&self, after: std::time::Duration, default: &str) {
+        let mut state = self.lock();
+        let scripts = state.auto_end.take().map(|a| a.scripts).unwrap_or_default();
+        state.auto_end = Some(AutoEnd {
+            after,
+            default: default.to_owned(),
+            scripts,
+        });
+    }
+
+    /// The statuses successive calls to `to` end with (needs [`FakeTwilioRest::auto_end`]).
+    pub fn script_outcomes(&self, to: &str, statuses: &[&str]) {
+        if let Some(auto) = self.lock().auto_end.as_mut() {
+            auto.scripts.insert(
+                to.to_owned(),
+                statuses.iter().map(|s| (*s).to_owned()).collect(),
+            );
+        }
+    }
+
     /// Sets a call's status as FetchCall reports it.
     pub fn set_status(&self, sid: &str, status: &str) {
         if let Some(call) = self.lock().calls.iter_mut().find(|c| c.sid == sid) {
@@ -257,28 +319,7 @@ impl FakeTwilioRest {
         sequence: u32,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<u16> {
-        let call = self
-            .calls()
-            .into_iter()
-            .find(|c| c.sid == sid)
-            .ok_or_else(|| anyhow::anyhow!("no call {sid}"))?;
-        let url = call
-            .param("StatusCallback")
-            .ok_or_else(|| anyhow::anyhow!("call {sid} has no StatusCallback"))?
-            .to_owned();
-        let mut params: Vec<(String, String)> = vec![
-            ("AccountSid".into(), self.shared.account_sid.clone()),
-            ("CallSid".into(), sid.into()),
-            ("CallStatus".into(), call_status.into()),
-            ("Direction".into(), "outbound-api".into()),
-            ("From".into(), call.param("From").unwrap_or_default().into()),
-            ("To".into(), call.param("To").unwrap_or_default().into()),
-            ("SequenceNumber".into(), sequence.to_string()),
-            ("CallbackSource".into(), "call-progress-events".into()),
-        ];
-        params.extend(extra.iter().map(|(k, v)| ((*k).into(), (*v).into())));
-        self.set_status(sid, call_status);
-        post_signed(&url, &self.shared.auth_token, &params).await
+        post_status(&self.shared, sid, call_status, sequence, extra).await
     }
 
     /// Posts a signed AsyncAmd callback for `sid`.
@@ -323,6 +364,46 @@ impl FakeTwilioRest {
         ];
         post_signed_body(&url, &self.shared.auth_token, &params).await
     }
+}
+
+/// Posts a signed status callback for `sid` to the `StatusCallback` URL the call was created with
+/// (after recording the status for FetchCall); returns the HTTP status the bridge answered.
+async fn post_status(
+    shared: &Shared,
+    sid: &str,
+    call_status: &str,
+    sequence: u32,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<u16> {
+    let call = {
+        let mut state = shared
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let call = state
+            .calls
+            .iter_mut()
+            .find(|c| c.sid == sid)
+            .ok_or_else(|| anyhow::anyhow!("no call {sid}"))?;
+        call.status = call_status.to_owned();
+        call.clone()
+    };
+    let url = call
+        .param("StatusCallback")
+        .ok_or_else(|| anyhow::anyhow!("call {sid} has no StatusCallback"))?
+        .to_owned();
+    let mut params: Vec<(String, String)> = vec![
+        ("AccountSid".into(), shared.account_sid.clone()),
+        ("CallSid".into(), sid.into()),
+        ("CallStatus".into(), call_status.into()),
+        ("Direction".into(), "outbound-api".into()),
+        ("From".into(), call.param("From").unwrap_or_default().into()),
+        ("To".into(), call.param("To").unwrap_or_default().into()),
+        ("SequenceNumber".into(), sequence.to_string()),
+        ("CallbackSource".into(), "call-progress-events".into()),
+    ];
+    params.extend(extra.iter().map(|(k, v)| ((*k).into(), (*v).into())));
+    post_signed(&url, &shared.auth_token, &params).await
 }
 
 async fn post_signed(url: &str, token: &str, params: &[(String, String)]) -> anyhow::Result<u16> {
@@ -381,6 +462,10 @@ fn resource(shared: &Shared, call: &FakeCall) -> Value {
     object.insert("direction".into(), json!("outbound-api"));
     object.insert("api_version".into(), json!("2010-04-01"));
     object.insert("to".into(), json!(call.param("To")));
+    object.insert(
+        "date_created".into(),
+        json!(chrono::DateTime::<chrono::Utc>::from(call.created).to_rfc2822()),
+    );
     object.insert("from".into(), json!(call.param("From")));
     object.insert(
         "uri".into(),
@@ -404,6 +489,33 @@ async fn create_call(
     let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
         return twilio_error(StatusCode::BAD_REQUEST, 21000, "body is not form-encoded");
     };
+    let (body, delay, lose) = match accept_create(&shared, form) {
+        Ok(accepted) => accepted,
+        Err(response) => return *response,
+    };
+    // Placed before the (possibly slow or lost) answer, like the real service.
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if lose {
+        let text = body.to_string();
+        let cut = text.get(..text.len() / 2).unwrap_or_default().to_owned();
+        return (
+            StatusCode::CREATED,
+            [("content-type", "application/json")],
+            cut,
+        )
+            .into_response();
+    }
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+/// Validates and records a CreateCall; returns the resource, the answer delay and whether to
+/// lose the answer, or the error response.
+fn accept_create(
+    shared: &Arc<Shared>,
+    form: Vec<(String, String)>,
+) -> Result<(Value, std::time::Duration, bool), Box<Response>> {
     let problems = shared.create.check(&form);
     let mut state = shared
         .state
@@ -411,7 +523,11 @@ async fn create_call(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if !problems.is_empty() {
         state.violations.extend(problems.iter().cloned());
-        return twilio_error(StatusCode::BAD_REQUEST, 21000, &problems.join("; "));
+        return Err(Box::new(twilio_error(
+            StatusCode::BAD_REQUEST,
+            21000,
+            &problems.join("; "),
+        )));
     }
     if !state.create_errors.is_empty() {
         let (status, body, retry_after) = state.create_errors.remove(0);
@@ -426,18 +542,95 @@ async fn create_call(
         {
             response.headers_mut().insert("retry-after", value);
         }
-        return response;
+        return Err(Box::new(response));
     }
     let sid = format!("CA{:032x}", state.calls.len() as u128 + 1);
     let call = FakeCall {
-        sid,
+        sid: sid.clone(),
+        created: std::time::SystemTime::now(),
         form,
         status: "queued".into(),
         updates: Vec::new(),
     };
-    let body = resource(&shared, &call);
+    let body = resource(shared, &call);
+    let to = call.param("To").unwrap_or_default().to_owned();
     state.calls.push(call);
-    (StatusCode::CREATED, axum::Json(body)).into_response()
+    let lose = state.lose_answers > 0;
+    state.lose_answers = state.lose_answers.saturating_sub(1);
+    if let Some(auto) = state.auto_end.as_mut() {
+        let status = auto
+            .scripts
+            .get_mut(&to)
+            .and_then(|script| script.pop_front())
+            .unwrap_or_else(|| auto.default.clone());
+        let after = auto.after;
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            // The bridge may be down (crash tests): FetchCall still reports the status.
+            let _ = post_status(&shared, &sid, &status, 1, &[]).await;
+        });
+    }
+    Ok((body, state.create_delay, lose))
+}
+
+/// `ListCall`: calls filtered by `To` and `From`, newest first. Query parameters are checked
+/// against the operation's parameters in the spec.
+async fn list_calls(
+    State(shared): State<Arc<Shared>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    if !authorised(&shared, &account, &headers) {
+        return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+    }
+    let params: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or_default()).unwrap_or_default();
+    let mut state = shared
+        .state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let unknown: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| !shared.list_parameters.contains(k))
+        .map(|(k, _)| format!("ListCall: unknown parameter {k}"))
+        .collect();
+    if !unknown.is_empty() {
+        state.violations.extend(unknown.iter().cloned());
+        return twilio_error(StatusCode::BAD_REQUEST, 21000, &unknown.join("; "));
+    }
+    let wanted = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let calls: Vec<Value> = state
+        .calls
+        .iter()
+        .rev()
+        .filter(|c| wanted("To").is_none_or(|to| c.param("To") == Some(to)))
+        .filter(|c| wanted("From").is_none_or(|from| c.param("From") == Some(from)))
+        .map(|c| resource(&shared, c))
+        .collect();
+    drop(state);
+    let page_size = calls.len();
+    (
+        StatusCode::OK,
+        axum::Json(json!({
+            "calls": calls,
+            "page": 0,
+            "page_size": page_size,
+            "start": 0,
+            "end": page_size.saturating_sub(1),
+            "first_page_uri": format!("/2010-04-01/Accounts/{}/Calls.json?Page=0", shared.account_sid),
+            "next_page_uri": null,
+            "previous_page_uri": null,
+            "uri": format!("/2010-04-01/Accounts/{}/Calls.json", shared.account_sid),
+        })),
+    )
+        .into_response()
 }
 
 fn sid_of(sid_json: &str) -> Option<&str> {
