@@ -4,7 +4,7 @@
 //!
 //! Without `CALLBRIDGE_TEST_PG_URL` the PostgreSQL half fails, pointing at `.ci/postgres.sh`;
 //! `CALLBRIDGE_SKIP_PG=1` turns that into a printed skip.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::path::PathBuf;
 
@@ -13,6 +13,8 @@ use sqlx::{AssertSqlSafe, Connection, Executor};
 
 pub struct TestDb {
     pub store: SqlStore,
+    /// The URL the store was opened with (another process can open the same database).
+    pub url: String,
     /// The SQLite database file, for tests that scan its bytes.
     pub sqlite_path: Option<PathBuf>,
     _cleanup: Cleanup,
@@ -54,6 +56,7 @@ pub async fn sqlite() -> TestDb {
     let store = SqlStore::open(&url).await.expect("open SQLite store");
     TestDb {
         store,
+        url,
         sqlite_path: Some(path),
         _cleanup: Cleanup::TempDir(dir),
     }
@@ -101,6 +104,7 @@ pub async fn postgres() -> Option<TestDb> {
         .expect("open PostgreSQL store");
     Some(TestDb {
         store,
+        url: store_url,
         sqlite_path: None,
         _cleanup: cleanup,
     })
