@@ -9,6 +9,7 @@
 //! Real time is used (the processes read the system clock), so the calling window is open all
 //! day in UTC and the lease is the shortest allowed (30 s): these tests take about a minute.
 
+#[allow(unused_macros)]
 mod store_harness;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

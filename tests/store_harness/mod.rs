@@ -4,7 +4,7 @@
 //!
 //! Without `CALLBRIDGE_TEST_PG_URL` the PostgreSQL half fails, pointing at `.ci/postgres.sh`;
 //! `CALLBRIDGE_SKIP_PG=1` turns that into a printed skip.
-#![allow(dead_code, unused_macros)]
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 
