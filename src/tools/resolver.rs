@@ -16,6 +16,7 @@
 //! |-------------------|---------------------------------------------------------------------------------|
 //! | `calcom`          | `{"api_key": "cal_…", "event_type_id": 123, "max_slots"?: 8}`                   |
 //! | `google_calendar` | `{"client_id", "client_secret", "refresh_token", "calendar_id"?: "primary", "token_url"?}` |
+//! | `google_calendar` | a service-account key file as downloaded (`"type": "service_account"`, `client_email`, `private_key`, `token_uri`), plus `"calendar_id"?` and `"subject"?` (user to impersonate through domain-wide delegation) |
 //! | `calendly`        | `{"token", "event_type": "https://api.calendly.com/event_types/…", "direct_booking"?: true}` |
 //! | `hubspot`         | the access token, or `{"access_token"}`                                         |
 //! | `shopify`         | the Admin API access token, or `{"access_token"}`; `base_url` = the shop's URL  |
@@ -42,7 +43,9 @@ use crate::connectors::calcom::{self, Calcom, CalcomConfig};
 use crate::connectors::calendly::{self, Calendly, CalendlyConfig};
 use crate::connectors::google_calendar::{self, GoogleCalendar, GoogleCalendarConfig};
 use crate::connectors::hubspot::{self, Hubspot, HubspotConfig};
-use crate::connectors::oauth::{GOOGLE_TOKEN_URL, OAuthCredentials, OAuthTokenSource};
+use crate::connectors::oauth::{
+    GOOGLE_TOKEN_URL, OAuthCredentials, OAuthTokenSource, ServiceAccountKey,
+};
 use crate::connectors::shopify::{self, Shopify, ShopifyConfig};
 use crate::connectors::{Calendar, Commerce, ConnectorError, Crm, parse_base_url};
 use crate::store::{ConnectorConfig, Store, StoreError, TenantId};
@@ -123,6 +126,8 @@ pub enum BuildError {
     Secret { vendor: String, reason: String },
     #[error("the {vendor} credentials are incomplete: {reason}")]
     Credentials { vendor: String, reason: String },
+    #[error("the {vendor} credentials are invalid: {reason}")]
+    InvalidCredentials { vendor: String, reason: String },
     #[error("{vendor} is not a vendor this bridge has a connector for")]
     UnknownVendor { vendor: String },
     #[error("the {vendor} connector configuration is invalid: {reason}")]
@@ -269,19 +274,7 @@ pub async fn build_connector<S: Store>(
             )))
         }
         google_calendar::CONNECTOR => {
-            let token_url = credentials
-                .text("token_url")
-                .unwrap_or(GOOGLE_TOKEN_URL)
-                .to_owned();
-            let tokens = OAuthTokenSource::new(
-                OAuthCredentials {
-                    token_url: parse_base_url(&token_url).map_err(config_error)?,
-                    client_id: credentials.required_text("client_id")?,
-                    client_secret: credentials.secret(&["client_secret"])?,
-                    refresh_token: SecretString::from(credentials.required_text("refresh_token")?),
-                },
-                google_calendar::CONNECTOR,
-            );
+            let tokens = google_token_source(&credentials)?;
             let calendar_id = credentials.text("calendar_id").unwrap_or("primary");
             BuiltConnector::Calendar(Arc::new(GoogleCalendar::new(
                 policy,
@@ -339,6 +332,47 @@ pub async fn build_connector<S: Store>(
             });
         }
     })
+}
+
+/// The Google token source of a calendar secret: a service-account key file (`"type":
+/// "service_account"`, optional `subject`) or an OAuth client with a refresh token.
+fn google_token_source(credentials: &Credentials) -> Result<OAuthTokenSource, BuildError> {
+    let vendor = google_calendar::CONNECTOR;
+    let invalid = |err: ConnectorError| BuildError::InvalidCredentials {
+        vendor: vendor.to_owned(),
+        reason: match err {
+            ConnectorError::Config(reason) => reason,
+            other => other.to_string(),
+        },
+    };
+    let token_url = credentials
+        .text("token_uri")
+        .or_else(|| credentials.text("token_url"))
+        .unwrap_or(GOOGLE_TOKEN_URL);
+    let token_url = parse_base_url(token_url).map_err(|err| BuildError::InvalidCredentials {
+        vendor: vendor.to_owned(),
+        reason: format!("token_uri: {err}"),
+    })?;
+    if credentials.text("type") == Some("service_account") {
+        let mut key = ServiceAccountKey::new(
+            credentials.required_text("client_email")?,
+            &credentials.secret(&["private_key"])?,
+            token_url,
+        )
+        .map_err(invalid)?
+        .with_subject(credentials.text("subject").map(str::to_owned));
+        key.key_id = credentials.text("private_key_id").map(str::to_owned);
+        return Ok(OAuthTokenSource::service_account(key, vendor));
+    }
+    Ok(OAuthTokenSource::new(
+        OAuthCredentials {
+            token_url,
+            client_id: credentials.required_text("client_id")?,
+            client_secret: credentials.secret(&["client_secret"])?,
+            refresh_token: SecretString::from(credentials.required_text("refresh_token")?),
+        },
+        vendor,
+    ))
 }
 
 /// The configuration serving `capability`: the most recently updated one if several are.
