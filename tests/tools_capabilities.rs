@@ -949,3 +949,30 @@ async fn google_calendar_is_built_from_its_oauth_credentials() {
         "Monday 5 September at 11:00 AM EDT (America/New_York)"
     );
 }
+
+#[tokio::test]
+async fn the_current_time_is_told_in_the_tenants_zone() {
+    let bench = bench().await;
+    let resolved = bench.resolve(&["get_current_time"]).await;
+    let before = chrono::Utc::now().with_timezone(&chrono_tz::America::New_York);
+    let (output, label) = run(
+        &resolved,
+        context("CA-time", "call_time"),
+        "get_current_time",
+        json!({"caller_time_zone": "Asia/Tokyo"}),
+    )
+    .await;
+    let after = chrono::Utc::now().with_timezone(&chrono_tz::America::New_York);
+    assert_eq!(label, "ok", "{output}");
+    let business = &output["result"]["business"];
+    assert_eq!(business["time_zone"], "America/New_York");
+    let dates = [
+        before.format("%Y-%m-%d").to_string(),
+        after.format("%Y-%m-%d").to_string(),
+    ];
+    assert!(
+        dates.contains(&business["date"].as_str().unwrap_or_default().to_owned()),
+        "{business} vs {dates:?}"
+    );
+    assert_eq!(output["result"]["caller"]["time_zone"], "Asia/Tokyo");
+}

@@ -194,7 +194,7 @@ fn parse_zone(field: &str, text: &str) -> Result<Tz, ToolError> {
     })
 }
 
-fn optional_zone(field: &str, text: Option<&str>) -> Result<Option<Tz>, ToolError> {
+pub(super) fn optional_zone(field: &str, text: Option<&str>) -> Result<Option<Tz>, ToolError> {
     text.filter(|t| !t.trim().is_empty())
         .map(|t| parse_zone(field, t))
         .transpose()
@@ -333,7 +333,7 @@ fn declaration(name: &str, description: &str, parameters: Value) -> ToolDeclarat
     }
 }
 
-const CALLER_ZONE_SCHEMA: &str = "The caller's own IANA time zone (e.g. Europe/London) if they said \
+pub(super) const CALLER_ZONE_SCHEMA: &str = "The caller's own IANA time zone (e.g. Europe/London) if they said \
     they are in another zone than the business; leave out otherwise.";
 
 // --- calendar ------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ use serde_json::{Map, Value};
 use super::capabilities::{Capability, CapabilityEnv, capability_of, capability_tool};
 use super::ledger::SharedLedger;
 use super::policy::{HttpPolicy, RequestContext};
-use super::{ToolRegistry, builtin};
+use super::{ToolRegistry, builtin_in_zone};
 use crate::call::session::END_CALL_TOOL;
 use crate::connectors::calcom::{self, Calcom, CalcomConfig};
 use crate::connectors::calendly::{self, Calendly, CalendlyConfig};
@@ -427,7 +427,7 @@ pub async fn registry_for_agent<S: Store>(
         if name == END_CALL_TOOL || registry.names().any(|known| known == name) {
             continue;
         }
-        if let Some(tool) = builtin(name) {
+        if let Some(tool) = builtin_in_zone(name, business_zone) {
             registry.register(tool);
             continue;
         }
