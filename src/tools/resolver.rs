@@ -34,7 +34,9 @@ use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use super::capabilities::{Capability, CapabilityEnv, capability_of, capability_tool};
+use super::capabilities::{
+    BOOK_APPOINTMENT, Capability, CapabilityEnv, capability_of, capability_tool,
+};
 use super::ledger::SharedLedger;
 use super::policy::{HttpPolicy, RequestContext};
 use super::{ToolRegistry, builtin_in_zone};
@@ -386,6 +388,30 @@ fn configuration_for(
         .max_by_key(|config| config.updated_at)
 }
 
+/// The connector serving `capability`, built (and its secret decrypted) at most once per
+/// resolution; the error is why it cannot serve.
+async fn connector_for<S: Store>(
+    built: &mut HashMap<Capability, Result<BuiltConnector, String>>,
+    configs: &[ConnectorConfig],
+    capability: Capability,
+    vault: Option<&Vault<S>>,
+    policy: &HttpPolicy,
+) -> Result<BuiltConnector, String> {
+    if let Entry::Vacant(slot) = built.entry(capability) {
+        let connector = match configuration_for(configs, capability) {
+            None => Err(BuildError::NotConfigured(capability.as_str()).to_string()),
+            Some(config) => build_connector(config, vault, policy)
+                .await
+                .map_err(|err| err.to_string()),
+        };
+        slot.insert(connector);
+    }
+    built
+        .get(&capability)
+        .cloned()
+        .unwrap_or_else(|| Err(BuildError::NotConfigured(capability.as_str()).to_string()))
+}
+
 /// The registry for one agent's call: built-ins and capability tools from `enabled`, each
 /// capability tool only if the tenant's connector for it is configured and has credentials.
 /// `end_call` is always declared by the registry and needs no entry.
@@ -438,33 +464,40 @@ pub async fn registry_for_agent<S: Store>(
             });
             continue;
         };
-        if let Entry::Vacant(slot) = built.entry(capability) {
-            let connector = match configuration_for(&configs, capability) {
-                None => Err(BuildError::NotConfigured(capability.as_str()).to_string()),
-                Some(config) => build_connector(config, vault, policy)
-                    .await
-                    .map_err(|err| err.to_string()),
-            };
-            slot.insert(connector);
-        }
-        let connector = match built.get(&capability) {
-            Some(Ok(connector)) => connector,
-            Some(Err(reason)) => {
+        let connector = match connector_for(&mut built, &configs, capability, vault, policy).await {
+            Ok(connector) => connector,
+            Err(reason) => {
                 unavailable.push(Unavailable {
                     tool: name.clone(),
-                    reason: reason.clone(),
+                    reason,
                 });
                 continue;
             }
-            None => continue,
         };
         let tool = match connector {
             BuiltConnector::Calendar(calendar) => {
-                capability_tool(name, &env, Some(calendar), None, None)
+                // Bookings are also recorded in the tenant's CRM, when it has a working one.
+                let crm = if name == BOOK_APPOINTMENT
+                    && configuration_for(&configs, Capability::Crm).is_some()
+                {
+                    match connector_for(&mut built, &configs, Capability::Crm, vault, policy).await
+                    {
+                        Ok(BuiltConnector::Crm(crm)) => Some(crm),
+                        Ok(_) => None,
+                        Err(reason) => {
+                            tracing::warn!(tenant = %tenant, reason = %reason,
+                                "bookings will not be recorded in the CRM");
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                capability_tool(name, &env, Some(&calendar), crm.as_ref(), None)
             }
-            BuiltConnector::Crm(crm) => capability_tool(name, &env, None, Some(crm), None),
+            BuiltConnector::Crm(crm) => capability_tool(name, &env, None, Some(&crm), None),
             BuiltConnector::Commerce(commerce) => {
-                capability_tool(name, &env, None, None, Some(commerce))
+                capability_tool(name, &env, None, None, Some(&commerce))
             }
         };
         match tool {
