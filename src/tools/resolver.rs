@@ -22,7 +22,10 @@
 //! | `shopify`         | the Admin API access token, or `{"access_token"}`; `base_url` = the shop's URL  |
 //!
 //! `base_url` in the configuration overrides the vendor's default API base (self-hosted Cal.com,
-//! a test server).
+//! a test server). Operator-facing version of this table: `docs/connectors.md`.
+//!
+//! `book_appointment` also gets the tenant's CRM connector when one is configured and builds, so
+//! bookings are recorded there; a broken CRM is logged and the tool is offered without it.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
