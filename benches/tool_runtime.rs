@@ -208,7 +208,11 @@ fn registry_over(calendar: &Arc<dyn Calendar>) -> ToolRegistry {
         calendar: Arc::clone(&calendar),
         env: Arc::clone(&env),
     }));
-    registry.register(Arc::new(BookAppointment { calendar, env }));
+    registry.register(Arc::new(BookAppointment {
+        calendar,
+        crm: None,
+        env,
+    }));
     registry.register(Arc::new(Echo));
     registry
 }

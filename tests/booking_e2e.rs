@@ -1,6 +1,7 @@
 //! A booking made mid-call, end to end: the fake model calls `book_appointment` (twice, with the same
 //! arguments, as a model repeating itself would); the tenant's calendar connector (Cal.com, at a
-//! local mock through the real connector code) receives exactly one booking; the model gets the
+//! local mock through the real connector code) receives exactly one booking, and its CRM (HubSpot,
+//! also a local mock) exactly one meeting on the caller's contact; the model gets the
 //! confirmation; the tool calls are in the call's events.
 
 use std::time::Duration;
@@ -19,6 +20,7 @@ use secrecy::SecretString;
 
 struct Setup {
     calendar: MockServer,
+    crm: MockServer,
     realtime: FakeRealtime,
     bridge: TestBridge,
     tenant: TenantId,
@@ -42,6 +44,26 @@ async fn setup(delay: Duration, repeats: usize) -> Setup {
                 .set_delay(delay),
         )
         .mount(&calendar)
+        .await;
+
+    let crm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/search"))
+        .and(header("authorization", "Bearer pat-na1-test-token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"total": 1, "results": [
+                {"id": "512", "properties": {"firstname": "Ann", "lastname": "Lee"}}
+            ]})),
+        )
+        .mount(&crm)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/meetings"))
+        .and(header("authorization", "Bearer pat-na1-test-token"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "id": "7700", "properties": {"hs_meeting_outcome": "SCHEDULED"}
+        })))
+        .mount(&crm)
         .await;
 
     let booking =
@@ -94,6 +116,28 @@ async fn setup(delay: Duration, repeats: usize) -> Setup {
         .await
         .unwrap();
     bridge
+        .vault()
+        .put(
+            &tenant,
+            "hubspot-token",
+            "hubspot",
+            &SecretString::from("pat-na1-test-token"),
+        )
+        .await
+        .unwrap();
+    bridge
+        .store
+        .put_connector(
+            &tenant,
+            &ConnectorSpec {
+                vendor: "hubspot".into(),
+                base_url: Some(crm.uri()),
+                secret_name: Some("hubspot-token".into()),
+            },
+        )
+        .await
+        .unwrap();
+    bridge
         .store
         .create_agent(
             &tenant,
@@ -116,6 +160,7 @@ async fn setup(delay: Duration, repeats: usize) -> Setup {
 
     Setup {
         calendar,
+        crm,
         realtime,
         bridge,
         tenant,
@@ -126,6 +171,7 @@ async fn setup(delay: Duration, repeats: usize) -> Setup {
 async fn a_repeated_booking_mid_call_books_once_and_is_confirmed_to_the_model() {
     let Setup {
         calendar,
+        crm,
         realtime,
         bridge,
         tenant,
@@ -160,6 +206,22 @@ async fn a_repeated_booking_mid_call_books_once_and_is_confirmed_to_the_model() 
     assert_eq!(body["start"], "2050-09-05T14:00:00Z");
     assert_eq!(body["attendee"]["name"], "Ann Lee");
 
+    // Exactly one meeting reached the CRM, on the caller's contact.
+    let meetings: Vec<Value> = crm
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/crm/v3/objects/meetings")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(meetings.len(), 1, "one booking, one meeting");
+    assert_eq!(meetings[0]["associations"][0]["to"]["id"], "512");
+    assert_eq!(
+        meetings[0]["properties"]["hs_meeting_start_time"],
+        "2050-09-05T14:00:00.000Z"
+    );
+
     // The model saw only the tools it can use, and got the confirmation for both calls.
     let log = &realtime.recorder.sessions()[0];
     let update = log
@@ -185,6 +247,7 @@ async fn a_repeated_booking_mid_call_books_once_and_is_confirmed_to_the_model() 
     for output in &outputs {
         assert_eq!(output["ok"], true, "{output}");
         assert_eq!(output["result"]["booking_id"], "bk-77");
+        assert_eq!(output["result"]["crm_meeting_id"], "7700");
     }
 
     // Both tool calls are in the call's events.

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use callbridge::connectors::hubspot::{Hubspot, HubspotConfig};
-use callbridge::connectors::{CallNote, ConnectorError, ContactInput, ContactLookup, Crm};
+use callbridge::connectors::{
+    CallNote, ConnectorError, ContactInput, ContactLookup, Crm, CrmMeeting,
+};
 use callbridge::tools::policy::{HttpPolicy, PolicyConfig, RequestContext};
 use chrono::{TimeZone, Utc};
 use secrecy::SecretString;
@@ -22,6 +24,7 @@ const BATCH_UPSERT: &str = include_str!("../fixtures/vendors/hubspot/batch_upser
 const NOTE: &str = include_str!("../fixtures/vendors/hubspot/note.json");
 const UNAUTHORIZED: &str = include_str!("../fixtures/vendors/hubspot/error_401.json");
 const PAGE: &str = include_str!("../fixtures/vendors/hubspot/contacts_page.json");
+const MEETING: &str = include_str!("../fixtures/connectors/hubspot_meeting.json");
 
 const AUTH: &str = "Bearer pat-na1-test-token";
 
@@ -277,4 +280,77 @@ async fn health_check_lists_one_contact_and_maps_401() {
         .await
         .expect_err("token revoked");
     assert!(matches!(err, ConnectorError::Auth(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_booked_meeting_is_created_scheduled_and_associated_with_the_contact() {
+    let server = MockServer::start().await;
+    let expected = json!({
+        "properties": {
+            "hs_timestamp": "2050-09-05T14:00:00.000Z",
+            "hs_meeting_title": "Appointment: Ann Lee",
+            "hs_meeting_start_time": "2050-09-05T14:00:00.000Z",
+            "hs_meeting_end_time": "2050-09-05T14:30:00.000Z",
+            "hs_meeting_outcome": "SCHEDULED",
+            "hs_meeting_body": "Booked by phone for Ann Lee. Booking reference: bk-1."
+        },
+        "associations": [{
+            "to": {"id": "512"},
+            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 200}]
+        }]
+    });
+    // SimplePublicObjectInputForCreate: every property value is a string.
+    assert!(
+        expected["properties"]
+            .as_object()
+            .is_some_and(|properties| properties.values().all(Value::is_string))
+    );
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/meetings"))
+        .and(header("authorization", AUTH))
+        .and(body_json(expected))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture(MEETING)))
+        .mount(&server)
+        .await;
+    let start = Utc
+        .with_ymd_and_hms(2050, 9, 5, 14, 0, 0)
+        .single()
+        .expect("valid");
+    let meeting = CrmMeeting {
+        title: "Appointment: Ann Lee".into(),
+        start,
+        end: start + chrono::Duration::minutes(30),
+        body: "Booked by phone for Ann Lee. Booking reference: bk-1.".into(),
+    };
+    let id = connector(&server)
+        .record_meeting(&context(), "512", &meeting, "k7")
+        .await
+        .expect("recorded");
+    assert_eq!(id, "7700");
+}
+
+#[tokio::test]
+async fn a_meeting_create_failing_with_5xx_is_not_replayed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/meetings"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let start = Utc::now();
+    let meeting = CrmMeeting {
+        title: "t".into(),
+        start,
+        end: start,
+        body: "b".into(),
+    };
+    let err = connector(&server)
+        .record_meeting(&context(), "512", &meeting, "k8")
+        .await
+        .expect_err("503");
+    assert!(matches!(err, ConnectorError::Policy(_)), "{err:?}");
+    assert_eq!(
+        server.received_requests().await.unwrap_or_default().len(),
+        1
+    );
 }

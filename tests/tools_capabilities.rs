@@ -949,3 +949,224 @@ async fn google_calendar_is_built_from_its_oauth_credentials() {
         "Monday 5 September at 11:00 AM EDT (America/New_York)"
     );
 }
+
+#[tokio::test]
+async fn the_current_time_is_told_in_the_tenants_zone() {
+    let bench = bench().await;
+    let resolved = bench.resolve(&["get_current_time"]).await;
+    let before = chrono::Utc::now().with_timezone(&chrono_tz::America::New_York);
+    let (output, label) = run(
+        &resolved,
+        context("CA-time", "call_time"),
+        "get_current_time",
+        json!({"caller_time_zone": "Asia/Tokyo"}),
+    )
+    .await;
+    let after = chrono::Utc::now().with_timezone(&chrono_tz::America::New_York);
+    assert_eq!(label, "ok", "{output}");
+    let business = &output["result"]["business"];
+    assert_eq!(business["time_zone"], "America/New_York");
+    let dates = [
+        before.format("%Y-%m-%d").to_string(),
+        after.format("%Y-%m-%d").to_string(),
+    ];
+    assert!(
+        dates.contains(&business["date"].as_str().unwrap_or_default().to_owned()),
+        "{business} vs {dates:?}"
+    );
+    assert_eq!(output["result"]["caller"]["time_zone"], "Asia/Tokyo");
+}
+
+const HUBSPOT_MEETING: &str = include_str!("../fixtures/connectors/hubspot_meeting.json");
+
+async fn mount_calcom_booking(bench: &Bench, uid: &str) {
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(booking_answer(
+            uid,
+            "accepted",
+            "2050-09-05T14:00:00.000Z",
+            "2050-09-05T14:30:00.000Z",
+        )))
+        .mount(&bench.calcom)
+        .await;
+}
+
+#[tokio::test]
+async fn a_booking_is_recorded_once_as_a_meeting_on_the_callers_contact() {
+    let bench = bench().await;
+    mount_calcom_booking(&bench, "bk-1").await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/search"))
+        .and(body_string_contains("+18779290687"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(HUBSPOT_SEARCH_ONE)))
+        .mount(&bench.hubspot)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/meetings"))
+        .and(header("authorization", "Bearer pat-na1-test-token"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture(HUBSPOT_MEETING)))
+        .mount(&bench.hubspot)
+        .await;
+    // Only book_appointment is enabled: no CRM tool is offered, the CRM still gets the meeting.
+    let resolved = bench.resolve(&["book_appointment"]).await;
+    let args = json!({"start": "2050-09-05T14:00:00Z", "name": "Ann Lee"});
+    let (first, label) = run(
+        &resolved,
+        context("CA1", "call_1"),
+        "book_appointment",
+        args.clone(),
+    )
+    .await;
+    assert_eq!(label, "ok", "{first}");
+    assert_eq!(first["result"]["booking_id"], "bk-1");
+    assert_eq!(first["result"]["crm_meeting_id"], "7700");
+    assert!(first["result"].get("crm_note").is_none(), "{first}");
+    // A replay after a provider reconnect: the stored result, no second booking or meeting.
+    let (replay, _) = run(
+        &resolved,
+        context("CA1", "call_2"),
+        "book_appointment",
+        args,
+    )
+    .await;
+    assert_eq!(replay, first);
+    assert_eq!(
+        requests_to(&bench.calcom, "POST", "/v2/bookings")
+            .await
+            .len(),
+        1
+    );
+    let meetings = requests_to(&bench.hubspot, "POST", "/crm/v3/objects/meetings").await;
+    assert_eq!(meetings.len(), 1, "one booking, one meeting");
+    let meeting = &meetings[0];
+    assert_eq!(meeting["associations"][0]["to"]["id"], "512");
+    assert_eq!(
+        meeting["associations"][0]["types"][0],
+        json!({"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 200})
+    );
+    let properties = &meeting["properties"];
+    assert_eq!(properties["hs_meeting_outcome"], "SCHEDULED");
+    assert_eq!(properties["hs_meeting_title"], "Appointment: Ann Lee");
+    assert_eq!(
+        properties["hs_meeting_start_time"],
+        "2050-09-05T14:00:00.000Z"
+    );
+    assert_eq!(
+        properties["hs_meeting_end_time"],
+        "2050-09-05T14:30:00.000Z"
+    );
+    assert_eq!(properties["hs_timestamp"], "2050-09-05T14:00:00.000Z");
+    assert_eq!(
+        properties["hs_meeting_body"],
+        "Booked by phone for Ann Lee on Monday 5 September at 10:00 AM EDT (America/New_York). \
+         Booking reference: bk-1."
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_caller_gets_a_contact_before_the_meeting() {
+    let bench = bench().await;
+    mount_calcom_booking(&bench, "bk-2").await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/search"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"total": 0, "results": []})))
+        .mount(&bench.hubspot)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/batch/upsert"))
+        .and(body_partial_json(json!({"inputs": [{
+            "id": "ann@example.com", "idProperty": "email",
+            "properties": {"firstname": "Ann", "lastname": "Lee", "email": "ann@example.com", "phone": "+18779290687"}
+        }]})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(HUBSPOT_UPSERT)))
+        .mount(&bench.hubspot)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/meetings"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture(HUBSPOT_MEETING)))
+        .mount(&bench.hubspot)
+        .await;
+    let resolved = bench.resolve(&["book_appointment"]).await;
+    let (out, label) = run(
+        &resolved,
+        context("CA3", "call_1"),
+        "book_appointment",
+        json!({"start": "2050-09-05T14:00:00Z", "name": "Ann Lee", "email": "ann@example.com"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{out}");
+    assert_eq!(out["result"]["crm_meeting_id"], "7700");
+    let upserted = fixture(HUBSPOT_UPSERT);
+    let meetings = requests_to(&bench.hubspot, "POST", "/crm/v3/objects/meetings").await;
+    assert_eq!(meetings.len(), 1);
+    assert_eq!(
+        meetings[0]["associations"][0]["to"]["id"],
+        upserted["results"][0]["id"]
+    );
+    // Searched by the calling number first, then by the email given.
+    assert_eq!(
+        requests_to(&bench.hubspot, "POST", "/crm/v3/objects/contacts/search")
+            .await
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_crm_failure_leaves_the_booking_standing_with_a_note() {
+    let bench = bench().await;
+    mount_calcom_booking(&bench, "bk-3").await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/search"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(HUBSPOT_SEARCH_ONE)))
+        .mount(&bench.hubspot)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/meetings"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "status": "error", "category": "MISSING_SCOPES",
+            "message": "This app hasn't been granted all required scopes."
+        })))
+        .mount(&bench.hubspot)
+        .await;
+    let resolved = bench.resolve(&["book_appointment"]).await;
+    let args = json!({"start": "2050-09-05T14:00:00Z", "name": "Ann Lee"});
+    let (out, label) = run(
+        &resolved,
+        context("CA4", "call_1"),
+        "book_appointment",
+        args.clone(),
+    )
+    .await;
+    assert_eq!(label, "ok", "{out}");
+    assert_eq!(out["result"]["booking_id"], "bk-3");
+    assert_eq!(out["result"]["status"], "confirmed");
+    assert!(out["result"].get("crm_meeting_id").is_none(), "{out}");
+    let note = out["result"]["crm_note"]
+        .as_str()
+        .expect("a note for the model");
+    assert!(note.starts_with("The appointment is booked."), "{note}");
+    assert!(!note.contains("scope") && !note.contains("403"), "{note}");
+    // The booking's result is final: a replay neither books nor retries the CRM.
+    let (replay, _) = run(
+        &resolved,
+        context("CA4", "call_2"),
+        "book_appointment",
+        args,
+    )
+    .await;
+    assert_eq!(replay, out);
+    assert_eq!(
+        requests_to(&bench.calcom, "POST", "/v2/bookings")
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        requests_to(&bench.hubspot, "POST", "/crm/v3/objects/meetings")
+            .await
+            .len(),
+        1
+    );
+}

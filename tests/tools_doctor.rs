@@ -147,3 +147,85 @@ async fn every_connector_of_every_tenant_gets_a_row() {
         assert!(!table.contains(secret), "{table}");
     }
 }
+
+#[tokio::test]
+async fn a_service_account_that_cannot_mint_a_token_is_reported() {
+    const KEY_FILE: &str = include_str!("../fixtures/connectors/test_only_service_account.json");
+    let store = SqlStore::open("sqlite::memory:").await.expect("store");
+    let vault = Vault::new(store.clone(), Keyring::new(MasterKey::generate()));
+    let google = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "invalid_grant",
+            "error_description": "Invalid JWT Signature."
+        })))
+        .mount(&google)
+        .await;
+    let key_file = KEY_FILE.replace("TOKEN_URI_PLACEHOLDER", &format!("{}/token", google.uri()));
+    // The operator stores the downloaded key file, adding the calendar to use.
+    let mut refused: serde_json::Value = serde_json::from_str(&key_file).expect("json");
+    refused["calendar_id"] = json!("team@group.calendar.google.com");
+    let refused_tenant = tenant(&store, "refused-key").await;
+    configure(
+        &store,
+        &vault,
+        &refused_tenant,
+        "google_calendar",
+        &format!("{}/calendar/v3/", google.uri()),
+        Some(&refused.to_string()),
+    )
+    .await;
+    // A key file whose private key was damaged in copying.
+    let mut damaged = refused.clone();
+    damaged["private_key"] =
+        json!("-----BEGIN PRIVATE KEY-----\nMIIEdamaged\n-----END PRIVATE KEY-----\n");
+    let damaged_tenant = tenant(&store, "damaged-key").await;
+    configure(
+        &store,
+        &vault,
+        &damaged_tenant,
+        "google_calendar",
+        &format!("{}/calendar/v3/", google.uri()),
+        Some(&damaged.to_string()),
+    )
+    .await;
+
+    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy");
+    let rows = check_all(&store, Some(&vault), &policy, Duration::from_secs(5))
+        .await
+        .expect("rows");
+    let outcome = |tenant: &str| {
+        rows.iter()
+            .find(|row| row.tenant.as_str() == tenant)
+            .map(|row| row.outcome.clone())
+            .expect("a row")
+    };
+    assert_eq!(
+        outcome("damaged-key"),
+        Err(
+            "the google_calendar credentials are invalid: service account private_key is not a \
+             usable RSA key: InvalidEncoding"
+                .into()
+        )
+    );
+    let refused_message = outcome("refused-key").expect_err("refused");
+    assert!(
+        refused_message.starts_with(
+            "vendor authorisation failed: the token request of service \
+             account booking-bot@callbridge-test.iam.gserviceaccount.com was refused \
+             (invalid_grant: Invalid JWT Signature.)"
+        ),
+        "{refused_message}"
+    );
+    let table = format_table(&rows);
+    for secret in ["MII", "BEGIN PRIVATE KEY"] {
+        assert!(!table.contains(secret), "{table}");
+    }
+    let requests = google.received_requests().await.unwrap_or_default();
+    assert_eq!(
+        requests.len(),
+        1,
+        "only the refused tenant reached the token endpoint"
+    );
+}

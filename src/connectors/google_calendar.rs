@@ -3,8 +3,8 @@
 //!
 //! Built from the discovery document `vendor-specs/google-calendar/calendar.v3.json`
 //! (rootUrl `https://www.googleapis.com/`, servicePath `calendar/v3/`). Auth is an OAuth 2.0
-//! bearer token from the tenant's refresh token ([`OAuthTokenSource`]); a 401 forces one refresh
-//! and one more try. Bookings are idempotent through a client-chosen event id derived from the
+//! bearer token from the tenant's refresh token or service-account key ([`OAuthTokenSource`]);
+//! a 401 forces one refresh and one more try. Bookings are idempotent through a client-chosen event id derived from the
 //! ledger's key (Google refuses a second insert with the same id with 409), so inserts may be
 //! retried. This module must not hold any state about calls; the ledger does that.
 

@@ -1,14 +1,16 @@
 //! HubSpot CRM as a [`Crm`]: contact search, create/update, and call notes associated with the
 //! contact.
 //!
-//! Built from `vendor-specs/hubspot/crm-contacts-v3.json` and `crm-notes-v3.json` (server
-//! `https://api.hubapi.com`). Auth: a private-app or OAuth access token as
+//! Built from `vendor-specs/hubspot/crm-contacts-v3.json`, `crm-notes-v3.json` and
+//! `crm-meetings-v3.json` (server `https://api.hubapi.com`). Auth: a private-app or OAuth access token as
 //! `Authorization: Bearer …`. HubSpot documents no idempotency header for these operations, so:
 //! an upsert with an email goes through `batch/upsert` keyed by email (idempotent, replayable);
 //! one without an email searches by phone and patches or creates; creates are never replayed.
-//! The note→contact association type id (202, HubSpot-defined) comes from HubSpot's
-//! associations documentation, not from these spec files (UNVERIFIED there), so it is
-//! configurable. This module must not keep contacts in memory.
+//! The note→contact (202) and meeting→contact (200) association type ids (HubSpot-defined) come
+//! from HubSpot's associations documentation, not from these spec files (UNVERIFIED there), so
+//! they are configurable. Meetings, like notes, are created without replay: the tool-call ledger
+//! is what keeps a repeated booking from creating a second one. This module must not keep
+//! contacts in memory.
 
 use chrono::SecondsFormat;
 use reqwest::{Method, Url};
@@ -17,7 +19,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, endpoint, vendor_error,
+    CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, endpoint,
+    vendor_error,
 };
 use crate::tools::policy::{ConnectorProfile, HttpPolicy, PolicyResponse, Replay, RequestContext};
 
@@ -25,6 +28,8 @@ pub const CONNECTOR: &str = "hubspot";
 pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com/";
 /// HubSpot-defined association type "note to contact".
 pub const NOTE_TO_CONTACT_ASSOCIATION: u32 = 202;
+/// HubSpot-defined association type "meeting to contact".
+pub const MEETING_TO_CONTACT_ASSOCIATION: u32 = 200;
 const CONTACT_PROPERTIES: [&str; 5] = ["firstname", "lastname", "email", "phone", "mobilephone"];
 
 pub struct HubspotConfig {
@@ -32,6 +37,7 @@ pub struct HubspotConfig {
     /// Private-app token or OAuth access token.
     pub access_token: SecretString,
     pub note_to_contact_association: u32,
+    pub meeting_to_contact_association: u32,
 }
 
 impl HubspotConfig {
@@ -40,6 +46,7 @@ impl HubspotConfig {
             base_url,
             access_token,
             note_to_contact_association: NOTE_TO_CONTACT_ASSOCIATION,
+            meeting_to_contact_association: MEETING_TO_CONTACT_ASSOCIATION,
         }
     }
 }
@@ -182,6 +189,42 @@ impl Hubspot {
     }
 }
 
+/// HubSpot's datetime property form: RFC 3339 UTC with milliseconds.
+fn hubspot_time(at: &chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Hubspot {
+    /// Creates an engagement (`notes`, `meetings`, …) associated with one contact in the same
+    /// request (`SimplePublicObjectInputForCreate.associations`); returns its id. Never replayed:
+    /// HubSpot has no idempotency key for creates, the ledger keeps them single.
+    async fn create_for_contact(
+        &self,
+        ctx: &RequestContext,
+        object_type: &str,
+        properties: Value,
+        contact_id: &str,
+        association_type_id: u32,
+    ) -> Result<String, ConnectorError> {
+        let url = self.url(&["crm", "v3", "objects", object_type])?;
+        let body = json!({
+            "properties": properties,
+            "associations": [{
+                "to": { "id": contact_id },
+                "types": [{
+                    "associationCategory": "HUBSPOT_DEFINED",
+                    "associationTypeId": association_type_id,
+                }],
+            }],
+        });
+        let response = self
+            .send(ctx, Method::POST, url, Some(&body), Replay::Never)
+            .await
+            .map_err(|err| vendor_error(err, "contact"))?;
+        Ok(response.json::<PublicObject>()?.id)
+    }
+}
+
 #[async_trait::async_trait]
 impl Crm for Hubspot {
     async fn find_contact(
@@ -275,25 +318,45 @@ impl Crm for Hubspot {
         _idempotency_key: &str,
     ) -> Result<String, ConnectorError> {
         // operationId: post-/crm/v3/objects/notes_create
-        let url = self.url(&["crm", "v3", "objects", "notes"])?;
-        let body = json!({
-            "properties": {
-                "hs_timestamp": note.at.to_rfc3339_opts(SecondsFormat::Millis, true),
-                "hs_note_body": note.body,
-            },
-            "associations": [{
-                "to": { "id": contact_id },
-                "types": [{
-                    "associationCategory": "HUBSPOT_DEFINED",
-                    "associationTypeId": self.config.note_to_contact_association,
-                }],
-            }],
+        let properties = json!({
+            "hs_timestamp": hubspot_time(&note.at),
+            "hs_note_body": note.body,
         });
-        let response = self
-            .send(ctx, Method::POST, url, Some(&body), Replay::Never)
-            .await
-            .map_err(|err| vendor_error(err, "contact"))?;
-        Ok(response.json::<PublicObject>()?.id)
+        self.create_for_contact(
+            ctx,
+            "notes",
+            properties,
+            contact_id,
+            self.config.note_to_contact_association,
+        )
+        .await
+    }
+
+    async fn record_meeting(
+        &self,
+        ctx: &RequestContext,
+        contact_id: &str,
+        meeting: &CrmMeeting,
+        _idempotency_key: &str,
+    ) -> Result<String, ConnectorError> {
+        // operationId: post-/crm/v3/objects/meetings_create
+        let properties = json!({
+            // HubSpot places a meeting on the timeline at hs_timestamp: its start.
+            "hs_timestamp": hubspot_time(&meeting.start),
+            "hs_meeting_title": meeting.title,
+            "hs_meeting_start_time": hubspot_time(&meeting.start),
+            "hs_meeting_end_time": hubspot_time(&meeting.end),
+            "hs_meeting_outcome": "SCHEDULED",
+            "hs_meeting_body": meeting.body,
+        });
+        self.create_for_contact(
+            ctx,
+            "meetings",
+            properties,
+            contact_id,
+            self.config.meeting_to_contact_association,
+        )
+        .await
     }
 
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {

@@ -217,6 +217,17 @@ pub struct CallNote {
     pub at: DateTime<Utc>,
 }
 
+/// A booked appointment as a CRM records it (a HubSpot meeting, a Pipedrive activity, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrmMeeting {
+    pub title: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// What was booked, for whoever opens the record: when (in the business's zone) and the
+    /// calendar's booking reference.
+    pub body: String,
+}
+
 /// CRMs: HubSpot, Pipedrive, Salesforce, Zoho, …
 #[async_trait::async_trait]
 pub trait Crm: Send + Sync {
@@ -241,6 +252,16 @@ pub trait Crm: Send + Sync {
         ctx: &RequestContext,
         contact_id: &str,
         note: &CallNote,
+        idempotency_key: &str,
+    ) -> Result<String, ConnectorError>;
+
+    /// Record a booked appointment on the contact as a scheduled meeting; returns the meeting's
+    /// vendor id. `idempotency_key` is the booking's ledger key.
+    async fn record_meeting(
+        &self,
+        ctx: &RequestContext,
+        contact_id: &str,
+        meeting: &CrmMeeting,
         idempotency_key: &str,
     ) -> Result<String, ConnectorError>;
 

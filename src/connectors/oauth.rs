@@ -1,15 +1,28 @@
-//! OAuth 2.0 access tokens from a refresh token (RFC 6749 §6), refreshed before they expire.
+//! OAuth 2.0 access tokens for connectors, from either grant a tenant may hold: a stored refresh
+//! token (RFC 6749 §6) or a Google service-account key (a signed JWT assertion, RFC 7523),
+//! cached and refreshed before they expire.
 //!
-//! Owns: the cached access token of one connected account and its refresh through the shared
-//! policy, one refresh at a time. It must not run the authorization-code flow (that lives with
-//! the tenant/vault code) and must never log or display a token: every token is a
-//! `SecretString`, and token bodies are redacted by the policy's logger.
+//! Owns: the cached access token of one connected account, its refresh through the shared policy
+//! one refresh at a time, and, for service accounts, minting the RS256 assertion with `ring`.
+//! Both grants share one cache, one lock and one 401 path ([`OAuthTokenSource`]); only the token
+//! request differs. It must not run the authorization-code flow (that lives with the
+//! tenant/vault code) and must never log or display a token or a private key: tokens are
+//! `SecretString`s, the key stays inside `ring`, and token bodies are redacted by the policy's
+//! logger.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::Url;
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::pem::PemObject;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -18,8 +31,14 @@ use crate::tools::policy::{ConnectorProfile, HttpPolicy, PolicyError, Replay, Re
 
 /// Google's token endpoint; other vendors pass their own.
 pub const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+/// The scope a calendar connector asks a service account for (read and write events).
+pub const GOOGLE_CALENDAR_SCOPE: &str = "https://www.googleapis.com/auth/calendar";
+/// RFC 7523 grant type of a JWT bearer assertion.
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// Lifetime written into an assertion; Google accepts at most one hour.
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(3_600);
 
-/// The credentials of one connected account.
+/// The credentials of one account connected through the authorization-code flow.
 pub struct OAuthCredentials {
     pub token_url: Url,
     pub client_id: String,
@@ -27,18 +46,226 @@ pub struct OAuthCredentials {
     pub refresh_token: SecretString,
 }
 
+/// A Google service-account key: who signs (`client_email`), with which RSA key, for which
+/// token endpoint, and optionally on behalf of which user (domain-wide delegation).
+pub struct ServiceAccountKey {
+    pub client_email: String,
+    pub token_url: Url,
+    /// `private_key_id` of the key file, sent as the assertion's `kid` so Google picks the key.
+    pub key_id: Option<String>,
+    /// The user to impersonate (`sub`); needs domain-wide delegation in the Workspace admin.
+    pub subject: Option<String>,
+    pub scope: String,
+    signing_key: Arc<RsaKeyPair>,
+}
+
+/// The fields of a key file we read; every other field is ignored.
+#[derive(Deserialize)]
+struct KeyFile {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    client_email: Option<String>,
+    private_key: Option<String>,
+    private_key_id: Option<String>,
+    token_uri: Option<String>,
+}
+
+impl ServiceAccountKey {
+    /// A key from its parts; `private_key_pem` is the key file's `private_key` (PKCS#8 PEM).
+    /// Errors say what is wrong without quoting the key.
+    pub fn new(
+        client_email: impl Into<String>,
+        private_key_pem: &SecretString,
+        token_url: Url,
+    ) -> Result<Self, ConnectorError> {
+        let client_email = client_email.into();
+        if !client_email.contains('@') {
+            return Err(ConnectorError::Config(
+                "service account client_email is not an email address".into(),
+            ));
+        }
+        let der = PrivatePkcs8KeyDer::from_pem_slice(private_key_pem.expose_secret().as_bytes())
+            .map_err(|_| {
+                ConnectorError::Config(
+                    "service account private_key is not a PEM PKCS#8 private key \
+                     (-----BEGIN PRIVATE KEY-----)"
+                        .into(),
+                )
+            })?;
+        let signing_key = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(|rejected| {
+            ConnectorError::Config(format!(
+                "service account private_key is not a usable RSA key: {rejected}"
+            ))
+        })?;
+        Ok(Self {
+            client_email,
+            token_url,
+            key_id: None,
+            subject: None,
+            scope: GOOGLE_CALENDAR_SCOPE.to_owned(),
+            signing_key: Arc::new(signing_key),
+        })
+    }
+
+    /// A key from the JSON key file Google's console downloads (`"type": "service_account"`).
+    pub fn from_key_file(text: &str) -> Result<Self, ConnectorError> {
+        // serde's messages may quote the input, which holds the private key: say only what.
+        let file: KeyFile = serde_json::from_str(text).map_err(|_| {
+            ConnectorError::Config("the service account key file is not a JSON object".into())
+        })?;
+        if file.kind.as_deref() != Some("service_account") {
+            return Err(ConnectorError::Config(
+                "the key file's type is not \"service_account\"".into(),
+            ));
+        }
+        let missing = |field: &str| ConnectorError::Config(format!("the key file lacks {field}"));
+        let token_url = file.token_uri.as_deref().unwrap_or(GOOGLE_TOKEN_URL);
+        let token_url = Url::parse(token_url)
+            .map_err(|_| ConnectorError::Config("the key file's token_uri is not a URL".into()))?;
+        let private_key =
+            SecretString::from(file.private_key.ok_or_else(|| missing("private_key"))?);
+        let mut key = Self::new(
+            file.client_email.ok_or_else(|| missing("client_email"))?,
+            &private_key,
+            token_url,
+        )?;
+        key.key_id = file.private_key_id.filter(|id| !id.is_empty());
+        Ok(key)
+    }
+
+    pub fn with_subject(mut self, subject: Option<String>) -> Self {
+        self.subject = subject.filter(|s| !s.trim().is_empty());
+        self
+    }
+
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = scope.into();
+        self
+    }
+
+    /// The RS256-signed assertion (`header.claims.signature`, base64url) issued at `issued_at`.
+    pub fn assertion(&self, issued_at: SystemTime) -> Result<SecretString, ConnectorError> {
+        let iat = issued_at
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| ConnectorError::Config("the system clock is before 1970".into()))?
+            .as_secs();
+        let mut header = json!({ "alg": "RS256", "typ": "JWT" });
+        if let Some(key_id) = &self.key_id {
+            header["kid"] = json!(key_id);
+        }
+        let mut claims = json!({
+            "iss": self.client_email,
+            "scope": self.scope,
+            "aud": self.token_url.as_str(),
+            "iat": iat,
+            "exp": iat + ASSERTION_LIFETIME.as_secs(),
+        });
+        if let Some(subject) = &self.subject {
+            claims["sub"] = json!(subject);
+        }
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let mut signature = vec![0; self.signing_key.public().modulus_len()];
+        self.signing_key
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| {
+                ConnectorError::Config("signing the service account assertion failed".into())
+            })?;
+        Ok(SecretString::from(format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature)
+        )))
+    }
+}
+
+impl std::fmt::Debug for ServiceAccountKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccountKey")
+            .field("client_email", &self.client_email)
+            .field("token_url", &self.token_url.as_str())
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an access token is obtained.
+enum Grant {
+    RefreshToken {
+        client_id: String,
+        client_secret: SecretString,
+        /// Replaced when the vendor rotates it.
+        refresh_token: SecretString,
+    },
+    ServiceAccount(ServiceAccountKey),
+}
+
+impl Grant {
+    fn token_form(&self) -> Result<Vec<(&'static str, SecretString)>, ConnectorError> {
+        Ok(match self {
+            Self::RefreshToken {
+                client_id,
+                client_secret,
+                refresh_token,
+            } => vec![
+                ("grant_type", SecretString::from("refresh_token")),
+                ("refresh_token", refresh_token.clone()),
+                ("client_id", SecretString::from(client_id.clone())),
+                ("client_secret", client_secret.clone()),
+            ],
+            Self::ServiceAccount(key) => vec![
+                ("grant_type", SecretString::from(JWT_BEARER_GRANT)),
+                ("assertion", key.assertion(SystemTime::now())?),
+            ],
+        })
+    }
+
+    /// What a refused token request means for this grant, with the vendor's OAuth error code
+    /// (`invalid_grant`, …) when it sent one; OAuth error bodies carry no secret.
+    fn refused(&self, body_snippet: &str) -> ConnectorError {
+        let detail = serde_json::from_str::<Value>(body_snippet)
+            .ok()
+            .and_then(|body| {
+                let code = body.get("error")?.as_str()?.to_owned();
+                Some(
+                    match body.get("error_description").and_then(Value::as_str) {
+                        Some(description) => format!(" ({code}: {description})"),
+                        None => format!(" ({code})"),
+                    },
+                )
+            })
+            .unwrap_or_default();
+        ConnectorError::Auth(match self {
+            Self::RefreshToken { .. } => {
+                format!("the refresh token was refused{detail}; the account must be reconnected")
+            }
+            Self::ServiceAccount(key) => format!(
+                "the token request of service account {} was refused{detail}; check that the \
+                 key is active, the Calendar API is enabled, and any subject is delegated the \
+                 calendar scope",
+                key.client_email
+            ),
+        })
+    }
+}
+
 /// Hands out a valid access token, refreshing it `refresh_margin` before expiry.
 pub struct OAuthTokenSource {
     token_url: Url,
-    client_id: String,
-    client_secret: SecretString,
     state: Mutex<TokenState>,
     refresh_margin: Duration,
     profile: ConnectorProfile,
 }
 
 struct TokenState {
-    refresh_token: SecretString,
+    grant: Grant,
     access: Option<(SecretString, Instant)>,
 }
 
@@ -53,15 +280,30 @@ struct TokenResponse {
 }
 
 impl OAuthTokenSource {
-    /// `connector` names the breaker/permit bucket the token requests share with the API calls
-    /// of the same vendor.
+    /// Tokens from a refresh token. `connector` names the breaker/permit bucket the token
+    /// requests share with the API calls of the same vendor.
     pub fn new(credentials: OAuthCredentials, connector: &'static str) -> Self {
-        Self {
-            token_url: credentials.token_url,
-            client_id: credentials.client_id,
-            client_secret: credentials.client_secret,
-            state: Mutex::new(TokenState {
+        Self::with_grant(
+            credentials.token_url,
+            Grant::RefreshToken {
+                client_id: credentials.client_id,
+                client_secret: credentials.client_secret,
                 refresh_token: credentials.refresh_token,
+            },
+            connector,
+        )
+    }
+
+    /// Tokens from a service-account key (RFC 7523 JWT bearer grant at the key's token URL).
+    pub fn service_account(key: ServiceAccountKey, connector: &'static str) -> Self {
+        Self::with_grant(key.token_url.clone(), Grant::ServiceAccount(key), connector)
+    }
+
+    fn with_grant(token_url: Url, grant: Grant, connector: &'static str) -> Self {
+        Self {
+            token_url,
+            state: Mutex::new(TokenState {
+                grant,
                 access: None,
             }),
             refresh_margin: Duration::from_secs(120),
@@ -89,30 +331,29 @@ impl OAuthTokenSource {
         {
             return Ok(token.clone());
         }
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("refresh_token", state.refresh_token.expose_secret()),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.expose_secret()),
-        ];
+        let form = state.grant.token_form()?;
+        let exposed: Vec<(&str, &str)> = form
+            .iter()
+            .map(|(name, value)| (*name, value.expose_secret()))
+            .collect();
         let request = policy
             .client()
             .post(self.token_url.clone())
-            .form(&form)
+            .form(&exposed)
             .build()
             .map_err(|err| {
                 ConnectorError::Config(format!("token request: {}", err.without_url()))
             })?;
-        // A refresh grant can be repeated safely: at worst the vendor issues two tokens.
+        // Either grant can be repeated safely: at worst the vendor issues two tokens.
         let response = policy
             .send(ctx, &self.profile, request, Replay::Idempotent)
             .await
             .map_err(|err| match err {
                 PolicyError::Status {
-                    code: 400 | 401, ..
-                } => ConnectorError::Auth(
-                    "the refresh token was refused; the account must be reconnected".into(),
-                ),
+                    code: 400 | 401,
+                    body_snippet,
+                    ..
+                } => state.grant.refused(&body_snippet),
                 other => ConnectorError::Policy(other),
             })?;
         let token: TokenResponse = response
@@ -122,8 +363,10 @@ impl OAuthTokenSource {
         let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3_600));
         let refresh_at = Instant::now() + lifetime.saturating_sub(self.refresh_margin);
         let access = SecretString::from(token.access_token);
-        if let Some(rotated) = token.refresh_token {
-            state.refresh_token = SecretString::from(rotated);
+        if let (Some(rotated), Grant::RefreshToken { refresh_token, .. }) =
+            (token.refresh_token, &mut state.grant)
+        {
+            *refresh_token = SecretString::from(rotated);
         }
         state.access = Some((access.clone(), refresh_at));
         Ok(access)
@@ -139,7 +382,97 @@ impl std::fmt::Debug for OAuthTokenSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthTokenSource")
             .field("token_url", &self.token_url.as_str())
-            .field("client_id", &self.client_id)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_PEM: &str =
+        include_str!("../../fixtures/connectors/test_only_service_account_key.pem");
+
+    fn token_url() -> Url {
+        Url::parse(GOOGLE_TOKEN_URL).expect("valid")
+    }
+
+    #[test]
+    fn a_bad_key_is_a_configuration_error_that_does_not_quote_it() {
+        let garbage = SecretString::from(
+            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWJ5dGVz\n-----END PRIVATE KEY-----\n",
+        );
+        let err =
+            ServiceAccountKey::new("bot@example.iam.gserviceaccount.com", &garbage, token_url())
+                .expect_err("refused");
+        assert!(matches!(err, ConnectorError::Config(_)), "{err:?}");
+        assert!(!err.to_string().contains("c2VjcmV0"), "{err}");
+        let not_pem = SecretString::from("MIIEvQIBADANBgkqhkiG9w0BAQEFAASC");
+        let err =
+            ServiceAccountKey::new("bot@example.iam.gserviceaccount.com", &not_pem, token_url())
+                .expect_err("refused");
+        assert!(err.to_string().contains("PEM PKCS#8"), "{err}");
+        assert!(!err.to_string().contains("MIIE"), "{err}");
+    }
+
+    #[test]
+    fn key_file_errors_name_the_field_and_hide_the_key() {
+        let wrong_type = json!({"type": "authorized_user", "private_key": KEY_PEM}).to_string();
+        let err = ServiceAccountKey::from_key_file(&wrong_type).expect_err("refused");
+        assert!(err.to_string().contains("service_account"), "{err}");
+        let no_email = json!({"type": "service_account", "private_key": KEY_PEM}).to_string();
+        let err = ServiceAccountKey::from_key_file(&no_email).expect_err("refused");
+        assert!(err.to_string().contains("client_email"), "{err}");
+        let broken = format!(
+            "{{\"type\": \"service_account\", \"private_key\": \"{}",
+            &KEY_PEM[..60]
+        );
+        let err = ServiceAccountKey::from_key_file(&broken).expect_err("refused");
+        assert!(!err.to_string().contains("BEGIN"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_shows_no_key_material() {
+        let key = ServiceAccountKey::new(
+            "bot@example.iam.gserviceaccount.com",
+            &SecretString::from(KEY_PEM),
+            token_url(),
+        )
+        .expect("valid key");
+        let shown = format!("{key:?}");
+        assert!(shown.contains("bot@example"), "{shown}");
+        assert!(
+            !shown.contains("MII") && !shown.contains("modulus"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn refusals_carry_the_oauth_error_code() {
+        let key = ServiceAccountKey::new(
+            "bot@example.iam.gserviceaccount.com",
+            &SecretString::from(KEY_PEM),
+            token_url(),
+        )
+        .expect("valid key");
+        let err = Grant::ServiceAccount(key)
+            .refused(r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#);
+        assert_eq!(
+            err.to_string(),
+            "vendor authorisation failed: the token request of service account \
+             bot@example.iam.gserviceaccount.com was refused (invalid_grant: Invalid JWT \
+             Signature.); check that the key is active, the Calendar API is enabled, and any \
+             subject is delegated the calendar scope"
+        );
+        let refresh = Grant::RefreshToken {
+            client_id: "id".into(),
+            client_secret: SecretString::from("s"),
+            refresh_token: SecretString::from("r"),
+        };
+        assert_eq!(
+            refresh.refused("<html>").to_string(),
+            "vendor authorisation failed: the refresh token was refused; the account must be \
+             reconnected"
+        );
     }
 }

@@ -6,8 +6,10 @@
 //! messages the model can act on, explicit time zones (the business's, and the caller's when
 //! known), results trimmed to what can be read aloud, and running every side effect (book,
 //! reschedule, cancel, upsert, note) through the tool-call ledger so a repeat or a replay after a
-//! reconnect reaches the vendor once. It must not know which vendor it talks to, build HTTP
-//! requests, or choose a connector (that is [`super::resolver`]).
+//! reconnect reaches the vendor once. A booking is also recorded as a meeting in the tenant's
+//! CRM when it has one, inside the booking's ledger entry; the booking never depends on that
+//! write. It must not know which vendor it talks to, build HTTP requests, or choose a connector
+//! (that is [`super::resolver`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use super::policy::RequestContext;
 use super::{Tool, ToolContext, ToolError, ToolFuture};
 use crate::connectors::{
     Attendee, Booking, BookingStatus, Calendar, CallNote, Commerce, ConnectorError, Contact,
-    ContactInput, ContactLookup, Crm, OrderStatus, Product, Slot, TimeWindow,
+    ContactInput, ContactLookup, Crm, CrmMeeting, OrderStatus, Product, Slot, TimeWindow,
 };
 use crate::realtime::ToolDeclaration;
 
@@ -194,7 +196,7 @@ fn parse_zone(field: &str, text: &str) -> Result<Tz, ToolError> {
     })
 }
 
-fn optional_zone(field: &str, text: Option<&str>) -> Result<Option<Tz>, ToolError> {
+pub(super) fn optional_zone(field: &str, text: Option<&str>) -> Result<Option<Tz>, ToolError> {
     text.filter(|t| !t.trim().is_empty())
         .map(|t| parse_zone(field, t))
         .transpose()
@@ -333,7 +335,7 @@ fn declaration(name: &str, description: &str, parameters: Value) -> ToolDeclarat
     }
 }
 
-const CALLER_ZONE_SCHEMA: &str = "The caller's own IANA time zone (e.g. Europe/London) if they said \
+pub(super) const CALLER_ZONE_SCHEMA: &str = "The caller's own IANA time zone (e.g. Europe/London) if they said \
     they are in another zone than the business; leave out otherwise.";
 
 // --- calendar ------------------------------------------------------------------------------------
@@ -454,10 +456,120 @@ impl Tool for CheckAvailability {
     }
 }
 
-/// `book_appointment`: books a slot from `check_availability` for the caller, once.
+/// `book_appointment`: books a slot from `check_availability` for the caller, once, and records
+/// it as a meeting on the caller's contact when the tenant has a CRM.
 pub struct BookAppointment {
     pub calendar: Arc<dyn Calendar>,
+    /// The tenant's CRM, if it has one. A booking stands whatever happens there.
+    pub crm: Option<Arc<dyn Crm>>,
     pub env: Arc<CapabilityEnv>,
+}
+
+/// Time kept back from the tool deadline when the CRM write starts, so a slow CRM can never
+/// turn a made booking into a timeout.
+const CRM_FOLLOW_UP_RESERVE: Duration = Duration::from_millis(750);
+
+/// What the model hears when the booking stands but the CRM has no record of it.
+const CRM_NOT_RECORDED: &str = "The appointment is booked. It could not be added to the customer \
+    records; there is no need to mention this to the caller.";
+
+/// The caller's contact, found by phone (else email) or created from the booking's details.
+async fn contact_for_booking(
+    crm: &dyn Crm,
+    ctx: &RequestContext,
+    attendee: &Attendee,
+    idempotency_key: &str,
+) -> Result<Contact, ConnectorError> {
+    let lookups = [
+        attendee.phone.clone().map(ContactLookup::Phone),
+        attendee.email.clone().map(ContactLookup::Email),
+    ];
+    for lookup in lookups.into_iter().flatten() {
+        if let Some(contact) = crm.find_contact(ctx, &lookup).await? {
+            return Ok(contact);
+        }
+    }
+    if attendee.phone.is_none() && attendee.email.is_none() {
+        return Err(ConnectorError::InvalidInput(
+            "no phone number or email to find the caller's record".into(),
+        ));
+    }
+    let (first_name, last_name) = match attendee.name.split_once(' ') {
+        Some((first, last)) => (first.to_owned(), Some(last.trim().to_owned())),
+        None => (attendee.name.clone(), None),
+    };
+    let input = ContactInput {
+        first_name: Some(first_name),
+        last_name,
+        email: attendee.email.clone(),
+        phone: attendee.phone.clone(),
+    };
+    crm.upsert_contact(ctx, &input, idempotency_key).await
+}
+
+/// Records `booking` as a meeting on the caller's contact; returns the meeting's id.
+async fn record_booking_in_crm(
+    crm: &dyn Crm,
+    ctx: &RequestContext,
+    attendee: &Attendee,
+    booking: &Booking,
+    idempotency_key: &str,
+) -> Result<String, ConnectorError> {
+    let contact = contact_for_booking(crm, ctx, attendee, idempotency_key).await?;
+    let meeting = CrmMeeting {
+        title: format!("Appointment: {}", attendee.name),
+        start: booking.slot.start,
+        end: booking.slot.end,
+        body: format!(
+            "Booked by phone for {} on {}. Booking reference: {}.",
+            attendee.name,
+            booking.slot.spoken(),
+            booking.id
+        ),
+    };
+    crm.record_meeting(ctx, &contact.id, &meeting, idempotency_key)
+        .await
+}
+
+/// Adds the CRM record of a made booking to the tool result: its meeting id, or a note for the
+/// model when it failed (logged; the booking stands either way).
+async fn follow_up_in_crm(
+    crm: &dyn Crm,
+    ctx: &RequestContext,
+    attendee: &Attendee,
+    booking: &Booking,
+    out: &mut Value,
+) {
+    // A booking the caller still has to finish through a link is not an appointment yet.
+    if booking.status == BookingStatus::AwaitingCaller {
+        return;
+    }
+    let key = ctx.idempotency_key.clone().unwrap_or_default();
+    let crm_ctx = RequestContext {
+        deadline: ctx
+            .deadline
+            .checked_sub(CRM_FOLLOW_UP_RESERVE)
+            .unwrap_or(ctx.deadline),
+        ..ctx.clone()
+    };
+    let recorded = tokio::time::timeout_at(
+        crm_ctx.deadline,
+        record_booking_in_crm(crm, &crm_ctx, attendee, booking, &key),
+    )
+    .await;
+    match recorded {
+        Ok(Ok(meeting_id)) => out["crm_meeting_id"] = json!(meeting_id),
+        Ok(Err(err)) => {
+            tracing::warn!(tenant = %ctx.tenant, booking = %booking.id, error = %err,
+                crm_follow_up = "failed", "booking made, CRM meeting not recorded");
+            out["crm_note"] = json!(CRM_NOT_RECORDED);
+        }
+        Err(_) => {
+            tracing::warn!(tenant = %ctx.tenant, booking = %booking.id,
+                crm_follow_up = "timeout", "booking made, CRM meeting not confirmed in time");
+            out["crm_note"] = json!(CRM_NOT_RECORDED);
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -499,6 +611,7 @@ impl Tool for BookAppointment {
 
     fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
         let calendar = Arc::clone(&self.calendar);
+        let crm = self.crm.clone();
         let env = Arc::clone(&self.env);
         Box::pin(async move {
             let args: BookArgs = parse_args(arguments.clone())?;
@@ -522,13 +635,19 @@ impl Tool for BookAppointment {
                 zone: env.business_zone,
             };
             let tenant = Arc::clone(&env.tenant);
+            // The CRM write runs inside the same ledger entry as the booking: a replayed
+            // book_appointment gets the stored result and records no second meeting.
             env.once(&context, BOOK_APPOINTMENT, &arguments, |ctx| async move {
                 let key = ctx.idempotency_key.clone().unwrap_or_default();
-                calendar
+                let booking = calendar
                     .book(&ctx, &slot, &attendee, &key)
                     .await
-                    .map(|booking| booking_json(&booking, caller_zone))
-                    .map_err(|err| speak_failure(&tenant, BOOK_APPOINTMENT, &err))
+                    .map_err(|err| speak_failure(&tenant, BOOK_APPOINTMENT, &err))?;
+                let mut out = booking_json(&booking, caller_zone);
+                if let Some(crm) = &crm {
+                    follow_up_in_crm(crm.as_ref(), &ctx, &attendee, &booking, &mut out).await;
+                }
+                Ok(out)
             })
             .await
         })
@@ -1070,6 +1189,7 @@ pub fn capability_tool(
         }),
         BOOK_APPOINTMENT => Arc::new(BookAppointment {
             calendar: Arc::clone(calendar?),
+            crm: crm.cloned(),
             env,
         }),
         RESCHEDULE_APPOINTMENT => Arc::new(RescheduleAppointment {

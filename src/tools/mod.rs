@@ -21,6 +21,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::{Value, json};
 
 use crate::call::session::END_CALL_TOOL;
@@ -170,25 +172,78 @@ fn end_call_declaration() -> ToolDeclaration {
     }
 }
 
-/// Built-in: the current date and time, so the model never guesses it.
-#[derive(Debug, Default)]
-pub struct CurrentTime;
+/// Built-in: the current date and time in the business's zone (and the caller's, when the
+/// model knows it) as well as UTC, so the model never guesses today's date or works it out from
+/// UTC by hand.
+#[derive(Debug)]
+pub struct CurrentTime {
+    business_zone: Tz,
+}
+
+impl CurrentTime {
+    pub fn new(business_zone: Tz) -> Self {
+        Self { business_zone }
+    }
+}
+
+impl Default for CurrentTime {
+    /// Without a tenant (the single-business quick start) the business zone is UTC.
+    fn default() -> Self {
+        Self::new(Tz::UTC)
+    }
+}
+
+/// One instant as read in `zone`: what the model needs to talk about "today" and "now".
+fn local_time_json(now: DateTime<Utc>, zone: Tz) -> Value {
+    let local = now.with_timezone(&zone);
+    json!({
+        "time_zone": zone.name(),
+        "date": local.format("%Y-%m-%d").to_string(),
+        "weekday": local.format("%A").to_string(),
+        "time": local.format("%H:%M").to_string(),
+        "utc_offset": local.format("%:z").to_string(),
+        "spoken": format!("{} ({})", local.format("%A %-d %B %Y, %-I:%M %p %Z"), zone.name()),
+    })
+}
+
+/// The `get_current_time` answer at `now`.
+fn current_time_json(now: DateTime<Utc>, business_zone: Tz, caller_zone: Option<Tz>) -> Value {
+    let mut out = json!({
+        "utc": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "business": local_time_json(now, business_zone),
+    });
+    if let Some(zone) = caller_zone.filter(|zone| *zone != business_zone) {
+        out["caller"] = local_time_json(now, zone);
+    }
+    out
+}
 
 impl Tool for CurrentTime {
     fn declaration(&self) -> ToolDeclaration {
         ToolDeclaration {
             name: "get_current_time".into(),
-            description: "Get the current date and time (UTC). Use it before talking about dates \
-                          such as today or tomorrow."
+            description: "Get today's date, the weekday and the time where the business is (and \
+                          UTC). Use it before talking about dates such as today or tomorrow. If \
+                          the caller said they are in another time zone, pass it to get their \
+                          local time too."
                 .into(),
-            parameters: json!({"type": "object", "properties": {}}),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "caller_time_zone": {"type": "string", "description": capabilities::CALLER_ZONE_SCHEMA}
+                }
+            }),
         }
     }
 
-    fn invoke(&self, _context: ToolContext, _arguments: Value) -> ToolFuture {
-        Box::pin(async {
-            let now = std::time::SystemTime::now();
-            Ok(json!({ "utc": humantime::format_rfc3339_seconds(now).to_string() }))
+    fn invoke(&self, _context: ToolContext, arguments: Value) -> ToolFuture {
+        let business_zone = self.business_zone;
+        Box::pin(async move {
+            let caller_zone = capabilities::optional_zone(
+                "caller_time_zone",
+                arguments.get("caller_time_zone").and_then(Value::as_str),
+            )?;
+            Ok(current_time_json(Utc::now(), business_zone, caller_zone))
         })
     }
 }
@@ -249,10 +304,15 @@ impl Tool for OptOut {
     }
 }
 
-/// The built-in tools by name, for configuration.
+/// The built-in tools by name, for configuration without a tenant (times in UTC).
 pub fn builtin(name: &str) -> Option<Arc<dyn Tool>> {
+    builtin_in_zone(name, Tz::UTC)
+}
+
+/// The built-in tools by name, for a business in `business_zone`.
+pub fn builtin_in_zone(name: &str, business_zone: Tz) -> Option<Arc<dyn Tool>> {
     match name {
-        "get_current_time" => Some(Arc::new(CurrentTime)),
+        "get_current_time" => Some(Arc::new(CurrentTime::new(business_zone))),
         _ => None,
     }
 }
@@ -348,6 +408,52 @@ mod tests {
         let (out, label) = registry().run(context(), "slow", "{}").await;
         assert_eq!(label, "timeout");
         assert_eq!(parse(&out)["error"]["code"], "timeout");
+    }
+
+    #[test]
+    fn the_time_is_given_in_the_business_zone_and_the_callers() {
+        let now = DateTime::parse_from_rfc3339("2025-03-09T06:30:00Z")
+            .expect("valid")
+            .with_timezone(&Utc);
+        let out = current_time_json(
+            now,
+            chrono_tz::America::Los_Angeles,
+            Some(chrono_tz::Europe::London),
+        );
+        assert_eq!(out["utc"], "2025-03-09T06:30:00Z");
+        // Still Saturday evening in California, before that night's switch to summer time.
+        assert_eq!(
+            out["business"],
+            json!({
+                "time_zone": "America/Los_Angeles",
+                "date": "2025-03-08",
+                "weekday": "Saturday",
+                "time": "22:30",
+                "utc_offset": "-08:00",
+                "spoken": "Saturday 8 March 2025, 10:30 PM PST (America/Los_Angeles)",
+            })
+        );
+        assert_eq!(out["caller"]["date"], "2025-03-09");
+        assert_eq!(out["caller"]["weekday"], "Sunday");
+        assert_eq!(out["caller"]["time"], "06:30");
+        let same = current_time_json(
+            now,
+            chrono_tz::Europe::London,
+            Some(chrono_tz::Europe::London),
+        );
+        assert!(same.get("caller").is_none(), "{same}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_caller_zone_is_explained() {
+        let tool = CurrentTime::new(chrono_tz::Europe::Berlin);
+        let err = tool
+            .invoke(context(), json!({"caller_time_zone": "Pacific time"}))
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, ToolError::InvalidArguments(_)), "{err:?}");
+        let out = tool.invoke(context(), json!({})).await.expect("time");
+        assert_eq!(out["business"]["time_zone"], "Europe/Berlin");
     }
 
     #[test]

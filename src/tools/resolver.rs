@@ -16,12 +16,16 @@
 //! |-------------------|---------------------------------------------------------------------------------|
 //! | `calcom`          | `{"api_key": "cal_…", "event_type_id": 123, "max_slots"?: 8}`                   |
 //! | `google_calendar` | `{"client_id", "client_secret", "refresh_token", "calendar_id"?: "primary", "token_url"?}` |
+//! | `google_calendar` | a service-account key file as downloaded (`"type": "service_account"`, `client_email`, `private_key`, `token_uri`), plus `"calendar_id"?` and `"subject"?` (user to impersonate through domain-wide delegation) |
 //! | `calendly`        | `{"token", "event_type": "https://api.calendly.com/event_types/…", "direct_booking"?: true}` |
 //! | `hubspot`         | the access token, or `{"access_token"}`                                         |
 //! | `shopify`         | the Admin API access token, or `{"access_token"}`; `base_url` = the shop's URL  |
 //!
 //! `base_url` in the configuration overrides the vendor's default API base (self-hosted Cal.com,
-//! a test server).
+//! a test server). Operator-facing version of this table: `docs/connectors.md`.
+//!
+//! `book_appointment` also gets the tenant's CRM connector when one is configured and builds, so
+//! bookings are recorded there; a broken CRM is logged and the tool is offered without it.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -33,16 +37,20 @@ use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use super::capabilities::{Capability, CapabilityEnv, capability_of, capability_tool};
+use super::capabilities::{
+    BOOK_APPOINTMENT, Capability, CapabilityEnv, capability_of, capability_tool,
+};
 use super::ledger::SharedLedger;
 use super::policy::{HttpPolicy, RequestContext};
-use super::{ToolRegistry, builtin};
+use super::{ToolRegistry, builtin_in_zone};
 use crate::call::session::END_CALL_TOOL;
 use crate::connectors::calcom::{self, Calcom, CalcomConfig};
 use crate::connectors::calendly::{self, Calendly, CalendlyConfig};
 use crate::connectors::google_calendar::{self, GoogleCalendar, GoogleCalendarConfig};
 use crate::connectors::hubspot::{self, Hubspot, HubspotConfig};
-use crate::connectors::oauth::{GOOGLE_TOKEN_URL, OAuthCredentials, OAuthTokenSource};
+use crate::connectors::oauth::{
+    GOOGLE_TOKEN_URL, OAuthCredentials, OAuthTokenSource, ServiceAccountKey,
+};
 use crate::connectors::shopify::{self, Shopify, ShopifyConfig};
 use crate::connectors::{Calendar, Commerce, ConnectorError, Crm, parse_base_url};
 use crate::store::{ConnectorConfig, Store, StoreError, TenantId};
@@ -123,6 +131,8 @@ pub enum BuildError {
     Secret { vendor: String, reason: String },
     #[error("the {vendor} credentials are incomplete: {reason}")]
     Credentials { vendor: String, reason: String },
+    #[error("the {vendor} credentials are invalid: {reason}")]
+    InvalidCredentials { vendor: String, reason: String },
     #[error("{vendor} is not a vendor this bridge has a connector for")]
     UnknownVendor { vendor: String },
     #[error("the {vendor} connector configuration is invalid: {reason}")]
@@ -269,19 +279,7 @@ pub async fn build_connector<S: Store>(
             )))
         }
         google_calendar::CONNECTOR => {
-            let token_url = credentials
-                .text("token_url")
-                .unwrap_or(GOOGLE_TOKEN_URL)
-                .to_owned();
-            let tokens = OAuthTokenSource::new(
-                OAuthCredentials {
-                    token_url: parse_base_url(&token_url).map_err(config_error)?,
-                    client_id: credentials.required_text("client_id")?,
-                    client_secret: credentials.secret(&["client_secret"])?,
-                    refresh_token: SecretString::from(credentials.required_text("refresh_token")?),
-                },
-                google_calendar::CONNECTOR,
-            );
+            let tokens = google_token_source(&credentials)?;
             let calendar_id = credentials.text("calendar_id").unwrap_or("primary");
             BuiltConnector::Calendar(Arc::new(GoogleCalendar::new(
                 policy,
@@ -341,6 +339,47 @@ pub async fn build_connector<S: Store>(
     })
 }
 
+/// The Google token source of a calendar secret: a service-account key file (`"type":
+/// "service_account"`, optional `subject`) or an OAuth client with a refresh token.
+fn google_token_source(credentials: &Credentials) -> Result<OAuthTokenSource, BuildError> {
+    let vendor = google_calendar::CONNECTOR;
+    let invalid = |err: ConnectorError| BuildError::InvalidCredentials {
+        vendor: vendor.to_owned(),
+        reason: match err {
+            ConnectorError::Config(reason) => reason,
+            other => other.to_string(),
+        },
+    };
+    let token_url = credentials
+        .text("token_uri")
+        .or_else(|| credentials.text("token_url"))
+        .unwrap_or(GOOGLE_TOKEN_URL);
+    let token_url = parse_base_url(token_url).map_err(|err| BuildError::InvalidCredentials {
+        vendor: vendor.to_owned(),
+        reason: format!("token_uri: {err}"),
+    })?;
+    if credentials.text("type") == Some("service_account") {
+        let mut key = ServiceAccountKey::new(
+            credentials.required_text("client_email")?,
+            &credentials.secret(&["private_key"])?,
+            token_url,
+        )
+        .map_err(invalid)?
+        .with_subject(credentials.text("subject").map(str::to_owned));
+        key.key_id = credentials.text("private_key_id").map(str::to_owned);
+        return Ok(OAuthTokenSource::service_account(key, vendor));
+    }
+    Ok(OAuthTokenSource::new(
+        OAuthCredentials {
+            token_url,
+            client_id: credentials.required_text("client_id")?,
+            client_secret: credentials.secret(&["client_secret"])?,
+            refresh_token: SecretString::from(credentials.required_text("refresh_token")?),
+        },
+        vendor,
+    ))
+}
+
 /// The configuration serving `capability`: the most recently updated one if several are.
 fn configuration_for(
     configs: &[ConnectorConfig],
@@ -350,6 +389,30 @@ fn configuration_for(
         .iter()
         .filter(|config| capability_of_vendor(&config.spec.vendor) == Some(capability))
         .max_by_key(|config| config.updated_at)
+}
+
+/// The connector serving `capability`, built (and its secret decrypted) at most once per
+/// resolution; the error is why it cannot serve.
+async fn connector_for<S: Store>(
+    built: &mut HashMap<Capability, Result<BuiltConnector, String>>,
+    configs: &[ConnectorConfig],
+    capability: Capability,
+    vault: Option<&Vault<S>>,
+    policy: &HttpPolicy,
+) -> Result<BuiltConnector, String> {
+    if let Entry::Vacant(slot) = built.entry(capability) {
+        let connector = match configuration_for(configs, capability) {
+            None => Err(BuildError::NotConfigured(capability.as_str()).to_string()),
+            Some(config) => build_connector(config, vault, policy)
+                .await
+                .map_err(|err| err.to_string()),
+        };
+        slot.insert(connector);
+    }
+    built
+        .get(&capability)
+        .cloned()
+        .unwrap_or_else(|| Err(BuildError::NotConfigured(capability.as_str()).to_string()))
 }
 
 /// The registry for one agent's call: built-ins and capability tools from `enabled`, each
@@ -393,7 +456,7 @@ pub async fn registry_for_agent<S: Store>(
         if name == END_CALL_TOOL || registry.names().any(|known| known == name) {
             continue;
         }
-        if let Some(tool) = builtin(name) {
+        if let Some(tool) = builtin_in_zone(name, business_zone) {
             registry.register(tool);
             continue;
         }
@@ -404,33 +467,40 @@ pub async fn registry_for_agent<S: Store>(
             });
             continue;
         };
-        if let Entry::Vacant(slot) = built.entry(capability) {
-            let connector = match configuration_for(&configs, capability) {
-                None => Err(BuildError::NotConfigured(capability.as_str()).to_string()),
-                Some(config) => build_connector(config, vault, policy)
-                    .await
-                    .map_err(|err| err.to_string()),
-            };
-            slot.insert(connector);
-        }
-        let connector = match built.get(&capability) {
-            Some(Ok(connector)) => connector,
-            Some(Err(reason)) => {
+        let connector = match connector_for(&mut built, &configs, capability, vault, policy).await {
+            Ok(connector) => connector,
+            Err(reason) => {
                 unavailable.push(Unavailable {
                     tool: name.clone(),
-                    reason: reason.clone(),
+                    reason,
                 });
                 continue;
             }
-            None => continue,
         };
         let tool = match connector {
             BuiltConnector::Calendar(calendar) => {
-                capability_tool(name, &env, Some(calendar), None, None)
+                // Bookings are also recorded in the tenant's CRM, when it has a working one.
+                let crm = if name == BOOK_APPOINTMENT
+                    && configuration_for(&configs, Capability::Crm).is_some()
+                {
+                    match connector_for(&mut built, &configs, Capability::Crm, vault, policy).await
+                    {
+                        Ok(BuiltConnector::Crm(crm)) => Some(crm),
+                        Ok(_) => None,
+                        Err(reason) => {
+                            tracing::warn!(tenant = %tenant, reason = %reason,
+                                "bookings will not be recorded in the CRM");
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                capability_tool(name, &env, Some(&calendar), crm.as_ref(), None)
             }
-            BuiltConnector::Crm(crm) => capability_tool(name, &env, None, Some(crm), None),
+            BuiltConnector::Crm(crm) => capability_tool(name, &env, None, Some(&crm), None),
             BuiltConnector::Commerce(commerce) => {
-                capability_tool(name, &env, None, None, Some(commerce))
+                capability_tool(name, &env, None, None, Some(&commerce))
             }
         };
         match tool {
