@@ -4,7 +4,7 @@
 //! the tenant's dial limits. No dispatcher runs: nothing is dialled.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -56,6 +56,33 @@ impl Cli {
         self.command(args).output().expect("run callbridge")
     }
 
+    /// A contacts file with a bad row on line 3; returns its path.
+    fn contacts_file(&self) -> String {
+        let path = self.path("contacts.csv");
+        std::fs::write(
+            &path,
+            "phone,name\n+14155552671,Ana\n12345,Bob\n+442079460958,Jo\n",
+        )
+        .expect("write csv");
+        path.to_str().expect("utf-8 path").to_owned()
+    }
+
+    /// `campaign create` for tenant `acme` and its agent from `csv`, with `extra` flags.
+    fn create(&self, csv: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "campaign",
+            "create",
+            "--tenant",
+            "acme",
+            "--agent",
+            "front-desk",
+            "--csv",
+            csv,
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
     /// Runs, expects success, parses stdout as JSON.
     fn json(&self, args: &[&str]) -> Value {
         let out = self.run(args);
@@ -72,39 +99,24 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn write_csv(path: &Path) {
-    std::fs::write(
-        path,
-        "phone,name\n+14155552671,Ana\n12345,Bob\n+442079460958,Jo\n",
-    )
-    .expect("write csv");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn create_status_watch_pause_export_and_limits() {
     let cli = Cli::new().await;
-    let csv = cli.path("spring.csv");
-    write_csv(&csv);
-    let csv = csv.to_str().expect("utf-8 path");
+    let csv = cli.contacts_file();
 
     // Create: the bad row is printed with its line; defaults and flags land in the campaign.
-    let out = cli.run(&[
-        "campaign",
-        "create",
-        "--tenant",
-        "acme",
-        "--agent",
-        "front-desk",
-        "--csv",
-        csv,
-        "--cps",
-        "2",
-        "--retry-delay",
-        "30m",
-        "--days",
-        "mon-fri",
-        "--voicemail-hangup",
-    ]);
+    let out = cli.create(
+        &csv,
+        &[
+            "--cps",
+            "2",
+            "--retry-delay",
+            "30m",
+            "--days",
+            "mon-fri",
+            "--voicemail-hangup",
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -114,7 +126,7 @@ async fn create_status_watch_pause_export_and_limits() {
     assert!(err.contains("line 3: invalid phone number"), "{err}");
     let view: Value = serde_json::from_slice(&out.stdout).expect("JSON view");
     let id = view["id"].as_str().expect("id").to_owned();
-    assert_eq!(view["name"], "spring");
+    assert_eq!(view["name"], "contacts");
     assert_eq!(view["dial_interval_ms"], 500);
     assert_eq!(view["retry_delay_secs"], 1800);
     assert_eq!(view["window"]["days"], "mon-fri");
@@ -256,24 +268,10 @@ async fn create_status_watch_pause_export_and_limits() {
 #[tokio::test(flavor = "multi_thread")]
 async fn refusals_are_clear_with_the_usual_exit_codes() {
     let cli = Cli::new().await;
-    let csv = cli.path("contacts.csv");
-    write_csv(&csv);
-    let csv = csv.to_str().expect("utf-8 path");
-    let create = |extra: &[&str]| {
-        let mut args = vec![
-            "campaign",
-            "create",
-            "--tenant",
-            "acme",
-            "--agent",
-            "front-desk",
-        ];
-        args.extend_from_slice(extra);
-        cli.run(&args)
-    };
+    let csv = cli.contacts_file();
 
     // Strict: every bad row with its line, then the reason; nothing is created.
-    let out = create(&["--csv", csv, "--strict"]);
+    let out = cli.create(&csv, &["--strict"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("  line 3: invalid phone number"), "{err}");
@@ -290,20 +288,20 @@ async fn refusals_are_clear_with_the_usual_exit_codes() {
     );
 
     // A missing file is a usage error (2); a bad setting or an unknown id is refused (1).
-    let out = create(&["--csv", "/nonexistent/contacts.csv"]);
+    let out = cli.create("/nonexistent/contacts.csv", &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--csv"), "{}", stderr(&out));
-    let out = create(&["--csv", csv, "--cps", "500"]);
+    let out = cli.create(&csv, &["--cps", "500"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("calls_per_second"),
         "{}",
         stderr(&out)
     );
-    let out = create(&["--csv", csv, "--hours", "9-5"]);
+    let out = cli.create(&csv, &["--hours", "9-5"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("invalid window"), "{}", stderr(&out));
-    let out = create(&["--csv", csv, "--retry-delay", "soon"]);
+    let out = cli.create(&csv, &["--retry-delay", "soon"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let out = cli.run(&["campaign", "status", "cmp_missing"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
