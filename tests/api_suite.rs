@@ -753,6 +753,13 @@ async fn openapi_documents_every_route_without_auth() {
         ("/tenants/{tenant}/webhook/signing-secret", &["post"]),
         ("/tools/{tool}/invoke", &["post"]),
         ("/tenants/{tenant}/webhook/deliveries", &["get"]),
+        ("/campaigns", &["get", "post"]),
+        ("/campaigns/{campaign}", &["get"]),
+        ("/campaigns/{campaign}/pause", &["post"]),
+        ("/campaigns/{campaign}/resume", &["post"]),
+        ("/campaigns/{campaign}/cancel", &["post"]),
+        ("/campaigns/{campaign}/results.csv", &["get"]),
+        ("/tenants/{tenant}/dial-limits", &["get", "put"]),
     ];
     let paths = r.body["paths"].as_object().expect("paths");
     let mut documented: Vec<(String, Vec<String>)> = paths

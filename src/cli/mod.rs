@@ -1,4 +1,4 @@
-//! The operator CLI: `callbridge tenant|number|agent|connector|secret|apikey|calls|webhook|call …`,
+//! The operator CLI: `callbridge tenant|number|agent|connector|secret|apikey|calls|webhook|call|campaign …`,
 //! mirroring the admin API and working directly against the database (`DATABASE_URL`). Every
 //! command calls the same [`AdminService`] method as the matching API endpoint, as the admin
 //! principal, and prints the same JSON view on stdout.
@@ -7,6 +7,7 @@
 //! the command line: secret values are read from stdin, new master keys from the environment.
 //! Errors go to stderr as one line; exit code 1 for a refused operation, 2 for configuration.
 
+pub mod campaign;
 pub mod tools;
 
 use std::io::Read;
@@ -61,6 +62,9 @@ pub enum AdminCommand {
     Webhook(WebhookArgs),
     /// Place one outbound call (`callbridge call +15551234567 --tenant T --agent A --var name=Ana`).
     Call(CallArgs),
+    /// Campaigns: create from a CSV file, status (with a live progress bar), pause, resume,
+    /// cancel, export results, tenant dial limits.
+    Campaign(campaign::CampaignArgs),
 }
 
 #[derive(Debug, Args)]
@@ -75,12 +79,8 @@ pub struct CallArgs {
     /// Prompt variable `NAME=VALUE` (`{{var.NAME}}` in the template); repeatable.
     #[arg(long = "var", value_name = "NAME=VALUE")]
     variables: Vec<String>,
-    /// With answering machine detection: hang up on a machine.
-    #[arg(long, conflicts_with = "voicemail_message")]
-    voicemail_hangup: bool,
-    /// With answering machine detection: leave this message after the beep.
-    #[arg(long)]
-    voicemail_message: Option<String>,
+    #[command(flatten)]
+    voicemail: VoicemailFlags,
     /// Where Twilio reaches this bridge's webhooks.
     #[arg(long, env = "PUBLIC_URL")]
     public_url: String,
@@ -90,6 +90,33 @@ pub struct CallArgs {
     twilio_auth_token: String,
     #[command(flatten)]
     db: DbArgs,
+}
+
+/// Answering machine detection flags of `call` and `campaign create`.
+#[derive(Debug, Args)]
+struct VoicemailFlags {
+    /// With answering machine detection: hang up on a machine.
+    #[arg(long, conflicts_with = "voicemail_message")]
+    voicemail_hangup: bool,
+    /// With answering machine detection: leave this message after the beep.
+    #[arg(long)]
+    voicemail_message: Option<String>,
+}
+
+impl VoicemailFlags {
+    fn option(&self) -> Option<VoicemailOption> {
+        match (&self.voicemail_message, self.voicemail_hangup) {
+            (Some(text), _) => Some(VoicemailOption {
+                action: "message".into(),
+                message: Some(text.clone()),
+            }),
+            (None, true) => Some(VoicemailOption {
+                action: "hangup".into(),
+                message: None,
+            }),
+            (None, false) => None,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -454,6 +481,12 @@ pub fn run(command: AdminCommand) -> ExitCode {
     match runtime.block_on(dispatch(command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // A refused contacts file: every bad row with its line, then the one-line reason.
+            if let CliError::Service(ServiceError::InvalidCsv { rejected, .. }) = &e {
+                for row in rejected {
+                    eprintln!("  line {}: {}", row.line, row.message);
+                }
+            }
             eprintln!("callbridge: {e}");
             e.exit_code()
         }
@@ -682,17 +715,7 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
                 })?;
                 variables.insert(name.to_owned(), value.to_owned());
             }
-            let voicemail = match (&args.voicemail_message, args.voicemail_hangup) {
-                (Some(text), _) => Some(VoicemailOption {
-                    action: "message".into(),
-                    message: Some(text.clone()),
-                }),
-                (None, true) => Some(VoicemailOption {
-                    action: "hangup".into(),
-                    message: None,
-                }),
-                (None, false) => None,
-            };
+            let voicemail = args.voicemail.option();
             let request = PlaceCallRequest {
                 tenant: Some(args.tenant.clone()),
                 to: args.to.clone(),
@@ -702,6 +725,7 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
             };
             print(&svc.place_call(&admin, &request).await?)
         }
+        AdminCommand::Campaign(args) => campaign::run(args).await,
         AdminCommand::Calls(args) => {
             let svc = open(&args.db).await?;
             match args.command {

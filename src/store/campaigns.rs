@@ -620,6 +620,19 @@ impl SqlStore {
             .ok_or_else(|| not_found(campaign_id))
     }
 
+    /// The tenant owning a campaign, by id alone (the operator's CLI and the admin key name a
+    /// campaign without its tenant).
+    pub async fn campaign_tenant(&self, campaign_id: &str) -> StoreResult<TenantId> {
+        let row = sqlx::query("SELECT tenant_id FROM campaigns WHERE id = $1")
+            .bind(campaign_id)
+            .fetch_optional(self.pool())
+            .await?;
+        match row {
+            Some(row) => tenant_id(&row, "tenant_id"),
+            None => Err(not_found(campaign_id)),
+        }
+    }
+
     /// The tenant's campaigns, newest first.
     pub async fn list_campaigns(&self, tenant: &TenantId) -> StoreResult<Vec<Campaign>> {
         let rows = sqlx::query(concat!(

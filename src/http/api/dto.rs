@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::store::{
-    Agent, ApiKey, Call, CallEvent, ConnectorConfig, OutboxMessage, PhoneNumber, SecretInfo,
-    Tenant, WebhookSettings,
+    Agent, ApiKey, Call, CallEvent, Campaign, CampaignCounts, ConnectorConfig, ContactState,
+    OutboxMessage, PhoneNumber, RejectedRow, SecretInfo, Tenant, WebhookSettings, WindowSpec,
 };
 
 /// Every error answer: `{"error": {"code", "message", "field"?}}`.
@@ -23,12 +23,16 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable machine-readable code: `malformed_json`, `invalid_field`, `unauthorized`,
     /// `forbidden`, `not_found`, `conflict`, `payload_too_large`, `unsupported_media_type`,
-    /// `prompt_too_large`, `invalid_prompt`, `vault_unavailable`, `internal`.
+    /// `prompt_too_large`, `invalid_prompt`, `invalid_csv`, `vault_unavailable`, `unavailable`,
+    /// `internal`.
     pub code: String,
     pub message: String,
-    /// The request field at fault, for `invalid_field`.
+    /// The request field at fault, for `invalid_field` and `invalid_csv`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For `invalid_csv`: every bad row of the file with its line.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rejected: Option<Vec<RejectedRowView>>,
 }
 
 // --- tenants ---------------------------------------------------------------------------------------
@@ -514,4 +518,288 @@ pub struct PlacedCallView {
     pub from: String,
     pub to: String,
     pub status: String,
+}
+
+// --- campaigns -----------------------------------------------------------------------------------
+
+/// Recipient-local calling hours and days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowOption {
+    /// `HH:MM-HH:MM`, start inclusive, end exclusive (`24:00` allowed as the end).
+    #[serde(default = "default_window_hours")]
+    pub hours: String,
+    /// `mon-sat`, `mon,wed,fri` or `all`.
+    #[serde(default = "default_window_days")]
+    pub days: String,
+}
+
+pub fn default_window_hours() -> String {
+    "09:00-20:00".into()
+}
+pub fn default_window_days() -> String {
+    "mon-sat".into()
+}
+
+impl Default for WindowOption {
+    fn default() -> Self {
+        Self {
+            hours: default_window_hours(),
+            days: default_window_days(),
+        }
+    }
+}
+
+impl From<WindowSpec> for WindowOption {
+    fn from(spec: WindowSpec) -> Self {
+        let clock = |min: u16| format!("{:02}:{:02}", min / 60, min % 60);
+        Self {
+            hours: format!("{}-{}", clock(spec.start_min), clock(spec.end_min)),
+            days: days_text(spec.days_mask),
+        }
+    }
+}
+
+/// Weekday bits (Monday = bit 0) as the shortest text [`crate::campaign::window::CallingWindow::parse`]
+/// reads back: `all`, runs as `mon-fri`, single days comma-separated.
+fn days_text(mask: u8) -> String {
+    const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    if mask & 0x7f == 0x7f {
+        return "all".into();
+    }
+    let mut parts = Vec::new();
+    let mut day = 0;
+    while day < 7 {
+        if mask & (1 << day) == 0 {
+            day += 1;
+            continue;
+        }
+        let start = day;
+        while day + 1 < 7 && mask & (1 << (day + 1)) != 0 {
+            day += 1;
+        }
+        parts.push(if day - start >= 2 {
+            format!("{}-{}", NAMES[start], NAMES[day])
+        } else {
+            (start..=day)
+                .map(|d| NAMES[d])
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        day += 1;
+    }
+    parts.join(",")
+}
+
+/// `POST /campaigns`: a campaign and its contacts from a CSV file.
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCampaignRequest {
+    /// The tenant; required with the admin key, optional with a tenant key.
+    pub tenant: Option<String>,
+    pub name: String,
+    /// Agent id or name.
+    pub agent: String,
+    /// The contacts file's text: a `phone` column (E.164), an optional `time_zone` column, and
+    /// any other columns as per-contact variables (`{{var.COLUMN}}`). At most 10 MiB.
+    pub csv: String,
+    /// Default 09:00-20:00, mon-sat, in each recipient's time zone.
+    #[serde(default)]
+    pub window: WindowOption,
+    /// Pacing of this campaign, more than 0 and at most 100 (default 1).
+    #[serde(default = "default_calls_per_second")]
+    pub calls_per_second: f64,
+    /// Calls of this campaign in progress at once (default 5).
+    #[serde(default = "default_campaign_concurrency")]
+    pub max_concurrent: u32,
+    /// Attempts per contact, the first included, 1 to 20 (default 3).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Wait before retrying a busy, unanswered or failed call (default 3600).
+    #[serde(default = "default_retry_delay")]
+    pub retry_delay_secs: i64,
+    /// Answering machine detection; absent: off.
+    pub voicemail: Option<VoicemailOption>,
+    /// Refuse the whole file when any row is bad (default: import the good rows and report the
+    /// bad ones).
+    #[serde(default)]
+    pub strict: bool,
+}
+
+pub fn default_calls_per_second() -> f64 {
+    1.0
+}
+pub fn default_campaign_concurrency() -> u32 {
+    5
+}
+pub fn default_max_attempts() -> u32 {
+    3
+}
+pub fn default_retry_delay() -> i64 {
+    3600
+}
+
+/// A row of the file that was not imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RejectedRowView {
+    /// 1-based line in the file (the header is line 1).
+    pub line: u64,
+    pub message: String,
+}
+
+impl From<RejectedRow> for RejectedRowView {
+    fn from(r: RejectedRow) -> Self {
+        Self {
+            line: r.line,
+            message: r.message,
+        }
+    }
+}
+
+/// Contacts counted by where they are and how they ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CampaignCountsView {
+    pub total: u64,
+    pub pending: u64,
+    pub dialing: u64,
+    pub in_call: u64,
+    pub done: u64,
+    /// Done contacts by outcome (`completed`, `voicemail`, `busy`, `no_answer`, `failed`,
+    /// `cancelled`, …).
+    pub by_outcome: std::collections::BTreeMap<String, u64>,
+}
+
+impl From<CampaignCounts> for CampaignCountsView {
+    fn from(c: CampaignCounts) -> Self {
+        Self {
+            total: c.total,
+            pending: c.state(ContactState::Pending),
+            dialing: c.state(ContactState::Dialing),
+            in_call: c.state(ContactState::InCall),
+            done: c.state(ContactState::Done),
+            by_outcome: c.by_outcome,
+        }
+    }
+}
+
+/// A campaign: settings, status and progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CampaignView {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub agent_id: String,
+    /// `active`, `paused`, `cancelled` or `completed`.
+    pub status: String,
+    pub window: WindowOption,
+    /// `null` when the campaign is not paced.
+    pub calls_per_second: Option<f64>,
+    pub dial_interval_ms: i64,
+    pub max_concurrent: u32,
+    pub max_attempts: u32,
+    pub retry_delay_secs: i64,
+    pub voicemail: Option<VoicemailOption>,
+    pub counts: CampaignCountsView,
+    pub rejected_count: usize,
+    /// The rows of the file that were not imported (in the list: omitted, see `rejected_count`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rejected: Option<Vec<RejectedRowView>>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl CampaignView {
+    /// The view of `campaign` with its `counts`; `with_rejected` includes the rejected rows.
+    pub fn new(campaign: Campaign, counts: CampaignCounts, with_rejected: bool) -> Self {
+        let spec = campaign.spec;
+        let voicemail = spec.machine_action.map(|action| VoicemailOption {
+            action: action.as_str().to_owned(),
+            message: spec.voicemail_text.clone(),
+        });
+        Self {
+            id: campaign.id,
+            tenant_id: campaign.tenant_id.to_string(),
+            name: spec.name,
+            agent_id: spec.agent_id,
+            status: campaign.status.as_str().to_owned(),
+            window: spec.window.into(),
+            calls_per_second: calls_per_second(spec.dial_interval_ms),
+            dial_interval_ms: spec.dial_interval_ms,
+            max_concurrent: spec.max_concurrent,
+            max_attempts: spec.max_attempts,
+            retry_delay_secs: spec.retry_delay_s,
+            voicemail,
+            counts: counts.into(),
+            rejected_count: campaign.rejected_rows.len(),
+            rejected: with_rejected
+                .then(|| campaign.rejected_rows.into_iter().map(Into::into).collect()),
+            created_at: campaign.created_at.to_string(),
+            updated_at: campaign.updated_at.to_string(),
+        }
+    }
+}
+
+/// Calls per second of a dial interval; `None` for no pacing.
+pub fn calls_per_second(dial_interval_ms: i64) -> Option<f64> {
+    (dial_interval_ms > 0).then(|| 1000.0 / dial_interval_ms as f64)
+}
+
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignsQuery {
+    /// The tenant whose campaigns to list: required with the admin key, optional with a tenant key.
+    pub tenant: Option<String>,
+}
+
+/// A tenant's dialling limits across all its campaigns and nodes.
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DialLimitsRequest {
+    /// Campaign calls of the tenant in progress at once, 1 to 10000.
+    pub max_concurrent: u32,
+    /// More than 0 and at most 100.
+    pub calls_per_second: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DialLimitsView {
+    pub tenant_id: String,
+    pub max_concurrent: u32,
+    /// `null` when not paced.
+    pub calls_per_second: Option<f64>,
+    pub dial_interval_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::campaign::window::CallingWindow;
+
+    #[test]
+    fn windows_are_shown_as_text_that_parses_back_to_them() {
+        for (hours, days, shown_days) in [
+            ("09:00-20:00", "mon-sat", "mon-sat"),
+            ("08:30-24:00", "all", "all"),
+            ("10:00-12:15", "mon,wed,fri", "mon,wed,fri"),
+            ("10:00-12:15", "sat,sun", "sat,sun"),
+            ("07:00-09:00", "mon-wed,fri-sun", "mon-wed,fri-sun"),
+            ("07:00-09:00", "tue", "tue"),
+        ] {
+            let spec = CallingWindow::parse(hours, days).expect("valid").to_spec();
+            let shown = WindowOption::from(spec);
+            assert_eq!(
+                (shown.hours.as_str(), shown.days.as_str()),
+                (hours, shown_days)
+            );
+            let again = CallingWindow::parse(&shown.hours, &shown.days).expect("parses back");
+            assert_eq!(again.to_spec(), spec);
+        }
+    }
+
+    #[test]
+    fn pacing_is_shown_as_calls_per_second() {
+        assert_eq!(calls_per_second(500), Some(2.0));
+        assert_eq!(calls_per_second(4000), Some(0.25));
+        assert_eq!(calls_per_second(0), None);
+    }
 }

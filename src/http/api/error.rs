@@ -7,7 +7,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::dto::{ErrorBody, ErrorDetail};
+use super::dto::{ErrorBody, ErrorDetail, RejectedRowView};
 use super::service::ServiceError;
 
 /// An error answer.
@@ -17,6 +17,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// The bad rows of a refused CSV file.
+    pub rejected: Option<Vec<RejectedRowView>>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            rejected: None,
         }
     }
 
@@ -49,6 +52,7 @@ impl IntoResponse for ApiError {
                 code: self.code.to_owned(),
                 message: self.message,
                 field: self.field,
+                rejected: self.rejected,
             },
         };
         let mut response = (self.status, Json(body)).into_response();
@@ -87,6 +91,14 @@ impl From<ServiceError> for ApiError {
                 "vault_unavailable",
                 message,
             ),
+            ServiceError::InvalidCsv { rejected, .. } => Self {
+                field: Some("csv".into()),
+                rejected: Some(rejected.into_iter().map(Into::into).collect()),
+                ..Self::new(StatusCode::BAD_REQUEST, "invalid_csv", message)
+            },
+            ServiceError::TooLarge(_) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+            }
             ServiceError::Unavailable(_) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }

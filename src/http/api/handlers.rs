@@ -17,11 +17,11 @@ use super::dto::*;
 use super::error::ApiError;
 use super::service::Principal;
 
-type Svc = State<Arc<ApiState>>;
-type Who = Extension<Principal>;
-type ApiResult<T> = Result<T, ApiError>;
-type Body<T> = Result<Json<T>, JsonRejection>;
-type P1 = Result<Path<String>, PathRejection>;
+pub(super) type Svc = State<Arc<ApiState>>;
+pub(super) type Who = Extension<Principal>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
+pub(super) type Body<T> = Result<Json<T>, JsonRejection>;
+pub(super) type P1 = Result<Path<String>, PathRejection>;
 type P2 = Result<Path<(String, String)>, PathRejection>;
 
 /// The error answers every authenticated endpoint may give.

@@ -1,5 +1,5 @@
 //! The admin REST API, nested under `/api/v1`: tenants, API keys, numbers, agents, connectors,
-//! secrets (write-only), calls (read-only) and post-call webhook settings, with its OpenAPI
+//! secrets (write-only), calls (read-only), post-call webhook settings and campaigns, with its OpenAPI
 //! document at `GET /api/v1/openapi.json` (no authentication).
 //!
 //! Layout: [`service`] holds every operation (the CLI calls the same functions), [`dto`] the wire
@@ -10,6 +10,7 @@
 //! sees only its own tenant, and any other tenant's object answers 404 exactly as a missing one.
 
 mod auth;
+mod campaigns;
 pub mod dto;
 pub mod error;
 mod handlers;
@@ -33,7 +34,8 @@ use crate::call::driver::CallDeps;
 use self::error::ApiError;
 use self::service::AdminService;
 
-/// Largest request body accepted (a prompt template is named, not uploaded, so bodies are small).
+/// Largest request body accepted (a prompt template is named, not uploaded, so bodies are small;
+/// `POST /campaigns` alone takes a contacts file, see `campaigns::CAMPAIGN_BODY_BYTES`).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What the API's handlers share.
@@ -140,6 +142,24 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(handlers::generate_signing_secret))
         .routes(routes!(handlers::list_deliveries))
         .routes(routes!(tools::invoke_tool))
+        .merge(
+            // A campaign is created with its contacts file, far larger than any other body.
+            OpenApiRouter::new()
+                .routes(routes!(
+                    campaigns::create_campaign,
+                    campaigns::list_campaigns
+                ))
+                .layer(DefaultBodyLimit::max(campaigns::CAMPAIGN_BODY_BYTES)),
+        )
+        .routes(routes!(campaigns::get_campaign))
+        .routes(routes!(campaigns::pause_campaign))
+        .routes(routes!(campaigns::resume_campaign))
+        .routes(routes!(campaigns::cancel_campaign))
+        .routes(routes!(campaigns::campaign_results))
+        .routes(routes!(
+            campaigns::get_dial_limits,
+            campaigns::put_dial_limits
+        ))
 }
 
 /// The OpenAPI document (paths relative to `/api/v1`).

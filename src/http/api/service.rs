@@ -8,6 +8,8 @@
 //! a missing tenant gets, and every nested object is read through the tenant-scoped store, so
 //! another tenant's agent, number, secret or call id is indistinguishable from a missing one.
 
+pub mod campaigns;
+
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -75,6 +77,16 @@ pub enum ServiceError {
     /// A dependency (Twilio) is temporarily unavailable or rate limiting; try again later.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A contacts file that cannot be imported (bad header, no valid row, or bad rows when
+    /// strict), with every bad row and its line.
+    #[error("invalid csv: {message}")]
+    InvalidCsv {
+        message: String,
+        rejected: Vec<crate::store::RejectedRow>,
+    },
+    /// An uploaded file over its size limit.
+    #[error("too large: {0}")]
+    TooLarge(String),
 }
 
 impl ServiceError {
@@ -130,6 +142,14 @@ fn request_field(store_field: &str) -> &str {
         "connector vendor" | "secret vendor" => "vendor",
         "connector base URL" => "base_url",
         "secret name" => "secret_name",
+        "campaign name" => "name",
+        "campaign window" => "window",
+        "campaign pacing" | "tenant pacing" => "calls_per_second",
+        "campaign max_concurrent" | "tenant max_concurrent" => "max_concurrent",
+        "campaign max_attempts" => "max_attempts",
+        "campaign retry delay" => "retry_delay_secs",
+        "campaign contacts" => "csv",
+        "voicemail text" => "voicemail.message",
         other => other,
     }
 }
@@ -210,6 +230,26 @@ impl AdminService {
             Err(StoreError::NotFound { .. }) => Err(not_found()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The tenant a request names (`raw`), or the caller's own when a tenant key omits it; the
+    /// admin key must name one.
+    pub(crate) async fn requested_tenant(
+        &self,
+        who: &Principal,
+        raw: Option<&str>,
+    ) -> Result<TenantId, ServiceError> {
+        let raw = match (who, raw) {
+            (_, Some(tenant)) => tenant.to_owned(),
+            (Principal::Tenant(own), None) => own.as_str().to_owned(),
+            (Principal::Admin, None) => {
+                return Err(ServiceError::invalid(
+                    "tenant",
+                    "required with the admin key",
+                ));
+            }
+        };
+        self.tenant_scope(who, &raw).await
     }
 
     fn admin_only(who: &Principal, what: &str) -> Result<(), ServiceError> {
@@ -767,44 +807,16 @@ impl AdminService {
         who: &Principal,
         request: &PlaceCallRequest,
     ) -> Result<PlacedCallView, ServiceError> {
-        use crate::campaign::{DialError, OutboundRequest, Voicemail};
+        use crate::campaign::{DialError, OutboundRequest};
         use crate::twilio::rest::TwilioError;
-        let tenant_raw = match (who, &request.tenant) {
-            (_, Some(tenant)) => tenant.clone(),
-            (Principal::Tenant(own), None) => own.as_str().to_owned(),
-            (Principal::Admin, None) => {
-                return Err(ServiceError::invalid(
-                    "tenant",
-                    "required with the admin key",
-                ));
-            }
-        };
-        let tenant = self.tenant_scope(who, &tenant_raw).await?;
+        let tenant = self
+            .requested_tenant(who, request.tenant.as_deref())
+            .await?;
         let dialer = self.dialer.as_ref().ok_or_else(|| {
             ServiceError::Unavailable("outbound calling is not configured on this server".into())
         })?;
         let agent = self.find_agent(&tenant, &request.agent).await?;
-        let voicemail = match &request.voicemail {
-            None => None,
-            Some(option) => Some(match (option.action.as_str(), &option.message) {
-                ("hangup", _) => Voicemail::HangUp,
-                ("message", Some(text)) if !text.trim().is_empty() => {
-                    Voicemail::LeaveMessage(text.clone())
-                }
-                ("message", _) => {
-                    return Err(ServiceError::invalid(
-                        "voicemail.message",
-                        "required when action is message",
-                    ));
-                }
-                _ => {
-                    return Err(ServiceError::invalid(
-                        "voicemail.action",
-                        "must be hangup or message",
-                    ));
-                }
-            }),
-        };
+        let voicemail = campaigns::voicemail_choice(request.voicemail.as_ref())?;
         let outbound = OutboundRequest {
             tenant: tenant.clone(),
             agent_id: agent,
