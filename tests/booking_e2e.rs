@@ -152,6 +152,7 @@ async fn setup(delay: Duration, repeats: usize) -> Setup {
                 max_duration_s: 600,
                 silence_timeout_s: 60,
                 recording: false,
+                voicemail: None,
             },
             &[E164::parse("+15005550006").unwrap()],
         )

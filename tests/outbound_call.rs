@@ -3,7 +3,7 @@
 //! answers through the signed voice webhook, then posts status callbacks (out of order) and an AMD
 //! result. Everything runs on 127.0.0.1.
 
-use callbridge::store::{CallDirection, CallStatus, E164, Store};
+use callbridge::store::{CallDirection, CallStatus, E164, Store, Voicemail};
 use callbridge_testkit::fake_twilio_rest::{FakeTwilioRest, calls_spec};
 use callbridge_testkit::{ACCOUNT_SID, AUTH_TOKEN, CALLED_NUMBER, TestBridge, agent_spec};
 use serde_json::{Value, json};
@@ -173,5 +173,44 @@ async fn outbound_call_lifecycle() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(status, 403);
+
+    // The agent's own voicemail setting applies when a call does not set one; `none` turns
+    // detection off for one call.
+    let mut agent = s.bridge.store.list_agents(&s.tenant).await?.remove(0);
+    agent.spec.voicemail = Some(Voicemail::LeaveMessage(
+        "Hi, this is Acme calling back.".into(),
+    ));
+    s.bridge
+        .store
+        .update_agent(&s.tenant, &agent.id, &agent.spec)
+        .await?;
+    let (status, body) = s
+        .place(json!({"tenant": "acme", "to": "+14155552672", "agent": "front-desk"}))
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let defaulted = s.fake.calls().last().cloned().expect("placed");
+    assert_eq!(
+        defaulted.param("MachineDetection"),
+        Some("DetectMessageEnd")
+    );
+    let record = s
+        .bridge
+        .store
+        .outbound_call(body["call_id"].as_str().unwrap_or_default())
+        .await?;
+    assert_eq!(
+        record.voicemail_text.as_deref(),
+        Some("Hi, this is Acme calling back.")
+    );
+    let (status, body) = s
+        .place(
+            json!({"tenant": "acme", "to": "+14155552673", "agent": "front-desk",
+                      "voicemail": {"action": "none"}}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let plain = s.fake.calls().last().cloned().expect("placed");
+    assert_eq!(plain.param("MachineDetection"), None);
+    assert_eq!(s.fake.violations(), Vec::<String>::new());
     Ok(())
 }

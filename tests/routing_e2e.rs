@@ -29,6 +29,7 @@ fn spec(provider: &str, prompt: &str) -> AgentSpec {
         max_duration_s: 600,
         silence_timeout_s: 45,
         recording: false,
+        voicemail: None,
     }
 }
 

@@ -62,6 +62,7 @@ fn spec(name: &str) -> AgentSpec {
         max_duration_s: 600,
         silence_timeout_s: 20,
         recording: true,
+        voicemail: None,
     }
 }
 

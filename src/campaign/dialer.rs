@@ -66,14 +66,7 @@ pub fn normalize_number(raw: &str) -> Result<E164, DialError> {
     E164::parse(&formatted).map_err(|e| invalid(&e.to_string()))
 }
 
-/// What to do when AMD reports an answering machine.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Voicemail {
-    /// Hang up without a message.
-    HangUp,
-    /// Say this text after the beep, then hang up.
-    LeaveMessage(String),
-}
+pub use crate::store::Voicemail;
 
 /// One call to place.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -228,6 +228,9 @@ struct AgentFields {
     /// Record calls.
     #[arg(long)]
     recording: bool,
+    /// Default answering machine treatment of the agent's outbound calls.
+    #[command(flatten)]
+    voicemail: VoicemailFlags,
 }
 
 impl From<AgentFields> for AgentRequest {
@@ -242,6 +245,7 @@ impl From<AgentFields> for AgentRequest {
             max_duration_s: f.max_duration,
             silence_timeout_s: f.silence_timeout,
             recording: f.recording,
+            voicemail: f.voicemail.option(),
         }
     }
 }

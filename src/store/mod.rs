@@ -48,7 +48,7 @@ pub use model::{
     Agent, AgentProvision, AgentSpec, ApiKey, ApiKeyCredential, Call, CallDirection, CallEnd,
     CallEvent, CallEventKind, CallStatus, ConnectorConfig, ConnectorSpec, E164, LedgerClaim,
     LedgerEntry, LedgerStatus, NewCall, NewLedgerEntry, NewSealedSecret, NewTenant, PhoneNumber,
-    ResealedSecret, SealedSecret, SecretInfo, Tenant, TenantId,
+    ResealedSecret, SealedSecret, SecretInfo, Tenant, TenantId, Voicemail,
 };
 pub use outbound::{DoNotCallEntry, MachineAction, OutboundCall, is_final, status_rank};
 pub use outbox::{

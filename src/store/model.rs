@@ -129,6 +129,44 @@ pub struct AgentSpec {
     pub max_duration_s: u32,
     pub silence_timeout_s: u32,
     pub recording: bool,
+    /// What this agent's outbound calls do when answering machine detection reports a machine,
+    /// unless a call or campaign says otherwise; `None`: no detection.
+    pub voicemail: Option<Voicemail>,
+}
+
+/// What to do when answering machine detection reports a machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Voicemail {
+    /// Hang up without a message.
+    HangUp,
+    /// Say this text after the beep, then hang up.
+    LeaveMessage(String),
+}
+
+impl Voicemail {
+    /// The stored form: action and message.
+    pub fn to_columns(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Self::HangUp => ("hangup", None),
+            Self::LeaveMessage(text) => ("message", Some(text.as_str())),
+        }
+    }
+
+    /// From the stored form; `None` when detection is off.
+    pub fn from_columns(
+        action: Option<&str>,
+        message: Option<String>,
+    ) -> Result<Option<Self>, StoreError> {
+        match (action, message) {
+            (None, _) => Ok(None),
+            (Some("hangup"), _) => Ok(Some(Self::HangUp)),
+            (Some("message"), Some(text)) => Ok(Some(Self::LeaveMessage(text))),
+            (Some(other), _) => Err(StoreError::Corrupt {
+                what: "voicemail action",
+                reason: format!("{other:?} without a usable message"),
+            }),
+        }
+    }
 }
 
 /// An agent row.
@@ -605,6 +643,9 @@ pub(crate) fn validate_agent(spec: &AgentSpec) -> Result<(), StoreError> {
             "agent silence timeout",
             "must be at least 1 second",
         ));
+    }
+    if let Some(Voicemail::LeaveMessage(text)) = &spec.voicemail {
+        validate_text("agent voicemail message", text, 2000)?;
     }
     Ok(())
 }

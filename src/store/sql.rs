@@ -21,7 +21,7 @@ use super::{
     Agent, AgentProvision, AgentSpec, ApiKey, ApiKeyCredential, Call, CallEnd, CallEvent,
     CallEventKind, CallStatus, ConnectorConfig, ConnectorSpec, E164, LedgerClaim, LedgerEntry,
     LedgerStatus, NewCall, NewLedgerEntry, NewSealedSecret, NewTenant, PhoneNumber, ResealedSecret,
-    SealedSecret, SecretInfo, Store, StoreError, StoreResult, Tenant, TenantId,
+    SealedSecret, SecretInfo, Store, StoreError, StoreResult, Tenant, TenantId, Voicemail,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("src/store/migrations/sqlite");
@@ -193,6 +193,10 @@ macro_rules! agent_cols {
             $p,
             "recording, ",
             $p,
+            "voicemail_action, ",
+            $p,
+            "voicemail_message, ",
+            $p,
             "created_at, ",
             $p,
             "updated_at"
@@ -304,6 +308,11 @@ fn agent_from_row(row: &AnyRow) -> StoreResult<Agent> {
             reason: e.to_string(),
         })?;
     let recording: i64 = row.try_get("recording")?;
+    let voicemail_action: Option<String> = row.try_get("voicemail_action")?;
+    let voicemail = Voicemail::from_columns(
+        voicemail_action.as_deref(),
+        row.try_get("voicemail_message")?,
+    )?;
     Ok(Agent {
         id: row.try_get("id")?,
         tenant_id: tenant_id(row, "tenant_id")?,
@@ -317,6 +326,7 @@ fn agent_from_row(row: &AnyRow) -> StoreResult<Agent> {
             max_duration_s: seconds(row, "max_duration_s")?,
             silence_timeout_s: seconds(row, "silence_timeout_s")?,
             recording: recording != 0,
+            voicemail,
         },
         created_at: timestamp(row, "created_at")?,
         updated_at: timestamp(row, "updated_at")?,
@@ -739,7 +749,8 @@ impl Store for SqlStore {
         let row = sqlx::query(concat!(
             "UPDATE agents SET name = $3, provider = $4, model = $5, voice = $6, \
              prompt_template = $7, enabled_tools = $8, max_duration_s = $9, \
-             silence_timeout_s = $10, recording = $11, updated_at = $12 \
+             silence_timeout_s = $10, recording = $11, updated_at = $12, \
+             voicemail_action = $13, voicemail_message = $14 \
              WHERE tenant_id = $1 AND id = $2 RETURNING ",
             agent_cols!("")
         ))
@@ -755,6 +766,8 @@ impl Store for SqlStore {
         .bind(i64::from(spec.silence_timeout_s))
         .bind(i64::from(spec.recording))
         .bind(now_ms())
+        .bind(spec.voicemail.as_ref().map(|v| v.to_columns().0))
+        .bind(spec.voicemail.as_ref().and_then(|v| v.to_columns().1))
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| match classify(e) {
@@ -1484,8 +1497,9 @@ async fn insert_agent(
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO agents (id, tenant_id, name, provider, model, voice, prompt_template, \
-         enabled_tools, max_duration_s, silence_timeout_s, recording, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+         enabled_tools, max_duration_s, silence_timeout_s, recording, created_at, updated_at, \
+         voicemail_action, voicemail_message) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)",
     )
     .bind(id)
     .bind(tenant.as_str())
@@ -1499,6 +1513,8 @@ async fn insert_agent(
     .bind(i64::from(spec.silence_timeout_s))
     .bind(i64::from(spec.recording))
     .bind(now)
+    .bind(spec.voicemail.as_ref().map(|v| v.to_columns().0))
+    .bind(spec.voicemail.as_ref().and_then(|v| v.to_columns().1))
     .execute(conn)
     .await
     .map_err(|e| match classify(e) {

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::store::{
     Agent, AgentProvision, AgentSpec, E164, NewTenant, Store, StoreError, Tenant, TenantId,
+    Voicemail,
 };
 
 /// Why a tenant file was refused.
@@ -49,6 +50,11 @@ pub struct AgentSection {
     pub silence_timeout_s: u32,
     #[serde(default)]
     pub recording: bool,
+    /// `hangup` or `message` (with `voicemail_message`); absent: no answering machine detection.
+    #[serde(default)]
+    pub voicemail_action: Option<String>,
+    #[serde(default)]
+    pub voicemail_message: Option<String>,
     #[serde(default)]
     pub numbers: Vec<String>,
 }
@@ -80,6 +86,16 @@ impl TenantFile {
                         max_duration_s: a.max_duration_s,
                         silence_timeout_s: a.silence_timeout_s,
                         recording: a.recording,
+                        voicemail: Voicemail::from_columns(
+                            a.voicemail_action.as_deref(),
+                            a.voicemail_message.clone(),
+                        )
+                        .map_err(|_| {
+                            StoreError::invalid(
+                                "agent voicemail_action",
+                                "must be hangup, or message with voicemail_message",
+                            )
+                        })?,
                     },
                     numbers: a
                         .numbers

@@ -137,6 +137,7 @@ pub fn agent_spec(provider: &str, model: &str, voice: &str) -> callbridge::store
         max_duration_s: 600,
         silence_timeout_s: 45,
         recording: false,
+        voicemail: None,
     }
 }
 

@@ -178,6 +178,10 @@ pub struct AgentRequest {
     pub silence_timeout_s: u32,
     #[serde(default)]
     pub recording: bool,
+    /// What this agent's outbound calls do on an answering machine unless the call or campaign
+    /// says otherwise (`hangup`, or `message` with its text); absent or `none`: no detection.
+    #[serde(default)]
+    pub voicemail: Option<VoicemailOption>,
 }
 
 pub fn default_prompt() -> String {
@@ -212,6 +216,8 @@ pub struct AgentView {
     pub max_duration_s: u32,
     pub silence_timeout_s: u32,
     pub recording: bool,
+    /// Absent: no answering machine detection by default.
+    pub voicemail: Option<VoicemailOption>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -230,6 +236,13 @@ impl From<Agent> for AgentView {
             max_duration_s: a.spec.max_duration_s,
             silence_timeout_s: a.spec.silence_timeout_s,
             recording: a.spec.recording,
+            voicemail: a.spec.voicemail.as_ref().map(|v| {
+                let (action, message) = v.to_columns();
+                VoicemailOption {
+                    action: action.into(),
+                    message: message.map(str::to_owned),
+                }
+            }),
             created_at: a.created_at.to_string(),
             updated_at: a.updated_at.to_string(),
         }
@@ -506,7 +519,7 @@ pub struct PlaceCallRequest {
     /// Per-call prompt variables, used as `{{var.NAME}}` in the agent's prompt template.
     #[serde(default)]
     pub variables: std::collections::BTreeMap<String, String>,
-    /// Answering machine detection; absent: off.
+    /// Answering machine detection; absent: the agent's setting; `{"action":"none"}`: off.
     pub voicemail: Option<VoicemailOption>,
 }
 

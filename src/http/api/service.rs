@@ -401,6 +401,7 @@ impl AdminService {
             max_duration_s: req.max_duration_s,
             silence_timeout_s: req.silence_timeout_s,
             recording: req.recording,
+            voicemail: campaigns::voicemail_choice(req.voicemail.as_ref())?.resolve(None),
         })
     }
 
@@ -816,7 +817,9 @@ impl AdminService {
             ServiceError::Unavailable("outbound calling is not configured on this server".into())
         })?;
         let agent = self.find_agent(&tenant, &request.agent).await?;
-        let voicemail = campaigns::voicemail_choice(request.voicemail.as_ref())?;
+        let agent_voicemail = self.store.agent(&tenant, &agent).await?.spec.voicemail;
+        let voicemail =
+            campaigns::voicemail_choice(request.voicemail.as_ref())?.resolve(agent_voicemail);
         let outbound = OutboundRequest {
             tenant: tenant.clone(),
             agent_id: agent,

@@ -14,6 +14,7 @@ use tracing::info;
 use crate::campaign::Voicemail;
 use crate::campaign::import::{ImportError, parse_contacts};
 use crate::campaign::window::CallingWindow;
+use crate::store::Store as _;
 use crate::store::{
     CampaignContact, CampaignSpec, CampaignStatus, MachineAction, NewContact, RejectedRow,
     SqlStore, TenantDialLimits, TenantId,
@@ -172,7 +173,9 @@ impl AdminService {
         let window = CallingWindow::parse(&req.window.hours, &req.window.days)
             .map_err(|e| ServiceError::invalid("window", e.to_string()))?;
         let dial_interval_ms = dial_interval_ms("calls_per_second", req.calls_per_second)?;
-        let (machine_action, voicemail_text) = match voicemail_choice(req.voicemail.as_ref())? {
+        let agent_voicemail = self.store.agent(&tenant, &agent_id).await?.spec.voicemail;
+        let voicemail = voicemail_choice(req.voicemail.as_ref())?.resolve(agent_voicemail);
+        let (machine_action, voicemail_text) = match voicemail {
             None => (None, None),
             Some(Voicemail::HangUp) => (Some(MachineAction::Hangup), None),
             Some(Voicemail::LeaveMessage(text)) => (Some(MachineAction::Message), Some(text)),
@@ -403,16 +406,39 @@ impl ResultsExport {
 }
 
 /// What to do on an answering machine, from the request's option.
+/// What a request says about answering machine detection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum VoicemailChoice {
+    /// Not given: the agent's setting applies.
+    AgentDefault,
+    /// `{"action": "none"}`: no detection, whatever the agent says.
+    Off,
+    Use(Voicemail),
+}
+
+impl VoicemailChoice {
+    /// The treatment to apply, given the agent's own.
+    pub(super) fn resolve(self, agent_default: Option<Voicemail>) -> Option<Voicemail> {
+        match self {
+            Self::AgentDefault => agent_default,
+            Self::Off => None,
+            Self::Use(voicemail) => Some(voicemail),
+        }
+    }
+}
+
+/// Parses the `voicemail` option of calls, campaigns and agents.
 pub(super) fn voicemail_choice(
     option: Option<&VoicemailOption>,
-) -> Result<Option<Voicemail>, ServiceError> {
+) -> Result<VoicemailChoice, ServiceError> {
     let Some(option) = option else {
-        return Ok(None);
+        return Ok(VoicemailChoice::AgentDefault);
     };
     match (option.action.as_str(), &option.message) {
-        ("hangup", _) => Ok(Some(Voicemail::HangUp)),
+        ("none", _) => Ok(VoicemailChoice::Off),
+        ("hangup", _) => Ok(VoicemailChoice::Use(Voicemail::HangUp)),
         ("message", Some(text)) if !text.trim().is_empty() => {
-            Ok(Some(Voicemail::LeaveMessage(text.clone())))
+            Ok(VoicemailChoice::Use(Voicemail::LeaveMessage(text.clone())))
         }
         ("message", _) => Err(ServiceError::invalid(
             "voicemail.message",
@@ -420,7 +446,7 @@ pub(super) fn voicemail_choice(
         )),
         _ => Err(ServiceError::invalid(
             "voicemail.action",
-            "must be hangup or message",
+            "must be none, hangup or message",
         )),
     }
 }
