@@ -19,11 +19,10 @@ use std::time::{Duration, Instant};
 
 use callbridge::campaign::window::CallingWindow;
 use callbridge::store::{
-    Campaign, CampaignSpec, CampaignStatus, ContactState, E164, NewContact, SqlStore, Store,
-    TenantDialLimits, TenantId,
+    Campaign, CampaignSpec, CampaignStatus, ContactState, E164, NewContact, SqlStore, TenantId,
 };
 use callbridge_testkit::fake_twilio_rest::{FakeTwilioRest, calls_spec};
-use callbridge_testkit::{ACCOUNT_SID, AUTH_TOKEN, agent_spec, provision_agent};
+use callbridge_testkit::{ACCOUNT_SID, AUTH_TOKEN, provision_dialling_tenant};
 
 const CONTACTS: usize = 24;
 
@@ -104,21 +103,7 @@ async fn fake_twilio() -> FakeTwilioRest {
 
 async fn campaign(store: &SqlStore) -> (TenantId, Campaign) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let tenant =
-        provision_agent(store, "acme", agent_spec("openai", "gpt-realtime", "alloy")).await;
-    store
-        .set_tenant_dial_limits(
-            &tenant,
-            TenantDialLimits {
-                max_concurrent: 100,
-                dial_interval_ms: 0,
-            },
-        )
-        .await
-        .expect("limits");
-    let agent_id = store.list_agents(&tenant).await.expect("agents")[0]
-        .id
-        .clone();
+    let (tenant, agent_id) = provision_dialling_tenant(store, "acme", 100).await;
     let spec = CampaignSpec {
         name: "crash".into(),
         agent_id,

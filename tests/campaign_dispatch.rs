@@ -24,7 +24,7 @@ use callbridge::store::{
 };
 use callbridge::twilio::rest::TwilioRest;
 use callbridge_testkit::fake_twilio_rest::{FakeTwilioRest, calls_spec};
-use callbridge_testkit::{ACCOUNT_SID, AUTH_TOKEN, agent_spec, provision_agent};
+use callbridge_testkit::{ACCOUNT_SID, AUTH_TOKEN, provision_dialling_tenant};
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::America::New_York;
 
@@ -56,19 +56,8 @@ fn midweek_morning() -> DateTime<Utc> {
 
 async fn env(store: &SqlStore) -> Env {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let tenant =
-        provision_agent(store, "acme", agent_spec("openai", "gpt-realtime", "alloy")).await;
     // No pacing at the tenant level unless a test sets it.
-    store
-        .set_tenant_dial_limits(
-            &tenant,
-            TenantDialLimits {
-                max_concurrent: 100,
-                dial_interval_ms: 0,
-            },
-        )
-        .await
-        .expect("limits");
+    let (tenant, _) = provision_dialling_tenant(store, "acme", 100).await;
     let fake = FakeTwilioRest::start(&calls_spec().expect("spec"), ACCOUNT_SID, AUTH_TOKEN)
         .await
         .expect("fake Twilio REST");

@@ -282,6 +282,16 @@ pub enum Settlement {
     Retry { at_ms: i64 },
 }
 
+impl Settlement {
+    /// The contact's new `state`, `outcome` and `next_attempt_at`.
+    fn columns(&self, now_ms: i64) -> (&'static str, Option<&str>, i64) {
+        match self {
+            Self::Retry { at_ms } => ("pending", None, *at_ms),
+            Self::Done { outcome } => ("done", Some(outcome.as_str()), now_ms),
+        }
+    }
+}
+
 /// One attempt of a contact as held under a node's lease: which contact, which call record, which
 /// node. Updates through it apply only while that node still holds the lease on that attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1075,10 +1085,7 @@ impl SqlStore {
         error: &str,
     ) -> StoreResult<bool> {
         let error: String = error.chars().take(500).collect();
-        let (state, outcome, at) = match &next {
-            Settlement::Retry { at_ms } => ("pending", None, *at_ms),
-            Settlement::Done { outcome } => ("done", Some(outcome.as_str()), now_ms),
-        };
+        let (state, outcome, at) = next.columns(now_ms);
         let done = sqlx::query(
             "UPDATE campaign_contacts SET state = $5, outcome = $6, next_attempt_at = $7, \
              attempts = CASE WHEN $5 = 'pending' THEN attempts - 1 ELSE attempts END, \
@@ -1201,10 +1208,7 @@ impl SqlStore {
         settlement: &Settlement,
         now_ms: i64,
     ) -> StoreResult<bool> {
-        let (state, outcome, at) = match settlement {
-            Settlement::Retry { at_ms } => ("pending", None, *at_ms),
-            Settlement::Done { outcome } => ("done", Some(outcome.as_str()), now_ms),
-        };
+        let (state, outcome, at) = settlement.columns(now_ms);
         let done = sqlx::query(
             "UPDATE campaign_contacts SET state = $4, outcome = $5, next_attempt_at = $6, \
              last_status = $7, lease_owner = NULL, lease_until = NULL, updated_at = $8 \

@@ -125,6 +125,30 @@ pub async fn provision_agent(
     id
 }
 
+/// A tenant with one agent (see [`provision_agent`]) whose dialling limits allow
+/// `max_concurrent` calls at once without pacing, for campaign tests; returns the tenant and the
+/// agent's id.
+pub async fn provision_dialling_tenant(
+    store: &callbridge::store::SqlStore,
+    tenant: &str,
+    max_concurrent: u32,
+) -> (callbridge::store::TenantId, String) {
+    use callbridge::store::{Store, TenantDialLimits};
+    let id = provision_agent(store, tenant, agent_spec("openai", "gpt-realtime", "alloy")).await;
+    store
+        .set_tenant_dial_limits(
+            &id,
+            TenantDialLimits {
+                max_concurrent,
+                dial_interval_ms: 0,
+            },
+        )
+        .await
+        .expect("tenant dial limits");
+    let agent = store.list_agents(&id).await.expect("agents")[0].id.clone();
+    (id, agent)
+}
+
 /// An agent of `provider` with the built-in prompt and the time tool.
 pub fn agent_spec(provider: &str, model: &str, voice: &str) -> callbridge::store::AgentSpec {
     callbridge::store::AgentSpec {

@@ -18,12 +18,10 @@ use clap::Parser;
 use callbridge::campaign::window::CallingWindow;
 use callbridge::campaign::{CampaignRunner, Dialer, RunnerOptions, SystemClock};
 use callbridge::metrics::Metrics;
-use callbridge::store::{
-    CampaignSpec, ContactState, E164, NewContact, SqlStore, Store, StoreOptions, TenantDialLimits,
-};
+use callbridge::store::{CampaignSpec, ContactState, E164, NewContact, SqlStore, StoreOptions};
 use callbridge::twilio::rest::TwilioRest;
 use callbridge_testkit::fake_twilio_rest::{FakeTwilioRest, calls_spec};
-use callbridge_testkit::{ACCOUNT_SID, AUTH_TOKEN, agent_spec, provision_agent};
+use callbridge_testkit::{ACCOUNT_SID, AUTH_TOKEN, provision_dialling_tenant};
 use sqlx::{Connection, Executor};
 
 #[derive(Parser)]
@@ -98,23 +96,8 @@ async fn run(url: &str, contacts: usize, nodes: usize) -> anyhow::Result<Duratio
         },
     )
     .await?;
-    let tenant = provision_agent(
-        &store,
-        "bench",
-        agent_spec("openai", "gpt-realtime", "alloy"),
-    )
-    .await;
     let ceiling = u32::try_from(contacts + 1).unwrap_or(u32::MAX).min(10_000);
-    store
-        .set_tenant_dial_limits(
-            &tenant,
-            TenantDialLimits {
-                max_concurrent: ceiling,
-                dial_interval_ms: 0,
-            },
-        )
-        .await?;
-    let agent_id = store.list_agents(&tenant).await?[0].id.clone();
+    let (tenant, agent_id) = provision_dialling_tenant(&store, "bench", ceiling).await;
     let spec = CampaignSpec {
         name: "bench".into(),
         agent_id,
