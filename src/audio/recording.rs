@@ -634,15 +634,16 @@ mod tests {
         assert!(right.iter().all(|&s| s == 32_124));
     }
 
+    /// Records 3 s of caller silence, then drops the recorder without `finish`.
+    fn dropped_after_3_s(mut recorder: Recorder) -> PathBuf {
+        caller_silence(&mut recorder, 0, 3_000);
+        recorder.path().to_path_buf()
+    }
+
     #[test]
     fn dropping_without_finish_leaves_a_complete_valid_file() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = {
-            let mut recorder = new_recorder(&dir);
-            caller_silence(&mut recorder, 0, 3_000);
-            recorder.path().to_path_buf()
-        };
-        let (left, right) = read_channels(&path);
+        let (left, right) = read_channels(&dropped_after_3_s(new_recorder(&dir)));
         assert_eq!(left.len(), 24_000);
         assert_eq!(right.len(), 24_000);
     }
@@ -765,6 +766,16 @@ mod tests {
                 .collect()
         }
 
+        /// Feeds 20 ms caller frames of the tone covering `[from_ms, to_ms)`.
+        fn caller_tone(recorder: &mut Recorder, from_ms: u64, to_ms: u64) {
+            for at in (from_ms..to_ms).step_by(20) {
+                let phase = usize_from((at - from_ms) * SAMPLES_PER_MS);
+                recorder
+                    .caller_audio(at, &tone(phase, FRAME))
+                    .expect("caller tone");
+            }
+        }
+
         fn energy(channel: &[i16], from_ms: usize, to_ms: usize) -> f64 {
             let to = (to_ms * 8).min(channel.len());
             channel[(from_ms * 8).min(to)..to]
@@ -790,12 +801,7 @@ mod tests {
             let dir = tempfile::tempdir().expect("temp dir");
             let mut recorder = new_opus_recorder(&dir);
             caller_silence(&mut recorder, 0, 500);
-            for at in (500..1_500).step_by(20) {
-                let phase = (at as usize - 500) * 8;
-                recorder
-                    .caller_audio(at, &tone(phase, FRAME))
-                    .expect("caller tone");
-            }
+            caller_tone(&mut recorder, 500, 1_500);
             caller_silence(&mut recorder, 1_500, 2_020);
             let path = recorder.finish().expect("finish");
             assert_eq!(path, dir.path().join(format!("{CALL_ID}.opus")));
@@ -844,12 +850,7 @@ mod tests {
         #[test]
         fn dropping_without_finish_still_ends_the_stream() {
             let dir = tempfile::tempdir().expect("temp dir");
-            let path = {
-                let mut recorder = new_opus_recorder(&dir);
-                caller_silence(&mut recorder, 0, 3_000);
-                recorder.path().to_path_buf()
-            };
-            let recording = decoded(&path);
+            let recording = decoded(&dropped_after_3_s(new_opus_recorder(&dir)));
             assert!(recording.complete);
             assert_eq!(recording.left.len(), 24_000);
         }
@@ -860,12 +861,7 @@ mod tests {
             let mut recorder = new_opus_recorder(&dir);
             let path = recorder.path().to_path_buf();
             caller_silence(&mut recorder, 0, 500);
-            for at in (500..3_300).step_by(20) {
-                let phase = (at as usize - 500) * 8;
-                recorder
-                    .caller_audio(at, &tone(phase, FRAME))
-                    .expect("caller tone");
-            }
+            caller_tone(&mut recorder, 500, 3_300);
             // No destructor runs, as when the process is killed.
             std::mem::forget(recorder);
             let recording = decoded(&path);
