@@ -316,6 +316,7 @@ fn an_unknown_recording_format_stops_the_server_with_exit_code_2() {
         .env("TWILIO_AUTH_TOKEN", "secret-token")
         .env("OPENAI_API_KEY", "sk-secret")
         .env("CALLBRIDGE_LISTEN", "127.0.0.1:0")
+        .env("DATABASE_URL", "sqlite::memory:")
         .env("CALLBRIDGE_RECORDING_FORMAT", "mp3")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
