@@ -47,11 +47,58 @@ async fn bridge_recording_to(
     (recordings, bridge)
 }
 
-/// Tenant "acme" with an OpenAI agent that records its calls.
-async fn provision_recording_agent(bridge: &TestBridge) -> TenantId {
+/// One finished call to an agent that records, and where its recording went.
+struct RecordedCall {
+    report: callbridge_testkit::fake_twilio::CallReport,
+    recordings: tempfile::TempDir,
+    bridge: TestBridge,
+    tenant: TenantId,
+    call: callbridge::store::Call,
+    /// The recording, checked to be `<recordings dir>/<call id>.<extension>` on the call record.
+    path: std::path::PathBuf,
+}
+
+/// Calls tenant "acme"'s recording OpenAI agent, the caller speaking at `speech` (start ms,
+/// length ms) and hanging up after `hang_up_ms`, with recordings in `format` (`None`: default).
+async fn recorded_call(
+    realtime: &FakeRealtime,
+    format: Option<&str>,
+    call_sid: &str,
+    hang_up_ms: u64,
+    speech: (u64, u64),
+) -> RecordedCall {
+    let (recordings, bridge) = bridge_recording_to(realtime, format).await;
     let mut spec = agent_spec("openai", "gpt-realtime", "marin");
     spec.recording = true;
-    provision_agent(&bridge.store, "acme", spec).await
+    let tenant = provision_agent(&bridge.store, "acme", spec).await;
+    let report = bridge
+        .twilio()
+        .call(
+            call_sid,
+            CallScript {
+                hang_up_after_ms: Some(hang_up_ms),
+                max_ms: 8_000,
+                speech: vec![speech],
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+    let call = ended_call(&bridge.store, &tenant).await;
+    let path = std::path::PathBuf::from(call.recording_path.clone().expect("recording path"));
+    let extension = format.unwrap_or("wav");
+    assert_eq!(
+        path,
+        recordings.path().join(format!("{}.{extension}", call.id))
+    );
+    RecordedCall {
+        report,
+        recordings,
+        bridge,
+        tenant,
+        call,
+        path,
+    }
 }
 
 #[tokio::test]
@@ -65,35 +112,24 @@ async fn a_recorded_call_has_aligned_channels_and_only_what_the_caller_heard() {
         ..Behaviour::default()
     })
     .await;
-    let (recordings, bridge) = bridge_recording_to(&realtime, None).await;
-    let tenant = provision_recording_agent(&bridge).await;
-
-    let report = bridge
-        .twilio()
-        .call(
-            "CA40000000000000000000000000000001",
-            CallScript {
-                hang_up_after_ms: Some(3_600),
-                max_ms: 8_000,
-                speech: vec![(1_000, 500)],
-                ..CallScript::default()
-            },
-        )
-        .await
-        .unwrap();
+    // The path is on the call record: <recordings dir>/<call id>.wav.
+    let RecordedCall {
+        report,
+        bridge,
+        tenant,
+        call,
+        path,
+        recordings: _keep_until_the_end,
+    } = recorded_call(
+        &realtime,
+        None,
+        "CA40000000000000000000000000000001",
+        3_600,
+        (1_000, 500),
+    )
+    .await;
     assert_eq!(report.clears_at_ms.len(), 1);
     assert!(report.flushed_frames > 10, "clear flushed queued audio");
-
-    // The path is on the call record: <recordings dir>/<call id>.wav.
-    let call = ended_call(&bridge.store, &tenant).await;
-    let path = call
-        .recording_path
-        .clone()
-        .expect("recording path recorded");
-    assert_eq!(
-        std::path::Path::new(&path),
-        recordings.path().join(format!("{}.wav", call.id))
-    );
     let mut reader = hound::WavReader::open(&path).unwrap();
     let spec = reader.spec();
     assert_eq!(
@@ -250,35 +286,19 @@ async fn an_opus_recording_is_named_by_call_id_and_decodes_to_the_call() {
         ..Behaviour::default()
     })
     .await;
-    let (recordings, bridge) = bridge_recording_to(&realtime, Some("opus")).await;
-    let tenant = provision_recording_agent(&bridge).await;
-
-    let report = bridge
-        .twilio()
-        .call(
-            "CA40000000000000000000000000000011",
-            CallScript {
-                hang_up_after_ms: Some(3_000),
-                max_ms: 8_000,
-                speech: vec![(1_500, 600)],
-                ..CallScript::default()
-            },
-        )
-        .await
-        .unwrap();
+    // The path is on the call record: <recordings dir>/<call id>.opus.
+    let recorded = recorded_call(
+        &realtime,
+        Some("opus"),
+        "CA40000000000000000000000000000011",
+        3_000,
+        (1_500, 600),
+    )
+    .await;
+    let (recordings, path) = (&recorded.recordings, &recorded.path);
     assert!(
-        report.played.iter().any(|(_, b)| *b == 0x33),
+        recorded.report.played.iter().any(|(_, b)| *b == 0x33),
         "the greeting played"
-    );
-
-    let call = ended_call(&bridge.store, &tenant).await;
-    let path = call
-        .recording_path
-        .clone()
-        .expect("recording path recorded");
-    assert_eq!(
-        std::path::Path::new(&path),
-        recordings.path().join(format!("{}.opus", call.id))
     );
     let files: Vec<_> = std::fs::read_dir(recordings.path())
         .unwrap()
@@ -286,7 +306,7 @@ async fn an_opus_recording_is_named_by_call_id_and_decodes_to_the_call() {
         .collect();
     assert_eq!(files.len(), 1, "one file, no WAV beside it: {files:?}");
 
-    let recording = ogg_opus::read_file(std::path::Path::new(&path)).unwrap();
+    let recording = ogg_opus::read_file(path).unwrap();
     assert_eq!(recording.channels, 2);
     assert_eq!(recording.input_sample_rate, 8_000);
     assert!(
