@@ -12,6 +12,8 @@ use clap::Args;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::audio::RecordingFormat;
+
 /// The default agent prompt, shipped in the binary so one command runs the server.
 pub const DEFAULT_PROMPT: &str = include_str!("../prompts/default.md");
 /// Variables a prompt template may use, as `{{name}}`.
@@ -81,6 +83,9 @@ pub struct ServeArgs {
     /// Directory call recordings are written to.
     #[arg(long, env = "CALLBRIDGE_RECORDINGS_DIR")]
     pub recordings_dir: Option<PathBuf>,
+    /// Recording file format: "wav" (default) or "opus" (Ogg/Opus).
+    #[arg(long, env = "CALLBRIDGE_RECORDING_FORMAT")]
+    pub recording_format: Option<String>,
     /// xAI key; agents with provider "xai" are refused without it.
     #[arg(long, env = "XAI_API_KEY", hide_env_values = true)]
     pub xai_api_key: Option<String>,
@@ -140,6 +145,7 @@ struct FileConfig {
     admin_key: Option<String>,
     prompts_dir: Option<PathBuf>,
     recordings_dir: Option<PathBuf>,
+    recording_format: Option<String>,
     xai_api_key: Option<String>,
     xai_realtime_url: Option<String>,
     azure_openai_api_key: Option<String>,
@@ -212,6 +218,7 @@ pub struct Config {
     pub admin_key: Option<SecretString>,
     pub prompts_dir: PathBuf,
     pub recordings_dir: PathBuf,
+    pub recording_format: RecordingFormat,
     /// Realtime providers beyond OpenAI; `None` when not configured.
     pub xai: Option<ProviderAccess>,
     pub azure: Option<ProviderAccess>,
@@ -407,6 +414,12 @@ impl Config {
                 ));
             }
         };
+        let recording_format = match pick!(recording_format) {
+            None => RecordingFormat::default(),
+            Some(text) => text
+                .parse()
+                .map_err(|e: String| invalid("CALLBRIDGE_RECORDING_FORMAT", e))?,
+        };
         let admin_key = pick!(admin_key).filter(|k| !k.is_empty());
         if admin_key.as_ref().is_some_and(|k| k.len() < 24) {
             return Err(invalid(
@@ -490,6 +503,7 @@ impl Config {
             admin_key: admin_key.map(SecretString::from),
             prompts_dir: pick!(prompts_dir).unwrap_or_else(|| PathBuf::from("prompts")),
             recordings_dir: pick!(recordings_dir).unwrap_or_else(|| PathBuf::from("recordings")),
+            recording_format,
             xai,
             azure,
             gemini,
@@ -763,6 +777,49 @@ mod tests {
         for (args, variable) in cases {
             assert_eq!(Config::resolve(args).unwrap_err().variable, variable);
         }
+    }
+
+    #[test]
+    fn recording_format_is_wav_unless_set_by_flag_or_file() {
+        assert_eq!(
+            Config::resolve(minimal()).unwrap().recording_format,
+            RecordingFormat::Wav
+        );
+        let flagged = ServeArgs {
+            recording_format: Some("opus".into()),
+            ..minimal()
+        };
+        assert_eq!(
+            Config::resolve(flagged).unwrap().recording_format,
+            RecordingFormat::Opus
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("callbridge.toml");
+        std::fs::write(&file, "recording_format = \"opus\"\n").unwrap();
+        let from_file = ServeArgs {
+            config: Some(file.clone()),
+            ..minimal()
+        };
+        assert_eq!(
+            Config::resolve(from_file).unwrap().recording_format,
+            RecordingFormat::Opus
+        );
+        let flag_over_file = ServeArgs {
+            config: Some(file),
+            recording_format: Some("wav".into()),
+            ..minimal()
+        };
+        assert_eq!(
+            Config::resolve(flag_over_file).unwrap().recording_format,
+            RecordingFormat::Wav
+        );
+        let error = Config::resolve(ServeArgs {
+            recording_format: Some("mp3".into()),
+            ..minimal()
+        })
+        .unwrap_err();
+        assert_eq!(error.variable, "CALLBRIDGE_RECORDING_FORMAT");
+        assert!(error.message.contains("mp3"), "{}", error.message);
     }
 
     #[test]

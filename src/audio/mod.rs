@@ -1,18 +1,20 @@
 //! Audio for the transcoding path and call recording: G.711 codecs, stateful
-//! resamplers, the per-call [`Transcoder`], and the two-channel [`recording::Recorder`].
+//! resamplers, the per-call [`Transcoder`], the two-channel [`recording::Recorder`] and its
+//! Ogg/Opus output.
 //!
 //! Owns sample formats and rates only. It must not know about WebSockets, JSON, base64
 //! or providers' wire events; the call path hands it bytes and sends what it returns.
 //! The μ-law passthrough path (providers that accept `audio/pcmu`) does not come here.
 
 pub mod g711;
+pub mod ogg_opus;
 pub mod recording;
 pub mod resample;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use recording::Recorder;
+pub use recording::{Recorder, RecordingFormat};
 pub use resample::StreamResampler;
 
 /// Errors of the audio layer.
@@ -39,8 +41,8 @@ pub enum AudioError {
     Recording {
         /// The recording file.
         path: PathBuf,
-        /// What the WAV writer or the file system reported.
-        source: hound::Error,
+        /// What the file's writer or encoder reported.
+        source: recording::SinkError,
     },
     /// The recording reached its length limit; later audio is not recorded.
     #[error("recording {path} reached its limit of {limit_ms} ms; later audio is not recorded")]

@@ -1,5 +1,5 @@
-//! Two-channel call recorder: caller on the left, agent on the right, 8 kHz PCM16 WAV,
-//! streamed to disk while the call runs.
+//! Two-channel call recorder: caller on the left, agent on the right, 8 kHz, streamed to disk
+//! while the call runs, as WAV or Ogg/Opus.
 //!
 //! Owns the call's recording file and the timeline that aligns both channels in 8 kHz
 //! samples since stream start. It must not hold the call in memory (only a short
@@ -15,15 +15,17 @@
 //! - a frame reaches the file only once the caller timeline is more than the hold-back
 //!   window past it, so a `clear` that arrives slightly late can still remove audio.
 //!
-//! The WAV writer is `hound`: it writes the classic 44-byte PCM header and its `flush()`
-//! rewrites the RIFF and data sizes in place, which gives the periodic checkpoints that
-//! keep a file playable after an abrupt end.
+//! The timeline feeds one [`RecordingSink`] per file format, with periodic checkpoints that
+//! keep the file playable after an abrupt end. WAV is written by `hound`: it writes the
+//! classic 44-byte PCM header and its `flush()` rewrites the RIFF and data sizes in place.
+//! Ogg/Opus is [`super::ogg_opus::OpusSink`]: a checkpoint ends an Ogg page.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
+use super::ogg_opus::OpusSink;
 use super::{AudioError, g711};
 
 /// Recorder sample rate: the telephony rate, so nothing is resampled for recording.
@@ -34,6 +36,94 @@ const SAMPLES_PER_MS: u64 = RECORDING_RATE as u64 / 1000;
 /// Longest accepted call id (it becomes a file name).
 const MAX_CALL_ID_LEN: usize = 128;
 
+/// The container and codec of recording files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecordingFormat {
+    /// PCM16 WAV (`<call id>.wav`): 32 kB/s, every sample exact.
+    #[default]
+    Wav,
+    /// Ogg/Opus (`<call id>.opus`), 20 ms VOIP frames at 24 kbit/s: about 3 kB/s.
+    Opus,
+}
+
+impl RecordingFormat {
+    /// The file name extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Wav => "wav",
+            Self::Opus => "opus",
+        }
+    }
+}
+
+impl std::str::FromStr for RecordingFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "wav" => Ok(Self::Wav),
+            "opus" => Ok(Self::Opus),
+            other => Err(format!("{other:?} is not wav or opus")),
+        }
+    }
+}
+
+/// What a recording file's writer reported.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("WAV writer: {0}")]
+    Wav(#[from] hound::Error),
+    #[error("Opus encoder: {0}")]
+    Opus(#[from] audiopus::Error),
+}
+
+/// One file format's writer, fed the recorder's timeline in order.
+pub(crate) trait RecordingSink: Send {
+    /// Appends interleaved stereo samples (caller, agent) at 8 kHz.
+    fn write(&mut self, interleaved: &[i16]) -> Result<(), SinkError>;
+    /// Puts everything written so far on disk as a file that plays up to here.
+    fn checkpoint(&mut self) -> Result<(), SinkError>;
+    /// Writes the end of the file.
+    fn finish(self: Box<Self>) -> Result<(), SinkError>;
+}
+
+struct WavSink(hound::WavWriter<BufWriter<File>>);
+
+impl WavSink {
+    fn new(file: File) -> Result<Self, SinkError> {
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: RECORDING_RATE,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut writer = hound::WavWriter::new(BufWriter::new(file), spec)?;
+        // Sizes are zero now; writing them makes even an empty file a valid WAV.
+        writer.flush()?;
+        Ok(Self(writer))
+    }
+}
+
+impl RecordingSink for WavSink {
+    fn write(&mut self, interleaved: &[i16]) -> Result<(), SinkError> {
+        for &sample in interleaved {
+            self.0.write_sample(sample)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) -> Result<(), SinkError> {
+        Ok(self.0.flush()?)
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), SinkError> {
+        Ok(self.0.finalize()?)
+    }
+}
+
 /// Tunable bounds of a [`Recorder`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecorderLimits {
@@ -43,7 +133,8 @@ pub struct RecorderLimits {
     /// How far behind the caller timeline frames stay in memory before they are written,
     /// so a late `clear` can still remove agent audio.
     pub hold_back_ms: u64,
-    /// How often (in recorded audio) the WAV header sizes are rewritten on disk.
+    /// How often (in recorded audio) the file is made playable on disk: WAV header sizes
+    /// rewritten, or an Ogg page ended and flushed.
     pub checkpoint_ms: u64,
     /// Longest recording; audio past it is not recorded.
     pub max_duration_ms: u64,
@@ -65,12 +156,15 @@ impl Default for RecorderLimits {
     }
 }
 
-/// Streams one call's audio to `<dir>/<call_id>.wav` (stereo: caller left, agent right).
+/// Streams one call's audio to `<dir>/<call_id>.wav` or `.opus` (stereo: caller left, agent
+/// right).
 ///
 /// Dropping it without [`finish`](Self::finish) still finalises the file (best effort).
 pub struct Recorder {
     path: PathBuf,
-    writer: Option<hound::WavWriter<BufWriter<File>>>,
+    sink: Option<Box<dyn RecordingSink>>,
+    /// Interleaved samples on their way to the sink (reused).
+    interleaved: Vec<i16>,
     hold_back: usize,
     max_pending_agent: usize,
     checkpoint_every: u64,
@@ -117,45 +211,42 @@ fn usize_from(samples: u64) -> usize {
 }
 
 impl Recorder {
-    /// Creates `<dir>/<call_id>.wav` with default [`RecorderLimits`]. Fails if the id is
-    /// not 1–128 characters of `[A-Za-z0-9_-]` or the file already exists.
-    pub fn create(dir: &Path, call_id: &str) -> Result<Self, AudioError> {
-        Self::create_with_limits(dir, call_id, RecorderLimits::default())
+    /// Creates `<dir>/<call_id>.<wav|opus>` with default [`RecorderLimits`]. Fails if the id
+    /// is not 1–128 characters of `[A-Za-z0-9_-]` or the file already exists.
+    pub fn create(dir: &Path, call_id: &str, format: RecordingFormat) -> Result<Self, AudioError> {
+        Self::create_with_limits(dir, call_id, format, RecorderLimits::default())
     }
 
     /// Like [`create`](Self::create), with explicit limits.
     pub fn create_with_limits(
         dir: &Path,
         call_id: &str,
+        format: RecordingFormat,
         limits: RecorderLimits,
     ) -> Result<Self, AudioError> {
         if !valid_call_id(call_id) {
             return Err(AudioError::InvalidCallId(call_id.to_owned()));
         }
-        let path = dir.join(format!("{call_id}.wav"));
-        let recording_error = |source| AudioError::Recording {
+        let path = dir.join(format!("{call_id}.{}", format.extension()));
+        let open_sink = || -> Result<Box<dyn RecordingSink>, SinkError> {
+            // create_new: never overwrite an earlier recording of the same id.
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            Ok(match format {
+                RecordingFormat::Wav => Box::new(WavSink::new(file)?),
+                RecordingFormat::Opus => Box::new(OpusSink::new(file)?),
+            })
+        };
+        let sink = open_sink().map_err(|source| AudioError::Recording {
             path: path.clone(),
             source,
-        };
-        // create_new: never overwrite an earlier recording of the same id.
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| recording_error(hound::Error::IoError(e)))?;
-        let spec = hound::WavSpec {
-            channels: 2,
-            sample_rate: RECORDING_RATE,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut writer =
-            hound::WavWriter::new(BufWriter::new(file), spec).map_err(recording_error)?;
-        // Sizes are zero now; writing them makes even an empty file a valid WAV.
-        writer.flush().map_err(recording_error)?;
+        })?;
         let hold_back = usize_from(ms_to_samples(limits.hold_back_ms));
         Ok(Self {
-            writer: Some(writer),
+            sink: Some(sink),
+            interleaved: Vec::with_capacity(2 * (hold_back + 160)),
             hold_back,
             // The pending queue must hold at least the hold-back window of padding.
             max_pending_agent: usize_from(ms_to_samples(limits.max_pending_agent_ms))
@@ -310,8 +401,8 @@ impl Recorder {
 
     fn finalize(&mut self) -> Result<(), AudioError> {
         let flushed = self.write_frames(self.caller_held.len());
-        let finalized = match self.writer.take() {
-            Some(writer) => writer.finalize().map_err(|source| AudioError::Recording {
+        let finalized = match self.sink.take() {
+            Some(sink) => sink.finish().map_err(|source| AudioError::Recording {
                 path: self.path.clone(),
                 source,
             }),
@@ -327,7 +418,7 @@ impl Recorder {
     }
 
     fn write_frames(&mut self, frames: usize) -> Result<(), AudioError> {
-        let Some(writer) = self.writer.as_mut() else {
+        let Some(sink) = self.sink.as_mut() else {
             return Ok(());
         };
         let path = &self.path;
@@ -335,18 +426,17 @@ impl Recorder {
             path: path.clone(),
             source,
         };
+        self.interleaved.clear();
         for caller in self.caller_held.drain(..frames) {
             let agent = self.agent_pending.pop_front().unwrap_or(g711::ULAW_SILENCE);
-            writer
-                .write_sample(g711::ulaw_to_linear(caller))
-                .map_err(recording_error)?;
-            writer
-                .write_sample(g711::ulaw_to_linear(agent))
-                .map_err(recording_error)?;
-            self.written += 1;
+            self.interleaved.push(g711::ulaw_to_linear(caller));
+            self.interleaved.push(g711::ulaw_to_linear(agent));
         }
+        // The drained samples leave memory whatever the sink says: keep the timeline in step.
+        self.written += frames as u64;
+        sink.write(&self.interleaved).map_err(recording_error)?;
         if self.written - self.last_checkpoint >= self.checkpoint_every {
-            writer.flush().map_err(recording_error)?;
+            sink.checkpoint().map_err(recording_error)?;
             self.last_checkpoint = self.written;
         }
         Ok(())
@@ -355,7 +445,7 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        if self.writer.is_some() {
+        if self.sink.is_some() {
             // Best effort: there is no one to report an error to from a destructor.
             let _ = self.finalize();
         }
@@ -370,7 +460,8 @@ mod tests {
     const FRAME: usize = 160; // 20 ms
 
     fn new_recorder(dir: &tempfile::TempDir) -> Recorder {
-        Recorder::create(dir.path(), "CA0123abc_test-1").expect("create recorder")
+        Recorder::create(dir.path(), "CA0123abc_test-1", RecordingFormat::Wav)
+            .expect("create recorder")
     }
 
     /// Feeds 20 ms silent caller frames covering `[from_ms, to_ms)`.
@@ -420,7 +511,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    Recorder::create(dir.path(), bad),
+                    Recorder::create(dir.path(), bad, RecordingFormat::Wav),
                     Err(AudioError::InvalidCallId(_))
                 ),
                 "{bad:?}"
@@ -434,7 +525,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let first = new_recorder(&dir).finish().expect("finish");
         assert!(matches!(
-            Recorder::create(dir.path(), "CA0123abc_test-1"),
+            Recorder::create(dir.path(), "CA0123abc_test-1", RecordingFormat::Wav),
             Err(AudioError::Recording { .. })
         ));
         assert!(first.exists());
@@ -543,15 +634,16 @@ mod tests {
         assert!(right.iter().all(|&s| s == 32_124));
     }
 
+    /// Records 3 s of caller silence, then drops the recorder without `finish`.
+    fn dropped_after_3_s(mut recorder: Recorder) -> PathBuf {
+        caller_silence(&mut recorder, 0, 3_000);
+        recorder.path().to_path_buf()
+    }
+
     #[test]
     fn dropping_without_finish_leaves_a_complete_valid_file() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = {
-            let mut recorder = new_recorder(&dir);
-            caller_silence(&mut recorder, 0, 3_000);
-            recorder.path().to_path_buf()
-        };
-        let (left, right) = read_channels(&path);
+        let (left, right) = read_channels(&dropped_after_3_s(new_recorder(&dir)));
         assert_eq!(left.len(), 24_000);
         assert_eq!(right.len(), 24_000);
     }
@@ -577,7 +669,8 @@ mod tests {
             ..RecorderLimits::default()
         };
         let mut recorder =
-            Recorder::create_with_limits(dir.path(), "capped", limits).expect("create");
+            Recorder::create_with_limits(dir.path(), "capped", RecordingFormat::Wav, limits)
+                .expect("create");
         let result = recorder.agent_audio_queued(&[LOUD; 24_000]);
         assert!(matches!(
             result,
@@ -603,7 +696,8 @@ mod tests {
             ..RecorderLimits::default()
         };
         let mut recorder =
-            Recorder::create_with_limits(dir.path(), "jumpy", limits).expect("create");
+            Recorder::create_with_limits(dir.path(), "jumpy", RecordingFormat::Wav, limits)
+                .expect("create");
         caller_silence(&mut recorder, 0, 100);
         recorder
             .caller_audio(3_600_000, &[LOUD; FRAME])
@@ -631,7 +725,8 @@ mod tests {
             ..RecorderLimits::default()
         };
         let mut recorder =
-            Recorder::create_with_limits(dir.path(), "bounded", limits).expect("create");
+            Recorder::create_with_limits(dir.path(), "bounded", RecordingFormat::Wav, limits)
+                .expect("create");
         caller_silence(&mut recorder, 0, 100);
         assert!(matches!(
             recorder.caller_audio(u64::MAX, &[LOUD; FRAME]),
@@ -646,5 +741,178 @@ mod tests {
         ));
         let (left, _) = read_channels(&recorder.finish().expect("finish"));
         assert_eq!(left.len(), 16_000);
+    }
+
+    mod opus {
+        use super::*;
+        use crate::audio::ogg_opus::{self, DecodedRecording};
+
+        const CALL_ID: &str = "CA0123abc_opus-1";
+        /// One 20 ms frame at 8 kHz: the tolerance the encoder's framing allows.
+        const ONE_FRAME: usize = 160;
+
+        fn new_opus_recorder(dir: &tempfile::TempDir) -> Recorder {
+            Recorder::create(dir.path(), CALL_ID, RecordingFormat::Opus).expect("create recorder")
+        }
+
+        /// μ-law 1 kHz tone, `len` samples from sample `phase`.
+        fn tone(phase: usize, len: usize) -> Vec<u8> {
+            (phase..phase + len)
+                .map(|n| {
+                    let t = n as f64 / f64::from(RECORDING_RATE);
+                    let sample = 12_000.0 * (2.0 * std::f64::consts::PI * 1_000.0 * t).sin();
+                    g711::linear_to_ulaw(sample.round() as i16)
+                })
+                .collect()
+        }
+
+        /// Feeds 20 ms caller frames of the tone covering `[from_ms, to_ms)`.
+        fn caller_tone(recorder: &mut Recorder, from_ms: u64, to_ms: u64) {
+            for at in (from_ms..to_ms).step_by(20) {
+                let phase = usize_from((at - from_ms) * SAMPLES_PER_MS);
+                recorder
+                    .caller_audio(at, &tone(phase, FRAME))
+                    .expect("caller tone");
+            }
+        }
+
+        fn energy(channel: &[i16], from_ms: usize, to_ms: usize) -> f64 {
+            let to = (to_ms * 8).min(channel.len());
+            channel[(from_ms * 8).min(to)..to]
+                .iter()
+                .map(|&s| f64::from(s).powi(2))
+                .sum::<f64>()
+                / (to_ms - from_ms).max(1) as f64
+        }
+
+        fn decoded(path: &Path) -> DecodedRecording {
+            let recording = ogg_opus::read_file(path).expect("a decodable Ogg/Opus file");
+            assert_eq!(recording.channels, 2);
+            assert_eq!(recording.input_sample_rate, RECORDING_RATE);
+            assert!(
+                recording.pre_skip > 0,
+                "pre-skip from the encoder's lookahead"
+            );
+            recording
+        }
+
+        #[test]
+        fn caller_tone_is_left_only_and_the_length_follows_the_timeline() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut recorder = new_opus_recorder(&dir);
+            caller_silence(&mut recorder, 0, 500);
+            caller_tone(&mut recorder, 500, 1_500);
+            caller_silence(&mut recorder, 1_500, 2_020);
+            let path = recorder.finish().expect("finish");
+            assert_eq!(path, dir.path().join(format!("{CALL_ID}.opus")));
+
+            let recording = decoded(&path);
+            assert!(
+                recording.complete,
+                "a clean finish writes the end-of-stream page"
+            );
+            // End trimming makes it exact (the requirement is one frame).
+            assert_eq!(recording.left.len(), 2_020 * 8);
+            assert_eq!(recording.left.len(), recording.right.len());
+            let left = energy(&recording.left, 600, 1_400);
+            let right = energy(&recording.right, 600, 1_400);
+            let left_before = energy(&recording.left, 0, 450);
+            assert!(left > 1e6, "tone energy on the left: {left}");
+            assert!(right * 100.0 < left, "right {right} vs left {left}");
+            assert!(
+                left_before * 100.0 < left,
+                "silence before the tone: {left_before}"
+            );
+        }
+
+        #[test]
+        fn cleared_agent_audio_is_not_in_the_right_channel() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut recorder = new_opus_recorder(&dir);
+            caller_silence(&mut recorder, 0, 1_000);
+            recorder
+                .agent_audio_queued(&tone(0, 16_000))
+                .expect("2 s of agent audio");
+            caller_silence(&mut recorder, 1_000, 1_520);
+            recorder.agent_cleared(1_500);
+            caller_silence(&mut recorder, 1_520, 3_000);
+            let recording = decoded(&recorder.finish().expect("finish"));
+            let heard = energy(&recording.right, 1_050, 1_450);
+            let cleared = energy(&recording.right, 1_560, 3_000);
+            assert!(heard > 1e6, "agent audio before the clear: {heard}");
+            assert!(
+                cleared * 1_000.0 < heard,
+                "agent audio after the clear: {cleared} vs {heard}"
+            );
+            assert!(energy(&recording.left, 1_050, 1_450) * 100.0 < heard);
+        }
+
+        #[test]
+        fn dropping_without_finish_still_ends_the_stream() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let recording = decoded(&dropped_after_3_s(new_opus_recorder(&dir)));
+            assert!(recording.complete);
+            assert_eq!(recording.left.len(), 24_000);
+        }
+
+        #[test]
+        fn a_process_dying_mid_call_leaves_a_decodable_prefix() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut recorder = new_opus_recorder(&dir);
+            let path = recorder.path().to_path_buf();
+            caller_silence(&mut recorder, 0, 500);
+            caller_tone(&mut recorder, 500, 3_300);
+            // No destructor runs, as when the process is killed.
+            std::mem::forget(recorder);
+            let recording = decoded(&path);
+            assert!(!recording.complete, "no end-of-stream page");
+            // Checkpoints every second of written audio (500 ms is held back in memory): the
+            // page ended at 2 s is on disk, less the encoder's lookahead.
+            let len = recording.left.len();
+            assert!(
+                (16_000 - 2 * ONE_FRAME..=16_000).contains(&len),
+                "{len} samples decodable"
+            );
+            assert!(energy(&recording.left, 600, 1_900) > 1e6);
+        }
+
+        #[test]
+        fn an_empty_recording_is_a_valid_empty_stream() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let recording = decoded(&new_opus_recorder(&dir).finish().expect("finish"));
+            assert!(recording.complete);
+            assert!(recording.left.is_empty());
+        }
+
+        #[test]
+        fn never_overwrites_an_existing_recording() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let first = new_opus_recorder(&dir).finish().expect("finish");
+            assert!(matches!(
+                Recorder::create(dir.path(), CALL_ID, RecordingFormat::Opus),
+                Err(AudioError::Recording { .. })
+            ));
+            // The same call id in the other format is another file.
+            assert!(Recorder::create(dir.path(), CALL_ID, RecordingFormat::Wav).is_ok());
+            assert!(first.exists());
+        }
+
+        #[test]
+        fn the_reader_refuses_files_that_are_not_ogg_opus() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let wav = new_recorder(&dir).finish().expect("finish");
+            assert!(ogg_opus::read_file(&wav).is_err());
+            let empty = dir.path().join("empty.opus");
+            std::fs::write(&empty, b"").expect("write");
+            assert!(ogg_opus::read_file(&empty).is_err());
+        }
+
+        #[test]
+        fn formats_parse_from_their_names() {
+            assert_eq!("wav".parse(), Ok(RecordingFormat::Wav));
+            assert_eq!("opus".parse(), Ok(RecordingFormat::Opus));
+            assert!("mp3".parse::<RecordingFormat>().is_err());
+            assert_eq!(RecordingFormat::default(), RecordingFormat::Wav);
+        }
     }
 }

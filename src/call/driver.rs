@@ -7,9 +7,9 @@
 //! it closes both sockets and waits for (or stops) every task it spawned, so nothing outlives the
 //! call. When the session asks to resume the provider (Gemini `goAway`), it opens a new provider
 //! socket in the background while the call goes on, and sets it up with the resumption handle.
-//! With recording on for the agent, a recorder task streams both sides to `<call id>.wav`, fed
-//! exactly what Twilio is sent and cut at every `clear`. It must not make decisions about the call:
-//! those belong to the session.
+//! With recording on for the agent, a recorder task streams both sides to `<call id>.wav` (or
+//! `.opus`), fed exactly what Twilio is sent and cut at every `clear`. It must not make decisions
+//! about the call: those belong to the session.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -727,7 +727,7 @@ impl Recording {
             warn!(error = %e, dir = %dir.display(), "cannot create the recordings directory; call not recorded");
             return None;
         }
-        let recorder = match Recorder::create(&dir, &call_id) {
+        let recorder = match Recorder::create(&dir, &call_id, deps.config.recording_format) {
             Ok(recorder) => recorder,
             Err(e) => {
                 deps.metrics.error("recording_failed");

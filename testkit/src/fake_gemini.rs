@@ -8,8 +8,8 @@
 //! transcription, or `toolCall`s that wait for a matching `toolResponse` and then continue without
 //! any further trigger (a `clientContent` sent while tool results are awaited is recorded as an
 //! error). It hands out `sessionResumptionUpdate` handles and can say `goAway` once and close the
-//! connection, continuing the same script on the connection that resumes. Nothing here is part of
-//! the product.
+//! connection, continuing the same script on the connection that resumes. For the load generator
+//! it can log when each audio chunk arrived. Nothing here is part of the product.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -49,6 +49,9 @@ pub struct Behaviour {
     pub caller_transcript: String,
     /// On the first connection, this long after setup and between turns, send `goAway` and close.
     pub go_away_after_ms: Option<u64>,
+    /// When set, each connection logs when every audio chunk arrived, in µs since this instant
+    /// (load measurements: transcoded audio cannot carry a send stamp through the bridge).
+    pub log_arrivals_since: Option<Instant>,
 }
 
 impl Default for Behaviour {
@@ -59,6 +62,7 @@ impl Default for Behaviour {
             speedup: 4,
             caller_transcript: "hello".into(),
             go_away_after_ms: None,
+            log_arrivals_since: None,
         }
     }
 }
@@ -76,6 +80,8 @@ pub struct ConnectionLog {
     pub audio_bytes: usize,
     /// Audio chunks of the caller's speech (loud).
     pub loud_chunks: usize,
+    /// Arrival of each audio chunk in µs since [`Behaviour::log_arrivals_since`] (when set).
+    pub audio_arrivals_us: Vec<u64>,
     pub errors: Vec<String>,
     pub interruptions: usize,
     pub tool_responses: Vec<Value>,
@@ -309,6 +315,10 @@ impl Connection {
     }
 
     fn on_audio(&mut self, audio: &Value) {
+        if let Some(epoch) = self.behaviour.log_arrivals_since {
+            let arrived = epoch.elapsed().as_micros() as u64;
+            lock(&self.log).audio_arrivals_us.push(arrived);
+        }
         if audio["mimeType"] != "audio/pcm;rate=16000" {
             self.error(format!("audio mimeType {}", audio["mimeType"]));
             return;

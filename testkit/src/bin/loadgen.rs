@@ -1,12 +1,20 @@
-//! Load generator: N concurrent loopback calls (fake Twilio + fake realtime in this process) against
+//! Load generator: N concurrent loopback calls (fake Twilio + fake provider in this process) against
 //! a real bridge process, measuring what the bridge adds.
 //!
 //! For each N it starts a fresh `callbridge` child process (so its memory baseline is clean),
-//! places N calls whose caller frames and agent audio carry a send timestamp, streams both ways at
-//! real time for the call length, then reports: one-way latency added per direction (p50/p99, from
-//! the fake that sent a frame to the fake that received it), frames not delivered, the bridge's CPU
-//! (% of one core per call, from /proc over the steady window) and RSS per call (peak minus the idle
-//! baseline). All traffic stays on 127.0.0.1; every loop is bounded in count and time.
+//! places N calls, streams audio both ways at real time for the call length, then reports: one-way
+//! latency added per direction (p50/p99), frames not delivered, the bridge's CPU (% of one core per
+//! call, from /proc over the steady window) and RSS per call (peak minus the idle baseline). All
+//! traffic stays on 127.0.0.1; every loop is bounded in count and time.
+//!
+//! `--provider openai` (default): passthrough μ-law calls to the default agent; caller frames and
+//! agent audio carry a send timestamp, so latency is from the fake that sent a frame to the fake
+//! that received it. `--provider gemini`: calls to a tenant's Gemini agent (provisioned in a
+//! temporary SQLite store the bridge opens), so the bridge transcodes both ways (μ-law 8 kHz ⇄
+//! PCM16 16 kHz in / 24 kHz out). Transcoded audio cannot carry a stamp, so inbound latency is each
+//! chunk's arrival at the fake Gemini against the fake Twilio's 20 ms send clock, above the
+//! fastest chunk of the same call; outbound latency is not measured (the fake Twilio only reads
+//! stamps).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -15,9 +23,24 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 
-use callbridge_testkit::fake_realtime::{Behaviour, FakeRealtime, Turn};
+use callbridge_testkit::fake_gemini::{self, FakeGemini};
+use callbridge_testkit::fake_realtime::{self, FakeRealtime};
 use callbridge_testkit::fake_twilio::{CallScript, FakeTwilio, http_get};
-use callbridge_testkit::{ACCOUNT_SID, AUTH_TOKEN};
+use callbridge_testkit::{ACCOUNT_SID, AUTH_TOKEN, agent_spec, provision_agent};
+
+/// Twilio sends one caller frame every 20 ms.
+const FRAME_US: u64 = 20_000;
+/// Inbound chunks this soon after a call's first one are left out of the transcoded latency (the
+/// bridge holds caller audio until the provider session is ready).
+const SETTLE_US: u64 = 2_000_000;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Provider {
+    /// Passthrough μ-law to the default agent (OpenAI Realtime dialect).
+    Openai,
+    /// A tenant's Gemini Live agent: transcoded both ways.
+    Gemini,
+}
 
 #[derive(Parser)]
 #[command(about = "Drive N concurrent loopback calls against a callbridge process")]
@@ -34,6 +57,9 @@ struct Args {
     /// Seconds over which the calls of one run are started.
     #[arg(long, default_value_t = 3)]
     ramp_secs: u64,
+    /// Which provider the calls go to.
+    #[arg(long, value_enum, default_value_t = Provider::Openai)]
+    provider: Provider,
 }
 
 struct RunResult {
@@ -72,6 +98,15 @@ fn percentiles(mut us: Vec<u64>) -> Percentiles {
     }
 }
 
+/// "p50 / p99" in ms, or "n/a" without samples.
+fn latency_cell(p: &Percentiles) -> String {
+    if p.samples == 0 {
+        "n/a".into()
+    } else {
+        format!("{:.2} / {:.2}", p.p50_ms, p.p99_ms)
+    }
+}
+
 fn proc_cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
@@ -106,24 +141,141 @@ fn metric(text: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The fake provider of a run, serving on 127.0.0.1.
+enum ProviderFake {
+    OpenAi(FakeRealtime),
+    /// The Gemini fake and the store (with the tenant's Gemini agent) the bridge opens.
+    Gemini(FakeGemini, tempfile::TempDir),
+}
+
+impl ProviderFake {
+    /// Starts the fake with one answer per call, longer than the call, streamed at real time.
+    async fn start(
+        provider: Provider,
+        calls: usize,
+        call_ms: u64,
+        epoch: Instant,
+    ) -> anyhow::Result<Self> {
+        let answer_ms = call_ms + 60_000;
+        Ok(match provider {
+            Provider::Openai => Self::OpenAi(
+                FakeRealtime::start(fake_realtime::Behaviour {
+                    script: vec![fake_realtime::Turn::Say {
+                        ms: answer_ms,
+                        byte: 0x40,
+                        text: "load".into(),
+                    }],
+                    delta_ms: 100,
+                    speedup: 1,
+                    late_deltas: 0,
+                    vad: false,
+                    stamp_audio: Some(epoch),
+                    record_audio: false,
+                    ..fake_realtime::Behaviour::default()
+                })
+                .await,
+            ),
+            Provider::Gemini => {
+                let store_dir = tempfile::tempdir()?;
+                let store_url = sqlite_url(&store_dir);
+                let store = callbridge::store::SqlStore::open(&store_url).await?;
+                let mut agent = agent_spec("gemini", "gemini-live-load", "Puck");
+                agent.max_duration_s = 3_600;
+                agent.silence_timeout_s = 3_600;
+                provision_agent(&store, "load", agent).await;
+                drop(store);
+                let answer = fake_gemini::Turn::Say {
+                    ms: answer_ms,
+                    level: 1_500,
+                    text: "load".into(),
+                };
+                let gemini = FakeGemini::start(fake_gemini::Behaviour {
+                    // The fake's script is shared by its connections: one answer for each call.
+                    script: vec![answer; calls],
+                    chunk_ms: 100,
+                    speedup: 1,
+                    log_arrivals_since: Some(epoch),
+                    ..fake_gemini::Behaviour::default()
+                })
+                .await;
+                Self::Gemini(gemini, store_dir)
+            }
+        })
+    }
+
+    /// The bridge's environment for this provider.
+    fn bridge_env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::OpenAi(realtime) => vec![
+                ("OPENAI_REALTIME_URL", realtime.url()),
+                ("DATABASE_URL", "sqlite::memory:".into()),
+            ],
+            Self::Gemini(gemini, store_dir) => vec![
+                ("OPENAI_REALTIME_URL", "ws://127.0.0.1:9/unused".into()),
+                ("GEMINI_API_KEY", "gm-load".into()),
+                ("GEMINI_LIVE_URL", gemini.url()),
+                ("DATABASE_URL", sqlite_url(store_dir)),
+            ],
+        }
+    }
+
+    /// Whether caller frames carry a send stamp (only passthrough audio keeps it intact).
+    fn stamps_caller_audio(&self) -> bool {
+        matches!(self, Self::OpenAi(_))
+    }
+
+    /// Caller frames that reached the provider, and their one-way latencies in µs.
+    fn inbound(&self) -> (u64, Vec<u64>) {
+        match self {
+            Self::OpenAi(realtime) => {
+                let sessions = realtime.recorder.sessions();
+                let received = sessions.iter().map(|s| s.appended_count as u64).sum();
+                let latencies = sessions
+                    .iter()
+                    .flat_map(|s| s.inbound_latency_us.iter().copied())
+                    .collect();
+                (received, latencies)
+            }
+            Self::Gemini(gemini, _) => {
+                let connections = gemini.connections();
+                let received = connections.iter().map(|c| c.audio_chunks as u64).sum();
+                let latencies = connections
+                    .iter()
+                    .flat_map(|c| delay_above_fastest(&c.audio_arrivals_us))
+                    .collect();
+                (received, latencies)
+            }
+        }
+    }
+}
+
+fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}?mode=rwc", dir.path().join("load.db").display())
+}
+
+/// For chunks sent on a 20 ms clock, each one's arrival delay above the fastest chunk's: the
+/// arrival minus its slot on the clock, less the smallest such difference. Chunks in the first
+/// [`SETTLE_US`] are left out (held while the provider session was set up).
+fn delay_above_fastest(arrivals_us: &[u64]) -> Vec<u64> {
+    let Some(&first) = arrivals_us.first() else {
+        return Vec::new();
+    };
+    let offsets: Vec<i64> = arrivals_us
+        .iter()
+        .enumerate()
+        .filter(|(_, at)| **at >= first + SETTLE_US)
+        .map(|(n, at)| *at as i64 - (n as u64 * FRAME_US) as i64)
+        .collect();
+    let Some(&fastest) = offsets.iter().min() else {
+        return Vec::new();
+    };
+    offsets.iter().map(|o| (o - fastest) as u64).collect()
+}
+
 async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<RunResult> {
     let epoch = Instant::now();
     let call_ms = args.secs * 1000;
-    let realtime = FakeRealtime::start(Behaviour {
-        script: vec![Turn::Say {
-            ms: call_ms + 60_000,
-            byte: 0x40,
-            text: "load".into(),
-        }],
-        delta_ms: 100,
-        speedup: 1,
-        late_deltas: 0,
-        vad: false,
-        stamp_audio: Some(epoch),
-        record_audio: false,
-        ..Behaviour::default()
-    })
-    .await;
+    let fake = ProviderFake::start(args.provider, calls, call_ms, epoch).await?;
 
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -138,8 +290,7 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
         .env("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
         .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
         .env("OPENAI_API_KEY", "sk-load")
-        .env("OPENAI_REALTIME_URL", realtime.url())
-        .env("DATABASE_URL", "sqlite::memory:")
+        .envs(fake.bridge_env())
         .env("CALLBRIDGE_LOG", "warn")
         .env("CALLBRIDGE_SILENCE_TIMEOUT_SECS", "3600")
         .env("CALLBRIDGE_MAX_CALL_SECS", "3600")
@@ -167,6 +318,7 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
         account_sid: ACCOUNT_SID.into(),
     };
     let ramp = Duration::from_millis(args.ramp_secs * 1000 / calls.max(1) as u64);
+    let stamp = fake.stamps_caller_audio().then_some(epoch);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..calls {
         let twilio = twilio.clone();
@@ -177,7 +329,7 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
                     CallScript {
                         hang_up_after_ms: Some(call_ms),
                         max_ms: call_ms + 15_000,
-                        stamp: Some(epoch),
+                        stamp,
                         ..CallScript::default()
                     },
                 )
@@ -211,7 +363,11 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
             Ok(Ok(report)) => {
                 completed += 1;
                 inbound_sent += report.frames_sent;
-                outbound_received += report.outbound_latency_us.len() as u64;
+                outbound_received += if stamp.is_some() {
+                    report.outbound_latency_us.len() as u64
+                } else {
+                    report.media().count() as u64
+                };
                 outbound_us.extend(report.outbound_latency_us);
             }
             Ok(Err(e)) => eprintln!("call failed: {e:#}"),
@@ -219,12 +375,7 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
         }
     }
     let (_, metrics) = http_get(addr, "/metrics").await?;
-    let sessions = realtime.recorder.sessions();
-    let inbound_received: u64 = sessions.iter().map(|s| s.appended_count as u64).sum();
-    let inbound_us: Vec<u64> = sessions
-        .iter()
-        .flat_map(|s| s.inbound_latency_us.iter().copied())
-        .collect();
+    let (inbound_received, inbound_us) = fake.inbound();
     let _ = child.kill().await;
 
     Ok(RunResult {
@@ -265,7 +416,11 @@ async fn main() -> anyhow::Result<()> {
         bridge_bin.display()
     );
     println!(
-        "loadgen: {}s calls, bridge {}, {} cores",
+        "loadgen: {} calls of {}s, bridge {}, {} cores",
+        match args.provider {
+            Provider::Openai => "passthrough (openai)",
+            Provider::Gemini => "transcoded (gemini)",
+        },
         args.secs,
         bridge_bin.display(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -277,13 +432,11 @@ async fn main() -> anyhow::Result<()> {
     for &calls in &args.calls {
         let r = run(&args, &bridge_bin, calls).await?;
         println!(
-            "| {} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {} of {} | {} of {} | {} | {:.3} ({:.1}) | {:.3} ({:.1}) |",
+            "| {} | {} | {} | {} | {} of {} | {} of {} | {} | {:.3} ({:.1}) | {:.3} ({:.1}) |",
             r.calls,
             r.completed,
-            r.inbound.p50_ms,
-            r.inbound.p99_ms,
-            r.outbound.p50_ms,
-            r.outbound.p99_ms,
+            latency_cell(&r.inbound),
+            latency_cell(&r.outbound),
             r.inbound_sent.saturating_sub(r.inbound_received),
             r.inbound_sent,
             r.outbound_sent_by_bridge
@@ -301,4 +454,24 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transcoded_latency_is_the_delay_above_the_fastest_chunk_after_settling() {
+        // Held audio arrives in a burst at 1.5 s; the steady chunks arrive 300 µs after their
+        // slot, except one 5 ms late.
+        let mut arrivals: Vec<u64> = (0..75).map(|_| 1_500_000).collect();
+        arrivals.extend((75..300).map(|n| n * FRAME_US + 300));
+        arrivals[200] += 5_000;
+        let delays = delay_above_fastest(&arrivals);
+        assert_eq!(delays.len(), 300 - 175);
+        assert_eq!(delays.iter().filter(|&&d| d == 0).count(), delays.len() - 1);
+        assert_eq!(delays.iter().max(), Some(&5_000));
+        assert!(delay_above_fastest(&[]).is_empty());
+        assert!(delay_above_fastest(&[10, 20]).is_empty());
+    }
 }
