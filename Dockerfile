@@ -1,18 +1,25 @@
-# Multi-stage build: compile in the Rust image, ship only the binary on a distroless base.
-# The binary carries its own TLS roots (webpki-roots) and default prompt, so the runtime image
-# needs nothing else.
+# Multi-stage build: compile in the Rust image, ship the binary on a slim Debian base.
+# The binary carries its own TLS roots (webpki-roots) and default prompt; the only shared library
+# it needs beyond libc is libopus (Ogg/Opus recordings), installed from Debian in both stages.
 FROM rust:1-slim-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libopus-dev pkg-config \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin callbridge \
  && cp target/release/callbridge /callbridge
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libopus0 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 65532 --no-create-home callbridge
 COPY --from=build /callbridge /usr/local/bin/callbridge
 COPY prompts /prompts
 ENV CALLBRIDGE_LISTEN=0.0.0.0:8080 \
     CALLBRIDGE_LOG_FORMAT=json
 EXPOSE 8080
-USER nonroot
+USER callbridge
 ENTRYPOINT ["/usr/local/bin/callbridge"]
 CMD ["serve"]
