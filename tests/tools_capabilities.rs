@@ -1172,3 +1172,259 @@ async fn a_crm_failure_leaves_the_booking_standing_with_a_note() {
         1
     );
 }
+
+async fn mount_calcom_reschedule(bench: &Bench, from: &str, to: &str) {
+    Mock::given(method("POST"))
+        .and(path(format!("/v2/bookings/{from}/reschedule")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(booking_answer(
+            to,
+            "accepted",
+            "2050-09-06T15:00:00.000Z",
+            "2050-09-06T15:30:00.000Z",
+        )))
+        .mount(&bench.calcom)
+        .await;
+}
+
+async fn mount_calcom_cancel(bench: &Bench, uid: &str) {
+    Mock::given(method("POST"))
+        .and(path(format!("/v2/bookings/{uid}/cancel")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(booking_answer(
+            uid,
+            "cancelled",
+            "2050-09-06T15:00:00.000Z",
+            "2050-09-06T15:30:00.000Z",
+        )))
+        .mount(&bench.calcom)
+        .await;
+}
+
+/// Books `uid` for the caller (contact 512) with HubSpot recording meeting 7700.
+async fn book_with_meeting(bench: &Bench, resolved: &Resolved, uid: &str) {
+    mount_calcom_booking(bench, uid).await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/search"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(HUBSPOT_SEARCH_ONE)))
+        .mount(&bench.hubspot)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/meetings"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture(HUBSPOT_MEETING)))
+        .mount(&bench.hubspot)
+        .await;
+    let (booked, label) = run(
+        resolved,
+        context("CA5", "call_book"),
+        "book_appointment",
+        json!({"start": "2050-09-05T14:00:00Z", "name": "Ann Lee"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{booked}");
+    assert_eq!(booked["result"]["crm_meeting_id"], "7700");
+}
+
+const CALENDAR_TOOLS: [&str; 3] = [
+    "book_appointment",
+    "reschedule_appointment",
+    "cancel_appointment",
+];
+
+#[tokio::test]
+async fn one_meeting_follows_its_booking_through_reschedule_and_cancel() {
+    let bench = bench().await;
+    let resolved = bench.resolve(&CALENDAR_TOOLS).await;
+    book_with_meeting(&bench, &resolved, "bk-1").await;
+    // Cal.com gives a rescheduled booking a new uid: the meeting must follow it to bk-2.
+    mount_calcom_reschedule(&bench, "bk-1", "bk-2").await;
+    mount_calcom_cancel(&bench, "bk-2").await;
+    Mock::given(method("PATCH"))
+        .and(path("/crm/v3/objects/meetings/7700"))
+        .and(header("authorization", "Bearer pat-na1-test-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(HUBSPOT_MEETING)))
+        .mount(&bench.hubspot)
+        .await;
+
+    let (moved, label) = run(
+        &resolved,
+        context("CA5", "call_move"),
+        "reschedule_appointment",
+        json!({"booking_id": "bk-1", "new_start": "2050-09-06T15:00:00Z"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{moved}");
+    assert_eq!(moved["result"]["booking_id"], "bk-2");
+    assert_eq!(moved["result"]["crm_meeting_id"], "7700");
+    assert!(moved["result"].get("crm_note").is_none(), "{moved}");
+
+    let cancel_args = json!({"booking_id": "bk-2"});
+    let (cancelled, label) = run(
+        &resolved,
+        context("CA5", "call_cancel"),
+        "cancel_appointment",
+        cancel_args.clone(),
+    )
+    .await;
+    assert_eq!(label, "ok", "{cancelled}");
+    assert_eq!(
+        cancelled["result"],
+        json!({"cancelled": true, "booking_id": "bk-2", "crm_meeting_id": "7700"})
+    );
+    // A replay of the cancellation gets the stored result and reaches neither vendor again.
+    let (replay, _) = run(
+        &resolved,
+        context("CA5", "call_cancel_again"),
+        "cancel_appointment",
+        cancel_args,
+    )
+    .await;
+    assert_eq!(replay, cancelled);
+
+    assert_eq!(
+        requests_to(&bench.hubspot, "POST", "/crm/v3/objects/meetings")
+            .await
+            .len(),
+        1,
+        "one meeting, never a second one"
+    );
+    let patches = requests_to(&bench.hubspot, "PATCH", "/crm/v3/objects/meetings/7700").await;
+    assert_eq!(
+        patches,
+        [
+            json!({"properties": {
+                "hs_timestamp": "2050-09-06T15:00:00.000Z",
+                "hs_meeting_start_time": "2050-09-06T15:00:00.000Z",
+                "hs_meeting_end_time": "2050-09-06T15:30:00.000Z"
+            }}),
+            json!({"properties": {"hs_meeting_outcome": "CANCELED"}}),
+        ]
+    );
+    assert_eq!(
+        requests_to(&bench.calcom, "POST", "/v2/bookings/bk-2/cancel")
+            .await
+            .len(),
+        1
+    );
+    // The link now files the meeting under the booking's current reference only.
+    assert!(
+        bench
+            .store
+            .crm_meeting(&bench.tenant, "bk-1")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let link = bench
+        .store
+        .crm_meeting(&bench.tenant, "bk-2")
+        .await
+        .expect("read")
+        .expect("linked");
+    assert_eq!(
+        (link.crm.as_str(), link.meeting_id.as_str()),
+        ("hubspot", "7700")
+    );
+}
+
+#[tokio::test]
+async fn a_crm_failure_on_cancel_leaves_the_cancellation_standing_with_a_note() {
+    let bench = bench().await;
+    let resolved = bench.resolve(&CALENDAR_TOOLS).await;
+    book_with_meeting(&bench, &resolved, "bk-6").await;
+    mount_calcom_cancel(&bench, "bk-6").await;
+    Mock::given(method("PATCH"))
+        .and(path("/crm/v3/objects/meetings/7700"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&bench.hubspot)
+        .await;
+    let args = json!({"booking_id": "bk-6", "reason": "feeling better"});
+    let (out, label) = run(
+        &resolved,
+        context("CA6", "call_cancel"),
+        "cancel_appointment",
+        args.clone(),
+    )
+    .await;
+    assert_eq!(label, "ok", "{out}");
+    assert_eq!(out["result"]["cancelled"], true);
+    assert_eq!(out["result"]["booking_id"], "bk-6");
+    assert!(out["result"].get("crm_meeting_id").is_none(), "{out}");
+    let note = out["result"]["crm_note"]
+        .as_str()
+        .expect("a note for the model");
+    assert!(note.starts_with("The appointment is cancelled."), "{note}");
+    assert!(!note.contains("503"), "{note}");
+    // The idempotent PATCH was retried by the shared policy (3 attempts by default), then given
+    // up; a replay of the tool call returns the stored result and does not try again.
+    let attempts = requests_to(&bench.hubspot, "PATCH", "/crm/v3/objects/meetings/7700")
+        .await
+        .len();
+    assert_eq!(attempts, PolicyConfig::default().max_attempts as usize);
+    let (replay, _) = run(
+        &resolved,
+        context("CA6", "call_cancel_again"),
+        "cancel_appointment",
+        args,
+    )
+    .await;
+    assert_eq!(replay, out);
+    assert_eq!(
+        requests_to(&bench.hubspot, "PATCH", "/crm/v3/objects/meetings/7700")
+            .await
+            .len(),
+        attempts
+    );
+    assert_eq!(
+        requests_to(&bench.calcom, "POST", "/v2/bookings/bk-6/cancel")
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_booking_without_a_meeting_in_this_crm_reaches_no_crm() {
+    let bench = bench().await;
+    let resolved = bench.resolve(&CALENDAR_TOOLS).await;
+    // bk-7 was booked before meetings were linked; bk-8's meeting is in a CRM no longer used.
+    bench
+        .store
+        .put_crm_meeting(&bench.tenant, "bk-8", "salesforce", "00U5e000001")
+        .await
+        .expect("link");
+    mount_calcom_reschedule(&bench, "bk-7", "bk-7b").await;
+    mount_calcom_cancel(&bench, "bk-8").await;
+    let (moved, label) = run(
+        &resolved,
+        context("CA7", "call_move"),
+        "reschedule_appointment",
+        json!({"booking_id": "bk-7", "new_start": "2050-09-06T15:00:00Z"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{moved}");
+    assert_eq!(moved["result"]["booking_id"], "bk-7b");
+    let (cancelled, label) = run(
+        &resolved,
+        context("CA7", "call_cancel"),
+        "cancel_appointment",
+        json!({"booking_id": "bk-8"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{cancelled}");
+    assert_eq!(
+        cancelled["result"],
+        json!({"cancelled": true, "booking_id": "bk-8"})
+    );
+    for out in [&moved, &cancelled] {
+        assert!(out["result"].get("crm_note").is_none(), "{out}");
+        assert!(out["result"].get("crm_meeting_id").is_none(), "{out}");
+    }
+    assert!(
+        bench
+            .hubspot
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty(),
+        "no CRM request without a meeting of this CRM"
+    );
+}
