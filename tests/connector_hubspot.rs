@@ -356,8 +356,10 @@ async fn a_meeting_create_failing_with_5xx_is_not_replayed() {
     );
 }
 
-/// `SimplePublicObjectInput` (the PATCH body): only `properties`, every value a string.
-fn assert_simple_public_object_input(body: &Value) {
+/// Expects exactly one `PATCH /crm/v3/objects/meetings/{meeting_id}` with `body`, answered with
+/// the meeting. The body must be a `SimplePublicObjectInput`: only `properties`, every value a
+/// string.
+async fn expect_one_meeting_patch(server: &MockServer, meeting_id: &str, body: Value) {
     let object = body.as_object().expect("an object");
     assert_eq!(object.keys().collect::<Vec<_>>(), ["properties"], "{body}");
     assert!(
@@ -366,6 +368,15 @@ fn assert_simple_public_object_input(body: &Value) {
             .is_some_and(|properties| properties.values().all(Value::is_string)),
         "{body}"
     );
+    // operationId: patch-/crm/v3/objects/meetings/{meetingId}_update
+    Mock::given(method("PATCH"))
+        .and(path(format!("/crm/v3/objects/meetings/{meeting_id}")))
+        .and(header("authorization", AUTH))
+        .and(body_json(body))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(MEETING)))
+        .expect(1)
+        .mount(server)
+        .await;
 }
 
 #[tokio::test]
@@ -378,16 +389,7 @@ async fn a_moved_meeting_is_patched_with_its_new_times() {
             "hs_meeting_end_time": "2050-09-06T15:45:00.000Z"
         }
     });
-    assert_simple_public_object_input(&expected);
-    // operationId: patch-/crm/v3/objects/meetings/{meetingId}_update
-    Mock::given(method("PATCH"))
-        .and(path("/crm/v3/objects/meetings/7700"))
-        .and(header("authorization", AUTH))
-        .and(body_json(expected))
-        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(MEETING)))
-        .expect(1)
-        .mount(&server)
-        .await;
+    expect_one_meeting_patch(&server, "7700", expected).await;
     let start = Utc
         .with_ymd_and_hms(2050, 9, 6, 15, 0, 0)
         .single()
@@ -409,15 +411,7 @@ async fn a_moved_meeting_is_patched_with_its_new_times() {
 async fn a_cancelled_meeting_gets_outcome_canceled() {
     let server = MockServer::start().await;
     let expected = json!({ "properties": { "hs_meeting_outcome": "CANCELED" } });
-    assert_simple_public_object_input(&expected);
-    Mock::given(method("PATCH"))
-        .and(path("/crm/v3/objects/meetings/7700"))
-        .and(header("authorization", AUTH))
-        .and(body_json(expected))
-        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(MEETING)))
-        .expect(1)
-        .mount(&server)
-        .await;
+    expect_one_meeting_patch(&server, "7700", expected).await;
     connector(&server)
         .update_meeting(&context(), "7700", &MeetingChange::Cancelled)
         .await

@@ -1114,9 +1114,18 @@ async fn tenant_file_fixture_provisions_atomically<S: Store>(store: &S) {
 
 // --- CRM meetings of bookings (inherent on SqlStore) -------------------------------------------
 
+/// The meeting id linked to `booking_ref`, if any.
+async fn meeting_of(store: &SqlStore, tenant: &TenantId, booking_ref: &str) -> Option<String> {
+    store
+        .crm_meeting(tenant, booking_ref)
+        .await
+        .expect("read")
+        .map(|link| link.meeting_id)
+}
+
 async fn crm_meetings_record_replace_and_move(store: &SqlStore) {
     let acme = tenant(store, "acme").await;
-    assert_eq!(store.crm_meeting(&acme, "bk-1").await.expect("read"), None);
+    assert_eq!(meeting_of(store, &acme, "bk-1").await, None);
 
     let first = store
         .put_crm_meeting(&acme, "bk-1", "hubspot", "7700")
@@ -1154,14 +1163,10 @@ async fn crm_meetings_record_replace_and_move(store: &SqlStore) {
         (moved.booking_ref.as_str(), moved.meeting_id.as_str()),
         ("bk-2", "7701")
     );
-    assert_eq!(store.crm_meeting(&acme, "bk-1").await.expect("read"), None);
+    assert_eq!(meeting_of(store, &acme, "bk-1").await, None);
     assert_eq!(
-        store
-            .crm_meeting(&acme, "bk-2")
-            .await
-            .expect("read")
-            .map(|link| link.meeting_id),
-        Some("7701".to_owned())
+        meeting_of(store, &acme, "bk-2").await.as_deref(),
+        Some("7701")
     );
     assert_eq!(
         store
@@ -1178,12 +1183,8 @@ async fn crm_meetings_record_replace_and_move(store: &SqlStore) {
         .expect("put");
     assert_conflict(store.move_crm_meeting(&acme, "bk-2", "bk-3").await);
     assert_eq!(
-        store
-            .crm_meeting(&acme, "bk-2")
-            .await
-            .expect("read")
-            .map(|link| link.meeting_id),
-        Some("7701".to_owned())
+        meeting_of(store, &acme, "bk-2").await.as_deref(),
+        Some("7701")
     );
 
     assert_invalid(
@@ -1216,7 +1217,7 @@ async fn crm_meetings_stay_in_their_tenant(store: &SqlStore) {
         .expect("put");
 
     // Another tenant neither sees nor moves it, even with the same booking reference.
-    assert_eq!(store.crm_meeting(&beta, "bk-1").await.expect("read"), None);
+    assert_eq!(meeting_of(store, &beta, "bk-1").await, None);
     assert_eq!(
         store
             .move_crm_meeting(&beta, "bk-1", "bk-2")
@@ -1230,23 +1231,15 @@ async fn crm_meetings_stay_in_their_tenant(store: &SqlStore) {
         .expect("same reference, other tenant");
     assert_eq!(theirs.meeting_id, "9900");
     assert_eq!(
-        store
-            .crm_meeting(&acme, "bk-1")
-            .await
-            .expect("read")
-            .map(|link| link.meeting_id),
-        Some("7700".to_owned())
+        meeting_of(store, &acme, "bk-1").await.as_deref(),
+        Some("7700")
     );
 
     // Deleting a tenant deletes its links, and only its.
     store.delete_tenant(&acme).await.expect("delete");
-    assert_eq!(store.crm_meeting(&acme, "bk-1").await.expect("read"), None);
+    assert_eq!(meeting_of(store, &acme, "bk-1").await, None);
     assert_eq!(
-        store
-            .crm_meeting(&beta, "bk-1")
-            .await
-            .expect("read")
-            .map(|link| link.meeting_id),
-        Some("9900".to_owned())
+        meeting_of(store, &beta, "bk-1").await.as_deref(),
+        Some("9900")
     );
 }

@@ -188,6 +188,22 @@ async fn requests_to(server: &MockServer, http_method: &str, to: &str) -> Vec<Va
         .collect()
 }
 
+/// Runs `tool` and expects "ok", then replays it under a new tool-call id (as after a provider
+/// reconnect) and expects the stored result; returns that result.
+async fn run_then_replay(resolved: &Resolved, call_sid: &str, tool: &str, args: Value) -> Value {
+    let (first, label) = run(
+        resolved,
+        context(call_sid, "call_first"),
+        tool,
+        args.clone(),
+    )
+    .await;
+    assert_eq!(label, "ok", "{first}");
+    let (replay, _) = run(resolved, context(call_sid, "call_replay"), tool, args).await;
+    assert_eq!(replay, first);
+    first
+}
+
 fn booking_answer(uid: &str, status: &str, start: &str, end: &str) -> Value {
     let mut body = fixture(CALCOM_BOOKING);
     body["data"]["uid"] = json!(uid);
@@ -1013,26 +1029,11 @@ async fn a_booking_is_recorded_once_as_a_meeting_on_the_callers_contact() {
     // Only book_appointment is enabled: no CRM tool is offered, the CRM still gets the meeting.
     let resolved = bench.resolve(&["book_appointment"]).await;
     let args = json!({"start": "2050-09-05T14:00:00Z", "name": "Ann Lee"});
-    let (first, label) = run(
-        &resolved,
-        context("CA1", "call_1"),
-        "book_appointment",
-        args.clone(),
-    )
-    .await;
-    assert_eq!(label, "ok", "{first}");
+    // Replayed after a provider reconnect: the stored result, no second booking or meeting.
+    let first = run_then_replay(&resolved, "CA1", "book_appointment", args).await;
     assert_eq!(first["result"]["booking_id"], "bk-1");
     assert_eq!(first["result"]["crm_meeting_id"], "7700");
     assert!(first["result"].get("crm_note").is_none(), "{first}");
-    // A replay after a provider reconnect: the stored result, no second booking or meeting.
-    let (replay, _) = run(
-        &resolved,
-        context("CA1", "call_2"),
-        "book_appointment",
-        args,
-    )
-    .await;
-    assert_eq!(replay, first);
     assert_eq!(
         requests_to(&bench.calcom, "POST", "/v2/bookings")
             .await
@@ -1134,14 +1135,8 @@ async fn a_crm_failure_leaves_the_booking_standing_with_a_note() {
         .await;
     let resolved = bench.resolve(&["book_appointment"]).await;
     let args = json!({"start": "2050-09-05T14:00:00Z", "name": "Ann Lee"});
-    let (out, label) = run(
-        &resolved,
-        context("CA4", "call_1"),
-        "book_appointment",
-        args.clone(),
-    )
-    .await;
-    assert_eq!(label, "ok", "{out}");
+    // The booking's result is final: a replay neither books nor retries the CRM.
+    let out = run_then_replay(&resolved, "CA4", "book_appointment", args).await;
     assert_eq!(out["result"]["booking_id"], "bk-3");
     assert_eq!(out["result"]["status"], "confirmed");
     assert!(out["result"].get("crm_meeting_id").is_none(), "{out}");
@@ -1150,15 +1145,6 @@ async fn a_crm_failure_leaves_the_booking_standing_with_a_note() {
         .expect("a note for the model");
     assert!(note.starts_with("The appointment is booked."), "{note}");
     assert!(!note.contains("scope") && !note.contains("403"), "{note}");
-    // The booking's result is final: a replay neither books nor retries the CRM.
-    let (replay, _) = run(
-        &resolved,
-        context("CA4", "call_2"),
-        "book_appointment",
-        args,
-    )
-    .await;
-    assert_eq!(replay, out);
     assert_eq!(
         requests_to(&bench.calcom, "POST", "/v2/bookings")
             .await
@@ -1256,28 +1242,18 @@ async fn one_meeting_follows_its_booking_through_reschedule_and_cancel() {
     assert_eq!(moved["result"]["crm_meeting_id"], "7700");
     assert!(moved["result"].get("crm_note").is_none(), "{moved}");
 
-    let cancel_args = json!({"booking_id": "bk-2"});
-    let (cancelled, label) = run(
+    // A replay of the cancellation gets the stored result and reaches neither vendor again.
+    let cancelled = run_then_replay(
         &resolved,
-        context("CA5", "call_cancel"),
+        "CA5",
         "cancel_appointment",
-        cancel_args.clone(),
+        json!({"booking_id": "bk-2"}),
     )
     .await;
-    assert_eq!(label, "ok", "{cancelled}");
     assert_eq!(
         cancelled["result"],
         json!({"cancelled": true, "booking_id": "bk-2", "crm_meeting_id": "7700"})
     );
-    // A replay of the cancellation gets the stored result and reaches neither vendor again.
-    let (replay, _) = run(
-        &resolved,
-        context("CA5", "call_cancel_again"),
-        "cancel_appointment",
-        cancel_args,
-    )
-    .await;
-    assert_eq!(replay, cancelled);
 
     assert_eq!(
         requests_to(&bench.hubspot, "POST", "/crm/v3/objects/meetings")
