@@ -1,5 +1,6 @@
 //! HubSpot connector end to end against a local mock of the CRM v3 API. The mock checks method,
-//! path, bearer token and body shape per `hubspot/crm-contacts-v3.json` and `crm-notes-v3.json`;
+//! path, bearer token and body shape per `hubspot/crm-contacts-v3.json`, `crm-notes-v3.json` and
+//! `crm-meetings-v3.json`;
 //! answers are shaped like the spec's `SimplePublicObject` and friends
 //! (`fixtures/vendors/hubspot/`).
 
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use callbridge::connectors::hubspot::{Hubspot, HubspotConfig};
 use callbridge::connectors::{
-    CallNote, ConnectorError, ContactInput, ContactLookup, Crm, CrmMeeting,
+    CallNote, ConnectorError, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
 };
 use callbridge::tools::policy::{HttpPolicy, PolicyConfig, RequestContext};
 use chrono::{TimeZone, Utc};
@@ -353,4 +354,108 @@ async fn a_meeting_create_failing_with_5xx_is_not_replayed() {
         server.received_requests().await.unwrap_or_default().len(),
         1
     );
+}
+
+/// Expects exactly one `PATCH /crm/v3/objects/meetings/{meeting_id}` with `body`, answered with
+/// the meeting. The body must be a `SimplePublicObjectInput`: only `properties`, every value a
+/// string.
+async fn expect_one_meeting_patch(server: &MockServer, meeting_id: &str, body: Value) {
+    let object = body.as_object().expect("an object");
+    assert_eq!(object.keys().collect::<Vec<_>>(), ["properties"], "{body}");
+    assert!(
+        body["properties"]
+            .as_object()
+            .is_some_and(|properties| properties.values().all(Value::is_string)),
+        "{body}"
+    );
+    // operationId: patch-/crm/v3/objects/meetings/{meetingId}_update
+    Mock::given(method("PATCH"))
+        .and(path(format!("/crm/v3/objects/meetings/{meeting_id}")))
+        .and(header("authorization", AUTH))
+        .and(body_json(body))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(MEETING)))
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn a_moved_meeting_is_patched_with_its_new_times() {
+    let server = MockServer::start().await;
+    let expected = json!({
+        "properties": {
+            "hs_timestamp": "2050-09-06T15:00:00.000Z",
+            "hs_meeting_start_time": "2050-09-06T15:00:00.000Z",
+            "hs_meeting_end_time": "2050-09-06T15:45:00.000Z"
+        }
+    });
+    expect_one_meeting_patch(&server, "7700", expected).await;
+    let start = Utc
+        .with_ymd_and_hms(2050, 9, 6, 15, 0, 0)
+        .single()
+        .expect("valid");
+    connector(&server)
+        .update_meeting(
+            &context(),
+            "7700",
+            &MeetingChange::Moved {
+                start,
+                end: start + chrono::Duration::minutes(45),
+            },
+        )
+        .await
+        .expect("patched");
+}
+
+#[tokio::test]
+async fn a_cancelled_meeting_gets_outcome_canceled() {
+    let server = MockServer::start().await;
+    let expected = json!({ "properties": { "hs_meeting_outcome": "CANCELED" } });
+    expect_one_meeting_patch(&server, "7700", expected).await;
+    connector(&server)
+        .update_meeting(&context(), "7700", &MeetingChange::Cancelled)
+        .await
+        .expect("patched");
+}
+
+#[tokio::test]
+async fn a_meeting_update_is_replayed_after_a_5xx_and_maps_404() {
+    let server = MockServer::start().await;
+    // The same PATCH twice leaves the meeting as once: the shared policy may retry it.
+    Mock::given(method("PATCH"))
+        .and(path("/crm/v3/objects/meetings/7700"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/crm/v3/objects/meetings/7700"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(MEETING)))
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/crm/v3/objects/meetings/404404"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+            "status": "error", "category": "OBJECT_NOT_FOUND", "message": "resource not found"
+        })))
+        .mount(&server)
+        .await;
+    let hubspot = connector(&server);
+    hubspot
+        .update_meeting(&context(), "7700", &MeetingChange::Cancelled)
+        .await
+        .expect("second attempt succeeds");
+    let err = hubspot
+        .update_meeting(&context(), "404404", &MeetingChange::Cancelled)
+        .await
+        .expect_err("deleted meeting");
+    assert!(matches!(err, ConnectorError::NotFound(_)), "{err:?}");
+    let patches = server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|request| request.url.path() == "/crm/v3/objects/meetings/7700")
+        .count();
+    assert_eq!(patches, 2);
 }

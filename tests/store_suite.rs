@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 
 use callbridge::store::{
     AgentSpec, CallDirection, CallEnd, CallEventKind, CallStatus, ConnectorSpec, E164, LedgerClaim,
-    LedgerStatus, NewCall, NewLedgerEntry, NewSealedSecret, NewTenant, Store, StoreError, TenantId,
+    LedgerStatus, NewCall, NewLedgerEntry, NewSealedSecret, NewTenant, SqlStore, Store, StoreError,
+    TenantId,
 };
 use serde_json::json;
 
@@ -28,6 +29,8 @@ backend_suite!(
     tenant_isolation_for_every_getter,
     multi_row_write_rolls_back_on_error,
     tenant_file_fixture_provisions_atomically,
+    crm_meetings_record_replace_and_move,
+    crm_meetings_stay_in_their_tenant,
 );
 
 fn tid(raw: &str) -> TenantId {
@@ -1108,4 +1111,136 @@ async fn tenant_file_fixture_provisions_atomically<S: Store>(store: &S) {
         TenantFileError::Store(e) => e,
         other => panic!("unexpected {other:?}"),
     }));
+}
+
+// --- CRM meetings of bookings (inherent on SqlStore) -------------------------------------------
+
+/// The meeting id linked to `booking_ref`, if any.
+async fn meeting_of(store: &SqlStore, tenant: &TenantId, booking_ref: &str) -> Option<String> {
+    store
+        .crm_meeting(tenant, booking_ref)
+        .await
+        .expect("read")
+        .map(|link| link.meeting_id)
+}
+
+async fn crm_meetings_record_replace_and_move(store: &SqlStore) {
+    let acme = tenant(store, "acme").await;
+    assert_eq!(meeting_of(store, &acme, "bk-1").await, None);
+
+    let first = store
+        .put_crm_meeting(&acme, "bk-1", "hubspot", "7700")
+        .await
+        .expect("put");
+    assert_eq!(
+        (
+            first.booking_ref.as_str(),
+            first.crm.as_str(),
+            first.meeting_id.as_str()
+        ),
+        ("bk-1", "hubspot", "7700")
+    );
+    assert_eq!(
+        store.crm_meeting(&acme, "bk-1").await.expect("read"),
+        Some(first.clone())
+    );
+
+    // Recording the same booking again replaces its meeting, keeping when it was first recorded.
+    let replaced = store
+        .put_crm_meeting(&acme, "bk-1", "hubspot", "7701")
+        .await
+        .expect("replace");
+    assert_eq!(replaced.meeting_id, "7701");
+    assert_eq!(replaced.created_at, first.created_at);
+    assert!(replaced.updated_at >= first.updated_at);
+
+    // A rescheduled booking with a new reference takes its meeting along.
+    let moved = store
+        .move_crm_meeting(&acme, "bk-1", "bk-2")
+        .await
+        .expect("move")
+        .expect("there was a meeting to move");
+    assert_eq!(
+        (moved.booking_ref.as_str(), moved.meeting_id.as_str()),
+        ("bk-2", "7701")
+    );
+    assert_eq!(meeting_of(store, &acme, "bk-1").await, None);
+    assert_eq!(
+        meeting_of(store, &acme, "bk-2").await.as_deref(),
+        Some("7701")
+    );
+    assert_eq!(
+        store
+            .move_crm_meeting(&acme, "bk-unknown", "bk-9")
+            .await
+            .expect("nothing to move"),
+        None
+    );
+
+    // Moving onto a reference that has its own meeting would lose one: refused, nothing moves.
+    store
+        .put_crm_meeting(&acme, "bk-3", "hubspot", "7703")
+        .await
+        .expect("put");
+    assert_conflict(store.move_crm_meeting(&acme, "bk-2", "bk-3").await);
+    assert_eq!(
+        meeting_of(store, &acme, "bk-2").await.as_deref(),
+        Some("7701")
+    );
+
+    assert_invalid(
+        store.put_crm_meeting(&acme, " ", "hubspot", "7704").await,
+        "booking reference",
+    );
+    assert_invalid(
+        store.put_crm_meeting(&acme, "bk-4", "hubspot", "").await,
+        "meeting id",
+    );
+    assert_invalid(
+        store
+            .put_crm_meeting(&acme, &"x".repeat(300), "hubspot", "7704")
+            .await,
+        "booking reference",
+    );
+    assert_not_found(
+        store
+            .put_crm_meeting(&tid("nobody"), "bk-1", "hubspot", "7700")
+            .await,
+    );
+}
+
+async fn crm_meetings_stay_in_their_tenant(store: &SqlStore) {
+    let acme = tenant(store, "acme").await;
+    let beta = tenant(store, "beta").await;
+    store
+        .put_crm_meeting(&acme, "bk-1", "hubspot", "7700")
+        .await
+        .expect("put");
+
+    // Another tenant neither sees nor moves it, even with the same booking reference.
+    assert_eq!(meeting_of(store, &beta, "bk-1").await, None);
+    assert_eq!(
+        store
+            .move_crm_meeting(&beta, "bk-1", "bk-2")
+            .await
+            .expect("nothing of beta's to move"),
+        None
+    );
+    let theirs = store
+        .put_crm_meeting(&beta, "bk-1", "hubspot", "9900")
+        .await
+        .expect("same reference, other tenant");
+    assert_eq!(theirs.meeting_id, "9900");
+    assert_eq!(
+        meeting_of(store, &acme, "bk-1").await.as_deref(),
+        Some("7700")
+    );
+
+    // Deleting a tenant deletes its links, and only its.
+    store.delete_tenant(&acme).await.expect("delete");
+    assert_eq!(meeting_of(store, &acme, "bk-1").await, None);
+    assert_eq!(
+        meeting_of(store, &beta, "bk-1").await.as_deref(),
+        Some("9900")
+    );
 }

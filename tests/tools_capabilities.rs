@@ -131,6 +131,7 @@ impl Bench {
             Some(&self.vault),
             policy,
             ledger,
+            Arc::new(self.store.clone()),
             &self.tenant,
             &enabled,
             deadline,
@@ -185,6 +186,22 @@ async fn requests_to(server: &MockServer, http_method: &str, to: &str) -> Vec<Va
         .filter(|request| request.method.as_str() == http_method && request.url.path() == to)
         .map(|request| serde_json::from_slice(&request.body).unwrap_or(Value::Null))
         .collect()
+}
+
+/// Runs `tool` and expects "ok", then replays it under a new tool-call id (as after a provider
+/// reconnect) and expects the stored result; returns that result.
+async fn run_then_replay(resolved: &Resolved, call_sid: &str, tool: &str, args: Value) -> Value {
+    let (first, label) = run(
+        resolved,
+        context(call_sid, "call_first"),
+        tool,
+        args.clone(),
+    )
+    .await;
+    assert_eq!(label, "ok", "{first}");
+    let (replay, _) = run(resolved, context(call_sid, "call_replay"), tool, args).await;
+    assert_eq!(replay, first);
+    first
 }
 
 fn booking_answer(uid: &str, status: &str, start: &str, end: &str) -> Value {
@@ -681,6 +698,7 @@ async fn tools_without_a_usable_connector_are_not_offered_and_are_reported() {
         None,
         &policy,
         Arc::new(InMemoryLedger::default()),
+        Arc::new(bench.store.clone()),
         &bench.tenant,
         &enabled,
         Duration::from_secs(5),
@@ -1011,26 +1029,11 @@ async fn a_booking_is_recorded_once_as_a_meeting_on_the_callers_contact() {
     // Only book_appointment is enabled: no CRM tool is offered, the CRM still gets the meeting.
     let resolved = bench.resolve(&["book_appointment"]).await;
     let args = json!({"start": "2050-09-05T14:00:00Z", "name": "Ann Lee"});
-    let (first, label) = run(
-        &resolved,
-        context("CA1", "call_1"),
-        "book_appointment",
-        args.clone(),
-    )
-    .await;
-    assert_eq!(label, "ok", "{first}");
+    // Replayed after a provider reconnect: the stored result, no second booking or meeting.
+    let first = run_then_replay(&resolved, "CA1", "book_appointment", args).await;
     assert_eq!(first["result"]["booking_id"], "bk-1");
     assert_eq!(first["result"]["crm_meeting_id"], "7700");
     assert!(first["result"].get("crm_note").is_none(), "{first}");
-    // A replay after a provider reconnect: the stored result, no second booking or meeting.
-    let (replay, _) = run(
-        &resolved,
-        context("CA1", "call_2"),
-        "book_appointment",
-        args,
-    )
-    .await;
-    assert_eq!(replay, first);
     assert_eq!(
         requests_to(&bench.calcom, "POST", "/v2/bookings")
             .await
@@ -1132,14 +1135,8 @@ async fn a_crm_failure_leaves_the_booking_standing_with_a_note() {
         .await;
     let resolved = bench.resolve(&["book_appointment"]).await;
     let args = json!({"start": "2050-09-05T14:00:00Z", "name": "Ann Lee"});
-    let (out, label) = run(
-        &resolved,
-        context("CA4", "call_1"),
-        "book_appointment",
-        args.clone(),
-    )
-    .await;
-    assert_eq!(label, "ok", "{out}");
+    // The booking's result is final: a replay neither books nor retries the CRM.
+    let out = run_then_replay(&resolved, "CA4", "book_appointment", args).await;
     assert_eq!(out["result"]["booking_id"], "bk-3");
     assert_eq!(out["result"]["status"], "confirmed");
     assert!(out["result"].get("crm_meeting_id").is_none(), "{out}");
@@ -1148,15 +1145,6 @@ async fn a_crm_failure_leaves_the_booking_standing_with_a_note() {
         .expect("a note for the model");
     assert!(note.starts_with("The appointment is booked."), "{note}");
     assert!(!note.contains("scope") && !note.contains("403"), "{note}");
-    // The booking's result is final: a replay neither books nor retries the CRM.
-    let (replay, _) = run(
-        &resolved,
-        context("CA4", "call_2"),
-        "book_appointment",
-        args,
-    )
-    .await;
-    assert_eq!(replay, out);
     assert_eq!(
         requests_to(&bench.calcom, "POST", "/v2/bookings")
             .await
@@ -1168,5 +1156,251 @@ async fn a_crm_failure_leaves_the_booking_standing_with_a_note() {
             .await
             .len(),
         1
+    );
+}
+
+async fn mount_calcom_reschedule(bench: &Bench, from: &str, to: &str) {
+    Mock::given(method("POST"))
+        .and(path(format!("/v2/bookings/{from}/reschedule")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(booking_answer(
+            to,
+            "accepted",
+            "2050-09-06T15:00:00.000Z",
+            "2050-09-06T15:30:00.000Z",
+        )))
+        .mount(&bench.calcom)
+        .await;
+}
+
+async fn mount_calcom_cancel(bench: &Bench, uid: &str) {
+    Mock::given(method("POST"))
+        .and(path(format!("/v2/bookings/{uid}/cancel")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(booking_answer(
+            uid,
+            "cancelled",
+            "2050-09-06T15:00:00.000Z",
+            "2050-09-06T15:30:00.000Z",
+        )))
+        .mount(&bench.calcom)
+        .await;
+}
+
+/// Books `uid` for the caller (contact 512) with HubSpot recording meeting 7700.
+async fn book_with_meeting(bench: &Bench, resolved: &Resolved, uid: &str) {
+    mount_calcom_booking(bench, uid).await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/search"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(HUBSPOT_SEARCH_ONE)))
+        .mount(&bench.hubspot)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/meetings"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture(HUBSPOT_MEETING)))
+        .mount(&bench.hubspot)
+        .await;
+    let (booked, label) = run(
+        resolved,
+        context("CA5", "call_book"),
+        "book_appointment",
+        json!({"start": "2050-09-05T14:00:00Z", "name": "Ann Lee"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{booked}");
+    assert_eq!(booked["result"]["crm_meeting_id"], "7700");
+}
+
+const CALENDAR_TOOLS: [&str; 3] = [
+    "book_appointment",
+    "reschedule_appointment",
+    "cancel_appointment",
+];
+
+#[tokio::test]
+async fn one_meeting_follows_its_booking_through_reschedule_and_cancel() {
+    let bench = bench().await;
+    let resolved = bench.resolve(&CALENDAR_TOOLS).await;
+    book_with_meeting(&bench, &resolved, "bk-1").await;
+    // Cal.com gives a rescheduled booking a new uid: the meeting must follow it to bk-2.
+    mount_calcom_reschedule(&bench, "bk-1", "bk-2").await;
+    mount_calcom_cancel(&bench, "bk-2").await;
+    Mock::given(method("PATCH"))
+        .and(path("/crm/v3/objects/meetings/7700"))
+        .and(header("authorization", "Bearer pat-na1-test-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(HUBSPOT_MEETING)))
+        .mount(&bench.hubspot)
+        .await;
+
+    let (moved, label) = run(
+        &resolved,
+        context("CA5", "call_move"),
+        "reschedule_appointment",
+        json!({"booking_id": "bk-1", "new_start": "2050-09-06T15:00:00Z"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{moved}");
+    assert_eq!(moved["result"]["booking_id"], "bk-2");
+    assert_eq!(moved["result"]["crm_meeting_id"], "7700");
+    assert!(moved["result"].get("crm_note").is_none(), "{moved}");
+
+    // A replay of the cancellation gets the stored result and reaches neither vendor again.
+    let cancelled = run_then_replay(
+        &resolved,
+        "CA5",
+        "cancel_appointment",
+        json!({"booking_id": "bk-2"}),
+    )
+    .await;
+    assert_eq!(
+        cancelled["result"],
+        json!({"cancelled": true, "booking_id": "bk-2", "crm_meeting_id": "7700"})
+    );
+
+    assert_eq!(
+        requests_to(&bench.hubspot, "POST", "/crm/v3/objects/meetings")
+            .await
+            .len(),
+        1,
+        "one meeting, never a second one"
+    );
+    let patches = requests_to(&bench.hubspot, "PATCH", "/crm/v3/objects/meetings/7700").await;
+    assert_eq!(
+        patches,
+        [
+            json!({"properties": {
+                "hs_timestamp": "2050-09-06T15:00:00.000Z",
+                "hs_meeting_start_time": "2050-09-06T15:00:00.000Z",
+                "hs_meeting_end_time": "2050-09-06T15:30:00.000Z"
+            }}),
+            json!({"properties": {"hs_meeting_outcome": "CANCELED"}}),
+        ]
+    );
+    assert_eq!(
+        requests_to(&bench.calcom, "POST", "/v2/bookings/bk-2/cancel")
+            .await
+            .len(),
+        1
+    );
+    // The link now files the meeting under the booking's current reference only.
+    assert!(
+        bench
+            .store
+            .crm_meeting(&bench.tenant, "bk-1")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let link = bench
+        .store
+        .crm_meeting(&bench.tenant, "bk-2")
+        .await
+        .expect("read")
+        .expect("linked");
+    assert_eq!(
+        (link.crm.as_str(), link.meeting_id.as_str()),
+        ("hubspot", "7700")
+    );
+}
+
+#[tokio::test]
+async fn a_crm_failure_on_cancel_leaves_the_cancellation_standing_with_a_note() {
+    let bench = bench().await;
+    let resolved = bench.resolve(&CALENDAR_TOOLS).await;
+    book_with_meeting(&bench, &resolved, "bk-6").await;
+    mount_calcom_cancel(&bench, "bk-6").await;
+    Mock::given(method("PATCH"))
+        .and(path("/crm/v3/objects/meetings/7700"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&bench.hubspot)
+        .await;
+    let args = json!({"booking_id": "bk-6", "reason": "feeling better"});
+    let (out, label) = run(
+        &resolved,
+        context("CA6", "call_cancel"),
+        "cancel_appointment",
+        args.clone(),
+    )
+    .await;
+    assert_eq!(label, "ok", "{out}");
+    assert_eq!(out["result"]["cancelled"], true);
+    assert_eq!(out["result"]["booking_id"], "bk-6");
+    assert!(out["result"].get("crm_meeting_id").is_none(), "{out}");
+    let note = out["result"]["crm_note"]
+        .as_str()
+        .expect("a note for the model");
+    assert!(note.starts_with("The appointment is cancelled."), "{note}");
+    assert!(!note.contains("503"), "{note}");
+    // The idempotent PATCH was retried by the shared policy (3 attempts by default), then given
+    // up; a replay of the tool call returns the stored result and does not try again.
+    let attempts = requests_to(&bench.hubspot, "PATCH", "/crm/v3/objects/meetings/7700")
+        .await
+        .len();
+    assert_eq!(attempts, PolicyConfig::default().max_attempts as usize);
+    let (replay, _) = run(
+        &resolved,
+        context("CA6", "call_cancel_again"),
+        "cancel_appointment",
+        args,
+    )
+    .await;
+    assert_eq!(replay, out);
+    assert_eq!(
+        requests_to(&bench.hubspot, "PATCH", "/crm/v3/objects/meetings/7700")
+            .await
+            .len(),
+        attempts
+    );
+    assert_eq!(
+        requests_to(&bench.calcom, "POST", "/v2/bookings/bk-6/cancel")
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_booking_without_a_meeting_in_this_crm_reaches_no_crm() {
+    let bench = bench().await;
+    let resolved = bench.resolve(&CALENDAR_TOOLS).await;
+    // bk-7 was booked before meetings were linked; bk-8's meeting is in a CRM no longer used.
+    bench
+        .store
+        .put_crm_meeting(&bench.tenant, "bk-8", "salesforce", "00U5e000001")
+        .await
+        .expect("link");
+    mount_calcom_reschedule(&bench, "bk-7", "bk-7b").await;
+    mount_calcom_cancel(&bench, "bk-8").await;
+    let (moved, label) = run(
+        &resolved,
+        context("CA7", "call_move"),
+        "reschedule_appointment",
+        json!({"booking_id": "bk-7", "new_start": "2050-09-06T15:00:00Z"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{moved}");
+    assert_eq!(moved["result"]["booking_id"], "bk-7b");
+    let (cancelled, label) = run(
+        &resolved,
+        context("CA7", "call_cancel"),
+        "cancel_appointment",
+        json!({"booking_id": "bk-8"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{cancelled}");
+    assert_eq!(
+        cancelled["result"],
+        json!({"cancelled": true, "booking_id": "bk-8"})
+    );
+    for out in [&moved, &cancelled] {
+        assert!(out["result"].get("crm_note").is_none(), "{out}");
+        assert!(out["result"].get("crm_meeting_id").is_none(), "{out}");
+    }
+    assert!(
+        bench
+            .hubspot
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty(),
+        "no CRM request without a meeting of this CRM"
     );
 }

@@ -9,8 +9,9 @@
 //! The note→contact (202) and meeting→contact (200) association type ids (HubSpot-defined) come
 //! from HubSpot's associations documentation, not from these spec files (UNVERIFIED there), so
 //! they are configurable. Meetings, like notes, are created without replay: the tool-call ledger
-//! is what keeps a repeated booking from creating a second one. This module must not keep
-//! contacts in memory.
+//! is what keeps a repeated booking from creating a second one. A meeting is kept in step with
+//! its booking by a `PATCH` of fixed property values (new times, or outcome `CANCELED`), which
+//! may be replayed. This module must not keep contacts in memory.
 
 use chrono::SecondsFormat;
 use reqwest::{Method, Url};
@@ -19,8 +20,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, endpoint,
-    vendor_error,
+    CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
+    endpoint, vendor_error,
 };
 use crate::tools::policy::{ConnectorProfile, HttpPolicy, PolicyResponse, Replay, RequestContext};
 
@@ -357,6 +358,32 @@ impl Crm for Hubspot {
             self.config.meeting_to_contact_association,
         )
         .await
+    }
+
+    async fn update_meeting(
+        &self,
+        ctx: &RequestContext,
+        meeting_id: &str,
+        change: &MeetingChange,
+    ) -> Result<(), ConnectorError> {
+        // operationId: patch-/crm/v3/objects/meetings/{meetingId}_update
+        let url = self.url(&["crm", "v3", "objects", "meetings", meeting_id])?;
+        let properties = match change {
+            MeetingChange::Moved { start, end } => json!({
+                "hs_timestamp": hubspot_time(start),
+                "hs_meeting_start_time": hubspot_time(start),
+                "hs_meeting_end_time": hubspot_time(end),
+            }),
+            // HubSpot's default outcome values (scheduler-meetings-v3.json, hs_meeting_outcome):
+            // SCHEDULED, COMPLETED, RESCHEDULED, NO_SHOW, CANCELED (one L).
+            MeetingChange::Cancelled => json!({ "hs_meeting_outcome": "CANCELED" }),
+        };
+        let body = json!({ "properties": properties });
+        // A partial update that sets fixed values: replaying it changes nothing more.
+        self.send(ctx, Method::PATCH, url, Some(&body), Replay::Idempotent)
+            .await
+            .map(|_| ())
+            .map_err(|err| vendor_error(err, "meeting"))
     }
 
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {

@@ -228,6 +228,18 @@ pub struct CrmMeeting {
     pub body: String,
 }
 
+/// What happened to a booked appointment after its meeting was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeetingChange {
+    /// The booking moved to a new time.
+    Moved {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
+    /// The booking was cancelled.
+    Cancelled,
+}
+
 /// CRMs: HubSpot, Pipedrive, Salesforce, Zoho, …
 #[async_trait::async_trait]
 pub trait Crm: Send + Sync {
@@ -264,6 +276,15 @@ pub trait Crm: Send + Sync {
         meeting: &CrmMeeting,
         idempotency_key: &str,
     ) -> Result<String, ConnectorError>;
+
+    /// Bring a meeting from [`Crm::record_meeting`] in step with its booking. Applying the same
+    /// change twice leaves the meeting as one application does.
+    async fn update_meeting(
+        &self,
+        ctx: &RequestContext,
+        meeting_id: &str,
+        change: &MeetingChange,
+    ) -> Result<(), ConnectorError>;
 
     /// A harmless read proving the credentials and base URL work.
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;

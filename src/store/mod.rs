@@ -29,6 +29,7 @@
 //! `dyn Store`.
 
 mod campaigns;
+mod crm_meetings;
 mod error;
 mod model;
 mod outbound;
@@ -43,6 +44,7 @@ pub use campaigns::{
     FinishedAttempt, LeasedAttempt, MAX_CAMPAIGN_CONTACTS, NewContact, RejectedRow, Settlement,
     TenantDialLimits, WindowSpec,
 };
+pub use crm_meetings::CrmMeetingLink;
 pub use error::StoreError;
 pub use model::{
     Agent, AgentProvision, AgentSpec, ApiKey, ApiKeyCredential, Call, CallDirection, CallEnd,

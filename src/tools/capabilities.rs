@@ -7,8 +7,9 @@
 //! known), results trimmed to what can be read aloud, and running every side effect (book,
 //! reschedule, cancel, upsert, note) through the tool-call ledger so a repeat or a replay after a
 //! reconnect reaches the vendor once. A booking is also recorded as a meeting in the tenant's
-//! CRM when it has one, inside the booking's ledger entry; the booking never depends on that
-//! write. It must not know which vendor it talks to, build HTTP requests, or choose a connector
+//! CRM when it has one, inside the booking's ledger entry, and that meeting follows the booking
+//! when it is rescheduled or cancelled (through the booking → meeting links of
+//! [`super::meeting_links`]); the calendar change never depends on those writes. It must not know which vendor it talks to, build HTTP requests, or choose a connector
 //! (that is [`super::resolver`]).
 
 use std::future::Future;
@@ -23,11 +24,13 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::ledger::{SharedLedger, ToolInvocation, ToolOutcome, args_hash, run_once};
+use super::meeting_links::{MeetingLink, MeetingLinkError, SharedMeetingLinks};
 use super::policy::RequestContext;
 use super::{Tool, ToolContext, ToolError, ToolFuture};
 use crate::connectors::{
     Attendee, Booking, BookingStatus, Calendar, CallNote, Commerce, ConnectorError, Contact,
-    ContactInput, ContactLookup, Crm, CrmMeeting, OrderStatus, Product, Slot, TimeWindow,
+    ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange, OrderStatus, Product, Slot,
+    TimeWindow,
 };
 use crate::realtime::ToolDeclaration;
 
@@ -456,22 +459,95 @@ impl Tool for CheckAvailability {
     }
 }
 
+/// The calendar tools that keep the tenant's CRM in step: a booking is recorded as a meeting, and
+/// the meeting follows the booking when it moves or is cancelled.
+pub const CRM_FOLLOW_UP_TOOLS: [&str; 3] =
+    [BOOK_APPOINTMENT, RESCHEDULE_APPOINTMENT, CANCEL_APPOINTMENT];
+
+/// The tenant's CRM as the calendar tools use it.
+#[derive(Clone)]
+pub struct CrmFollowUp {
+    pub crm: Arc<dyn Crm>,
+    /// The CRM connector's vendor (`hubspot`), stored with each meeting id.
+    pub vendor: Arc<str>,
+    /// Where each booking's meeting id is kept.
+    pub links: SharedMeetingLinks,
+}
+
+impl std::fmt::Debug for CrmFollowUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrmFollowUp")
+            .field("vendor", &self.vendor)
+            .finish_non_exhaustive()
+    }
+}
+
 /// `book_appointment`: books a slot from `check_availability` for the caller, once, and records
 /// it as a meeting on the caller's contact when the tenant has a CRM.
 pub struct BookAppointment {
     pub calendar: Arc<dyn Calendar>,
     /// The tenant's CRM, if it has one. A booking stands whatever happens there.
-    pub crm: Option<Arc<dyn Crm>>,
+    pub crm: Option<CrmFollowUp>,
     pub env: Arc<CapabilityEnv>,
 }
 
-/// Time kept back from the tool deadline when the CRM write starts, so a slow CRM can never
-/// turn a made booking into a timeout.
+/// Time kept back from the tool deadline when a CRM write starts, so a slow CRM can never turn a
+/// made calendar change into a timeout.
 const CRM_FOLLOW_UP_RESERVE: Duration = Duration::from_millis(750);
 
 /// What the model hears when the booking stands but the CRM has no record of it.
 const CRM_NOT_RECORDED: &str = "The appointment is booked. It could not be added to the customer \
     records; there is no need to mention this to the caller.";
+/// What the model hears when the booking moved but the CRM still shows the old time.
+const CRM_NOT_MOVED: &str = "The appointment is moved. The customer records could not be updated \
+    with the new time; there is no need to mention this to the caller.";
+/// What the model hears when the booking is cancelled but the CRM still shows it scheduled.
+const CRM_NOT_CANCELLED: &str = "The appointment is cancelled. The customer records could not be \
+    updated; there is no need to mention this to the caller.";
+
+/// Why a CRM write following a calendar change failed (logged, never spoken).
+#[derive(Debug, thiserror::Error)]
+enum FollowUpError {
+    #[error(transparent)]
+    Crm(#[from] ConnectorError),
+    #[error(transparent)]
+    Links(#[from] MeetingLinkError),
+}
+
+/// Runs a CRM write that follows a made calendar change, within the tool deadline less
+/// [`CRM_FOLLOW_UP_RESERVE`]. `None` means it failed or ran out of time (logged as `failure`);
+/// the calendar change stands either way.
+async fn crm_follow_up<T, F, Fut>(
+    ctx: &RequestContext,
+    booking_ref: &str,
+    failure: &'static str,
+    work: F,
+) -> Option<T>
+where
+    F: FnOnce(RequestContext) -> Fut,
+    Fut: Future<Output = Result<T, FollowUpError>>,
+{
+    let crm_ctx = RequestContext {
+        deadline: ctx
+            .deadline
+            .checked_sub(CRM_FOLLOW_UP_RESERVE)
+            .unwrap_or(ctx.deadline),
+        ..ctx.clone()
+    };
+    match tokio::time::timeout_at(crm_ctx.deadline, work(crm_ctx)).await {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(err)) => {
+            tracing::warn!(tenant = %ctx.tenant, booking = %booking_ref, error = %err,
+                crm_follow_up = "failed", "{failure}");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(tenant = %ctx.tenant, booking = %booking_ref,
+                crm_follow_up = "timeout", "{failure} (not confirmed in time)");
+            None
+        }
+    }
+}
 
 /// The caller's contact, found by phone (else email) or created from the booking's details.
 async fn contact_for_booking(
@@ -532,9 +608,10 @@ async fn record_booking_in_crm(
 }
 
 /// Adds the CRM record of a made booking to the tool result: its meeting id, or a note for the
-/// model when it failed (logged; the booking stands either way).
+/// model when it failed (logged; the booking stands either way). The meeting id is kept under the
+/// booking's reference so a later reschedule or cancellation reaches the same meeting.
 async fn follow_up_in_crm(
-    crm: &dyn Crm,
+    follow_up: &CrmFollowUp,
     ctx: &RequestContext,
     attendee: &Attendee,
     booking: &Booking,
@@ -545,30 +622,82 @@ async fn follow_up_in_crm(
         return;
     }
     let key = ctx.idempotency_key.clone().unwrap_or_default();
-    let crm_ctx = RequestContext {
-        deadline: ctx
-            .deadline
-            .checked_sub(CRM_FOLLOW_UP_RESERVE)
-            .unwrap_or(ctx.deadline),
-        ..ctx.clone()
-    };
-    let recorded = tokio::time::timeout_at(
-        crm_ctx.deadline,
-        record_booking_in_crm(crm, &crm_ctx, attendee, booking, &key),
+    let crm = follow_up.crm.as_ref();
+    let recorded = crm_follow_up(
+        ctx,
+        &booking.id,
+        "booking made, CRM meeting not recorded",
+        |crm_ctx| async move {
+            Ok(record_booking_in_crm(crm, &crm_ctx, attendee, booking, &key).await?)
+        },
     )
     .await;
-    match recorded {
-        Ok(Ok(meeting_id)) => out["crm_meeting_id"] = json!(meeting_id),
-        Ok(Err(err)) => {
-            tracing::warn!(tenant = %ctx.tenant, booking = %booking.id, error = %err,
-                crm_follow_up = "failed", "booking made, CRM meeting not recorded");
-            out["crm_note"] = json!(CRM_NOT_RECORDED);
-        }
-        Err(_) => {
-            tracing::warn!(tenant = %ctx.tenant, booking = %booking.id,
-                crm_follow_up = "timeout", "booking made, CRM meeting not confirmed in time");
-            out["crm_note"] = json!(CRM_NOT_RECORDED);
-        }
+    let Some(meeting_id) = recorded else {
+        out["crm_note"] = json!(CRM_NOT_RECORDED);
+        return;
+    };
+    out["crm_meeting_id"] = json!(meeting_id);
+    let link = MeetingLink {
+        crm: follow_up.vendor.to_string(),
+        meeting_id,
+    };
+    if let Err(err) = follow_up
+        .links
+        .remember(&ctx.tenant, &booking.id, &link)
+        .await
+    {
+        // The meeting exists; only a later reschedule or cancellation will not reach it.
+        tracing::warn!(tenant = %ctx.tenant, booking = %booking.id, error = %err,
+            crm_follow_up = "unlinked", "CRM meeting recorded but not linked to the booking");
+    }
+}
+
+/// Brings the meeting recorded for `booking_ref` in step with `change`, filing it under
+/// `new_ref` first when the calendar gave the booking a new reference. A booking with no recorded
+/// meeting in this CRM (booked before meetings were linked, or under another CRM) is left alone;
+/// a failure becomes `note` in the tool result (logged; the calendar change stands).
+async fn update_recorded_meeting(
+    follow_up: &CrmFollowUp,
+    ctx: &RequestContext,
+    booking_ref: &str,
+    new_ref: Option<&str>,
+    change: MeetingChange,
+    note: &'static str,
+    out: &mut Value,
+) {
+    let tenant = &ctx.tenant;
+    let updated = crm_follow_up(
+        ctx,
+        booking_ref,
+        "calendar changed, CRM meeting not updated",
+        |crm_ctx| async move {
+            let Some(link) = follow_up.links.find(tenant, booking_ref).await? else {
+                return Ok(None);
+            };
+            if link.crm != *follow_up.vendor {
+                tracing::info!(tenant = %tenant, booking = %booking_ref, crm = %link.crm,
+                    "the booking's meeting is in another CRM; not updated");
+                return Ok(None);
+            }
+            if let Some(new_ref) = new_ref.filter(|new_ref| *new_ref != booking_ref)
+                && let Err(err) = follow_up.links.refile(tenant, booking_ref, new_ref).await
+            {
+                // This change still reaches the meeting; a later one under new_ref will not.
+                tracing::warn!(tenant = %tenant, booking = %new_ref, error = %err,
+                    crm_follow_up = "unlinked", "CRM meeting not linked to the new booking reference");
+            }
+            follow_up
+                .crm
+                .update_meeting(&crm_ctx, &link.meeting_id, &change)
+                .await?;
+            Ok(Some(link.meeting_id))
+        },
+    )
+    .await;
+    match updated {
+        Some(Some(meeting_id)) => out["crm_meeting_id"] = json!(meeting_id),
+        Some(None) => {}
+        None => out["crm_note"] = json!(note),
     }
 }
 
@@ -644,8 +773,8 @@ impl Tool for BookAppointment {
                     .await
                     .map_err(|err| speak_failure(&tenant, BOOK_APPOINTMENT, &err))?;
                 let mut out = booking_json(&booking, caller_zone);
-                if let Some(crm) = &crm {
-                    follow_up_in_crm(crm.as_ref(), &ctx, &attendee, &booking, &mut out).await;
+                if let Some(follow_up) = &crm {
+                    follow_up_in_crm(follow_up, &ctx, &attendee, &booking, &mut out).await;
                 }
                 Ok(out)
             })
@@ -654,9 +783,11 @@ impl Tool for BookAppointment {
     }
 }
 
-/// `reschedule_appointment`: moves a booking to a new slot, once.
+/// `reschedule_appointment`: moves a booking to a new slot, once, and its CRM meeting with it.
 pub struct RescheduleAppointment {
     pub calendar: Arc<dyn Calendar>,
+    /// The tenant's CRM, if it has one. The move stands whatever happens there.
+    pub crm: Option<CrmFollowUp>,
     pub env: Arc<CapabilityEnv>,
 }
 
@@ -691,6 +822,7 @@ impl Tool for RescheduleAppointment {
 
     fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
         let calendar = Arc::clone(&self.calendar);
+        let crm = self.crm.clone();
         let env = Arc::clone(&self.env);
         Box::pin(async move {
             let args: RescheduleArgs = parse_args(arguments.clone())?;
@@ -715,11 +847,28 @@ impl Tool for RescheduleAppointment {
                 &arguments,
                 |ctx| async move {
                     let key = ctx.idempotency_key.clone().unwrap_or_default();
-                    calendar
+                    let booking = calendar
                         .reschedule(&ctx, &booking_id, &slot, &key)
                         .await
-                        .map(|booking| booking_json(&booking, caller_zone))
-                        .map_err(|err| speak_failure(&tenant, RESCHEDULE_APPOINTMENT, &err))
+                        .map_err(|err| speak_failure(&tenant, RESCHEDULE_APPOINTMENT, &err))?;
+                    let mut out = booking_json(&booking, caller_zone);
+                    if let Some(follow_up) = &crm {
+                        let change = MeetingChange::Moved {
+                            start: booking.slot.start,
+                            end: booking.slot.end,
+                        };
+                        update_recorded_meeting(
+                            follow_up,
+                            &ctx,
+                            &booking_id,
+                            Some(&booking.id),
+                            change,
+                            CRM_NOT_MOVED,
+                            &mut out,
+                        )
+                        .await;
+                    }
+                    Ok(out)
                 },
             )
             .await
@@ -727,9 +876,11 @@ impl Tool for RescheduleAppointment {
     }
 }
 
-/// `cancel_appointment`: cancels a booking, once.
+/// `cancel_appointment`: cancels a booking, once, and marks its CRM meeting cancelled.
 pub struct CancelAppointment {
     pub calendar: Arc<dyn Calendar>,
+    /// The tenant's CRM, if it has one. The cancellation stands whatever happens there.
+    pub crm: Option<CrmFollowUp>,
     pub env: Arc<CapabilityEnv>,
 }
 
@@ -759,6 +910,7 @@ impl Tool for CancelAppointment {
 
     fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
         let calendar = Arc::clone(&self.calendar);
+        let crm = self.crm.clone();
         let env = Arc::clone(&self.env);
         Box::pin(async move {
             let args: CancelArgs = parse_args(arguments.clone())?;
@@ -769,8 +921,21 @@ impl Tool for CancelAppointment {
                 calendar
                     .cancel(&ctx, &booking_id, reason.as_deref())
                     .await
-                    .map(|()| json!({ "cancelled": true, "booking_id": booking_id }))
-                    .map_err(|err| speak_failure(&tenant, CANCEL_APPOINTMENT, &err))
+                    .map_err(|err| speak_failure(&tenant, CANCEL_APPOINTMENT, &err))?;
+                let mut out = json!({ "cancelled": true, "booking_id": booking_id });
+                if let Some(follow_up) = &crm {
+                    update_recorded_meeting(
+                        follow_up,
+                        &ctx,
+                        &booking_id,
+                        None,
+                        MeetingChange::Cancelled,
+                        CRM_NOT_CANCELLED,
+                        &mut out,
+                    )
+                    .await;
+                }
+                Ok(out)
             })
             .await
         })
@@ -1173,12 +1338,13 @@ impl Tool for SearchProducts {
     }
 }
 
-/// The capability tool `name` over the given connectors, if that connector is present.
+/// The capability tool `name` over the given connectors, if that connector is present. The
+/// calendar tools of [`CRM_FOLLOW_UP_TOOLS`] keep `crm` in step when it is given.
 pub fn capability_tool(
     name: &str,
     env: &Arc<CapabilityEnv>,
     calendar: Option<&Arc<dyn Calendar>>,
-    crm: Option<&Arc<dyn Crm>>,
+    crm: Option<&CrmFollowUp>,
     commerce: Option<&Arc<dyn Commerce>>,
 ) -> Option<Arc<dyn Tool>> {
     let env = Arc::clone(env);
@@ -1194,22 +1360,24 @@ pub fn capability_tool(
         }),
         RESCHEDULE_APPOINTMENT => Arc::new(RescheduleAppointment {
             calendar: Arc::clone(calendar?),
+            crm: crm.cloned(),
             env,
         }),
         CANCEL_APPOINTMENT => Arc::new(CancelAppointment {
             calendar: Arc::clone(calendar?),
+            crm: crm.cloned(),
             env,
         }),
         FIND_CONTACT => Arc::new(FindContact {
-            crm: Arc::clone(crm?),
+            crm: Arc::clone(&crm?.crm),
             env,
         }),
         UPSERT_CONTACT => Arc::new(UpsertContact {
-            crm: Arc::clone(crm?),
+            crm: Arc::clone(&crm?.crm),
             env,
         }),
         LOG_CALL_NOTE => Arc::new(LogCallNote {
-            crm: Arc::clone(crm?),
+            crm: Arc::clone(&crm?.crm),
             env,
         }),
         ORDER_STATUS => Arc::new(OrderStatusTool {

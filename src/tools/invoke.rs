@@ -72,6 +72,7 @@ impl ToolRuntime {
             vault.as_ref(),
             &self.policy,
             self.ledger.clone(),
+            Arc::new(self.store.clone()),
             tenant,
             enabled,
             self.deadline,

@@ -10,6 +10,7 @@ pub mod capabilities;
 pub mod doctor;
 pub mod invoke;
 pub mod ledger;
+pub mod meeting_links;
 pub mod policy;
 pub mod redact;
 pub mod resolver;

@@ -24,8 +24,10 @@
 //! `base_url` in the configuration overrides the vendor's default API base (self-hosted Cal.com,
 //! a test server). Operator-facing version of this table: `docs/connectors.md`.
 //!
-//! `book_appointment` also gets the tenant's CRM connector when one is configured and builds, so
-//! bookings are recorded there; a broken CRM is logged and the tool is offered without it.
+//! `book_appointment`, `reschedule_appointment` and `cancel_appointment` also get the tenant's CRM
+//! connector when one is configured and builds, with the booking → meeting links, so bookings are
+//! recorded there and their meetings follow them; a broken CRM is logged and the tools are offered
+//! without it.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -38,9 +40,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use super::capabilities::{
-    BOOK_APPOINTMENT, Capability, CapabilityEnv, capability_of, capability_tool,
+    CRM_FOLLOW_UP_TOOLS, Capability, CapabilityEnv, CrmFollowUp, capability_of, capability_tool,
 };
 use super::ledger::SharedLedger;
+use super::meeting_links::SharedMeetingLinks;
 use super::policy::{HttpPolicy, RequestContext};
 use super::{ToolRegistry, builtin_in_zone};
 use crate::call::session::END_CALL_TOOL;
@@ -417,12 +420,15 @@ async fn connector_for<S: Store>(
 
 /// The registry for one agent's call: built-ins and capability tools from `enabled`, each
 /// capability tool only if the tenant's connector for it is configured and has credentials.
-/// `end_call` is always declared by the registry and needs no entry.
+/// `end_call` is always declared by the registry and needs no entry. `meeting_links` keeps which
+/// CRM meeting records which booking.
+#[allow(clippy::too_many_arguments)] // what one resolution needs, named at its two call sites
 pub async fn registry_for_agent<S: Store>(
     store: &S,
     vault: Option<&Vault<S>>,
     policy: &HttpPolicy,
     ledger: SharedLedger,
+    meeting_links: SharedMeetingLinks,
     tenant: &TenantId,
     enabled: &[String],
     deadline: Duration,
@@ -451,6 +457,14 @@ pub async fn registry_for_agent<S: Store>(
     };
     // One connector per capability, built (and its secret decrypted) at most once.
     let mut built: HashMap<Capability, Result<BuiltConnector, String>> = HashMap::new();
+    let crm_configuration = configuration_for(&configs, Capability::Crm);
+    let follow_up = |crm: Arc<dyn Crm>| {
+        crm_configuration.map(|config| CrmFollowUp {
+            crm,
+            vendor: Arc::from(config.spec.vendor.as_str()),
+            links: Arc::clone(&meeting_links),
+        })
+    };
 
     for name in enabled {
         if name == END_CALL_TOOL || registry.names().any(|known| known == name) {
@@ -479,17 +493,17 @@ pub async fn registry_for_agent<S: Store>(
         };
         let tool = match connector {
             BuiltConnector::Calendar(calendar) => {
-                // Bookings are also recorded in the tenant's CRM, when it has a working one.
-                let crm = if name == BOOK_APPOINTMENT
-                    && configuration_for(&configs, Capability::Crm).is_some()
+                // Bookings are also kept in the tenant's CRM, when it has a working one.
+                let crm = if CRM_FOLLOW_UP_TOOLS.contains(&name.as_str())
+                    && crm_configuration.is_some()
                 {
                     match connector_for(&mut built, &configs, Capability::Crm, vault, policy).await
                     {
-                        Ok(BuiltConnector::Crm(crm)) => Some(crm),
+                        Ok(BuiltConnector::Crm(crm)) => follow_up(crm),
                         Ok(_) => None,
                         Err(reason) => {
-                            tracing::warn!(tenant = %tenant, reason = %reason,
-                                "bookings will not be recorded in the CRM");
+                            tracing::warn!(tenant = %tenant, tool = %name, reason = %reason,
+                                "bookings will not be kept in the CRM");
                             None
                         }
                     }
@@ -498,7 +512,9 @@ pub async fn registry_for_agent<S: Store>(
                 };
                 capability_tool(name, &env, Some(&calendar), crm.as_ref(), None)
             }
-            BuiltConnector::Crm(crm) => capability_tool(name, &env, None, Some(&crm), None),
+            BuiltConnector::Crm(crm) => {
+                capability_tool(name, &env, None, follow_up(crm).as_ref(), None)
+            }
             BuiltConnector::Commerce(commerce) => {
                 capability_tool(name, &env, None, None, Some(&commerce))
             }
