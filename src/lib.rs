@@ -14,6 +14,8 @@
 //!   the secret vault, API keys and tenant provisioning files.
 //! - [`http::api`], [`cli`]: the admin REST API under `/api/v1` and the operator CLI, one service
 //!   layer for both; [`webhooks`]: the post-call webhook outbox and its delivery worker.
+//! - [`campaign`]: outbound calls and campaigns — the dialer, CSV import, calling windows, the
+//!   retry policy and the dispatcher that dials each contact exactly once across nodes.
 //! - [`config`], [`metrics`]: process configuration and Prometheus counters.
 //!
 //! Panic policy: nothing a peer sends (Twilio, the provider, a vendor) may panic; `expect` marks
