@@ -211,6 +211,23 @@ async fn outbound_call_lifecycle() -> anyhow::Result<()> {
     assert_eq!(status, 201, "{body}");
     let plain = s.fake.calls().last().cloned().expect("placed");
     assert_eq!(plain.param("MachineDetection"), None);
+
+    // Twilio placed the call but its answer was lost: the bridge finds the call instead of
+    // recording a failure, and the record follows the real call.
+    s.fake.lose_next_answers(1);
+    let (status, body) = s
+        .place(json!({"tenant": "acme", "to": "+14155552674", "agent": "front-desk"}))
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let lost = s.fake.calls().last().cloned().expect("placed");
+    assert_eq!(body["twilio_call_sid"], lost.sid.as_str());
+    let record = s
+        .bridge
+        .store
+        .call(&s.tenant, body["call_id"].as_str().unwrap_or_default())
+        .await?;
+    assert_eq!(record.twilio_call_sid.as_deref(), Some(lost.sid.as_str()));
+    assert_eq!(record.status, CallStatus::Queued);
     assert_eq!(s.fake.violations(), Vec::<String>::new());
     Ok(())
 }

@@ -23,6 +23,8 @@ use crate::twilio::rest::{
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// Clock difference allowed between us and Twilio when matching a lost call by creation time.
+pub const LOST_ANSWER_SKEW_MS: i64 = 120_000;
 /// Seconds Twilio lets an outbound call ring.
 pub const RING_TIMEOUT_SECS: u32 = 30;
 /// Largest number of per-call variables, and their name and value lengths.
@@ -228,11 +230,56 @@ impl Dialer {
                 })
             }
             Err(error) => {
+                // A lost answer (network error, unreadable 2xx) may hide a placed call: ask
+                // Twilio before calling it failed, so the record keeps following the real call.
+                let answer_lost =
+                    matches!(error, TwilioError::Transport(_) | TwilioError::Decode(_));
+                if answer_lost {
+                    let since = chrono::Utc::now().timestamp_millis() - LOST_ANSWER_SKEW_MS;
+                    match self.find_unrecorded_call(store, from, to, since).await {
+                        Ok(Some(call_sid)) => {
+                            store.attach_call_sid(call_id, &call_sid).await?;
+                            warn!(call_id, call_sid = %call_sid, error = %error,
+                                "Twilio's answer was lost but the call was placed; recorded");
+                            return Ok(PlacedCall {
+                                call_id: call_id.to_owned(),
+                                call_sid,
+                                from: from.clone(),
+                                to: to.clone(),
+                            });
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            warn!(call_id, error = %e, "cannot ask Twilio about a lost answer");
+                        }
+                    }
+                }
                 warn!(call_id, tenant = %tenant, error = %error, "Twilio refused the outbound call");
                 fail_call_record(store, tenant, call_id, "twilio_rejected").await;
                 Err(error.into())
             }
         }
+    }
+
+    /// A call Twilio placed from `from` to `to`, created at or after `since_ms`, that no call
+    /// record owns yet: the call behind a `CreateCall` whose answer was lost.
+    pub async fn find_unrecorded_call(
+        &self,
+        store: &SqlStore,
+        from: &E164,
+        to: &E164,
+        since_ms: i64,
+    ) -> Result<Option<String>, DialError> {
+        let calls = self.rest.list_calls(to.as_str(), from.as_str()).await?;
+        for call in calls {
+            let recent = call
+                .created_at()
+                .is_none_or(|t| t.timestamp_millis() >= since_ms);
+            if recent && !store.call_sid_known(&call.sid).await? {
+                return Ok(Some(call.sid));
+            }
+        }
+        Ok(None)
     }
 
     /// Sends `CreateCall` for an existing call record, with our webhooks signed to it; returns the

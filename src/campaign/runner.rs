@@ -418,39 +418,19 @@ impl CampaignRunner {
         Ok(())
     }
 
-    /// The SID of the call this dial placed, if any: known already, or a call Twilio lists from
-    /// our number to theirs, created since the claim, that no call record owns.
+    /// The SID of the call this dial placed, if any: known already (the answer or a status
+    /// callback reached the store), or found at Twilio (see [`Dialer::find_unrecorded_call`]).
     async fn find_placed_call(
         &self,
         dial: &ExpiredDial,
-    ) -> Result<Option<String>, crate::twilio::rest::TwilioError> {
+    ) -> Result<Option<String>, super::dialer::DialError> {
         if let Some(sid) = &dial.call_sid {
             return Ok(Some(sid.clone()));
         }
         let since = dial.claimed_at_ms - ms(self.options.reconcile_skew);
-        let calls = self
-            .dialer
-            .rest()
-            .list_calls(dial.to.as_str(), dial.from.as_str())
-            .await?;
-        for call in calls {
-            let recent = call
-                .created_at()
-                .is_none_or(|t| t.timestamp_millis() >= since);
-            if !recent {
-                continue;
-            }
-            match self.store.call_sid_known(&call.sid).await {
-                Ok(false) => return Ok(Some(call.sid)),
-                Ok(true) => {}
-                Err(e) => {
-                    return Err(crate::twilio::rest::TwilioError::InvalidRequest(format!(
-                        "store: {e}"
-                    )));
-                }
-            }
-        }
-        Ok(None)
+        self.dialer
+            .find_unrecorded_call(&self.store, &dial.from, &dial.to, since)
+            .await
     }
 
     async fn check_overdue_calls(&self, report: &mut TickReport) -> Result<(), RunnerError> {

@@ -845,7 +845,10 @@ impl AdminService {
                 DialError::Twilio(TwilioError::UnverifiedCallerId { .. }) => {
                     ServiceError::Conflict(e.to_string())
                 }
-                DialError::Twilio(twilio) if twilio.is_transient() => {
+                // Includes an unreadable answer for which Twilio lists no call: not placed.
+                DialError::Twilio(twilio)
+                    if twilio.is_transient() || matches!(twilio, TwilioError::Decode(_)) =>
+                {
                     ServiceError::Unavailable(twilio.to_string())
                 }
                 DialError::Twilio(twilio) => ServiceError::Internal(twilio.to_string()),
