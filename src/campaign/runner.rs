@@ -11,6 +11,7 @@
 //! any instruction and another (or the restarted one) carries on. It must not serve HTTP or run
 //! the media path; the status callbacks that end calls arrive through [`crate::http`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +25,8 @@ use super::outcome::{DialFailure, classify_dial_error, settle};
 use super::window::{CallingWindow, parse_zone};
 use crate::metrics::Metrics;
 use crate::store::{
-    CallStatus, Campaign, CampaignStatus, ClaimCandidate, ClaimResult, ClaimedContact, Eligibility,
-    ExpiredDial, Settlement, SqlStore, StoreError,
+    CallStatus, Campaign, CampaignStatus, ClaimResult, ClaimedContact, Eligibility, ExpiredDial,
+    Settlement, SqlStore, StoreError,
 };
 
 /// Why a tick stopped early.
@@ -186,7 +187,7 @@ impl CampaignRunner {
         self.reconcile_expired(&mut report).await?;
         self.check_overdue_calls(&mut report).await?;
         self.settle_finished(&mut report).await?;
-        let claimed = self.claim_due(&mut report).await?;
+        let claimed = self.claim_due().await?;
         report.claimed = claimed.len();
         let results: Vec<DialResult> = futures_util::stream::iter(claimed)
             .map(|contact| self.dial(contact))
@@ -211,9 +212,11 @@ impl CampaignRunner {
         Ok(report)
     }
 
-    async fn claim_due(&self, report: &mut TickReport) -> Result<Vec<ClaimedContact>, RunnerError> {
-        let _ = report;
+    async fn claim_due(&self) -> Result<Vec<ClaimedContact>, RunnerError> {
         let mut claimed = Vec::new();
+        // One reading of the clock per pass, so window verdicts can be shared by every contact
+        // with the same zones (finding the next opening scans up to 8 days minute by minute).
+        let now = self.clock.now();
         for campaign in self.store.active_campaigns().await? {
             let window = match CallingWindow::from_spec(campaign.spec.window) {
                 Ok(window) => window,
@@ -223,8 +226,8 @@ impl CampaignRunner {
                     continue;
                 }
             };
+            let mut verdicts: HashMap<Vec<String>, Eligibility> = HashMap::new();
             for _ in 0..self.options.claims_per_campaign {
-                let now = self.clock.now();
                 let result = self
                     .store
                     .claim_campaign_contact(
@@ -233,7 +236,19 @@ impl CampaignRunner {
                         &self.options.node_id,
                         now.timestamp_millis(),
                         ms(self.options.lease),
-                        |candidate| eligibility(&window, candidate, now),
+                        |candidate| {
+                            if candidate.on_do_not_call {
+                                return Eligibility::Finish {
+                                    outcome: "do_not_call",
+                                };
+                            }
+                            verdicts
+                                .entry(candidate.zones.clone())
+                                .or_insert_with(|| {
+                                    window_eligibility(&window, &candidate.zones, now)
+                                })
+                                .clone()
+                        },
                     )
                     .await?;
                 match result {
@@ -481,19 +496,14 @@ enum DialResult {
     Unknown,
 }
 
-/// Whether a candidate may be dialled at `now`: never when on the do-not-call list, later when
-/// its window is closed in any of its zones.
-fn eligibility(
+/// Whether contacts in `zones` may be dialled at `now`: yes when the window is open in all of
+/// them, else later when it next opens, else never.
+fn window_eligibility(
     window: &CallingWindow,
-    candidate: &ClaimCandidate,
+    zones: &[String],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Eligibility {
-    if candidate.on_do_not_call {
-        return Eligibility::Finish {
-            outcome: "do_not_call",
-        };
-    }
-    let zones: Result<Vec<_>, _> = candidate.zones.iter().map(|z| parse_zone(z)).collect();
+    let zones: Result<Vec<_>, _> = zones.iter().map(|z| parse_zone(z)).collect();
     let Ok(zones) = zones else {
         return Eligibility::Finish {
             outcome: "invalid_time_zone",
