@@ -114,8 +114,7 @@ async fn campaign(store: &SqlStore) -> (TenantId, Campaign) {
         max_concurrent: 4,
         max_attempts: 3,
         retry_delay_s: 1,
-        machine_action: None,
-        voicemail_text: None,
+        voicemail: None,
     };
     let contacts: Vec<NewContact> = (0..CONTACTS)
         .map(|i| NewContact {

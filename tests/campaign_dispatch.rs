@@ -19,8 +19,8 @@ use callbridge::campaign::window::{CallingWindow, local};
 use callbridge::campaign::{CampaignRunner, Clock, Dialer, ManualClock, RunnerOptions, TickReport};
 use callbridge::metrics::Metrics;
 use callbridge::store::{
-    CallStatus, Campaign, CampaignSpec, CampaignStatus, ContactState, E164, MachineAction,
-    NewContact, SqlStore, Store, TenantDialLimits, TenantId,
+    CallStatus, Campaign, CampaignSpec, CampaignStatus, ContactState, E164, NewContact, SqlStore,
+    Store, TenantDialLimits, TenantId, Voicemail,
 };
 use callbridge::twilio::rest::TwilioRest;
 use callbridge_testkit::fake_twilio_rest::{FakeTwilioRest, calls_spec};
@@ -103,8 +103,7 @@ impl Env {
             max_concurrent: 50,
             max_attempts: 3,
             retry_delay_s: 600,
-            machine_action: None,
-            voicemail_text: None,
+            voicemail: None,
         };
         tweak(&mut spec);
         let contacts: Vec<NewContact> = numbers
@@ -127,6 +126,21 @@ impl Env {
         self.store.list_agents(&self.tenant).await.expect("agents")[0]
             .id
             .clone()
+    }
+
+    async fn counts(&self, campaign: &Campaign) -> callbridge::store::CampaignCounts {
+        self.store
+            .campaign_counts(&self.tenant, &campaign.id)
+            .await
+            .expect("counts")
+    }
+
+    async fn status(&self, campaign: &Campaign) -> CampaignStatus {
+        self.store
+            .campaign(&self.tenant, &campaign.id)
+            .await
+            .expect("campaign")
+            .status
     }
 
     async fn tick(&self, runner: &CampaignRunner) -> TickReport {
@@ -227,11 +241,7 @@ async fn caps_and_pacing_bound_dialling_and_each_contact_is_dialled_once(store: 
     // The cap: two live calls, so no third dial however much time passes.
     env.clock.advance(chrono::Duration::seconds(30));
     assert_eq!(env.tick(&runner).await.placed, 0);
-    let counts = env
-        .store
-        .campaign_counts(&env.tenant, &campaign.id)
-        .await
-        .expect("counts");
+    let counts = env.counts(&campaign).await;
     assert_eq!(counts.state(ContactState::InCall), 2);
 
     // Calls end; the freed capacity is used; eventually every contact is done, dialled once.
@@ -240,17 +250,8 @@ async fn caps_and_pacing_bound_dialling_and_each_contact_is_dialled_once(store: 
         env.clock.advance(chrono::Duration::seconds(1));
         env.tick(&runner).await;
     }
-    let campaign_now = env
-        .store
-        .campaign(&env.tenant, &campaign.id)
-        .await
-        .expect("campaign");
-    assert_eq!(campaign_now.status, CampaignStatus::Completed);
-    let counts = env
-        .store
-        .campaign_counts(&env.tenant, &campaign.id)
-        .await
-        .expect("counts");
+    assert_eq!(env.status(&campaign).await, CampaignStatus::Completed);
+    let counts = env.counts(&campaign).await;
     assert_eq!(counts.by_outcome.get("completed"), Some(&5));
     let dials = env.dials();
     assert_eq!(dials.len(), 5);
@@ -377,7 +378,7 @@ async fn retries_follow_the_outcome(store: &SqlStore) {
                 (listed, zone),
             ],
             |spec| {
-                spec.machine_action = Some(MachineAction::Hangup);
+                spec.voicemail = Some(Voicemail::HangUp);
             },
         )
         .await;
@@ -457,14 +458,7 @@ async fn retries_follow_the_outcome(store: &SqlStore) {
     // AMD was asked for, because the campaign hangs up on machines.
     let first = &env.fake.calls()[0];
     assert_eq!(first.param("MachineDetection"), Some("Enable"));
-    assert_eq!(
-        env.store
-            .campaign(&env.tenant, &campaign.id)
-            .await
-            .expect("campaign")
-            .status,
-        CampaignStatus::Completed
-    );
+    assert_eq!(env.status(&campaign).await, CampaignStatus::Completed);
     env.assert_no_violations();
 }
 
@@ -506,11 +500,7 @@ async fn pause_resume_and_cancel(store: &SqlStore) {
         .await
         .expect("cancel");
     assert_eq!(cancelled.status, CampaignStatus::Cancelled);
-    let counts = env
-        .store
-        .campaign_counts(&env.tenant, &campaign.id)
-        .await
-        .expect("counts");
+    let counts = env.counts(&campaign).await;
     assert_eq!(counts.by_outcome.get("cancelled"), Some(&2));
     // The call already in progress finishes and is recorded; no one else is ever dialled.
     env.end_all(&campaign, CallStatus::Completed).await;
@@ -518,11 +508,7 @@ async fn pause_resume_and_cancel(store: &SqlStore) {
         env.clock.advance(chrono::Duration::hours(1));
         assert_eq!(env.tick(&runner).await.placed, 0);
     }
-    let counts = env
-        .store
-        .campaign_counts(&env.tenant, &campaign.id)
-        .await
-        .expect("counts");
+    let counts = env.counts(&campaign).await;
     assert_eq!(counts.by_outcome.get("completed"), Some(&2));
     assert_eq!(counts.state(ContactState::Done), 4);
     assert_eq!(env.fake.calls().len(), 2);
@@ -578,11 +564,7 @@ async fn twilio_refusals_settle_or_pause(store: &SqlStore) {
     );
     env.tick(&runner).await;
     assert_eq!(
-        env.store
-            .campaign(&env.tenant, &campaign.id)
-            .await
-            .expect("campaign")
-            .status,
+        env.status(&campaign).await,
         CampaignStatus::Paused,
         "bad credentials pause the campaign"
     );
@@ -699,33 +681,18 @@ async fn two_dispatchers_share_a_campaign_without_overlap(store: &SqlStore) {
         let (ra, rb) = tokio::join!(a.tick(), b.tick());
         ra.expect("tick a");
         rb.expect("tick b");
-        let live = env
-            .store
-            .campaign_counts(&env.tenant, &campaign.id)
-            .await
-            .expect("counts");
+        let live = env.counts(&campaign).await;
         assert!(
             live.state(ContactState::Dialing) + live.state(ContactState::InCall) <= 6,
             "cap exceeded: {live:?}"
         );
         env.end_all(&campaign, CallStatus::Completed).await;
         env.clock.advance(chrono::Duration::seconds(1));
-        if env
-            .store
-            .campaign(&env.tenant, &campaign.id)
-            .await
-            .expect("c")
-            .status
-            == CampaignStatus::Completed
-        {
+        if env.status(&campaign).await == CampaignStatus::Completed {
             break;
         }
     }
-    let counts = env
-        .store
-        .campaign_counts(&env.tenant, &campaign.id)
-        .await
-        .expect("counts");
+    let counts = env.counts(&campaign).await;
     assert_eq!(counts.by_outcome.get("completed"), Some(&40), "{counts:?}");
     let dials = env.dials();
     assert_eq!(dials.len(), 40);

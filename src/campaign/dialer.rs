@@ -187,13 +187,8 @@ impl Dialer {
                 status: CallStatus::Queued,
             })
             .await?;
-        let (machine_action, voicemail_text) = match &request.voicemail {
-            None => (None, None),
-            Some(Voicemail::HangUp) => (Some(MachineAction::Hangup), None),
-            Some(Voicemail::LeaveMessage(text)) => {
-                (Some(MachineAction::Message), Some(text.as_str()))
-            }
-        };
+        let machine_action = request.voicemail.as_ref().map(Voicemail::action);
+        let voicemail_text = request.voicemail.as_ref().and_then(Voicemail::message);
         store
             .put_outbound_call(
                 &request.tenant,

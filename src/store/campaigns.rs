@@ -29,6 +29,7 @@ use super::model::validate_text;
 use super::sql::{collect, new_id, now_ms, tenant_id, timestamp};
 use super::{
     Backend, CallStatus, E164, MachineAction, SqlStore, StoreError, StoreResult, TenantId,
+    Voicemail,
 };
 
 /// Most contacts in one campaign.
@@ -123,8 +124,8 @@ pub struct CampaignSpec {
     /// Attempts per contact, the first included.
     pub max_attempts: u32,
     pub retry_delay_s: i64,
-    pub machine_action: Option<MachineAction>,
-    pub voicemail_text: Option<String>,
+    /// What a machine answer gets; `None`: no answering machine detection.
+    pub voicemail: Option<Voicemail>,
 }
 
 /// A refused row of the imported file.
@@ -372,6 +373,8 @@ fn int<T: TryFrom<i64>>(row: &AnyRow, column: &'static str) -> StoreResult<T> {
 fn campaign_from_row(row: &AnyRow) -> StoreResult<Campaign> {
     let status: String = row.try_get("status")?;
     let machine_action: Option<String> = row.try_get("machine_action")?;
+    let voicemail =
+        Voicemail::from_columns(machine_action.as_deref(), row.try_get("voicemail_text")?)?;
     let rejected: String = row.try_get("rejected_rows")?;
     Ok(Campaign {
         id: row.try_get("id")?,
@@ -388,8 +391,7 @@ fn campaign_from_row(row: &AnyRow) -> StoreResult<Campaign> {
             max_concurrent: int(row, "max_concurrent")?,
             max_attempts: int(row, "max_attempts")?,
             retry_delay_s: row.try_get("retry_delay_s")?,
-            machine_action: machine_action.as_deref().and_then(MachineAction::parse),
-            voicemail_text: row.try_get("voicemail_text")?,
+            voicemail,
         },
         status: CampaignStatus::parse(&status)
             .ok_or_else(|| corrupt("campaigns.status", format!("unknown value {status:?}")))?,
@@ -466,12 +468,8 @@ fn validate_spec(spec: &CampaignSpec) -> StoreResult<()> {
             "must be 0 to 30 days",
         ));
     }
-    match (spec.machine_action, &spec.voicemail_text) {
-        (Some(MachineAction::Message), Some(text)) => validate_text("voicemail text", text, 2000),
-        (Some(MachineAction::Message), None) => Err(StoreError::invalid(
-            "voicemail text",
-            "leaving a message needs its text",
-        )),
+    match &spec.voicemail {
+        Some(Voicemail::LeaveMessage(text)) => validate_text("voicemail text", text, 2000),
         _ => Ok(()),
     }
 }
@@ -557,8 +555,8 @@ impl SqlStore {
         .bind(i64::from(spec.max_concurrent))
         .bind(i64::from(spec.max_attempts))
         .bind(spec.retry_delay_s)
-        .bind(spec.machine_action.map(MachineAction::as_str))
-        .bind(spec.voicemail_text.as_deref())
+        .bind(spec.voicemail.as_ref().map(|v| v.action().as_str()))
+        .bind(spec.voicemail.as_ref().and_then(Voicemail::message))
         .bind(rejected_json)
         .bind(now)
         .fetch_optional(&mut *tx)
@@ -1272,8 +1270,8 @@ impl SqlStore {
         Ok(due)
     }
 
-    /// Whether any call record of the tenant carries this Twilio SID (reconciliation must not
-    /// adopt a call that belongs to another record).
+    /// Whether any call record carries this Twilio SID (reconciliation must not adopt a call that
+    /// belongs to another record). No tenant id: SIDs are unique across the account.
     pub async fn call_sid_known(&self, call_sid: &str) -> StoreResult<bool> {
         let row = sqlx::query("SELECT id FROM calls WHERE twilio_call_sid = $1")
             .bind(call_sid)

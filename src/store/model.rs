@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::StoreError;
+use super::outbound::MachineAction;
 
 /// A tenant's id: a short slug chosen by the operator (`acme`, `dental-west`), used in URLs and in
 /// the Twilio stream's custom parameters. Lowercase ASCII letters, digits, `-` and `_`, starting
@@ -144,11 +145,19 @@ pub enum Voicemail {
 }
 
 impl Voicemail {
-    /// The stored form: action and message.
-    pub fn to_columns(&self) -> (&'static str, Option<&str>) {
+    /// What is done on a machine answer (the `machine_action` column).
+    pub fn action(&self) -> MachineAction {
         match self {
-            Self::HangUp => ("hangup", None),
-            Self::LeaveMessage(text) => ("message", Some(text.as_str())),
+            Self::HangUp => MachineAction::Hangup,
+            Self::LeaveMessage(_) => MachineAction::Message,
+        }
+    }
+
+    /// The text left after the beep, if any.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            Self::HangUp => None,
+            Self::LeaveMessage(text) => Some(text),
         }
     }
 

@@ -766,8 +766,8 @@ impl Store for SqlStore {
         .bind(i64::from(spec.silence_timeout_s))
         .bind(i64::from(spec.recording))
         .bind(now_ms())
-        .bind(spec.voicemail.as_ref().map(|v| v.to_columns().0))
-        .bind(spec.voicemail.as_ref().and_then(|v| v.to_columns().1))
+        .bind(spec.voicemail.as_ref().map(|v| v.action().as_str()))
+        .bind(spec.voicemail.as_ref().and_then(Voicemail::message))
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| match classify(e) {
@@ -1513,8 +1513,8 @@ async fn insert_agent(
     .bind(i64::from(spec.silence_timeout_s))
     .bind(i64::from(spec.recording))
     .bind(now)
-    .bind(spec.voicemail.as_ref().map(|v| v.to_columns().0))
-    .bind(spec.voicemail.as_ref().and_then(|v| v.to_columns().1))
+    .bind(spec.voicemail.as_ref().map(|v| v.action().as_str()))
+    .bind(spec.voicemail.as_ref().and_then(Voicemail::message))
     .execute(conn)
     .await
     .map_err(|e| match classify(e) {

@@ -236,13 +236,7 @@ impl From<Agent> for AgentView {
             max_duration_s: a.spec.max_duration_s,
             silence_timeout_s: a.spec.silence_timeout_s,
             recording: a.spec.recording,
-            voicemail: a.spec.voicemail.as_ref().map(|v| {
-                let (action, message) = v.to_columns();
-                VoicemailOption {
-                    action: action.into(),
-                    message: message.map(str::to_owned),
-                }
-            }),
+            voicemail: a.spec.voicemail.as_ref().map(VoicemailOption::from),
             created_at: a.created_at.to_string(),
             updated_at: a.updated_at.to_string(),
         }
@@ -506,6 +500,15 @@ pub struct VoicemailOption {
     pub message: Option<String>,
 }
 
+impl From<&crate::store::Voicemail> for VoicemailOption {
+    fn from(voicemail: &crate::store::Voicemail) -> Self {
+        Self {
+            action: voicemail.action().as_str().to_owned(),
+            message: voicemail.message().map(str::to_owned),
+        }
+    }
+}
+
 /// `POST /calls`: place one outbound call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -725,10 +728,7 @@ impl CampaignView {
     /// The view of `campaign` with its `counts`; `with_rejected` includes the rejected rows.
     pub fn new(campaign: Campaign, counts: CampaignCounts, with_rejected: bool) -> Self {
         let spec = campaign.spec;
-        let voicemail = spec.machine_action.map(|action| VoicemailOption {
-            action: action.as_str().to_owned(),
-            message: spec.voicemail_text.clone(),
-        });
+        let voicemail = spec.voicemail.as_ref().map(VoicemailOption::from);
         Self {
             id: campaign.id,
             tenant_id: campaign.tenant_id.to_string(),

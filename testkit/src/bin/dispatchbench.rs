@@ -106,8 +106,7 @@ async fn run(url: &str, contacts: usize, nodes: usize) -> anyhow::Result<Duratio
         max_concurrent: ceiling,
         max_attempts: 1,
         retry_delay_s: 60,
-        machine_action: None,
-        voicemail_text: None,
+        voicemail: None,
     };
     let list: Vec<NewContact> = (0..contacts)
         .map(|i| NewContact {

@@ -16,8 +16,8 @@ use crate::campaign::import::{ImportError, parse_contacts};
 use crate::campaign::window::CallingWindow;
 use crate::store::Store as _;
 use crate::store::{
-    CampaignContact, CampaignSpec, CampaignStatus, MachineAction, NewContact, RejectedRow,
-    SqlStore, TenantDialLimits, TenantId,
+    CampaignContact, CampaignSpec, CampaignStatus, NewContact, RejectedRow, SqlStore,
+    TenantDialLimits, TenantId,
 };
 
 use super::{AdminService, Principal, ServiceError};
@@ -175,11 +175,6 @@ impl AdminService {
         let dial_interval_ms = dial_interval_ms("calls_per_second", req.calls_per_second)?;
         let agent_voicemail = self.store.agent(&tenant, &agent_id).await?.spec.voicemail;
         let voicemail = voicemail_choice(req.voicemail.as_ref())?.resolve(agent_voicemail);
-        let (machine_action, voicemail_text) = match voicemail {
-            None => (None, None),
-            Some(Voicemail::HangUp) => (Some(MachineAction::Hangup), None),
-            Some(Voicemail::LeaveMessage(text)) => (Some(MachineAction::Message), Some(text)),
-        };
         let spec = CampaignSpec {
             name: req.name,
             agent_id,
@@ -188,8 +183,7 @@ impl AdminService {
             max_concurrent: req.max_concurrent,
             max_attempts: req.max_attempts,
             retry_delay_s: req.retry_delay_secs,
-            machine_action,
-            voicemail_text,
+            voicemail,
         };
         let (contacts, rejected) = import_contacts(&req.csv, req.strict)?;
         let campaign = self
