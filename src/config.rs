@@ -119,6 +119,11 @@ pub struct ServeArgs {
     /// 600).
     #[arg(long, env = "CALLBRIDGE_CAMPAIGN_CALL_CHECK_SECS")]
     pub campaign_call_check_secs: Option<u64>,
+    /// Hosts, addresses or networks outbound requests may reach although they are not public, or
+    /// over plain http (comma-separated: `cal.lan`, `localhost:8443`, `127.0.0.1`, `10.0.0.0/8`).
+    /// Unset: tenant-steered requests go to public https hosts only.
+    #[arg(long, env = "CALLBRIDGE_EGRESS_ALLOW")]
+    pub egress_allow: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +162,7 @@ struct FileConfig {
     campaign_tick_ms: Option<u64>,
     campaign_lease_secs: Option<u64>,
     campaign_call_check_secs: Option<u64>,
+    egress_allow: Option<String>,
 }
 
 /// A configuration problem, naming the variable to fix.
@@ -224,6 +230,8 @@ pub struct Config {
     pub azure: Option<ProviderAccess>,
     pub gemini: Option<ProviderAccess>,
     pub campaigns: CampaignSettings,
+    /// Where tenant-steered outbound requests may go (see [`crate::egress`]).
+    pub egress: crate::egress::EgressPolicy,
 }
 
 /// The campaign dispatcher's settings on this node.
@@ -420,6 +428,10 @@ impl Config {
                 .parse()
                 .map_err(|e: String| invalid("CALLBRIDGE_RECORDING_FORMAT", e))?,
         };
+        let egress = crate::egress::EgressPolicy::from_allow_list(
+            pick!(egress_allow).as_deref().unwrap_or(""),
+        )
+        .map_err(|e| invalid("CALLBRIDGE_EGRESS_ALLOW", e.to_string()))?;
         let admin_key = pick!(admin_key).filter(|k| !k.is_empty());
         if admin_key.as_ref().is_some_and(|k| k.len() < 24) {
             return Err(invalid(
@@ -503,6 +515,7 @@ impl Config {
             admin_key: admin_key.map(SecretString::from),
             prompts_dir: pick!(prompts_dir).unwrap_or_else(|| PathBuf::from("prompts")),
             recordings_dir: pick!(recordings_dir).unwrap_or_else(|| PathBuf::from("recordings")),
+            egress,
             recording_format,
             xai,
             azure,

@@ -16,17 +16,21 @@
 //!   layer for both; [`webhooks`]: the post-call webhook outbox and its delivery worker.
 //! - [`campaign`]: outbound calls and campaigns — the dialer, CSV import, calling windows, the
 //!   retry policy and the dispatcher that dials each contact exactly once across nodes.
+//! - [`egress`]: the guard every tenant-steerable outbound request passes (public hosts only,
+//!   checked again at connect time).
 //! - [`config`], [`metrics`]: process configuration and Prometheus counters.
 //!
 //! Panic policy: nothing a peer sends (Twilio, the provider, a vendor) may panic; `expect` marks
 //! only internal invariants, with the reason.
 
+pub mod admin;
 pub mod audio;
 pub mod call;
 pub mod campaign;
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod egress;
 pub mod http;
 pub mod metrics;
 pub mod realtime;

@@ -14,10 +14,10 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use callbridge::http::api::dto::{
+use callbridge::admin::dto::{
     AgentRequest, CreateTenantRequest, GenerateSigningSecretRequest, WebhookRequest,
 };
-use callbridge::http::api::service::{AdminService, Principal};
+use callbridge::admin::{AdminService, Principal};
 use callbridge::store::{
     CallDirection, CallEnd, CallEventKind, CallStatus, NewCall, OutboxStatus, SqlStore, Store,
     TenantId, WebhookSettingsSpec,

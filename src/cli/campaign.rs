@@ -14,9 +14,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::http::api::dto::{CampaignView, CreateCampaignRequest, DialLimitsRequest, WindowOption};
-use crate::http::api::service::campaigns::{CampaignMove, MAX_CAMPAIGN_CSV_BYTES};
-use crate::http::api::service::{AdminService, Principal};
+use crate::admin::campaigns::{CampaignMove, MAX_CAMPAIGN_CSV_BYTES};
+use crate::admin::dto::{CampaignView, CreateCampaignRequest, DialLimitsRequest, WindowOption};
+use crate::admin::{AdminService, Principal};
 
 use super::{CliError, DbArgs, VoicemailFlags, open, print};
 
@@ -381,7 +381,7 @@ async fn export(svc: &AdminService, campaign: &str, out: Option<&Path>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::api::dto::CampaignCountsView;
+    use crate::admin::dto::CampaignCountsView;
 
     fn view(status: &str, done: u64, outcomes: &[(&str, u64)]) -> CampaignView {
         CampaignView {
@@ -409,7 +409,7 @@ mod tests {
                     .collect(),
             },
             rejected_count: 1,
-            rejected: Some(vec![crate::http::api::dto::RejectedRowView {
+            rejected: Some(vec![crate::admin::dto::RejectedRowView {
                 line: 3,
                 message: "invalid phone number".into(),
             }]),

@@ -18,12 +18,12 @@ use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-use crate::http::api::dto::{
+use crate::admin::dto::{
     AddNumberRequest, AgentRequest, ConnectorRequest, CreateTenantRequest,
     GenerateSigningSecretRequest, PlaceCallRequest, RouteNumberRequest, UpdateTenantRequest,
     VoicemailOption, WebhookRequest,
 };
-use crate::http::api::service::{AdminService, NEW_MASTER_KEY_ENV, Principal, ServiceError};
+use crate::admin::{AdminService, NEW_MASTER_KEY_ENV, Principal, ServiceError};
 use crate::store::SqlStore;
 use crate::tenant::vault::MasterKey;
 

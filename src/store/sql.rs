@@ -59,6 +59,17 @@ fn is_sqlite_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
 
+/// An SQLite file URL without a `mode` opens read-write-create, as the default URL does: the
+/// file is created on first start whichever way the operator spelled the URL. An explicit mode
+/// (`ro`, `rw`, `memory`) is kept.
+fn sqlite_url_with_create(url: &str) -> std::borrow::Cow<'_, str> {
+    if is_sqlite_memory(url) || url.contains("mode=") {
+        return std::borrow::Cow::Borrowed(url);
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    std::borrow::Cow::Owned(format!("{url}{separator}mode=rwc"))
+}
+
 /// Pool settings for [`SqlStore::open_with`].
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -123,8 +134,12 @@ impl SqlStore {
                 })
             });
         }
+        let url = match backend {
+            Backend::Sqlite => sqlite_url_with_create(url),
+            Backend::Postgres => std::borrow::Cow::Borrowed(url),
+        };
         let pool = pool_options
-            .connect(url)
+            .connect(&url)
             .await
             .map_err(StoreError::Database)?;
         match backend {
@@ -1580,6 +1595,25 @@ mod tests {
         let text = format!("{err:?}");
         assert!(err.is_err());
         assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_file_url_without_mode_creates_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("fresh.db");
+        let url = format!("sqlite://{}", path.display());
+        let store = SqlStore::open(&url).await.expect("opens and creates");
+        drop(store);
+        assert!(path.exists());
+        assert_eq!(
+            sqlite_url_with_create("sqlite://a.db?mode=ro"),
+            "sqlite://a.db?mode=ro"
+        );
+        assert_eq!(
+            sqlite_url_with_create("sqlite://a.db?cache=shared"),
+            "sqlite://a.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(sqlite_url_with_create("sqlite::memory:"), "sqlite::memory:");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use callbridge::http::api::service::AdminService;
+use callbridge::admin::AdminService;
 use callbridge::http::api::{ApiState, router_with};
 use callbridge::store::SqlStore;
 use callbridge::tenant::vault::{Keyring, MasterKey, VaultError};

@@ -17,7 +17,7 @@ use crate::tenant::api_keys;
 
 use super::ApiState;
 use super::error::ApiError;
-use super::service::{Principal, ServiceError};
+use crate::admin::{Principal, ServiceError};
 
 /// Middleware: 401 unless the request carries a valid key.
 pub(super) async fn require_key(

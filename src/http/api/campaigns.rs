@@ -1,5 +1,5 @@
 //! Campaign routes of the admin API: thin adapters from HTTP to the campaign operations of
-//! [`super::service::AdminService`] (`service::campaigns`), each annotated for the OpenAPI
+//! [`crate::admin::AdminService`] (`admin::campaigns`), each annotated for the OpenAPI
 //! document. Like `handlers`, they must not hold business rules; the only HTTP-specific work
 //! here is the larger body limit of `POST /campaigns` and streaming the results CSV.
 
@@ -12,10 +12,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::ApiState;
-use super::dto::*;
 use super::error::ApiError;
 use super::handlers::{ApiErrors, ApiResult, Body as JsonBody, P1, Svc, Who};
-use super::service::campaigns::{CampaignMove, MAX_CAMPAIGN_CSV_BYTES};
+use crate::admin::campaigns::{CampaignMove, MAX_CAMPAIGN_CSV_BYTES};
+use crate::admin::dto::*;
 
 /// Body limit of `POST /campaigns`: the CSV file (at most [`MAX_CAMPAIGN_CSV_BYTES`]) as a JSON
 /// string, where escaping may double it, plus the other fields.
@@ -81,7 +81,7 @@ pub(super) async fn get_campaign(
 
 async fn move_campaign(
     s: &ApiState,
-    who: &super::service::Principal,
+    who: &crate::admin::Principal,
     path: P1,
     to: CampaignMove,
 ) -> ApiResult<Json<CampaignView>> {

@@ -7,8 +7,8 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::dto::{ErrorBody, ErrorDetail, RejectedRowView};
-use super::service::ServiceError;
+use crate::admin::ServiceError;
+use crate::admin::dto::{ErrorBody, ErrorDetail, RejectedRowView};
 
 /// An error answer.
 #[derive(Debug)]

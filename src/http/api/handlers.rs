@@ -1,4 +1,4 @@
-//! Admin API handlers: thin adapters from HTTP to [`super::service::AdminService`], each
+//! Admin API handlers: thin adapters from HTTP to [`crate::admin::AdminService`], each
 //! annotated for the OpenAPI document. They must not contain business rules: extract, call the
 //! service, pick the status.
 
@@ -13,9 +13,9 @@ use secrecy::SecretString;
 use utoipa::IntoResponses;
 
 use super::ApiState;
-use super::dto::*;
 use super::error::ApiError;
-use super::service::Principal;
+use crate::admin::Principal;
+use crate::admin::dto::*;
 
 pub(super) type Svc = State<Arc<ApiState>>;
 pub(super) type Who = Extension<Principal>;

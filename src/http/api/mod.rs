@@ -11,10 +11,10 @@
 
 mod auth;
 mod campaigns;
-pub mod dto;
+
 pub mod error;
 mod handlers;
-pub mod service;
+
 mod tools;
 
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use utoipa_axum::routes;
 use crate::call::driver::CallDeps;
 
 use self::error::ApiError;
-use self::service::AdminService;
+use crate::admin::AdminService;
 
 /// Largest request body accepted (a prompt template is named, not uploaded, so bodies are small;
 /// `POST /campaigns` alone takes a contacts file, see `campaigns::CAMPAIGN_BODY_BYTES`).

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::ApiState;
 use super::error::ApiError;
 use super::handlers::ApiErrors;
-use super::service::{Principal, ServiceError};
+use crate::admin::{Principal, ServiceError};
 use crate::tools::invoke::InvokeError;
 use crate::tools::resolver::ResolveError;
 

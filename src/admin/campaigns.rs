@@ -21,7 +21,7 @@ use crate::store::{
 };
 
 use super::{AdminService, Principal, ServiceError};
-use crate::http::api::dto::*;
+use crate::admin::dto::*;
 
 /// Largest CSV file a campaign is created from.
 pub const MAX_CAMPAIGN_CSV_BYTES: usize = 10 * 1024 * 1024;

@@ -9,6 +9,7 @@
 //! another tenant's agent, number, secret or call id is indistinguishable from a missing one.
 
 pub mod campaigns;
+pub mod dto;
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +24,7 @@ use crate::tenant::api_keys;
 use crate::tenant::vault::{Keyring, MASTER_KEY_ENV, MasterKey, RotationReport, Vault, VaultError};
 use crate::webhooks::{self, SigningSecret};
 
-use super::dto::*;
+use self::dto::*;
 
 /// Connector vendors a tenant may configure.
 pub const KNOWN_VENDORS: &[&str] = &[
