@@ -164,6 +164,9 @@ pub struct AdminService {
     vault: Result<Vault<SqlStore>, String>,
     /// Places outbound calls; `None` when Twilio REST is not configured.
     dialer: Option<crate::campaign::Dialer>,
+    /// Where tenant-set URLs (connector base URLs) may point; checked when they are written (and
+    /// again by the outbound policy when a request is sent).
+    egress: crate::egress::EgressPolicy,
 }
 
 impl AdminService {
@@ -188,7 +191,14 @@ impl AdminService {
             prompts_dir,
             vault,
             dialer: None,
+            egress: crate::egress::EgressPolicy::strict(),
         }
+    }
+
+    /// Checks tenant-set URLs against `egress` (the default is strict: public `https` only).
+    pub fn with_egress(mut self, egress: crate::egress::EgressPolicy) -> Self {
+        self.egress = egress;
+        self
     }
 
     /// Enables outbound calls through `dialer`.
@@ -614,6 +624,13 @@ impl AdminService {
                     ));
                 }
             }
+        }
+        if let Some(url) = &req.base_url {
+            // The scheme and an IP-literal host are judged here; a name is resolved and judged
+            // again at connect time, so DNS cannot bypass the guard.
+            self.egress
+                .check_url_str(url)
+                .map_err(|e| ServiceError::invalid("base_url", e.to_string()))?;
         }
         let spec = ConnectorSpec {
             vendor: vendor.to_owned(),

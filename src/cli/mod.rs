@@ -523,7 +523,8 @@ fn service(core: AppCore, db: &DbArgs) -> AdminService {
         .prompts_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("prompts"));
-    AdminService::from_env(core.store, prompts_dir)
+    let egress = core.egress().clone();
+    AdminService::from_env(core.store, prompts_dir).with_egress(egress)
 }
 
 fn print<T: Serialize>(value: &T) -> Result<(), CliError> {

@@ -5,6 +5,9 @@
 //! as `Authorization: Bearer cal_…`. The spec documents no idempotency header, so creating or
 //! rescheduling a booking is never replayed by the policy; the ledger keeps the tool call from
 //! running twice, and the ledger's key is stored in the booking's `metadata` for audit.
+//! `lengthInMinutes` goes into a booking only when the event type offers several lengths
+//! (`lengthInMinutesOptions`, read once per connector with `GET /v2/event-types/{id}`): Cal.com
+//! answers 400 to it for an event type with a single length, the common case.
 //! This module must not cache bookings or slots.
 
 use chrono_tz::Tz;
@@ -28,6 +31,7 @@ const API_VERSION_HEADER: HeaderName = HeaderName::from_static("cal-api-version"
 /// Versions named by the spec's `cal-api-version` header parameter per controller.
 const SLOTS_API_VERSION: &str = "2024-09-04";
 const BOOKINGS_API_VERSION: &str = "2024-08-13";
+const EVENT_TYPES_API_VERSION: &str = "2024-06-14";
 
 /// Per-tenant settings.
 pub struct CalcomConfig {
@@ -53,6 +57,8 @@ pub struct Calcom {
     policy: HttpPolicy,
     profile: ConnectorProfile,
     config: CalcomConfig,
+    /// The event type's selectable lengths (empty: a single length), once read.
+    lengths: tokio::sync::OnceCell<Vec<i64>>,
 }
 
 impl Calcom {
@@ -61,7 +67,41 @@ impl Calcom {
             policy,
             profile: ConnectorProfile::new(CONNECTOR),
             config,
+            lengths: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The event type's `lengthInMinutesOptions` (operationId
+    /// `EventTypesController_2024_06_14_getEventTypeById`); empty when it has one length.
+    async fn length_options(&self, ctx: &RequestContext) -> Result<&[i64], ConnectorError> {
+        let lengths = self
+            .lengths
+            .get_or_try_init(|| async {
+                let id = self.config.event_type_id.to_string();
+                let url = self.url(&["v2", "event-types", &id])?;
+                let response = self
+                    .send(
+                        ctx,
+                        Method::GET,
+                        url,
+                        Some(EVENT_TYPES_API_VERSION),
+                        None,
+                        Replay::ByMethod,
+                    )
+                    .await
+                    .map_err(|err| vendor_error(err, "event type"))?;
+                let event_type = response.json::<Envelope<EventTypeOutput>>()?.into_data()?;
+                Ok::<_, ConnectorError>(
+                    event_type
+                        .length_in_minutes_options
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|minutes| minutes.round() as i64)
+                        .collect(),
+                )
+            })
+            .await?;
+        Ok(lengths)
     }
 
     async fn send(
@@ -115,6 +155,13 @@ impl<T> Envelope<T> {
             )))
         }
     }
+}
+
+/// `EventTypeOutput_2024_06_14`, the field we use.
+#[derive(Deserialize)]
+struct EventTypeOutput {
+    #[serde(default, rename = "lengthInMinutesOptions")]
+    length_in_minutes_options: Option<Vec<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -240,13 +287,17 @@ impl Calendar for Calcom {
         if let Some(phone) = &attendee.phone {
             person["phoneNumber"] = json!(phone);
         }
-        let body = json!({
+        let length = minutes(slot.end - slot.start)?;
+        let mut body = json!({
             "start": rfc3339(&slot.start),
             "eventTypeId": self.config.event_type_id,
-            "lengthInMinutes": minutes(slot.end - slot.start)?,
             "attendee": person,
             "metadata": { "callbridgeKey": idempotency_key },
         });
+        // Only an event type with several lengths takes one (a single-length type answers 400).
+        if self.length_options(ctx).await?.len() > 1 {
+            body["lengthInMinutes"] = json!(length);
+        }
         let response = self
             .send(
                 ctx,

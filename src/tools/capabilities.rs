@@ -171,6 +171,7 @@ impl CapabilityEnv {
 /// vendor detail goes to the log, never to the model.
 fn speak_failure(tenant: &str, tool: &str, err: &ConnectorError) -> String {
     tracing::warn!(tenant, tool, error = %err, "capability tool failed");
+    super::record_diagnostic(&err.to_string());
     let hint = match err {
         ConnectorError::Conflict(_) => " Offer to check other times.",
         ConnectorError::NotFound(_) => " Ask the caller to check the details.",

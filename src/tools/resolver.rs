@@ -282,7 +282,7 @@ pub async fn build_connector<S: Store>(
             )))
         }
         google_calendar::CONNECTOR => {
-            let tokens = google_token_source(&credentials)?;
+            let tokens = google_token_source(&credentials, &policy.config().egress)?;
             let calendar_id = credentials.text("calendar_id").unwrap_or("primary");
             BuiltConnector::Calendar(Arc::new(GoogleCalendar::new(
                 policy,
@@ -344,7 +344,12 @@ pub async fn build_connector<S: Store>(
 
 /// The Google token source of a calendar secret: a service-account key file (`"type":
 /// "service_account"`, optional `subject`) or an OAuth client with a refresh token.
-fn google_token_source(credentials: &Credentials) -> Result<OAuthTokenSource, BuildError> {
+/// The token endpoint comes from the tenant's own secret, so it passes the egress guard here (and
+/// again, like every request, when the token is fetched).
+fn google_token_source(
+    credentials: &Credentials,
+    egress: &crate::egress::EgressPolicy,
+) -> Result<OAuthTokenSource, BuildError> {
     let vendor = google_calendar::CONNECTOR;
     let invalid = |err: ConnectorError| BuildError::InvalidCredentials {
         vendor: vendor.to_owned(),
@@ -361,6 +366,12 @@ fn google_token_source(credentials: &Credentials) -> Result<OAuthTokenSource, Bu
         vendor: vendor.to_owned(),
         reason: format!("token_uri: {err}"),
     })?;
+    egress
+        .check_url(&token_url)
+        .map_err(|err| BuildError::InvalidCredentials {
+            vendor: vendor.to_owned(),
+            reason: format!("token_uri: {err}"),
+        })?;
     if credentials.text("type") == Some("service_account") {
         let mut key = ServiceAccountKey::new(
             credentials.required_text("client_email")?,
