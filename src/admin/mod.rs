@@ -26,14 +26,11 @@ use crate::webhooks::{self, SigningSecret};
 
 use self::dto::*;
 
-/// Connector vendors a tenant may configure.
-pub const KNOWN_VENDORS: &[&str] = &[
-    "google_calendar",
-    "calcom",
-    "calendly",
-    "hubspot",
-    "shopify",
-];
+/// Connector vendors a tenant may configure: the registry's ids (the one vendor list).
+pub fn known_vendors() -> Vec<&'static str> {
+    crate::connectors::registry::ids().collect()
+}
+
 /// The secret vendor of webhook signing secrets.
 pub const WEBHOOK_VENDOR: &str = "webhook";
 /// Name under which a generated signing secret is stored when none is given.
@@ -599,12 +596,12 @@ impl AdminService {
         req: ConnectorRequest,
     ) -> Result<ConnectorView, ServiceError> {
         let id = self.tenant_scope(who, tenant).await?;
-        if !KNOWN_VENDORS.contains(&vendor) {
+        if !crate::connectors::registry::is_known(vendor) {
             return Err(ServiceError::invalid(
                 "vendor",
                 format!(
                     "unknown vendor {vendor:?} (known: {})",
-                    KNOWN_VENDORS.join(", ")
+                    known_vendors().join(", ")
                 ),
             ));
         }
@@ -685,12 +682,12 @@ impl AdminService {
         value: SecretString,
     ) -> Result<SecretView, ServiceError> {
         let id = self.tenant_scope(who, tenant).await?;
-        if !(KNOWN_VENDORS.contains(&vendor) || vendor == WEBHOOK_VENDOR) {
+        if !(crate::connectors::registry::is_known(vendor) || vendor == WEBHOOK_VENDOR) {
             return Err(ServiceError::invalid(
                 "vendor",
                 format!(
                     "unknown vendor {vendor:?} (known: {}, {WEBHOOK_VENDOR})",
-                    KNOWN_VENDORS.join(", ")
+                    known_vendors().join(", ")
                 ),
             ));
         }

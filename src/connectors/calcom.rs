@@ -17,6 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::kit::{BuildContext, BuildFailure, Built, Capability, SecretField, SecretShape, Vendor};
 use super::{
     Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow, endpoint,
     parse_time, rfc3339, vendor_error,
@@ -65,7 +66,7 @@ impl Calcom {
     pub fn new(policy: HttpPolicy, config: CalcomConfig) -> Self {
         Self {
             policy,
-            profile: ConnectorProfile::new(CONNECTOR),
+            profile: profile(),
             config,
             lengths: tokio::sync::OnceCell::new(),
         }
@@ -386,6 +387,68 @@ impl Calendar for Calcom {
             .map_err(|err| vendor_error(err, "account"))?;
         response.json::<Envelope<Value>>()?.into_data().map(|_| ())
     }
+}
+
+/// The vendor descriptor, registered in [`super::registry`].
+pub static VENDOR: Vendor = Vendor {
+    id: CONNECTOR,
+    name: "Cal.com",
+    spec: "calcom/openapi.json",
+    default_base_url: Some(DEFAULT_BASE_URL),
+    capabilities: &[Capability::Calendar],
+    secret: SecretShape {
+        bare_token: false,
+        fields: &[
+            SecretField {
+                name: "api_key",
+                aliases: &["token"],
+                required: true,
+                doc: "API key (`cal_…`)",
+            },
+            SecretField {
+                name: "event_type_id",
+                aliases: &[],
+                required: true,
+                doc: "the event type the agent books",
+            },
+            SecretField {
+                name: "max_slots",
+                aliases: &[],
+                required: false,
+                doc: "most slots offered at once (default 8)",
+            },
+        ],
+        note: "",
+    },
+    oauth: None,
+    webhooks: None,
+    profile,
+    build,
+};
+
+/// The policy profile (no vendor-specific rules).
+pub fn profile() -> ConnectorProfile {
+    ConnectorProfile::new(CONNECTOR)
+}
+
+fn build(ctx: BuildContext<'_>) -> Result<Built, BuildFailure> {
+    let credentials = &ctx.credentials;
+    let event_type_id = credentials
+        .unsigned("event_type_id")
+        .ok_or_else(|| BuildFailure::Missing("event_type_id".into()))?;
+    let config = CalcomConfig {
+        base_url: ctx.base_url()?,
+        api_key: credentials.secret(&["api_key", "token"])?,
+        event_type_id,
+        max_slots: credentials
+            .unsigned("max_slots")
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(8),
+    };
+    Ok(Built {
+        calendar: Some(std::sync::Arc::new(Calcom::new(ctx.policy, config))),
+        ..Built::default()
+    })
 }
 
 #[cfg(test)]

@@ -44,23 +44,8 @@ pub const LOG_CALL_NOTE: &str = "log_call_note";
 pub const ORDER_STATUS: &str = "order_status";
 pub const SEARCH_PRODUCTS: &str = "search_products";
 
-/// Which connector trait serves a capability tool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Capability {
-    Calendar,
-    Crm,
-    Commerce,
-}
-
-impl Capability {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Calendar => "calendar",
-            Self::Crm => "crm",
-            Self::Commerce => "commerce",
-        }
-    }
-}
+/// Which connector trait serves a capability tool (defined with the vendor recipe).
+pub use crate::connectors::kit::Capability;
 
 /// Every capability tool and the trait it needs, in declaration order.
 pub const CAPABILITY_TOOLS: [(&str, Capability); 9] = [
