@@ -1,5 +1,8 @@
 //! The `callbridge` binary: command line, logging, and serving. `anyhow` lives only here.
 
+// Like the library: no unwrap in product code.
+#![deny(clippy::unwrap_used)]
+
 use std::process::ExitCode;
 
 use axum::serve::ListenerExt as _;
