@@ -26,14 +26,15 @@ use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
 use callbridge::connectors::calcom::{Calcom, CalcomConfig};
+use callbridge::connectors::http::{HttpPolicy, PolicyConfig, RequestContext};
 use callbridge::connectors::{
     Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow,
 };
+use callbridge::egress::EgressPolicy;
 use callbridge::realtime::openai::OpenAiDialect;
 use callbridge::realtime::{Dialect, LlmEvent, ToolDeclaration};
 use callbridge::tools::capabilities::{BookAppointment, CapabilityEnv, CheckAvailability};
 use callbridge::tools::ledger::InMemoryLedger;
-use callbridge::tools::policy::{HttpPolicy, PolicyConfig, RequestContext};
 use callbridge::tools::{Tool, ToolContext, ToolError, ToolFuture, ToolRegistry};
 
 const SLOTS: &str = include_str!("../fixtures/vendors/calcom/slots_range.json");
@@ -272,7 +273,11 @@ fn tool_runtime(c: &mut Criterion) {
     });
 
     let (base_url, mut arrivals) = runtime.block_on(instant_vendor());
-    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy");
+    let policy = HttpPolicy::new(PolicyConfig {
+        egress: EgressPolicy::allow_loopback(),
+        ..PolicyConfig::default()
+    })
+    .expect("policy");
     let calcom = Calcom::new(
         policy,
         CalcomConfig {

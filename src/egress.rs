@@ -350,14 +350,19 @@ pub fn install_tls_provider() {
 
 /// Whether a `reqwest` error was caused by the egress guard at connect time.
 pub fn is_egress_refusal(err: &reqwest::Error) -> bool {
+    refusal_in(err).is_some()
+}
+
+/// The guard's refusal behind a `reqwest` error (raised by its resolver at connect time), if any.
+pub fn refusal_in(err: &reqwest::Error) -> Option<EgressError> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
-        if e.downcast_ref::<EgressError>().is_some() {
-            return true;
+        if let Some(refusal) = e.downcast_ref::<EgressError>() {
+            return Some(refusal.clone());
         }
         source = e.source();
     }
-    false
+    None
 }
 
 #[cfg(test)]

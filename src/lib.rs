@@ -6,9 +6,12 @@
 //! - [`realtime`]: speech providers behind one command/event vocabulary ([`realtime::Dialect`]).
 //! - [`call`]: one actor per call — the sans-IO [`call::session::CallSession`] state machine and the
 //!   async [`call::driver`] that feeds it.
-//! - [`tools`]: what the model can call mid-call, with deadlines and structured errors; the one
-//!   HTTP policy every connector goes through, and the tool-call ledger.
-//! - [`connectors`]: vendor connectors (calendar, CRM, commerce) behind capability traits.
+//! - [`tools`]: what the model can call mid-call, with deadlines and structured errors, and the
+//!   tool-call ledger.
+//! - [`connectors`]: vendor connectors (calendar, CRM, commerce) behind capability traits, the one
+//!   outbound HTTP policy every vendor request goes through ([`connectors::http`]) and the Twilio
+//!   REST client.
+//! - [`app`]: the composition root that builds the shared parts for every surface.
 //! - [`http`]: the axum routes (Twilio webhook, media socket, health, metrics).
 //! - [`store`]: persistence (SQLite embedded, PostgreSQL shared) behind one trait; [`tenant`]:
 //!   the secret vault, API keys and tenant provisioning files.
@@ -24,6 +27,7 @@
 //! only internal invariants, with the reason.
 
 pub mod admin;
+pub mod app;
 pub mod audio;
 pub mod call;
 pub mod campaign;
@@ -40,61 +44,17 @@ pub mod tools;
 pub mod twilio;
 pub mod webhooks;
 
-use std::sync::Arc;
+pub use app::{App, AppCore, StartupError};
 
-use secrecy::ExposeSecret;
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error("DATABASE_URL: cannot open the store: {0}")]
-    Store(#[from] store::StoreError),
-    #[error("{0}")]
-    MasterKey(tenant::vault::VaultError),
-    #[error("cannot build the HTTP client for connectors: {0}")]
-    Policy(#[from] tools::policy::PolicyError),
+/// Everything a running server shares, built from configuration: see [`App::from_config`].
+pub async fn build_deps(config: config::Config) -> Result<App, StartupError> {
+    App::from_config(config).await
 }
 
-/// Everything a running server shares, built from configuration: opens (and migrates) the store and
-/// reads the vault's master key(s) from the environment (absent: secrets and the tools that need
-/// them are unavailable; present but invalid: a startup error).
-pub async fn build_deps(config: config::Config) -> Result<call::driver::CallDeps, StartupError> {
-    let keyring = match tenant::vault::Keyring::from_env() {
-        Ok(keyring) => Some(keyring),
-        Err(tenant::vault::VaultError::MissingMasterKey) => None,
-        Err(e) => return Err(StartupError::MasterKey(e)),
-    };
-    build_deps_with(config, keyring).await
-}
-
-/// [`build_deps`] with an explicit keyring (tests, tools).
+/// [`build_deps`] with an explicit keyring (tests, tools): see [`App::build`].
 pub async fn build_deps_with(
     config: config::Config,
     keyring: Option<tenant::vault::Keyring>,
-) -> Result<call::driver::CallDeps, StartupError> {
-    let store = store::SqlStore::open(config.database_url.expose_secret()).await?;
-    let mut tools = tools::ToolRegistry::new(config.tool_timeout);
-    for name in &config.tools {
-        if let Some(tool) = tools::builtin(name) {
-            tools.register(tool);
-        }
-    }
-    let dialect = realtime::openai::OpenAiDialect::new(
-        config.openai_realtime_url.clone(),
-        config.openai_realtime_model.clone(),
-        config.openai_api_key.expose_secret(),
-    );
-    let policy = tools::policy::HttpPolicy::new(tools::policy::PolicyConfig::default())?;
-    let ledger: tools::ledger::SharedLedger =
-        Arc::new(tools::store_ledger::StoreLedger::new(store.clone()));
-    Ok(call::driver::CallDeps {
-        config: Arc::new(config),
-        metrics: Arc::new(metrics::Metrics::default()),
-        tools: Arc::new(tools),
-        dialect: Arc::new(dialect),
-        store,
-        keyring,
-        policy,
-        ledger,
-    })
+) -> Result<App, StartupError> {
+    App::build(config, keyring).await
 }

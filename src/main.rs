@@ -92,7 +92,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn serve(deps: callbridge::call::driver::CallDeps) -> anyhow::Result<()> {
+async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
     // Post-call webhooks: delivered from the durable outbox (needs the vault's master key).
     let webhooks = callbridge::webhooks::spawn_from_env(
         deps.store.clone(),
@@ -124,14 +124,14 @@ async fn serve(deps: callbridge::call::driver::CallDeps) -> anyhow::Result<()> {
 
 /// Starts this node's campaign dispatcher unless `CALLBRIDGE_CAMPAIGNS=false`.
 fn start_campaigns(
-    deps: &callbridge::call::driver::CallDeps,
+    deps: &callbridge::App,
 ) -> anyhow::Result<Option<callbridge::campaign::RunnerHandle>> {
     let settings = &deps.config.campaigns;
     if !settings.enabled {
         info!("campaign dispatcher off on this node (CALLBRIDGE_CAMPAIGNS=false)");
         return Ok(None);
     }
-    let dialer = callbridge::campaign::Dialer::from_config(&deps.config)?;
+    let dialer = deps.dialer()?;
     let mut options = callbridge::campaign::RunnerOptions {
         tick: settings.tick,
         lease: settings.lease,

@@ -41,6 +41,10 @@ impl Node {
             .env("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
             .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
             .env("TWILIO_API_BASE", &fake.base_url)
+            .env(
+                "CALLBRIDGE_EGRESS_ALLOW",
+                callbridge_testkit::LOOPBACK_EGRESS,
+            )
             .env("OPENAI_API_KEY", "sk-test")
             .env("DATABASE_URL", database_url)
             .env("CALLBRIDGE_NODE_ID", id)

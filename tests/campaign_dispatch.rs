@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use callbridge::campaign::window::{CallingWindow, local};
 use callbridge::campaign::{CampaignRunner, Clock, Dialer, ManualClock, RunnerOptions, TickReport};
+use callbridge::connectors::twilio_rest::TwilioRest;
 use callbridge::metrics::Metrics;
 use callbridge::store::{
     CallStatus, Campaign, CampaignSpec, CampaignStatus, ContactState, E164, NewContact, SqlStore,
     Store, TenantDialLimits, TenantId, Voicemail,
 };
-use callbridge::twilio::rest::TwilioRest;
 use callbridge_testkit::fake_twilio_rest::{FakeTwilioRest, calls_spec};
 use callbridge_testkit::{ACCOUNT_SID, AUTH_TOKEN, provision_dialling_tenant};
 use chrono::{DateTime, TimeZone, Utc};
@@ -72,7 +72,13 @@ async fn env(store: &SqlStore) -> Env {
 
 impl Env {
     fn runner(&self, node: &str) -> CampaignRunner {
-        let rest = TwilioRest::new(&self.fake.base_url, ACCOUNT_SID, AUTH_TOKEN).expect("client");
+        let rest = TwilioRest::new(
+            &callbridge_testkit::loopback_policy(),
+            &self.fake.base_url,
+            ACCOUNT_SID,
+            AUTH_TOKEN,
+        )
+        .expect("client");
         // Nothing listens on the public URL: calls end in these tests through the store.
         let dialer = Dialer::new(rest, "http://127.0.0.1:9", AUTH_TOKEN);
         CampaignRunner::new(

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use callbridge::connectors::calcom::{Calcom, CalcomConfig};
+use callbridge::connectors::http::{HttpPolicy, PolicyConfig, RequestContext};
 use callbridge::connectors::{Attendee, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow};
-use callbridge::tools::policy::{HttpPolicy, PolicyConfig, RequestContext};
+use callbridge::egress::EgressPolicy;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -51,7 +52,11 @@ fn context() -> RequestContext {
 }
 
 fn connector(server: &MockServer) -> Calcom {
-    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy builds");
+    let policy = HttpPolicy::new(PolicyConfig {
+        egress: EgressPolicy::allow_loopback(),
+        ..PolicyConfig::default()
+    })
+    .expect("policy builds");
     Calcom::new(
         policy,
         CalcomConfig {
@@ -274,7 +279,11 @@ async fn health_check_reads_me_and_reports_a_bad_key() {
         .await
         .expect("healthy");
 
-    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy builds");
+    let policy = HttpPolicy::new(PolicyConfig {
+        egress: EgressPolicy::allow_loopback(),
+        ..PolicyConfig::default()
+    })
+    .expect("policy builds");
     let wrong_key = Calcom::new(
         policy,
         CalcomConfig {

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use callbridge::connectors::calendly::{Calendly, CalendlyConfig};
+use callbridge::connectors::http::{HttpPolicy, PolicyConfig, RequestContext};
 use callbridge::connectors::{Attendee, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow};
-use callbridge::tools::policy::{HttpPolicy, PolicyConfig, RequestContext};
+use callbridge::egress::EgressPolicy;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -47,7 +48,11 @@ fn context() -> RequestContext {
 }
 
 fn connector(server: &MockServer, direct_booking: bool) -> Calendly {
-    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy builds");
+    let policy = HttpPolicy::new(PolicyConfig {
+        egress: EgressPolicy::allow_loopback(),
+        ..PolicyConfig::default()
+    })
+    .expect("policy builds");
     let mut config = CalendlyConfig::new(
         server.uri().parse().expect("url"),
         SecretString::from("calendly-pat-test"),

@@ -9,9 +9,10 @@ use std::time::Duration;
 use callbridge::connectors::google_calendar::{
     GoogleCalendar, GoogleCalendarConfig, event_id_for_key,
 };
+use callbridge::connectors::http::{HttpPolicy, PolicyConfig, RequestContext};
 use callbridge::connectors::oauth::{OAuthCredentials, OAuthTokenSource};
 use callbridge::connectors::{Attendee, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow};
-use callbridge::tools::policy::{HttpPolicy, PolicyConfig, RequestContext};
+use callbridge::egress::EgressPolicy;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -71,6 +72,7 @@ fn connector(server: &MockServer) -> GoogleCalendar {
     let policy = HttpPolicy::new(PolicyConfig {
         backoff_base: Duration::from_millis(1),
         backoff_max: Duration::from_millis(5),
+        egress: EgressPolicy::allow_loopback(),
         ..PolicyConfig::default()
     })
     .expect("policy builds");

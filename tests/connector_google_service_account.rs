@@ -10,9 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use callbridge::connectors::google_calendar::{GoogleCalendar, GoogleCalendarConfig};
+use callbridge::connectors::http::{HttpPolicy, PolicyConfig, RequestContext};
 use callbridge::connectors::oauth::{OAuthTokenSource, ServiceAccountKey};
 use callbridge::connectors::{Calendar, ConnectorError};
-use callbridge::tools::policy::{HttpPolicy, PolicyConfig, RequestContext};
+use callbridge::egress::EgressPolicy;
 use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -53,6 +54,7 @@ fn connector(server: &MockServer, key: ServiceAccountKey) -> GoogleCalendar {
     let policy = HttpPolicy::new(PolicyConfig {
         backoff_base: Duration::from_millis(1),
         backoff_max: Duration::from_millis(5),
+        egress: EgressPolicy::allow_loopback(),
         ..PolicyConfig::default()
     })
     .expect("policy builds");

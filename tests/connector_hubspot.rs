@@ -6,11 +6,12 @@
 
 use std::time::Duration;
 
+use callbridge::connectors::http::{HttpPolicy, PolicyConfig, RequestContext};
 use callbridge::connectors::hubspot::{Hubspot, HubspotConfig};
 use callbridge::connectors::{
     CallNote, ConnectorError, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
 };
-use callbridge::tools::policy::{HttpPolicy, PolicyConfig, RequestContext};
+use callbridge::egress::EgressPolicy;
 use chrono::{TimeZone, Utc};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -42,7 +43,11 @@ fn context() -> RequestContext {
 }
 
 fn connector(server: &MockServer) -> Hubspot {
-    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy builds");
+    let policy = HttpPolicy::new(PolicyConfig {
+        egress: EgressPolicy::allow_loopback(),
+        ..PolicyConfig::default()
+    })
+    .expect("policy builds");
     Hubspot::new(
         policy,
         HubspotConfig::new(

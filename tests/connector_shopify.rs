@@ -6,11 +6,12 @@ use std::io::Read;
 use std::time::Duration;
 
 use apollo_compiler::{ExecutableDocument, Schema};
+use callbridge::connectors::http::{HttpPolicy, PolicyConfig, RequestContext};
 use callbridge::connectors::shopify::{
     ALL_QUERIES, ORDER_BY_NAME_QUERY, PRODUCT_SEARCH_QUERY, SHOP_QUERY, Shopify, ShopifyConfig,
 };
 use callbridge::connectors::{Commerce, ConnectorError, ContactLookup};
-use callbridge::tools::policy::{HttpPolicy, PolicyConfig, RequestContext};
+use callbridge::egress::EgressPolicy;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -192,6 +193,7 @@ fn connector(server: &MockServer) -> Shopify {
     let policy = HttpPolicy::new(PolicyConfig {
         backoff_base: Duration::from_millis(1),
         backoff_max: Duration::from_millis(5),
+        egress: EgressPolicy::allow_loopback(),
         ..PolicyConfig::default()
     })
     .expect("policy builds");

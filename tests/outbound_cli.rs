@@ -24,6 +24,10 @@ async fn call_command_places_a_call_with_variables() -> anyhow::Result<()> {
             .args(args)
             .env("DATABASE_URL", &url)
             .env("TWILIO_API_BASE", &fake.base_url)
+            .env(
+                "CALLBRIDGE_EGRESS_ALLOW",
+                callbridge_testkit::LOOPBACK_EGRESS,
+            )
             .env("PUBLIC_URL", "https://bridge.example.com")
             .env("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
             .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)

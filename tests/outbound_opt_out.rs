@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use callbridge::campaign::{DialError, Dialer, OutboundRequest};
+use callbridge::connectors::twilio_rest::TwilioRest;
 use callbridge::store::{E164, SqlStore};
 use callbridge::tools::{ToolContext, ToolRegistry, opt_out};
-use callbridge::twilio::rest::TwilioRest;
 use callbridge_testkit::{CALLED_NUMBER, agent_spec, provision_agent};
 
 #[tokio::test]
@@ -38,7 +38,12 @@ async fn opt_out_blocks_the_person_for_this_tenant_only() -> anyhow::Result<()> 
     );
 
     // The dialer refuses the number before any request (the REST base is unreachable on purpose).
-    let rest = TwilioRest::new("http://127.0.0.1:9", "AC1", "token")?;
+    let rest = TwilioRest::new(
+        &callbridge_testkit::loopback_policy(),
+        "http://127.0.0.1:9",
+        "AC1",
+        "token",
+    )?;
     let dialer = Dialer::new(rest, "https://bridge.example.com", "token");
     let refused = dialer
         .place(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use callbridge::twilio::rest::{
+use callbridge::connectors::twilio_rest::{
     Amd, CreateCall, Hangup, Instructions, MachineDetection, StatusEvent, TwilioError, TwilioRest,
     UpdateCall,
 };
@@ -28,7 +28,12 @@ fn full_request() -> CreateCall {
 #[tokio::test]
 async fn create_update_fetch_pass_the_spec() -> anyhow::Result<()> {
     let fake = FakeTwilioRest::start(&calls_spec()?, ACCOUNT_SID, AUTH_TOKEN).await?;
-    let client = TwilioRest::new(&fake.base_url, ACCOUNT_SID, AUTH_TOKEN)?;
+    let client = TwilioRest::new(
+        &callbridge_testkit::loopback_policy(),
+        &fake.base_url,
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+    )?;
     let call = client.create_call(&full_request()).await?;
     assert!(call.sid.starts_with("CA"));
     assert_eq!(call.status, "queued");
@@ -66,7 +71,12 @@ async fn the_fake_rejects_what_the_spec_forbids() -> anyhow::Result<()> {
     let spec = calls_spec()?;
     let fake = FakeTwilioRest::start(&spec, ACCOUNT_SID, AUTH_TOKEN).await?;
     // Building our client installs the TLS crypto provider reqwest needs.
-    let _ = TwilioRest::new(&fake.base_url, ACCOUNT_SID, AUTH_TOKEN)?;
+    let _ = TwilioRest::new(
+        &callbridge_testkit::loopback_policy(),
+        &fake.base_url,
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+    )?;
     let http = reqwest::Client::new();
     let response = http
         .post(format!(
@@ -96,7 +106,12 @@ async fn the_fake_rejects_what_the_spec_forbids() -> anyhow::Result<()> {
 #[tokio::test]
 async fn twilio_errors_become_typed_errors() -> anyhow::Result<()> {
     let fake = FakeTwilioRest::start(&calls_spec()?, ACCOUNT_SID, AUTH_TOKEN).await?;
-    let client = TwilioRest::new(&fake.base_url, ACCOUNT_SID, AUTH_TOKEN)?;
+    let client = TwilioRest::new(
+        &callbridge_testkit::loopback_policy(),
+        &fake.base_url,
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+    )?;
     fake.fail_next_create(
         400,
         r#"{"code":21211,"message":"Invalid 'To' Phone Number: +1555","more_info":"https://www.twilio.com/docs/errors/21211","status":400}"#,
@@ -120,7 +135,12 @@ async fn twilio_errors_become_typed_errors() -> anyhow::Result<()> {
     // CreateCall is never retried, so exactly the one successful call exists afterwards.
     client.create_call(&full_request()).await?;
     assert_eq!(fake.calls().len(), 1);
-    let wrong = TwilioRest::new(&fake.base_url, ACCOUNT_SID, "not-the-token")?;
+    let wrong = TwilioRest::new(
+        &callbridge_testkit::loopback_policy(),
+        &fake.base_url,
+        ACCOUNT_SID,
+        "not-the-token",
+    )?;
     assert!(matches!(
         wrong.create_call(&full_request()).await,
         Err(TwilioError::Auth { .. })

@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use callbridge::tools::policy::{
+use callbridge::connectors::http::{
     BreakerState, Clock, ConnectorProfile, HttpPolicy, PolicyConfig, PolicyError, Replay,
     RequestContext,
 };
+use callbridge::egress::EgressPolicy;
 use futures_util::future::BoxFuture;
 use reqwest::header::HeaderName;
 use tokio::io::AsyncWriteExt;
@@ -56,6 +57,7 @@ fn fast_config() -> PolicyConfig {
         breaker_cool_down: Duration::from_secs(30),
         max_concurrency: 4,
         max_body_bytes: 64 * 1024,
+        egress: EgressPolicy::allow_loopback(),
         ..PolicyConfig::default()
     }
 }

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use callbridge::connectors::http::{
+    ConnectorProfile, HttpPolicy, PolicyConfig, Replay, RequestContext,
+};
+use callbridge::egress::EgressPolicy;
 use callbridge::tools::ledger::{
     InMemoryLedger, ToolInvocation, ToolLedger, ToolOutcome, args_hash, run_once,
-};
-use callbridge::tools::policy::{
-    ConnectorProfile, HttpPolicy, PolicyConfig, Replay, RequestContext,
 };
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -62,7 +63,11 @@ async fn concurrent_duplicates_book_once_and_share_the_result() {
         )
         .mount(&server)
         .await;
-    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy builds");
+    let policy = HttpPolicy::new(PolicyConfig {
+        egress: EgressPolicy::allow_loopback(),
+        ..PolicyConfig::default()
+    })
+    .expect("policy builds");
     let ledger: Arc<dyn ToolLedger> = Arc::new(InMemoryLedger::default());
     let args = json!({"start": "2025-03-04T10:00:00Z", "name": "Ann"});
     // The model's reconnect replays the same arguments in another key order and another id.
@@ -124,7 +129,11 @@ async fn a_failed_booking_is_retried_with_the_same_vendor_key() {
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({"uid": "bk_2"})))
         .mount(&server)
         .await;
-    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy builds");
+    let policy = HttpPolicy::new(PolicyConfig {
+        egress: EgressPolicy::allow_loopback(),
+        ..PolicyConfig::default()
+    })
+    .expect("policy builds");
     let ledger = InMemoryLedger::default();
     let args = json!({"start": "2025-03-04T11:00:00Z"});
     let deadline = Instant::now() + Duration::from_secs(5);

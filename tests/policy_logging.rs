@@ -5,9 +5,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use callbridge::tools::policy::{
+use callbridge::connectors::http::{
     ConnectorProfile, HttpPolicy, PolicyConfig, Replay, RequestContext,
 };
+use callbridge::egress::EgressPolicy;
 use tokio::time::Instant;
 use tracing_subscriber::fmt::MakeWriter;
 use wiremock::matchers::method;
@@ -69,6 +70,7 @@ async fn secrets_and_personal_data_never_reach_the_log() {
     let policy = HttpPolicy::new(PolicyConfig {
         backoff_base: Duration::from_millis(1),
         backoff_max: Duration::from_millis(2),
+        egress: EgressPolicy::allow_loopback(),
         ..PolicyConfig::default()
     })
     .expect("policy builds");

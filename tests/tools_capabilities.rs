@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use callbridge::connectors::http::{HttpPolicy, PolicyConfig};
+use callbridge::egress::EgressPolicy;
 use callbridge::store::{ConnectorSpec, NewTenant, SqlStore, Store, TenantId};
 use callbridge::tenant::vault::{Keyring, MasterKey, Vault};
 use callbridge::tools::ToolContext;
 use callbridge::tools::ledger::{InMemoryLedger, SharedLedger};
-use callbridge::tools::policy::{HttpPolicy, PolicyConfig};
 use callbridge::tools::resolver::{Resolved, registry_for_agent};
 use callbridge::tools::store_ledger::StoreLedger;
 use secrecy::SecretString;
@@ -141,7 +142,11 @@ impl Bench {
     }
 
     async fn resolve(&self, enabled: &[&str]) -> Resolved {
-        let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy");
+        let policy = HttpPolicy::new(PolicyConfig {
+            egress: EgressPolicy::allow_loopback(),
+            ..PolicyConfig::default()
+        })
+        .expect("policy");
         self.resolve_with(
             &policy,
             Arc::new(InMemoryLedger::default()),
@@ -370,7 +375,11 @@ async fn two_nodes_sharing_the_store_ledger_book_once() {
         )
         .mount(&bench.calcom)
         .await;
-    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy");
+    let policy = HttpPolicy::new(PolicyConfig {
+        egress: EgressPolicy::allow_loopback(),
+        ..PolicyConfig::default()
+    })
+    .expect("policy");
     let node = |_: u8| {
         Arc::new(
             StoreLedger::new(bench.store.clone())
@@ -691,7 +700,11 @@ async fn tools_without_a_usable_connector_are_not_offered_and_are_reported() {
     assert_eq!(label, "unknown_tool", "{output}");
 
     // Without a vault nothing can be decrypted: no capability tool at all.
-    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy");
+    let policy = HttpPolicy::new(PolicyConfig {
+        egress: EgressPolicy::allow_loopback(),
+        ..PolicyConfig::default()
+    })
+    .expect("policy");
     let enabled = vec!["book_appointment".to_owned()];
     let no_vault = registry_for_agent(
         &bench.store,
@@ -785,6 +798,7 @@ async fn vendor_failures_become_speakable_errors() {
         max_attempts: 2,
         backoff_base: Duration::from_millis(5),
         backoff_max: Duration::from_millis(10),
+        egress: EgressPolicy::allow_loopback(),
         ..PolicyConfig::default()
     })
     .expect("policy");
@@ -878,7 +892,11 @@ async fn a_vendor_slower_than_the_deadline_ends_in_a_structured_error() {
         )
         .mount(&bench.calcom)
         .await;
-    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy");
+    let policy = HttpPolicy::new(PolicyConfig {
+        egress: EgressPolicy::allow_loopback(),
+        ..PolicyConfig::default()
+    })
+    .expect("policy");
     let resolved = bench
         .resolve_with(
             &policy,

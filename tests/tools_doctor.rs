@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use callbridge::connectors::http::{HttpPolicy, PolicyConfig};
+use callbridge::egress::EgressPolicy;
 use callbridge::store::{ConnectorSpec, NewTenant, SqlStore, Store, TenantId};
 use callbridge::tenant::vault::{Keyring, MasterKey, Vault};
 use callbridge::tools::doctor::{check_all, format_table};
-use callbridge::tools::policy::{HttpPolicy, PolicyConfig};
 use secrecy::SecretString;
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
@@ -117,7 +118,11 @@ async fn every_connector_of_every_tenant_gets_a_row() {
     )
     .await;
 
-    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy");
+    let policy = HttpPolicy::new(PolicyConfig {
+        egress: EgressPolicy::allow_loopback(),
+        ..PolicyConfig::default()
+    })
+    .expect("policy");
     let rows = check_all(&store, Some(&vault), &policy, Duration::from_secs(5))
         .await
         .expect("rows");
@@ -191,7 +196,11 @@ async fn a_service_account_that_cannot_mint_a_token_is_reported() {
     )
     .await;
 
-    let policy = HttpPolicy::new(PolicyConfig::default()).expect("policy");
+    let policy = HttpPolicy::new(PolicyConfig {
+        egress: EgressPolicy::allow_loopback(),
+        ..PolicyConfig::default()
+    })
+    .expect("policy");
     let rows = check_all(&store, Some(&vault), &policy, Duration::from_secs(5))
         .await
         .expect("rows");

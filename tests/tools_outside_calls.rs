@@ -153,6 +153,10 @@ fn cli(db: &str, master_key: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_callbridge"))
         .env_clear()
         .env("DATABASE_URL", db)
+        .env(
+            "CALLBRIDGE_EGRESS_ALLOW",
+            callbridge_testkit::LOOPBACK_EGRESS,
+        )
         .env("CALLBRIDGE_MASTER_KEY", master_key)
         .args(args)
         .output()

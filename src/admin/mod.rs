@@ -810,7 +810,7 @@ impl AdminService {
         request: &PlaceCallRequest,
     ) -> Result<PlacedCallView, ServiceError> {
         use crate::campaign::{DialError, OutboundRequest};
-        use crate::twilio::rest::TwilioError;
+        use crate::connectors::twilio_rest::TwilioError;
         let tenant = self
             .requested_tenant(who, request.tenant.as_deref())
             .await?;

@@ -10,6 +10,7 @@ pub mod g711;
 pub mod ogg_opus;
 pub mod recording;
 pub mod resample;
+pub mod sink;
 
 use std::path::PathBuf;
 use std::time::Duration;

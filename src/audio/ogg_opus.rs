@@ -15,7 +15,7 @@ use audiopus::coder::{Decoder, Encoder};
 use audiopus::{Application, Bitrate, Channels, SampleRate};
 use ogg::{PacketReader, PacketWriteEndInfo, PacketWriter};
 
-use super::recording::{RECORDING_RATE, RecordingSink, SinkError};
+use super::sink::{RECORDING_RATE, RecordingSink, SinkError};
 
 /// Encoded bitrate: speech on two narrowband channels stays clear at this rate.
 pub const OPUS_BITRATE: i32 = 24_000;

@@ -26,10 +26,9 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use super::ogg_opus::OpusSink;
+use super::sink::RecordingSink;
+pub use super::sink::{RECORDING_RATE, SinkError};
 use super::{AudioError, g711};
-
-/// Recorder sample rate: the telephony rate, so nothing is resampled for recording.
-pub const RECORDING_RATE: u32 = 8_000;
 
 const SAMPLES_PER_MS: u64 = RECORDING_RATE as u64 / 1000;
 
@@ -66,28 +65,6 @@ impl std::str::FromStr for RecordingFormat {
             other => Err(format!("{other:?} is not wav or opus")),
         }
     }
-}
-
-/// What a recording file's writer reported.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SinkError {
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("WAV writer: {0}")]
-    Wav(#[from] hound::Error),
-    #[error("Opus encoder: {0}")]
-    Opus(#[from] audiopus::Error),
-}
-
-/// One file format's writer, fed the recorder's timeline in order.
-pub(crate) trait RecordingSink: Send {
-    /// Appends interleaved stereo samples (caller, agent) at 8 kHz.
-    fn write(&mut self, interleaved: &[i16]) -> Result<(), SinkError>;
-    /// Puts everything written so far on disk as a file that plays up to here.
-    fn checkpoint(&mut self) -> Result<(), SinkError>;
-    /// Writes the end of the file.
-    fn finish(self: Box<Self>) -> Result<(), SinkError>;
 }
 
 struct WavSink(hound::WavWriter<BufWriter<File>>);

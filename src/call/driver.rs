@@ -67,7 +67,7 @@ pub struct CallDeps {
     /// The vault's master keys; `None` when no master key is configured.
     pub keyring: Option<crate::tenant::vault::Keyring>,
     /// The one HTTP policy every connector goes through.
-    pub policy: crate::tools::policy::HttpPolicy,
+    pub policy: crate::connectors::http::HttpPolicy,
     /// Makes tool side effects happen once, across reconnects and nodes.
     pub ledger: crate::tools::ledger::SharedLedger,
 }

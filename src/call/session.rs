@@ -34,8 +34,7 @@ use crate::audio::Transcoder;
 use crate::realtime::{LlmCommand, LlmEvent, ResponseStatus, Speaker};
 use crate::twilio::stream::{FRAME_BYTES, TwilioEvent, ULAW_BYTES_PER_MS};
 
-/// Name of the built-in tool that ends the call.
-pub const END_CALL_TOOL: &str = "end_call";
+pub use crate::realtime::END_CALL_TOOL;
 /// μ-law silence, used to pad the last partial frame of an item.
 const ULAW_SILENCE: u8 = 0xFF;
 /// A mark goes out at least every this many frames (100 ms), so a barge-in knows the heard position

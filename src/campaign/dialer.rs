@@ -4,7 +4,7 @@
 //! Twilio is given URLs back to our webhooks carrying a *call reference*: the call record id and
 //! an HMAC of it under the Twilio auth token. The voice webhook routes an outbound call by that
 //! reference (never by the dialled number), and the status callback updates exactly that record.
-//! This module must not serve HTTP or retry a `CreateCall` (see [`crate::twilio::rest`]).
+//! This module must not serve HTTP or retry a `CreateCall` (see [`crate::connectors::twilio_rest`]).
 
 use std::collections::BTreeMap;
 
@@ -13,12 +13,12 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use tracing::{info, warn};
 
+use crate::connectors::twilio_rest::{
+    Amd, CreateCall, Instructions, MachineDetection, StatusEvent, TwilioError, TwilioRest,
+};
 use crate::store::{
     CallDirection, CallEnd, CallStatus, E164, MachineAction, NewCall, SqlStore, Store, StoreError,
     TenantId,
-};
-use crate::twilio::rest::{
-    Amd, CreateCall, Instructions, MachineDetection, StatusEvent, TwilioError, TwilioRest,
 };
 
 type HmacSha256 = Hmac<Sha256>;
@@ -131,10 +131,14 @@ impl Dialer {
         }
     }
 
-    /// A dialer for the server's configuration, on `TWILIO_API_BASE` (default Twilio's).
-    pub fn from_config(config: &crate::config::Config) -> Result<Self, DialError> {
+    /// A dialer for the server's configuration, on `TWILIO_API_BASE` (default Twilio's), sending
+    /// through `policy`.
+    pub fn from_config(
+        config: &crate::config::Config,
+        policy: &crate::connectors::http::HttpPolicy,
+    ) -> Result<Self, DialError> {
         let token = config.twilio_auth_token.expose_secret();
-        let rest = TwilioRest::from_env(&config.twilio_account_sid, token)?;
+        let rest = TwilioRest::from_env(policy, &config.twilio_account_sid, token)?;
         Ok(Self::new(rest, &config.public_url, token))
     }
 
@@ -394,7 +398,11 @@ mod tests {
 
     #[test]
     fn call_references_verify_only_with_the_key() {
-        let rest = TwilioRest::new("http://127.0.0.1:9", "AC1", "token").expect("client");
+        let policy = crate::connectors::http::HttpPolicy::new(
+            crate::connectors::http::PolicyConfig::default(),
+        )
+        .expect("policy");
+        let rest = TwilioRest::new(&policy, "http://127.0.0.1:9", "AC1", "token").expect("client");
         let dialer = Dialer::new(rest, "https://bridge.example/", "token");
         let reference = dialer.call_reference("call_abc");
         assert_eq!(verify_call_reference("token", &reference), Some("call_abc"));

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
+use crate::connectors::twilio_rest::TwilioError;
 use crate::store::{CallStatus, FinishedAttempt, Settlement};
-use crate::twilio::rest::TwilioError;
 
 /// Decides about a contact whose call reached a final status. A person who asked not to be
 /// called (the number is on the do-not-call list now) is never retried; answered calls (by a
@@ -82,7 +82,11 @@ pub fn classify_dial_error(error: &TwilioError, now_ms: i64) -> DialFailure {
                 at_ms: later(TRANSIENT_RETRY),
             })
         }
+        TwilioError::NotSent(_) => DialFailure::NotPlaced(Settlement::Retry {
+            at_ms: later(TRANSIENT_RETRY),
+        }),
         TwilioError::Auth { .. }
+        | TwilioError::Egress(_)
         | TwilioError::UnverifiedCallerId { .. }
         | TwilioError::NotFound { .. } => DialFailure::PauseCampaign {
             retry_at_ms: later(TRANSIENT_RETRY),

@@ -58,8 +58,8 @@ pub struct RunnerOptions {
     pub reconcile_skew: Duration,
 }
 
-/// The Twilio client's own request timeout (see `twilio::rest`).
-const TWILIO_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// The Twilio client's budget for one request, retries included.
+const TWILIO_REQUEST_TIMEOUT: Duration = crate::connectors::twilio_rest::REQUEST_DEADLINE;
 
 impl Default for RunnerOptions {
     fn default() -> Self {

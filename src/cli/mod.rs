@@ -24,7 +24,7 @@ use crate::admin::dto::{
     VoicemailOption, WebhookRequest,
 };
 use crate::admin::{AdminService, NEW_MASTER_KEY_ENV, Principal, ServiceError};
-use crate::store::SqlStore;
+use crate::app::AppCore;
 use crate::tenant::vault::MasterKey;
 
 /// The same default as `callbridge serve`.
@@ -497,20 +497,33 @@ pub fn run(command: AdminCommand) -> ExitCode {
     }
 }
 
-async fn open(db: &DbArgs) -> Result<AdminService, CliError> {
+/// The shared parts for a command, built by the composition root (the egress allow-list comes
+/// from `CALLBRIDGE_EGRESS_ALLOW`).
+async fn open_core(db: &DbArgs) -> Result<AppCore, CliError> {
     let url = db
         .database_url
         .clone()
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-    let store = SqlStore::open(&url)
+    let egress = crate::app::egress_from_env().map_err(|e| CliError::Config(e.to_string()))?;
+    // The keyring is read by the service itself: a missing or bad master key only matters to
+    // commands that touch secrets.
+    AppCore::open(&url, None, egress)
         .await
-        .map_err(|e| CliError::Config(format!("DATABASE_URL: cannot open the store: {e}")))?;
+        .map_err(|e| CliError::Config(e.to_string()))
+}
+
+async fn open(db: &DbArgs) -> Result<AdminService, CliError> {
+    let core = open_core(db).await?;
+    Ok(service(core, db))
+}
+
+fn service(core: AppCore, db: &DbArgs) -> AdminService {
     let prompts_dir = db
         .prompts_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("prompts"));
-    Ok(AdminService::from_env(store, prompts_dir))
+    AdminService::from_env(core.store, prompts_dir)
 }
 
 fn print<T: Serialize>(value: &T) -> Result<(), CliError> {
@@ -701,14 +714,16 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
             }
         }
         AdminCommand::Call(args) => {
-            let rest = crate::twilio::rest::TwilioRest::from_env(
+            let core = open_core(&args.db).await?;
+            let rest = crate::connectors::twilio_rest::TwilioRest::from_env(
+                &core.policy,
                 &args.twilio_account_sid,
                 &args.twilio_auth_token,
             )
             .map_err(|e| CliError::Config(format!("Twilio: {e}")))?;
             let dialer =
                 crate::campaign::Dialer::new(rest, &args.public_url, &args.twilio_auth_token);
-            let svc = open(&args.db).await?.with_dialer(dialer);
+            let svc = service(core, &args.db).with_dialer(dialer);
             let mut variables = std::collections::BTreeMap::new();
             for pair in &args.variables {
                 let (name, value) = pair.split_once('=').ok_or_else(|| {

@@ -7,12 +7,10 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::store::{SqlStore, TenantId};
-use crate::tenant::vault::{Keyring, Vault, VaultError};
+use crate::app::AppCore;
+use crate::store::TenantId;
 use crate::tools::doctor;
 use crate::tools::invoke::{ToolRuntime, known_tools};
-use crate::tools::policy::{HttpPolicy, PolicyConfig};
-use crate::tools::store_ledger::StoreLedger;
 
 const DEFAULT_DATABASE_URL: &str = "sqlite://callbridge.db?mode=rwc";
 
@@ -74,23 +72,15 @@ async fn runtime(args: &RuntimeArgs) -> Result<ToolRuntime, CliToolsError> {
         .clone()
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-    let store = SqlStore::open(&url)
+    let keyring =
+        crate::app::keyring_from_env().map_err(|e| CliToolsError::Config(e.to_string()))?;
+    let egress = crate::app::egress_from_env().map_err(|e| CliToolsError::Config(e.to_string()))?;
+    let core = AppCore::open(&url, keyring, egress)
         .await
-        .map_err(|e| CliToolsError::Config(format!("DATABASE_URL: {e}")))?;
-    let keyring = match Keyring::from_env() {
-        Ok(keyring) => Some(keyring),
-        Err(VaultError::MissingMasterKey) => None,
-        Err(e) => return Err(CliToolsError::Config(e.to_string())),
-    };
-    let policy = HttpPolicy::new(PolicyConfig::default())
         .map_err(|e| CliToolsError::Config(e.to_string()))?;
-    Ok(ToolRuntime {
-        ledger: std::sync::Arc::new(StoreLedger::new(store.clone())),
-        store,
-        keyring,
-        policy,
-        deadline: Duration::from_millis(args.tool_timeout_ms.clamp(100, 60_000)),
-    })
+    Ok(core.tool_runtime(Duration::from_millis(
+        args.tool_timeout_ms.clamp(100, 60_000),
+    )))
 }
 
 fn tenant_id(raw: &str) -> Result<TenantId, CliToolsError> {
@@ -185,7 +175,7 @@ pub fn run_doctor(args: DoctorArgs) -> ExitCode {
         let vault = runtime
             .keyring
             .clone()
-            .map(|keyring| Vault::new(runtime.store.clone(), keyring));
+            .map(|keyring| crate::tenant::vault::Vault::new(runtime.store.clone(), keyring));
         let rows = doctor::check_all(
             &runtime.store,
             vault.as_ref(),

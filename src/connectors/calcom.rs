@@ -18,7 +18,9 @@ use super::{
     Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow, endpoint,
     parse_time, rfc3339, vendor_error,
 };
-use crate::tools::policy::{ConnectorProfile, HttpPolicy, PolicyResponse, Replay, RequestContext};
+use crate::connectors::http::{
+    ConnectorProfile, HttpPolicy, PolicyResponse, Replay, RequestContext,
+};
 
 pub const CONNECTOR: &str = "calcom";
 pub const DEFAULT_BASE_URL: &str = "https://api.cal.com/";

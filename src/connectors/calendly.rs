@@ -30,7 +30,7 @@ use super::{
     Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow, endpoint,
     parse_time, rfc3339,
 };
-use crate::tools::policy::{
+use crate::connectors::http::{
     ConnectorProfile, HttpPolicy, PolicyError, PolicyResponse, Replay, RequestContext,
 };
 

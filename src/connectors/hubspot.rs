@@ -23,7 +23,9 @@ use super::{
     CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
     endpoint, vendor_error,
 };
-use crate::tools::policy::{ConnectorProfile, HttpPolicy, PolicyResponse, Replay, RequestContext};
+use crate::connectors::http::{
+    ConnectorProfile, HttpPolicy, PolicyResponse, Replay, RequestContext,
+};
 
 pub const CONNECTOR: &str = "hubspot";
 pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com/";

@@ -4,7 +4,7 @@
 //! Owns: the contract between capability tools (`check_availability`, `book_appointment`, …) and
 //! vendors. A connector supplies only what is vendor-specific — auth, request building from the
 //! vendor's spec, response mapping, retry classification, a health check — and sends everything
-//! through [`crate::tools::policy::HttpPolicy`]. Nothing here may bypass the policy, log a
+//! through [`crate::connectors::http::HttpPolicy`]. Nothing here may bypass the policy, log a
 //! credential, or choose a vendor (that is tenant configuration).
 
 use std::fmt;
@@ -13,15 +13,17 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use reqwest::Url;
 
-use crate::tools::policy::{PolicyError, RequestContext};
+use crate::connectors::http::{PolicyError, RequestContext};
 
 pub mod calcom;
 pub mod calendly;
 pub mod google_calendar;
+pub mod http;
 pub mod hubspot;
 pub mod oauth;
 pub mod shopify;
 pub mod slots;
+pub mod twilio_rest;
 
 /// A half-open time range `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

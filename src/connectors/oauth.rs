@@ -27,7 +27,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::ConnectorError;
-use crate::tools::policy::{ConnectorProfile, HttpPolicy, PolicyError, Replay, RequestContext};
+use crate::connectors::http::{ConnectorProfile, HttpPolicy, PolicyError, Replay, RequestContext};
 
 /// Google's token endpoint; other vendors pass their own.
 pub const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";

@@ -20,7 +20,7 @@ use super::{
     Commerce, ConnectorError, ContactLookup, Money, OrderStatus, Product, ProductVariant, Shipment,
     parse_time,
 };
-use crate::tools::policy::{
+use crate::connectors::http::{
     AttemptOutcome, ConnectorProfile, HttpPolicy, Replay, RequestContext, RetryAction,
     RetryClassifier, default_classification,
 };
@@ -199,7 +199,7 @@ impl Shopify {
                 "ACCESS_DENIED" => ConnectorError::Auth(format!("{what}: access denied")),
                 _ => ConnectorError::Rejected(format!(
                     "{what}: {}",
-                    crate::tools::redact::snippet(&error.message, 200)
+                    crate::connectors::http::redact::snippet(&error.message, 200)
                 )),
             });
         }

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 
-use crate::call::driver::CallDeps;
+use crate::app::App;
 
 /// Builds the application router.
-pub fn router(deps: CallDeps) -> Router {
+pub fn router(deps: App) -> Router {
     Router::new()
         .route("/twilio/voice", post(twilio::voice_webhook))
         .route("/twilio/media", get(twilio::media_socket))

@@ -9,9 +9,9 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::json;
 
-use crate::call::driver::CallDeps;
+use crate::app::App;
 
-pub(super) async fn healthz(State(deps): State<Arc<CallDeps>>) -> impl IntoResponse {
+pub(super) async fn healthz(State(deps): State<Arc<App>>) -> impl IntoResponse {
     Json(json!({
         "status": "ok",
         "active_calls": deps.metrics.active_calls.load(Ordering::Relaxed),
@@ -19,7 +19,7 @@ pub(super) async fn healthz(State(deps): State<Arc<CallDeps>>) -> impl IntoRespo
     }))
 }
 
-pub(super) async fn metrics(State(deps): State<Arc<CallDeps>>) -> impl IntoResponse {
+pub(super) async fn metrics(State(deps): State<Arc<App>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         deps.metrics.render(),

@@ -10,11 +10,12 @@ use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use tracing::{error, info, warn};
 
+use crate::app::App;
 use crate::call::driver::{CallDeps, run_call, unix_now};
 use crate::call::plan::{PlanError, Route, plan_call, route_call};
 use crate::campaign::verify_call_reference;
+use crate::connectors::twilio_rest::{Hangup, Instructions, TwilioRest, UpdateCall};
 use crate::store::{CallEventKind, CallStatus, MachineAction, Store, StoreError};
-use crate::twilio::rest::{Hangup, Instructions, TwilioRest, UpdateCall};
 use crate::twilio::signature;
 use crate::twilio::stream::MAX_FRAME_LEN;
 use crate::twilio::token::{self, StreamClaims};
@@ -35,11 +36,12 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// `POST /twilio/voice`: Twilio asks what to do with a call.
 pub(super) async fn voice_webhook(
-    State(deps): State<Arc<CallDeps>>,
+    State(app): State<Arc<App>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let deps = &app.call_deps();
     let path = uri.path_and_query().map_or("/twilio/voice", |p| p.as_str());
     let Ok(params) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
         deps.metrics.error("twilio_malformed_webhook");
@@ -285,11 +287,12 @@ fn form_param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str>
 /// `POST /twilio/status?ref=…`: call progress of an outbound call. Callbacks can arrive out of
 /// order; the store only ever moves a call forward and never out of a final status.
 pub(super) async fn status_callback(
-    State(deps): State<Arc<CallDeps>>,
+    State(app): State<Arc<App>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let deps = &app.call_deps();
     let path = uri
         .path_and_query()
         .map_or("/twilio/status", |p| p.as_str());
@@ -368,11 +371,12 @@ fn twilio_call_status(raw: &str) -> Option<CallStatus> {
 /// `POST /twilio/amd?ref=…`: the asynchronous answering machine detection result. A machine gets
 /// the call's configured treatment: hang up, or the voicemail message once the greeting ended.
 pub(super) async fn amd_callback(
-    State(deps): State<Arc<CallDeps>>,
+    State(app): State<Arc<App>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let deps = &app.call_deps();
     let path = uri.path_and_query().map_or("/twilio/amd", |p| p.as_str());
     let params = match signed_params(&deps, path, &headers, &body) {
         Ok(params) => params,
@@ -415,6 +419,7 @@ pub(super) async fn amd_callback(
         None => "human",
         Some((outcome, update)) => {
             let rest = match TwilioRest::from_env(
+                &deps.policy,
                 &deps.config.twilio_account_sid,
                 deps.config.twilio_auth_token.expose_secret(),
             ) {
@@ -465,11 +470,12 @@ fn technical_difficulties(deps: &CallDeps, call_sid: &str, error: &PlanError) ->
 
 /// `GET /twilio/media`: the media stream WebSocket.
 pub(super) async fn media_socket(
-    State(deps): State<Arc<CallDeps>>,
+    State(app): State<Arc<App>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let deps = &app.call_deps();
     let path = uri.path_and_query().map_or("/twilio/media", |p| p.as_str());
     // Twilio signs the wss:// URL exactly as written in the TwiML, with no parameters.
     let url = format!("{}{}", deps.config.public_ws_url, path);
@@ -494,7 +500,7 @@ pub(super) async fn media_socket(
             path,
         );
     }
-    let deps = CallDeps::clone(&deps);
+    let deps = deps.clone();
     upgrade
         // Oversized frames are refused by the frame parser (counted, call goes on); the socket
         // limit only stops a peer from making us buffer without bound.

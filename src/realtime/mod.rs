@@ -13,6 +13,10 @@ pub mod xai;
 
 use serde_json::Value;
 
+/// Name of the built-in tool that ends the call: part of the vocabulary shared by the session
+/// (which carries it out) and the tool registry (which declares it).
+pub const END_CALL_TOOL: &str = "end_call";
+
 /// Audio encodings a provider may be asked for. Twilio speaks μ-law 8 kHz, so `Pcmu` is passthrough.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AudioFormat {

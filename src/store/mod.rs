@@ -46,13 +46,14 @@ pub use campaigns::{
 };
 pub use crm_meetings::CrmMeetingLink;
 pub use error::StoreError;
+pub use model::MachineAction;
 pub use model::{
     Agent, AgentProvision, AgentSpec, ApiKey, ApiKeyCredential, Call, CallDirection, CallEnd,
     CallEvent, CallEventKind, CallStatus, ConnectorConfig, ConnectorSpec, E164, LedgerClaim,
     LedgerEntry, LedgerStatus, NewCall, NewLedgerEntry, NewSealedSecret, NewTenant, PhoneNumber,
     ResealedSecret, SealedSecret, SecretInfo, Tenant, TenantId, Voicemail,
 };
-pub use outbound::{DoNotCallEntry, MachineAction, OutboundCall, is_final, status_rank};
+pub use outbound::{DoNotCallEntry, OutboundCall, is_final, status_rank};
 pub use outbox::{
     NewOutboxMessage, OutboxMessage, OutboxStatus, WebhookSettings, WebhookSettingsSpec,
     enqueue_outbox,

@@ -8,7 +8,6 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::StoreError;
-use super::outbound::MachineAction;
 
 /// A tenant's id: a short slug chosen by the operator (`acme`, `dental-west`), used in URLs and in
 /// the Twilio stream's custom parameters. Lowercase ASCII letters, digits, `-` and `_`, starting
@@ -681,6 +680,32 @@ pub(crate) fn validate_connector(spec: &ConnectorSpec) -> Result<(), StoreError>
 
 pub(crate) fn validate_secret_name(name: &str) -> Result<(), StoreError> {
     validate_slug("secret name", name, 128)
+}
+
+/// What to do when answering machine detection reports a machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MachineAction {
+    /// End the call without a message.
+    Hangup,
+    /// Leave the agent's voicemail message after the beep.
+    Message,
+}
+
+impl MachineAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hangup => "hangup",
+            Self::Message => "message",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "hangup" => Some(Self::Hangup),
+            "message" => Some(Self::Message),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,38 +9,12 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use super::model::validate_text;
+use super::model::{MachineAction, validate_text};
 use super::sql::{call_from_row, now_ms};
 use super::{Call, CallStatus, E164, SqlStore, StoreError, StoreResult, TenantId};
 
 const CALL_COLUMNS: &str = "id, tenant_id, agent_id, direction, from_number, to_number, \
      twilio_call_sid, started_at, ended_at, status, end_reason, recording_path";
-
-/// What to do when answering machine detection reports a machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MachineAction {
-    /// End the call without a message.
-    Hangup,
-    /// Leave the agent's voicemail message after the beep.
-    Message,
-}
-
-impl MachineAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hangup => "hangup",
-            Self::Message => "message",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "hangup" => Some(Self::Hangup),
-            "message" => Some(Self::Message),
-            _ => None,
-        }
-    }
-}
 
 /// The outbound details of a call record.
 #[derive(Clone, Debug, PartialEq, Eq)]

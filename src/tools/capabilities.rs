@@ -25,8 +25,8 @@ use tokio::time::Instant;
 
 use super::ledger::{SharedLedger, ToolInvocation, ToolOutcome, args_hash, run_once};
 use super::meeting_links::{MeetingLink, MeetingLinkError, SharedMeetingLinks};
-use super::policy::RequestContext;
 use super::{Tool, ToolContext, ToolError, ToolFuture};
+use crate::connectors::http::RequestContext;
 use crate::connectors::{
     Attendee, Booking, BookingStatus, Calendar, CallNote, Commerce, ConnectorError, Contact,
     ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange, OrderStatus, Product, Slot,

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::policy::{HttpPolicy, RequestContext};
 use super::resolver::build_connector;
+use crate::connectors::http::{HttpPolicy, RequestContext};
 use crate::store::{Store, StoreError, TenantId};
 use crate::tenant::vault::Vault;
 

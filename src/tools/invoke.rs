@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use super::capabilities::CAPABILITY_TOOLS;
 use super::ledger::SharedLedger;
-use super::policy::HttpPolicy;
 use super::resolver::{ResolveError, Resolved, registry_for_agent};
 use super::{ToolContext, builtin};
+use crate::connectors::http::HttpPolicy;
 use crate::store::{SqlStore, TenantId};
 use crate::tenant::vault::{Keyring, Vault};
 

@@ -11,8 +11,6 @@ pub mod doctor;
 pub mod invoke;
 pub mod ledger;
 pub mod meeting_links;
-pub mod policy;
-pub mod redact;
 pub mod resolver;
 pub mod store_ledger;
 
@@ -26,7 +24,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{Value, json};
 
-use crate::call::session::END_CALL_TOOL;
+use crate::realtime::END_CALL_TOOL;
 use crate::realtime::ToolDeclaration;
 
 /// Largest tool output handed to the model, in bytes of JSON.

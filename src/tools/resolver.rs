@@ -44,18 +44,18 @@ use super::capabilities::{
 };
 use super::ledger::SharedLedger;
 use super::meeting_links::SharedMeetingLinks;
-use super::policy::{HttpPolicy, RequestContext};
 use super::{ToolRegistry, builtin_in_zone};
-use crate::call::session::END_CALL_TOOL;
 use crate::connectors::calcom::{self, Calcom, CalcomConfig};
 use crate::connectors::calendly::{self, Calendly, CalendlyConfig};
 use crate::connectors::google_calendar::{self, GoogleCalendar, GoogleCalendarConfig};
+use crate::connectors::http::{HttpPolicy, RequestContext};
 use crate::connectors::hubspot::{self, Hubspot, HubspotConfig};
 use crate::connectors::oauth::{
     GOOGLE_TOKEN_URL, OAuthCredentials, OAuthTokenSource, ServiceAccountKey,
 };
 use crate::connectors::shopify::{self, Shopify, ShopifyConfig};
 use crate::connectors::{Calendar, Commerce, ConnectorError, Crm, parse_base_url};
+use crate::realtime::END_CALL_TOOL;
 use crate::store::{ConnectorConfig, Store, StoreError, TenantId};
 use crate::tenant::vault::{Vault, VaultError};
 

@@ -19,6 +19,19 @@ use callbridge::metrics::Metrics;
 pub const AUTH_TOKEN: &str = "0123456789abcdef0123456789abcdef";
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 
+/// The egress allow-list the in-process bridge and the test clients use: loopback only, because
+/// every mock listens on 127.0.0.1 (the product's default is strict; this is the explicit setting).
+pub const LOOPBACK_EGRESS: &str = "127.0.0.0/8,::1/128,localhost";
+
+/// The outbound HTTP policy with loopback allowed, for clients that talk to a 127.0.0.1 mock.
+pub fn loopback_policy() -> callbridge::connectors::http::HttpPolicy {
+    callbridge::connectors::http::HttpPolicy::new(callbridge::connectors::http::PolicyConfig {
+        egress: callbridge::egress::EgressPolicy::allow_loopback(),
+        ..Default::default()
+    })
+    .expect("the HTTP client builds")
+}
+
 /// The real bridge, serving on 127.0.0.1 in this process.
 pub struct TestBridge {
     pub addr: SocketAddr,
@@ -51,6 +64,9 @@ impl TestBridge {
             openai_api_key: Some("sk-test-key".into()),
             openai_realtime_url: Some(realtime_url.into()),
             database_url: Some("sqlite::memory:".into()),
+            // Vendor and Twilio mocks listen on 127.0.0.1; a test that checks the guard itself
+            // sets this back to `None` (strict).
+            egress_allow: Some(LOOPBACK_EGRESS.into()),
             ..ServeArgs::default()
         };
         tweak(&mut args);

@@ -29,7 +29,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::call::driver::CallDeps;
+use crate::app::App;
 
 use self::error::ApiError;
 use crate::admin::AdminService;
@@ -58,7 +58,7 @@ impl ApiState {
     }
 
     /// From the server's shared state (its store, prompts, admin key and vault keyring).
-    pub fn from_deps(deps: &CallDeps) -> Self {
+    pub fn from_app(deps: &App) -> Self {
         let keyring = match &deps.keyring {
             Some(keyring) => Ok(keyring.clone()),
             None => Err(crate::tenant::vault::VaultError::MissingMasterKey),
@@ -68,7 +68,7 @@ impl ApiState {
             deps.config.admin_key.clone(),
         );
         state.tools = Some(deps.tool_runtime());
-        match crate::campaign::Dialer::from_config(&deps.config) {
+        match deps.dialer() {
             Ok(dialer) => state.service = state.service.with_dialer(dialer),
             Err(e) => tracing::warn!(error = %e, "outbound calls disabled"),
         }
@@ -168,8 +168,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The API router for the server, to nest under `/api/v1`.
-pub fn router<S: Clone + Send + Sync + 'static>(deps: &CallDeps) -> Router<S> {
-    router_with(ApiState::from_deps(deps))
+pub fn router<S: Clone + Send + Sync + 'static>(deps: &App) -> Router<S> {
+    router_with(ApiState::from_app(deps))
 }
 
 /// The API router over an explicit state (tests, embedding).

@@ -17,9 +17,9 @@ use clap::Parser;
 
 use callbridge::campaign::window::CallingWindow;
 use callbridge::campaign::{CampaignRunner, Dialer, RunnerOptions, SystemClock};
+use callbridge::connectors::twilio_rest::TwilioRest;
 use callbridge::metrics::Metrics;
 use callbridge::store::{CampaignSpec, ContactState, E164, NewContact, SqlStore, StoreOptions};
-use callbridge::twilio::rest::TwilioRest;
 use callbridge_testkit::fake_twilio_rest::{FakeTwilioRest, calls_spec};
 use callbridge_testkit::{ACCOUNT_SID, AUTH_TOKEN, provision_dialling_tenant};
 use sqlx::{Connection, Executor};
@@ -120,7 +120,12 @@ async fn run(url: &str, contacts: usize, nodes: usize) -> anyhow::Result<Duratio
     let fake = FakeTwilioRest::start(&calls_spec()?, ACCOUNT_SID, AUTH_TOKEN).await?;
     let runners: Vec<CampaignRunner> = (0..nodes)
         .map(|i| {
-            let rest = TwilioRest::new(&fake.base_url, ACCOUNT_SID, AUTH_TOKEN)?;
+            let rest = TwilioRest::new(
+                &callbridge_testkit::loopback_policy(),
+                &fake.base_url,
+                ACCOUNT_SID,
+                AUTH_TOKEN,
+            )?;
             let dialer = Dialer::new(rest, "http://127.0.0.1:9", AUTH_TOKEN);
             Ok(CampaignRunner::new(
                 store.clone(),

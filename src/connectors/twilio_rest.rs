@@ -7,18 +7,30 @@
 //! (compliance, pacing, retries by outcome belong to [`crate::campaign`] and the API service) and
 //! never logs the auth token.
 //!
-//! Retries: `CreateCall` is never retried here, because it is not idempotent — a timeout after
-//! Twilio accepted the request would dial the person twice; callers reconcile with
-//! [`TwilioRest::list_calls`] and [`TwilioRest::fetch_call`] instead. `FetchCall`, `ListCall` and
-//! `UpdateCall` (which are idempotent) are
-//! retried a few times on 429/5xx/transport errors, honouring `Retry-After`. Plain reqwest with
-//! this small loop rather than [`crate::tools::policy`], whose circuit breaker and per-vendor
-//! budgets are tuned for mid-call tools.
+//! Sending goes through the one outbound policy ([`crate::connectors::http::HttpPolicy`]) with the
+//! Twilio profile ([`profile`]): the egress guard, bounded bodies, redacted logs, and retries on
+//! 429/5xx/transport errors honouring `Retry-After` — with the circuit breaker off (callers
+//! reconcile outcomes themselves) and a whole-request budget of [`REQUEST_DEADLINE`].
+//! `CreateCall` is never replayed, because it is not idempotent — a timeout after Twilio accepted
+//! the request would dial the person twice; callers reconcile with [`TwilioRest::list_calls`] and
+//! [`TwilioRest::fetch_call`] instead. `FetchCall`, `ListCall` and `UpdateCall` (a fixed call and
+//! a fixed target state) may be replayed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::http::{
+    AttemptOutcome, ConnectorProfile, HttpPolicy, PolicyError, PolicyOverrides, Replay,
+    RequestContext, RetryAction, RetryClassifier, default_classification,
+};
+
+/// The longest one Twilio request may take, retries included (the campaign runner sizes its
+/// claim lease from it).
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(15);
 
 /// The production API origin; `TWILIO_API_BASE` overrides it (tests point it at 127.0.0.1).
 pub const DEFAULT_API_BASE: &str = "https://api.twilio.com";
@@ -51,13 +63,19 @@ pub enum TwilioError {
     Decode(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// Nothing was sent: the client's own limits (requests in flight) said not now.
+    #[error("Twilio request not sent: {0}")]
+    NotSent(String),
+    /// The API base is not an allowed destination (see [`crate::egress`]); nothing was sent.
+    #[error("{0}")]
+    Egress(String),
 }
 
 impl TwilioError {
     /// Whether the same request may succeed later (rate limit, Twilio-side or network trouble).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::RateLimited { .. } | Self::Transport(_) => true,
+            Self::RateLimited { .. } | Self::Transport(_) | Self::NotSent(_) => true,
             Self::Api { status, .. } => *status >= 500,
             _ => false,
         }
@@ -296,27 +314,65 @@ pub fn map_error(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Twi
     }
 }
 
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    if let Ok(secs) = value.trim().parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+/// Twilio's retry rule for the policy: 408, 429 and 5xx (but 501) and transport failures are
+/// retried when the request may be replayed; every other answer goes back to the client, which
+/// maps Twilio's error body itself (the policy would keep only a redacted snippet of it).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TwilioClassifier;
+
+impl RetryClassifier for TwilioClassifier {
+    fn classify(&self, outcome: &AttemptOutcome<'_>) -> RetryAction {
+        match default_classification(outcome) {
+            RetryAction::DontRetry(_) => RetryAction::Successful,
+            other => other,
+        }
     }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    )
+}
+
+/// The policy profile of Twilio's REST API.
+pub fn profile() -> ConnectorProfile {
+    ConnectorProfile::new("twilio")
+        .with_classifier(Arc::new(TwilioClassifier))
+        .with_overrides(PolicyOverrides {
+            max_attempts: Some(3),
+            attempt_timeout: Some(Duration::from_secs(10)),
+            // Callers reconcile lost answers; failing fast would only hide Twilio's own answer.
+            breaker: false,
+            // The campaign runner dials many contacts at once.
+            max_concurrency: Some(64),
+        })
+}
+
+/// Maps a failure of the policy to a [`TwilioError`].
+fn from_policy(error: PolicyError) -> TwilioError {
+    match error {
+        PolicyError::Status {
+            code,
+            body_snippet,
+            retry_after,
+            ..
+        } => map_error(code, retry_after, body_snippet.as_bytes()),
+        PolicyError::Timeout { .. } | PolicyError::Transport { .. } => {
+            TwilioError::Transport(error.to_string())
+        }
+        PolicyError::CircuitOpen { .. } | PolicyError::Overloaded { .. } => {
+            TwilioError::NotSent(error.to_string())
+        }
+        PolicyError::Egress { source, .. } => TwilioError::Egress(source.to_string()),
+        PolicyError::Decode(detail) => TwilioError::Decode(detail),
+        PolicyError::BodyTooLarge { .. } => TwilioError::Decode(error.to_string()),
+        other => TwilioError::InvalidRequest(other.to_string()),
+    }
 }
 
 /// The client. Cheap to clone.
 #[derive(Clone)]
 pub struct TwilioRest {
-    http: reqwest::Client,
+    policy: HttpPolicy,
+    profile: ConnectorProfile,
     base: String,
     account_sid: String,
-    auth_token: std::sync::Arc<SecretString>,
-    /// Attempts for idempotent requests (fetch, update).
-    attempts: u32,
+    auth_token: Arc<SecretString>,
 }
 
 impl std::fmt::Debug for TwilioRest {
@@ -329,12 +385,14 @@ impl std::fmt::Debug for TwilioRest {
 }
 
 impl TwilioRest {
-    /// A client for `base` (an origin such as `https://api.twilio.com`, no path).
-    pub fn new(base: &str, account_sid: &str, auth_token: &str) -> Result<Self, TwilioError> {
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            // Losing this race to another thread installing a provider is fine.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
+    /// A client for `base` (an origin such as `https://api.twilio.com`, no path), sending through
+    /// `policy` (whose egress guard must allow `base`).
+    pub fn new(
+        policy: &HttpPolicy,
+        base: &str,
+        account_sid: &str,
+        auth_token: &str,
+    ) -> Result<Self, TwilioError> {
         let base = base.trim_end_matches('/').to_owned();
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(TwilioError::InvalidRequest(format!(
@@ -346,26 +404,23 @@ impl TwilioRest {
                 "account SID must be letters and digits".into(),
             ));
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("callbridge/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| TwilioError::Transport(e.without_url().to_string()))?;
         Ok(Self {
-            http,
+            policy: policy.clone(),
+            profile: profile(),
             base,
             account_sid: account_sid.to_owned(),
-            auth_token: std::sync::Arc::new(SecretString::from(auth_token.to_owned())),
-            attempts: 3,
+            auth_token: Arc::new(SecretString::from(auth_token.to_owned())),
         })
     }
 
     /// A client on `TWILIO_API_BASE` (default [`DEFAULT_API_BASE`]).
-    pub fn from_env(account_sid: &str, auth_token: &str) -> Result<Self, TwilioError> {
+    pub fn from_env(
+        policy: &HttpPolicy,
+        account_sid: &str,
+        auth_token: &str,
+    ) -> Result<Self, TwilioError> {
         let base = std::env::var("TWILIO_API_BASE").unwrap_or_else(|_| DEFAULT_API_BASE.into());
-        Self::new(&base, account_sid, auth_token)
+        Self::new(policy, &base, account_sid, auth_token)
     }
 
     pub fn account_sid(&self) -> &str {
@@ -391,11 +446,11 @@ impl TwilioRest {
         ))
     }
 
-    /// Places a call (`CreateCall`, 201). Not retried: see the module docs.
+    /// Places a call (`CreateCall`, 201). Never replayed: see the module docs.
     pub async fn create_call(&self, request: &CreateCall) -> Result<CallResource, TwilioError> {
         let form = request.form()?;
-        let builder = self.http.post(self.calls_url()).form(&form);
-        self.send(builder).await
+        let builder = self.policy.client().post(self.calls_url()).form(&form);
+        self.send(builder, Replay::Never).await
     }
 
     /// Redirects or hangs up a live call (`UpdateCall`).
@@ -406,13 +461,15 @@ impl TwilioRest {
     ) -> Result<CallResource, TwilioError> {
         let url = self.call_url(call_sid)?;
         let form = update.form()?;
-        self.with_retries(|| self.http.post(&url).form(&form)).await
+        let builder = self.policy.client().post(&url).form(&form);
+        self.send(builder, Replay::Idempotent).await
     }
 
     /// Reads a call's current state (`FetchCall`).
     pub async fn fetch_call(&self, call_sid: &str) -> Result<CallResource, TwilioError> {
         let url = self.call_url(call_sid)?;
-        self.with_retries(|| self.http.get(&url)).await
+        self.send(self.policy.client().get(&url), Replay::ByMethod)
+            .await
     }
 
     /// The most recent calls (first page, newest first) from `from` to `to` (`ListCall`).
@@ -420,52 +477,41 @@ impl TwilioRest {
         let url = self.calls_url();
         let query = [("To", to), ("From", from), ("PageSize", "50")];
         let page: CallPage = self
-            .with_retries(|| self.http.get(&url).query(&query))
+            .send(
+                self.policy.client().get(&url).query(&query),
+                Replay::ByMethod,
+            )
             .await?;
         Ok(page.calls)
-    }
-
-    async fn with_retries<T: serde::de::DeserializeOwned>(
-        &self,
-        build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<T, TwilioError> {
-        let mut attempt = 1;
-        loop {
-            match self.send(build()).await {
-                Err(e) if e.is_transient() && attempt < self.attempts => {
-                    let wait = match &e {
-                        TwilioError::RateLimited {
-                            retry_after: Some(d),
-                        } => (*d).min(Duration::from_secs(10)),
-                        _ => Duration::from_millis(200 * u64::from(attempt)),
-                    };
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
     }
 
     async fn send<T: serde::de::DeserializeOwned>(
         &self,
         builder: reqwest::RequestBuilder,
+        replay: Replay,
     ) -> Result<T, TwilioError> {
-        let response = builder
+        let request = builder
             .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
-            .send()
+            .build()
+            .map_err(|e| TwilioError::InvalidRequest(e.without_url().to_string()))?;
+        let ctx = RequestContext::new(
+            self.account_sid.as_str(),
+            "twilio-rest",
+            Instant::now() + REQUEST_DEADLINE,
+        );
+        let response = self
+            .policy
+            .send(&ctx, &self.profile, request, replay)
             .await
-            .map_err(|e| TwilioError::Transport(e.without_url().to_string()))?;
-        let status = response.status().as_u16();
-        let wait = retry_after(response.headers());
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| TwilioError::Transport(e.without_url().to_string()))?;
-        if !(200..300).contains(&status) {
-            return Err(map_error(status, wait, &body));
+            .map_err(from_policy)?;
+        if !response.status.is_success() {
+            return Err(map_error(
+                response.status.as_u16(),
+                super::http::retry_after(&response.headers),
+                &response.body,
+            ));
         }
-        serde_json::from_slice(&body).map_err(|e| TwilioError::Decode(e.to_string()))
+        serde_json::from_slice(&response.body).map_err(|e| TwilioError::Decode(e.to_string()))
     }
 }
 
