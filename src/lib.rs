@@ -26,6 +26,10 @@
 //! Panic policy: nothing a peer sends (Twilio, the provider, a vendor) may panic; `expect` marks
 //! only internal invariants, with the reason.
 
+// Nothing a peer sends may panic the server: product code handles every error (unit tests may
+// unwrap, see clippy.toml; `expect` stays for internal invariants, with the reason).
+#![deny(clippy::unwrap_used)]
+
 pub mod admin;
 pub mod app;
 pub mod audio;

@@ -1,5 +1,8 @@
 //! The `callbridge` binary: command line, logging, and serving. `anyhow` lives only here.
 
+// Like the library: no unwrap in product code.
+#![deny(clippy::unwrap_used)]
+
 use std::process::ExitCode;
 
 use axum::serve::ListenerExt as _;
@@ -41,8 +44,14 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         Some(Command::Admin(command)) => return callbridge::cli::run(command),
-        Some(Command::Tools(args)) => return callbridge::cli::tools::run_tools(args),
-        Some(Command::Doctor(args)) => return callbridge::cli::tools::run_doctor(args),
+        Some(Command::Tools(args)) => {
+            init_cli_logging();
+            return callbridge::cli::tools::run_tools(args);
+        }
+        Some(Command::Doctor(args)) => {
+            init_cli_logging();
+            return callbridge::cli::tools::run_doctor(args);
+        }
         None => cli.serve,
     };
     let config = match Config::resolve(args) {
@@ -90,6 +99,18 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// Logging for commands that talk to vendors: the same filter as `serve` (`CALLBRIDGE_LOG`, default
+/// `warn` here so a successful run prints only its result), on stderr so stdout stays the
+/// command's output.
+fn init_cli_logging() {
+    let filter =
+        EnvFilter::try_from_env("CALLBRIDGE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn serve(deps: callbridge::App) -> anyhow::Result<()> {

@@ -30,6 +30,7 @@ struct Setup {
 /// that asks to book the same slot `repeats` times in one response.
 async fn setup(delay: Duration, repeats: usize) -> Setup {
     let calendar = MockServer::start().await;
+    callbridge_testkit::vendor_mocks::calcom_event_type(&calendar, 100, 30, &[]).await;
     Mock::given(method("POST"))
         .and(path("/v2/bookings"))
         .and(header("cal-api-version", "2024-08-13"))

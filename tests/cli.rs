@@ -84,3 +84,62 @@ fn a_store_that_cannot_be_opened_is_a_configuration_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("DATABASE_URL"), "{stderr}");
 }
+
+/// The registry is the one vendor list: `connector vendors` prints it, and the lists kept in prose
+/// (the `connector set` help, docs/connectors.md's credential table, docs/api.md) name exactly its
+/// vendors.
+#[test]
+fn vendor_lists_agree_with_the_registry() {
+    let out = Command::new(env!("CARGO_BIN_EXE_callbridge"))
+        .env_clear()
+        .args(["connector", "vendors"])
+        .output()
+        .expect("run callbridge");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let catalog: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON list");
+    let ids: Vec<&str> = callbridge::connectors::registry::ids().collect();
+    let printed: Vec<&str> = catalog.iter().filter_map(|v| v["id"].as_str()).collect();
+    assert_eq!(printed, ids);
+    assert!(
+        catalog
+            .iter()
+            .all(|v| v["capabilities"].as_array().is_some_and(|c| !c.is_empty()))
+    );
+
+    let help = Command::new(env!("CARGO_BIN_EXE_callbridge"))
+        .env_clear()
+        .args(["connector", "--help"])
+        .output()
+        .expect("run callbridge");
+    let help = String::from_utf8_lossy(&help.stdout);
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/connectors.md"))
+        .expect("docs/connectors.md");
+    let table: std::collections::BTreeSet<&str> = docs
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split('`').next())
+        .collect();
+    let api = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md"))
+        .expect("docs/api.md");
+    let api_line = api
+        .lines()
+        .find(|l| l.contains("/connectors/{vendor}"))
+        .expect("docs/api.md documents the connector route");
+    for id in &ids {
+        assert!(help.contains(id), "`connector --help` misses {id}");
+        assert!(table.contains(id), "docs/connectors.md's table misses {id}");
+        assert!(
+            api_line.contains(&format!("`{id}`")),
+            "docs/api.md misses {id}"
+        );
+    }
+    assert_eq!(
+        table.len(),
+        ids.len(),
+        "docs/connectors.md's table names a vendor the registry does not have: {table:?}"
+    );
+}

@@ -75,6 +75,8 @@ async fn bench() -> Bench {
         hubspot: MockServer::start().await,
         shopify: MockServer::start().await,
     };
+    // Several lengths: bookings name theirs (see `a_duplicated_booking_…`).
+    callbridge_testkit::vendor_mocks::calcom_event_type(&bench.calcom, 100, 30, &[30, 60]).await;
     let calcom_uri = bench.calcom.uri();
     let hubspot_uri = bench.hubspot.uri();
     let shopify_uri = bench.shopify.uri();

@@ -26,14 +26,11 @@ use crate::webhooks::{self, SigningSecret};
 
 use self::dto::*;
 
-/// Connector vendors a tenant may configure.
-pub const KNOWN_VENDORS: &[&str] = &[
-    "google_calendar",
-    "calcom",
-    "calendly",
-    "hubspot",
-    "shopify",
-];
+/// Connector vendors a tenant may configure: the registry's ids (the one vendor list).
+pub fn known_vendors() -> Vec<&'static str> {
+    crate::connectors::registry::ids().collect()
+}
+
 /// The secret vendor of webhook signing secrets.
 pub const WEBHOOK_VENDOR: &str = "webhook";
 /// Name under which a generated signing secret is stored when none is given.
@@ -164,6 +161,9 @@ pub struct AdminService {
     vault: Result<Vault<SqlStore>, String>,
     /// Places outbound calls; `None` when Twilio REST is not configured.
     dialer: Option<crate::campaign::Dialer>,
+    /// Where tenant-set URLs (connector base URLs) may point; checked when they are written (and
+    /// again by the outbound policy when a request is sent).
+    egress: crate::egress::EgressPolicy,
 }
 
 impl AdminService {
@@ -188,7 +188,14 @@ impl AdminService {
             prompts_dir,
             vault,
             dialer: None,
+            egress: crate::egress::EgressPolicy::strict(),
         }
+    }
+
+    /// Checks tenant-set URLs against `egress` (the default is strict: public `https` only).
+    pub fn with_egress(mut self, egress: crate::egress::EgressPolicy) -> Self {
+        self.egress = egress;
+        self
     }
 
     /// Enables outbound calls through `dialer`.
@@ -589,12 +596,12 @@ impl AdminService {
         req: ConnectorRequest,
     ) -> Result<ConnectorView, ServiceError> {
         let id = self.tenant_scope(who, tenant).await?;
-        if !KNOWN_VENDORS.contains(&vendor) {
+        if !crate::connectors::registry::is_known(vendor) {
             return Err(ServiceError::invalid(
                 "vendor",
                 format!(
                     "unknown vendor {vendor:?} (known: {})",
-                    KNOWN_VENDORS.join(", ")
+                    known_vendors().join(", ")
                 ),
             ));
         }
@@ -614,6 +621,13 @@ impl AdminService {
                     ));
                 }
             }
+        }
+        if let Some(url) = &req.base_url {
+            // The scheme and an IP-literal host are judged here; a name is resolved and judged
+            // again at connect time, so DNS cannot bypass the guard.
+            self.egress
+                .check_url_str(url)
+                .map_err(|e| ServiceError::invalid("base_url", e.to_string()))?;
         }
         let spec = ConnectorSpec {
             vendor: vendor.to_owned(),
@@ -668,12 +682,12 @@ impl AdminService {
         value: SecretString,
     ) -> Result<SecretView, ServiceError> {
         let id = self.tenant_scope(who, tenant).await?;
-        if !(KNOWN_VENDORS.contains(&vendor) || vendor == WEBHOOK_VENDOR) {
+        if !(crate::connectors::registry::is_known(vendor) || vendor == WEBHOOK_VENDOR) {
             return Err(ServiceError::invalid(
                 "vendor",
                 format!(
                     "unknown vendor {vendor:?} (known: {}, {WEBHOOK_VENDOR})",
-                    KNOWN_VENDORS.join(", ")
+                    known_vendors().join(", ")
                 ),
             ));
         }

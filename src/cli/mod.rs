@@ -296,7 +296,8 @@ pub struct ConnectorArgs {
 
 #[derive(Debug, Subcommand)]
 enum ConnectorCommand {
-    /// Configure a vendor connector (google_calendar, calcom, calendly, hubspot, shopify).
+    /// Configure a vendor connector (google_calendar, calcom, calendly, hubspot, shopify; see
+    /// `connector vendors`).
     Set {
         vendor: String,
         #[arg(long)]
@@ -318,6 +319,8 @@ enum ConnectorCommand {
         #[arg(long)]
         tenant: String,
     },
+    /// Every vendor this bridge has a connector for: capabilities and the secret it expects.
+    Vendors,
 }
 
 #[derive(Debug, Args)]
@@ -523,7 +526,36 @@ fn service(core: AppCore, db: &DbArgs) -> AdminService {
         .prompts_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("prompts"));
-    AdminService::from_env(core.store, prompts_dir)
+    let egress = core.egress().clone();
+    AdminService::from_env(core.store, prompts_dir).with_egress(egress)
+}
+
+/// `connector vendors`: the registry, as operators need it (no database involved).
+fn vendor_catalog() -> Vec<serde_json::Value> {
+    crate::connectors::registry::VENDORS
+        .iter()
+        .map(|v| {
+            let fields: Vec<_> = v
+                .secret
+                .fields
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "name": f.name, "aliases": f.aliases, "required": f.required, "doc": f.doc,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "id": v.id,
+                "name": v.name,
+                "capabilities": v.capabilities.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                "default_base_url": v.default_base_url,
+                "secret": {"bare_token": v.secret.bare_token, "fields": fields, "note": v.secret.note},
+                "oauth": v.oauth.is_some(),
+                "webhooks": v.webhooks.is_some(),
+            })
+        })
+        .collect()
 }
 
 fn print<T: Serialize>(value: &T) -> Result<(), CliError> {
@@ -622,6 +654,10 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
                 }
             }
         }
+        AdminCommand::Connector(ConnectorArgs {
+            command: ConnectorCommand::Vendors,
+            ..
+        }) => print(&vendor_catalog()),
         AdminCommand::Connector(args) => {
             let svc = open(&args.db).await?;
             match args.command {
@@ -645,6 +681,7 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
                 ConnectorCommand::List { tenant } => {
                     print(&svc.list_connectors(&admin, &tenant).await?)
                 }
+                ConnectorCommand::Vendors => print(&vendor_catalog()),
                 ConnectorCommand::Remove { vendor, tenant } => {
                     svc.delete_connector(&admin, &tenant, &vendor).await?;
                     eprintln!("connector {vendor} removed");

@@ -150,15 +150,19 @@ pub fn run_tools(args: ToolsArgs) -> ExitCode {
                 let tenant = tenant_id(&tenant)?;
                 let arguments: Value = serde_json::from_str(&args)
                     .map_err(|e| CliToolsError::Failed(format!("--args is not valid JSON: {e}")))?;
-                let (output, outcome) = runtime
+                let invoked = runtime
                     .invoke(&tenant, &tool, &arguments, &caller)
                     .await
                     .map_err(|e| CliToolsError::Failed(e.to_string()))?;
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&output).unwrap_or_default()
+                    serde_json::to_string_pretty(&invoked.output).unwrap_or_default()
                 );
-                Ok(if outcome == "ok" {
+                // What the model is told is deliberately vague; the operator gets the cause.
+                if let Some(detail) = &invoked.error_detail {
+                    eprintln!("callbridge: {tool} failed: {detail}");
+                }
+                Ok(if invoked.outcome == "ok" {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE

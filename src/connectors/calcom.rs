@@ -5,6 +5,9 @@
 //! as `Authorization: Bearer cal_…`. The spec documents no idempotency header, so creating or
 //! rescheduling a booking is never replayed by the policy; the ledger keeps the tool call from
 //! running twice, and the ledger's key is stored in the booking's `metadata` for audit.
+//! `lengthInMinutes` goes into a booking only when the event type offers several lengths
+//! (`lengthInMinutesOptions`, read once per connector with `GET /v2/event-types/{id}`): Cal.com
+//! answers 400 to it for an event type with a single length, the common case.
 //! This module must not cache bookings or slots.
 
 use chrono_tz::Tz;
@@ -14,6 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::kit::{BuildContext, BuildFailure, Built, Capability, SecretField, SecretShape, Vendor};
 use super::{
     Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow, endpoint,
     parse_time, rfc3339, vendor_error,
@@ -28,6 +32,7 @@ const API_VERSION_HEADER: HeaderName = HeaderName::from_static("cal-api-version"
 /// Versions named by the spec's `cal-api-version` header parameter per controller.
 const SLOTS_API_VERSION: &str = "2024-09-04";
 const BOOKINGS_API_VERSION: &str = "2024-08-13";
+const EVENT_TYPES_API_VERSION: &str = "2024-06-14";
 
 /// Per-tenant settings.
 pub struct CalcomConfig {
@@ -53,15 +58,51 @@ pub struct Calcom {
     policy: HttpPolicy,
     profile: ConnectorProfile,
     config: CalcomConfig,
+    /// The event type's selectable lengths (empty: a single length), once read.
+    lengths: tokio::sync::OnceCell<Vec<i64>>,
 }
 
 impl Calcom {
     pub fn new(policy: HttpPolicy, config: CalcomConfig) -> Self {
         Self {
             policy,
-            profile: ConnectorProfile::new(CONNECTOR),
+            profile: profile(),
             config,
+            lengths: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The event type's `lengthInMinutesOptions` (operationId
+    /// `EventTypesController_2024_06_14_getEventTypeById`); empty when it has one length.
+    async fn length_options(&self, ctx: &RequestContext) -> Result<&[i64], ConnectorError> {
+        let lengths = self
+            .lengths
+            .get_or_try_init(|| async {
+                let id = self.config.event_type_id.to_string();
+                let url = self.url(&["v2", "event-types", &id])?;
+                let response = self
+                    .send(
+                        ctx,
+                        Method::GET,
+                        url,
+                        Some(EVENT_TYPES_API_VERSION),
+                        None,
+                        Replay::ByMethod,
+                    )
+                    .await
+                    .map_err(|err| vendor_error(err, "event type"))?;
+                let event_type = response.json::<Envelope<EventTypeOutput>>()?.into_data()?;
+                Ok::<_, ConnectorError>(
+                    event_type
+                        .length_in_minutes_options
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|minutes| minutes.round() as i64)
+                        .collect(),
+                )
+            })
+            .await?;
+        Ok(lengths)
     }
 
     async fn send(
@@ -115,6 +156,13 @@ impl<T> Envelope<T> {
             )))
         }
     }
+}
+
+/// `EventTypeOutput_2024_06_14`, the field we use.
+#[derive(Deserialize)]
+struct EventTypeOutput {
+    #[serde(default, rename = "lengthInMinutesOptions")]
+    length_in_minutes_options: Option<Vec<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -240,13 +288,17 @@ impl Calendar for Calcom {
         if let Some(phone) = &attendee.phone {
             person["phoneNumber"] = json!(phone);
         }
-        let body = json!({
+        let length = minutes(slot.end - slot.start)?;
+        let mut body = json!({
             "start": rfc3339(&slot.start),
             "eventTypeId": self.config.event_type_id,
-            "lengthInMinutes": minutes(slot.end - slot.start)?,
             "attendee": person,
             "metadata": { "callbridgeKey": idempotency_key },
         });
+        // Only an event type with several lengths takes one (a single-length type answers 400).
+        if self.length_options(ctx).await?.len() > 1 {
+            body["lengthInMinutes"] = json!(length);
+        }
         let response = self
             .send(
                 ctx,
@@ -335,6 +387,68 @@ impl Calendar for Calcom {
             .map_err(|err| vendor_error(err, "account"))?;
         response.json::<Envelope<Value>>()?.into_data().map(|_| ())
     }
+}
+
+/// The vendor descriptor, registered in [`super::registry`].
+pub static VENDOR: Vendor = Vendor {
+    id: CONNECTOR,
+    name: "Cal.com",
+    spec: "calcom/openapi.json",
+    default_base_url: Some(DEFAULT_BASE_URL),
+    capabilities: &[Capability::Calendar],
+    secret: SecretShape {
+        bare_token: false,
+        fields: &[
+            SecretField {
+                name: "api_key",
+                aliases: &["token"],
+                required: true,
+                doc: "API key (`cal_…`)",
+            },
+            SecretField {
+                name: "event_type_id",
+                aliases: &[],
+                required: true,
+                doc: "the event type the agent books",
+            },
+            SecretField {
+                name: "max_slots",
+                aliases: &[],
+                required: false,
+                doc: "most slots offered at once (default 8)",
+            },
+        ],
+        note: "",
+    },
+    oauth: None,
+    webhooks: None,
+    profile,
+    build,
+};
+
+/// The policy profile (no vendor-specific rules).
+pub fn profile() -> ConnectorProfile {
+    ConnectorProfile::new(CONNECTOR)
+}
+
+fn build(ctx: BuildContext<'_>) -> Result<Built, BuildFailure> {
+    let credentials = &ctx.credentials;
+    let event_type_id = credentials
+        .unsigned("event_type_id")
+        .ok_or_else(|| BuildFailure::Missing("event_type_id".into()))?;
+    let config = CalcomConfig {
+        base_url: ctx.base_url()?,
+        api_key: credentials.secret(&["api_key", "token"])?,
+        event_type_id,
+        max_slots: credentials
+            .unsigned("max_slots")
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(8),
+    };
+    Ok(Built {
+        calendar: Some(std::sync::Arc::new(Calcom::new(ctx.policy, config))),
+        ..Built::default()
+    })
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::kit::{BuildContext, BuildFailure, Built, Capability, SecretField, SecretShape, Vendor};
 use super::{
     Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow, endpoint,
     parse_time, rfc3339,
@@ -137,7 +138,7 @@ impl Calendly {
     pub fn new(policy: HttpPolicy, config: CalendlyConfig) -> Self {
         Self {
             policy,
-            profile: ConnectorProfile::new(CONNECTOR),
+            profile: profile(),
             config,
         }
     }
@@ -385,6 +386,64 @@ impl Calendar for Calendly {
         response.json::<Resource<Value>>().map(|_| ())?;
         Ok(())
     }
+}
+
+/// The vendor descriptor, registered in [`super::registry`].
+pub static VENDOR: Vendor = Vendor {
+    id: CONNECTOR,
+    name: "Calendly",
+    spec: "calendly/openapi.yaml",
+    default_base_url: Some(DEFAULT_BASE_URL),
+    capabilities: &[Capability::Calendar],
+    secret: SecretShape {
+        bare_token: false,
+        fields: &[
+            SecretField {
+                name: "token",
+                aliases: &["access_token"],
+                required: true,
+                doc: "personal access token or OAuth access token",
+            },
+            SecretField {
+                name: "event_type",
+                aliases: &[],
+                required: true,
+                doc: "the event type's URI (`https://api.calendly.com/event_types/…`)",
+            },
+            SecretField {
+                name: "direct_booking",
+                aliases: &[],
+                required: false,
+                doc: "book with `POST /invitees` (paid plans; default true) or send a scheduling link",
+            },
+        ],
+        note: "",
+    },
+    oauth: None,
+    webhooks: None,
+    profile,
+    build,
+};
+
+/// The policy profile (no vendor-specific rules).
+pub fn profile() -> ConnectorProfile {
+    ConnectorProfile::new(CONNECTOR)
+}
+
+fn build(ctx: BuildContext<'_>) -> Result<Built, BuildFailure> {
+    let credentials = &ctx.credentials;
+    let mut config = CalendlyConfig::new(
+        ctx.base_url()?,
+        credentials.secret(&["token", "access_token"])?,
+        credentials.required_text("event_type")?,
+    );
+    if let Some(direct) = credentials.flag("direct_booking") {
+        config.direct_booking = direct;
+    }
+    Ok(Built {
+        calendar: Some(std::sync::Arc::new(Calendly::new(ctx.policy, config))),
+        ..Built::default()
+    })
 }
 
 #[cfg(test)]

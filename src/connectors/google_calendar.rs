@@ -13,12 +13,16 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use reqwest::{Method, Url};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::oauth::OAuthTokenSource;
+use super::kit::{
+    BuildContext, BuildFailure, Built, Capability, Credentials, SecretField, SecretShape, Vendor,
+};
+use super::oauth::{GOOGLE_TOKEN_URL, OAuthCredentials, OAuthTokenSource, ServiceAccountKey};
+use super::parse_base_url;
 use super::slots::{BusinessHours, free_slots};
 use super::{
     Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow, endpoint,
@@ -75,7 +79,7 @@ impl GoogleCalendar {
     ) -> Self {
         Self {
             policy,
-            profile: ConnectorProfile::new(CONNECTOR),
+            profile: profile(),
             config,
             tokens,
         }
@@ -382,6 +386,119 @@ impl Calendar for GoogleCalendar {
             .map(|_| ())
             .map_err(|err| vendor_error(err, "calendar"))
     }
+}
+
+/// The vendor descriptor, registered in [`super::registry`].
+pub static VENDOR: Vendor = Vendor {
+    id: CONNECTOR,
+    name: "Google Calendar",
+    spec: "google-calendar/",
+    default_base_url: Some(DEFAULT_BASE_URL),
+    capabilities: &[Capability::Calendar],
+    secret: SecretShape {
+        bare_token: false,
+        fields: &[
+            SecretField {
+                name: "client_id",
+                aliases: &[],
+                required: false,
+                doc: "OAuth client id (with `client_secret` and `refresh_token`)",
+            },
+            SecretField {
+                name: "client_secret",
+                aliases: &[],
+                required: false,
+                doc: "OAuth client secret",
+            },
+            SecretField {
+                name: "refresh_token",
+                aliases: &[],
+                required: false,
+                doc: "OAuth refresh token",
+            },
+            SecretField {
+                name: "calendar_id",
+                aliases: &[],
+                required: false,
+                doc: "calendar to use (default `primary`)",
+            },
+            SecretField {
+                name: "token_uri",
+                aliases: &["token_url"],
+                required: false,
+                doc: "token endpoint (default Google's; checked by the egress guard)",
+            },
+        ],
+        note: "or a service-account key file as downloaded (`\"type\": \"service_account\"`, `client_email`, `private_key`, `token_uri`), plus `calendar_id` and `subject` (user to impersonate)",
+    },
+    oauth: None,
+    webhooks: None,
+    profile,
+    build,
+};
+
+/// The policy profile (no vendor-specific rules).
+pub fn profile() -> ConnectorProfile {
+    ConnectorProfile::new(CONNECTOR)
+}
+
+fn build(ctx: BuildContext<'_>) -> Result<Built, BuildFailure> {
+    let tokens = token_source(&ctx.credentials, &ctx.policy.config().egress)?;
+    let calendar_id = ctx.credentials.text("calendar_id").unwrap_or("primary");
+    let config = GoogleCalendarConfig::new(ctx.base_url()?, calendar_id);
+    Ok(Built {
+        calendar: Some(Arc::new(GoogleCalendar::new(
+            ctx.policy,
+            config,
+            Arc::new(tokens),
+        ))),
+        ..Built::default()
+    })
+}
+
+/// The Google token source of a calendar secret: a service-account key file (`"type":
+/// "service_account"`, optional `subject`) or an OAuth client with a refresh token. The token
+/// endpoint comes from the tenant's own secret, so it passes the egress guard here (and again,
+/// like every request, when the token is fetched).
+fn token_source(
+    credentials: &Credentials,
+    egress: &crate::egress::EgressPolicy,
+) -> Result<OAuthTokenSource, BuildFailure> {
+    let invalid = |err: ConnectorError| {
+        BuildFailure::InvalidCredentials(match err {
+            ConnectorError::Config(reason) => reason,
+            other => other.to_string(),
+        })
+    };
+    let token_url = credentials
+        .text("token_uri")
+        .or_else(|| credentials.text("token_url"))
+        .unwrap_or(GOOGLE_TOKEN_URL);
+    let token_url = parse_base_url(token_url)
+        .map_err(|err| BuildFailure::InvalidCredentials(format!("token_uri: {err}")))?;
+    egress
+        .check_url(&token_url)
+        .map_err(|err| BuildFailure::InvalidCredentials(format!("token_uri: {err}")))?;
+    if credentials.text("type") == Some("service_account") {
+        let mut key = ServiceAccountKey::new(
+            credentials.required_text("client_email")?,
+            &credentials.secret(&["private_key"])?,
+            token_url,
+        )
+        .map_err(invalid)?
+        .with_subject(credentials.text("subject").map(str::to_owned));
+        key.key_id = credentials.text("private_key_id").map(str::to_owned);
+        return Ok(OAuthTokenSource::service_account(key, CONNECTOR));
+    }
+    Ok(OAuthTokenSource::new(
+        OAuthCredentials {
+            token_url,
+            client_id: credentials.required_text("client_id")?,
+            client_secret: credentials.secret(&["client_secret"])?,
+            refresh_token: SecretString::from(credentials.required_text("refresh_token")?),
+        },
+        CONNECTOR,
+    ))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::kit::{BuildContext, BuildFailure, Built, Capability, SecretField, SecretShape, Vendor};
 use super::{
     CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
     endpoint, vendor_error,
@@ -130,7 +131,7 @@ impl Hubspot {
     pub fn new(policy: HttpPolicy, config: HubspotConfig) -> Self {
         Self {
             policy,
-            profile: ConnectorProfile::new(CONNECTOR),
+            profile: profile(),
             config,
         }
     }
@@ -399,4 +400,43 @@ impl Crm for Hubspot {
             .map(|_| ())
             .map_err(|err| vendor_error(err, "account"))
     }
+}
+
+/// The vendor descriptor, registered in [`super::registry`].
+pub static VENDOR: Vendor = Vendor {
+    id: CONNECTOR,
+    name: "HubSpot",
+    spec: "hubspot/",
+    default_base_url: Some(DEFAULT_BASE_URL),
+    capabilities: &[Capability::Crm],
+    secret: SecretShape {
+        bare_token: true,
+        fields: &[SecretField {
+            name: "access_token",
+            aliases: &["token"],
+            required: true,
+            doc: "private app access token (or the bare token as the secret)",
+        }],
+        note: "",
+    },
+    oauth: None,
+    webhooks: None,
+    profile,
+    build,
+};
+
+/// The policy profile (no vendor-specific rules).
+pub fn profile() -> ConnectorProfile {
+    ConnectorProfile::new(CONNECTOR)
+}
+
+fn build(ctx: BuildContext<'_>) -> Result<Built, BuildFailure> {
+    let config = HubspotConfig::new(
+        ctx.base_url()?,
+        ctx.credentials.secret(&["access_token", "token"])?,
+    );
+    Ok(Built {
+        crm: Some(std::sync::Arc::new(Hubspot::new(ctx.policy, config))),
+        ..Built::default()
+    })
 }

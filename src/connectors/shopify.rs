@@ -16,9 +16,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::kit::{BuildContext, BuildFailure, Built, Capability, SecretField, SecretShape, Vendor};
 use super::{
     Commerce, ConnectorError, ContactLookup, Money, OrderStatus, Product, ProductVariant, Shipment,
-    parse_time,
+    parse_base_url, parse_time,
 };
 use crate::connectors::http::{
     AttemptOutcome, ConnectorProfile, HttpPolicy, Replay, RequestContext, RetryAction,
@@ -157,7 +158,7 @@ impl Shopify {
         )?;
         Ok(Self {
             policy,
-            profile: ConnectorProfile::new(CONNECTOR).with_classifier(Arc::new(ShopifyClassifier)),
+            profile: profile(),
             endpoint,
             access_token: config.access_token,
         })
@@ -466,6 +467,55 @@ impl Commerce for Shopify {
             Err(ConnectorError::UnexpectedResponse("shop missing".into()))
         }
     }
+}
+
+/// The vendor descriptor, registered in [`super::registry`].
+pub static VENDOR: Vendor = Vendor {
+    id: CONNECTOR,
+    name: "Shopify",
+    spec: "shopify/",
+    default_base_url: None,
+    capabilities: &[Capability::Commerce],
+    secret: SecretShape {
+        bare_token: true,
+        fields: &[SecretField {
+            name: "access_token",
+            aliases: &["token"],
+            required: true,
+            doc: "Admin API access token (or the bare token as the secret); `base_url` = the shop's URL",
+        }],
+        note: "",
+    },
+    oauth: None,
+    webhooks: None,
+    profile,
+    build,
+};
+
+/// The policy profile: Shopify's throttling answers are classified by [`ShopifyClassifier`].
+pub fn profile() -> ConnectorProfile {
+    ConnectorProfile::new(CONNECTOR).with_classifier(Arc::new(ShopifyClassifier))
+}
+
+fn build(ctx: BuildContext<'_>) -> Result<Built, BuildFailure> {
+    let Some(shop) = ctx.base_url else {
+        return Err(BuildFailure::Config(
+            "set base_url to the shop's URL (https://{shop}.myshopify.com/)".into(),
+        ));
+    };
+    let shop_url = parse_base_url(shop).map_err(|e| BuildFailure::Config(e.to_string()))?;
+    let connector = Shopify::new(
+        ctx.policy,
+        ShopifyConfig {
+            shop_url,
+            access_token: ctx.credentials.secret(&["access_token", "token"])?,
+        },
+    )
+    .map_err(|e| BuildFailure::Config(e.to_string()))?;
+    Ok(Built {
+        commerce: Some(std::sync::Arc::new(connector)),
+        ..Built::default()
+    })
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub(super) async fn voice_webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let deps = &app.call_deps();
+    let deps = app.call_deps();
     let path = uri.path_and_query().map_or("/twilio/voice", |p| p.as_str());
     let Ok(params) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
         deps.metrics.error("twilio_malformed_webhook");
@@ -292,7 +292,7 @@ pub(super) async fn status_callback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let deps = &app.call_deps();
+    let deps = app.call_deps();
     let path = uri
         .path_and_query()
         .map_or("/twilio/status", |p| p.as_str());
@@ -376,7 +376,7 @@ pub(super) async fn amd_callback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let deps = &app.call_deps();
+    let deps = app.call_deps();
     let path = uri.path_and_query().map_or("/twilio/amd", |p| p.as_str());
     let params = match signed_params(&deps, path, &headers, &body) {
         Ok(params) => params,
@@ -475,7 +475,7 @@ pub(super) async fn media_socket(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let deps = &app.call_deps();
+    let deps = app.call_deps();
     let path = uri.path_and_query().map_or("/twilio/media", |p| p.as_str());
     // Twilio signs the wss:// URL exactly as written in the TwiML, with no parameters.
     let url = format!("{}{}", deps.config.public_ws_url, path);
@@ -500,7 +500,7 @@ pub(super) async fn media_socket(
             path,
         );
     }
-    let deps = deps.clone();
+
     upgrade
         // Oversized frames are refused by the frame parser (counted, call goes on); the socket
         // limit only stops a peer from making us buffer without bound.

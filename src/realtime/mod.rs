@@ -203,9 +203,7 @@ pub trait Dialect: Send + Sync + 'static {
     /// Short name for logs and metrics.
     fn name(&self) -> &'static str;
     /// The WebSocket request (URL and headers) that opens a session.
-    fn connect_request(
-        &self,
-    ) -> Result<tokio_tungstenite::tungstenite::http::Request<()>, ConnectError>;
+    fn connect_request(&self) -> Result<tungstenite::http::Request<()>, ConnectError>;
     /// The wire text for a command; an empty string when the command has no wire form in this
     /// dialect (the driver then sends nothing), e.g. a cancel on a provider that cancels itself.
     fn encode(&self, command: &LlmCommand) -> String;

@@ -10,8 +10,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderValue, Request};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::http::{HeaderValue, Request};
 
 use super::{
     AudioFormat, ConnectError, DecodeError, Dialect, LlmCommand, LlmEvent, ResponseStatus,

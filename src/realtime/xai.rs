@@ -9,7 +9,7 @@
 //! must not hold call state or touch sockets.
 
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::http::Request;
+use tungstenite::http::Request;
 
 use super::openai::{
     KeyHeader, decode_ga, encode_ga_command, format_json, function_tools, keyed_request,

@@ -44,23 +44,8 @@ pub const LOG_CALL_NOTE: &str = "log_call_note";
 pub const ORDER_STATUS: &str = "order_status";
 pub const SEARCH_PRODUCTS: &str = "search_products";
 
-/// Which connector trait serves a capability tool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Capability {
-    Calendar,
-    Crm,
-    Commerce,
-}
-
-impl Capability {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Calendar => "calendar",
-            Self::Crm => "crm",
-            Self::Commerce => "commerce",
-        }
-    }
-}
+/// Which connector trait serves a capability tool (defined with the vendor recipe).
+pub use crate::connectors::kit::Capability;
 
 /// Every capability tool and the trait it needs, in declaration order.
 pub const CAPABILITY_TOOLS: [(&str, Capability); 9] = [
@@ -171,6 +156,7 @@ impl CapabilityEnv {
 /// vendor detail goes to the log, never to the model.
 fn speak_failure(tenant: &str, tool: &str, err: &ConnectorError) -> String {
     tracing::warn!(tenant, tool, error = %err, "capability tool failed");
+    super::record_diagnostic(&err.to_string());
     let hint = match err {
         ConnectorError::Conflict(_) => " Offer to check other times.",
         ConnectorError::NotFound(_) => " Ask the caller to check the details.",

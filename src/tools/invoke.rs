@@ -35,6 +35,17 @@ impl std::fmt::Debug for ToolRuntime {
     }
 }
 
+/// What running a tool by hand produced.
+#[derive(Debug, Clone)]
+pub struct Invoked {
+    /// The JSON the model would get.
+    pub output: Value,
+    /// `ok`, `failed`, `timeout`, …
+    pub outcome: &'static str,
+    /// The connector's real error when the tool failed (redacted; never shown to the model).
+    pub error_detail: Option<String>,
+}
+
 /// Why a tool could not be run.
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
@@ -81,14 +92,15 @@ impl ToolRuntime {
     }
 
     /// Runs `tool` for `tenant` with `arguments`, as a call would; returns the JSON output the model
-    /// would get and its outcome label.
+    /// would get, its outcome label and, when it failed, the connector's real error (status and
+    /// vendor code, redacted) for the operator.
     pub async fn invoke(
         &self,
         tenant: &TenantId,
         tool: &str,
         arguments: &Value,
         caller: &str,
-    ) -> Result<(Value, &'static str), InvokeError> {
+    ) -> Result<Invoked, InvokeError> {
         if !known_tools().contains(&tool) && builtin(tool).is_none() {
             return Err(InvokeError::UnknownTool(tool.to_owned()));
         }
@@ -107,8 +119,13 @@ impl ToolRuntime {
             tool_call_id: format!("call_{id}"),
         };
         let registry = Arc::new(resolved.registry);
-        let (output, outcome) = registry.run(context, tool, &arguments.to_string()).await;
+        let ((output, outcome), details) =
+            super::with_diagnostics(registry.run(context, tool, &arguments.to_string())).await;
         let output = serde_json::from_str(&output).unwrap_or(Value::String(output));
-        Ok((output, outcome))
+        Ok(Invoked {
+            output,
+            outcome,
+            error_detail: (!details.is_empty()).then(|| details.join("; ")),
+        })
     }
 }

@@ -149,6 +149,31 @@ impl ToolRegistry {
     }
 }
 
+tokio::task_local! {
+    /// The failure details of the tool calls run inside [`with_diagnostics`].
+    static DIAGNOSTICS: std::cell::RefCell<Vec<String>>;
+}
+
+/// Notes the real cause of a tool failure (connector error with status and vendor code) for an
+/// operator running the tool by hand; a no-op during calls. The detail is redacted here, and never
+/// reaches the model.
+pub fn record_diagnostic(detail: &str) {
+    let detail = crate::connectors::http::redact::snippet(detail, 500);
+    let _ = DIAGNOSTICS.try_with(|d| d.borrow_mut().push(detail));
+}
+
+/// Runs `work` and returns, beside its output, the failure details recorded while it ran (see
+/// [`record_diagnostic`]).
+pub async fn with_diagnostics<F: Future>(work: F) -> (F::Output, Vec<String>) {
+    DIAGNOSTICS
+        .scope(std::cell::RefCell::new(Vec::new()), async move {
+            let output = work.await;
+            let details = DIAGNOSTICS.with(|d| d.take());
+            (output, details)
+        })
+        .await
+}
+
 fn error_output(code: &'static str, message: &str) -> (String, &'static str) {
     (
         json!({ "ok": false, "error": { "code": code, "message": message } }).to_string(),

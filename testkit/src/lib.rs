@@ -9,6 +9,7 @@ pub mod fake_realtime;
 pub mod fake_twilio;
 pub mod fake_twilio_rest;
 pub mod ulaw;
+pub mod vendor_mocks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -64,7 +64,8 @@ impl ApiState {
             None => Err(crate::tenant::vault::VaultError::MissingMasterKey),
         };
         let mut state = Self::new(
-            AdminService::new(deps.store.clone(), deps.config.prompts_dir.clone(), keyring),
+            AdminService::new(deps.store.clone(), deps.config.prompts_dir.clone(), keyring)
+                .with_egress(deps.config.egress.clone()),
             deps.config.admin_key.clone(),
         );
         state.tools = Some(deps.tool_runtime());

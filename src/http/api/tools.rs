@@ -43,6 +43,10 @@ pub(super) struct InvokeResponse {
     /// Exactly what the model would receive.
     #[schema(value_type = Object)]
     output: Value,
+    /// When the tool failed: the connector's real error (status, vendor code, redacted), which
+    /// the model never sees — e.g. "calcom: refused by egress policy: …".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_detail: Option<String>,
 }
 
 #[utoipa::path(post, path = "/tools/{tool}/invoke", tag = "tools",
@@ -87,9 +91,10 @@ pub(super) async fn invoke_tool(
         .invoke(&tenant, &tool, &request.arguments, &request.caller)
         .await
     {
-        Ok((output, outcome)) => Ok(Json(InvokeResponse {
-            outcome: outcome.to_owned(),
-            output,
+        Ok(invoked) => Ok(Json(InvokeResponse {
+            outcome: invoked.outcome.to_owned(),
+            output: invoked.output,
+            error_detail: invoked.error_detail,
         })),
         Err(InvokeError::UnknownTool(name)) => {
             Err(ApiError::not_found(format!("no tool called {name:?}")))

@@ -1,0 +1,291 @@
+//! The vendor recipe: what a vendor is ([`Vendor`], a static descriptor per vendor file) and what
+//! building one gets and gives ([`BuildContext`] → [`Built`]).
+//!
+//! Owns the descriptor types (capabilities served, the secret's documented and validated shape,
+//! OAuth and inbound-webhook descriptions as data, the policy profile, the build function) and the
+//! decrypted-credentials reader vendors build from. It must not know the store, the vault or the
+//! tools: the resolver decrypts the secret and hands it over in the [`BuildContext`].
+
+use std::sync::Arc;
+
+use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+
+use super::http::{ConnectorProfile, HttpPolicy};
+use super::{Calendar, Commerce, Crm, parse_base_url};
+
+/// A family of tools a vendor can serve through one trait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Capability {
+    Calendar,
+    Crm,
+    Commerce,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 3] = [Self::Calendar, Self::Crm, Self::Commerce];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Calendar => "calendar",
+            Self::Crm => "crm",
+            Self::Commerce => "commerce",
+        }
+    }
+}
+
+/// One field of a vendor's secret (a JSON object stored in the vault).
+#[derive(Debug, Clone, Copy)]
+pub struct SecretField {
+    pub name: &'static str,
+    /// Other names accepted for it (`token` for `api_key`, …).
+    pub aliases: &'static [&'static str],
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+/// What a vendor's secret holds: documented for operators (`callbridge connector vendors`,
+/// docs/connectors.md) and validated before the connector is built.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretShape {
+    /// The secret may be the bare token instead of an object.
+    pub bare_token: bool,
+    pub fields: &'static [SecretField],
+    /// Other accepted forms (a downloaded key file, …), in a sentence.
+    pub note: &'static str,
+}
+
+/// A vendor's OAuth 2.0 authorization-code flow, as data (the flow itself belongs to the OAuth
+/// service, which reads this).
+#[derive(Debug, Clone, Copy)]
+pub struct OAuthSpec {
+    pub authorize_url: &'static str,
+    pub token_url: &'static str,
+    pub revoke_url: Option<&'static str>,
+    /// Scopes to request per capability the tenant enables.
+    pub scopes: &'static [(Capability, &'static [&'static str])],
+    pub pkce: bool,
+    /// Extra query parameters of the authorize URL (`access_type=offline`, …).
+    pub extra_authorize_params: &'static [(&'static str, &'static str)],
+    /// Token-response fields that carry the tenant's API base (`instance_url`, `api_domain`).
+    pub api_base_fields: &'static [&'static str],
+}
+
+/// How a vendor signs the webhooks it sends us, as data (read by the inbound service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookScheme {
+    /// HMAC-SHA256 of the raw body, base64, in the header.
+    HmacSha256Base64,
+    /// HMAC-SHA256 of the raw body, lowercase hex, in the header.
+    HmacSha256Hex,
+}
+
+/// A vendor's inbound webhooks, as data.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookSpec {
+    /// The header carrying the signature.
+    pub header: &'static str,
+    pub scheme: WebhookScheme,
+}
+
+/// Why a vendor could not be built from its configuration; never quotes a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildFailure {
+    /// A field the vendor needs is missing.
+    #[error("missing {0}")]
+    Missing(String),
+    /// The credentials are there but unusable.
+    #[error("{0}")]
+    InvalidCredentials(String),
+    /// The connector configuration (base URL, …) is unusable.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The decrypted secret of one connector: a bare token, or an object of fields. Dropped as soon as
+/// the connector is built.
+pub struct Credentials {
+    token: Option<SecretString>,
+    fields: Map<String, Value>,
+}
+
+impl Credentials {
+    /// Reads a secret's plaintext. The error says what is wrong without quoting the text.
+    pub fn parse(plaintext: &SecretString) -> Result<Self, BuildFailure> {
+        let text = plaintext.expose_secret().trim();
+        if text.starts_with('{') {
+            let fields: Map<String, Value> = serde_json::from_str(text).map_err(|_| {
+                // serde's message may quote the secret's text: say only what is wrong.
+                BuildFailure::InvalidCredentials(
+                    "the secret starts with '{' but is not a JSON object".into(),
+                )
+            })?;
+            Ok(Self {
+                token: None,
+                fields,
+            })
+        } else {
+            Ok(Self {
+                token: Some(SecretString::from(text.to_owned())),
+                fields: Map::new(),
+            })
+        }
+    }
+
+    /// Checks the secret against the vendor's documented shape: a bare token only where allowed,
+    /// every required field present (under its name or an alias).
+    pub fn validate(&self, shape: &SecretShape) -> Result<(), BuildFailure> {
+        if self.token.is_some() {
+            return if shape.bare_token {
+                Ok(())
+            } else {
+                Err(BuildFailure::InvalidCredentials(
+                    "the secret must be a JSON object (see `callbridge connector vendors`)".into(),
+                ))
+            };
+        }
+        for field in shape.fields.iter().filter(|f| f.required) {
+            let present = std::iter::once(field.name)
+                .chain(field.aliases.iter().copied())
+                .any(|name| self.fields.get(name).is_some_and(|v| !v.is_null()));
+            if !present {
+                return Err(BuildFailure::Missing(field.name.to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.fields
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|text| !text.is_empty())
+    }
+
+    /// The credential under one of `names`, or the bare token.
+    pub fn secret(&self, names: &[&str]) -> Result<SecretString, BuildFailure> {
+        if let Some(token) = &self.token {
+            return Ok(token.clone());
+        }
+        names
+            .iter()
+            .find_map(|name| self.text(name))
+            .map(|text| SecretString::from(text.to_owned()))
+            .ok_or_else(|| {
+                BuildFailure::Missing(names.first().copied().unwrap_or("token").to_owned())
+            })
+    }
+
+    pub fn required_text(&self, name: &str) -> Result<String, BuildFailure> {
+        self.text(name)
+            .map(str::to_owned)
+            .ok_or_else(|| BuildFailure::Missing(name.to_owned()))
+    }
+
+    pub fn unsigned(&self, name: &str) -> Option<u64> {
+        self.fields.get(name).and_then(|value| {
+            value
+                .as_u64()
+                .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
+        })
+    }
+
+    pub fn flag(&self, name: &str) -> Option<bool> {
+        self.fields.get(name).and_then(Value::as_bool)
+    }
+}
+
+/// What a vendor's build function gets: the tenant's base URL (if set), its decrypted
+/// credentials, and the one outbound policy.
+pub struct BuildContext<'a> {
+    pub vendor: &'static Vendor,
+    /// The tenant's `base_url`, when set (self-hosted instance, the shop's URL, a test server).
+    pub base_url: Option<&'a str>,
+    pub credentials: Credentials,
+    pub policy: HttpPolicy,
+}
+
+impl BuildContext<'_> {
+    /// The tenant's base URL, else the vendor's default; an error when neither exists.
+    pub fn base_url(&self) -> Result<Url, BuildFailure> {
+        let text = self
+            .base_url
+            .or(self.vendor.default_base_url)
+            .ok_or_else(|| BuildFailure::Config("set base_url for this vendor".into()))?;
+        parse_base_url(text).map_err(|e| BuildFailure::Config(e.to_string()))
+    }
+
+    /// The vendor's policy profile.
+    pub fn profile(&self) -> ConnectorProfile {
+        (self.vendor.profile)()
+    }
+}
+
+/// A built vendor: one connector per capability it serves.
+#[derive(Clone, Default)]
+pub struct Built {
+    pub calendar: Option<Arc<dyn Calendar>>,
+    pub crm: Option<Arc<dyn Crm>>,
+    pub commerce: Option<Arc<dyn Commerce>>,
+}
+
+impl Built {
+    /// Each connector's harmless read; the first failure is the answer.
+    pub async fn health_check(
+        &self,
+        ctx: &super::http::RequestContext,
+    ) -> Result<(), super::ConnectorError> {
+        if let Some(calendar) = &self.calendar {
+            calendar.health_check(ctx).await?;
+        }
+        if let Some(crm) = &self.crm {
+            crm.health_check(ctx).await?;
+        }
+        if let Some(commerce) = &self.commerce {
+            commerce.health_check(ctx).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether this build serves `capability`.
+    pub fn serves(&self, capability: Capability) -> bool {
+        match capability {
+            Capability::Calendar => self.calendar.is_some(),
+            Capability::Crm => self.crm.is_some(),
+            Capability::Commerce => self.commerce.is_some(),
+        }
+    }
+}
+
+/// A vendor: a static descriptor in its own file, registered by one word in
+/// [`super::registry`]'s `vendors!{}` list.
+#[derive(Debug)]
+pub struct Vendor {
+    /// Stable id tenants configure (`calcom`); also the policy's connector name.
+    pub id: &'static str,
+    pub name: &'static str,
+    /// The published spec the connector follows, relative to the shared `vendor-specs/`.
+    pub spec: &'static str,
+    /// `None`: the tenant must set `base_url` (a shop's own URL).
+    pub default_base_url: Option<&'static str>,
+    /// Every capability it serves (at least one).
+    pub capabilities: &'static [Capability],
+    pub secret: SecretShape,
+    pub oauth: Option<OAuthSpec>,
+    pub webhooks: Option<WebhookSpec>,
+    /// Idempotency header, retry classification and policy overrides.
+    pub profile: fn() -> ConnectorProfile,
+    pub build: fn(BuildContext<'_>) -> Result<Built, BuildFailure>,
+}
+
+impl Vendor {
+    pub fn serves(&self, capability: Capability) -> bool {
+        self.capabilities.contains(&capability)
+    }
+
+    /// The profile with only the vendor's name: for vendors without special rules.
+    pub fn plain_profile(id: &'static str) -> ConnectorProfile {
+        ConnectorProfile::new(id)
+    }
+}
