@@ -31,6 +31,7 @@ backend_suite!(
     tenant_file_fixture_provisions_atomically,
     crm_meetings_record_replace_and_move,
     crm_meetings_stay_in_their_tenant,
+    stream_claims_are_single_use_under_concurrency,
 );
 
 fn tid(raw: &str) -> TenantId {
@@ -1242,5 +1243,30 @@ async fn crm_meetings_stay_in_their_tenant(store: &SqlStore) {
     assert_eq!(
         meeting_of(store, &beta, "bk-1").await.as_deref(),
         Some("9900")
+    );
+}
+
+/// A call's media stream is claimed once: concurrent claimers (many nodes) get one winner, and a
+/// later claim (after the call) still loses.
+async fn stream_claims_are_single_use_under_concurrency(store: &SqlStore) {
+    assert!(!store.stream_claimed("CA1").await.expect("read"));
+    let mut claims = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        claims.push(tokio::spawn(async move {
+            store.claim_stream("CA1", "acme").await.expect("claim")
+        }));
+    }
+    let mut winners = 0;
+    for claim in claims {
+        winners += usize::from(claim.await.expect("join"));
+    }
+    assert_eq!(winners, 1);
+    assert!(store.stream_claimed("CA1").await.expect("read"));
+    assert!(!store.claim_stream("CA1", "").await.expect("claim again"));
+    assert!(store.claim_stream("CA2", "").await.expect("another call"));
+    assert!(
+        store.claim_stream("", "acme").await.is_err(),
+        "empty SID refused"
     );
 }

@@ -35,6 +35,7 @@ mod model;
 mod outbound;
 mod outbox;
 mod sql;
+mod stream_claims;
 
 use std::future::Future;
 
