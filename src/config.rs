@@ -525,6 +525,28 @@ impl Config {
     }
 
     /// The media stream URL written into TwiML (and signed by Twilio on the upgrade).
+    /// Every secret this process was configured with, for the log sink to scrub (see
+    /// [`crate::logging`]). Never logged, never returned by an API.
+    pub fn secret_values(&self) -> Vec<String> {
+        use secrecy::ExposeSecret as _;
+        let mut secrets = vec![
+            self.twilio_auth_token.expose_secret().to_owned(),
+            self.openai_api_key.expose_secret().to_owned(),
+        ];
+        if let Some(key) = &self.admin_key {
+            secrets.push(key.expose_secret().to_owned());
+        }
+        for access in [&self.xai, &self.azure, &self.gemini].into_iter().flatten() {
+            secrets.push(access.api_key.expose_secret().to_owned());
+        }
+        if let Ok(url) = url::Url::parse(self.database_url.expose_secret())
+            && let Some(password) = url.password()
+        {
+            secrets.push(password.to_owned());
+        }
+        secrets
+    }
+
     pub fn media_url(&self) -> String {
         format!("{}/twilio/media", self.public_ws_url)
     }
