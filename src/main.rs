@@ -5,7 +5,6 @@
 
 use std::process::ExitCode;
 
-use axum::serve::ListenerExt as _;
 use clap::{Parser, Subcommand};
 use tracing::info;
 
@@ -124,18 +123,15 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
     let campaigns = start_campaigns(&deps)?;
     let listen = deps.config.listen;
     let public_url = deps.config.public_url.clone();
+    let limits = deps.config.http;
+    let metrics = deps.metrics.clone();
     let app = callbridge::http::router(deps);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (CALLBRIDGE_LISTEN): {e}"))?;
     info!(%listen, %public_url, "callbridge listening; point the Twilio voice webhook at {public_url}/twilio/voice");
-    // Audio frames are small writes that must leave at once: no Nagle delay on any socket.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // Header-read and idle timeouts, a connection cap (CALLBRIDGE_HTTP_*).
+    callbridge::http::serve(listener, app, limits, metrics, shutdown_signal()).await;
     if let Some(worker) = webhooks {
         worker.shutdown().await;
     }

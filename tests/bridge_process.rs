@@ -1,6 +1,7 @@
-//! The bridge as a real `callbridge serve` process: what it writes to its log at the most verbose
-//! level, with a real call going through it (fake Twilio and fake realtime provider on 127.0.0.1,
-//! in this test process).
+//! The bridge's edges: as a real `callbridge serve` process, what it writes to its log at the most
+//! verbose level with a real call going through it (fake Twilio and fake realtime provider on
+//! 127.0.0.1, in this test process); and its HTTP listener's limits (slow and idle connections,
+//! the connection cap, the failed-authentication throttle) on real sockets.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -160,4 +161,165 @@ async fn trace_logging_of_a_whole_call_writes_no_secret() {
         !log.contains("Bearer sk-"),
         "an Authorization header reached the log"
     );
+}
+
+// --- HTTP listener limits -------------------------------------------------------------------
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// Reads until the peer closes (or fails); returns what was read and when it closed, or `None`
+/// when it was still open after `limit`.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<(Vec<u8>, Duration)> {
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let left = limit.checked_sub(started.elapsed())?;
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some((seen, started.elapsed())),
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+async fn limited_bridge(
+    header_secs: u64,
+    idle_secs: u64,
+    max: usize,
+) -> callbridge_testkit::TestBridge {
+    callbridge_testkit::TestBridge::start("ws://127.0.0.1:9/v1/realtime", |args| {
+        args.http_header_timeout_secs = Some(header_secs);
+        args.http_idle_timeout_secs = Some(idle_secs);
+        args.http_max_connections = Some(max);
+        args.admin_key = Some(ADMIN_KEY.into());
+    })
+    .await
+}
+
+/// Slowloris: a request head trickled in a byte at a time (so the socket is never idle) is cut
+/// off at the header-read timeout.
+#[tokio::test]
+async fn a_slowly_trickled_request_head_is_cut_off() {
+    let bridge = limited_bridge(1, 30, 64).await;
+    let mut stream = TcpStream::connect(bridge.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .expect("write");
+    let trickle = async {
+        for i in 0..40 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if stream
+                .write_all(format!("X-{i}: b\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return Instant::now();
+            }
+        }
+        Instant::now()
+    };
+    let started = Instant::now();
+    let stopped = trickle.await;
+    let after = stopped - started;
+    assert!(
+        after < Duration::from_secs(4),
+        "the trickling client was served for {after:?}"
+    );
+}
+
+/// A kept-alive connection that sends no next request is closed (header timeout), and one that
+/// stalls mid-body is closed by the idle timeout.
+#[tokio::test]
+async fn idle_and_stalled_connections_are_closed() {
+    let bridge = limited_bridge(1, 1, 64).await;
+    let mut stream = TcpStream::connect(bridge.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let (seen, after) = closed_within(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("an idle keep-alive connection is closed");
+    assert!(
+        String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"),
+        "answered first"
+    );
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed after {after:?}"
+    );
+
+    let mut stalled = TcpStream::connect(bridge.addr).await.expect("connect");
+    stalled
+        .write_all(b"POST /twilio/voice HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nCallSid=")
+        .await
+        .expect("write");
+    let (_, after) = closed_within(&mut stalled, Duration::from_secs(5))
+        .await
+        .expect("a stalled upload is closed");
+    assert!(after < Duration::from_secs(4), "closed after {after:?}");
+}
+
+/// Past the connection cap a new connection is closed at once and counted; once others close,
+/// connections are served again.
+#[tokio::test]
+async fn connections_over_the_cap_are_closed_and_counted() {
+    let bridge = limited_bridge(30, 30, 2).await;
+    let first = TcpStream::connect(bridge.addr).await.expect("connect");
+    let second = TcpStream::connect(bridge.addr).await.expect("connect");
+    let mut third = TcpStream::connect(bridge.addr).await.expect("connect");
+    let closed = closed_within(&mut third, Duration::from_secs(3)).await;
+    assert!(closed.is_some(), "the connection over the cap was served");
+    assert_eq!(bridge.metrics.errors_of("http_connection_limit"), 1);
+    drop((first, second));
+    let mut served = false;
+    for _ in 0..100 {
+        if let Ok((200, _)) =
+            callbridge_testkit::fake_twilio::http_get(bridge.addr, "/healthz").await
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "served again once connections closed");
+}
+
+/// Failed authentications are counted; past the limit the address gets 429 with Retry-After,
+/// even with the right key, until the window ends.
+#[tokio::test]
+async fn failed_authentications_are_throttled() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let bridge = limited_bridge(10, 60, 64).await;
+    let client = reqwest::Client::new();
+    let get = |key: &'static str| {
+        client
+            .get(format!("http://{}/api/v1/tenants", bridge.addr))
+            .bearer_auth(key)
+            .send()
+    };
+    assert_eq!(get(ADMIN_KEY).await.expect("send").status().as_u16(), 200);
+    for _ in 0..10 {
+        let status = get("cbk_0123456789ab_wrong").await.expect("send").status();
+        assert_eq!(status.as_u16(), 401);
+    }
+    let throttled = get("cbk_0123456789ab_wrong").await.expect("send");
+    assert_eq!(throttled.status().as_u16(), 429);
+    let retry_after: u64 = throttled
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        get(ADMIN_KEY).await.expect("send").status().as_u16(),
+        429,
+        "the address is throttled whatever key it sends"
+    );
+    assert_eq!(bridge.metrics.errors_of("api_auth_failed"), 10);
+    assert_eq!(bridge.metrics.errors_of("api_auth_throttled"), 2);
 }
