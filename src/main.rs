@@ -121,6 +121,10 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
         },
     );
     let campaigns = start_campaigns(&deps)?;
+    // Crash recovery: settle calls a dead node (or this one, before a restart) left in progress.
+    let recovery =
+        callbridge::call::recovery::Recovery::for_node(&deps.call_deps(), deps.node_id.clone())
+            .spawn();
     let listen = deps.config.listen;
     let public_url = deps.config.public_url.clone();
     let limits = deps.config.http;
@@ -132,6 +136,7 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
     info!(%listen, %public_url, "callbridge listening; point the Twilio voice webhook at {public_url}/twilio/voice");
     // Header-read and idle timeouts, a connection cap (CALLBRIDGE_HTTP_*).
     callbridge::http::serve(listener, app, limits, metrics, shutdown_signal()).await;
+    recovery.abort();
     if let Some(worker) = webhooks {
         worker.shutdown().await;
     }
@@ -157,9 +162,8 @@ fn start_campaigns(
         call_check: settings.call_check,
         ..Default::default()
     };
-    if let Some(node) = &settings.node_id {
-        options.node_id = node.clone();
-    }
+    // One name per node for leases, stream claims and the heartbeat.
+    options.node_id = deps.node_id.to_string();
     let runner = callbridge::campaign::CampaignRunner::new(
         deps.store.clone(),
         dialer,

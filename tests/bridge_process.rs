@@ -36,10 +36,20 @@ fn free_addr() -> SocketAddr {
 /// Starts `callbridge serve` with `env` on top of the basics; stdout and stderr go to files in
 /// `dir`. Waits until it answers `/healthz`.
 async fn start_bridge(dir: &Path, realtime_url: &str, env: &[(&str, &str)]) -> Bridge {
+    let database = format!("sqlite://{}?mode=rwc", dir.join("bridge.db").display());
+    start_bridge_on(dir, realtime_url, &database, env).await
+}
+
+/// [`start_bridge`] on the database at `database`.
+async fn start_bridge_on(
+    dir: &Path,
+    realtime_url: &str,
+    database: &str,
+    env: &[(&str, &str)],
+) -> Bridge {
     let addr = free_addr();
     let stdout = std::fs::File::create(dir.join("stdout.log")).expect("stdout file");
     let stderr = std::fs::File::create(dir.join("stderr.log")).expect("stderr file");
-    let database = format!("sqlite://{}?mode=rwc", dir.join("bridge.db").display());
     let mut command = Command::new(env!("CARGO_BIN_EXE_callbridge"));
     command
         .env_clear()
@@ -49,7 +59,7 @@ async fn start_bridge(dir: &Path, realtime_url: &str, env: &[(&str, &str)]) -> B
         .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
         .env("OPENAI_API_KEY", PROVIDER_KEY)
         .env("OPENAI_REALTIME_URL", realtime_url)
-        .env("DATABASE_URL", &database)
+        .env("DATABASE_URL", database)
         .env("CALLBRIDGE_CAMPAIGNS", "false")
         .env(
             "CALLBRIDGE_EGRESS_ALLOW",
@@ -322,4 +332,149 @@ async fn failed_authentications_are_throttled() {
     );
     assert_eq!(bridge.metrics.errors_of("api_auth_failed"), 10);
     assert_eq!(bridge.metrics.errors_of("api_auth_throttled"), 2);
+}
+
+// --- crash recovery ---------------------------------------------------------------------------
+
+/// `kill -9` mid-call, then a restart under the same node id: the call left `in-progress` is
+/// settled with Twilio's final status and end reason `bridge_restart`, and its `call.ended`
+/// webhook is queued exactly once (a later sweep finds nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_orphaned_by_kill_9_is_settled_at_restart() {
+    use callbridge::store::{CallStatus, SqlStore, Store, WebhookSettingsSpec};
+    use callbridge_testkit::fake_twilio_rest::{FakeTwilioRest, calls_spec};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("bridge.db").display()
+    );
+    let store = SqlStore::open(&database).await.expect("store");
+    let tenant = callbridge_testkit::provision_agent(
+        &store,
+        "acme",
+        callbridge_testkit::agent_spec("openai", "gpt-realtime", "alloy"),
+    )
+    .await;
+    // The bridge only queues the webhook (no worker runs without a master key): any sealed
+    // secret satisfies the reference.
+    store
+        .put_sealed_secret(
+            &tenant,
+            &callbridge::store::NewSealedSecret {
+                name: "webhook-signing".into(),
+                vendor: "webhook".into(),
+                ciphertext: vec![1, 2, 3, 4, 5, 6, 7, 8],
+                key_id: "k1".into(),
+                last4: "wxyz".into(),
+            },
+        )
+        .await
+        .expect("secret");
+    store
+        .put_webhook_settings(
+            &tenant,
+            &WebhookSettingsSpec {
+                url: "https://hooks.example.com/calls".into(),
+                secret_name: "webhook-signing".into(),
+                enabled: true,
+            },
+        )
+        .await
+        .expect("webhook settings");
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![Turn::Say {
+            ms: 20_000,
+            byte: 0x44,
+            text: "A very long answer.".into(),
+        }],
+        ..Behaviour::default()
+    })
+    .await;
+    let fake = FakeTwilioRest::start(&calls_spec().expect("spec"), ACCOUNT_SID, AUTH_TOKEN)
+        .await
+        .expect("fake Twilio REST");
+    let sid = "CA00000000000000000000000000000066";
+    fake.add_call(sid, "in-progress");
+    let env = [
+        ("CALLBRIDGE_NODE_ID", "node-a"),
+        ("TWILIO_API_BASE", fake.base_url.as_str()),
+    ];
+    let logs = tempfile::tempdir().expect("log dir");
+    let first = start_bridge_on(logs.path(), &realtime.url(), &database, &env).await;
+    let twilio = FakeTwilio {
+        bridge: first.addr,
+        public_url: format!("http://{}", first.addr),
+        auth_token: AUTH_TOKEN.into(),
+        account_sid: ACCOUNT_SID.into(),
+    };
+    let caller = tokio::spawn(async move {
+        twilio
+            .call(
+                sid,
+                CallScript {
+                    max_ms: 15_000,
+                    ..CallScript::default()
+                },
+            )
+            .await
+    });
+    let mut live = None;
+    for _ in 0..250 {
+        if let Ok(call) = store.call_by_twilio_sid(&tenant, sid).await {
+            live = Some(call);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let live = live.expect("the call was recorded");
+    assert_eq!(live.status, CallStatus::InProgress);
+
+    // SIGKILL: nothing of the driver's ending runs. Twilio ends the call once its stream drops.
+    drop(first);
+    let _ = caller.await;
+    fake.set_status(sid, "completed");
+    let after_kill = store.call(&tenant, &live.id).await.expect("call");
+    assert_eq!(
+        after_kill.status,
+        CallStatus::InProgress,
+        "left in progress"
+    );
+
+    let second = start_bridge_on(logs.path(), &realtime.url(), &database, &env).await;
+    let mut settled = None;
+    for _ in 0..250 {
+        let call = store.call(&tenant, &live.id).await.expect("call");
+        if call.ended_at.is_some() {
+            settled = Some(call);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let settled = settled.expect("the orphaned call was settled at restart");
+    assert_eq!(
+        settled.status,
+        CallStatus::Completed,
+        "Twilio's final status"
+    );
+    assert_eq!(settled.end_reason.as_deref(), Some("bridge_restart"));
+    let outbox = store.list_outbox(&tenant, 10).await.expect("outbox");
+    assert_eq!(outbox.len(), 1, "one call.ended webhook");
+    assert_eq!(outbox[0].event_type, "call.ended");
+    assert!(outbox[0].payload.contains("bridge_restart"));
+
+    // Another node's sweep (the first is alive) finds nothing more to settle.
+    drop(second);
+    let recovery = callbridge::call::recovery::Recovery {
+        store: store.clone(),
+        metrics: std::sync::Arc::default(),
+        twilio: None,
+        node_id: "node-b".into(),
+        started_at_ms: jiff::Timestamp::now().as_millisecond(),
+    };
+    assert_eq!(recovery.sweep().await.expect("sweep"), 0);
+    assert_eq!(
+        store.list_outbox(&tenant, 10).await.expect("outbox").len(),
+        1
+    );
 }

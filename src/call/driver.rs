@@ -70,6 +70,8 @@ pub struct CallDeps {
     pub policy: crate::connectors::http::HttpPolicy,
     /// Makes tool side effects happen once, across reconnects and nodes.
     pub ledger: crate::tools::ledger::SharedLedger,
+    /// This node's name, recorded with each stream claim (crash recovery, `call::recovery`).
+    pub node_id: Arc<str>,
 }
 
 impl CallDeps {
@@ -192,7 +194,11 @@ async fn await_start(
     // Single use, across nodes: the first socket with a good token claims the call; a replayed
     // token, a second socket or a socket after the call ended finds it taken. Fails closed.
     let (tenant, _) = identity.route.ids();
-    match deps.store.claim_stream(&identity.call_sid, tenant).await {
+    match deps
+        .store
+        .claim_stream(&identity.call_sid, tenant, &deps.node_id)
+        .await
+    {
         Ok(true) => Ok(identity),
         Ok(false) => Err(StartError::AlreadyStreamed(identity.call_sid)),
         Err(e) => Err(StartError::Claim(e)),

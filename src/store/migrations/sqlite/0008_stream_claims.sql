@@ -11,5 +11,8 @@
 CREATE TABLE stream_claims (
     call_sid    TEXT PRIMARY KEY,
     tenant_id   TEXT NOT NULL,
+    -- The bridge node whose socket carries the call: crash recovery settles the calls of a node
+    -- that stopped (see bridge_nodes, 0013).
+    node_id     TEXT NOT NULL DEFAULT '',
     claimed_at  BIGINT NOT NULL
 );
