@@ -125,6 +125,9 @@ pub struct App {
     pub keyring: Option<Keyring>,
     pub policy: HttpPolicy,
     pub ledger: SharedLedger,
+    /// This node's name: in stream claims, campaign leases and its heartbeat
+    /// (`CALLBRIDGE_NODE_ID`, default random per process).
+    pub node_id: Arc<str>,
 }
 
 impl App {
@@ -148,6 +151,7 @@ impl App {
                 registry.register(tool);
             }
         }
+        let config_node_id = config.campaigns.node_id.clone();
         let dialect = crate::realtime::openai::OpenAiDialect::new(
             config.openai_realtime_url.clone(),
             config.openai_realtime_model.clone(),
@@ -162,6 +166,9 @@ impl App {
             keyring: core.keyring,
             policy: core.policy,
             ledger: core.ledger,
+            node_id: Arc::from(
+                config_node_id.unwrap_or_else(|| format!("node-{:016x}", rand::random::<u64>())),
+            ),
         })
     }
 
@@ -186,6 +193,7 @@ impl App {
             keyring: self.keyring.clone(),
             policy: self.policy.clone(),
             ledger: self.ledger.clone(),
+            node_id: self.node_id.clone(),
         }
     }
 

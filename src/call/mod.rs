@@ -6,4 +6,5 @@
 pub mod driver;
 pub mod marks;
 pub mod plan;
+pub mod recovery;
 pub mod session;

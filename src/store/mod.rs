@@ -35,6 +35,7 @@ mod model;
 mod outbound;
 mod outbox;
 mod sql;
+mod stream_claims;
 
 use std::future::Future;
 
@@ -59,6 +60,7 @@ pub use outbox::{
     enqueue_outbox,
 };
 pub use sql::{Backend, SqlStore, StoreOptions};
+pub use stream_claims::BRIDGE_RESTART;
 
 /// Shorthand for the futures the trait returns.
 pub type StoreResult<T> = Result<T, StoreError>;

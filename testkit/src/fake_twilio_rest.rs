@@ -296,6 +296,17 @@ impl FakeTwilioRest {
         }
     }
 
+    /// Registers a call Twilio knows without a `CreateCall` (an inbound call), for FetchCall.
+    pub fn add_call(&self, sid: &str, status: &str) {
+        self.lock().calls.push(FakeCall {
+            sid: sid.to_owned(),
+            created: std::time::SystemTime::now(),
+            form: Vec::new(),
+            status: status.to_owned(),
+            updates: Vec::new(),
+        });
+    }
+
     /// Sets a call's status as FetchCall reports it.
     pub fn set_status(&self, sid: &str, status: &str) {
         if let Some(call) = self.lock().calls.iter_mut().find(|c| c.sid == sid) {

@@ -15,6 +15,7 @@ mod campaigns;
 pub mod error;
 mod handlers;
 
+mod throttle;
 mod tools;
 
 use std::sync::Arc;
@@ -46,6 +47,10 @@ pub struct ApiState {
     pub admin_key: Option<SecretString>,
     /// Runs tenants' tools for `POST /tools/{tool}/invoke`; `None` answers 503.
     pub tools: Option<crate::tools::invoke::ToolRuntime>,
+    /// Failed authentications per address and key prefix (429 past the limit).
+    pub throttle: throttle::AuthThrottle,
+    /// Where failed and throttled authentications are counted.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl ApiState {
@@ -54,6 +59,8 @@ impl ApiState {
             service,
             admin_key,
             tools: None,
+            throttle: throttle::AuthThrottle::default(),
+            metrics: std::sync::Arc::default(),
         }
     }
 
@@ -69,6 +76,7 @@ impl ApiState {
             deps.config.admin_key.clone(),
         );
         state.tools = Some(deps.tool_runtime());
+        state.metrics = deps.metrics.clone();
         match deps.dialer() {
             Ok(dialer) => state.service = state.service.with_dialer(dialer),
             Err(e) => tracing::warn!(error = %e, "outbound calls disabled"),
