@@ -77,6 +77,7 @@ fn connector(server: &MockServer) -> GoogleCalendar {
     })
     .expect("policy builds");
     let tokens = OAuthTokenSource::new(
+        policy.clone(),
         OAuthCredentials {
             token_url: format!("{}/token", server.uri()).parse().expect("url"),
             client_id: "client-123".into(),

@@ -64,11 +64,12 @@ fn connector(server: &MockServer, key: ServiceAccountKey) -> GoogleCalendar {
             .expect("url"),
         "team@group.calendar.google.com",
     );
-    GoogleCalendar::new(
-        policy,
-        config,
-        Arc::new(OAuthTokenSource::service_account(key, "google_calendar")),
-    )
+    let tokens = Arc::new(OAuthTokenSource::service_account(
+        policy.clone(),
+        key,
+        "google_calendar",
+    ));
+    GoogleCalendar::new(policy, config, tokens)
 }
 
 async fn mount_token(server: &MockServer, body: Value) {
