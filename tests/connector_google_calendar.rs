@@ -13,6 +13,7 @@ use callbridge::connectors::http::{HttpPolicy, PolicyConfig, RequestContext};
 use callbridge::connectors::oauth::{OAuthCredentials, OAuthTokenSource};
 use callbridge::connectors::{Attendee, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow};
 use callbridge::egress::EgressPolicy;
+use callbridge_testkit::contract::Contract;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -21,6 +22,11 @@ use wiremock::matchers::{
     body_partial_json, body_string_contains, header, method, path, query_param,
 };
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+/// The vendor's published spec (the parts this connector uses, under `fixtures/vendor-specs/`).
+fn contract() -> Contract {
+    Contract::load("google-calendar", &["calendar.v3.swagger2.json"]).ignoring("/token")
+}
 
 const TOKEN: &str = include_str!("../fixtures/vendors/google-calendar/token.json");
 const FREEBUSY: &str = include_str!("../fixtures/vendors/google-calendar/freebusy.json");
@@ -151,6 +157,8 @@ async fn availability_queries_free_busy_and_returns_free_slots_in_local_time() {
             "Monday 3 March at 4:00 PM CET (Europe/Berlin)",
         ]
     );
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -174,6 +182,8 @@ async fn an_unknown_calendar_is_not_found() {
         .await
         .expect_err("not found");
     assert!(matches!(err, ConnectorError::NotFound(_)), "{err:?}");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -208,6 +218,8 @@ async fn book_inserts_an_event_with_an_id_derived_from_the_idempotency_key() {
     assert_eq!(booking.status, BookingStatus::Confirmed);
     assert_eq!(booking.slot.start, slot.start);
     assert!(booking.link.is_some());
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -251,6 +263,8 @@ async fn a_repeated_booking_finds_the_event_created_the_first_time() {
         .await
         .expect_err("conflict");
     assert!(matches!(err, ConnectorError::Conflict(_)), "{err:?}");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -316,6 +330,8 @@ async fn reschedule_patches_start_and_end_and_cancel_deletes() {
         .await
         .expect_err("unknown event");
     assert!(matches!(err, ConnectorError::NotFound(_)), "{err:?}");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -334,6 +350,8 @@ async fn the_token_is_cached_until_shortly_before_expiry() {
     }
     let requests = server.received_requests().await.unwrap_or_default();
     assert_eq!(token_requests(&requests), 1, "one refresh for three calls");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -354,6 +372,8 @@ async fn a_token_inside_the_refresh_margin_is_refreshed_before_use() {
     calendar.health_check(&context()).await.expect("healthy");
     let requests = server.received_requests().await.unwrap_or_default();
     assert_eq!(token_requests(&requests), 2);
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -378,6 +398,8 @@ async fn a_401_forces_one_refresh_and_one_more_try() {
         .expect("healthy after refresh");
     let requests = server.received_requests().await.unwrap_or_default();
     assert_eq!(token_requests(&requests), 2);
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]

@@ -6,10 +6,14 @@
 //! `POST /scheduled_events/{uuid}/cancellation` (`post-scheduled_events-uuid-cancellation`) and
 //! `GET /users/me` (`me`). Direct booking uses the newer Scheduling API, which that spec lacks:
 //! `POST /invitees` ("Create Event Invitee"), followed from Calendly's reference
-//! <https://developer.calendly.com/api-docs> (Scheduling API → Create Event Invitee) and the recipe
-//! <https://developer.calendly.com/schedule-events-with-ai-agents>: body `event_type` (URI),
+//! <https://developer.calendly.com/api-docs> (Scheduling API → Create Event Invitee; the same page
+//! as published at
+//! <https://calendly-preview.mintlify.app/api-reference/v2/scheduling/create-event-invitee>) and the
+//! recipe <https://developer.calendly.com/schedule-events-with-ai-agents>: body `event_type` (URI),
 //! `start_time` (UTC), `invitee{name, email, timezone, text_reminder_number}`; answer
-//! `resource{uri, event, status, cancel_url, reschedule_url}`. That endpoint needs a paid plan;
+//! `resource{uri, event, status, cancel_url, reschedule_url}`. `tests/connector_calendly.rs`
+//! checks every body sent against a schema written from that page
+//! (`fixtures/vendor-specs/calendly/create_event_invitee.schema.json`). That endpoint needs a paid plan;
 //! where direct booking is not allowed the connector creates a single-use scheduling link and
 //! returns it with [`BookingStatus::AwaitingCaller`] for the caller to finish.
 //!
