@@ -11,7 +11,7 @@
 //! <https://calendly-preview.mintlify.app/api-reference/v2/scheduling/create-event-invitee>) and the
 //! recipe <https://developer.calendly.com/schedule-events-with-ai-agents>: body `event_type` (URI),
 //! `start_time` (UTC), `invitee{name, email, timezone, text_reminder_number}`; answer
-//! `resource{uri, event, status, cancel_url, reschedule_url}`. `tests/connector_calendly.rs`
+//! `resource{uri, event, status, cancel_url, reschedule_url}`. `tests/connectors/calendly.rs`
 //! checks every body sent against a schema written from that page
 //! (`fixtures/vendor-specs/calendly/create_event_invitee.schema.json`). That endpoint needs a paid plan;
 //! where direct booking is not allowed the connector creates a single-use scheduling link and

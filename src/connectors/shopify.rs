@@ -1,7 +1,7 @@
 //! Shopify as a [`Commerce`] connector, over the GraphQL Admin API (REST Admin is legacy).
 //!
 //! Every query sent is a constant in this file and is validated against Shopify's introspection
-//! schema `vendor-specs/shopify/admin_schema_2025-01.json.gz` by `tests/connector_shopify.rs`.
+//! schema `vendor-specs/shopify/admin_schema_2025-01.json.gz` by `tests/connectors/shopify.rs`.
 //! Endpoint: `POST {shop}/admin/api/2025-01/graphql.json` with `X-Shopify-Access-Token`.
 //! Shopify reports rate limiting as HTTP 200 with a `THROTTLED` error, so this connector brings
 //! its own retry classifier. Only reads are sent, so every request may be replayed.

@@ -23,22 +23,22 @@ fn contract() -> Contract {
         "/invitees",
         &["authorization"],
         serde_json::from_str(include_str!(
-            "../fixtures/vendor-specs/calendly/create_event_invitee.schema.json"
+            "../../fixtures/vendor-specs/calendly/create_event_invitee.schema.json"
         ))
         .expect("schema is JSON"),
     )
 }
 
-const AVAILABLE_TIMES: &str = include_str!("../fixtures/vendors/calendly/available_times.json");
-const INVITEE_CREATED: &str = include_str!("../fixtures/vendors/calendly/invitee_created.json");
-const INVITEES: &str = include_str!("../fixtures/vendors/calendly/invitees.json");
-const SCHEDULING_LINK: &str = include_str!("../fixtures/vendors/calendly/scheduling_link.json");
-const CANCELLATION: &str = include_str!("../fixtures/vendors/calendly/cancellation.json");
+const AVAILABLE_TIMES: &str = include_str!("../../fixtures/vendors/calendly/available_times.json");
+const INVITEE_CREATED: &str = include_str!("../../fixtures/vendors/calendly/invitee_created.json");
+const INVITEES: &str = include_str!("../../fixtures/vendors/calendly/invitees.json");
+const SCHEDULING_LINK: &str = include_str!("../../fixtures/vendors/calendly/scheduling_link.json");
+const CANCELLATION: &str = include_str!("../../fixtures/vendors/calendly/cancellation.json");
 const ALREADY_CANCELED: &str =
-    include_str!("../fixtures/vendors/calendly/error_403_already_canceled.json");
+    include_str!("../../fixtures/vendors/calendly/error_403_already_canceled.json");
 const INVALID_ARGUMENT: &str =
-    include_str!("../fixtures/vendors/calendly/error_400_invalid_argument.json");
-const ME: &str = include_str!("../fixtures/vendors/calendly/me.json");
+    include_str!("../../fixtures/vendors/calendly/error_400_invalid_argument.json");
+const ME: &str = include_str!("../../fixtures/vendors/calendly/me.json");
 
 const AUTH: &str = "Bearer calendly-pat-test";
 const EVENT_TYPE: &str = "https://api.calendly.com/event_types/ETYPE00000000001";

@@ -25,11 +25,12 @@ fn contract() -> Contract {
     )
 }
 
-const SLOTS: &str = include_str!("../fixtures/vendors/calcom/slots_range.json");
-const BOOKING: &str = include_str!("../fixtures/vendors/calcom/booking.json");
-const ME: &str = include_str!("../fixtures/vendors/calcom/me.json");
+const SLOTS: &str = include_str!("../../fixtures/vendors/calcom/slots_range.json");
+const BOOKING: &str = include_str!("../../fixtures/vendors/calcom/booking.json");
+const ME: &str = include_str!("../../fixtures/vendors/calcom/me.json");
 /// The spec defines no error bodies; this follows Cal.com's API error envelope (UNVERIFIED).
-const SLOT_TAKEN: &str = include_str!("../fixtures/vendors/calcom/error_400_slot_unavailable.json");
+const SLOT_TAKEN: &str =
+    include_str!("../../fixtures/vendors/calcom/error_400_slot_unavailable.json");
 
 const AUTH: &str = "Bearer cal_live_test_key";
 

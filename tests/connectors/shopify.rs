@@ -19,13 +19,14 @@ use tokio::time::Instant;
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const SCHEMA_GZ: &[u8] = include_bytes!("../fixtures/vendors/shopify/admin_schema_2025-01.json.gz");
-const ORDER: &str = include_str!("../fixtures/vendors/shopify/order_by_name.json");
-const ORDERS_EMPTY: &str = include_str!("../fixtures/vendors/shopify/orders_empty.json");
-const PRODUCTS: &str = include_str!("../fixtures/vendors/shopify/products.json");
-const SHOP: &str = include_str!("../fixtures/vendors/shopify/shop.json");
-const THROTTLED: &str = include_str!("../fixtures/vendors/shopify/throttled.json");
-const ACCESS_DENIED: &str = include_str!("../fixtures/vendors/shopify/access_denied.json");
+const SCHEMA_GZ: &[u8] =
+    include_bytes!("../../fixtures/vendors/shopify/admin_schema_2025-01.json.gz");
+const ORDER: &str = include_str!("../../fixtures/vendors/shopify/order_by_name.json");
+const ORDERS_EMPTY: &str = include_str!("../../fixtures/vendors/shopify/orders_empty.json");
+const PRODUCTS: &str = include_str!("../../fixtures/vendors/shopify/products.json");
+const SHOP: &str = include_str!("../../fixtures/vendors/shopify/shop.json");
+const THROTTLED: &str = include_str!("../../fixtures/vendors/shopify/throttled.json");
+const ACCESS_DENIED: &str = include_str!("../../fixtures/vendors/shopify/access_denied.json");
 const GRAPHQL_PATH: &str = "/admin/api/2025-01/graphql.json";
 
 /// Shopify's GraphQL endpoint as a contract: the access-token header, and a body whose `query` is

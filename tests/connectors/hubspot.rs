@@ -32,14 +32,14 @@ fn contract() -> Contract {
     )
 }
 
-const CONTACT: &str = include_str!("../fixtures/vendors/hubspot/contact.json");
-const SEARCH_ONE: &str = include_str!("../fixtures/vendors/hubspot/search_one.json");
-const SEARCH_NONE: &str = include_str!("../fixtures/vendors/hubspot/search_none.json");
-const BATCH_UPSERT: &str = include_str!("../fixtures/vendors/hubspot/batch_upsert.json");
-const NOTE: &str = include_str!("../fixtures/vendors/hubspot/note.json");
-const UNAUTHORIZED: &str = include_str!("../fixtures/vendors/hubspot/error_401.json");
-const PAGE: &str = include_str!("../fixtures/vendors/hubspot/contacts_page.json");
-const MEETING: &str = include_str!("../fixtures/connectors/hubspot_meeting.json");
+const CONTACT: &str = include_str!("../../fixtures/vendors/hubspot/contact.json");
+const SEARCH_ONE: &str = include_str!("../../fixtures/vendors/hubspot/search_one.json");
+const SEARCH_NONE: &str = include_str!("../../fixtures/vendors/hubspot/search_none.json");
+const BATCH_UPSERT: &str = include_str!("../../fixtures/vendors/hubspot/batch_upsert.json");
+const NOTE: &str = include_str!("../../fixtures/vendors/hubspot/note.json");
+const UNAUTHORIZED: &str = include_str!("../../fixtures/vendors/hubspot/error_401.json");
+const PAGE: &str = include_str!("../../fixtures/vendors/hubspot/contacts_page.json");
+const MEETING: &str = include_str!("../../fixtures/connectors/hubspot_meeting.json");
 
 const AUTH: &str = "Bearer pat-na1-test-token";
 

@@ -26,12 +26,12 @@ fn contract() -> Contract {
     Contract::load("google-calendar", &["calendar.v3.swagger2.json"]).ignoring("/token")
 }
 
-const KEY_FILE: &str = include_str!("../fixtures/connectors/test_only_service_account.json");
+const KEY_FILE: &str = include_str!("../../fixtures/connectors/test_only_service_account.json");
 const PUBLIC_KEY: &[u8] =
-    include_bytes!("../fixtures/connectors/test_only_service_account_public.der");
-const TOKEN: &str = include_str!("../fixtures/vendors/google-calendar/token.json");
-const CALENDAR: &str = include_str!("../fixtures/vendors/google-calendar/calendar.json");
-const UNAUTHORIZED: &str = include_str!("../fixtures/vendors/google-calendar/error_401.json");
+    include_bytes!("../../fixtures/connectors/test_only_service_account_public.der");
+const TOKEN: &str = include_str!("../../fixtures/vendors/google-calendar/token.json");
+const CALENDAR: &str = include_str!("../../fixtures/vendors/google-calendar/calendar.json");
+const UNAUTHORIZED: &str = include_str!("../../fixtures/vendors/google-calendar/error_401.json");
 const CLIENT_EMAIL: &str = "booking-bot@callbridge-test.iam.gserviceaccount.com";
 const BEARER: &str = "Bearer ya29.a0-test-access-token";
 

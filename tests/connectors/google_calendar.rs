@@ -28,15 +28,15 @@ fn contract() -> Contract {
     Contract::load("google-calendar", &["calendar.v3.swagger2.json"]).ignoring("/token")
 }
 
-const TOKEN: &str = include_str!("../fixtures/vendors/google-calendar/token.json");
-const FREEBUSY: &str = include_str!("../fixtures/vendors/google-calendar/freebusy.json");
+const TOKEN: &str = include_str!("../../fixtures/vendors/google-calendar/token.json");
+const FREEBUSY: &str = include_str!("../../fixtures/vendors/google-calendar/freebusy.json");
 const FREEBUSY_NOT_FOUND: &str =
-    include_str!("../fixtures/vendors/google-calendar/freebusy_not_found.json");
-const EVENT: &str = include_str!("../fixtures/vendors/google-calendar/event.json");
+    include_str!("../../fixtures/vendors/google-calendar/freebusy_not_found.json");
+const EVENT: &str = include_str!("../../fixtures/vendors/google-calendar/event.json");
 const DUPLICATE: &str =
-    include_str!("../fixtures/vendors/google-calendar/error_409_duplicate.json");
-const UNAUTHORIZED: &str = include_str!("../fixtures/vendors/google-calendar/error_401.json");
-const CALENDAR: &str = include_str!("../fixtures/vendors/google-calendar/calendar.json");
+    include_str!("../../fixtures/vendors/google-calendar/error_409_duplicate.json");
+const UNAUTHORIZED: &str = include_str!("../../fixtures/vendors/google-calendar/error_401.json");
+const CALENDAR: &str = include_str!("../../fixtures/vendors/google-calendar/calendar.json");
 
 const BEARER: &str = "Bearer ya29.a0-test-access-token";
 
