@@ -391,7 +391,9 @@ async fn the_contract_refuses_requests_the_spec_does_not_allow() {
         .respond_with(ResponseTemplate::new(200))
         .mount(&server)
         .await;
-    let client = reqwest::Client::new();
+    // The policy's client: it installs the TLS provider and allows the loopback mock.
+    let policy = callbridge_testkit::loopback_policy();
+    let client = policy.client();
     let base = server.uri();
     let sends = [
         client

@@ -423,3 +423,47 @@ async fn a_revoked_refresh_token_is_an_auth_error() {
         "We aren't able to access that system right now."
     );
 }
+
+/// The Swagger 2 side of the contract check refuses what the discovery document does not allow:
+/// a body of the wrong shape (`$ref` to `FreeBusyRequest` followed), an undeclared query parameter,
+/// a request without credentials.
+#[tokio::test]
+async fn the_contract_refuses_requests_the_discovery_document_does_not_allow() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    // The policy's client: it installs the TLS provider and allows the loopback mock.
+    let policy = callbridge_testkit::loopback_policy();
+    let client = policy.client();
+    let base = format!("{}/calendar/v3", server.uri());
+    let sends = [
+        client
+            .post(format!("{base}/freeBusy"))
+            .bearer_auth("t")
+            .json(&json!({"timeMin": "2050-01-01T00:00:00Z", "items": "primary"})),
+        client
+            .get(format!("{base}/calendars/primary?colour=red"))
+            .bearer_auth("t"),
+        client.get(format!("{base}/calendars/primary")),
+        client
+            .post(format!("{base}/freeBusy"))
+            .bearer_auth("t")
+            .json(&json!({"timeMin": "2050-01-01T00:00:00Z", "items": [{"id": "primary"}]})),
+    ];
+    for send in sends {
+        send.send().await.expect("the mock answers");
+    }
+    let requests = server.received_requests().await.expect("recorded");
+    let verdicts: Vec<Result<(), String>> = requests.iter().map(|r| contract().check(r)).collect();
+    for (verdict, wanted) in verdicts.iter().zip([
+        "body /items",
+        "query parameter colour is not in the spec",
+        "credentials",
+    ]) {
+        let problem = verdict.as_ref().expect_err(wanted);
+        assert!(problem.contains(wanted), "{problem}");
+    }
+    assert_eq!(verdicts[3], Ok(()), "a valid query passes");
+}
