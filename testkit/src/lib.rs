@@ -4,6 +4,7 @@
 //! xAI and Azure flavors), a fake Gemini Live server, and a helper that runs the real bridge
 //! in-process on 127.0.0.1. Nothing here is part of the product.
 
+pub mod contract;
 pub mod fake_gemini;
 pub mod fake_realtime;
 pub mod fake_twilio;
