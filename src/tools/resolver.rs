@@ -44,10 +44,11 @@ use super::meeting_links::SharedMeetingLinks;
 use super::{ToolRegistry, builtin_in_zone};
 use crate::connectors::Crm;
 use crate::connectors::http::HttpPolicy;
-use crate::connectors::kit::{BuildContext, BuildFailure, Built, Credentials};
+use crate::connectors::kit::{BuildContext, BuildFailure, Built, Credentials, OAuthGrant};
 use crate::connectors::registry;
+use crate::oauth::{OAuthError, OAuthService};
 use crate::realtime::END_CALL_TOOL;
-use crate::store::{ConnectorConfig, Store, StoreError, TenantId};
+use crate::store::{ConnectionStatus, ConnectorConfig, Store, StoreError, TenantId};
 use crate::tenant::vault::{Vault, VaultError};
 
 /// The capability `vendor` serves first, if this bridge knows the vendor (see
@@ -112,12 +113,80 @@ pub async fn build_connector<S: Store>(
     vault: Option<&Vault<S>>,
     policy: &HttpPolicy,
 ) -> Result<BuiltConnector, BuildError> {
+    build_connector_with(config, vault, policy, None).await
+}
+
+/// [`build_connector`], using the tenant's OAuth connection to the vendor when `oauth` is given
+/// and the tenant has one: its token source replaces the secret's credential (the secret, when
+/// named, still gives the settings, `calendar_id`, …). A connection that needs to be connected
+/// again leaves the connector unbuilt, so its tools are withdrawn and `doctor` says why.
+pub async fn build_connector_with<S: Store>(
+    config: &ConnectorConfig,
+    vault: Option<&Vault<S>>,
+    policy: &HttpPolicy,
+    oauth: Option<&OAuthService>,
+) -> Result<BuiltConnector, BuildError> {
     let vendor = config.spec.vendor.as_str();
     let Some(descriptor) = registry::vendor(vendor) else {
         return Err(BuildError::UnknownVendor {
             vendor: vendor.to_owned(),
         });
     };
+    if let Some(oauth) = oauth
+        && descriptor.oauth.is_some()
+    {
+        match oauth.connection(&config.tenant_id, vendor).await {
+            Ok(connection) if connection.status == ConnectionStatus::NeedsReconnect => {
+                return Err(BuildError::Credentials {
+                    vendor: vendor.to_owned(),
+                    reason: "the OAuth connection was refused by the vendor and must be connected again (callbridge connect)".into(),
+                });
+            }
+            Ok(connection) => {
+                let settings = match (config.spec.secret_name.as_deref(), vault) {
+                    (Some(name), Some(vault)) => vault.reveal(&config.tenant_id, name).await.ok(),
+                    _ => None,
+                };
+                let credentials = settings
+                    .as_ref()
+                    .and_then(|text| Credentials::parse(text).ok())
+                    .filter(|c| c.text("type").is_none() && c.text("refresh_token").is_none())
+                    .map_or_else(
+                        || Credentials::parse(&secrecy::SecretString::from("{}".to_owned())),
+                        Ok,
+                    )
+                    .map_err(|err| BuildError::Credentials {
+                        vendor: vendor.to_owned(),
+                        reason: err.to_string(),
+                    })?;
+                let fields = descriptor
+                    .oauth
+                    .map_or(&[][..], |spec| spec.api_base_fields);
+                let grant = OAuthGrant {
+                    tokens: Arc::new(oauth.token_source(&config.tenant_id, vendor)),
+                    api_base: OAuthService::api_base(&connection, fields),
+                };
+                return (descriptor.build)(BuildContext {
+                    vendor: descriptor,
+                    base_url: config.spec.base_url.as_deref(),
+                    credentials,
+                    policy: policy.clone(),
+                    oauth: Some(grant),
+                })
+                .map_err(|err| BuildError::Config {
+                    vendor: vendor.to_owned(),
+                    reason: err.to_string(),
+                });
+            }
+            Err(OAuthError::NotConnected { .. }) => {}
+            Err(err) => {
+                return Err(BuildError::Secret {
+                    vendor: vendor.to_owned(),
+                    reason: err.to_string(),
+                });
+            }
+        }
+    }
     let Some(secret_name) = config.spec.secret_name.as_deref() else {
         return Err(BuildError::NoSecret {
             vendor: vendor.to_owned(),
@@ -169,6 +238,7 @@ pub async fn build_connector<S: Store>(
         base_url: config.spec.base_url.as_deref(),
         credentials,
         policy: policy.clone(),
+        oauth: None,
     })
     .map_err(failure)
 }

@@ -5,6 +5,7 @@
 //! in-process on 127.0.0.1. Nothing here is part of the product.
 
 pub mod fake_gemini;
+pub mod fake_oauth;
 pub mod fake_realtime;
 pub mod fake_twilio;
 pub mod fake_twilio_rest;
