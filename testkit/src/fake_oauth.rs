@@ -122,6 +122,8 @@ impl FakeOAuth {
         let app = Router::new()
             .route("/authorize", get(authorize))
             .route("/token", post(token))
+            // Zoho's path, for the data-centre switch (the host comes from the callback).
+            .route("/oauth/v2/token", post(token))
             .route("/revoke", post(revoke))
             .fallback(resource)
             .with_state(shared.clone());
