@@ -113,6 +113,42 @@ impl AppCore {
     }
 }
 
+/// The OAuth gateway over the core's store and vault, with the apps the environment configures
+/// (`CALLBRIDGE_OAUTH_<VENDOR>_CLIENT_ID` / `_CLIENT_SECRET`); `None` without a master key or
+/// with an unusable setting (logged, precisely).
+fn oauth_gateway(
+    core: &AppCore,
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Option<crate::oauth::OAuthService> {
+    let vault = core.vault()?;
+    let vendors: Vec<&str> = crate::connectors::registry::VENDORS
+        .iter()
+        .filter(|v| v.oauth.is_some())
+        .map(|v| v.id)
+        .collect();
+    let settings =
+        match crate::oauth::OAuthSettings::from_env(Some(config.public_url.clone()), &vendors) {
+            Ok(settings) => settings,
+            Err(err) => {
+                tracing::error!(error = %err, "OAuth connections disabled");
+                return None;
+            }
+        };
+    match crate::oauth::OAuthService::new(
+        core.store.clone(),
+        vault,
+        settings,
+        config.egress.clone(),
+    ) {
+        Ok(service) => Some(service.with_metrics(metrics.clone())),
+        Err(err) => {
+            tracing::error!(error = %err, "OAuth connections disabled");
+            None
+        }
+    }
+}
+
 /// Everything a running server shares.
 #[derive(Clone)]
 pub struct App {
@@ -125,6 +161,8 @@ pub struct App {
     pub keyring: Option<Keyring>,
     pub policy: HttpPolicy,
     pub ledger: SharedLedger,
+    /// The OAuth gateway; `None` without a master key (tokens are sealed in the vault).
+    pub oauth: Option<crate::oauth::OAuthService>,
 }
 
 impl App {
@@ -153,9 +191,12 @@ impl App {
             config.openai_realtime_model.clone(),
             config.openai_api_key.expose_secret(),
         );
+        let metrics = Arc::new(Metrics::default());
+        let oauth = oauth_gateway(&core, &config, &metrics);
         Ok(Self {
+            oauth,
             config: Arc::new(config),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             tools: Arc::new(registry),
             dialect: Arc::new(dialect),
             store: core.store,

@@ -713,3 +713,157 @@ async fn store_claims_and_leases_on_both_backends() {
         );
     }
 }
+
+/// The HTTP surface of the real bridge: start with the admin key, the browser's trip through
+/// consent and `GET /oauth/callback`, then list/show/disconnect, with no token in any answer and
+/// another tenant's connection answering 404.
+#[tokio::test]
+async fn http_api_start_callback_list_and_disconnect() {
+    const ADMIN: &str = "admin-key-0123456789abcdef0123456789";
+    let fake = FakeOAuth::start(FakeOAuthConfig::new(REDIRECT)).await;
+    // Only this test reads these variables (the other tests pass settings explicitly).
+    unsafe {
+        std::env::set_var("CALLBRIDGE_OAUTH_HUBSPOT_CLIENT_ID", "client-abc");
+        std::env::set_var(
+            "CALLBRIDGE_OAUTH_HUBSPOT_CLIENT_SECRET",
+            "client-secret-xyz-0123456789",
+        );
+        std::env::set_var(
+            "CALLBRIDGE_OAUTH_HUBSPOT_AUTHORIZE_URL",
+            fake.url("/authorize"),
+        );
+        std::env::set_var("CALLBRIDGE_OAUTH_HUBSPOT_TOKEN_URL", fake.url("/token"));
+        std::env::set_var("CALLBRIDGE_OAUTH_HUBSPOT_REVOKE_URL", fake.url("/revoke"));
+    }
+    let bridge = callbridge_testkit::TestBridge::start("ws://127.0.0.1:9/", |args| {
+        args.admin_key = Some(ADMIN.into());
+    })
+    .await;
+    let redirect = format!("{}/oauth/callback", bridge.public_url);
+    fake.configure(|c| c.redirect_uri = redirect.clone());
+    for id in ["acme", "other"] {
+        bridge
+            .store
+            .create_tenant(&NewTenant {
+                id: tid(id),
+                name: format!("{id} Inc."),
+                time_zone: "UTC".into(),
+            })
+            .await
+            .expect("tenant");
+    }
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", bridge.public_url);
+
+    let started: serde_json::Value = http
+        .post(api("/tenants/acme/connections/hubspot/start"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("start")
+        .json()
+        .await
+        .expect("json");
+    let url = started["authorization_url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    assert!(
+        url.contains(&format!("redirect_uri={}", urlencode(&redirect))),
+        "{url}"
+    );
+
+    let query = fake.consent(&url).await;
+    let back = reqwest::Url::parse_with_params(&redirect, query.iter()).expect("callback URL");
+    let page = http.get(back.clone()).send().await.expect("callback");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("HubSpot is connected to acme Inc."), "{html}");
+    // The same link again: refused, nothing changes.
+    let again = http.get(back).send().await.expect("callback again");
+    assert_eq!(again.status(), 400);
+
+    let list = http
+        .get(api("/tenants/acme/connections"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(list.status(), 200);
+    let text = list.text().await.expect("body");
+    let listed: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(listed[0]["vendor"], "hubspot");
+    assert_eq!(listed[0]["status"], "active");
+    for token in fake
+        .issued_access_tokens()
+        .into_iter()
+        .chain(fake.issued_refresh_tokens())
+    {
+        assert!(!text.contains(&token), "token in the API output");
+        assert!(!html.contains(&token), "token on the page");
+    }
+    assert!(!text.contains("client-secret"));
+
+    for path in [
+        "/tenants/other/connections/hubspot",
+        "/tenants/nobody/connections/hubspot",
+    ] {
+        let response = http
+            .get(api(path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    let response = http
+        .delete(api("/tenants/other/connections/hubspot"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("delete other");
+    assert_eq!(response.status(), 404);
+    let unauthenticated = http
+        .get(api("/tenants/acme/connections"))
+        .send()
+        .await
+        .expect("no key");
+    assert_eq!(unauthenticated.status(), 401);
+
+    let gone: serde_json::Value = http
+        .delete(api("/tenants/acme/connections/hubspot"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("delete")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(gone["revoked"], true);
+    assert_eq!(fake.revocations(), 1);
+    let response = http
+        .get(api("/tenants/acme/connections/hubspot"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 404);
+    let spec = http
+        .get(api("/openapi.json"))
+        .send()
+        .await
+        .expect("openapi")
+        .text()
+        .await
+        .expect("text");
+    assert!(spec.contains("/tenants/{tenant}/connections/{vendor}/start"));
+}
+
+fn urlencode(text: &str) -> String {
+    reqwest::Url::parse_with_params("http://x/", [("v", text)])
+        .expect("url")
+        .query()
+        .unwrap_or_default()
+        .trim_start_matches("v=")
+        .to_owned()
+}
