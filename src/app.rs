@@ -66,9 +66,18 @@ pub struct AppCore {
     pub policy: HttpPolicy,
     /// Makes tool side effects happen once, across reconnects and nodes.
     pub ledger: SharedLedger,
+    /// The OAuth gateway; set by [`AppCore::with_oauth_from_env`] (needs the vault).
+    pub oauth: Option<crate::oauth::OAuthService>,
 }
 
 impl AppCore {
+    /// Enables the OAuth gateway with the apps the environment configures, callbacks coming
+    /// back to `public_url` (logged and left off when a setting is unusable).
+    pub fn with_oauth_from_env(mut self, public_url: Option<String>) -> Self {
+        self.oauth = oauth_gateway(&self, public_url);
+        self
+    }
+
     /// Opens (and migrates) the store at `database_url` and builds the policy behind `egress`.
     pub async fn open(
         database_url: &str,
@@ -86,6 +95,7 @@ impl AppCore {
             keyring,
             policy,
             ledger,
+            oauth: None,
         })
     }
 
@@ -97,6 +107,7 @@ impl AppCore {
             policy: self.policy.clone(),
             ledger: self.ledger.clone(),
             deadline,
+            oauth: self.oauth.clone(),
         }
     }
 
@@ -116,32 +127,27 @@ impl AppCore {
 /// The OAuth gateway over the core's store and vault, with the apps the environment configures
 /// (`CALLBRIDGE_OAUTH_<VENDOR>_CLIENT_ID` / `_CLIENT_SECRET`); `None` without a master key or
 /// with an unusable setting (logged, precisely).
-fn oauth_gateway(
-    core: &AppCore,
-    config: &Config,
-    metrics: &Arc<Metrics>,
-) -> Option<crate::oauth::OAuthService> {
+fn oauth_gateway(core: &AppCore, public_url: Option<String>) -> Option<crate::oauth::OAuthService> {
     let vault = core.vault()?;
     let vendors: Vec<&str> = crate::connectors::registry::VENDORS
         .iter()
         .filter(|v| v.oauth.is_some())
         .map(|v| v.id)
         .collect();
-    let settings =
-        match crate::oauth::OAuthSettings::from_env(Some(config.public_url.clone()), &vendors) {
-            Ok(settings) => settings,
-            Err(err) => {
-                tracing::error!(error = %err, "OAuth connections disabled");
-                return None;
-            }
-        };
+    let settings = match crate::oauth::OAuthSettings::from_env(public_url, &vendors) {
+        Ok(settings) => settings,
+        Err(err) => {
+            tracing::error!(error = %err, "OAuth connections disabled");
+            return None;
+        }
+    };
     match crate::oauth::OAuthService::new(
         core.store.clone(),
         vault,
         settings,
-        config.egress.clone(),
+        core.egress().clone(),
     ) {
-        Ok(service) => Some(service.with_metrics(metrics.clone())),
+        Ok(service) => Some(service),
         Err(err) => {
             tracing::error!(error = %err, "OAuth connections disabled");
             None
@@ -192,7 +198,11 @@ impl App {
             config.openai_api_key.expose_secret(),
         );
         let metrics = Arc::new(Metrics::default());
-        let oauth = oauth_gateway(&core, &config, &metrics);
+        let core = core.with_oauth_from_env(Some(config.public_url.clone()));
+        let oauth = core
+            .oauth
+            .clone()
+            .map(|service| service.with_metrics(metrics.clone()));
         Ok(Self {
             oauth,
             config: Arc::new(config),
@@ -213,6 +223,7 @@ impl App {
             keyring: self.keyring.clone(),
             policy: self.policy.clone(),
             ledger: self.ledger.clone(),
+            oauth: self.oauth.clone(),
         }
     }
 
@@ -227,6 +238,7 @@ impl App {
             keyring: self.keyring.clone(),
             policy: self.policy.clone(),
             ledger: self.ledger.clone(),
+            oauth: self.oauth.clone(),
         }
     }
 

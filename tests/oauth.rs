@@ -867,3 +867,57 @@ fn urlencode(text: &str) -> String {
         .trim_start_matches("v=")
         .to_owned()
 }
+
+/// A call's tool resolution uses the tenant's connection: the HubSpot CRM tool is offered with
+/// no secret at all, and withdrawn (with the reason) once the grant is refused.
+#[tokio::test]
+async fn resolver_offers_and_withdraws_tools_by_connection() {
+    let w = world(FakeOAuthConfig::new(REDIRECT)).await;
+    let svc = w.node();
+    w.store
+        .put_connector(
+            &w.acme,
+            &ConnectorSpec {
+                vendor: "hubspot".into(),
+                base_url: Some(w.fake.url("")),
+                secret_name: None,
+            },
+        )
+        .await
+        .expect("connector");
+    let runtime = callbridge::tools::invoke::ToolRuntime {
+        store: w.store.clone(),
+        keyring: None,
+        policy: callbridge_testkit::loopback_policy(),
+        ledger: Arc::new(callbridge::tools::store_ledger::StoreLedger::new(
+            w.store.clone(),
+        )),
+        deadline: Duration::from_secs(5),
+        oauth: Some(svc.clone()),
+    };
+    let enabled = vec![callbridge::tools::capabilities::FIND_CONTACT.to_owned()];
+    let before = runtime.resolve(&w.acme, &enabled).await.expect("resolve");
+    assert!(
+        !before.unavailable.is_empty(),
+        "not connected yet: withdrawn"
+    );
+
+    assert_eq!(w.connect(&svc, "hubspot").await.status, 200);
+    let connected = runtime.resolve(&w.acme, &enabled).await.expect("resolve");
+    assert!(
+        connected.unavailable.is_empty(),
+        "{:?}",
+        connected.unavailable
+    );
+
+    w.fake.revoke_all();
+    w.advance(3_600);
+    let _ = svc.access_token(&w.acme, "hubspot", None).await;
+    let refused = runtime.resolve(&w.acme, &enabled).await.expect("resolve");
+    assert_eq!(refused.unavailable.len(), 1);
+    assert!(
+        refused.unavailable[0].reason.contains("connected again"),
+        "{:?}",
+        refused.unavailable
+    );
+}

@@ -70,6 +70,8 @@ pub struct CallDeps {
     pub policy: crate::connectors::http::HttpPolicy,
     /// Makes tool side effects happen once, across reconnects and nodes.
     pub ledger: crate::tools::ledger::SharedLedger,
+    /// The OAuth gateway (tenants' connected vendor accounts).
+    pub oauth: Option<crate::oauth::OAuthService>,
 }
 
 impl CallDeps {
@@ -81,6 +83,7 @@ impl CallDeps {
             policy: self.policy.clone(),
             ledger: self.ledger.clone(),
             deadline: self.config.tool_timeout,
+            oauth: self.oauth.clone(),
         }
     }
 

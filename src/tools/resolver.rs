@@ -264,11 +264,12 @@ async fn connector_for<S: Store>(
     capability: Capability,
     vault: Option<&Vault<S>>,
     policy: &HttpPolicy,
+    oauth: Option<&OAuthService>,
 ) -> Result<BuiltConnector, String> {
     if let Entry::Vacant(slot) = built.entry(capability) {
         let connector = match configuration_for(configs, capability) {
             None => Err(BuildError::NotConfigured(capability.as_str()).to_string()),
-            Some(config) => build_connector(config, vault, policy)
+            Some(config) => build_connector_with(config, vault, policy, oauth)
                 .await
                 .map_err(|err| err.to_string()),
         };
@@ -284,11 +285,12 @@ async fn connector_for<S: Store>(
 /// capability tool only if the tenant's connector for it is configured and has credentials.
 /// `end_call` is always declared by the registry and needs no entry. `meeting_links` keeps which
 /// CRM meeting records which booking.
-#[allow(clippy::too_many_arguments)] // what one resolution needs, named at its two call sites
+#[allow(clippy::too_many_arguments)] // what one resolution needs, named at its call sites
 pub async fn registry_for_agent<S: Store>(
     store: &S,
     vault: Option<&Vault<S>>,
     policy: &HttpPolicy,
+    oauth: Option<&OAuthService>,
     ledger: SharedLedger,
     meeting_links: SharedMeetingLinks,
     tenant: &TenantId,
@@ -343,23 +345,25 @@ pub async fn registry_for_agent<S: Store>(
             });
             continue;
         };
-        let connector = match connector_for(&mut built, &configs, capability, vault, policy).await {
-            Ok(connector) => connector,
-            Err(reason) => {
-                unavailable.push(Unavailable {
-                    tool: name.clone(),
-                    reason,
-                });
-                continue;
-            }
-        };
+        let connector =
+            match connector_for(&mut built, &configs, capability, vault, policy, oauth).await {
+                Ok(connector) => connector,
+                Err(reason) => {
+                    unavailable.push(Unavailable {
+                        tool: name.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+            };
         let tool = match capability {
             Capability::Calendar => {
                 // Bookings are also kept in the tenant's CRM, when it has a working one.
                 let crm = if CRM_FOLLOW_UP_TOOLS.contains(&name.as_str())
                     && crm_configuration.is_some()
                 {
-                    match connector_for(&mut built, &configs, Capability::Crm, vault, policy).await
+                    match connector_for(&mut built, &configs, Capability::Crm, vault, policy, oauth)
+                        .await
                     {
                         Ok(Built { crm: Some(crm), .. }) => follow_up(crm),
                         Ok(_) => None,
