@@ -66,9 +66,18 @@ pub struct AppCore {
     pub policy: HttpPolicy,
     /// Makes tool side effects happen once, across reconnects and nodes.
     pub ledger: SharedLedger,
+    /// The OAuth gateway; set by [`AppCore::with_oauth_from_env`] (needs the vault).
+    pub oauth: Option<crate::oauth::OAuthService>,
 }
 
 impl AppCore {
+    /// Enables the OAuth gateway with the apps the environment configures, callbacks coming
+    /// back to `public_url` (logged and left off when a setting is unusable).
+    pub fn with_oauth_from_env(mut self, public_url: Option<String>) -> Self {
+        self.oauth = oauth_gateway(&self, public_url);
+        self
+    }
+
     /// Opens (and migrates) the store at `database_url` and builds the policy behind `egress`.
     pub async fn open(
         database_url: &str,
@@ -86,6 +95,7 @@ impl AppCore {
             keyring,
             policy,
             ledger,
+            oauth: None,
         })
     }
 
@@ -97,6 +107,7 @@ impl AppCore {
             policy: self.policy.clone(),
             ledger: self.ledger.clone(),
             deadline,
+            oauth: self.oauth.clone(),
         }
     }
 
@@ -110,6 +121,37 @@ impl AppCore {
     /// The egress rule the policy enforces (also checked when tenants write URLs).
     pub fn egress(&self) -> &EgressPolicy {
         &self.policy.config().egress
+    }
+}
+
+/// The OAuth gateway over the core's store and vault, with the apps the environment configures
+/// (`CALLBRIDGE_OAUTH_<VENDOR>_CLIENT_ID` / `_CLIENT_SECRET`); `None` without a master key or
+/// with an unusable setting (logged, precisely).
+fn oauth_gateway(core: &AppCore, public_url: Option<String>) -> Option<crate::oauth::OAuthService> {
+    let vault = core.vault()?;
+    let vendors: Vec<&str> = crate::connectors::registry::VENDORS
+        .iter()
+        .filter(|v| v.oauth.is_some())
+        .map(|v| v.id)
+        .collect();
+    let settings = match crate::oauth::OAuthSettings::from_env(public_url, &vendors) {
+        Ok(settings) => settings,
+        Err(err) => {
+            tracing::error!(error = %err, "OAuth connections disabled");
+            return None;
+        }
+    };
+    match crate::oauth::OAuthService::new(
+        core.store.clone(),
+        vault,
+        settings,
+        core.egress().clone(),
+    ) {
+        Ok(service) => Some(service),
+        Err(err) => {
+            tracing::error!(error = %err, "OAuth connections disabled");
+            None
+        }
     }
 }
 
@@ -128,6 +170,8 @@ pub struct App {
     /// This node's name: in stream claims, campaign leases and its heartbeat
     /// (`CALLBRIDGE_NODE_ID`, default random per process).
     pub node_id: Arc<str>,
+    /// The OAuth gateway; `None` without a master key (tokens are sealed in the vault).
+    pub oauth: Option<crate::oauth::OAuthService>,
 }
 
 impl App {
@@ -157,9 +201,16 @@ impl App {
             config.openai_realtime_model.clone(),
             config.openai_api_key.expose_secret(),
         );
+        let metrics = Arc::new(Metrics::default());
+        let core = core.with_oauth_from_env(Some(config.public_url.clone()));
+        let oauth = core
+            .oauth
+            .clone()
+            .map(|service| service.with_metrics(metrics.clone()));
         Ok(Self {
+            oauth,
             config: Arc::new(config),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             tools: Arc::new(registry),
             dialect: Arc::new(dialect),
             store: core.store,
@@ -179,6 +230,7 @@ impl App {
             keyring: self.keyring.clone(),
             policy: self.policy.clone(),
             ledger: self.ledger.clone(),
+            oauth: self.oauth.clone(),
         }
     }
 
@@ -194,6 +246,7 @@ impl App {
             policy: self.policy.clone(),
             ledger: self.ledger.clone(),
             node_id: self.node_id.clone(),
+            oauth: self.oauth.clone(),
         }
     }
 

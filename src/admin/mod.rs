@@ -9,6 +9,7 @@
 //! another tenant's agent, number, secret or call id is indistinguishable from a missing one.
 
 pub mod campaigns;
+pub mod connections;
 pub mod dto;
 
 use std::path::{Path, PathBuf};
@@ -164,6 +165,8 @@ pub struct AdminService {
     /// Where tenant-set URLs (connector base URLs) may point; checked when they are written (and
     /// again by the outbound policy when a request is sent).
     egress: crate::egress::EgressPolicy,
+    /// The OAuth gateway; `None` when no master key is configured.
+    oauth: Option<crate::oauth::OAuthService>,
 }
 
 impl AdminService {
@@ -189,6 +192,7 @@ impl AdminService {
             vault,
             dialer: None,
             egress: crate::egress::EgressPolicy::strict(),
+            oauth: None,
         }
     }
 

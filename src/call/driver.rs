@@ -72,6 +72,8 @@ pub struct CallDeps {
     pub ledger: crate::tools::ledger::SharedLedger,
     /// This node's name, recorded with each stream claim (crash recovery, `call::recovery`).
     pub node_id: Arc<str>,
+    /// The OAuth gateway (tenants' connected vendor accounts).
+    pub oauth: Option<crate::oauth::OAuthService>,
 }
 
 impl CallDeps {
@@ -83,6 +85,7 @@ impl CallDeps {
             policy: self.policy.clone(),
             ledger: self.ledger.clone(),
             deadline: self.config.tool_timeout,
+            oauth: self.oauth.clone(),
         }
     }
 

@@ -77,7 +77,9 @@ async fn runtime(args: &RuntimeArgs) -> Result<ToolRuntime, CliToolsError> {
     let egress = crate::app::egress_from_env().map_err(|e| CliToolsError::Config(e.to_string()))?;
     let core = AppCore::open(&url, keyring, egress)
         .await
-        .map_err(|e| CliToolsError::Config(e.to_string()))?;
+        .map_err(|e| CliToolsError::Config(e.to_string()))?
+        // Tenants' connected OAuth accounts serve their connectors here too.
+        .with_oauth_from_env(std::env::var("PUBLIC_URL").ok());
     Ok(core.tool_runtime(Duration::from_millis(
         args.tool_timeout_ms.clamp(100, 60_000),
     )))
@@ -180,10 +182,11 @@ pub fn run_doctor(args: DoctorArgs) -> ExitCode {
             .keyring
             .clone()
             .map(|keyring| crate::tenant::vault::Vault::new(runtime.store.clone(), keyring));
-        let rows = doctor::check_all(
+        let rows = doctor::check_all_with(
             &runtime.store,
             vault.as_ref(),
             &runtime.policy,
+            runtime.oauth.as_ref(),
             runtime.deadline,
         )
         .await

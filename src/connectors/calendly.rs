@@ -31,7 +31,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::client::{Auth, VendorClient, map_error};
-use super::kit::{BuildContext, BuildFailure, Built, Capability, SecretField, SecretShape, Vendor};
+use super::kit::{
+    BuildContext, BuildFailure, Built, Capability, OAuthSpec, SecretField, SecretShape, Vendor,
+};
 use super::{
     Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow, parse_time,
     rfc3339,
@@ -398,7 +400,20 @@ pub static VENDOR: Vendor = Vendor {
         ],
         note: "",
     },
-    oauth: None,
+    oauth: Some(OAuthSpec {
+        authorize_url: "https://auth.calendly.com/oauth/authorize",
+        token_url: "https://auth.calendly.com/oauth/token",
+        revoke_url: Some("https://auth.calendly.com/oauth/revoke"),
+        // Calendly grants the user's full access; it has no scopes to ask for.
+        scopes: &[],
+        pkce: true,
+        extra_authorize_params: &[],
+        api_base_fields: &[],
+        client_secret_in_body: false,
+        account_fields: &["owner"],
+        accounts_server_param: None,
+        accounts_server_hosts: &[],
+    }),
     webhooks: None,
     profile,
     build,

@@ -21,9 +21,12 @@ use sha2::{Digest, Sha256};
 
 use super::client::{Auth, TokenSource, VendorClient, map_error};
 use super::kit::{
-    BuildContext, BuildFailure, Built, Capability, Credentials, SecretField, SecretShape, Vendor,
+    BuildContext, BuildFailure, Built, Capability, Credentials, OAuthSpec, SecretField,
+    SecretShape, Vendor,
 };
-use super::oauth::{GOOGLE_TOKEN_URL, OAuthCredentials, OAuthTokenSource, ServiceAccountKey};
+use super::oauth::{
+    GOOGLE_CALENDAR_SCOPE, GOOGLE_TOKEN_URL, OAuthCredentials, OAuthTokenSource, ServiceAccountKey,
+};
 use super::parse_base_url;
 use super::slots::{BusinessHours, free_slots};
 use super::{
@@ -404,7 +407,20 @@ pub static VENDOR: Vendor = Vendor {
         ],
         note: "or a service-account key file as downloaded (`\"type\": \"service_account\"`, `client_email`, `private_key`, `token_uri`), plus `calendar_id` and `subject` (user to impersonate)",
     },
-    oauth: None,
+    oauth: Some(OAuthSpec {
+        authorize_url: "https://accounts.google.com/o/oauth2/v2/auth",
+        token_url: GOOGLE_TOKEN_URL,
+        revoke_url: Some("https://oauth2.googleapis.com/revoke"),
+        scopes: &[(Capability::Calendar, &[GOOGLE_CALENDAR_SCOPE])],
+        pkce: true,
+        // A refresh token is issued only for offline access, and again only with consent.
+        extra_authorize_params: &[("access_type", "offline"), ("prompt", "consent")],
+        api_base_fields: &[],
+        client_secret_in_body: true,
+        account_fields: &[],
+        accounts_server_param: None,
+        accounts_server_hosts: &[],
+    }),
     webhooks: None,
     profile,
     build,
@@ -416,15 +432,15 @@ pub fn profile() -> ConnectorProfile {
 }
 
 fn build(ctx: BuildContext<'_>) -> Result<Built, BuildFailure> {
-    let tokens = token_source(&ctx.credentials, &ctx.policy)?;
+    let tokens: Arc<dyn TokenSource> = match &ctx.oauth {
+        // A connected Google account: the gateway's tokens.
+        Some(grant) => grant.tokens.clone(),
+        None => Arc::new(token_source(&ctx.credentials, &ctx.policy)?),
+    };
     let calendar_id = ctx.credentials.text("calendar_id").unwrap_or("primary");
     let config = GoogleCalendarConfig::new(ctx.base_url()?, calendar_id);
     Ok(Built {
-        calendar: Some(Arc::new(GoogleCalendar::new(
-            ctx.policy,
-            config,
-            Arc::new(tokens),
-        ))),
+        calendar: Some(Arc::new(GoogleCalendar::new(ctx.policy, config, tokens))),
         ..Built::default()
     })
 }

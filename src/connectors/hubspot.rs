@@ -20,7 +20,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::client::{Auth, VendorClient};
-use super::kit::{BuildContext, BuildFailure, Built, Capability, SecretField, SecretShape, Vendor};
+use super::kit::{
+    BuildContext, BuildFailure, Built, Capability, OAuthSpec, SecretField, SecretShape, Vendor,
+};
 use super::{
     CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
 };
@@ -126,13 +128,15 @@ fn properties_of(contact: &ContactInput) -> Map<String, Value> {
 
 impl Hubspot {
     pub fn new(policy: HttpPolicy, config: HubspotConfig) -> Self {
+        let auth = Auth::Bearer(config.access_token.clone());
+        Self::with_auth(policy, config, auth)
+    }
+
+    /// A client sending `auth` (an OAuth connection's token source) instead of the configured
+    /// private-app token.
+    pub fn with_auth(policy: HttpPolicy, config: HubspotConfig, auth: Auth) -> Self {
         Self {
-            client: VendorClient::new(
-                policy,
-                profile(),
-                config.base_url.clone(),
-                Auth::Bearer(config.access_token.clone()),
-            ),
+            client: VendorClient::new(policy, profile(), config.base_url.clone(), auth),
             config,
         }
     }
@@ -399,7 +403,28 @@ pub static VENDOR: Vendor = Vendor {
         }],
         note: "",
     },
-    oauth: None,
+    oauth: Some(OAuthSpec {
+        authorize_url: "https://app.hubspot.com/oauth/authorize",
+        token_url: "https://api.hubapi.com/oauth/v1/token",
+        // HubSpot revokes a refresh token with DELETE /oauth/v1/refresh-tokens/{token}, not
+        // RFC 7009: disconnect deletes the tokens; the business removes the app in HubSpot.
+        revoke_url: None,
+        scopes: &[(
+            Capability::Crm,
+            &[
+                "crm.objects.contacts.read",
+                "crm.objects.contacts.write",
+                "oauth",
+            ],
+        )],
+        pkce: true,
+        extra_authorize_params: &[],
+        api_base_fields: &[],
+        client_secret_in_body: true,
+        account_fields: &["hub_id", "user"],
+        accounts_server_param: None,
+        accounts_server_hosts: &[],
+    }),
     webhooks: None,
     profile,
     build,
@@ -411,6 +436,18 @@ pub fn profile() -> ConnectorProfile {
 }
 
 fn build(ctx: BuildContext<'_>) -> Result<Built, BuildFailure> {
+    if let Some(grant) = &ctx.oauth {
+        // A connected HubSpot account: the OAuth access token, refreshed by the gateway.
+        let config = HubspotConfig::new(ctx.base_url()?, SecretString::from(String::new()));
+        return Ok(Built {
+            crm: Some(std::sync::Arc::new(Hubspot::with_auth(
+                ctx.policy,
+                config,
+                Auth::OAuth(grant.tokens.clone()),
+            ))),
+            ..Built::default()
+        });
+    }
     let config = HubspotConfig::new(
         ctx.base_url()?,
         ctx.credentials.secret(&["access_token", "token"])?,

@@ -70,6 +70,15 @@ pub struct OAuthSpec {
     pub extra_authorize_params: &'static [(&'static str, &'static str)],
     /// Token-response fields that carry the tenant's API base (`instance_url`, `api_domain`).
     pub api_base_fields: &'static [&'static str],
+    /// Send the client id and secret in the token request body instead of HTTP basic auth.
+    pub client_secret_in_body: bool,
+    /// Token-response fields naming the connected account, first present wins (`id`, `hub_id`).
+    pub account_fields: &'static [&'static str],
+    /// The callback query parameter naming the account's data-centre accounts server (Zoho's
+    /// `accounts-server`): its origin replaces the token and revocation URLs' origin.
+    pub accounts_server_param: Option<&'static str>,
+    /// Host suffixes an accounts server may have (`.zoho.eu`); any other host is refused.
+    pub accounts_server_hosts: &'static [&'static str],
 }
 
 /// How a vendor signs the webhooks it sends us, as data (read by the inbound service).
@@ -204,13 +213,29 @@ pub struct BuildContext<'a> {
     pub base_url: Option<&'a str>,
     pub credentials: Credentials,
     pub policy: HttpPolicy,
+    /// The tenant's OAuth connection to this vendor, when it has one (then `credentials` holds
+    /// only settings, and the vendor sends its requests with this grant's tokens).
+    pub oauth: Option<OAuthGrant>,
+}
+
+/// A connected OAuth account handed to a vendor's build: where its tokens come from and the API
+/// base its token response named (`instance_url`, `api_domain`), already through the egress guard.
+#[derive(Clone)]
+pub struct OAuthGrant {
+    pub tokens: Arc<dyn super::client::TokenSource>,
+    pub api_base: Option<String>,
 }
 
 impl BuildContext<'_> {
-    /// The tenant's base URL, else the vendor's default; an error when neither exists.
+    /// The tenant's base URL, else the API base of its OAuth connection, else the vendor's
+    /// default; an error when none exists.
     pub fn base_url(&self) -> Result<Url, BuildFailure> {
         let text = self
             .base_url
+            .or(self
+                .oauth
+                .as_ref()
+                .and_then(|grant| grant.api_base.as_deref()))
             .or(self.vendor.default_base_url)
             .ok_or_else(|| BuildFailure::Config("set base_url for this vendor".into()))?;
         parse_base_url(text).map_err(|e| BuildFailure::Config(e.to_string()))

@@ -26,6 +26,7 @@ pub fn router(deps: App) -> Router {
         .route("/twilio/status", post(twilio::status_callback))
         .route("/twilio/amd", post(twilio::amd_callback))
         .route("/healthz", get(ops::healthz))
+        .route(crate::oauth::CALLBACK_PATH, get(ops::oauth_callback))
         .route("/metrics", get(ops::metrics))
         .nest("/api/v1", api::router(&deps))
         .with_state(Arc::new(deps))

@@ -32,6 +32,7 @@ mod campaigns;
 mod crm_meetings;
 mod error;
 mod model;
+mod oauth;
 mod outbound;
 mod outbox;
 mod sql;
@@ -53,6 +54,10 @@ pub use model::{
     CallEvent, CallEventKind, CallStatus, ConnectorConfig, ConnectorSpec, E164, LedgerClaim,
     LedgerEntry, LedgerStatus, NewCall, NewLedgerEntry, NewSealedSecret, NewTenant, PhoneNumber,
     ResealedSecret, SealedSecret, SecretInfo, Tenant, TenantId, Voicemail,
+};
+pub use oauth::{
+    ClaimedOAuthState, ConnectionStatus, ConnectionUpdate, NewOAuthState, OAuthConnection,
+    StateRefusal,
 };
 pub use outbound::{DoNotCallEntry, OutboundCall, is_final, status_rank};
 pub use outbox::{

@@ -382,6 +382,50 @@ impl<S: Store> Vault<S> {
         Ok(SecretString::from(text))
     }
 
+    /// Seals a value that is not a stored secret (an OAuth PKCE verifier kept in another table),
+    /// bound to the tenant and `name` like a secret. Returns the key id and the sealed bytes.
+    pub fn seal_value(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        plaintext: &SecretString,
+    ) -> Result<(String, Vec<u8>), VaultError> {
+        let keyring = self.keyring();
+        let sealed = seal(
+            &keyring.current,
+            tenant,
+            name,
+            plaintext.expose_secret().as_bytes(),
+        )?;
+        Ok((keyring.current_id().to_owned(), sealed))
+    }
+
+    /// Opens what [`Vault::seal_value`] sealed for the same tenant and `name`.
+    pub fn open_value(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        key_id: &str,
+        ciphertext: Vec<u8>,
+    ) -> Result<SecretString, VaultError> {
+        let sealed = SealedSecret {
+            tenant_id: tenant.clone(),
+            name: name.to_owned(),
+            vendor: String::new(),
+            ciphertext,
+            key_id: key_id.to_owned(),
+            last4: String::new(),
+            created_at: jiff::Timestamp::UNIX_EPOCH,
+            updated_at: jiff::Timestamp::UNIX_EPOCH,
+        };
+        let plaintext = open(&self.keyring(), &sealed)?;
+        let text = String::from_utf8(plaintext.to_vec()).map_err(|_| VaultError::Decrypt {
+            tenant: tenant.clone(),
+            name: name.to_owned(),
+        })?;
+        Ok(SecretString::from(text))
+    }
+
     /// Name, vendor, last4 and timestamps of the tenant's secrets.
     pub async fn list(&self, tenant: &TenantId) -> Result<Vec<SecretInfo>, VaultError> {
         Ok(self.store.list_secrets(tenant).await?)

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::resolver::build_connector;
+use super::resolver::build_connector_with;
 use crate::connectors::http::{HttpPolicy, RequestContext};
+use crate::oauth::OAuthService;
 use crate::store::{Store, StoreError, TenantId};
 use crate::tenant::vault::Vault;
 
@@ -47,12 +48,25 @@ pub async fn check_tenant<S: Store>(
     tenant: &TenantId,
     timeout: Duration,
 ) -> Result<Vec<HealthRow>, DoctorError> {
+    check_tenant_with(store, vault, policy, None, tenant, timeout).await
+}
+
+/// [`check_tenant`], with the tenants' OAuth connections (a connection that must be connected
+/// again is reported as such).
+pub async fn check_tenant_with<S: Store>(
+    store: &S,
+    vault: Option<&Vault<S>>,
+    policy: &HttpPolicy,
+    oauth: Option<&OAuthService>,
+    tenant: &TenantId,
+    timeout: Duration,
+) -> Result<Vec<HealthRow>, DoctorError> {
     let mut rows = Vec::new();
     for config in store.list_connectors(tenant).await? {
         let started = Instant::now();
         let deadline = started + timeout;
         let check = async {
-            let connector = build_connector(&config, vault, policy)
+            let connector = build_connector_with(&config, vault, policy, oauth)
                 .await
                 .map_err(|err| err.to_string())?;
             let ctx = RequestContext::new(tenant.as_str(), "doctor", deadline);
@@ -82,9 +96,20 @@ pub async fn check_all<S: Store>(
     policy: &HttpPolicy,
     timeout: Duration,
 ) -> Result<Vec<HealthRow>, DoctorError> {
+    check_all_with(store, vault, policy, None, timeout).await
+}
+
+/// [`check_all`], with the tenants' OAuth connections.
+pub async fn check_all_with<S: Store>(
+    store: &S,
+    vault: Option<&Vault<S>>,
+    policy: &HttpPolicy,
+    oauth: Option<&OAuthService>,
+    timeout: Duration,
+) -> Result<Vec<HealthRow>, DoctorError> {
     let mut rows = Vec::new();
     for tenant in store.list_tenants().await? {
-        rows.extend(check_tenant(store, vault, policy, &tenant.id, timeout).await?);
+        rows.extend(check_tenant_with(store, vault, policy, oauth, &tenant.id, timeout).await?);
     }
     Ok(rows)
 }

@@ -24,6 +24,8 @@ pub struct ToolRuntime {
     pub policy: HttpPolicy,
     pub ledger: SharedLedger,
     pub deadline: Duration,
+    /// The OAuth gateway: a tenant's connected accounts serve its connectors.
+    pub oauth: Option<crate::oauth::OAuthService>,
 }
 
 impl std::fmt::Debug for ToolRuntime {
@@ -82,6 +84,7 @@ impl ToolRuntime {
             &self.store,
             vault.as_ref(),
             &self.policy,
+            self.oauth.as_ref(),
             self.ledger.clone(),
             Arc::new(self.store.clone()),
             tenant,

@@ -42,10 +42,11 @@ use super::meeting_links::SharedMeetingLinks;
 use super::{ToolRegistry, builtin_in_zone};
 use crate::connectors::Crm;
 use crate::connectors::http::HttpPolicy;
-use crate::connectors::kit::{BuildContext, BuildFailure, Built, Credentials};
+use crate::connectors::kit::{BuildContext, BuildFailure, Built, Credentials, OAuthGrant};
 use crate::connectors::registry;
+use crate::oauth::{OAuthError, OAuthService};
 use crate::realtime::END_CALL_TOOL;
-use crate::store::{ConnectorConfig, Store, StoreError, TenantId};
+use crate::store::{ConnectionStatus, ConnectorConfig, Store, StoreError, TenantId};
 use crate::tenant::vault::{Vault, VaultError};
 
 /// The capability `vendor` serves first, if this bridge knows the vendor (see
@@ -110,12 +111,80 @@ pub async fn build_connector<S: Store>(
     vault: Option<&Vault<S>>,
     policy: &HttpPolicy,
 ) -> Result<BuiltConnector, BuildError> {
+    build_connector_with(config, vault, policy, None).await
+}
+
+/// [`build_connector`], using the tenant's OAuth connection to the vendor when `oauth` is given
+/// and the tenant has one: its token source replaces the secret's credential (the secret, when
+/// named, still gives the settings, `calendar_id`, …). A connection that needs to be connected
+/// again leaves the connector unbuilt, so its tools are withdrawn and `doctor` says why.
+pub async fn build_connector_with<S: Store>(
+    config: &ConnectorConfig,
+    vault: Option<&Vault<S>>,
+    policy: &HttpPolicy,
+    oauth: Option<&OAuthService>,
+) -> Result<BuiltConnector, BuildError> {
     let vendor = config.spec.vendor.as_str();
     let Some(descriptor) = registry::vendor(vendor) else {
         return Err(BuildError::UnknownVendor {
             vendor: vendor.to_owned(),
         });
     };
+    if let Some(oauth) = oauth
+        && descriptor.oauth.is_some()
+    {
+        match oauth.connection(&config.tenant_id, vendor).await {
+            Ok(connection) if connection.status == ConnectionStatus::NeedsReconnect => {
+                return Err(BuildError::Credentials {
+                    vendor: vendor.to_owned(),
+                    reason: "the OAuth connection was refused by the vendor and must be connected again (callbridge connect)".into(),
+                });
+            }
+            Ok(connection) => {
+                let settings = match (config.spec.secret_name.as_deref(), vault) {
+                    (Some(name), Some(vault)) => vault.reveal(&config.tenant_id, name).await.ok(),
+                    _ => None,
+                };
+                let credentials = settings
+                    .as_ref()
+                    .and_then(|text| Credentials::parse(text).ok())
+                    .filter(|c| c.text("type").is_none() && c.text("refresh_token").is_none())
+                    .map_or_else(
+                        || Credentials::parse(&secrecy::SecretString::from("{}".to_owned())),
+                        Ok,
+                    )
+                    .map_err(|err| BuildError::Credentials {
+                        vendor: vendor.to_owned(),
+                        reason: err.to_string(),
+                    })?;
+                let fields = descriptor
+                    .oauth
+                    .map_or(&[][..], |spec| spec.api_base_fields);
+                let grant = OAuthGrant {
+                    tokens: Arc::new(oauth.token_source(&config.tenant_id, vendor)),
+                    api_base: OAuthService::api_base(&connection, fields),
+                };
+                return (descriptor.build)(BuildContext {
+                    vendor: descriptor,
+                    base_url: config.spec.base_url.as_deref(),
+                    credentials,
+                    policy: policy.clone(),
+                    oauth: Some(grant),
+                })
+                .map_err(|err| BuildError::Config {
+                    vendor: vendor.to_owned(),
+                    reason: err.to_string(),
+                });
+            }
+            Err(OAuthError::NotConnected { .. }) => {}
+            Err(err) => {
+                return Err(BuildError::Secret {
+                    vendor: vendor.to_owned(),
+                    reason: err.to_string(),
+                });
+            }
+        }
+    }
     let Some(secret_name) = config.spec.secret_name.as_deref() else {
         return Err(BuildError::NoSecret {
             vendor: vendor.to_owned(),
@@ -167,6 +236,7 @@ pub async fn build_connector<S: Store>(
         base_url: config.spec.base_url.as_deref(),
         credentials,
         policy: policy.clone(),
+        oauth: None,
     })
     .map_err(failure)
 }
@@ -192,11 +262,12 @@ async fn connector_for<S: Store>(
     capability: Capability,
     vault: Option<&Vault<S>>,
     policy: &HttpPolicy,
+    oauth: Option<&OAuthService>,
 ) -> Result<BuiltConnector, String> {
     if let Entry::Vacant(slot) = built.entry(capability) {
         let connector = match configuration_for(configs, capability) {
             None => Err(BuildError::NotConfigured(capability.as_str()).to_string()),
-            Some(config) => build_connector(config, vault, policy)
+            Some(config) => build_connector_with(config, vault, policy, oauth)
                 .await
                 .map_err(|err| err.to_string()),
         };
@@ -212,11 +283,12 @@ async fn connector_for<S: Store>(
 /// capability tool only if the tenant's connector for it is configured and has credentials.
 /// `end_call` is always declared by the registry and needs no entry. `meeting_links` keeps which
 /// CRM meeting records which booking.
-#[allow(clippy::too_many_arguments)] // what one resolution needs, named at its two call sites
+#[allow(clippy::too_many_arguments)] // what one resolution needs, named at its call sites
 pub async fn registry_for_agent<S: Store>(
     store: &S,
     vault: Option<&Vault<S>>,
     policy: &HttpPolicy,
+    oauth: Option<&OAuthService>,
     ledger: SharedLedger,
     meeting_links: SharedMeetingLinks,
     tenant: &TenantId,
@@ -272,20 +344,21 @@ pub async fn registry_for_agent<S: Store>(
             continue;
         };
         let capability = spec.capability;
-        let connector = match connector_for(&mut built, &configs, capability, vault, policy).await {
-            Ok(connector) => connector,
-            Err(reason) => {
-                unavailable.push(Unavailable {
-                    tool: name.clone(),
-                    reason,
-                });
-                continue;
-            }
-        };
+        let connector =
+            match connector_for(&mut built, &configs, capability, vault, policy, oauth).await {
+                Ok(connector) => connector,
+                Err(reason) => {
+                    unavailable.push(Unavailable {
+                        tool: name.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+            };
         // Tools that change bookings also keep the tenant's CRM in step, when it has a working
         // one.
         let crm = if spec.crm_follow_up && crm_configuration.is_some() {
-            match connector_for(&mut built, &configs, Capability::Crm, vault, policy).await {
+            match connector_for(&mut built, &configs, Capability::Crm, vault, policy, oauth).await {
                 Ok(Built { crm: Some(crm), .. }) => follow_up(crm),
                 Ok(_) => None,
                 Err(reason) => {

@@ -11,6 +11,7 @@
 
 mod auth;
 mod campaigns;
+mod connections;
 
 pub mod error;
 mod handlers;
@@ -77,6 +78,9 @@ impl ApiState {
         );
         state.tools = Some(deps.tool_runtime());
         state.metrics = deps.metrics.clone();
+        if let Some(oauth) = &deps.oauth {
+            state.service = state.service.clone().with_oauth(oauth.clone());
+        }
         match deps.dialer() {
             Ok(dialer) => state.service = state.service.with_dialer(dialer),
             Err(e) => tracing::warn!(error = %e, "outbound calls disabled"),
@@ -160,6 +164,12 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
                 ))
                 .layer(DefaultBodyLimit::max(campaigns::CAMPAIGN_BODY_BYTES)),
         )
+        .routes(routes!(connections::start_connection))
+        .routes(routes!(connections::list_connections))
+        .routes(routes!(
+            connections::get_connection,
+            connections::delete_connection
+        ))
         .routes(routes!(campaigns::get_campaign))
         .routes(routes!(campaigns::pause_campaign))
         .routes(routes!(campaigns::resume_campaign))

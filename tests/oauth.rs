@@ -1,0 +1,923 @@
+//! The OAuth gateway end to end against the testkit's authorization server on 127.0.0.1 (PKCE
+//! S256 enforced, exact redirect URI, single-use codes, expiring tokens, refresh-token rotation,
+//! revocation): start → consent → callback → sealed tokens → the real HubSpot connector sends the
+//! access token → expiry → refresh with rotation → revoke; and every way the flow must refuse.
+//! Time moves by a manual clock on both sides; nothing sleeps to wait for time.
+
+#[allow(unused_macros)]
+mod store_harness;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use callbridge::campaign::clock::{Clock, ManualClock};
+use callbridge::connectors::http::RequestContext;
+use callbridge::connectors::kit::{Capability, OAuthSpec};
+use callbridge::egress::EgressPolicy;
+use callbridge::oauth::{OAuthError, OAuthService, OAuthSettings};
+use callbridge::store::{
+    ConnectionStatus, ConnectorConfig, ConnectorSpec, NewTenant, SqlStore, StateRefusal, Store,
+    TenantId, WebhookSettingsSpec,
+};
+use callbridge::tenant::vault::{Keyring, MasterKey, Vault};
+use callbridge::tools::resolver::build_connector_with;
+use callbridge_testkit::fake_oauth::{FakeOAuth, FakeOAuthConfig};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+const PUBLIC_URL: &str = "https://bridge.example";
+const REDIRECT: &str = "https://bridge.example/oauth/callback";
+
+struct World {
+    db: store_harness::TestDb,
+    store: SqlStore,
+    vault: Vault<SqlStore>,
+    fake: FakeOAuth,
+    clock: Arc<ManualClock>,
+    acme: TenantId,
+    other: TenantId,
+}
+
+fn tid(raw: &str) -> TenantId {
+    TenantId::parse(raw).expect("tenant id")
+}
+
+async fn world(config: FakeOAuthConfig) -> World {
+    let db = store_harness::sqlite().await;
+    let store = db.store.clone();
+    for (id, name) in [("acme", "Acme Dental"), ("other", "Other Co")] {
+        store
+            .create_tenant(&NewTenant {
+                id: tid(id),
+                name: name.into(),
+                time_zone: "Europe/Paris".into(),
+            })
+            .await
+            .expect("tenant");
+    }
+    let vault = Vault::new(store.clone(), Keyring::new(MasterKey::generate()));
+    let fake = FakeOAuth::start(config).await;
+    World {
+        db,
+        store,
+        vault,
+        fake,
+        clock: Arc::new(ManualClock::new(
+            chrono::DateTime::parse_from_rfc3339("2026-12-03T09:00:00Z")
+                .expect("time")
+                .with_timezone(&chrono::Utc),
+        )),
+        acme: tid("acme"),
+        other: tid("other"),
+    }
+}
+
+impl World {
+    fn settings(&self, vendors: &[(&str, bool)]) -> OAuthSettings {
+        let mut env = HashMap::new();
+        for (vendor, override_token_url) in vendors {
+            let prefix = format!("CALLBRIDGE_OAUTH_{}_", vendor.to_ascii_uppercase());
+            env.insert(format!("{prefix}CLIENT_ID"), "client-abc".to_owned());
+            env.insert(
+                format!("{prefix}CLIENT_SECRET"),
+                "client-secret-xyz-0123456789".to_owned(),
+            );
+            env.insert(
+                format!("{prefix}AUTHORIZE_URL"),
+                self.fake.url("/authorize"),
+            );
+            if *override_token_url {
+                env.insert(format!("{prefix}TOKEN_URL"), self.fake.url("/token"));
+            }
+            env.insert(format!("{prefix}REVOKE_URL"), self.fake.url("/revoke"));
+        }
+        let names: Vec<&str> = vendors.iter().map(|(v, _)| *v).collect();
+        OAuthSettings::from_lookup(Some(PUBLIC_URL.into()), &names, |k| env.get(k).cloned())
+            .expect("settings")
+    }
+
+    /// One bridge node.
+    fn node(&self) -> OAuthService {
+        OAuthService::with_clock(
+            self.store.clone(),
+            self.vault.clone(),
+            self.settings(&[("hubspot", true), ("google_calendar", true)]),
+            EgressPolicy::allow_loopback(),
+            self.clock.clone() as Arc<dyn Clock>,
+        )
+        .expect("service")
+    }
+
+    /// Moves both clocks.
+    fn advance(&self, seconds: i64) {
+        self.clock.advance(chrono::Duration::seconds(seconds));
+        self.fake.advance(seconds);
+    }
+
+    fn hubspot_config(&self, tenant: &TenantId) -> ConnectorConfig {
+        ConnectorConfig {
+            tenant_id: tenant.clone(),
+            spec: ConnectorSpec {
+                vendor: "hubspot".into(),
+                base_url: Some(self.fake.url("")),
+                secret_name: None,
+            },
+            updated_at: jiff::Timestamp::now(),
+        }
+    }
+
+    /// Builds the real HubSpot connector for `tenant` and makes its read (the access token goes
+    /// to the fake's protected resource).
+    async fn hubspot_read(&self, svc: &OAuthService, tenant: &TenantId) -> Result<(), String> {
+        let policy = callbridge_testkit::loopback_policy();
+        let built = build_connector_with(
+            &self.hubspot_config(tenant),
+            Some(&self.vault),
+            &policy,
+            Some(svc),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        assert!(built.crm.is_some());
+        let ctx = RequestContext::new(
+            tenant.as_str(),
+            "call-1",
+            tokio::time::Instant::now() + Duration::from_secs(10),
+        );
+        built.health_check(&ctx).await.map_err(|e| e.to_string())
+    }
+
+    /// start → consent at the fake → the callback's page.
+    async fn connect(&self, svc: &OAuthService, vendor: &str) -> callbridge::oauth::CallbackPage {
+        let started = svc.start(&self.acme, vendor, None).await.expect("start");
+        let query = self.fake.consent(&started.authorization_url).await;
+        svc.callback(&query).await
+    }
+}
+
+#[tokio::test]
+async fn connect_use_refresh_rotate_and_disconnect() {
+    let w = world(FakeOAuthConfig::new(REDIRECT)).await;
+    let svc = w.node();
+
+    let started = svc.start(&w.acme, "hubspot", None).await.expect("start");
+    let url = reqwest::Url::parse(&started.authorization_url).expect("url");
+    let params: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(params["code_challenge_method"], "S256");
+    assert_eq!(params["redirect_uri"], REDIRECT);
+    assert_eq!(params["response_type"], "code");
+    assert!(params["scope"].contains("crm.objects.contacts.read"));
+    assert!(params["state"].len() >= 43, "state has 256 bits");
+    assert!(!started.authorization_url.contains("client-secret"));
+
+    let query = w.fake.consent(&started.authorization_url).await;
+    let page = svc.callback(&query).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert!(
+        page.html.contains("HubSpot is connected to Acme Dental"),
+        "{}",
+        page.html
+    );
+
+    // The connection as the API shows it, and no token anywhere in it or in the store's bytes.
+    let connection = svc
+        .connection(&w.acme, "hubspot")
+        .await
+        .expect("connection");
+    assert_eq!(connection.status, ConnectionStatus::Active);
+    assert!(connection.scopes.contains("crm.objects.contacts.write"));
+    assert!(connection.expires_at_ms.is_some());
+    let shown = format!("{connection:?} {:?}", svc.connections(&w.acme).await);
+    let db_bytes =
+        std::fs::read(w.db.sqlite_path.as_ref().expect("sqlite file")).unwrap_or_default();
+    let db_text = String::from_utf8_lossy(&db_bytes);
+    for token in w
+        .fake
+        .issued_access_tokens()
+        .into_iter()
+        .chain(w.fake.issued_refresh_tokens())
+    {
+        assert!(!shown.contains(&token), "token shown");
+        assert!(!page.html.contains(&token), "token on the page");
+        assert!(!db_text.contains(&token), "token stored in clear");
+    }
+
+    // A tool call through the real HubSpot connector sends the access token.
+    w.hubspot_read(&svc, &w.acme).await.expect("read");
+    let first_access = w.fake.issued_access_tokens();
+    assert_eq!(w.fake.accepted_tokens(), first_access);
+    assert_eq!(w.fake.refresh_requests(), 0);
+
+    // The token expires: the next call refreshes first, once, and the refresh token rotates.
+    let first_refresh = w.fake.issued_refresh_tokens();
+    w.advance(3_600);
+    w.hubspot_read(&svc, &w.acme)
+        .await
+        .expect("read after expiry");
+    assert_eq!(w.fake.refresh_requests(), 1);
+    assert!(
+        !w.fake.refresh_token_live(&first_refresh[0]),
+        "old refresh token retired"
+    );
+    let accepted = w.fake.accepted_tokens();
+    assert_eq!(accepted.len(), 2);
+    assert_ne!(accepted[0], accepted[1]);
+    let after = svc
+        .connection(&w.acme, "hubspot")
+        .await
+        .expect("connection");
+    assert!(after.last_refresh_at_ms.is_some());
+
+    // The next expiry refreshes with the rotated refresh token (the stored one was replaced).
+    w.advance(3_600);
+    w.hubspot_read(&svc, &w.acme)
+        .await
+        .expect("read after second expiry");
+    assert_eq!(w.fake.refresh_requests(), 2);
+
+    // Another tenant sees nothing of it.
+    assert!(matches!(
+        svc.connection(&w.other, "hubspot").await,
+        Err(OAuthError::NotConnected { .. })
+    ));
+    assert!(matches!(
+        svc.disconnect(&w.other, "hubspot").await,
+        Err(OAuthError::NotConnected { .. })
+    ));
+    assert!(svc.connections(&w.other).await.expect("list").is_empty());
+
+    // Disconnect revokes at the vendor, then deletes.
+    let live: Vec<String> = w
+        .fake
+        .issued_refresh_tokens()
+        .into_iter()
+        .filter(|t| w.fake.refresh_token_live(t))
+        .collect();
+    assert_eq!(live.len(), 1);
+    let done = svc
+        .disconnect(&w.acme, "hubspot")
+        .await
+        .expect("disconnect");
+    assert!(done.revoked);
+    assert_eq!(w.fake.revocations(), 1);
+    assert!(!w.fake.refresh_token_live(&live[0]));
+    assert!(matches!(
+        svc.connection(&w.acme, "hubspot").await,
+        Err(OAuthError::NotConnected { .. })
+    ));
+    assert!(
+        w.vault
+            .list(&w.acme)
+            .await
+            .expect("secrets")
+            .iter()
+            .all(|s| s.name != "oauth-hubspot"),
+        "sealed tokens deleted"
+    );
+    // Without a connection and without a secret, HubSpot is not built (its tools are withdrawn).
+    assert!(w.hubspot_read(&svc, &w.acme).await.is_err());
+}
+
+#[tokio::test]
+async fn a_401_refreshes_once_and_retries() {
+    let w = world(FakeOAuthConfig::new(REDIRECT)).await;
+    let svc = w.node();
+    assert_eq!(w.connect(&svc, "hubspot").await.status, 200);
+    // The vendor's clock runs ahead: it considers the token expired while we do not.
+    w.fake.advance(3_600);
+    w.hubspot_read(&svc, &w.acme).await.expect("retried read");
+    assert_eq!(w.fake.refresh_requests(), 1);
+    assert_eq!(w.fake.accepted_tokens().len(), 1);
+}
+
+#[tokio::test]
+async fn state_is_single_use_bound_and_expiring() {
+    let w = world(FakeOAuthConfig::new(REDIRECT)).await;
+    let svc = w.node();
+
+    // Forged state.
+    let mut forged = HashMap::new();
+    forged.insert("state".to_owned(), "x".repeat(43));
+    forged.insert("code".to_owned(), "whatever".to_owned());
+    let page = svc.callback(&forged).await;
+    assert_eq!(page.status, 400);
+    assert!(
+        page.html.contains("not issued by this service"),
+        "{}",
+        page.html
+    );
+
+    // Missing state.
+    let page = svc.callback(&HashMap::new()).await;
+    assert_eq!(page.status, 400);
+
+    // Replayed state: the second use is refused and changes nothing.
+    let started = svc.start(&w.acme, "hubspot", None).await.expect("start");
+    let query = w.fake.consent(&started.authorization_url).await;
+    assert_eq!(svc.callback(&query).await.status, 200);
+    let tokens_before = w.fake.token_requests();
+    let page = svc.callback(&query).await;
+    assert_eq!(page.status, 400);
+    assert!(page.html.contains("already used"), "{}", page.html);
+    assert_eq!(
+        w.fake.token_requests(),
+        tokens_before,
+        "no exchange for a used state"
+    );
+
+    // Expired state (11 minutes later).
+    let started = svc.start(&w.acme, "hubspot", None).await.expect("start");
+    let query = w.fake.consent(&started.authorization_url).await;
+    w.clock.advance(chrono::Duration::minutes(11));
+    let page = svc.callback(&query).await;
+    assert_eq!(page.status, 400);
+    assert!(page.html.contains("expired"), "{}", page.html);
+
+    // The store's claim is the single-use point: two claims of one state, one winner.
+    let raw = w
+        .store
+        .claim_oauth_state("0".repeat(64).as_str(), 0)
+        .await
+        .expect("claim");
+    assert!(matches!(raw, Err(StateRefusal::Unknown)));
+}
+
+#[tokio::test]
+async fn wrong_verifier_replayed_code_and_access_denied_store_nothing() {
+    let w = world(FakeOAuthConfig::new(REDIRECT)).await;
+    let svc = w.node();
+
+    // Wrong verifier: flow A's state (and so A's verifier) with flow B's code.
+    let a = svc.start(&w.acme, "hubspot", None).await.expect("start a");
+    let b = svc.start(&w.acme, "hubspot", None).await.expect("start b");
+    let qa = w.fake.consent(&a.authorization_url).await;
+    let qb = w.fake.consent(&b.authorization_url).await;
+    let mut mixed = qa.clone();
+    mixed.insert("code".into(), qb["code"].clone());
+    let page = svc.callback(&mixed).await;
+    assert_eq!(page.status, 502);
+    assert!(page.html.contains("invalid_grant"), "{}", page.html);
+    assert!(svc.connections(&w.acme).await.expect("list").is_empty());
+
+    // Replayed code: B's code was spent above (codes are single-use even when refused).
+    let page = svc.callback(&qb).await;
+    assert_eq!(page.status, 502);
+    assert!(page.html.contains("invalid_grant"), "{}", page.html);
+    assert!(svc.connections(&w.acme).await.expect("list").is_empty());
+
+    // The business declines at the vendor.
+    w.fake.deny_consent(true);
+    let started = svc.start(&w.acme, "hubspot", None).await.expect("start");
+    let query = w.fake.consent(&started.authorization_url).await;
+    assert_eq!(query["error"], "access_denied");
+    let page = svc.callback(&query).await;
+    assert_eq!(page.status, 400);
+    assert!(page.html.contains("declined"), "{}", page.html);
+    assert!(svc.connections(&w.acme).await.expect("list").is_empty());
+    assert!(w.vault.list(&w.acme).await.expect("secrets").is_empty());
+}
+
+#[tokio::test]
+async fn two_nodes_refresh_once() {
+    let mut config = FakeOAuthConfig::new(REDIRECT);
+    config.refresh_delay = Duration::from_millis(300);
+    let w = world(config).await;
+    let node_a = w.node();
+    let node_b = w.node();
+    assert_eq!(w.connect(&node_a, "hubspot").await.status, 200);
+    w.advance(3_600);
+    let (a, b) = tokio::join!(
+        node_a.access_token(&w.acme, "hubspot", None),
+        node_b.access_token(&w.acme, "hubspot", None)
+    );
+    let (a, b) = (a.expect("node a"), b.expect("node b"));
+    assert_eq!(
+        w.fake.refresh_requests(),
+        1,
+        "one refresh reached the server"
+    );
+    assert_eq!(a.expose_secret(), b.expose_secret());
+    // And the one stored refresh token is the live, rotated one.
+    w.advance(3_600);
+    node_b
+        .access_token(&w.acme, "hubspot", None)
+        .await
+        .expect("next refresh with the rotated token");
+    assert_eq!(w.fake.refresh_requests(), 2);
+}
+
+#[tokio::test]
+async fn invalid_grant_needs_reconnect_withdraws_and_notifies() {
+    let w = world(FakeOAuthConfig::new(REDIRECT)).await;
+    let svc = w.node();
+    w.vault
+        .put(
+            &w.acme,
+            "hook",
+            "webhook",
+            &SecretString::from("whsec_0123456789abcdef0123456789".to_owned()),
+        )
+        .await
+        .expect("webhook secret");
+    w.store
+        .put_webhook_settings(
+            &w.acme,
+            &WebhookSettingsSpec {
+                url: "https://hooks.acme.example/cb".into(),
+                secret_name: "hook".into(),
+                enabled: true,
+            },
+        )
+        .await
+        .expect("webhook settings");
+    assert_eq!(w.connect(&svc, "hubspot").await.status, 200);
+    w.fake.revoke_all();
+    w.advance(3_600);
+    let err = w
+        .hubspot_read(&svc, &w.acme)
+        .await
+        .expect_err("refused grant");
+    assert!(err.contains("connected again"), "{err}");
+    let connection = svc
+        .connection(&w.acme, "hubspot")
+        .await
+        .expect("connection");
+    assert_eq!(connection.status, ConnectionStatus::NeedsReconnect);
+    // The next build withdraws the tools, with the reason doctor shows.
+    let policy = callbridge_testkit::loopback_policy();
+    let err = build_connector_with(
+        &w.hubspot_config(&w.acme),
+        Some(&w.vault),
+        &policy,
+        Some(&svc),
+    )
+    .await
+    .err()
+    .expect("not built");
+    assert!(err.to_string().contains("must be connected again"), "{err}");
+    // One webhook event, queued once.
+    let _ = w.hubspot_read(&svc, &w.acme).await;
+    let events = w.store.list_outbox(&w.acme, 10).await.expect("outbox");
+    let reconnects: Vec<_> = events
+        .iter()
+        .filter(|m| m.event_type == "connection.needs_reconnect")
+        .collect();
+    assert_eq!(reconnects.len(), 1);
+    let payload: serde_json::Value = serde_json::from_str(&reconnects[0].payload).expect("json");
+    assert_eq!(payload["vendor"], "hubspot");
+    // Connecting again makes it active.
+    assert_eq!(w.connect(&svc, "hubspot").await.status, 200);
+    w.hubspot_read(&svc, &w.acme)
+        .await
+        .expect("read after reconnect");
+}
+
+static ZOHO: OAuthSpec = OAuthSpec {
+    authorize_url: "https://accounts.zoho.com/oauth/v2/auth",
+    // Replaced by the data centre's accounts server named in the callback.
+    token_url: "https://accounts.zoho.com/oauth/v2/token",
+    revoke_url: None,
+    scopes: &[(Capability::Crm, &["ZohoCRM.modules.ALL"])],
+    pkce: true,
+    extra_authorize_params: &[("access_type", "offline")],
+    api_base_fields: &["api_domain"],
+    client_secret_in_body: true,
+    account_fields: &[],
+    accounts_server_param: Some("accounts-server"),
+    accounts_server_hosts: &["127.0.0.1"],
+};
+
+static SALESFORCE: OAuthSpec = OAuthSpec {
+    authorize_url: "https://login.salesforce.com/services/oauth2/authorize",
+    token_url: "https://login.salesforce.com/services/oauth2/token",
+    revoke_url: None,
+    scopes: &[(Capability::Crm, &["api", "refresh_token"])],
+    pkce: true,
+    extra_authorize_params: &[],
+    api_base_fields: &["instance_url"],
+    client_secret_in_body: true,
+    account_fields: &["id"],
+    accounts_server_param: None,
+    accounts_server_hosts: &[],
+};
+
+#[tokio::test]
+async fn zoho_data_centre_switch() {
+    let mut config = FakeOAuthConfig::new(REDIRECT);
+    let w0 = world(config.clone()).await;
+    // The fake is the EU accounts server: its origin comes back in the callback.
+    config
+        .extra_redirect_params
+        .push(("accounts-server".into(), w0.fake.url("")));
+    config
+        .extra_token_fields
+        .insert("api_domain".into(), json!(w0.fake.url("")));
+    w0.fake.configure(|c| *c = config.clone());
+    let w = w0;
+    let svc = OAuthService::with_clock(
+        w.store.clone(),
+        w.vault.clone(),
+        // No token URL override: only the accounts server can lead the exchange to the fake.
+        w.settings(&[("zoho_crm", false)]),
+        EgressPolicy::allow_loopback(),
+        w.clock.clone() as Arc<dyn Clock>,
+    )
+    .expect("service")
+    .with_vendor("zoho_crm", "Zoho CRM", &[Capability::Crm], ZOHO);
+    let page = w.connect(&svc, "zoho_crm").await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    let connection = svc
+        .connection(&w.acme, "zoho_crm")
+        .await
+        .expect("connection");
+    let base = OAuthService::api_base(&connection, &["api_domain"]).expect("api domain");
+    assert!(base.starts_with(&w.fake.url("")), "{base}");
+    assert!(connection.extra.contains("accounts_server"));
+    // Refresh goes to the same data centre.
+    w.advance(3_600);
+    svc.access_token(&w.acme, "zoho_crm", None)
+        .await
+        .expect("refresh at the accounts server");
+    assert_eq!(w.fake.refresh_requests(), 1);
+
+    // A callback naming a host that is not a Zoho accounts server is refused.
+    let started = svc.start(&w.acme, "zoho_crm", None).await.expect("start");
+    let mut query = w.fake.consent(&started.authorization_url).await;
+    query.insert("accounts-server".into(), "https://evil.example".into());
+    let before = w.fake.token_requests();
+    let page = svc.callback(&query).await;
+    assert_eq!(page.status, 502, "{}", page.html);
+    assert!(page.html.contains("accounts server"), "{}", page.html);
+    assert_eq!(w.fake.token_requests(), before);
+}
+
+#[tokio::test]
+async fn salesforce_instance_url_becomes_the_api_base() {
+    let mut config = FakeOAuthConfig::new(REDIRECT);
+    config.extra_token_fields.insert(
+        "instance_url".into(),
+        json!("https://acme.my.salesforce.com"),
+    );
+    config.extra_token_fields.insert(
+        "id".into(),
+        json!("https://login.salesforce.com/id/00Dxx0000001gEREAY/005xx000001SwiUAAS"),
+    );
+    let w = world(config).await;
+    let svc = OAuthService::with_clock(
+        w.store.clone(),
+        w.vault.clone(),
+        w.settings(&[("salesforce", true)]),
+        EgressPolicy::allow_loopback(),
+        w.clock.clone() as Arc<dyn Clock>,
+    )
+    .expect("service")
+    .with_vendor("salesforce", "Salesforce", &[Capability::Crm], SALESFORCE);
+    let page = w.connect(&svc, "salesforce").await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    let connection = svc
+        .connection(&w.acme, "salesforce")
+        .await
+        .expect("connection");
+    assert_eq!(
+        OAuthService::api_base(&connection, &["instance_url"]).as_deref(),
+        Some("https://acme.my.salesforce.com/")
+    );
+    assert_eq!(
+        connection.account.as_deref(),
+        Some("https://login.salesforce.com/id/00Dxx0000001gEREAY/005xx000001SwiUAAS")
+    );
+}
+
+#[tokio::test]
+async fn unconfigured_or_non_oauth_vendors_are_refused_precisely() {
+    let w = world(FakeOAuthConfig::new(REDIRECT)).await;
+    let svc = w.node();
+    let err = svc
+        .start(&w.acme, "calendly", None)
+        .await
+        .expect_err("no app");
+    assert!(
+        err.to_string()
+            .contains("CALLBRIDGE_OAUTH_<VENDOR>_CLIENT_ID"),
+        "{err}"
+    );
+    let err = svc
+        .start(&w.acme, "shopify", None)
+        .await
+        .expect_err("no OAuth");
+    assert!(matches!(err, OAuthError::NotOAuth(_)), "{err}");
+    let err = svc.start(&w.acme, "nope", None).await.expect_err("unknown");
+    assert!(matches!(err, OAuthError::UnknownVendor(_)), "{err}");
+    let err = svc
+        .start(&tid("ghost"), "hubspot", None)
+        .await
+        .expect_err("no tenant");
+    assert!(err.to_string().contains("ghost"), "{err}");
+}
+
+#[tokio::test]
+async fn store_claims_and_leases_on_both_backends() {
+    for db in [
+        Some(store_harness::sqlite().await),
+        store_harness::postgres().await,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let store = db.store.clone();
+        let t = tid("acme");
+        store
+            .create_tenant(&NewTenant {
+                id: t.clone(),
+                name: "Acme".into(),
+                time_zone: "UTC".into(),
+            })
+            .await
+            .expect("tenant");
+        let hash = "a".repeat(64);
+        store
+            .put_oauth_state(&callbridge::store::NewOAuthState {
+                state_hash: &hash,
+                tenant_id: &t,
+                vendor: "hubspot",
+                verifier: &[1, 2, 3],
+                verifier_key: "k1",
+                redirect_uri: REDIRECT,
+                scopes: "a b",
+                now_ms: 1_000,
+                expires_at_ms: 601_000,
+            })
+            .await
+            .expect("put state");
+        let (one, two) = tokio::join!(
+            store.claim_oauth_state(&hash, 2_000),
+            store.claim_oauth_state(&hash, 2_000)
+        );
+        let wins = [one.expect("claim"), two.expect("claim")]
+            .into_iter()
+            .filter(Result::is_ok)
+            .count();
+        assert_eq!(wins, 1, "a state is claimed once");
+        assert!(matches!(
+            store.claim_oauth_state(&hash, 3_000).await.expect("claim"),
+            Err(StateRefusal::Used)
+        ));
+
+        store
+            .put_oauth_connection(
+                &t,
+                "hubspot",
+                &callbridge::store::ConnectionUpdate {
+                    account: Some("123"),
+                    scopes: "a b",
+                    secret_name: "oauth-hubspot",
+                    extra: "{}",
+                    expires_at_ms: Some(10_000),
+                },
+                1_000,
+            )
+            .await
+            .expect("connection");
+        assert!(
+            store
+                .acquire_oauth_refresh_lease(&t, "hubspot", "n1", 1_000, 31_000)
+                .await
+                .expect("lease")
+        );
+        assert!(
+            !store
+                .acquire_oauth_refresh_lease(&t, "hubspot", "n2", 2_000, 32_000)
+                .await
+                .expect("lease")
+        );
+        // An abandoned lease is taken over after it runs out.
+        assert!(
+            store
+                .acquire_oauth_refresh_lease(&t, "hubspot", "n2", 31_000, 61_000)
+                .await
+                .expect("lease")
+        );
+        store
+            .finish_oauth_refresh(&t, "hubspot", "n2", Some("a"), Some(99_000), 40_000)
+            .await
+            .expect("finish");
+        let c = store.oauth_connection(&t, "hubspot").await.expect("read");
+        assert_eq!(c.last_refresh_at_ms, Some(40_000));
+        assert_eq!(c.scopes, "a");
+        assert!(
+            store
+                .oauth_connection(&tid("other"), "hubspot")
+                .await
+                .is_err()
+        );
+    }
+}
+
+/// The HTTP surface of the real bridge: start with the admin key, the browser's trip through
+/// consent and `GET /oauth/callback`, then list/show/disconnect, with no token in any answer and
+/// another tenant's connection answering 404.
+#[tokio::test]
+async fn http_api_start_callback_list_and_disconnect() {
+    const ADMIN: &str = "admin-key-0123456789abcdef0123456789";
+    let fake = FakeOAuth::start(FakeOAuthConfig::new(REDIRECT)).await;
+    // Only this test reads these variables (the other tests pass settings explicitly).
+    unsafe {
+        std::env::set_var("CALLBRIDGE_OAUTH_HUBSPOT_CLIENT_ID", "client-abc");
+        std::env::set_var(
+            "CALLBRIDGE_OAUTH_HUBSPOT_CLIENT_SECRET",
+            "client-secret-xyz-0123456789",
+        );
+        std::env::set_var(
+            "CALLBRIDGE_OAUTH_HUBSPOT_AUTHORIZE_URL",
+            fake.url("/authorize"),
+        );
+        std::env::set_var("CALLBRIDGE_OAUTH_HUBSPOT_TOKEN_URL", fake.url("/token"));
+        std::env::set_var("CALLBRIDGE_OAUTH_HUBSPOT_REVOKE_URL", fake.url("/revoke"));
+    }
+    let bridge = callbridge_testkit::TestBridge::start("ws://127.0.0.1:9/", |args| {
+        args.admin_key = Some(ADMIN.into());
+    })
+    .await;
+    let redirect = format!("{}/oauth/callback", bridge.public_url);
+    fake.configure(|c| c.redirect_uri = redirect.clone());
+    for id in ["acme", "other"] {
+        bridge
+            .store
+            .create_tenant(&NewTenant {
+                id: tid(id),
+                name: format!("{id} Inc."),
+                time_zone: "UTC".into(),
+            })
+            .await
+            .expect("tenant");
+    }
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", bridge.public_url);
+
+    let started: serde_json::Value = http
+        .post(api("/tenants/acme/connections/hubspot/start"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("start")
+        .json()
+        .await
+        .expect("json");
+    let url = started["authorization_url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    assert!(
+        url.contains(&format!("redirect_uri={}", urlencode(&redirect))),
+        "{url}"
+    );
+
+    let query = fake.consent(&url).await;
+    let back = reqwest::Url::parse_with_params(&redirect, query.iter()).expect("callback URL");
+    let page = http.get(back.clone()).send().await.expect("callback");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("HubSpot is connected to acme Inc."), "{html}");
+    // The same link again: refused, nothing changes.
+    let again = http.get(back).send().await.expect("callback again");
+    assert_eq!(again.status(), 400);
+
+    let list = http
+        .get(api("/tenants/acme/connections"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(list.status(), 200);
+    let text = list.text().await.expect("body");
+    let listed: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(listed[0]["vendor"], "hubspot");
+    assert_eq!(listed[0]["status"], "active");
+    for token in fake
+        .issued_access_tokens()
+        .into_iter()
+        .chain(fake.issued_refresh_tokens())
+    {
+        assert!(!text.contains(&token), "token in the API output");
+        assert!(!html.contains(&token), "token on the page");
+    }
+    assert!(!text.contains("client-secret"));
+
+    for path in [
+        "/tenants/other/connections/hubspot",
+        "/tenants/nobody/connections/hubspot",
+    ] {
+        let response = http
+            .get(api(path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    let response = http
+        .delete(api("/tenants/other/connections/hubspot"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("delete other");
+    assert_eq!(response.status(), 404);
+    let unauthenticated = http
+        .get(api("/tenants/acme/connections"))
+        .send()
+        .await
+        .expect("no key");
+    assert_eq!(unauthenticated.status(), 401);
+
+    let gone: serde_json::Value = http
+        .delete(api("/tenants/acme/connections/hubspot"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("delete")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(gone["revoked"], true);
+    assert_eq!(fake.revocations(), 1);
+    let response = http
+        .get(api("/tenants/acme/connections/hubspot"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 404);
+    let spec = http
+        .get(api("/openapi.json"))
+        .send()
+        .await
+        .expect("openapi")
+        .text()
+        .await
+        .expect("text");
+    assert!(spec.contains("/tenants/{tenant}/connections/{vendor}/start"));
+}
+
+fn urlencode(text: &str) -> String {
+    reqwest::Url::parse_with_params("http://x/", [("v", text)])
+        .expect("url")
+        .query()
+        .unwrap_or_default()
+        .trim_start_matches("v=")
+        .to_owned()
+}
+
+/// A call's tool resolution uses the tenant's connection: the HubSpot CRM tool is offered with
+/// no secret at all, and withdrawn (with the reason) once the grant is refused.
+#[tokio::test]
+async fn resolver_offers_and_withdraws_tools_by_connection() {
+    let w = world(FakeOAuthConfig::new(REDIRECT)).await;
+    let svc = w.node();
+    w.store
+        .put_connector(
+            &w.acme,
+            &ConnectorSpec {
+                vendor: "hubspot".into(),
+                base_url: Some(w.fake.url("")),
+                secret_name: None,
+            },
+        )
+        .await
+        .expect("connector");
+    let runtime = callbridge::tools::invoke::ToolRuntime {
+        store: w.store.clone(),
+        keyring: None,
+        policy: callbridge_testkit::loopback_policy(),
+        ledger: Arc::new(callbridge::tools::store_ledger::StoreLedger::new(
+            w.store.clone(),
+        )),
+        deadline: Duration::from_secs(5),
+        oauth: Some(svc.clone()),
+    };
+    let enabled = vec![callbridge::tools::capabilities::FIND_CONTACT.to_owned()];
+    let before = runtime.resolve(&w.acme, &enabled).await.expect("resolve");
+    assert!(
+        !before.unavailable.is_empty(),
+        "not connected yet: withdrawn"
+    );
+
+    assert_eq!(w.connect(&svc, "hubspot").await.status, 200);
+    let connected = runtime.resolve(&w.acme, &enabled).await.expect("resolve");
+    assert!(
+        connected.unavailable.is_empty(),
+        "{:?}",
+        connected.unavailable
+    );
+
+    w.fake.revoke_all();
+    w.advance(3_600);
+    let _ = svc.access_token(&w.acme, "hubspot", None).await;
+    let refused = runtime.resolve(&w.acme, &enabled).await.expect("resolve");
+    assert_eq!(refused.unavailable.len(), 1);
+    assert!(
+        refused.unavailable[0].reason.contains("connected again"),
+        "{:?}",
+        refused.unavailable
+    );
+}
