@@ -73,14 +73,6 @@ pub fn mask_number(number: &str) -> String {
         .collect()
 }
 
-/// Transcript text as logged: whole at DEBUG, otherwise with phone numbers and emails masked.
-pub fn text_for_log(text: &str) -> std::borrow::Cow<'_, str> {
-    if personal_data_shown() {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    crate::connectors::http::redact::redact_text(text)
-}
-
 /// Whether `meta` may be logged at all: the capped crates never below INFO.
 pub fn allowed(meta: &Metadata<'_>) -> bool {
     *meta.level() <= Level::INFO || !is_capped(meta.target())
@@ -191,19 +183,16 @@ mod tests {
     use std::sync::Mutex;
 
     #[test]
-    fn numbers_and_transcripts_are_masked_unless_debug_is_on() {
+    fn numbers_are_masked_unless_debug_is_on() {
         assert_eq!(mask_number("+14155551234"), "+141******34");
         assert_eq!(mask_number("+1234"), "*****");
         let info = tracing_subscriber::registry().with(EnvFilter::new("info"));
         tracing::subscriber::with_default(info, || {
             assert_eq!(number_for_log("+14155551234"), "+141******34");
-            let text = text_for_log("call me on +1 415 555 0100 please");
-            assert!(!text.contains("555 0100"), "{text}");
         });
         let debug = tracing_subscriber::registry().with(EnvFilter::new("callbridge=debug"));
         tracing::subscriber::with_default(debug, || {
             assert_eq!(number_for_log("+14155551234"), "+14155551234");
-            assert_eq!(text_for_log("+1 415 555 0100"), "+1 415 555 0100");
         });
     }
 

@@ -870,7 +870,7 @@ fn log_event(
     match event {
         CallEvent::SessionReady => info!("provider session ready"),
         CallEvent::Transcript { speaker, text } => {
-            info!(target: "callbridge::transcript", speaker = ?speaker, text = %crate::logging::text_for_log(&text), "transcript");
+            info!(target: "callbridge::transcript", speaker = ?speaker, text = %crate::connectors::http::redact::text_for_log(&text), "transcript");
             let speaker = match speaker {
                 Speaker::Caller => "caller",
                 Speaker::Agent => "agent",
