@@ -1,5 +1,5 @@
-//! Calling windows: any hours and days text parses to a valid window or an error (this target
-//! found the `HH * 60` overflow), and a parsed window survives its stored form.
+//! Calling windows: any hours and days text parses to a valid window or an error (the
+//! `HH * 60` overflow of issue 21 is the kind it catches), and a parsed window survives its stored form.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
