@@ -33,9 +33,13 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
     #[arg(long, env = "TWILIO_ACCOUNT_SID")]
     pub twilio_account_sid: Option<String>,
-    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    /// Secret: from `TWILIO_AUTH_TOKEN` or the file named by `TWILIO_AUTH_TOKEN_FILE` (or the config file), never a flag
+    /// (flags show in `ps` and shell history).
+    #[arg(skip = env_secret("TWILIO_AUTH_TOKEN"))]
     pub twilio_auth_token: Option<String>,
-    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    /// Secret: from `OPENAI_API_KEY` or the file named by `OPENAI_API_KEY_FILE` (or the config file), never a flag
+    /// (flags show in `ps` and shell history).
+    #[arg(skip = env_secret("OPENAI_API_KEY"))]
     pub openai_api_key: Option<String>,
     #[arg(long, env = "OPENAI_REALTIME_URL")]
     pub openai_realtime_url: Option<String>,
@@ -75,7 +79,9 @@ pub struct ServeArgs {
     #[arg(long, env = "CALLBRIDGE_UNROUTED_CALLS")]
     pub unrouted_calls: Option<String>,
     /// Bearer key for the admin API (all tenants); unset disables admin access.
-    #[arg(long, env = "CALLBRIDGE_ADMIN_KEY", hide_env_values = true)]
+    /// Secret: from `CALLBRIDGE_ADMIN_KEY` or the file named by `CALLBRIDGE_ADMIN_KEY_FILE` (or the config file), never a flag
+    /// (flags show in `ps` and shell history).
+    #[arg(skip = env_secret("CALLBRIDGE_ADMIN_KEY"))]
     pub admin_key: Option<String>,
     /// Directory of prompt templates agents name (`<name>.md`).
     #[arg(long, env = "CALLBRIDGE_PROMPTS_DIR")]
@@ -87,18 +93,24 @@ pub struct ServeArgs {
     #[arg(long, env = "CALLBRIDGE_RECORDING_FORMAT")]
     pub recording_format: Option<String>,
     /// xAI key; agents with provider "xai" are refused without it.
-    #[arg(long, env = "XAI_API_KEY", hide_env_values = true)]
+    /// Secret: from `XAI_API_KEY` or the file named by `XAI_API_KEY_FILE` (or the config file), never a flag
+    /// (flags show in `ps` and shell history).
+    #[arg(skip = env_secret("XAI_API_KEY"))]
     pub xai_api_key: Option<String>,
     #[arg(long, env = "XAI_REALTIME_URL")]
     pub xai_realtime_url: Option<String>,
     /// Azure OpenAI key; agents with provider "azure" need it and the endpoint.
-    #[arg(long, env = "AZURE_OPENAI_API_KEY", hide_env_values = true)]
+    /// Secret: from `AZURE_OPENAI_API_KEY` or the file named by `AZURE_OPENAI_API_KEY_FILE` (or the config file), never a flag
+    /// (flags show in `ps` and shell history).
+    #[arg(skip = env_secret("AZURE_OPENAI_API_KEY"))]
     pub azure_openai_api_key: Option<String>,
     /// The Azure OpenAI resource, e.g. https://my-resource.openai.azure.com.
     #[arg(long, env = "AZURE_OPENAI_ENDPOINT")]
     pub azure_openai_endpoint: Option<String>,
     /// Gemini API key; agents with provider "gemini" are refused without it.
-    #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true)]
+    /// Secret: from `GEMINI_API_KEY` or the file named by `GEMINI_API_KEY_FILE` (or the config file), never a flag
+    /// (flags show in `ps` and shell history).
+    #[arg(skip = env_secret("GEMINI_API_KEY"))]
     pub gemini_api_key: Option<String>,
     #[arg(long, env = "GEMINI_LIVE_URL")]
     pub gemini_live_url: Option<String>,
@@ -134,6 +146,24 @@ pub struct ServeArgs {
     /// Open HTTP connections at most; more are closed on accept (default 1024).
     #[arg(long, env = "CALLBRIDGE_HTTP_MAX_CONNECTIONS")]
     pub http_max_connections: Option<usize>,
+    /// Secret: when set, `GET /metrics` needs `Authorization: Bearer <token>`. From
+    /// `CALLBRIDGE_METRICS_TOKEN` or `CALLBRIDGE_METRICS_TOKEN_FILE`, never a flag.
+    #[arg(skip = env_secret("CALLBRIDGE_METRICS_TOKEN"))]
+    pub metrics_token: Option<String>,
+}
+
+/// A secret setting from the environment: `NAME`, or the contents of the file `NAME_FILE` names
+/// (trailing newline trimmed). Secrets are never command-line flags.
+pub fn env_secret(name: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(name)
+        && !value.is_empty()
+    {
+        return Some(value);
+    }
+    let path = std::env::var(format!("{name}_FILE")).ok()?;
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|text| text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +206,7 @@ struct FileConfig {
     http_header_timeout_secs: Option<u64>,
     http_idle_timeout_secs: Option<u64>,
     http_max_connections: Option<usize>,
+    metrics_token: Option<String>,
 }
 
 /// A configuration problem, naming the variable to fix.
@@ -247,6 +278,8 @@ pub struct Config {
     pub egress: crate::egress::EgressPolicy,
     /// Limits of the HTTP listener (see `http::listener`).
     pub http: HttpLimits,
+    /// Bearer token `GET /metrics` requires; `None`: open (bind the listener privately).
+    pub metrics_token: Option<SecretString>,
 }
 
 /// The HTTP listener's limits (`CALLBRIDGE_HTTP_*` settings).
@@ -287,6 +320,24 @@ pub struct CampaignSettings {
 pub struct ProviderAccess {
     pub api_key: SecretString,
     pub url: String,
+}
+
+/// A `ws://` or `http://` endpoint is accepted only for a host the egress allow-list names.
+fn plain_only_if_allowed(
+    egress: &crate::egress::EgressPolicy,
+    variable: &'static str,
+    url: &str,
+) -> Result<(), ConfigError> {
+    if (url.starts_with("ws://") || url.starts_with("http://"))
+        && egress.check_url_str(url).is_err()
+    {
+        return Err(invalid(
+            variable,
+            "must use TLS (wss:// or https://); plain ws:// or http:// only for a host in \
+             CALLBRIDGE_EGRESS_ALLOW",
+        ));
+    }
+    Ok(())
 }
 
 /// A ws(s):// URL without query, for a provider's realtime endpoint.
@@ -557,6 +608,18 @@ impl Config {
             }
         };
 
+        // Provider endpoints: TLS unless the operator allow-listed the host (a local fake, a
+        // gateway on the LAN) in CALLBRIDGE_EGRESS_ALLOW.
+        plain_only_if_allowed(&egress, "OPENAI_REALTIME_URL", &openai_realtime_url)?;
+        for (variable, access) in [
+            ("XAI_REALTIME_URL", &xai),
+            ("AZURE_OPENAI_ENDPOINT", &azure),
+            ("GEMINI_LIVE_URL", &gemini),
+        ] {
+            if let Some(access) = access {
+                plain_only_if_allowed(&egress, variable, &access.url)?;
+            }
+        }
         Ok(Config {
             listen,
             public_url,
@@ -582,6 +645,9 @@ impl Config {
             recordings_dir: pick!(recordings_dir).unwrap_or_else(|| PathBuf::from("recordings")),
             egress,
             http,
+            metrics_token: pick!(metrics_token)
+                .filter(|t| !t.is_empty())
+                .map(SecretString::from),
             recording_format,
             xai,
             azure,
@@ -598,7 +664,7 @@ impl Config {
             self.twilio_auth_token.expose_secret().to_owned(),
             self.openai_api_key.expose_secret().to_owned(),
         ];
-        if let Some(key) = &self.admin_key {
+        for key in [&self.admin_key, &self.metrics_token].into_iter().flatten() {
             secrets.push(key.expose_secret().to_owned());
         }
         for access in [&self.xai, &self.azure, &self.gemini].into_iter().flatten() {
@@ -933,9 +999,24 @@ mod tests {
             gemini_live_url: Some("ws://127.0.0.1:9/live".into()),
             azure_openai_api_key: Some("az-k".into()),
             azure_openai_endpoint: Some("https://acme.openai.azure.com".into()),
+            egress_allow: Some("127.0.0.1".into()),
             ..minimal()
         })
         .unwrap();
+        // Plain ws:// to a host the operator did not allow-list is refused.
+        let error = Config::resolve(ServeArgs {
+            gemini_api_key: Some("gm-k".into()),
+            gemini_live_url: Some("ws://127.0.0.1:9/live".into()),
+            ..minimal()
+        })
+        .unwrap_err();
+        assert_eq!(error.variable, "GEMINI_LIVE_URL");
+        let error = Config::resolve(ServeArgs {
+            openai_realtime_url: Some("ws://realtime.example.com/v1/realtime".into()),
+            ..minimal()
+        })
+        .unwrap_err();
+        assert_eq!(error.variable, "OPENAI_REALTIME_URL");
         assert_eq!(config.xai.unwrap().url, "wss://api.x.ai/v1/realtime");
         assert_eq!(config.gemini.unwrap().url, "ws://127.0.0.1:9/live");
         assert_eq!(config.azure.unwrap().url, "https://acme.openai.azure.com");

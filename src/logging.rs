@@ -39,6 +39,40 @@ pub const CAPPED_TARGETS: &[&str] = &[
 /// What replaces a secret in a written line.
 pub const SCRUBBED: &str = "**redacted**";
 
+/// Whether personal data (phone numbers, transcript text) may be logged in full: only when the
+/// operator turned DEBUG on for callbridge. At INFO and above it is masked.
+pub fn personal_data_shown() -> bool {
+    tracing::enabled!(target: "callbridge::personal_data", Level::DEBUG)
+}
+
+/// A phone number as logged: whole at DEBUG, otherwise its first four and last two characters
+/// (`+141******34`), enough to tell calls apart.
+pub fn number_for_log(number: &str) -> std::borrow::Cow<'_, str> {
+    if personal_data_shown() {
+        return std::borrow::Cow::Borrowed(number);
+    }
+    std::borrow::Cow::Owned(mask_number(number))
+}
+
+/// `+141******34`: the first four and last two characters of a number, the rest masked.
+pub fn mask_number(number: &str) -> String {
+    let chars: Vec<char> = number.chars().collect();
+    if chars.len() <= 6 {
+        return "*".repeat(chars.len());
+    }
+    chars
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i < 4 || i >= chars.len() - 2 {
+                *c
+            } else {
+                '*'
+            }
+        })
+        .collect()
+}
+
 /// Whether `meta` may be logged at all: the capped crates never below INFO.
 pub fn allowed(meta: &Metadata<'_>) -> bool {
     *meta.level() <= Level::INFO || !is_capped(meta.target())
@@ -147,6 +181,20 @@ where
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    #[test]
+    fn numbers_are_masked_unless_debug_is_on() {
+        assert_eq!(mask_number("+14155551234"), "+141******34");
+        assert_eq!(mask_number("+1234"), "*****");
+        let info = tracing_subscriber::registry().with(EnvFilter::new("info"));
+        tracing::subscriber::with_default(info, || {
+            assert_eq!(number_for_log("+14155551234"), "+141******34");
+        });
+        let debug = tracing_subscriber::registry().with(EnvFilter::new("callbridge=debug"));
+        tracing::subscriber::with_default(debug, || {
+            assert_eq!(number_for_log("+14155551234"), "+14155551234");
+        });
+    }
 
     #[test]
     fn capped_targets_are_matched_by_crate_not_by_prefix_text() {

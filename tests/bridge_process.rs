@@ -458,7 +458,15 @@ async fn a_call_orphaned_by_kill_9_is_settled_at_restart() {
         "Twilio's final status"
     );
     assert_eq!(settled.end_reason.as_deref(), Some("bridge_restart"));
-    let outbox = store.list_outbox(&tenant, 10).await.expect("outbox");
+    // The webhook is queued right after the settling write.
+    let mut outbox = Vec::new();
+    for _ in 0..250 {
+        outbox = store.list_outbox(&tenant, 10).await.expect("outbox");
+        if !outbox.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(outbox.len(), 1, "one call.ended webhook");
     assert_eq!(outbox[0].event_type, "call.ended");
     assert!(outbox[0].payload.contains("bridge_restart"));
@@ -477,4 +485,52 @@ async fn a_call_orphaned_by_kill_9_is_settled_at_restart() {
         store.list_outbox(&tenant, 10).await.expect("outbox").len(),
         1
     );
+}
+
+/// `/metrics` with `CALLBRIDGE_METRICS_TOKEN`: 401 without or with a wrong bearer token, 200 with
+/// the right one; `/healthz` stays open.
+#[tokio::test]
+async fn metrics_need_the_bearer_token_when_one_is_set() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let bridge = callbridge_testkit::TestBridge::start("ws://127.0.0.1:9/v1/realtime", |args| {
+        args.metrics_token = Some("metrics-token-0123456789".into());
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/metrics", bridge.addr);
+    assert_eq!(
+        client
+            .get(&url)
+            .send()
+            .await
+            .expect("send")
+            .status()
+            .as_u16(),
+        401
+    );
+    let wrong = client
+        .get(&url)
+        .bearer_auth("nope")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(wrong.status().as_u16(), 401);
+    let right = client
+        .get(&url)
+        .bearer_auth("metrics-token-0123456789")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(right.status().as_u16(), 200);
+    assert!(
+        right
+            .text()
+            .await
+            .expect("body")
+            .contains("callbridge_active_calls")
+    );
+    let (status, _) = callbridge_testkit::fake_twilio::http_get(bridge.addr, "/healthz")
+        .await
+        .expect("healthz");
+    assert_eq!(status, 200);
 }

@@ -58,21 +58,56 @@ fn invalid_values_are_refused_before_listening_without_echoing_secrets() {
 fn flags_are_equivalent_to_variables() {
     let out = Command::new(env!("CARGO_BIN_EXE_callbridge"))
         .env_clear()
+        .env("TWILIO_AUTH_TOKEN", "t")
+        .env("OPENAI_API_KEY", "k")
         .args([
             "serve",
             "--public-url",
             "https://bridge.example.com",
             "--twilio-account-sid",
             "AC123",
-            "--twilio-auth-token",
-            "t",
-            "--openai-api-key",
-            "k",
         ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TWILIO_ACCOUNT_SID: must be AC"));
+}
+
+/// Secrets are never command-line flags (they would show in `ps` and shell history): the flag is
+/// refused; the variable and a `_FILE` work.
+#[test]
+fn secrets_are_refused_as_flags_and_read_from_env_or_file() {
+    for flag in [
+        "--twilio-auth-token",
+        "--openai-api-key",
+        "--admin-key",
+        "--gemini-api-key",
+        "--metrics-token",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_callbridge"))
+            .env_clear()
+            .args(["serve", flag, "s3cret-value"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("unexpected argument"), "{flag}: {stderr}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("twilio-token");
+    std::fs::write(&token_file, "t\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_callbridge"))
+        .env_clear()
+        .env("PUBLIC_URL", "https://bridge.example.com")
+        .env("TWILIO_ACCOUNT_SID", format!("AC{}", "0".repeat(32)))
+        .env("TWILIO_AUTH_TOKEN_FILE", &token_file)
+        .args(["serve"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The token came from the file: the next missing setting is the provider key.
+    assert!(stderr.contains("OPENAI_API_KEY: is required"), "{stderr}");
 }
 
 #[test]

@@ -176,7 +176,7 @@ fn tenants_agents_and_numbers() {
             "Front",
         ]),
         1,
-        "already assigned",
+        "is not available",
     );
     fails_with(
         &cli.run(&[

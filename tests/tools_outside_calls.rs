@@ -177,9 +177,10 @@ async fn the_invoke_endpoint_runs_the_tenants_tool_and_respects_isolation() {
 #[tokio::test]
 async fn internal_addresses_are_refused_by_the_egress_guard() {
     const REFUSED: &str = "refused by egress policy";
-    let realtime = FakeRealtime::start(Behaviour::default()).await;
     let admin_key = "admin-key-for-tests-0123456789";
-    let bridge = TestBridge::start(&realtime.url(), |a| {
+    // No call is placed, so the provider is never dialled; under the strict policy its endpoint
+    // must be wss:// (plain ws:// only for an allow-listed host).
+    let bridge = TestBridge::start("wss://realtime.invalid/v1/realtime", |a| {
         a.admin_key = Some(admin_key.into());
         // The product's default: nothing but public https hosts.
         a.egress_allow = None;

@@ -271,7 +271,11 @@ async fn run_started_call(
         .active_calls
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Metrics::incr(&deps.metrics.calls_started);
-    info!(caller = %identity.caller, called = %identity.called, "call started");
+    info!(
+        caller = %crate::logging::number_for_log(&identity.caller),
+        called = %crate::logging::number_for_log(&identity.called),
+        "call started"
+    );
 
     let reason = match plan_call(&deps, identity.route.clone()).await {
         Err(e) => {
@@ -869,7 +873,7 @@ fn log_event(
     match event {
         CallEvent::SessionReady => info!("provider session ready"),
         CallEvent::Transcript { speaker, text } => {
-            info!(target: "callbridge::transcript", speaker = ?speaker, text = %text, "transcript");
+            info!(target: "callbridge::transcript", speaker = ?speaker, text = %crate::connectors::http::redact::text_for_log(&text), "transcript");
             let speaker = match speaker {
                 Speaker::Caller => "caller",
                 Speaker::Agent => "agent",

@@ -402,7 +402,8 @@ mod tests {
             crate::connectors::http::PolicyConfig::default(),
         )
         .expect("policy");
-        let rest = TwilioRest::new(&policy, "http://127.0.0.1:9", "AC1", "token").expect("client");
+        let rest =
+            TwilioRest::new(&policy, "https://api.twilio.com", "AC1", "token").expect("client");
         let dialer = Dialer::new(rest, "https://bridge.example/", "token");
         let reference = dialer.call_reference("call_abc");
         assert_eq!(verify_call_reference("token", &reference), Some("call_abc"));

@@ -353,8 +353,8 @@ mod tests {
         assert_eq!(parse_zone(" America/Chicago "), Ok(Chicago));
     }
 
-    /// Regression: an hour near `u16::MAX` used to overflow `h * 60 + m` (a panic in debug
-    /// builds, a wrapped and wrongly accepted window in release). Found by the window fuzz target.
+    /// Regression: a huge hour overflowed `h * 60 + m`, computed before the range check (a panic
+    /// in debug builds). The `calling_window` fuzz target covers the parser too.
     #[test]
     fn huge_hours_are_refused_without_overflow() {
         for hours in [

@@ -86,8 +86,9 @@ pub struct CallArgs {
     public_url: String,
     #[arg(long, env = "TWILIO_ACCOUNT_SID")]
     twilio_account_sid: String,
-    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
-    twilio_auth_token: String,
+    /// Secret: `TWILIO_AUTH_TOKEN` or the file `TWILIO_AUTH_TOKEN_FILE` names, never a flag.
+    #[arg(skip = crate::config::env_secret("TWILIO_AUTH_TOKEN"))]
+    twilio_auth_token: Option<String>,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -751,15 +752,19 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
             }
         }
         AdminCommand::Call(args) => {
+            let Some(auth_token) = args.twilio_auth_token.as_deref() else {
+                return Err(CliError::Config(
+                    "TWILIO_AUTH_TOKEN: is required (environment or TWILIO_AUTH_TOKEN_FILE)".into(),
+                ));
+            };
             let core = open_core(&args.db).await?;
             let rest = crate::connectors::twilio_rest::TwilioRest::from_env(
                 &core.policy,
                 &args.twilio_account_sid,
-                &args.twilio_auth_token,
+                auth_token,
             )
             .map_err(|e| CliError::Config(format!("Twilio: {e}")))?;
-            let dialer =
-                crate::campaign::Dialer::new(rest, &args.public_url, &args.twilio_auth_token);
+            let dialer = crate::campaign::Dialer::new(rest, &args.public_url, auth_token);
             let svc = service(core, &args.db).with_dialer(dialer);
             let mut variables = std::collections::BTreeMap::new();
             for pair in &args.variables {

@@ -399,6 +399,13 @@ impl TwilioRest {
                 "Twilio API base {base:?} is not an http(s) URL"
             )));
         }
+        // The auth token travels in every request: TLS, unless the operator allow-listed the
+        // host (a local mock) in CALLBRIDGE_EGRESS_ALLOW.
+        if base.starts_with("http://") && policy.config().egress.check_url_str(&base).is_err() {
+            return Err(TwilioError::InvalidRequest(format!(
+                "Twilio API base {base:?} must be https (http only for a host in CALLBRIDGE_EGRESS_ALLOW)"
+            )));
+        }
         if account_sid.is_empty() || !account_sid.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(TwilioError::InvalidRequest(
                 "account SID must be letters and digits".into(),

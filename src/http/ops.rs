@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::app::App;
@@ -49,9 +49,33 @@ pub(super) async fn oauth_callback(
         .into_response()
 }
 
-pub(super) async fn metrics(State(deps): State<Arc<App>>) -> impl IntoResponse {
+/// `GET /metrics`: Prometheus text. With `CALLBRIDGE_METRICS_TOKEN` set, only for
+/// `Authorization: Bearer <token>` (compared in constant time through SHA-256).
+pub(super) async fn metrics(State(deps): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Some(token) = &deps.config.metrics_token {
+        use secrecy::ExposeSecret as _;
+        use sha2::{Digest as _, Sha256};
+        use subtle::ConstantTimeEq as _;
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let expected = Sha256::digest(token.expose_secret().as_bytes());
+        let given = Sha256::digest(presented.trim().as_bytes());
+        if !bool::from(expected.ct_eq(&given)) {
+            deps.metrics.error("metrics_unauthorized");
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need the bearer token (CALLBRIDGE_METRICS_TOKEN)\n",
+            )
+                .into_response();
+        }
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         deps.metrics.render(),
     )
+        .into_response()
 }

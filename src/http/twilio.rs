@@ -15,6 +15,7 @@ use crate::call::driver::{CallDeps, run_call, unix_now};
 use crate::call::plan::{PlanError, Route, plan_call, route_call};
 use crate::campaign::verify_call_reference;
 use crate::connectors::twilio_rest::{Hangup, Instructions, TwilioRest, UpdateCall};
+use crate::logging::number_for_log;
 use crate::store::{CallEventKind, CallStatus, MachineAction, Store, StoreError};
 use crate::twilio::signature;
 use crate::twilio::stream::MAX_FRAME_LEN;
@@ -134,7 +135,11 @@ pub(super) async fn voice_webhook(
     );
     info!(
         call_sid,
-        from, to, tenant, agent, "incoming call: opening media stream"
+        from = %number_for_log(from),
+        to = %number_for_log(to),
+        tenant,
+        agent,
+        "incoming call: opening media stream"
     );
     twiml_response(xml)
 }
@@ -247,7 +252,10 @@ async fn outbound_voice(
     };
     info!(
         call_sid,
-        call_id, from, to, "outbound call answered: opening media stream"
+        call_id,
+        from = %number_for_log(from),
+        to = %number_for_log(to),
+        "outbound call answered: opening media stream"
     );
     stream_twiml(deps, route, call_sid, from, to).await
 }

@@ -597,7 +597,22 @@ pub(crate) fn validate_slug(field: &'static str, raw: &str, max: usize) -> Resul
     Ok(())
 }
 
-/// Free text shown to people: trimmed non-empty, at most `max` characters, no control characters.
+/// Characters that reorder or hide text when shown (bidirectional overrides, embeddings,
+/// isolates and marks, zero-width characters): a name carrying them can display as another
+/// ("Trojan Source"-style spoofing in listings, logs and CSV exports).
+pub(crate) fn is_display_spoofing(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{061C}'
+            | '\u{FEFF}'
+    )
+}
+
+/// Free text shown to people: trimmed non-empty, at most `max` characters, no control
+/// characters, no bidirectional-override or invisible characters.
 pub(crate) fn validate_text(field: &'static str, raw: &str, max: usize) -> Result<(), StoreError> {
     if raw.trim().is_empty() {
         return Err(StoreError::invalid(field, "must not be empty"));
@@ -612,6 +627,12 @@ pub(crate) fn validate_text(field: &'static str, raw: &str, max: usize) -> Resul
         return Err(StoreError::invalid(
             field,
             "must not contain control characters",
+        ));
+    }
+    if raw.chars().any(is_display_spoofing) {
+        return Err(StoreError::invalid(
+            field,
+            "must not contain bidirectional-override or invisible characters",
         ));
     }
     Ok(())
@@ -806,5 +827,21 @@ mod tests {
         assert!(validate_connector(&spec("https://cal.example.com/api")).is_ok());
         assert!(validate_connector(&spec("ftp://x")).is_err());
         assert!(validate_connector(&spec("https://a b")).is_err());
+    }
+
+    #[test]
+    fn names_refuse_control_bidi_override_and_invisible_characters() {
+        assert!(validate_text("tenant name", "Acme Dental — Zürich", 200).is_ok());
+        for bad in [
+            "Acme\u{0007}",
+            "Acme\nInc",
+            "evil\u{202E}gnp.exe",
+            "a\u{2066}b\u{2069}",
+            "zero\u{200B}width",
+            "\u{FEFF}bom",
+            "arabic\u{061C}mark",
+        ] {
+            assert!(validate_text("tenant name", bad, 200).is_err(), "{bad:?}");
+        }
     }
 }

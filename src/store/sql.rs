@@ -857,7 +857,9 @@ impl Store for SqlStore {
             WriteFailure::ForeignKey => {
                 StoreError::not_found(format!("agent {agent_id} of tenant {tenant}"))
             }
-            WriteFailure::Unique => StoreError::conflict(format!("phone number {number}")),
+            WriteFailure::Unique => {
+                StoreError::conflict(format!("phone number {number} is not available"))
+            }
             WriteFailure::Other(e) => StoreError::Database(e),
         })?;
         row.map(|r| number_from_row(&r))
@@ -1561,9 +1563,10 @@ async fn insert_number(
     .execute(conn)
     .await
     .map_err(|e| match classify(e) {
-        // Deliberately does not say which tenant holds it.
+        // Neutral on purpose: the same words whether this tenant or another holds it, so a
+        // tenant cannot learn that a number is another tenant's.
         WriteFailure::Unique => {
-            StoreError::conflict(format!("phone number {number} is already assigned"))
+            StoreError::conflict(format!("phone number {number} is not available"))
         }
         WriteFailure::ForeignKey => {
             StoreError::not_found(format!("agent {agent_id} of tenant {tenant}"))

@@ -113,6 +113,15 @@ static DATE_OR_TIME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\d{4}-\d{2}-\d{2}|^\d{2}:\d{2}").expect("static regex is valid")
 });
 
+/// Transcript text as logged: whole when DEBUG is on for callbridge (see
+/// [`crate::logging::personal_data_shown`]), otherwise with phone numbers and emails masked.
+pub fn text_for_log(text: &str) -> Cow<'_, str> {
+    if crate::logging::personal_data_shown() {
+        return Cow::Borrowed(text);
+    }
+    redact_text(text)
+}
+
 /// Text (a body, a header value, an error snippet) with secret fields, emails and phone
 /// numbers masked.
 pub fn redact_text(text: &str) -> Cow<'_, str> {
@@ -222,5 +231,23 @@ mod tests {
     fn snippet_truncates_on_char_boundaries() {
         assert_eq!(snippet("héllo wörld", 5), "héllo…");
         assert_eq!(snippet("short", 10), "short");
+    }
+
+    #[test]
+    fn transcripts_are_masked_in_logs_unless_debug_is_on() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let info = tracing_subscriber::registry().with(tracing_subscriber::EnvFilter::new("info"));
+        tracing::subscriber::with_default(info, || {
+            let text = text_for_log("call me on +1 415 555 0100 or ann@example.com");
+            assert!(
+                !text.contains("555 0100") && !text.contains("ann@"),
+                "{text}"
+            );
+        });
+        let debug = tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new("callbridge=debug"));
+        tracing::subscriber::with_default(debug, || {
+            assert_eq!(text_for_log("+1 415 555 0100"), "+1 415 555 0100");
+        });
     }
 }
