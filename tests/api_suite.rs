@@ -835,3 +835,75 @@ async fn served_by_the_server_router_with_the_configured_admin_key() {
         .unwrap();
     assert_eq!(doc.status().as_u16(), 200);
 }
+
+/// Every `{name}` in a path template, in order.
+fn template_params(path: &str) -> Vec<String> {
+    path.split('{')
+        .skip(1)
+        .filter_map(|s| s.split_once('}').map(|(name, _)| name.to_owned()))
+        .collect()
+}
+
+/// The served document is a valid OpenAPI 3.1 document (the OpenAPI Initiative's own JSON Schema,
+/// vendored under fixtures/openapi/), and its parameters agree with the path templates: every
+/// `{param}` is declared `in: path`, and nothing else is.
+#[tokio::test]
+async fn openapi_document_is_valid_openapi_3_1() {
+    let db = store_harness::sqlite().await;
+    let api = TestApi::start(&db.store).await;
+    let r = api.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let doc = r.body;
+
+    let schema: Value = serde_json::from_str(include_str!(
+        "../fixtures/openapi/oas-3.1-schema-2022-10-07.json"
+    ))
+    .unwrap();
+    let validator =
+        jsonschema::draft202012::new(&schema).expect("the OpenAPI meta-schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "invalid OpenAPI document:\n{}",
+        errors.join("\n")
+    );
+
+    let mut problems = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let mut templated = template_params(path);
+        templated.sort();
+        for (method, op) in item.as_object().unwrap() {
+            let Some(params) = op.get("parameters").and_then(Value::as_array) else {
+                if !templated.is_empty() {
+                    problems.push(format!(
+                        "{method} {path}: no parameters, {templated:?} undeclared"
+                    ));
+                }
+                continue;
+            };
+            let mut declared: Vec<String> = params
+                .iter()
+                .filter(|p| p["in"] == "path")
+                .map(|p| p["name"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            declared.sort();
+            if declared != templated {
+                problems.push(format!(
+                    "{method} {path}: path parameters {declared:?}, template has {templated:?}"
+                ));
+            }
+            for p in params {
+                if p["in"] == "path" && p["required"] != true {
+                    problems.push(format!(
+                        "{method} {path}: path parameter {} not required",
+                        p["name"]
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -337,6 +337,7 @@ impl fmt::Debug for GeneratedSigningSecret {
 // --- calls ---------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CallsQuery {
     /// Most recent calls to return, 1 to 500 (default 50).
@@ -758,6 +759,7 @@ pub fn calls_per_second(dial_interval_ms: i64) -> Option<f64> {
 }
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignsQuery {
     /// The tenant whose campaigns to list: required with the admin key, optional with a tenant key.
