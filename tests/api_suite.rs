@@ -18,6 +18,7 @@ backend_suite!(
     secrets_are_write_only,
     secret_writes_need_a_master_key,
     authentication_and_admin_only_operations,
+    prompts_are_per_tenant_with_versions,
 );
 
 async fn resources_round_trip(store: &SqlStore) {
@@ -416,21 +417,32 @@ async fn bad_input_is_a_precise_4xx_and_writes_nothing(store: &SqlStore) {
         .post("/tenants/acme/agents", k, agent(json!({"name": "Front"})))
         .await;
     expect_error(&r, 409, "conflict");
-    // Oversized and broken prompt templates.
+    // Oversized and broken prompts are refused when written (or imported), not at call time.
     std::fs::write(api.prompts.path().join("huge.md"), "Be nice. ".repeat(5000)).unwrap();
     let r = api
         .post(
-            "/tenants/acme/agents",
+            "/tenants/acme/prompt-imports",
             k,
-            agent(json!({"prompt_template": "huge"})),
+            json!({"template": "huge"}),
         )
         .await;
     expect_error(&r, 422, "prompt_too_large");
-    std::fs::write(
-        api.prompts.path().join("broken.md"),
-        "Hello {{caller_name}}",
-    )
-    .unwrap();
+    let r = api
+        .put(
+            "/tenants/acme/prompts/huge",
+            k,
+            json!({"text": "Be nice. ".repeat(4000)}),
+        )
+        .await;
+    expect_error(&r, 422, "prompt_too_large");
+    let r = api
+        .put(
+            "/tenants/acme/prompts/broken",
+            k,
+            json!({"text": "Hello {{caller_name}}"}),
+        )
+        .await;
+    expect_error(&r, 422, "invalid_prompt");
     let r = api
         .post(
             "/tenants/acme/agents",
@@ -438,7 +450,7 @@ async fn bad_input_is_a_precise_4xx_and_writes_nothing(store: &SqlStore) {
             agent(json!({"prompt_template": "broken"})),
         )
         .await;
-    expect_error(&r, 422, "invalid_prompt");
+    field(&r, 400, "invalid_field", "prompt_template");
 
     // Bodies: malformed, oversized, wrong media type.
     let r = api
@@ -736,6 +748,13 @@ async fn openapi_documents_every_route_without_auth() {
             "/tenants/{tenant}/agents/{agent}",
             &["delete", "get", "put"],
         ),
+        ("/tenants/{tenant}/prompts", &["get"]),
+        ("/tenants/{tenant}/prompts/{name}", &["get", "put"]),
+        ("/tenants/{tenant}/prompts/{name}/versions", &["get"]),
+        ("/tenants/{tenant}/prompts/{name}/diff", &["get"]),
+        ("/tenants/{tenant}/prompts/{name}/rollback", &["post"]),
+        ("/tenants/{tenant}/prompt-imports", &["post"]),
+        ("/prompt-templates", &["get"]),
         ("/tenants/{tenant}/connectors", &["get"]),
         (
             "/tenants/{tenant}/connectors/{vendor}",
@@ -906,4 +925,167 @@ async fn openapi_document_is_valid_openapi_3_1() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Prompts live in the store per tenant: versions kept, diff, roll back, checked at write time;
+/// an agent names only its own tenant's prompt, and the prompts directory is an import source,
+/// never a channel between tenants.
+async fn prompts_are_per_tenant_with_versions(store: &SqlStore) {
+    let api = TestApi::start(store).await;
+    let a = seed_tenant(&api, store, "acme", "+14155550100").await;
+    let b = seed_tenant(&api, store, "beta", "+14155550101").await;
+    let (ka, kb) = (a.key.as_str(), b.key.as_str());
+
+    // Tenant A writes its own instructions over the imported template.
+    let r = api
+        .put(
+            "/tenants/acme/prompts/dental",
+            ka,
+            json!({"text": "Acme only.\nThe caller is {{caller}}."}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["version"], 2);
+    let r = api
+        .put(
+            "/tenants/acme/prompts/dental",
+            ka,
+            json!({"text": "Acme only.\nBe brief.\nThe caller is {{caller}}."}),
+        )
+        .await;
+    assert_eq!(r.body["version"], 3);
+    let r = api.get("/tenants/acme/prompts/dental/versions", ka).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let versions: Vec<i64> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, vec![1, 2, 3]);
+    let r = api
+        .get("/tenants/acme/prompts/dental/diff?from=2", ka)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["to"], 3);
+    assert_eq!(
+        r.body["diff"],
+        " Acme only.\n+Be brief.\n The caller is {{caller}}.\n"
+    );
+    let r = api
+        .post(
+            "/tenants/acme/prompts/dental/rollback",
+            ka,
+            json!({"version": 2}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["version"], 4);
+    assert_eq!(r.body["text"], "Acme only.\nThe caller is {{caller}}.");
+    let r = api.get("/tenants/acme/prompts/dental?version=1", ka).await;
+    assert_eq!(
+        r.body["text"],
+        "You are the receptionist. The caller is {{caller}}."
+    );
+    let r = api.get("/tenants/acme/prompts", ka).await;
+    assert_eq!(r.body.as_array().map(Vec::len), Some(1));
+    assert_eq!(r.body[0]["version"], 4);
+
+    // Tenant B sees none of it: A's prompt answers like a missing one, under either tenant.
+    expect_error(
+        &api.get("/tenants/acme/prompts/dental", kb).await,
+        404,
+        "not_found",
+    );
+    expect_error(
+        &api.get("/tenants/acme/prompts/dental/diff?from=1", kb)
+            .await,
+        404,
+        "not_found",
+    );
+    expect_error(
+        &api.post(
+            "/tenants/acme/prompts/dental/rollback",
+            kb,
+            json!({"version": 1}),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    // B's own copy is the template file's text (imported by the seed), not A's edits.
+    let r = api.get("/tenants/beta/prompts/dental", kb).await;
+    assert_eq!(r.body["version"], 1);
+    assert_eq!(
+        r.body["text"],
+        "You are the receptionist. The caller is {{caller}}."
+    );
+    // B cannot point its agent at a prompt only A has.
+    let r = api
+        .put(
+            "/tenants/acme/prompts/acme-secret",
+            ka,
+            json!({"text": "Acme's secret script."}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = api
+        .post(
+            "/tenants/beta/agents",
+            kb,
+            json!({"name": "Thief", "prompt_template": "acme-secret"}),
+        )
+        .await;
+    field(&r, 400, "invalid_field", "prompt_template");
+    let r = api
+        .put(
+            &format!("/tenants/beta/agents/{}", b.agent_id),
+            kb,
+            json!({"name": "Front", "prompt_template": "acme-secret"}),
+        )
+        .await;
+    field(&r, 400, "invalid_field", "prompt_template");
+    // Nor write into A's prompts.
+    expect_error(
+        &api.put(
+            "/tenants/acme/prompts/dental",
+            kb,
+            json!({"text": "Hijacked"}),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    assert_eq!(
+        api.get("/tenants/acme/prompts/dental", ka).await.body["version"],
+        4
+    );
+
+    // Bad names and versions are precise errors.
+    let r = api
+        .put("/tenants/beta/prompts/default", kb, json!({"text": "x"}))
+        .await;
+    field(&r, 400, "invalid_field", "name");
+    expect_error(
+        &api.get("/tenants/beta/prompts/dental?version=9", kb).await,
+        404,
+        "not_found",
+    );
+    let r = api
+        .post(
+            "/tenants/beta/prompt-imports",
+            kb,
+            json!({"template": "../../etc/passwd"}),
+        )
+        .await;
+    field(&r, 400, "invalid_field", "template");
+    let r = api.get("/prompt-templates", kb).await;
+    assert_eq!(r.body, json!(["dental"]));
+}
+
+/// An error answer about `name`.
+fn field(r: &Reply, status: u16, code: &str, name: &str) {
+    let body = expect_error(r, status, code);
+    assert_eq!(body["error"]["field"], name, "{r:?}");
 }

@@ -129,6 +129,8 @@ fn tenants_agents_and_numbers() {
         Some(1)
     );
 
+    let imported = cli.json(&["prompt", "import", "dental", "--tenant", "acme-dental"]);
+    assert_eq!(imported["version"], 1);
     let agent = cli.json(&[
         "agent",
         "create",

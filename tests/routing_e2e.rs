@@ -50,15 +50,7 @@ async fn provision(store: &SqlStore, tenant: &str, number: &str, agent: AgentSpe
     id
 }
 
-fn prompts_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("dental.md"),
-        "You answer for Acme Dental. The caller is {{caller}}.",
-    )
-    .unwrap();
-    dir
-}
+const DENTAL_PROMPT: &str = "You answer for Acme Dental. The caller is {{caller}}.";
 
 #[tokio::test]
 async fn the_called_number_selects_the_tenants_agent_and_the_call_is_recorded() {
@@ -75,10 +67,13 @@ async fn the_called_number_selects_the_tenants_agent_and_the_call_is_recorded() 
         ..Behaviour::default()
     })
     .await;
-    let prompts = prompts_dir();
-    let dir = prompts.path().to_owned();
-    let bridge = TestBridge::start(&realtime.url(), |a| a.prompts_dir = Some(dir)).await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
     let tenant = provision(&bridge.store, "acme", ACME_NUMBER, spec("openai", "dental")).await;
+    bridge
+        .store
+        .put_prompt(&tenant, "dental", DENTAL_PROMPT)
+        .await
+        .unwrap();
     // The tenant wants a post-call webhook (signing secret sealed in the vault).
     let vault = Vault::new(bridge.store.clone(), Keyring::new(MasterKey::generate()));
     vault

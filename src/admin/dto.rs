@@ -157,7 +157,8 @@ impl From<PhoneNumber> for NumberView {
 pub struct AgentRequest {
     /// Unique within the tenant.
     pub name: String,
-    /// Prompt template: `default` (built in) or the name of `<name>.md` in the prompts directory.
+    /// The prompt: `default` (the server's built-in prompt) or the name of one of this tenant's
+    /// prompts (`PUT /tenants/{tenant}/prompts/{name}`).
     #[serde(default = "default_prompt")]
     pub prompt_template: String,
     /// Realtime provider (`openai`).
@@ -241,6 +242,89 @@ impl From<Agent> for AgentView {
             updated_at: a.updated_at.to_string(),
         }
     }
+}
+
+// --- prompts -------------------------------------------------------------------------------------
+
+/// The text of a new version of a prompt.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromptRequest {
+    /// The instructions, at most 32 KiB, with `{{variable}}` placeholders (`caller`, `called`,
+    /// `call_sid`, `direction`, `tenant`, `now_utc`, …, and `var.NAME` for per-call variables).
+    pub text: String,
+}
+
+/// Which earlier version becomes the current text again (as a new version).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromptRollbackRequest {
+    pub version: i64,
+}
+
+/// Copies a template file of the server's prompts directory into the tenant's prompts.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromptImportRequest {
+    /// The template: `<template>.md` in the server's prompts directory.
+    pub template: String,
+    /// The tenant's prompt to write (default: the template's name).
+    pub name: Option<String>,
+}
+
+/// One version of a tenant's prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PromptView {
+    pub name: String,
+    pub version: i64,
+    pub text: String,
+    pub created_at: String,
+}
+
+impl From<crate::store::PromptVersion> for PromptView {
+    fn from(p: crate::store::PromptVersion) -> Self {
+        Self {
+            name: p.name,
+            version: p.version,
+            text: p.body,
+            created_at: p.created_at.to_string(),
+        }
+    }
+}
+
+/// A version of a prompt without its text (the history listing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PromptVersionView {
+    pub version: i64,
+    pub bytes: usize,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PromptQuery {
+    /// A version (default: the current one).
+    pub version: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PromptDiffQuery {
+    /// The older version.
+    pub from: i64,
+    /// The newer version (default: the current one).
+    pub to: Option<i64>,
+}
+
+/// A line diff between two versions (`-` removed, `+` added, ` ` unchanged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PromptDiffView {
+    pub name: String,
+    pub from: i64,
+    pub to: i64,
+    pub diff: String,
 }
 
 // --- connectors ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 
 pub mod campaigns;
 pub mod dto;
+pub mod prompts;
 
 use std::path::{Path, PathBuf};
 
@@ -35,8 +36,8 @@ pub fn known_vendors() -> Vec<&'static str> {
 pub const WEBHOOK_VENDOR: &str = "webhook";
 /// Name under which a generated signing secret is stored when none is given.
 pub const DEFAULT_SIGNING_SECRET_NAME: &str = "webhook-signing";
-/// Largest prompt template file an agent may name.
-pub const MAX_PROMPT_BYTES: u64 = 32 * 1024;
+/// Largest prompt text, in bytes.
+pub const MAX_PROMPT_BYTES: u64 = crate::store::MAX_PROMPT_BYTES as u64;
 /// Environment variable holding the new master key for `secret rotate-master`.
 pub const NEW_MASTER_KEY_ENV: &str = "CALLBRIDGE_NEW_MASTER_KEY";
 const DEFAULT_CALLS_LIMIT: u32 = 50;
@@ -134,6 +135,8 @@ fn request_field(store_field: &str) -> &str {
         "agent model" => "model",
         "agent voice" => "voice",
         "agent prompt template" => "prompt_template",
+        "prompt name" => "name",
+        "prompt text" => "text",
         "agent enabled tool" | "agent enabled tools" => "enabled_tools",
         "agent max duration" => "max_duration_s",
         "agent silence timeout" => "silence_timeout_s",
@@ -211,6 +214,11 @@ impl AdminService {
 
     pub fn store(&self) -> &SqlStore {
         &self.store
+    }
+
+    /// The server's directory of prompt template files (importable, never read by calls).
+    pub fn prompts_dir(&self) -> &Path {
+        &self.prompts_dir
     }
 
     fn vault(&self) -> Result<&Vault<SqlStore>, ServiceError> {
@@ -382,8 +390,13 @@ impl AdminService {
 
     // --- agents ------------------------------------------------------------------------------
 
-    fn agent_spec(&self, req: AgentRequest) -> Result<AgentSpec, ServiceError> {
-        self.check_prompt_template(&req.prompt_template)?;
+    async fn agent_spec(
+        &self,
+        tenant: &TenantId,
+        req: AgentRequest,
+    ) -> Result<AgentSpec, ServiceError> {
+        self.check_agent_prompt(tenant, &req.prompt_template)
+            .await?;
         if !(10..=14_400).contains(&req.max_duration_s) {
             return Err(ServiceError::invalid(
                 "max_duration_s",
@@ -413,56 +426,6 @@ impl AdminService {
         })
     }
 
-    /// `default`, or a slug naming `<prompts_dir>/<name>.md` that exists, is at most
-    /// [`MAX_PROMPT_BYTES`] and uses only known template variables.
-    fn check_prompt_template(&self, name: &str) -> Result<(), ServiceError> {
-        if name == "default" {
-            return Ok(());
-        }
-        let slug_ok = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !slug_ok {
-            return Err(ServiceError::invalid(
-                "prompt_template",
-                "must be `default` or 1 to 64 characters of letters, digits, '-' and '_' \
-                 naming <name>.md in the prompts directory",
-            ));
-        }
-        let path = self.prompts_dir.join(format!("{name}.md"));
-        let missing = || {
-            ServiceError::invalid(
-                "prompt_template",
-                format!(
-                    "no template named {name:?} (expected {name}.md in the prompts directory, \
-                     CALLBRIDGE_PROMPTS_DIR)"
-                ),
-            )
-        };
-        let meta = std::fs::metadata(&path).map_err(|_| missing())?;
-        if !meta.is_file() {
-            return Err(missing());
-        }
-        if meta.len() > MAX_PROMPT_BYTES {
-            return Err(ServiceError::PromptTooLarge {
-                name: name.to_owned(),
-                size: meta.len(),
-            });
-        }
-        let text = read_prompt(&path).map_err(|message| ServiceError::InvalidPrompt {
-            name: name.to_owned(),
-            message,
-        })?;
-        crate::call::plan::check_agent_template(&text).map_err(|message| {
-            ServiceError::InvalidPrompt {
-                name: name.to_owned(),
-                message,
-            }
-        })
-    }
-
     pub async fn create_agent(
         &self,
         who: &Principal,
@@ -470,7 +433,7 @@ impl AdminService {
         req: AgentRequest,
     ) -> Result<AgentView, ServiceError> {
         let id = self.tenant_scope(who, tenant).await?;
-        let spec = self.agent_spec(req)?;
+        let spec = self.agent_spec(&id, req).await?;
         let agent = self.store.create_agent(&id, &spec, &[]).await?;
         info!(tenant = %id, agent = %agent.id, "agent created");
         Ok(agent.into())
@@ -503,7 +466,7 @@ impl AdminService {
         req: AgentRequest,
     ) -> Result<AgentView, ServiceError> {
         let id = self.tenant_scope(who, tenant).await?;
-        let spec = self.agent_spec(req)?;
+        let spec = self.agent_spec(&id, req).await?;
         Ok(self.store.update_agent(&id, agent, &spec).await?.into())
     }
 
@@ -986,10 +949,6 @@ fn views<T, V: From<T>>(rows: Vec<T>) -> Vec<V> {
 /// A number in a URL path names an existing row: malformed means it cannot exist.
 fn parse_number_in_path(raw: &str) -> Result<E164, ServiceError> {
     E164::parse(raw).map_err(|_| ServiceError::NotFound(format!("phone number {raw:?}")))
-}
-
-fn read_prompt(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot be read as UTF-8 text: {e}"))
 }
 
 /// `Acme Dental, West!` → `acme-dental-west`; `None` when nothing usable remains.

@@ -4,9 +4,8 @@
 //! The voice webhook routes the called number; the media socket, once the stream token vouched for
 //! the route, builds the plan from the agent record, so two tenants' calls never share
 //! configuration. Calls to numbers no tenant owns follow `CALLBRIDGE_UNROUTED_CALLS`. This module
-//! reads the store and prompt files; it must not touch sockets.
+//! reads the store (agents, the tenant's own prompts); it must not touch sockets or prompt files.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -170,8 +169,7 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
         Route::Agent { tenant, agent_id } => {
             let agent = deps.store.agent(tenant, agent_id).await?;
             let dialect = dialect_for(config, &agent)?;
-            let prompt_template =
-                load_prompt(&config.prompts_dir, &agent.spec.prompt_template, config)?;
+            let prompt_template = load_prompt(deps, tenant, &agent.spec.prompt_template).await?;
             let resolved = deps
                 .tool_runtime()
                 .resolve(tenant, &agent.spec.enabled_tools)
@@ -268,28 +266,30 @@ pub fn dialect_for(config: &Config, agent: &Agent) -> Result<Arc<dyn Dialect>, P
     }
 }
 
-/// The template named `name`: `default` is the server's configured prompt; anything else is
-/// `<prompts_dir>/<name>.md`, checked for unknown variables.
-pub fn load_prompt(dir: &Path, name: &str, config: &Config) -> Result<String, PlanError> {
+/// The prompt named `name`: `default` is the server's configured prompt; anything else is the
+/// current version of the tenant's own stored prompt (never a file, never another tenant's),
+/// checked again for unknown variables.
+pub async fn load_prompt(
+    deps: &CallDeps,
+    tenant: &TenantId,
+    name: &str,
+) -> Result<String, PlanError> {
     let error = |reason: String| PlanError::Prompt {
         name: name.to_owned(),
         reason,
     };
     if name == "default" {
-        return Ok(config.prompt_template.clone());
+        return Ok(deps.config.prompt_template.clone());
     }
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(error("names are letters, digits, - and _".into()));
-    }
-    let path = dir.join(format!("{name}.md"));
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| error(format!("cannot read {}: {e}", path.display())))?;
-    check_agent_template(&text).map_err(error)?;
-    Ok(text)
+    let prompt = match deps.store.prompt(tenant, name, None).await {
+        Ok(prompt) => prompt,
+        Err(StoreError::NotFound { .. }) => {
+            return Err(error("the tenant has no prompt of that name".into()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    check_agent_template(&prompt.body).map_err(error)?;
+    Ok(prompt.body)
 }
 
 /// Prefix of per-call variables in prompt templates (`{{var.name}}`).

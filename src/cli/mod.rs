@@ -8,6 +8,7 @@
 //! Errors go to stderr as one line; exit code 1 for a refused operation, 2 for configuration.
 
 pub mod campaign;
+pub mod prompt;
 pub mod tools;
 
 use std::io::Read;
@@ -36,7 +37,7 @@ pub struct DbArgs {
     /// Store: `sqlite://FILE?mode=rwc` or `postgres://…`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
-    /// Directory of prompt templates agents name (`<name>.md`).
+    /// Directory of prompt template files (`<name>.md`) that `prompt import` copies into a tenant.
     #[arg(long, env = "CALLBRIDGE_PROMPTS_DIR", global = true)]
     pub prompts_dir: Option<PathBuf>,
 }
@@ -50,6 +51,8 @@ pub enum AdminCommand {
     Number(NumberArgs),
     /// Agents (prompt, model, voice, tools, limits).
     Agent(AgentArgs),
+    /// A tenant's prompts: set (versions kept), show, versions, diff, rollback, import a template.
+    Prompt(prompt::PromptArgs),
     /// Vendor connector configurations.
     Connector(ConnectorArgs),
     /// Encrypted secrets (values from stdin only) and master-key rotation.
@@ -207,7 +210,7 @@ pub struct AgentArgs {
 struct AgentFields {
     #[arg(long)]
     name: String,
-    /// Prompt template: `default` or the name of <name>.md in the prompts directory.
+    /// Prompt: `default` or the name of one of the tenant's prompts (`callbridge prompt set`).
     #[arg(long)]
     prompt: String,
     #[arg(long, default_value = "openai")]
@@ -782,6 +785,7 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
             print(&svc.place_call(&admin, &request).await?)
         }
         AdminCommand::Campaign(args) => campaign::run(args).await,
+        AdminCommand::Prompt(args) => prompt::run(args).await,
         AdminCommand::Calls(args) => {
             let svc = open(&args.db).await?;
             match args.command {

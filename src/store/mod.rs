@@ -34,6 +34,7 @@ mod error;
 mod model;
 mod outbound;
 mod outbox;
+mod prompts;
 mod sql;
 
 use std::future::Future;
@@ -58,6 +59,7 @@ pub use outbox::{
     NewOutboxMessage, OutboxMessage, OutboxStatus, WebhookSettings, WebhookSettingsSpec,
     enqueue_outbox,
 };
+pub use prompts::{MAX_PROMPT_BYTES, MAX_PROMPT_VERSIONS, PromptVersion, validate_prompt_name};
 pub use sql::{Backend, SqlStore, StoreOptions};
 
 /// Shorthand for the futures the trait returns.

@@ -186,6 +186,15 @@ pub async fn seed_tenant(api: &TestApi, store: &SqlStore, tenant: &str, number: 
     assert_eq!(r.status, 201, "{r:?}");
     let key = r.body["key"].as_str().expect("key").to_owned();
     let key_id = r.body["api_key"]["id"].as_str().expect("key id").to_owned();
+    // The prompt directory's template becomes the tenant's own prompt.
+    let r = api
+        .post(
+            &format!("/tenants/{tenant}/prompt-imports"),
+            &key,
+            serde_json::json!({"template": "dental"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
     let r = api
         .post(
             &format!("/tenants/{tenant}/agents"),

@@ -14,6 +14,7 @@ mod campaigns;
 
 pub mod error;
 mod handlers;
+mod prompts;
 
 mod tools;
 
@@ -34,7 +35,7 @@ use crate::app::App;
 use self::error::ApiError;
 use crate::admin::AdminService;
 
-/// Largest request body accepted (a prompt template is named, not uploaded, so bodies are small;
+/// Largest request body accepted (a prompt is at most 32 KiB, so bodies are small;
 /// `POST /campaigns` alone takes a contacts file, see `campaigns::CAMPAIGN_BODY_BYTES`).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -120,6 +121,13 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
             handlers::update_agent,
             handlers::delete_agent
         ))
+        .routes(routes!(prompts::list_prompts))
+        .routes(routes!(prompts::put_prompt, prompts::get_prompt))
+        .routes(routes!(prompts::prompt_versions))
+        .routes(routes!(prompts::diff_prompt))
+        .routes(routes!(prompts::rollback_prompt))
+        .routes(routes!(prompts::import_prompt))
+        .routes(routes!(prompts::list_prompt_templates))
         .routes(routes!(handlers::list_connectors))
         .routes(routes!(
             handlers::put_connector,
