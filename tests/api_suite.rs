@@ -19,6 +19,7 @@ backend_suite!(
     secret_writes_need_a_master_key,
     authentication_and_admin_only_operations,
     prompts_are_per_tenant_with_versions,
+    agent_patch_changes_only_the_given_fields,
 );
 
 async fn resources_round_trip(store: &SqlStore) {
@@ -746,7 +747,7 @@ async fn openapi_documents_every_route_without_auth() {
         ("/tenants/{tenant}/agents", &["get", "post"]),
         (
             "/tenants/{tenant}/agents/{agent}",
-            &["delete", "get", "put"],
+            &["delete", "get", "patch", "put"],
         ),
         ("/tenants/{tenant}/prompts", &["get"]),
         ("/tenants/{tenant}/prompts/{name}", &["get", "put"]),
@@ -1088,4 +1089,102 @@ async fn prompts_are_per_tenant_with_versions(store: &SqlStore) {
 fn field(r: &Reply, status: u16, code: &str, name: &str) {
     let body = expect_error(r, status, code);
     assert_eq!(body["error"]["field"], name, "{r:?}");
+}
+
+/// `PATCH` is a JSON merge patch: turning recording on keeps the enabled tools; `null` resets a
+/// field; the agent is named by id or name on every route.
+async fn agent_patch_changes_only_the_given_fields(store: &SqlStore) {
+    let api = TestApi::start(store).await;
+    let a = seed_tenant(&api, store, "acme", "+14155550100").await;
+    let k = a.key.as_str();
+    let before = api
+        .get(&format!("/tenants/acme/agents/{}", a.agent_id), k)
+        .await;
+    assert_eq!(before.body["enabled_tools"], json!(["book_appointment"]));
+
+    let r = api
+        .patch("/tenants/acme/agents/Front", k, json!({"recording": true}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["recording"], true);
+    assert_eq!(r.body["enabled_tools"], json!(["book_appointment"]));
+    assert_eq!(r.body["prompt_template"], "dental");
+    assert_eq!(r.body["id"], a.agent_id);
+
+    let r = api
+        .patch(
+            &format!("/tenants/acme/agents/{}", a.agent_id),
+            k,
+            json!({"voicemail": {"action": "hangup"}, "voice": "cedar"}),
+        )
+        .await;
+    assert_eq!(r.body["voicemail"]["action"], "hangup");
+    assert_eq!(r.body["voice"], "cedar");
+    assert_eq!(r.body["recording"], true);
+    // null resets to the default.
+    let r = api
+        .patch(
+            "/tenants/acme/agents/Front",
+            k,
+            json!({"voicemail": null, "voice": null}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body["voicemail"].is_null(), "{r:?}");
+    assert_eq!(r.body["voice"], "marin");
+    assert_eq!(r.body["enabled_tools"], json!(["book_appointment"]));
+
+    // Bad patches are refused and change nothing.
+    let snapshot_before = api.get("/tenants/acme/agents/Front", k).await.body;
+    for (patch, name) in [
+        (json!({"recording": true, "nmae": "x"}), "nmae"),
+        (json!({"max_duration_s": 1}), "max_duration_s"),
+        (json!({"prompt_template": "nope"}), "prompt_template"),
+    ] {
+        let r = api.patch("/tenants/acme/agents/Front", k, patch).await;
+        field(&r, 400, "invalid_field", name);
+    }
+    let r = api.patch("/tenants/acme/agents/Front", k, json!([1])).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(
+        api.get("/tenants/acme/agents/Front", k).await.body,
+        snapshot_before
+    );
+
+    // Name or id on show, replace and delete; another tenant's agent name is a 404.
+    let b = seed_tenant(&api, store, "beta", "+14155550101").await;
+    expect_error(
+        &api.patch(
+            "/tenants/beta/agents/Front",
+            &a.key,
+            json!({"recording": true}),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    let r = api
+        .put(
+            "/tenants/beta/agents/Front",
+            &b.key,
+            json!({"name": "Front", "prompt_template": "dental", "recording": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["enabled_tools"], json!([]));
+    let r = api
+        .post("/tenants/beta/agents", &b.key, json!({"name": "Spare"}))
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(
+        api.delete("/tenants/beta/agents/Spare", &b.key)
+            .await
+            .status,
+        204
+    );
+    expect_error(
+        &api.get("/tenants/beta/agents/Spare", &b.key).await,
+        404,
+        "not_found",
+    );
 }

@@ -231,6 +231,45 @@ fn tenants_agents_and_numbers() {
     );
     let numbers = cli.json(&["number", "list", "--tenant", "acme-dental"]);
     assert_eq!(numbers.as_array().map(Vec::len), Some(1));
+
+    // `agent update` changes only the flags given; agents are named by id or name everywhere.
+    let updated = cli.json(&[
+        "agent",
+        "update",
+        "Front",
+        "--tenant",
+        "acme-dental",
+        "--voice",
+        "cedar",
+    ]);
+    assert_eq!(updated["voice"], "cedar");
+    assert_eq!(
+        updated["enabled_tools"],
+        json!(["book_appointment", "cancel_appointment"])
+    );
+    assert_eq!(updated["recording"], true);
+    assert_eq!(updated["max_duration_s"], 600);
+    let updated = cli.json(&[
+        "agent",
+        "update",
+        "Front",
+        "--tenant",
+        "acme-dental",
+        "--recording",
+        "false",
+    ]);
+    assert_eq!(updated["recording"], false);
+    assert_eq!(updated["voice"], "cedar");
+    let shown = cli.json(&["agent", "show", "Front", "--tenant", "acme-dental"]);
+    assert_eq!(shown["id"], agent["id"]);
+    let by_id = cli.json(&[
+        "agent",
+        "show",
+        agent["id"].as_str().unwrap(),
+        "--tenant",
+        "acme-dental",
+    ]);
+    assert_eq!(by_id["name"], "Front");
     assert_eq!(
         cli.json(&["agent", "list", "--tenant", "acme-dental"])
             .as_array()

@@ -185,6 +185,34 @@ pub struct AgentRequest {
     pub voicemail: Option<VoicemailOption>,
 }
 
+/// A JSON merge patch (RFC 7396) of an agent: only the fields present change; `null` resets a
+/// field to its default (`voicemail: null` turns detection off). Documentation type: the server
+/// applies the patch to the stored agent and checks the result like a full `AgentRequest`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentPatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voice: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled_tools: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_duration_s: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silence_timeout_s: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voicemail: Option<VoicemailOption>,
+}
+
 pub fn default_prompt() -> String {
     "default".into()
 }

@@ -448,6 +448,7 @@ impl AdminService {
         Ok(views(self.store.list_agents(&id).await?))
     }
 
+    /// The agent named by its id or its name.
     pub async fn get_agent(
         &self,
         who: &Principal,
@@ -455,7 +456,58 @@ impl AdminService {
         agent: &str,
     ) -> Result<AgentView, ServiceError> {
         let id = self.tenant_scope(who, tenant).await?;
-        Ok(self.store.agent(&id, agent).await?.into())
+        let agent = self.resolve_agent(&id, agent).await?;
+        Ok(self.store.agent(&id, &agent).await?.into())
+    }
+
+    /// Applies a JSON merge patch (RFC 7396) to the agent named by its id or its name: fields
+    /// absent from `patch` keep their value, `null` resets one to its default, and the result is
+    /// checked like a full replacement.
+    pub async fn patch_agent(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        agent: &str,
+        patch: serde_json::Value,
+    ) -> Result<AgentView, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        let agent = self.resolve_agent(&id, agent).await?;
+        if !patch.is_object() {
+            return Err(ServiceError::invalid(
+                "body",
+                "a merge patch of an agent is a JSON object",
+            ));
+        }
+        let current = AgentView::from(self.store.agent(&id, &agent).await?);
+        let mut doc = serde_json::json!({
+            "name": current.name,
+            "prompt_template": current.prompt_template,
+            "provider": current.provider,
+            "model": current.model,
+            "voice": current.voice,
+            "enabled_tools": current.enabled_tools,
+            "max_duration_s": current.max_duration_s,
+            "silence_timeout_s": current.silence_timeout_s,
+            "recording": current.recording,
+            "voicemail": current.voicemail,
+        });
+        merge_patch(&mut doc, &patch);
+        let req: AgentRequest = serde_json::from_value(doc).map_err(|e| {
+            let message = e.to_string();
+            let field = message
+                .split('`')
+                .nth(1)
+                .filter(|_| {
+                    message.starts_with("unknown field") || message.starts_with("missing field")
+                })
+                .unwrap_or("body")
+                .to_owned();
+            ServiceError::Invalid { field, message }
+        })?;
+        let spec = self.agent_spec(&id, req).await?;
+        let updated = self.store.update_agent(&id, &agent, &spec).await?;
+        info!(tenant = %id, agent = %updated.id, "agent patched");
+        Ok(updated.into())
     }
 
     pub async fn update_agent(
@@ -466,8 +518,9 @@ impl AdminService {
         req: AgentRequest,
     ) -> Result<AgentView, ServiceError> {
         let id = self.tenant_scope(who, tenant).await?;
+        let agent = self.resolve_agent(&id, agent).await?;
         let spec = self.agent_spec(&id, req).await?;
-        Ok(self.store.update_agent(&id, agent, &spec).await?.into())
+        Ok(self.store.update_agent(&id, &agent, &spec).await?.into())
     }
 
     pub async fn delete_agent(
@@ -477,7 +530,8 @@ impl AdminService {
         agent: &str,
     ) -> Result<(), ServiceError> {
         let id = self.tenant_scope(who, tenant).await?;
-        self.store.delete_agent(&id, agent).await?;
+        let agent = self.resolve_agent(&id, agent).await?;
+        self.store.delete_agent(&id, &agent).await?;
         info!(tenant = %id, agent, "agent deleted");
         Ok(())
     }
@@ -942,6 +996,30 @@ impl AdminService {
     }
 }
 
+/// RFC 7396 JSON merge patch: objects merge key by key, `null` removes a key, anything else
+/// replaces the target.
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let serde_json::Value::Object(target) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                target.remove(key);
+            } else {
+                merge_patch(
+                    target.entry(key.clone()).or_insert(serde_json::Value::Null),
+                    value,
+                );
+            }
+        }
+    }
+}
+
 fn views<T, V: From<T>>(rows: Vec<T>) -> Vec<V> {
     rows.into_iter().map(Into::into).collect()
 }
@@ -984,6 +1062,24 @@ mod tests {
         );
         assert_eq!(slug_from_name("!!!"), None);
         assert!(slug_from_name(&"x".repeat(200)).is_some_and(|s| s.len() == 64));
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        use serde_json::json;
+        // The RFC's own example (section 3).
+        let mut doc = json!({"title": "Goodbye!", "author": {"givenName": "John", "familyName": "Doe"},
+                             "tags": ["example", "sample"], "content": "This will be unchanged"});
+        merge_patch(
+            &mut doc,
+            &json!({"title": "Hello!", "phoneNumber": "+01-123-456-7890",
+                    "author": {"familyName": null}, "tags": ["example"]}),
+        );
+        assert_eq!(
+            doc,
+            json!({"title": "Hello!", "author": {"givenName": "John"}, "tags": ["example"],
+                   "content": "This will be unchanged", "phoneNumber": "+01-123-456-7890"})
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use crate::admin::dto::{
-    AddNumberRequest, AgentRequest, ConnectorRequest, CreateTenantRequest,
+    AddNumberRequest, AgentPatch, AgentRequest, ConnectorRequest, CreateTenantRequest,
     GenerateSigningSecretRequest, PlaceCallRequest, RouteNumberRequest, UpdateTenantRequest,
     VoicemailOption, WebhookRequest,
 };
@@ -253,6 +253,64 @@ impl From<AgentFields> for AgentRequest {
     }
 }
 
+/// `agent update`: every flag optional; only the flags given are sent (as a merge patch).
+#[derive(Debug, Args)]
+struct AgentUpdateFields {
+    #[arg(long)]
+    name: Option<String>,
+    /// Prompt: `default` or the name of one of the tenant's prompts.
+    #[arg(long)]
+    prompt: Option<String>,
+    #[arg(long)]
+    provider: Option<String>,
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long)]
+    voice: Option<String>,
+    /// Comma-separated tool names (replaces the list; `--tools ''` for none).
+    #[arg(long, value_delimiter = ',')]
+    tools: Option<Vec<String>>,
+    #[arg(long)]
+    max_duration: Option<u32>,
+    #[arg(long)]
+    silence_timeout: Option<u32>,
+    /// Record calls: `true` or `false`.
+    #[arg(long)]
+    recording: Option<bool>,
+    #[command(flatten)]
+    voicemail: VoicemailFlags,
+    /// Turn answering machine detection off.
+    #[arg(long, conflicts_with_all = ["voicemail_hangup", "voicemail_message"])]
+    no_voicemail: bool,
+}
+
+impl AgentUpdateFields {
+    fn patch(self) -> serde_json::Value {
+        let voicemail = self.voicemail.option();
+        let mut patch = serde_json::to_value(AgentPatch {
+            name: self.name,
+            prompt_template: self.prompt,
+            provider: self.provider,
+            model: self.model,
+            voice: self.voice,
+            enabled_tools: self
+                .tools
+                .map(|t| t.into_iter().filter(|t| !t.is_empty()).collect()),
+            max_duration_s: self.max_duration,
+            silence_timeout_s: self.silence_timeout,
+            recording: self.recording,
+            voicemail,
+        })
+        .unwrap_or_else(|_| serde_json::json!({}));
+        if self.no_voicemail
+            && let Some(object) = patch.as_object_mut()
+        {
+            object.insert("voicemail".into(), serde_json::Value::Null);
+        }
+        patch
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum AgentCommand {
     /// Create an agent.
@@ -273,13 +331,13 @@ enum AgentCommand {
         #[arg(long)]
         tenant: String,
     },
-    /// Replace an agent's settings.
+    /// Change the given settings of an agent (id or name); the others keep their values.
     Update {
         agent: String,
         #[arg(long)]
         tenant: String,
         #[command(flatten)]
-        fields: AgentFields,
+        fields: AgentUpdateFields,
     },
     /// Delete an agent (no number may still route to it).
     Delete {
@@ -647,7 +705,7 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
                     tenant,
                     fields,
                 } => print(
-                    &svc.update_agent(&admin, &tenant, &agent, fields.into())
+                    &svc.patch_agent(&admin, &tenant, &agent, fields.patch())
                         .await?,
                 ),
                 AgentCommand::Delete { agent, tenant } => {

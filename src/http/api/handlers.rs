@@ -266,7 +266,7 @@ pub(super) async fn list_agents(
 }
 
 #[utoipa::path(get, path = "/tenants/{tenant}/agents/{agent}", tag = "agents",
-    params(("tenant" = String, Path, description = "Tenant id"), ("agent" = String, Path, description = "Agent id")),
+    params(("tenant" = String, Path, description = "Tenant id"), ("agent" = String, Path, description = "Agent id or name")),
     responses((status = 200, description = "The agent", body = AgentView), ApiErrors),
     security(("bearer" = [])))]
 pub(super) async fn get_agent(
@@ -279,7 +279,7 @@ pub(super) async fn get_agent(
 }
 
 #[utoipa::path(put, path = "/tenants/{tenant}/agents/{agent}", tag = "agents",
-    params(("tenant" = String, Path, description = "Tenant id"), ("agent" = String, Path, description = "Agent id")),
+    params(("tenant" = String, Path, description = "Tenant id"), ("agent" = String, Path, description = "Agent id or name")),
     request_body = AgentRequest,
     responses((status = 200, description = "Replaced", body = AgentView), ApiErrors),
     security(("bearer" = [])))]
@@ -296,8 +296,26 @@ pub(super) async fn update_agent(
     ))
 }
 
+#[utoipa::path(patch, path = "/tenants/{tenant}/agents/{agent}", tag = "agents",
+    params(("tenant" = String, Path, description = "Tenant id"), ("agent" = String, Path, description = "Agent id or name")),
+    request_body(content = AgentPatch, description = "JSON merge patch (RFC 7396): only the fields given change; `null` resets one to its default", content_type = "application/merge-patch+json"),
+    responses((status = 200, description = "Patched", body = AgentView), ApiErrors),
+    security(("bearer" = [])))]
+pub(super) async fn patch_agent(
+    State(s): Svc,
+    Extension(who): Who,
+    path: P2,
+    body: Body<serde_json::Value>,
+) -> ApiResult<Json<AgentView>> {
+    let Path((tenant, agent)) = path?;
+    let Json(patch) = body?;
+    Ok(Json(
+        s.service.patch_agent(&who, &tenant, &agent, patch).await?,
+    ))
+}
+
 #[utoipa::path(delete, path = "/tenants/{tenant}/agents/{agent}", tag = "agents",
-    params(("tenant" = String, Path, description = "Tenant id"), ("agent" = String, Path, description = "Agent id")),
+    params(("tenant" = String, Path, description = "Tenant id"), ("agent" = String, Path, description = "Agent id or name")),
     responses((status = 204, description = "Deleted"), ApiErrors),
     security(("bearer" = [])))]
 pub(super) async fn delete_agent(

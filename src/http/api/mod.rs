@@ -119,6 +119,7 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(
             handlers::get_agent,
             handlers::update_agent,
+            handlers::patch_agent,
             handlers::delete_agent
         ))
         .routes(routes!(prompts::list_prompts))
