@@ -184,6 +184,58 @@ async fn the_called_number_selects_the_tenants_agent_and_the_call_is_recorded() 
     let payload: Value = serde_json::from_str(&outbox[0].payload).unwrap();
     assert!(outbox[0].payload.contains("I need a cleaning"), "{payload}");
     assert!(outbox[0].payload.contains(&call.id));
+
+    // The documented `call.ended` example (docs/api.md) has the real payload's fields, at every
+    // level, and its end reason is one the bridge really writes.
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+    let start = docs
+        .find("```json\n{\"type\": \"call.ended\"")
+        .expect("the example")
+        + 8;
+    let end = start + docs[start..].find("```").unwrap();
+    let example: Value = serde_json::from_str(&docs[start..end]).expect("the example is JSON");
+    let mut problems = Vec::new();
+    same_shape(&example, &payload, "$", &mut problems);
+    assert!(
+        problems.is_empty(),
+        "docs/api.md call.ended example: {problems:#?}"
+    );
+    assert_eq!(example["data"]["end_reason"], payload["data"]["end_reason"]);
+}
+
+/// Whether `doc` has exactly the object keys of `real`, recursively; array entries are compared
+/// with the real entry of the same `kind` (or the first one).
+fn same_shape(doc: &Value, real: &Value, path: &str, problems: &mut Vec<String>) {
+    match (doc, real) {
+        (Value::Object(d), Value::Object(r)) => {
+            let mut dk: Vec<&String> = d.keys().collect();
+            let mut rk: Vec<&String> = r.keys().collect();
+            dk.sort();
+            rk.sort();
+            if dk != rk {
+                problems.push(format!("{path}: documented {dk:?}, real {rk:?}"));
+            }
+            for (k, v) in d {
+                if let Some(rv) = r.get(k) {
+                    same_shape(v, rv, &format!("{path}.{k}"), problems);
+                }
+            }
+        }
+        (Value::Array(d), Value::Array(r)) => {
+            for (i, entry) in d.iter().enumerate() {
+                let real_entry = r
+                    .iter()
+                    .find(|e| e.get("kind").is_some() && e.get("kind") == entry.get("kind"))
+                    .or_else(|| r.first());
+                match real_entry {
+                    Some(re) => same_shape(entry, re, &format!("{path}[{i}]"), problems),
+                    None => problems.push(format!("{path}: the real array is empty")),
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 #[tokio::test]

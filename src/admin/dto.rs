@@ -628,7 +628,7 @@ impl From<&crate::store::Voicemail> for VoicemailOption {
 pub struct PlaceCallRequest {
     /// The tenant placing the call; required with the admin key, optional with a tenant key.
     pub tenant: Option<String>,
-    /// Number to call, E.164 (`+15551234567`).
+    /// Number to call, E.164 (`+14155550123`).
     pub to: String,
     /// Agent id or name.
     pub agent: String,

@@ -63,7 +63,7 @@ pub enum AdminCommand {
     Calls(CallsArgs),
     /// Post-call webhook settings.
     Webhook(WebhookArgs),
-    /// Place one outbound call (`callbridge call +15551234567 --tenant T --agent A --var name=Ana`).
+    /// Place one outbound call (`callbridge call +14155550123 --tenant T --agent A --var name=Ana`).
     Call(CallArgs),
     /// Campaigns: create from a CSV file, status (with a live progress bar), pause, resume,
     /// cancel, export results, tenant dial limits.
