@@ -20,6 +20,7 @@ backend_suite!(
     authentication_and_admin_only_operations,
     prompts_are_per_tenant_with_versions,
     agent_patch_changes_only_the_given_fields,
+    agents_that_cannot_run_are_refused_when_written,
 );
 
 async fn resources_round_trip(store: &SqlStore) {
@@ -1100,14 +1101,14 @@ async fn agent_patch_changes_only_the_given_fields(store: &SqlStore) {
     let before = api
         .get(&format!("/tenants/acme/agents/{}", a.agent_id), k)
         .await;
-    assert_eq!(before.body["enabled_tools"], json!(["book_appointment"]));
+    assert_eq!(before.body["enabled_tools"], json!(["log_call_note"]));
 
     let r = api
         .patch("/tenants/acme/agents/Front", k, json!({"recording": true}))
         .await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.body["recording"], true);
-    assert_eq!(r.body["enabled_tools"], json!(["book_appointment"]));
+    assert_eq!(r.body["enabled_tools"], json!(["log_call_note"]));
     assert_eq!(r.body["prompt_template"], "dental");
     assert_eq!(r.body["id"], a.agent_id);
 
@@ -1132,7 +1133,7 @@ async fn agent_patch_changes_only_the_given_fields(store: &SqlStore) {
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.body["voicemail"].is_null(), "{r:?}");
     assert_eq!(r.body["voice"], "marin");
-    assert_eq!(r.body["enabled_tools"], json!(["book_appointment"]));
+    assert_eq!(r.body["enabled_tools"], json!(["log_call_note"]));
 
     // Bad patches are refused and change nothing.
     let snapshot_before = api.get("/tenants/acme/agents/Front", k).await.body;
@@ -1187,4 +1188,60 @@ async fn agent_patch_changes_only_the_given_fields(store: &SqlStore) {
         404,
         "not_found",
     );
+}
+
+/// An agent is checked when it is written: a provider this server speaks to and has a key for,
+/// a model and voice of that provider, tools that exist and that the tenant can run.
+async fn agents_that_cannot_run_are_refused_when_written(store: &SqlStore) {
+    let api = TestApi::start(store).await;
+    let a = seed_tenant(&api, store, "acme", "+14155550100").await;
+    let k = a.key.as_str();
+    let before = snapshot(&api, "acme").await;
+    for (body, name, words) in [
+        (
+            json!({"provider": "anthropic"}),
+            "provider",
+            "unknown provider",
+        ),
+        (
+            json!({"provider": "xai", "model": "grok-voice-think-fast-1.0", "voice": "ara"}),
+            "provider",
+            "XAI_API_KEY",
+        ),
+        (json!({"model": "gpt-4o"}), "model", "realtime"),
+        (json!({"voice": "darth-vader"}), "voice", "marin"),
+        (
+            json!({"enabled_tools": ["teleport"]}),
+            "enabled_tools",
+            "unknown tool",
+        ),
+        (
+            json!({"enabled_tools": ["book_appointment"]}),
+            "enabled_tools",
+            "calendar connector",
+        ),
+    ] {
+        let mut full = json!({"name": "Broken", "prompt_template": "dental"});
+        for (key, value) in body.as_object().unwrap() {
+            full[key] = value.clone();
+        }
+        let r = api.post("/tenants/acme/agents", k, full).await;
+        field(&r, 400, "invalid_field", name);
+        assert!(r.text.contains(words), "{name}: {}", r.text);
+        // The same checks guard replacing and patching.
+        let r = api
+            .patch("/tenants/acme/agents/Front", k, body.clone())
+            .await;
+        field(&r, 400, "invalid_field", name);
+    }
+    assert_eq!(snapshot(&api, "acme").await, before, "nothing written");
+    // What the tenant can run is accepted: the CRM tool its HubSpot connector serves.
+    let r = api
+        .post(
+            "/tenants/acme/agents",
+            k,
+            json!({"name": "Notes", "enabled_tools": ["log_call_note", "get_current_time", "end_call"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
 }

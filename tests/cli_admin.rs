@@ -141,7 +141,7 @@ fn tenants_agents_and_numbers() {
         "--prompt",
         "dental",
         "--tools",
-        "book_appointment,cancel_appointment",
+        "get_current_time,opt_out",
         "--max-duration",
         "600",
         "--silence-timeout",
@@ -150,9 +150,42 @@ fn tenants_agents_and_numbers() {
     ]);
     assert_eq!(
         agent["enabled_tools"],
-        json!(["book_appointment", "cancel_appointment"])
+        json!(["get_current_time", "opt_out"])
     );
     assert_eq!(agent["recording"], true);
+    // A tool the tenant cannot run (no calendar connector) is refused when the agent is written.
+    fails_with(
+        &cli.run(&[
+            "agent",
+            "create",
+            "--tenant",
+            "acme-dental",
+            "--name",
+            "Booker",
+            "--prompt",
+            "dental",
+            "--tools",
+            "book_appointment",
+        ]),
+        1,
+        "needs a calendar connector",
+    );
+    fails_with(
+        &cli.run(&[
+            "agent",
+            "create",
+            "--tenant",
+            "acme-dental",
+            "--name",
+            "Vader",
+            "--prompt",
+            "dental",
+            "--voice",
+            "darth-vader",
+        ]),
+        1,
+        "not a openai voice",
+    );
     assert_eq!(agent["max_duration_s"], 600);
 
     let number = cli.json(&[
@@ -245,7 +278,7 @@ fn tenants_agents_and_numbers() {
     assert_eq!(updated["voice"], "cedar");
     assert_eq!(
         updated["enabled_tools"],
-        json!(["book_appointment", "cancel_appointment"])
+        json!(["get_current_time", "opt_out"])
     );
     assert_eq!(updated["recording"], true);
     assert_eq!(updated["max_duration_s"], 600);

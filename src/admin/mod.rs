@@ -167,6 +167,35 @@ pub struct AdminService {
     /// Where tenant-set URLs (connector base URLs) may point; checked when they are written (and
     /// again by the outbound policy when a request is sent).
     egress: crate::egress::EgressPolicy,
+    /// The realtime providers this deployment has keys for; `None` when the service does not
+    /// know the deployment (the CLI run elsewhere): then only the catalog is checked.
+    providers: Option<Vec<&'static str>>,
+}
+
+/// The realtime providers a server configuration can reach (OpenAI's key is required; the others
+/// are configured by their key variables).
+pub fn configured_providers(config: &crate::config::Config) -> Vec<&'static str> {
+    let mut providers = vec!["openai"];
+    if config.xai.is_some() {
+        providers.push("xai");
+    }
+    if config.azure.is_some() {
+        providers.push("azure");
+    }
+    if config.gemini.is_some() {
+        providers.push("gemini");
+    }
+    providers
+}
+
+/// The key variable of a provider, for error messages.
+fn provider_variable(provider: &str) -> &'static str {
+    match provider {
+        "xai" => "XAI_API_KEY",
+        "azure" => "AZURE_OPENAI_API_KEY and AZURE_OPENAI_ENDPOINT",
+        "gemini" => "GEMINI_API_KEY",
+        _ => "OPENAI_API_KEY",
+    }
 }
 
 impl AdminService {
@@ -192,7 +221,14 @@ impl AdminService {
             vault,
             dialer: None,
             egress: crate::egress::EgressPolicy::strict(),
+            providers: None,
         }
+    }
+
+    /// Refuses agents whose provider this deployment has no key for.
+    pub fn with_providers(mut self, providers: Vec<&'static str>) -> Self {
+        self.providers = Some(providers);
+        self
     }
 
     /// Checks tenant-set URLs against `egress` (the default is strict: public `https` only).
@@ -397,6 +433,7 @@ impl AdminService {
     ) -> Result<AgentSpec, ServiceError> {
         self.check_agent_prompt(tenant, &req.prompt_template)
             .await?;
+        self.check_agent_runs(tenant, &req).await?;
         if !(10..=14_400).contains(&req.max_duration_s) {
             return Err(ServiceError::invalid(
                 "max_duration_s",
@@ -533,6 +570,67 @@ impl AdminService {
         let agent = self.resolve_agent(&id, agent).await?;
         self.store.delete_agent(&id, &agent).await?;
         info!(tenant = %id, agent, "agent deleted");
+        Ok(())
+    }
+
+    /// That the agent can run on this deployment: a known provider with a key here, a model and
+    /// voice the provider accepts, and tools that exist and are available to the tenant (a
+    /// capability tool needs the tenant's connector for its capability).
+    async fn check_agent_runs(
+        &self,
+        tenant: &TenantId,
+        req: &AgentRequest,
+    ) -> Result<(), ServiceError> {
+        crate::realtime::catalog::check_agent_voice(&req.provider, &req.model, &req.voice)
+            .map_err(|e| ServiceError::invalid(e.field, e.message))?;
+        if let Some(providers) = &self.providers
+            && !providers.contains(&req.provider.as_str())
+        {
+            return Err(ServiceError::invalid(
+                "provider",
+                format!(
+                    "{:?} is not configured on this server ({} is not set); configured: {}",
+                    req.provider,
+                    provider_variable(&req.provider),
+                    providers.join(", ")
+                ),
+            ));
+        }
+        let known = crate::tools::invoke::known_tools();
+        let mut connectors = None;
+        for tool in &req.enabled_tools {
+            if matches!(tool.as_str(), "opt_out" | "end_call") {
+                continue;
+            }
+            if !known.contains(&tool.as_str()) {
+                return Err(ServiceError::invalid(
+                    "enabled_tools",
+                    format!(
+                        "unknown tool {tool:?}; known tools: {}, opt_out, end_call",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            let Some(capability) = crate::tools::capabilities::capability_of(tool) else {
+                continue;
+            };
+            if connectors.is_none() {
+                connectors = Some(self.store.list_connectors(tenant).await?);
+            }
+            let served = connectors.iter().flatten().any(|c| {
+                crate::tools::resolver::capability_of_vendor(&c.spec.vendor) == Some(capability)
+            });
+            if !served {
+                return Err(ServiceError::invalid(
+                    "enabled_tools",
+                    format!(
+                        "tool {tool:?} needs a {} connector, and this tenant has none: configure \
+                         one first (PUT /tenants/{tenant}/connectors/{{vendor}})",
+                        capability.as_str()
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -66,7 +66,8 @@ impl ApiState {
         };
         let mut state = Self::new(
             AdminService::new(deps.store.clone(), deps.config.prompts_dir.clone(), keyring)
-                .with_egress(deps.config.egress.clone()),
+                .with_egress(deps.config.egress.clone())
+                .with_providers(crate::admin::configured_providers(&deps.config)),
             deps.config.admin_key.clone(),
         );
         state.tools = Some(deps.tool_runtime());
