@@ -294,6 +294,25 @@ async fn an_agent_that_cannot_run_gets_a_polite_message_not_silence() {
     assert_eq!(status, 200);
     assert!(body.contains("technical difficulties"), "{body}");
     assert_eq!(bridge.metrics.errors_of("call_setup_failed"), 1);
+    // The tenant's history has the call, failed, with the reason.
+    let tenant = TenantId::parse("acme").unwrap();
+    let calls = bridge.store.list_calls(&tenant, 10).await.unwrap();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].status, CallStatus::Failed);
+    assert_eq!(
+        calls[0].twilio_call_sid.as_deref(),
+        Some("CA10000000000000000000000000000003")
+    );
+    assert_eq!(calls[0].end_reason.as_deref(), Some("setup_failed_prompt"));
+    let events = bridge
+        .store
+        .call_events(&tenant, &calls[0].id)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].kind, CallEventKind::Error);
+    let reason = events[0].payload["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("missing-template"), "{reason}");
 }
 
 #[tokio::test]

@@ -217,6 +217,63 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
     }
 }
 
+/// Records a call whose setup failed in its tenant's history (status `failed`, end reason
+/// `setup_failed_<what>` and an `error` event with the full reason), so the tenant sees the call the caller made and why it could not be
+/// answered. Default-agent and not-in-service calls have no tenant to record them under. A store
+/// failure here is counted and logged; the caller still hears the apology.
+pub async fn record_failed_setup(
+    deps: &CallDeps,
+    route: &Route,
+    call_sid: &str,
+    from: &str,
+    to: &str,
+    error: &PlanError,
+) {
+    let Route::Agent { tenant, agent_id } = route else {
+        return;
+    };
+    let call = crate::store::NewCall {
+        tenant_id: tenant.clone(),
+        agent_id: agent_id.clone(),
+        direction: crate::store::CallDirection::Inbound,
+        from: from.to_owned(),
+        to: to.to_owned(),
+        twilio_call_sid: Some(call_sid.to_owned()),
+        status: crate::store::CallStatus::InProgress,
+    };
+    let what = match error {
+        PlanError::UnknownProvider(_)
+        | PlanError::ProviderNotConfigured { .. }
+        | PlanError::ProviderSetup { .. } => "provider",
+        PlanError::Prompt { .. } => "prompt",
+        PlanError::Tools(_) => "tools",
+        PlanError::Store(_) | PlanError::NotInService => "internal",
+    };
+    let end = crate::store::CallEnd {
+        status: crate::store::CallStatus::Failed,
+        end_reason: format!("setup_failed_{what}"),
+        recording_path: None,
+    };
+    let reason = serde_json::json!({ "stage": "setup", "reason": error.to_string() });
+    let written = async {
+        let created = deps.store.create_call(&call).await?;
+        deps.store
+            .append_call_event(
+                tenant,
+                &created.id,
+                crate::store::CallEventKind::Error,
+                &reason,
+            )
+            .await?;
+        deps.store.finish_call(tenant, &created.id, &end).await
+    }
+    .await;
+    if let Err(e) = written {
+        deps.metrics.error("store_write_failed");
+        warn!(error = %e, "cannot record the failed call");
+    }
+}
+
 /// The dialect for an agent's provider, refused when the provider has no key configured.
 pub fn dialect_for(config: &Config, agent: &Agent) -> Result<Arc<dyn Dialect>, PlanError> {
     let model = agent.spec.model.clone();
