@@ -21,6 +21,7 @@ backend_suite!(
     prompts_are_per_tenant_with_versions,
     agent_patch_changes_only_the_given_fields,
     agents_that_cannot_run_are_refused_when_written,
+    do_not_call_list_is_managed_per_tenant,
 );
 
 async fn resources_round_trip(store: &SqlStore) {
@@ -750,6 +751,8 @@ async fn openapi_documents_every_route_without_auth() {
             "/tenants/{tenant}/agents/{agent}",
             &["delete", "get", "patch", "put"],
         ),
+        ("/tenants/{tenant}/do-not-call", &["get", "post"]),
+        ("/tenants/{tenant}/do-not-call/{number}", &["delete"]),
         ("/tenants/{tenant}/prompts", &["get"]),
         ("/tenants/{tenant}/prompts/{name}", &["get", "put"]),
         ("/tenants/{tenant}/prompts/{name}/versions", &["get"]),
@@ -1244,4 +1247,91 @@ async fn agents_that_cannot_run_are_refused_when_written(store: &SqlStore) {
         )
         .await;
     assert_eq!(r.status, 201, "{r:?}");
+}
+
+/// The do-not-call list through the API: add (idempotent), list, remove; another tenant's list
+/// is invisible and untouchable; bad numbers are precise errors.
+async fn do_not_call_list_is_managed_per_tenant(store: &SqlStore) {
+    let api = TestApi::start(store).await;
+    let a = seed_tenant(&api, store, "acme", "+14155550100").await;
+    let b = seed_tenant(&api, store, "beta", "+14155550101").await;
+    let (ka, kb) = (a.key.as_str(), b.key.as_str());
+    let r = api
+        .post(
+            "/tenants/acme/do-not-call",
+            ka,
+            json!({"number": "+14155550123", "reason": "asked on the phone"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body["number"], "+14155550123");
+    assert_eq!(r.body["reason"], "asked on the phone");
+    let r = api
+        .post(
+            "/tenants/acme/do-not-call",
+            ka,
+            json!({"number": "+14155550123"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body["reason"], "asked on the phone");
+    let r = api.get("/tenants/acme/do-not-call", ka).await;
+    assert_eq!(r.body.as_array().map(Vec::len), Some(1), "{r:?}");
+    // The dialer sees the same list.
+    let acme = callbridge::store::TenantId::parse("acme").unwrap();
+    let number = callbridge::store::E164::parse("+14155550123").unwrap();
+    assert!(store.is_do_not_call(&acme, &number).await.unwrap());
+
+    // Tenant B: A's list is a 404 and stays as it is.
+    expect_error(
+        &api.get("/tenants/acme/do-not-call", kb).await,
+        404,
+        "not_found",
+    );
+    expect_error(
+        &api.delete("/tenants/acme/do-not-call/%2B14155550123", kb)
+            .await,
+        404,
+        "not_found",
+    );
+    assert_eq!(
+        api.get("/tenants/beta/do-not-call", kb).await.body,
+        json!([])
+    );
+    expect_error(
+        &api.delete("/tenants/beta/do-not-call/%2B14155550123", kb)
+            .await,
+        404,
+        "not_found",
+    );
+    assert!(store.is_do_not_call(&acme, &number).await.unwrap());
+
+    let r = api
+        .post(
+            "/tenants/acme/do-not-call",
+            ka,
+            json!({"number": "555-0100"}),
+        )
+        .await;
+    field(&r, 400, "invalid_field", "number");
+    let r = api
+        .post(
+            "/tenants/acme/do-not-call",
+            ka,
+            json!({"number": "+14155550124", "reason": "x".repeat(300)}),
+        )
+        .await;
+    field(&r, 400, "invalid_field", "reason");
+
+    let r = api
+        .delete("/tenants/acme/do-not-call/%2B14155550123", ka)
+        .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert!(!store.is_do_not_call(&acme, &number).await.unwrap());
+    expect_error(
+        &api.delete("/tenants/acme/do-not-call/%2B14155550123", ka)
+            .await,
+        404,
+        "not_found",
+    );
 }

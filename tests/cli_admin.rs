@@ -303,6 +303,34 @@ fn tenants_agents_and_numbers() {
         "acme-dental",
     ]);
     assert_eq!(by_id["name"], "Front");
+
+    // The do-not-call list.
+    let added = cli.json(&[
+        "dnc",
+        "add",
+        "+14155550123",
+        "--tenant",
+        "acme-dental",
+        "--reason",
+        "asked",
+    ]);
+    assert_eq!(added["number"], "+14155550123");
+    let listed = cli.json(&["dnc", "list", "--tenant", "acme-dental"]);
+    assert_eq!(listed[0]["reason"], "asked");
+    assert!(
+        cli.run(&["dnc", "remove", "+14155550123", "--tenant", "acme-dental"])
+            .status
+            .success()
+    );
+    assert_eq!(
+        cli.json(&["dnc", "list", "--tenant", "acme-dental"]),
+        json!([])
+    );
+    fails_with(
+        &cli.run(&["dnc", "remove", "+14155550123", "--tenant", "acme-dental"]),
+        1,
+        "not found",
+    );
     assert_eq!(
         cli.json(&["agent", "list", "--tenant", "acme-dental"])
             .as_array()

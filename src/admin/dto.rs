@@ -272,6 +272,34 @@ impl From<Agent> for AgentView {
     }
 }
 
+// --- do-not-call list ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DoNotCallRequest {
+    /// E.164 number never to dial.
+    pub number: String,
+    /// Why (at most 200 characters; default `added by operator`).
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DoNotCallView {
+    pub number: String,
+    pub reason: String,
+    pub created_at: String,
+}
+
+impl From<crate::store::DoNotCallEntry> for DoNotCallView {
+    fn from(e: crate::store::DoNotCallEntry) -> Self {
+        Self {
+            number: e.e164.to_string(),
+            reason: e.reason,
+            created_at: e.created_at.to_string(),
+        }
+    }
+}
+
 // --- prompts -------------------------------------------------------------------------------------
 
 /// The text of a new version of a prompt.

@@ -9,6 +9,7 @@
 //! another tenant's agent, number, secret or call id is indistinguishable from a missing one.
 
 pub mod campaigns;
+pub mod do_not_call;
 pub mod dto;
 pub mod prompts;
 
@@ -151,6 +152,7 @@ fn request_field(store_field: &str) -> &str {
         "campaign retry delay" => "retry_delay_secs",
         "campaign contacts" => "csv",
         "voicemail text" => "voicemail.message",
+        "do-not-call reason" => "reason",
         other => other,
     }
 }

@@ -21,8 +21,8 @@ use serde::Serialize;
 
 use crate::admin::dto::{
     AddNumberRequest, AgentPatch, AgentRequest, ConnectorRequest, CreateTenantRequest,
-    GenerateSigningSecretRequest, PlaceCallRequest, RouteNumberRequest, UpdateTenantRequest,
-    VoicemailOption, WebhookRequest,
+    DoNotCallRequest, GenerateSigningSecretRequest, PlaceCallRequest, RouteNumberRequest,
+    UpdateTenantRequest, VoicemailOption, WebhookRequest,
 };
 use crate::admin::{AdminService, NEW_MASTER_KEY_ENV, Principal, ServiceError};
 use crate::app::AppCore;
@@ -51,6 +51,8 @@ pub enum AdminCommand {
     Number(NumberArgs),
     /// Agents (prompt, model, voice, tools, limits).
     Agent(AgentArgs),
+    /// A tenant's do-not-call list (list, add, remove).
+    Dnc(DncArgs),
     /// A tenant's prompts: set (versions kept), show, versions, diff, rollback, import a template.
     Prompt(prompt::PromptArgs),
     /// Vendor connector configurations.
@@ -120,6 +122,37 @@ impl VoicemailFlags {
             (None, false) => None,
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct DncArgs {
+    #[command(subcommand)]
+    command: DncCommand,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum DncCommand {
+    /// The numbers never dialled for the tenant.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Never dial this number (E.164) for the tenant.
+    Add {
+        number: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Take a number off the list.
+    Remove {
+        number: String,
+        #[arg(long)]
+        tenant: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -844,6 +877,25 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
         }
         AdminCommand::Campaign(args) => campaign::run(args).await,
         AdminCommand::Prompt(args) => prompt::run(args).await,
+        AdminCommand::Dnc(args) => {
+            let svc = open(&args.db).await?;
+            match args.command {
+                DncCommand::List { tenant } => print(&svc.list_do_not_call(&admin, &tenant).await?),
+                DncCommand::Add {
+                    number,
+                    tenant,
+                    reason,
+                } => print(
+                    &svc.add_do_not_call(&admin, &tenant, DoNotCallRequest { number, reason })
+                        .await?,
+                ),
+                DncCommand::Remove { number, tenant } => {
+                    svc.remove_do_not_call(&admin, &tenant, &number).await?;
+                    eprintln!("{number} removed from the do-not-call list");
+                    Ok(())
+                }
+            }
+        }
         AdminCommand::Calls(args) => {
             let svc = open(&args.db).await?;
             match args.command {

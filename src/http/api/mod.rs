@@ -11,6 +11,7 @@
 
 mod auth;
 mod campaigns;
+mod do_not_call;
 
 pub mod error;
 mod handlers;
@@ -123,6 +124,11 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
             handlers::patch_agent,
             handlers::delete_agent
         ))
+        .routes(routes!(
+            do_not_call::list_do_not_call,
+            do_not_call::add_do_not_call
+        ))
+        .routes(routes!(do_not_call::remove_do_not_call))
         .routes(routes!(prompts::list_prompts))
         .routes(routes!(prompts::put_prompt, prompts::get_prompt))
         .routes(routes!(prompts::prompt_versions))
