@@ -983,6 +983,15 @@ impl AdminService {
                 {
                     ServiceError::Unavailable(twilio.to_string())
                 }
+                // This server's Twilio account is refused or unreachable: say so (the caller
+                // cannot fix it, but the operator must know what to fix).
+                DialError::Twilio(TwilioError::Auth { .. }) => ServiceError::Unavailable(format!(
+                    "Twilio rejected this server's account credentials (check \
+                     TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN): {e}"
+                )),
+                DialError::Twilio(TwilioError::Egress(_)) => ServiceError::Unavailable(format!(
+                    "the Twilio API base is not an allowed destination (check TWILIO_API_BASE): {e}"
+                )),
                 DialError::Twilio(twilio) => ServiceError::Internal(twilio.to_string()),
             })?;
         Ok(PlacedCallView {
