@@ -22,6 +22,7 @@ backend_suite!(
     agent_patch_changes_only_the_given_fields,
     agents_that_cannot_run_are_refused_when_written,
     do_not_call_list_is_managed_per_tenant,
+    recordings_download_only_for_their_tenant,
 );
 
 async fn resources_round_trip(store: &SqlStore) {
@@ -773,6 +774,7 @@ async fn openapi_documents_every_route_without_auth() {
         ("/calls", &["post"]),
         ("/tenants/{tenant}/calls", &["get"]),
         ("/tenants/{tenant}/calls/{call}", &["get"]),
+        ("/tenants/{tenant}/calls/{call}/recording", &["get"]),
         ("/tenants/{tenant}/webhook", &["delete", "get", "put"]),
         ("/tenants/{tenant}/webhook/signing-secret", &["post"]),
         ("/tools/{tool}/invoke", &["post"]),
@@ -1334,4 +1336,57 @@ async fn do_not_call_list_is_managed_per_tenant(store: &SqlStore) {
         404,
         "not_found",
     );
+}
+
+/// `GET …/calls/{call}/recording` serves the file with its media type, to its tenant only.
+async fn recordings_download_only_for_their_tenant(store: &SqlStore) {
+    use callbridge::store::{CallEnd, CallStatus, Store, TenantId};
+    let api = TestApi::start(store).await;
+    let a = seed_tenant(&api, store, "acme", "+14155550100").await;
+    let b = seed_tenant(&api, store, "beta", "+14155550101").await;
+    // No recording yet: 404.
+    let path = format!("/tenants/acme/calls/{}/recording", a.call_id);
+    expect_error(&api.get(&path, &a.key).await, 404, "not_found");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(format!("{}.wav", a.call_id));
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    store
+        .finish_call(
+            &acme,
+            &a.call_id,
+            &CallEnd {
+                status: CallStatus::Completed,
+                end_reason: "caller_hangup".into(),
+                recording_path: Some(file.display().to_string()),
+            },
+        )
+        .await
+        .unwrap();
+    let r = api
+        .client
+        .get(format!("{}{path}", api.base))
+        .bearer_auth(&a.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "audio/wav");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    // Another tenant: the same 404 as a missing call, by either path.
+    expect_error(&api.get(&path, &b.key).await, 404, "not_found");
+    expect_error(
+        &api.get(
+            &format!("/tenants/beta/calls/{}/recording", a.call_id),
+            &b.key,
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    // The file gone (retention): 404, not a 500.
+    std::fs::remove_file(&file).unwrap();
+    expect_error(&api.get(&path, &a.key).await, 404, "not_found");
 }

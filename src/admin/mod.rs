@@ -921,6 +921,30 @@ impl AdminService {
         })
     }
 
+    /// Where the recording of one of the tenant's calls is, and its media type (`audio/wav`, or
+    /// `audio/ogg` for Ogg/Opus). NotFound when the call is another tenant's, was not recorded,
+    /// or its file is gone (retention, or a tenant deletion).
+    pub async fn call_recording(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        call_id: &str,
+    ) -> Result<(PathBuf, &'static str), ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        let call = self.store.call(&id, call_id).await?;
+        let missing = || ServiceError::NotFound(format!("recording of call {call_id:?}"));
+        let path = PathBuf::from(call.recording_path.ok_or_else(missing)?);
+        let media_type = match path.extension().and_then(|e| e.to_str()) {
+            Some("wav") => "audio/wav",
+            Some("opus") | Some("ogg") => "audio/ogg",
+            _ => return Err(missing()),
+        };
+        if !path.is_file() {
+            return Err(missing());
+        }
+        Ok((path, media_type))
+    }
+
     /// A call by id alone, whatever its tenant (operator only).
     pub async fn find_call(
         &self,

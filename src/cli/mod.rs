@@ -500,6 +500,15 @@ enum CallsCommand {
     },
     /// One call with its events.
     Show { call_id: String },
+    /// Copy a call's recording (WAV or Ogg/Opus, as recorded) to a file.
+    Recording {
+        call_id: String,
+        #[arg(long)]
+        tenant: String,
+        /// Where to write it (default: `<call id>.wav` or `.opus` in the current directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -903,6 +912,24 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
                     print(&svc.list_calls(&admin, &tenant, Some(limit)).await?)
                 }
                 CallsCommand::Show { call_id } => print(&svc.find_call(&admin, &call_id).await?),
+                CallsCommand::Recording {
+                    call_id,
+                    tenant,
+                    out,
+                } => {
+                    let (file, media_type) = svc.call_recording(&admin, &tenant, &call_id).await?;
+                    let extension = if media_type == "audio/wav" {
+                        "wav"
+                    } else {
+                        "opus"
+                    };
+                    let out =
+                        out.unwrap_or_else(|| PathBuf::from(format!("{call_id}.{extension}")));
+                    let bytes = std::fs::copy(&file, &out)
+                        .map_err(|e| CliError::Output(format!("{}: {e}", out.display())))?;
+                    eprintln!("{} ({media_type}, {bytes} bytes)", out.display());
+                    Ok(())
+                }
             }
         }
         AdminCommand::Webhook(args) => {

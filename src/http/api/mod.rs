@@ -151,6 +151,7 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(handlers::place_call))
         .routes(routes!(handlers::list_calls))
         .routes(routes!(handlers::get_call))
+        .routes(routes!(handlers::get_call_recording))
         .routes(routes!(
             handlers::get_webhook,
             handlers::put_webhook,
