@@ -625,3 +625,83 @@ fn webhook_settings() {
     );
     assert!(Path::new(&cli.dir.path().join("cb.db")).exists());
 }
+
+/// `tenant delete` asks first (refuses without a terminal unless `--yes`), and removes the
+/// tenant's recording files with its rows; `calls recording` copies a recording out.
+#[tokio::test]
+async fn tenant_delete_confirms_and_removes_recordings() {
+    use callbridge::store::{
+        CallDirection, CallEnd, CallStatus, NewCall, SqlStore, Store, TenantId,
+    };
+    let cli = Cli::new();
+    cli.json(&[
+        "tenant",
+        "create",
+        "--id",
+        "acme",
+        "--name",
+        "Acme",
+        "--time-zone",
+        "UTC",
+    ]);
+    let agent = cli.json(&[
+        "agent", "create", "--tenant", "acme", "--name", "Front", "--prompt", "default",
+    ]);
+    let store = SqlStore::open(&cli.url()).await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let call = store
+        .create_call(&NewCall {
+            tenant_id: acme.clone(),
+            agent_id: agent["id"].as_str().unwrap().to_owned(),
+            direction: CallDirection::Inbound,
+            from: "+14155550111".into(),
+            to: "+14155550100".into(),
+            twilio_call_sid: Some("CA1".into()),
+            status: CallStatus::InProgress,
+        })
+        .await
+        .unwrap();
+    let recording = cli.dir.path().join(format!("{}.wav", call.id));
+    std::fs::write(&recording, b"RIFF....WAVE").unwrap();
+    store
+        .finish_call(
+            &acme,
+            &call.id,
+            &CallEnd {
+                status: CallStatus::Completed,
+                end_reason: "caller_hangup".into(),
+                recording_path: Some(recording.display().to_string()),
+            },
+        )
+        .await
+        .unwrap();
+
+    let out_file = cli.dir.path().join("copy.wav");
+    let out = cli.run(&[
+        "calls",
+        "recording",
+        &call.id,
+        "--tenant",
+        "acme",
+        "--out",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&out_file).unwrap(), b"RIFF....WAVE");
+
+    // No terminal and no --yes: nothing is deleted.
+    fails_with(&cli.run(&["tenant", "delete", "acme"]), 2, "--yes");
+    assert!(recording.is_file());
+    assert_eq!(
+        cli.json(&["tenant", "list"]).as_array().map(Vec::len),
+        Some(1)
+    );
+    // Confirmed: the rows and the recording file are gone.
+    assert!(
+        cli.run(&["tenant", "delete", "acme", "--yes"])
+            .status
+            .success()
+    );
+    assert!(!recording.exists(), "the recording file must be removed");
+    assert_eq!(cli.json(&["tenant", "list"]), json!([]));
+}

@@ -384,8 +384,27 @@ impl AdminService {
     pub async fn delete_tenant(&self, who: &Principal, tenant: &str) -> Result<(), ServiceError> {
         let id = self.tenant_scope(who, tenant).await?;
         Self::admin_only(who, "deleting a tenant")?;
+        // The recording files go with the tenant's rows: collected first, removed once the rows
+        // are gone (a failed delete leaves both in place).
+        let recordings: Vec<String> = self
+            .store
+            .list_calls(&id, u32::MAX)
+            .await?
+            .into_iter()
+            .filter_map(|c| c.recording_path)
+            .collect();
         self.store.delete_tenant(&id).await?;
-        info!(tenant = %id, "tenant deleted");
+        let mut removed = 0usize;
+        for path in &recordings {
+            match std::fs::remove_file(path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(tenant = %id, error = %e, "cannot remove a recording file")
+                }
+            }
+        }
+        info!(tenant = %id, recordings = removed, "tenant deleted");
         Ok(())
     }
 

@@ -189,7 +189,12 @@ enum TenantCommand {
         time_zone: Option<String>,
     },
     /// Delete a tenant and everything it owns.
-    Delete { tenant: String },
+    Delete {
+        tenant: String,
+        /// Do not ask for confirmation (scripts).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -661,6 +666,32 @@ fn vendor_catalog() -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Asks the operator to type the tenant id before everything it owns is deleted; refuses when
+/// there is no terminal to ask on (scripts pass `--yes`).
+fn confirm_tenant_delete(tenant: &str) -> Result<(), CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Config(format!(
+            "deleting tenant {tenant} removes its agents, numbers, secrets, calls and recording \
+             files; pass --yes to confirm without a terminal"
+        )));
+    }
+    eprint!(
+        "Delete tenant {tenant} with its agents, numbers, secrets, calls and recording files? \
+         Type the tenant id to confirm: "
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::Config(format!("stdin: {e}")))?;
+    if answer.trim() != tenant {
+        return Err(CliError::Config("not confirmed; nothing deleted".into()));
+    }
+    Ok(())
+}
+
 fn print<T: Serialize>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Output(e.to_string()))?;
     println!("{text}");
@@ -698,7 +729,10 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
                     &svc.update_tenant(&admin, &tenant, UpdateTenantRequest { name, time_zone })
                         .await?,
                 ),
-                TenantCommand::Delete { tenant } => {
+                TenantCommand::Delete { tenant, yes } => {
+                    if !yes {
+                        confirm_tenant_delete(&tenant)?;
+                    }
                     svc.delete_tenant(&admin, &tenant).await?;
                     eprintln!("tenant {tenant} deleted");
                     Ok(())
