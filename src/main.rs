@@ -33,7 +33,7 @@ enum Command {
     Admin(callbridge::cli::AdminCommand),
     /// A tenant's tools outside a call: list them, or run one exactly as a call would.
     Tools(callbridge::cli::tools::ToolsArgs),
-    /// Check every configured connector's credentials with a harmless read.
+    /// Check every configured connector's credentials with a harmless read, and every agent.
     Doctor(callbridge::cli::tools::DoctorArgs),
 }
 

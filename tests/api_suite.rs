@@ -18,6 +18,11 @@ backend_suite!(
     secrets_are_write_only,
     secret_writes_need_a_master_key,
     authentication_and_admin_only_operations,
+    prompts_are_per_tenant_with_versions,
+    agent_patch_changes_only_the_given_fields,
+    agents_that_cannot_run_are_refused_when_written,
+    do_not_call_list_is_managed_per_tenant,
+    recordings_download_only_for_their_tenant,
 );
 
 async fn resources_round_trip(store: &SqlStore) {
@@ -416,21 +421,32 @@ async fn bad_input_is_a_precise_4xx_and_writes_nothing(store: &SqlStore) {
         .post("/tenants/acme/agents", k, agent(json!({"name": "Front"})))
         .await;
     expect_error(&r, 409, "conflict");
-    // Oversized and broken prompt templates.
+    // Oversized and broken prompts are refused when written (or imported), not at call time.
     std::fs::write(api.prompts.path().join("huge.md"), "Be nice. ".repeat(5000)).unwrap();
     let r = api
         .post(
-            "/tenants/acme/agents",
+            "/tenants/acme/prompt-imports",
             k,
-            agent(json!({"prompt_template": "huge"})),
+            json!({"template": "huge"}),
         )
         .await;
     expect_error(&r, 422, "prompt_too_large");
-    std::fs::write(
-        api.prompts.path().join("broken.md"),
-        "Hello {{caller_name}}",
-    )
-    .unwrap();
+    let r = api
+        .put(
+            "/tenants/acme/prompts/huge",
+            k,
+            json!({"text": "Be nice. ".repeat(4000)}),
+        )
+        .await;
+    expect_error(&r, 422, "prompt_too_large");
+    let r = api
+        .put(
+            "/tenants/acme/prompts/broken",
+            k,
+            json!({"text": "Hello {{caller_name}}"}),
+        )
+        .await;
+    expect_error(&r, 422, "invalid_prompt");
     let r = api
         .post(
             "/tenants/acme/agents",
@@ -438,7 +454,7 @@ async fn bad_input_is_a_precise_4xx_and_writes_nothing(store: &SqlStore) {
             agent(json!({"prompt_template": "broken"})),
         )
         .await;
-    expect_error(&r, 422, "invalid_prompt");
+    field(&r, 400, "invalid_field", "prompt_template");
 
     // Bodies: malformed, oversized, wrong media type.
     let r = api
@@ -734,8 +750,17 @@ async fn openapi_documents_every_route_without_auth() {
         ("/tenants/{tenant}/agents", &["get", "post"]),
         (
             "/tenants/{tenant}/agents/{agent}",
-            &["delete", "get", "put"],
+            &["delete", "get", "patch", "put"],
         ),
+        ("/tenants/{tenant}/do-not-call", &["get", "post"]),
+        ("/tenants/{tenant}/do-not-call/{number}", &["delete"]),
+        ("/tenants/{tenant}/prompts", &["get"]),
+        ("/tenants/{tenant}/prompts/{name}", &["get", "put"]),
+        ("/tenants/{tenant}/prompts/{name}/versions", &["get"]),
+        ("/tenants/{tenant}/prompts/{name}/diff", &["get"]),
+        ("/tenants/{tenant}/prompts/{name}/rollback", &["post"]),
+        ("/tenants/{tenant}/prompt-imports", &["post"]),
+        ("/prompt-templates", &["get"]),
         ("/tenants/{tenant}/connectors", &["get"]),
         (
             "/tenants/{tenant}/connectors/{vendor}",
@@ -749,6 +774,7 @@ async fn openapi_documents_every_route_without_auth() {
         ("/calls", &["post"]),
         ("/tenants/{tenant}/calls", &["get"]),
         ("/tenants/{tenant}/calls/{call}", &["get"]),
+        ("/tenants/{tenant}/calls/{call}/recording", &["get"]),
         ("/tenants/{tenant}/webhook", &["delete", "get", "put"]),
         ("/tenants/{tenant}/webhook/signing-secret", &["post"]),
         ("/tools/{tool}/invoke", &["post"]),
@@ -834,4 +860,533 @@ async fn served_by_the_server_router_with_the_configured_admin_key() {
         .await
         .unwrap();
     assert_eq!(doc.status().as_u16(), 200);
+}
+
+/// Every `{name}` in a path template, in order.
+fn template_params(path: &str) -> Vec<String> {
+    path.split('{')
+        .skip(1)
+        .filter_map(|s| s.split_once('}').map(|(name, _)| name.to_owned()))
+        .collect()
+}
+
+/// The served document is a valid OpenAPI 3.1 document (the OpenAPI Initiative's own JSON Schema,
+/// vendored under fixtures/openapi/), and its parameters agree with the path templates: every
+/// `{param}` is declared `in: path`, and nothing else is.
+#[tokio::test]
+async fn openapi_document_is_valid_openapi_3_1() {
+    let db = store_harness::sqlite().await;
+    let api = TestApi::start(&db.store).await;
+    let r = api.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let doc = r.body;
+
+    let schema: Value = serde_json::from_str(include_str!(
+        "../fixtures/openapi/oas-3.1-schema-2022-10-07.json"
+    ))
+    .unwrap();
+    let validator =
+        jsonschema::draft202012::new(&schema).expect("the OpenAPI meta-schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "invalid OpenAPI document:\n{}",
+        errors.join("\n")
+    );
+
+    let mut problems = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let mut templated = template_params(path);
+        templated.sort();
+        for (method, op) in item.as_object().unwrap() {
+            let Some(params) = op.get("parameters").and_then(Value::as_array) else {
+                if !templated.is_empty() {
+                    problems.push(format!(
+                        "{method} {path}: no parameters, {templated:?} undeclared"
+                    ));
+                }
+                continue;
+            };
+            let mut declared: Vec<String> = params
+                .iter()
+                .filter(|p| p["in"] == "path")
+                .map(|p| p["name"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            declared.sort();
+            if declared != templated {
+                problems.push(format!(
+                    "{method} {path}: path parameters {declared:?}, template has {templated:?}"
+                ));
+            }
+            for p in params {
+                if p["in"] == "path" && p["required"] != true {
+                    problems.push(format!(
+                        "{method} {path}: path parameter {} not required",
+                        p["name"]
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Prompts live in the store per tenant: versions kept, diff, roll back, checked at write time;
+/// an agent names only its own tenant's prompt, and the prompts directory is an import source,
+/// never a channel between tenants.
+async fn prompts_are_per_tenant_with_versions(store: &SqlStore) {
+    let api = TestApi::start(store).await;
+    let a = seed_tenant(&api, store, "acme", "+14155550100").await;
+    let b = seed_tenant(&api, store, "beta", "+14155550101").await;
+    let (ka, kb) = (a.key.as_str(), b.key.as_str());
+
+    // Tenant A writes its own instructions over the imported template.
+    let r = api
+        .put(
+            "/tenants/acme/prompts/dental",
+            ka,
+            json!({"text": "Acme only.\nThe caller is {{caller}}."}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["version"], 2);
+    let r = api
+        .put(
+            "/tenants/acme/prompts/dental",
+            ka,
+            json!({"text": "Acme only.\nBe brief.\nThe caller is {{caller}}."}),
+        )
+        .await;
+    assert_eq!(r.body["version"], 3);
+    let r = api.get("/tenants/acme/prompts/dental/versions", ka).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let versions: Vec<i64> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, vec![1, 2, 3]);
+    let r = api
+        .get("/tenants/acme/prompts/dental/diff?from=2", ka)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["to"], 3);
+    assert_eq!(
+        r.body["diff"],
+        " Acme only.\n+Be brief.\n The caller is {{caller}}.\n"
+    );
+    let r = api
+        .post(
+            "/tenants/acme/prompts/dental/rollback",
+            ka,
+            json!({"version": 2}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["version"], 4);
+    assert_eq!(r.body["text"], "Acme only.\nThe caller is {{caller}}.");
+    let r = api.get("/tenants/acme/prompts/dental?version=1", ka).await;
+    assert_eq!(
+        r.body["text"],
+        "You are the receptionist. The caller is {{caller}}."
+    );
+    let r = api.get("/tenants/acme/prompts", ka).await;
+    assert_eq!(r.body.as_array().map(Vec::len), Some(1));
+    assert_eq!(r.body[0]["version"], 4);
+
+    // Tenant B sees none of it: A's prompt answers like a missing one, under either tenant.
+    expect_error(
+        &api.get("/tenants/acme/prompts/dental", kb).await,
+        404,
+        "not_found",
+    );
+    expect_error(
+        &api.get("/tenants/acme/prompts/dental/diff?from=1", kb)
+            .await,
+        404,
+        "not_found",
+    );
+    expect_error(
+        &api.post(
+            "/tenants/acme/prompts/dental/rollback",
+            kb,
+            json!({"version": 1}),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    // B's own copy is the template file's text (imported by the seed), not A's edits.
+    let r = api.get("/tenants/beta/prompts/dental", kb).await;
+    assert_eq!(r.body["version"], 1);
+    assert_eq!(
+        r.body["text"],
+        "You are the receptionist. The caller is {{caller}}."
+    );
+    // B cannot point its agent at a prompt only A has.
+    let r = api
+        .put(
+            "/tenants/acme/prompts/acme-secret",
+            ka,
+            json!({"text": "Acme's secret script."}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = api
+        .post(
+            "/tenants/beta/agents",
+            kb,
+            json!({"name": "Thief", "prompt_template": "acme-secret"}),
+        )
+        .await;
+    field(&r, 400, "invalid_field", "prompt_template");
+    let r = api
+        .put(
+            &format!("/tenants/beta/agents/{}", b.agent_id),
+            kb,
+            json!({"name": "Front", "prompt_template": "acme-secret"}),
+        )
+        .await;
+    field(&r, 400, "invalid_field", "prompt_template");
+    // Nor write into A's prompts.
+    expect_error(
+        &api.put(
+            "/tenants/acme/prompts/dental",
+            kb,
+            json!({"text": "Hijacked"}),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    assert_eq!(
+        api.get("/tenants/acme/prompts/dental", ka).await.body["version"],
+        4
+    );
+
+    // Bad names and versions are precise errors.
+    let r = api
+        .put("/tenants/beta/prompts/default", kb, json!({"text": "x"}))
+        .await;
+    field(&r, 400, "invalid_field", "name");
+    expect_error(
+        &api.get("/tenants/beta/prompts/dental?version=9", kb).await,
+        404,
+        "not_found",
+    );
+    let r = api
+        .post(
+            "/tenants/beta/prompt-imports",
+            kb,
+            json!({"template": "../../etc/passwd"}),
+        )
+        .await;
+    field(&r, 400, "invalid_field", "template");
+    let r = api.get("/prompt-templates", kb).await;
+    assert_eq!(r.body, json!(["dental"]));
+}
+
+/// An error answer about `name`.
+fn field(r: &Reply, status: u16, code: &str, name: &str) {
+    let body = expect_error(r, status, code);
+    assert_eq!(body["error"]["field"], name, "{r:?}");
+}
+
+/// `PATCH` is a JSON merge patch: turning recording on keeps the enabled tools; `null` resets a
+/// field; the agent is named by id or name on every route.
+async fn agent_patch_changes_only_the_given_fields(store: &SqlStore) {
+    let api = TestApi::start(store).await;
+    let a = seed_tenant(&api, store, "acme", "+14155550100").await;
+    let k = a.key.as_str();
+    let before = api
+        .get(&format!("/tenants/acme/agents/{}", a.agent_id), k)
+        .await;
+    assert_eq!(before.body["enabled_tools"], json!(["log_call_note"]));
+
+    let r = api
+        .patch("/tenants/acme/agents/Front", k, json!({"recording": true}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["recording"], true);
+    assert_eq!(r.body["enabled_tools"], json!(["log_call_note"]));
+    assert_eq!(r.body["prompt_template"], "dental");
+    assert_eq!(r.body["id"], a.agent_id);
+
+    let r = api
+        .patch(
+            &format!("/tenants/acme/agents/{}", a.agent_id),
+            k,
+            json!({"voicemail": {"action": "hangup"}, "voice": "cedar"}),
+        )
+        .await;
+    assert_eq!(r.body["voicemail"]["action"], "hangup");
+    assert_eq!(r.body["voice"], "cedar");
+    assert_eq!(r.body["recording"], true);
+    // null resets to the default.
+    let r = api
+        .patch(
+            "/tenants/acme/agents/Front",
+            k,
+            json!({"voicemail": null, "voice": null}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body["voicemail"].is_null(), "{r:?}");
+    assert_eq!(r.body["voice"], "marin");
+    assert_eq!(r.body["enabled_tools"], json!(["log_call_note"]));
+
+    // Bad patches are refused and change nothing.
+    let snapshot_before = api.get("/tenants/acme/agents/Front", k).await.body;
+    for (patch, name) in [
+        (json!({"recording": true, "nmae": "x"}), "nmae"),
+        (json!({"max_duration_s": 1}), "max_duration_s"),
+        (json!({"prompt_template": "nope"}), "prompt_template"),
+    ] {
+        let r = api.patch("/tenants/acme/agents/Front", k, patch).await;
+        field(&r, 400, "invalid_field", name);
+    }
+    let r = api.patch("/tenants/acme/agents/Front", k, json!([1])).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(
+        api.get("/tenants/acme/agents/Front", k).await.body,
+        snapshot_before
+    );
+
+    // Name or id on show, replace and delete; another tenant's agent name is a 404.
+    let b = seed_tenant(&api, store, "beta", "+14155550101").await;
+    expect_error(
+        &api.patch(
+            "/tenants/beta/agents/Front",
+            &a.key,
+            json!({"recording": true}),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    let r = api
+        .put(
+            "/tenants/beta/agents/Front",
+            &b.key,
+            json!({"name": "Front", "prompt_template": "dental", "recording": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["enabled_tools"], json!([]));
+    let r = api
+        .post("/tenants/beta/agents", &b.key, json!({"name": "Spare"}))
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(
+        api.delete("/tenants/beta/agents/Spare", &b.key)
+            .await
+            .status,
+        204
+    );
+    expect_error(
+        &api.get("/tenants/beta/agents/Spare", &b.key).await,
+        404,
+        "not_found",
+    );
+}
+
+/// An agent is checked when it is written: a provider this server speaks to and has a key for,
+/// a model and voice of that provider, tools that exist and that the tenant can run.
+async fn agents_that_cannot_run_are_refused_when_written(store: &SqlStore) {
+    let api = TestApi::start(store).await;
+    let a = seed_tenant(&api, store, "acme", "+14155550100").await;
+    let k = a.key.as_str();
+    let before = snapshot(&api, "acme").await;
+    for (body, name, words) in [
+        (
+            json!({"provider": "anthropic"}),
+            "provider",
+            "unknown provider",
+        ),
+        (
+            json!({"provider": "xai", "model": "grok-voice-think-fast-1.0", "voice": "ara"}),
+            "provider",
+            "XAI_API_KEY",
+        ),
+        (json!({"model": "gpt-4o"}), "model", "realtime"),
+        (json!({"voice": "darth-vader"}), "voice", "marin"),
+        (
+            json!({"enabled_tools": ["teleport"]}),
+            "enabled_tools",
+            "unknown tool",
+        ),
+        (
+            json!({"enabled_tools": ["book_appointment"]}),
+            "enabled_tools",
+            "calendar connector",
+        ),
+    ] {
+        let mut full = json!({"name": "Broken", "prompt_template": "dental"});
+        for (key, value) in body.as_object().unwrap() {
+            full[key] = value.clone();
+        }
+        let r = api.post("/tenants/acme/agents", k, full).await;
+        field(&r, 400, "invalid_field", name);
+        assert!(r.text.contains(words), "{name}: {}", r.text);
+        // The same checks guard replacing and patching.
+        let r = api
+            .patch("/tenants/acme/agents/Front", k, body.clone())
+            .await;
+        field(&r, 400, "invalid_field", name);
+    }
+    assert_eq!(snapshot(&api, "acme").await, before, "nothing written");
+    // What the tenant can run is accepted: the CRM tool its HubSpot connector serves.
+    let r = api
+        .post(
+            "/tenants/acme/agents",
+            k,
+            json!({"name": "Notes", "enabled_tools": ["log_call_note", "get_current_time", "end_call"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+}
+
+/// The do-not-call list through the API: add (idempotent), list, remove; another tenant's list
+/// is invisible and untouchable; bad numbers are precise errors.
+async fn do_not_call_list_is_managed_per_tenant(store: &SqlStore) {
+    let api = TestApi::start(store).await;
+    let a = seed_tenant(&api, store, "acme", "+14155550100").await;
+    let b = seed_tenant(&api, store, "beta", "+14155550101").await;
+    let (ka, kb) = (a.key.as_str(), b.key.as_str());
+    let r = api
+        .post(
+            "/tenants/acme/do-not-call",
+            ka,
+            json!({"number": "+14155550123", "reason": "asked on the phone"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body["number"], "+14155550123");
+    assert_eq!(r.body["reason"], "asked on the phone");
+    let r = api
+        .post(
+            "/tenants/acme/do-not-call",
+            ka,
+            json!({"number": "+14155550123"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body["reason"], "asked on the phone");
+    let r = api.get("/tenants/acme/do-not-call", ka).await;
+    assert_eq!(r.body.as_array().map(Vec::len), Some(1), "{r:?}");
+    // The dialer sees the same list.
+    let acme = callbridge::store::TenantId::parse("acme").unwrap();
+    let number = callbridge::store::E164::parse("+14155550123").unwrap();
+    assert!(store.is_do_not_call(&acme, &number).await.unwrap());
+
+    // Tenant B: A's list is a 404 and stays as it is.
+    expect_error(
+        &api.get("/tenants/acme/do-not-call", kb).await,
+        404,
+        "not_found",
+    );
+    expect_error(
+        &api.delete("/tenants/acme/do-not-call/%2B14155550123", kb)
+            .await,
+        404,
+        "not_found",
+    );
+    assert_eq!(
+        api.get("/tenants/beta/do-not-call", kb).await.body,
+        json!([])
+    );
+    expect_error(
+        &api.delete("/tenants/beta/do-not-call/%2B14155550123", kb)
+            .await,
+        404,
+        "not_found",
+    );
+    assert!(store.is_do_not_call(&acme, &number).await.unwrap());
+
+    let r = api
+        .post(
+            "/tenants/acme/do-not-call",
+            ka,
+            json!({"number": "555-0100"}),
+        )
+        .await;
+    field(&r, 400, "invalid_field", "number");
+    let r = api
+        .post(
+            "/tenants/acme/do-not-call",
+            ka,
+            json!({"number": "+14155550124", "reason": "x".repeat(300)}),
+        )
+        .await;
+    field(&r, 400, "invalid_field", "reason");
+
+    let r = api
+        .delete("/tenants/acme/do-not-call/%2B14155550123", ka)
+        .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert!(!store.is_do_not_call(&acme, &number).await.unwrap());
+    expect_error(
+        &api.delete("/tenants/acme/do-not-call/%2B14155550123", ka)
+            .await,
+        404,
+        "not_found",
+    );
+}
+
+/// `GET …/calls/{call}/recording` serves the file with its media type, to its tenant only.
+async fn recordings_download_only_for_their_tenant(store: &SqlStore) {
+    use callbridge::store::{CallEnd, CallStatus, Store, TenantId};
+    let api = TestApi::start(store).await;
+    let a = seed_tenant(&api, store, "acme", "+14155550100").await;
+    let b = seed_tenant(&api, store, "beta", "+14155550101").await;
+    // No recording yet: 404.
+    let path = format!("/tenants/acme/calls/{}/recording", a.call_id);
+    expect_error(&api.get(&path, &a.key).await, 404, "not_found");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(format!("{}.wav", a.call_id));
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    store
+        .finish_call(
+            &acme,
+            &a.call_id,
+            &CallEnd {
+                status: CallStatus::Completed,
+                end_reason: "caller_hangup".into(),
+                recording_path: Some(file.display().to_string()),
+            },
+        )
+        .await
+        .unwrap();
+    let r = api
+        .client
+        .get(format!("{}{path}", api.base))
+        .bearer_auth(&a.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "audio/wav");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    // Another tenant: the same 404 as a missing call, by either path.
+    expect_error(&api.get(&path, &b.key).await, 404, "not_found");
+    expect_error(
+        &api.get(
+            &format!("/tenants/beta/calls/{}/recording", a.call_id),
+            &b.key,
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    // The file gone (retention): 404, not a 500.
+    std::fs::remove_file(&file).unwrap();
+    expect_error(&api.get(&path, &a.key).await, 404, "not_found");
 }

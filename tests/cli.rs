@@ -178,3 +178,133 @@ fn vendor_lists_agree_with_the_registry() {
         "docs/connectors.md's table names a vendor the registry does not have: {table:?}"
     );
 }
+
+/// The documented examples work as written: every E.164 number in README.md, docs/*.md and the
+/// CLI's help is one the validator accepts, and every documented `curl` that sends a body says it
+/// is JSON (the API answers 415 otherwise).
+#[test]
+fn documented_examples_use_valid_numbers_and_json_bodies() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut texts = vec![(
+        "README.md".to_owned(),
+        std::fs::read_to_string(format!("{root}/README.md")).unwrap(),
+    )];
+    for entry in std::fs::read_dir(format!("{root}/docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            texts.push((
+                path.display().to_string(),
+                std::fs::read_to_string(&path).unwrap(),
+            ));
+        }
+    }
+    for args in [
+        &["--help"][..],
+        &["call", "--help"][..],
+        &["campaign", "--help"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_callbridge"))
+            .args(args)
+            .output()
+            .unwrap();
+        texts.push((
+            format!("callbridge {}", args.join(" ")),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ));
+    }
+    let number = regex::Regex::new(r"\+[1-9][0-9]{7,14}\b").unwrap();
+    let mut problems = Vec::new();
+    for (name, text) in &texts {
+        for m in number.find_iter(text) {
+            if callbridge::campaign::normalize_number(m.as_str()).is_err() {
+                problems.push(format!(
+                    "{name}: {} is refused by the number validator",
+                    m.as_str()
+                ));
+            }
+        }
+        // A curl command, joined across `\` line continuations.
+        let joined = text.replace("\\\n", " ");
+        for line in joined
+            .lines()
+            .filter(|l| l.trim_start().starts_with("curl "))
+        {
+            let sends_body = line.contains(" -d ") || line.contains(" --data");
+            if sends_body && !line.contains("Content-Type: application/json") {
+                problems.push(format!("{name}: curl without Content-Type: {line}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The container image keeps everything it writes under its `/data` volume, owned by the user it
+/// runs as, and the database URL it sets creates its file there (checked by running the binary
+/// with the image's settings, `/data` mapped to a temporary directory).
+#[test]
+fn docker_image_writes_only_under_its_data_volume() {
+    let dockerfile =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    let final_stage = &dockerfile[dockerfile.rfind("\nFROM ").expect("a final stage")..];
+    let joined = final_stage.replace("\\\n", " ");
+    let mut env = std::collections::BTreeMap::new();
+    for line in joined.lines().filter(|l| l.starts_with("ENV ")) {
+        for pair in line["ENV ".len()..].split_whitespace() {
+            let (k, v) = pair.split_once('=').expect("ENV KEY=VALUE");
+            env.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    let database_url = env
+        .get("DATABASE_URL")
+        .expect("the image sets DATABASE_URL");
+    assert!(
+        database_url.starts_with("sqlite:///data/"),
+        "{database_url}"
+    );
+    assert!(
+        env.get("CALLBRIDGE_RECORDINGS_DIR")
+            .is_some_and(|d| d.starts_with("/data/"))
+    );
+    assert!(
+        joined.lines().any(|l| l.trim() == r#"VOLUME ["/data"]"#),
+        "no /data volume"
+    );
+    assert!(
+        joined.lines().any(|l| l.trim() == "WORKDIR /data"),
+        "relative paths must land in /data"
+    );
+    let user = joined
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("an unprivileged USER")
+        .trim();
+    let uid = user.split(':').next().unwrap();
+    assert_ne!(uid, "0");
+    assert!(
+        joined.contains(&format!("chown -R {user} /data")),
+        "/data must belong to {user}"
+    );
+
+    // The image's database URL, with /data mapped to a fresh directory, creates the store there.
+    let data = tempfile::tempdir().unwrap();
+    let url = database_url.replace("/data", &data.path().display().to_string());
+    let out = callbridge_with_args(&[("DATABASE_URL", &url)], &["tenant", "list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = database_url
+        .trim_start_matches("sqlite://")
+        .replace("/data", &data.path().display().to_string());
+    assert!(std::path::Path::new(&file).is_file(), "{file} not created");
+}
+
+fn callbridge_with_args(envs: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_callbridge"));
+    command.env_clear().args(args);
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command.output().expect("run callbridge")
+}

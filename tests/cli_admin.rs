@@ -129,6 +129,8 @@ fn tenants_agents_and_numbers() {
         Some(1)
     );
 
+    let imported = cli.json(&["prompt", "import", "dental", "--tenant", "acme-dental"]);
+    assert_eq!(imported["version"], 1);
     let agent = cli.json(&[
         "agent",
         "create",
@@ -139,7 +141,7 @@ fn tenants_agents_and_numbers() {
         "--prompt",
         "dental",
         "--tools",
-        "book_appointment,cancel_appointment",
+        "get_current_time,opt_out",
         "--max-duration",
         "600",
         "--silence-timeout",
@@ -148,9 +150,42 @@ fn tenants_agents_and_numbers() {
     ]);
     assert_eq!(
         agent["enabled_tools"],
-        json!(["book_appointment", "cancel_appointment"])
+        json!(["get_current_time", "opt_out"])
     );
     assert_eq!(agent["recording"], true);
+    // A tool the tenant cannot run (no calendar connector) is refused when the agent is written.
+    fails_with(
+        &cli.run(&[
+            "agent",
+            "create",
+            "--tenant",
+            "acme-dental",
+            "--name",
+            "Booker",
+            "--prompt",
+            "dental",
+            "--tools",
+            "book_appointment",
+        ]),
+        1,
+        "needs a calendar connector",
+    );
+    fails_with(
+        &cli.run(&[
+            "agent",
+            "create",
+            "--tenant",
+            "acme-dental",
+            "--name",
+            "Vader",
+            "--prompt",
+            "dental",
+            "--voice",
+            "darth-vader",
+        ]),
+        1,
+        "not a openai voice",
+    );
     assert_eq!(agent["max_duration_s"], 600);
 
     let number = cli.json(&[
@@ -229,6 +264,73 @@ fn tenants_agents_and_numbers() {
     );
     let numbers = cli.json(&["number", "list", "--tenant", "acme-dental"]);
     assert_eq!(numbers.as_array().map(Vec::len), Some(1));
+
+    // `agent update` changes only the flags given; agents are named by id or name everywhere.
+    let updated = cli.json(&[
+        "agent",
+        "update",
+        "Front",
+        "--tenant",
+        "acme-dental",
+        "--voice",
+        "cedar",
+    ]);
+    assert_eq!(updated["voice"], "cedar");
+    assert_eq!(
+        updated["enabled_tools"],
+        json!(["get_current_time", "opt_out"])
+    );
+    assert_eq!(updated["recording"], true);
+    assert_eq!(updated["max_duration_s"], 600);
+    let updated = cli.json(&[
+        "agent",
+        "update",
+        "Front",
+        "--tenant",
+        "acme-dental",
+        "--recording",
+        "false",
+    ]);
+    assert_eq!(updated["recording"], false);
+    assert_eq!(updated["voice"], "cedar");
+    let shown = cli.json(&["agent", "show", "Front", "--tenant", "acme-dental"]);
+    assert_eq!(shown["id"], agent["id"]);
+    let by_id = cli.json(&[
+        "agent",
+        "show",
+        agent["id"].as_str().unwrap(),
+        "--tenant",
+        "acme-dental",
+    ]);
+    assert_eq!(by_id["name"], "Front");
+
+    // The do-not-call list.
+    let added = cli.json(&[
+        "dnc",
+        "add",
+        "+14155550123",
+        "--tenant",
+        "acme-dental",
+        "--reason",
+        "asked",
+    ]);
+    assert_eq!(added["number"], "+14155550123");
+    let listed = cli.json(&["dnc", "list", "--tenant", "acme-dental"]);
+    assert_eq!(listed[0]["reason"], "asked");
+    assert!(
+        cli.run(&["dnc", "remove", "+14155550123", "--tenant", "acme-dental"])
+            .status
+            .success()
+    );
+    assert_eq!(
+        cli.json(&["dnc", "list", "--tenant", "acme-dental"]),
+        json!([])
+    );
+    fails_with(
+        &cli.run(&["dnc", "remove", "+14155550123", "--tenant", "acme-dental"]),
+        1,
+        "not found",
+    );
     assert_eq!(
         cli.json(&["agent", "list", "--tenant", "acme-dental"])
             .as_array()
@@ -522,4 +624,84 @@ fn webhook_settings() {
         "not found",
     );
     assert!(Path::new(&cli.dir.path().join("cb.db")).exists());
+}
+
+/// `tenant delete` asks first (refuses without a terminal unless `--yes`), and removes the
+/// tenant's recording files with its rows; `calls recording` copies a recording out.
+#[tokio::test]
+async fn tenant_delete_confirms_and_removes_recordings() {
+    use callbridge::store::{
+        CallDirection, CallEnd, CallStatus, NewCall, SqlStore, Store, TenantId,
+    };
+    let cli = Cli::new();
+    cli.json(&[
+        "tenant",
+        "create",
+        "--id",
+        "acme",
+        "--name",
+        "Acme",
+        "--time-zone",
+        "UTC",
+    ]);
+    let agent = cli.json(&[
+        "agent", "create", "--tenant", "acme", "--name", "Front", "--prompt", "default",
+    ]);
+    let store = SqlStore::open(&cli.url()).await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let call = store
+        .create_call(&NewCall {
+            tenant_id: acme.clone(),
+            agent_id: agent["id"].as_str().unwrap().to_owned(),
+            direction: CallDirection::Inbound,
+            from: "+14155550111".into(),
+            to: "+14155550100".into(),
+            twilio_call_sid: Some("CA1".into()),
+            status: CallStatus::InProgress,
+        })
+        .await
+        .unwrap();
+    let recording = cli.dir.path().join(format!("{}.wav", call.id));
+    std::fs::write(&recording, b"RIFF....WAVE").unwrap();
+    store
+        .finish_call(
+            &acme,
+            &call.id,
+            &CallEnd {
+                status: CallStatus::Completed,
+                end_reason: "caller_hangup".into(),
+                recording_path: Some(recording.display().to_string()),
+            },
+        )
+        .await
+        .unwrap();
+
+    let out_file = cli.dir.path().join("copy.wav");
+    let out = cli.run(&[
+        "calls",
+        "recording",
+        &call.id,
+        "--tenant",
+        "acme",
+        "--out",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&out_file).unwrap(), b"RIFF....WAVE");
+
+    // No terminal and no --yes: nothing is deleted.
+    fails_with(&cli.run(&["tenant", "delete", "acme"]), 2, "--yes");
+    assert!(recording.is_file());
+    assert_eq!(
+        cli.json(&["tenant", "list"]).as_array().map(Vec::len),
+        Some(1)
+    );
+    // Confirmed: the rows and the recording file are gone.
+    assert!(
+        cli.run(&["tenant", "delete", "acme", "--yes"])
+            .status
+            .success()
+    );
+    assert!(!recording.exists(), "the recording file must be removed");
+    assert_eq!(cli.json(&["tenant", "list"]), json!([]));
 }

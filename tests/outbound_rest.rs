@@ -153,3 +153,45 @@ async fn twilio_errors_become_typed_errors() -> anyhow::Result<()> {
     ));
     Ok(())
 }
+
+/// A call record whose `CreateCall` failed says what happened: bad credentials and an
+/// unreachable Twilio are told apart (not both "rejected").
+#[tokio::test]
+async fn a_call_not_placed_records_why() -> anyhow::Result<()> {
+    use callbridge::campaign::{Dialer, OutboundRequest};
+    use callbridge::store::{SqlStore, Store};
+    let fake = FakeTwilioRest::start(&calls_spec()?, ACCOUNT_SID, AUTH_TOKEN).await?;
+    let dir = tempfile::tempdir()?;
+    let store = SqlStore::open(&format!("sqlite://{}", dir.path().join("cb.db").display())).await?;
+    let tenant = callbridge_testkit::provision_agent(
+        &store,
+        "acme",
+        callbridge_testkit::agent_spec("openai", "gpt-realtime", "alloy"),
+    )
+    .await;
+    let agent_id = store.list_agents(&tenant).await?[0].id.clone();
+    let request = OutboundRequest {
+        tenant: tenant.clone(),
+        agent_id,
+        to: "+14155550123".into(),
+        variables: Default::default(),
+        voicemail: None,
+    };
+    let policy = callbridge_testkit::loopback_policy();
+    for (base, token, reason) in [
+        (fake.base_url.clone(), "not-the-token", "twilio_auth_failed"),
+        // Nothing listens on the discard port.
+        (
+            "http://127.0.0.1:9".to_owned(),
+            AUTH_TOKEN,
+            "twilio_unreachable",
+        ),
+    ] {
+        let rest = TwilioRest::new(&policy, &base, ACCOUNT_SID, token)?;
+        let dialer = Dialer::new(rest, "http://127.0.0.1:9", token);
+        assert!(dialer.place(&store, &request).await.is_err());
+        let calls = store.list_calls(&tenant, 1).await?;
+        assert_eq!(calls[0].end_reason.as_deref(), Some(reason), "{base}");
+    }
+    Ok(())
+}

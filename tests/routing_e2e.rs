@@ -50,15 +50,7 @@ async fn provision(store: &SqlStore, tenant: &str, number: &str, agent: AgentSpe
     id
 }
 
-fn prompts_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("dental.md"),
-        "You answer for Acme Dental. The caller is {{caller}}.",
-    )
-    .unwrap();
-    dir
-}
+const DENTAL_PROMPT: &str = "You answer for Acme Dental. The caller is {{caller}}.";
 
 #[tokio::test]
 async fn the_called_number_selects_the_tenants_agent_and_the_call_is_recorded() {
@@ -75,10 +67,13 @@ async fn the_called_number_selects_the_tenants_agent_and_the_call_is_recorded() 
         ..Behaviour::default()
     })
     .await;
-    let prompts = prompts_dir();
-    let dir = prompts.path().to_owned();
-    let bridge = TestBridge::start(&realtime.url(), |a| a.prompts_dir = Some(dir)).await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
     let tenant = provision(&bridge.store, "acme", ACME_NUMBER, spec("openai", "dental")).await;
+    bridge
+        .store
+        .put_prompt(&tenant, "dental", DENTAL_PROMPT)
+        .await
+        .unwrap();
     // The tenant wants a post-call webhook (signing secret sealed in the vault).
     let vault = Vault::new(bridge.store.clone(), Keyring::new(MasterKey::generate()));
     vault
@@ -189,6 +184,58 @@ async fn the_called_number_selects_the_tenants_agent_and_the_call_is_recorded() 
     let payload: Value = serde_json::from_str(&outbox[0].payload).unwrap();
     assert!(outbox[0].payload.contains("I need a cleaning"), "{payload}");
     assert!(outbox[0].payload.contains(&call.id));
+
+    // The documented `call.ended` example (docs/api.md) has the real payload's fields, at every
+    // level, and its end reason is one the bridge really writes.
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+    let start = docs
+        .find("```json\n{\"type\": \"call.ended\"")
+        .expect("the example")
+        + 8;
+    let end = start + docs[start..].find("```").unwrap();
+    let example: Value = serde_json::from_str(&docs[start..end]).expect("the example is JSON");
+    let mut problems = Vec::new();
+    same_shape(&example, &payload, "$", &mut problems);
+    assert!(
+        problems.is_empty(),
+        "docs/api.md call.ended example: {problems:#?}"
+    );
+    assert_eq!(example["data"]["end_reason"], payload["data"]["end_reason"]);
+}
+
+/// Whether `doc` has exactly the object keys of `real`, recursively; array entries are compared
+/// with the real entry of the same `kind` (or the first one).
+fn same_shape(doc: &Value, real: &Value, path: &str, problems: &mut Vec<String>) {
+    match (doc, real) {
+        (Value::Object(d), Value::Object(r)) => {
+            let mut dk: Vec<&String> = d.keys().collect();
+            let mut rk: Vec<&String> = r.keys().collect();
+            dk.sort();
+            rk.sort();
+            if dk != rk {
+                problems.push(format!("{path}: documented {dk:?}, real {rk:?}"));
+            }
+            for (k, v) in d {
+                if let Some(rv) = r.get(k) {
+                    same_shape(v, rv, &format!("{path}.{k}"), problems);
+                }
+            }
+        }
+        (Value::Array(d), Value::Array(r)) => {
+            for (i, entry) in d.iter().enumerate() {
+                let real_entry = r
+                    .iter()
+                    .find(|e| e.get("kind").is_some() && e.get("kind") == entry.get("kind"))
+                    .or_else(|| r.first());
+                match real_entry {
+                    Some(re) => same_shape(entry, re, &format!("{path}[{i}]"), problems),
+                    None => problems.push(format!("{path}: the real array is empty")),
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 #[tokio::test]
@@ -247,6 +294,25 @@ async fn an_agent_that_cannot_run_gets_a_polite_message_not_silence() {
     assert_eq!(status, 200);
     assert!(body.contains("technical difficulties"), "{body}");
     assert_eq!(bridge.metrics.errors_of("call_setup_failed"), 1);
+    // The tenant's history has the call, failed, with the reason.
+    let tenant = TenantId::parse("acme").unwrap();
+    let calls = bridge.store.list_calls(&tenant, 10).await.unwrap();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].status, CallStatus::Failed);
+    assert_eq!(
+        calls[0].twilio_call_sid.as_deref(),
+        Some("CA10000000000000000000000000000003")
+    );
+    assert_eq!(calls[0].end_reason.as_deref(), Some("setup_failed_prompt"));
+    let events = bridge
+        .store
+        .call_events(&tenant, &calls[0].id)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].kind, CallEventKind::Error);
+    let reason = events[0].payload["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("missing-template"), "{reason}");
 }
 
 #[tokio::test]

@@ -238,3 +238,101 @@ async fn a_service_account_that_cannot_mint_a_token_is_reported() {
         "only the refused tenant reached the token endpoint"
     );
 }
+
+/// `doctor` also checks agents: an agent written before the rules (or whose provider key, prompt
+/// or connector went away since) is reported with every reason, a sound one is `ok`.
+#[tokio::test]
+async fn agents_that_cannot_answer_a_call_are_reported() {
+    use callbridge::store::{AgentSpec, E164};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cb.db").display());
+    let core = callbridge::app::AppCore::open(&url, None, EgressPolicy::strict())
+        .await
+        .unwrap();
+    let store = core.store.clone();
+    let acme = tenant(&store, "acme").await;
+    let spec =
+        |name: &str, provider: &str, model: &str, voice: &str, prompt: &str, tools: &[&str]| {
+            AgentSpec {
+                name: name.into(),
+                provider: provider.into(),
+                model: model.into(),
+                voice: voice.into(),
+                prompt_template: prompt.into(),
+                enabled_tools: tools.iter().map(|t| t.to_string()).collect(),
+                max_duration_s: 600,
+                silence_timeout_s: 30,
+                recording: false,
+                voicemail: None,
+            }
+        };
+    store
+        .put_prompt(&acme, "front", "Hello {{caller}}")
+        .await
+        .unwrap();
+    store
+        .create_agent(
+            &acme,
+            &spec(
+                "good",
+                "openai",
+                "gpt-realtime",
+                "marin",
+                "front",
+                &["get_current_time"],
+            ),
+            &[E164::parse("+14155550100").unwrap()],
+        )
+        .await
+        .unwrap();
+    store
+        .create_agent(
+            &acme,
+            &spec(
+                "grok",
+                "xai",
+                "grok-voice-think-fast-1.0",
+                "ara",
+                "gone",
+                &["book_appointment"],
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    store
+        .create_agent(
+            &acme,
+            &spec(
+                "vader",
+                "openai",
+                "gpt-realtime",
+                "darth-vader",
+                "default",
+                &[],
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let runtime = core.tool_runtime(Duration::from_secs(2));
+    let rows = callbridge::tools::doctor::check_agents(&runtime, &["openai"])
+        .await
+        .unwrap();
+    let row = |name: &str| rows.iter().find(|r| r.agent == name).unwrap();
+    assert!(row("good").problems.is_empty(), "{rows:?}");
+    let grok = row("grok").problems.join("\n");
+    assert!(
+        grok.contains("provider \"xai\" is not configured"),
+        "{grok}"
+    );
+    assert!(grok.contains("prompt \"gone\" does not exist"), "{grok}");
+    assert!(grok.contains("tool book_appointment"), "{grok}");
+    assert!(
+        row("vader").problems.join("\n").contains("voice"),
+        "{rows:?}"
+    );
+    let text = callbridge::tools::doctor::format_agents(&rows);
+    assert!(text.contains("acme/good  ok"), "{text}");
+    assert!(text.contains("acme/vader  error"), "{text}");
+}

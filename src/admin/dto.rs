@@ -157,7 +157,8 @@ impl From<PhoneNumber> for NumberView {
 pub struct AgentRequest {
     /// Unique within the tenant.
     pub name: String,
-    /// Prompt template: `default` (built in) or the name of `<name>.md` in the prompts directory.
+    /// The prompt: `default` (the server's built-in prompt) or the name of one of this tenant's
+    /// prompts (`PUT /tenants/{tenant}/prompts/{name}`).
     #[serde(default = "default_prompt")]
     pub prompt_template: String,
     /// Realtime provider (`openai`).
@@ -181,6 +182,34 @@ pub struct AgentRequest {
     /// What this agent's outbound calls do on an answering machine unless the call or campaign
     /// says otherwise (`hangup`, or `message` with its text); absent or `none`: no detection.
     #[serde(default)]
+    pub voicemail: Option<VoicemailOption>,
+}
+
+/// A JSON merge patch (RFC 7396) of an agent: only the fields present change; `null` resets a
+/// field to its default (`voicemail: null` turns detection off). Documentation type: the server
+/// applies the patch to the stored agent and checks the result like a full `AgentRequest`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentPatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voice: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled_tools: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_duration_s: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silence_timeout_s: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub voicemail: Option<VoicemailOption>,
 }
 
@@ -241,6 +270,117 @@ impl From<Agent> for AgentView {
             updated_at: a.updated_at.to_string(),
         }
     }
+}
+
+// --- do-not-call list ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DoNotCallRequest {
+    /// E.164 number never to dial.
+    pub number: String,
+    /// Why (at most 200 characters; default `added by operator`).
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DoNotCallView {
+    pub number: String,
+    pub reason: String,
+    pub created_at: String,
+}
+
+impl From<crate::store::DoNotCallEntry> for DoNotCallView {
+    fn from(e: crate::store::DoNotCallEntry) -> Self {
+        Self {
+            number: e.e164.to_string(),
+            reason: e.reason,
+            created_at: e.created_at.to_string(),
+        }
+    }
+}
+
+// --- prompts -------------------------------------------------------------------------------------
+
+/// The text of a new version of a prompt.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromptRequest {
+    /// The instructions, at most 32 KiB, with `{{variable}}` placeholders (`caller`, `called`,
+    /// `call_sid`, `direction`, `tenant`, `now_utc`, …, and `var.NAME` for per-call variables).
+    pub text: String,
+}
+
+/// Which earlier version becomes the current text again (as a new version).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromptRollbackRequest {
+    pub version: i64,
+}
+
+/// Copies a template file of the server's prompts directory into the tenant's prompts.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromptImportRequest {
+    /// The template: `<template>.md` in the server's prompts directory.
+    pub template: String,
+    /// The tenant's prompt to write (default: the template's name).
+    pub name: Option<String>,
+}
+
+/// One version of a tenant's prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PromptView {
+    pub name: String,
+    pub version: i64,
+    pub text: String,
+    pub created_at: String,
+}
+
+impl From<crate::store::PromptVersion> for PromptView {
+    fn from(p: crate::store::PromptVersion) -> Self {
+        Self {
+            name: p.name,
+            version: p.version,
+            text: p.body,
+            created_at: p.created_at.to_string(),
+        }
+    }
+}
+
+/// A version of a prompt without its text (the history listing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PromptVersionView {
+    pub version: i64,
+    pub bytes: usize,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PromptQuery {
+    /// A version (default: the current one).
+    pub version: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PromptDiffQuery {
+    /// The older version.
+    pub from: i64,
+    /// The newer version (default: the current one).
+    pub to: Option<i64>,
+}
+
+/// A line diff between two versions (`-` removed, `+` added, ` ` unchanged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PromptDiffView {
+    pub name: String,
+    pub from: i64,
+    pub to: i64,
+    pub diff: String,
 }
 
 // --- connectors ----------------------------------------------------------------------------------
@@ -337,6 +477,7 @@ impl fmt::Debug for GeneratedSigningSecret {
 // --- calls ---------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CallsQuery {
     /// Most recent calls to return, 1 to 500 (default 50).
@@ -515,7 +656,7 @@ impl From<&crate::store::Voicemail> for VoicemailOption {
 pub struct PlaceCallRequest {
     /// The tenant placing the call; required with the admin key, optional with a tenant key.
     pub tenant: Option<String>,
-    /// Number to call, E.164 (`+15551234567`).
+    /// Number to call, E.164 (`+14155550123`).
     pub to: String,
     /// Agent id or name.
     pub agent: String,
@@ -758,6 +899,7 @@ pub fn calls_per_second(dial_interval_ms: i64) -> Option<f64> {
 }
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignsQuery {
     /// The tenant whose campaigns to list: required with the admin key, optional with a tenant key.

@@ -10,7 +10,9 @@
 
 pub mod campaigns;
 pub mod connections;
+pub mod do_not_call;
 pub mod dto;
+pub mod prompts;
 
 use std::path::{Path, PathBuf};
 
@@ -36,8 +38,8 @@ pub fn known_vendors() -> Vec<&'static str> {
 pub const WEBHOOK_VENDOR: &str = "webhook";
 /// Name under which a generated signing secret is stored when none is given.
 pub const DEFAULT_SIGNING_SECRET_NAME: &str = "webhook-signing";
-/// Largest prompt template file an agent may name.
-pub const MAX_PROMPT_BYTES: u64 = 32 * 1024;
+/// Largest prompt text, in bytes.
+pub const MAX_PROMPT_BYTES: u64 = crate::store::MAX_PROMPT_BYTES as u64;
 /// Environment variable holding the new master key for `secret rotate-master`.
 pub const NEW_MASTER_KEY_ENV: &str = "CALLBRIDGE_NEW_MASTER_KEY";
 const DEFAULT_CALLS_LIMIT: u32 = 50;
@@ -135,6 +137,8 @@ fn request_field(store_field: &str) -> &str {
         "agent model" => "model",
         "agent voice" => "voice",
         "agent prompt template" => "prompt_template",
+        "prompt name" => "name",
+        "prompt text" => "text",
         "agent enabled tool" | "agent enabled tools" => "enabled_tools",
         "agent max duration" => "max_duration_s",
         "agent silence timeout" => "silence_timeout_s",
@@ -149,6 +153,7 @@ fn request_field(store_field: &str) -> &str {
         "campaign retry delay" => "retry_delay_secs",
         "campaign contacts" => "csv",
         "voicemail text" => "voicemail.message",
+        "do-not-call reason" => "reason",
         other => other,
     }
 }
@@ -167,6 +172,35 @@ pub struct AdminService {
     egress: crate::egress::EgressPolicy,
     /// The OAuth gateway; `None` when no master key is configured.
     oauth: Option<crate::oauth::OAuthService>,
+    /// The realtime providers this deployment has keys for; `None` when the service does not
+    /// know the deployment (the CLI run elsewhere): then only the catalog is checked.
+    providers: Option<Vec<&'static str>>,
+}
+
+/// The realtime providers a server configuration can reach (OpenAI's key is required; the others
+/// are configured by their key variables).
+pub fn configured_providers(config: &crate::config::Config) -> Vec<&'static str> {
+    let mut providers = vec!["openai"];
+    if config.xai.is_some() {
+        providers.push("xai");
+    }
+    if config.azure.is_some() {
+        providers.push("azure");
+    }
+    if config.gemini.is_some() {
+        providers.push("gemini");
+    }
+    providers
+}
+
+/// The key variable of a provider, for error messages.
+fn provider_variable(provider: &str) -> &'static str {
+    match provider {
+        "xai" => "XAI_API_KEY",
+        "azure" => "AZURE_OPENAI_API_KEY and AZURE_OPENAI_ENDPOINT",
+        "gemini" => "GEMINI_API_KEY",
+        _ => "OPENAI_API_KEY",
+    }
 }
 
 impl AdminService {
@@ -193,7 +227,14 @@ impl AdminService {
             dialer: None,
             egress: crate::egress::EgressPolicy::strict(),
             oauth: None,
+            providers: None,
         }
+    }
+
+    /// Refuses agents whose provider this deployment has no key for.
+    pub fn with_providers(mut self, providers: Vec<&'static str>) -> Self {
+        self.providers = Some(providers);
+        self
     }
 
     /// Checks tenant-set URLs against `egress` (the default is strict: public `https` only).
@@ -215,6 +256,11 @@ impl AdminService {
 
     pub fn store(&self) -> &SqlStore {
         &self.store
+    }
+
+    /// The server's directory of prompt template files (importable, never read by calls).
+    pub fn prompts_dir(&self) -> &Path {
+        &self.prompts_dir
     }
 
     fn vault(&self) -> Result<&Vault<SqlStore>, ServiceError> {
@@ -342,8 +388,27 @@ impl AdminService {
     pub async fn delete_tenant(&self, who: &Principal, tenant: &str) -> Result<(), ServiceError> {
         let id = self.tenant_scope(who, tenant).await?;
         Self::admin_only(who, "deleting a tenant")?;
+        // The recording files go with the tenant's rows: collected first, removed once the rows
+        // are gone (a failed delete leaves both in place).
+        let recordings: Vec<String> = self
+            .store
+            .list_calls(&id, u32::MAX)
+            .await?
+            .into_iter()
+            .filter_map(|c| c.recording_path)
+            .collect();
         self.store.delete_tenant(&id).await?;
-        info!(tenant = %id, "tenant deleted");
+        let mut removed = 0usize;
+        for path in &recordings {
+            match std::fs::remove_file(path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(tenant = %id, error = %e, "cannot remove a recording file")
+                }
+            }
+        }
+        info!(tenant = %id, recordings = removed, "tenant deleted");
         Ok(())
     }
 
@@ -386,8 +451,14 @@ impl AdminService {
 
     // --- agents ------------------------------------------------------------------------------
 
-    fn agent_spec(&self, req: AgentRequest) -> Result<AgentSpec, ServiceError> {
-        self.check_prompt_template(&req.prompt_template)?;
+    async fn agent_spec(
+        &self,
+        tenant: &TenantId,
+        req: AgentRequest,
+    ) -> Result<AgentSpec, ServiceError> {
+        self.check_agent_prompt(tenant, &req.prompt_template)
+            .await?;
+        self.check_agent_runs(tenant, &req).await?;
         if !(10..=14_400).contains(&req.max_duration_s) {
             return Err(ServiceError::invalid(
                 "max_duration_s",
@@ -417,56 +488,6 @@ impl AdminService {
         })
     }
 
-    /// `default`, or a slug naming `<prompts_dir>/<name>.md` that exists, is at most
-    /// [`MAX_PROMPT_BYTES`] and uses only known template variables.
-    fn check_prompt_template(&self, name: &str) -> Result<(), ServiceError> {
-        if name == "default" {
-            return Ok(());
-        }
-        let slug_ok = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !slug_ok {
-            return Err(ServiceError::invalid(
-                "prompt_template",
-                "must be `default` or 1 to 64 characters of letters, digits, '-' and '_' \
-                 naming <name>.md in the prompts directory",
-            ));
-        }
-        let path = self.prompts_dir.join(format!("{name}.md"));
-        let missing = || {
-            ServiceError::invalid(
-                "prompt_template",
-                format!(
-                    "no template named {name:?} (expected {name}.md in the prompts directory, \
-                     CALLBRIDGE_PROMPTS_DIR)"
-                ),
-            )
-        };
-        let meta = std::fs::metadata(&path).map_err(|_| missing())?;
-        if !meta.is_file() {
-            return Err(missing());
-        }
-        if meta.len() > MAX_PROMPT_BYTES {
-            return Err(ServiceError::PromptTooLarge {
-                name: name.to_owned(),
-                size: meta.len(),
-            });
-        }
-        let text = read_prompt(&path).map_err(|message| ServiceError::InvalidPrompt {
-            name: name.to_owned(),
-            message,
-        })?;
-        crate::call::plan::check_agent_template(&text).map_err(|message| {
-            ServiceError::InvalidPrompt {
-                name: name.to_owned(),
-                message,
-            }
-        })
-    }
-
     pub async fn create_agent(
         &self,
         who: &Principal,
@@ -474,7 +495,7 @@ impl AdminService {
         req: AgentRequest,
     ) -> Result<AgentView, ServiceError> {
         let id = self.tenant_scope(who, tenant).await?;
-        let spec = self.agent_spec(req)?;
+        let spec = self.agent_spec(&id, req).await?;
         let agent = self.store.create_agent(&id, &spec, &[]).await?;
         info!(tenant = %id, agent = %agent.id, "agent created");
         Ok(agent.into())
@@ -489,6 +510,7 @@ impl AdminService {
         Ok(views(self.store.list_agents(&id).await?))
     }
 
+    /// The agent named by its id or its name.
     pub async fn get_agent(
         &self,
         who: &Principal,
@@ -496,7 +518,58 @@ impl AdminService {
         agent: &str,
     ) -> Result<AgentView, ServiceError> {
         let id = self.tenant_scope(who, tenant).await?;
-        Ok(self.store.agent(&id, agent).await?.into())
+        let agent = self.resolve_agent(&id, agent).await?;
+        Ok(self.store.agent(&id, &agent).await?.into())
+    }
+
+    /// Applies a JSON merge patch (RFC 7396) to the agent named by its id or its name: fields
+    /// absent from `patch` keep their value, `null` resets one to its default, and the result is
+    /// checked like a full replacement.
+    pub async fn patch_agent(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        agent: &str,
+        patch: serde_json::Value,
+    ) -> Result<AgentView, ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        let agent = self.resolve_agent(&id, agent).await?;
+        if !patch.is_object() {
+            return Err(ServiceError::invalid(
+                "body",
+                "a merge patch of an agent is a JSON object",
+            ));
+        }
+        let current = AgentView::from(self.store.agent(&id, &agent).await?);
+        let mut doc = serde_json::json!({
+            "name": current.name,
+            "prompt_template": current.prompt_template,
+            "provider": current.provider,
+            "model": current.model,
+            "voice": current.voice,
+            "enabled_tools": current.enabled_tools,
+            "max_duration_s": current.max_duration_s,
+            "silence_timeout_s": current.silence_timeout_s,
+            "recording": current.recording,
+            "voicemail": current.voicemail,
+        });
+        merge_patch(&mut doc, &patch);
+        let req: AgentRequest = serde_json::from_value(doc).map_err(|e| {
+            let message = e.to_string();
+            let field = message
+                .split('`')
+                .nth(1)
+                .filter(|_| {
+                    message.starts_with("unknown field") || message.starts_with("missing field")
+                })
+                .unwrap_or("body")
+                .to_owned();
+            ServiceError::Invalid { field, message }
+        })?;
+        let spec = self.agent_spec(&id, req).await?;
+        let updated = self.store.update_agent(&id, &agent, &spec).await?;
+        info!(tenant = %id, agent = %updated.id, "agent patched");
+        Ok(updated.into())
     }
 
     pub async fn update_agent(
@@ -507,8 +580,9 @@ impl AdminService {
         req: AgentRequest,
     ) -> Result<AgentView, ServiceError> {
         let id = self.tenant_scope(who, tenant).await?;
-        let spec = self.agent_spec(req)?;
-        Ok(self.store.update_agent(&id, agent, &spec).await?.into())
+        let agent = self.resolve_agent(&id, agent).await?;
+        let spec = self.agent_spec(&id, req).await?;
+        Ok(self.store.update_agent(&id, &agent, &spec).await?.into())
     }
 
     pub async fn delete_agent(
@@ -518,8 +592,70 @@ impl AdminService {
         agent: &str,
     ) -> Result<(), ServiceError> {
         let id = self.tenant_scope(who, tenant).await?;
-        self.store.delete_agent(&id, agent).await?;
+        let agent = self.resolve_agent(&id, agent).await?;
+        self.store.delete_agent(&id, &agent).await?;
         info!(tenant = %id, agent, "agent deleted");
+        Ok(())
+    }
+
+    /// That the agent can run on this deployment: a known provider with a key here, a model and
+    /// voice the provider accepts, and tools that exist and are available to the tenant (a
+    /// capability tool needs the tenant's connector for its capability).
+    async fn check_agent_runs(
+        &self,
+        tenant: &TenantId,
+        req: &AgentRequest,
+    ) -> Result<(), ServiceError> {
+        crate::realtime::catalog::check_agent_voice(&req.provider, &req.model, &req.voice)
+            .map_err(|e| ServiceError::invalid(e.field, e.message))?;
+        if let Some(providers) = &self.providers
+            && !providers.contains(&req.provider.as_str())
+        {
+            return Err(ServiceError::invalid(
+                "provider",
+                format!(
+                    "{:?} is not configured on this server ({} is not set); configured: {}",
+                    req.provider,
+                    provider_variable(&req.provider),
+                    providers.join(", ")
+                ),
+            ));
+        }
+        let known = crate::tools::invoke::known_tools();
+        let mut connectors = None;
+        for tool in &req.enabled_tools {
+            if matches!(tool.as_str(), "opt_out" | "end_call") {
+                continue;
+            }
+            if !known.contains(&tool.as_str()) {
+                return Err(ServiceError::invalid(
+                    "enabled_tools",
+                    format!(
+                        "unknown tool {tool:?}; known tools: {}, opt_out, end_call",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            let Some(capability) = crate::tools::capabilities::capability_of(tool) else {
+                continue;
+            };
+            if connectors.is_none() {
+                connectors = Some(self.store.list_connectors(tenant).await?);
+            }
+            let served = connectors.iter().flatten().any(|c| {
+                crate::tools::resolver::capability_of_vendor(&c.spec.vendor) == Some(capability)
+            });
+            if !served {
+                return Err(ServiceError::invalid(
+                    "enabled_tools",
+                    format!(
+                        "tool {tool:?} needs a {} connector, and this tenant has none: configure \
+                         one first (PUT /tenants/{tenant}/connectors/{{vendor}})",
+                        capability.as_str()
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -808,6 +944,30 @@ impl AdminService {
         })
     }
 
+    /// Where the recording of one of the tenant's calls is, and its media type (`audio/wav`, or
+    /// `audio/ogg` for Ogg/Opus). NotFound when the call is another tenant's, was not recorded,
+    /// or its file is gone (retention, or a tenant deletion).
+    pub async fn call_recording(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        call_id: &str,
+    ) -> Result<(PathBuf, &'static str), ServiceError> {
+        let id = self.tenant_scope(who, tenant).await?;
+        let call = self.store.call(&id, call_id).await?;
+        let missing = || ServiceError::NotFound(format!("recording of call {call_id:?}"));
+        let path = PathBuf::from(call.recording_path.ok_or_else(missing)?);
+        let media_type = match path.extension().and_then(|e| e.to_str()) {
+            Some("wav") => "audio/wav",
+            Some("opus") | Some("ogg") => "audio/ogg",
+            _ => return Err(missing()),
+        };
+        if !path.is_file() {
+            return Err(missing());
+        }
+        Ok((path, media_type))
+    }
+
     /// A call by id alone, whatever its tenant (operator only).
     pub async fn find_call(
         &self,
@@ -870,6 +1030,15 @@ impl AdminService {
                 {
                     ServiceError::Unavailable(twilio.to_string())
                 }
+                // This server's Twilio account is refused or unreachable: say so (the caller
+                // cannot fix it, but the operator must know what to fix).
+                DialError::Twilio(TwilioError::Auth { .. }) => ServiceError::Unavailable(format!(
+                    "Twilio rejected this server's account credentials (check \
+                     TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN): {e}"
+                )),
+                DialError::Twilio(TwilioError::Egress(_)) => ServiceError::Unavailable(format!(
+                    "the Twilio API base is not an allowed destination (check TWILIO_API_BASE): {e}"
+                )),
                 DialError::Twilio(twilio) => ServiceError::Internal(twilio.to_string()),
             })?;
         Ok(PlacedCallView {
@@ -984,6 +1153,30 @@ impl AdminService {
     }
 }
 
+/// RFC 7396 JSON merge patch: objects merge key by key, `null` removes a key, anything else
+/// replaces the target.
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let serde_json::Value::Object(target) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                target.remove(key);
+            } else {
+                merge_patch(
+                    target.entry(key.clone()).or_insert(serde_json::Value::Null),
+                    value,
+                );
+            }
+        }
+    }
+}
+
 fn views<T, V: From<T>>(rows: Vec<T>) -> Vec<V> {
     rows.into_iter().map(Into::into).collect()
 }
@@ -991,10 +1184,6 @@ fn views<T, V: From<T>>(rows: Vec<T>) -> Vec<V> {
 /// A number in a URL path names an existing row: malformed means it cannot exist.
 fn parse_number_in_path(raw: &str) -> Result<E164, ServiceError> {
     E164::parse(raw).map_err(|_| ServiceError::NotFound(format!("phone number {raw:?}")))
-}
-
-fn read_prompt(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot be read as UTF-8 text: {e}"))
 }
 
 /// `Acme Dental, West!` → `acme-dental-west`; `None` when nothing usable remains.
@@ -1030,6 +1219,24 @@ mod tests {
         );
         assert_eq!(slug_from_name("!!!"), None);
         assert!(slug_from_name(&"x".repeat(200)).is_some_and(|s| s.len() == 64));
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        use serde_json::json;
+        // The RFC's own example (section 3).
+        let mut doc = json!({"title": "Goodbye!", "author": {"givenName": "John", "familyName": "Doe"},
+                             "tags": ["example", "sample"], "content": "This will be unchanged"});
+        merge_patch(
+            &mut doc,
+            &json!({"title": "Hello!", "phoneNumber": "+01-123-456-7890",
+                    "author": {"familyName": null}, "tags": ["example"]}),
+        );
+        assert_eq!(
+            doc,
+            json!({"title": "Hello!", "author": {"givenName": "John"}, "tags": ["example"],
+                   "content": "This will be unchanged", "phoneNumber": "+01-123-456-7890"})
+        );
     }
 
     #[test]

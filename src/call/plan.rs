@@ -4,9 +4,8 @@
 //! The voice webhook routes the called number; the media socket, once the stream token vouched for
 //! the route, builds the plan from the agent record, so two tenants' calls never share
 //! configuration. Calls to numbers no tenant owns follow `CALLBRIDGE_UNROUTED_CALLS`. This module
-//! reads the store and prompt files; it must not touch sockets.
+//! reads the store (agents, the tenant's own prompts); it must not touch sockets or prompt files.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -170,8 +169,7 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
         Route::Agent { tenant, agent_id } => {
             let agent = deps.store.agent(tenant, agent_id).await?;
             let dialect = dialect_for(config, &agent)?;
-            let prompt_template =
-                load_prompt(&config.prompts_dir, &agent.spec.prompt_template, config)?;
+            let prompt_template = load_prompt(deps, tenant, &agent.spec.prompt_template).await?;
             let resolved = deps
                 .tool_runtime()
                 .resolve(tenant, &agent.spec.enabled_tools)
@@ -216,6 +214,63 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
             recording: false,
             call_variables: Default::default(),
         }),
+    }
+}
+
+/// Records a call whose setup failed in its tenant's history (status `failed`, end reason
+/// `setup_failed_<what>` and an `error` event with the full reason), so the tenant sees the call the caller made and why it could not be
+/// answered. Default-agent and not-in-service calls have no tenant to record them under. A store
+/// failure here is counted and logged; the caller still hears the apology.
+pub async fn record_failed_setup(
+    deps: &CallDeps,
+    route: &Route,
+    call_sid: &str,
+    from: &str,
+    to: &str,
+    error: &PlanError,
+) {
+    let Route::Agent { tenant, agent_id } = route else {
+        return;
+    };
+    let call = crate::store::NewCall {
+        tenant_id: tenant.clone(),
+        agent_id: agent_id.clone(),
+        direction: crate::store::CallDirection::Inbound,
+        from: from.to_owned(),
+        to: to.to_owned(),
+        twilio_call_sid: Some(call_sid.to_owned()),
+        status: crate::store::CallStatus::InProgress,
+    };
+    let what = match error {
+        PlanError::UnknownProvider(_)
+        | PlanError::ProviderNotConfigured { .. }
+        | PlanError::ProviderSetup { .. } => "provider",
+        PlanError::Prompt { .. } => "prompt",
+        PlanError::Tools(_) => "tools",
+        PlanError::Store(_) | PlanError::NotInService => "internal",
+    };
+    let end = crate::store::CallEnd {
+        status: crate::store::CallStatus::Failed,
+        end_reason: format!("setup_failed_{what}"),
+        recording_path: None,
+    };
+    let reason = serde_json::json!({ "stage": "setup", "reason": error.to_string() });
+    let written = async {
+        let created = deps.store.create_call(&call).await?;
+        deps.store
+            .append_call_event(
+                tenant,
+                &created.id,
+                crate::store::CallEventKind::Error,
+                &reason,
+            )
+            .await?;
+        deps.store.finish_call(tenant, &created.id, &end).await
+    }
+    .await;
+    if let Err(e) = written {
+        deps.metrics.error("store_write_failed");
+        warn!(error = %e, "cannot record the failed call");
     }
 }
 
@@ -268,28 +323,30 @@ pub fn dialect_for(config: &Config, agent: &Agent) -> Result<Arc<dyn Dialect>, P
     }
 }
 
-/// The template named `name`: `default` is the server's configured prompt; anything else is
-/// `<prompts_dir>/<name>.md`, checked for unknown variables.
-pub fn load_prompt(dir: &Path, name: &str, config: &Config) -> Result<String, PlanError> {
+/// The prompt named `name`: `default` is the server's configured prompt; anything else is the
+/// current version of the tenant's own stored prompt (never a file, never another tenant's),
+/// checked again for unknown variables.
+pub async fn load_prompt(
+    deps: &CallDeps,
+    tenant: &TenantId,
+    name: &str,
+) -> Result<String, PlanError> {
     let error = |reason: String| PlanError::Prompt {
         name: name.to_owned(),
         reason,
     };
     if name == "default" {
-        return Ok(config.prompt_template.clone());
+        return Ok(deps.config.prompt_template.clone());
     }
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(error("names are letters, digits, - and _".into()));
-    }
-    let path = dir.join(format!("{name}.md"));
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| error(format!("cannot read {}: {e}", path.display())))?;
-    check_agent_template(&text).map_err(error)?;
-    Ok(text)
+    let prompt = match deps.store.prompt(tenant, name, None).await {
+        Ok(prompt) => prompt,
+        Err(StoreError::NotFound { .. }) => {
+            return Err(error("the tenant has no prompt of that name".into()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    check_agent_template(&prompt.body).map_err(error)?;
+    Ok(prompt.body)
 }
 
 /// Prefix of per-call variables in prompt templates (`{{var.name}}`).

@@ -167,7 +167,7 @@ impl Dialer {
 
     /// Validates and records the call, then asks Twilio to place it. Refusals (invalid number,
     /// do-not-call, no caller ID) happen before anything is written. When Twilio refuses, the
-    /// record is finished as `failed` with reason `twilio_rejected` and the error returned.
+    /// record is finished as `failed` with the reason ([`not_placed_reason`]: `twilio_unreachable`, `twilio_auth_failed`, …) and the error returned.
     pub async fn place(
         &self,
         store: &SqlStore,
@@ -253,8 +253,8 @@ impl Dialer {
                         }
                     }
                 }
-                warn!(call_id, tenant = %tenant, error = %error, "Twilio refused the outbound call");
-                fail_call_record(store, tenant, call_id, "twilio_rejected").await;
+                warn!(call_id, tenant = %tenant, error = %error, "the outbound call was not placed");
+                fail_call_record(store, tenant, call_id, not_placed_reason(&error)).await;
                 Err(error.into())
             }
         }
@@ -314,6 +314,24 @@ impl Dialer {
 
 /// Finishes a call record that never became a call as `failed` with `reason` (logged, not
 /// returned: the caller is already handling the reason the call was not placed).
+/// The end reason of a call record whose `CreateCall` failed: what happened, not just "rejected".
+pub fn not_placed_reason(error: &TwilioError) -> &'static str {
+    match error {
+        TwilioError::Transport(_) => "twilio_unreachable",
+        TwilioError::Auth { .. } => "twilio_auth_failed",
+        TwilioError::RateLimited { .. } => "twilio_rate_limited",
+        TwilioError::InvalidNumber { .. } => "twilio_invalid_number",
+        TwilioError::UnverifiedCallerId { .. } => "twilio_unverified_caller_id",
+        TwilioError::Api { status, .. } if *status >= 500 => "twilio_unavailable",
+        TwilioError::Decode(_) => "twilio_bad_response",
+        TwilioError::NotSent(_) => "twilio_not_sent",
+        TwilioError::Egress(_) => "twilio_egress_refused",
+        TwilioError::NotFound { .. } | TwilioError::Api { .. } | TwilioError::InvalidRequest(_) => {
+            "twilio_rejected"
+        }
+    }
+}
+
 pub async fn fail_call_record(store: &SqlStore, tenant: &TenantId, call_id: &str, reason: &str) {
     let end = CallEnd {
         status: CallStatus::Failed,

@@ -335,8 +335,7 @@ impl CampaignRunner {
                 DialFailure::NotPlaced(next) => {
                     self.metrics.campaign_dial("not_placed");
                     warn!(call_id = %contact.call_id, error = %twilio_error, "Twilio did not place the campaign call");
-                    self.unplaced(&contact, next, &twilio_error.to_string())
-                        .await;
+                    self.unplaced(&contact, next, &twilio_error).await;
                     DialResult::NotPlaced
                 }
                 DialFailure::PauseCampaign { retry_at_ms } => {
@@ -347,7 +346,7 @@ impl CampaignRunner {
                     self.unplaced(
                         &contact,
                         Settlement::Retry { at_ms: retry_at_ms },
-                        &twilio_error.to_string(),
+                        &twilio_error,
                     )
                     .await;
                     if let Ok(campaign) = self
@@ -363,14 +362,21 @@ impl CampaignRunner {
         }
     }
 
-    async fn unplaced(&self, contact: &ClaimedContact, next: Settlement, error: &str) {
+    async fn unplaced(
+        &self,
+        contact: &ClaimedContact,
+        next: Settlement,
+        twilio_error: &crate::connectors::twilio_rest::TwilioError,
+    ) {
         fail_call_record(
             &self.store,
             &contact.tenant_id,
             &contact.call_id,
-            "twilio_rejected",
+            crate::campaign::dialer::not_placed_reason(twilio_error),
         )
         .await;
+        let error = twilio_error.to_string();
+        let error = error.as_str();
         if let Err(e) = self
             .store
             .contact_not_placed(

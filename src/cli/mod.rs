@@ -8,6 +8,7 @@
 //! Errors go to stderr as one line; exit code 1 for a refused operation, 2 for configuration.
 
 pub mod campaign;
+pub mod prompt;
 pub mod tools;
 
 use std::io::Read;
@@ -19,9 +20,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use crate::admin::dto::{
-    AddNumberRequest, AgentRequest, ConnectorRequest, CreateTenantRequest,
-    GenerateSigningSecretRequest, PlaceCallRequest, RouteNumberRequest, UpdateTenantRequest,
-    VoicemailOption, WebhookRequest,
+    AddNumberRequest, AgentPatch, AgentRequest, ConnectorRequest, CreateTenantRequest,
+    DoNotCallRequest, GenerateSigningSecretRequest, PlaceCallRequest, RouteNumberRequest,
+    UpdateTenantRequest, VoicemailOption, WebhookRequest,
 };
 use crate::admin::{AdminService, NEW_MASTER_KEY_ENV, Principal, ServiceError};
 use crate::app::AppCore;
@@ -36,7 +37,7 @@ pub struct DbArgs {
     /// Store: `sqlite://FILE?mode=rwc` or `postgres://…`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
-    /// Directory of prompt templates agents name (`<name>.md`).
+    /// Directory of prompt template files (`<name>.md`) that `prompt import` copies into a tenant.
     #[arg(long, env = "CALLBRIDGE_PROMPTS_DIR", global = true)]
     pub prompts_dir: Option<PathBuf>,
 }
@@ -50,6 +51,10 @@ pub enum AdminCommand {
     Number(NumberArgs),
     /// Agents (prompt, model, voice, tools, limits).
     Agent(AgentArgs),
+    /// A tenant's do-not-call list (list, add, remove).
+    Dnc(DncArgs),
+    /// A tenant's prompts: set (versions kept), show, versions, diff, rollback, import a template.
+    Prompt(prompt::PromptArgs),
     /// Vendor connector configurations.
     Connector(ConnectorArgs),
     /// Encrypted secrets (values from stdin only) and master-key rotation.
@@ -60,7 +65,7 @@ pub enum AdminCommand {
     Calls(CallsArgs),
     /// Post-call webhook settings.
     Webhook(WebhookArgs),
-    /// Place one outbound call (`callbridge call +15551234567 --tenant T --agent A --var name=Ana`).
+    /// Place one outbound call (`callbridge call +14155550123 --tenant T --agent A --var name=Ana`).
     Call(CallArgs),
     /// Campaigns: create from a CSV file, status (with a live progress bar), pause, resume,
     /// cancel, export results, tenant dial limits.
@@ -121,6 +126,37 @@ impl VoicemailFlags {
 }
 
 #[derive(Debug, Args)]
+pub struct DncArgs {
+    #[command(subcommand)]
+    command: DncCommand,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum DncCommand {
+    /// The numbers never dialled for the tenant.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Never dial this number (E.164) for the tenant.
+    Add {
+        number: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Take a number off the list.
+    Remove {
+        number: String,
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct TenantArgs {
     #[command(subcommand)]
     command: TenantCommand,
@@ -154,7 +190,12 @@ enum TenantCommand {
         time_zone: Option<String>,
     },
     /// Delete a tenant and everything it owns.
-    Delete { tenant: String },
+    Delete {
+        tenant: String,
+        /// Do not ask for confirmation (scripts).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -208,7 +249,7 @@ pub struct AgentArgs {
 struct AgentFields {
     #[arg(long)]
     name: String,
-    /// Prompt template: `default` or the name of <name>.md in the prompts directory.
+    /// Prompt: `default` or the name of one of the tenant's prompts (`callbridge prompt set`).
     #[arg(long)]
     prompt: String,
     #[arg(long, default_value = "openai")]
@@ -251,6 +292,64 @@ impl From<AgentFields> for AgentRequest {
     }
 }
 
+/// `agent update`: every flag optional; only the flags given are sent (as a merge patch).
+#[derive(Debug, Args)]
+struct AgentUpdateFields {
+    #[arg(long)]
+    name: Option<String>,
+    /// Prompt: `default` or the name of one of the tenant's prompts.
+    #[arg(long)]
+    prompt: Option<String>,
+    #[arg(long)]
+    provider: Option<String>,
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long)]
+    voice: Option<String>,
+    /// Comma-separated tool names (replaces the list; `--tools ''` for none).
+    #[arg(long, value_delimiter = ',')]
+    tools: Option<Vec<String>>,
+    #[arg(long)]
+    max_duration: Option<u32>,
+    #[arg(long)]
+    silence_timeout: Option<u32>,
+    /// Record calls: `true` or `false`.
+    #[arg(long)]
+    recording: Option<bool>,
+    #[command(flatten)]
+    voicemail: VoicemailFlags,
+    /// Turn answering machine detection off.
+    #[arg(long, conflicts_with_all = ["voicemail_hangup", "voicemail_message"])]
+    no_voicemail: bool,
+}
+
+impl AgentUpdateFields {
+    fn patch(self) -> serde_json::Value {
+        let voicemail = self.voicemail.option();
+        let mut patch = serde_json::to_value(AgentPatch {
+            name: self.name,
+            prompt_template: self.prompt,
+            provider: self.provider,
+            model: self.model,
+            voice: self.voice,
+            enabled_tools: self
+                .tools
+                .map(|t| t.into_iter().filter(|t| !t.is_empty()).collect()),
+            max_duration_s: self.max_duration,
+            silence_timeout_s: self.silence_timeout,
+            recording: self.recording,
+            voicemail,
+        })
+        .unwrap_or_else(|_| serde_json::json!({}));
+        if self.no_voicemail
+            && let Some(object) = patch.as_object_mut()
+        {
+            object.insert("voicemail".into(), serde_json::Value::Null);
+        }
+        patch
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum AgentCommand {
     /// Create an agent.
@@ -271,13 +370,13 @@ enum AgentCommand {
         #[arg(long)]
         tenant: String,
     },
-    /// Replace an agent's settings.
+    /// Change the given settings of an agent (id or name); the others keep their values.
     Update {
         agent: String,
         #[arg(long)]
         tenant: String,
         #[command(flatten)]
-        fields: AgentFields,
+        fields: AgentUpdateFields,
     },
     /// Delete an agent (no number may still route to it).
     Delete {
@@ -407,6 +506,15 @@ enum CallsCommand {
     },
     /// One call with its events.
     Show { call_id: String },
+    /// Copy a call's recording (WAV or Ogg/Opus, as recorded) to a file.
+    Recording {
+        call_id: String,
+        #[arg(long)]
+        tenant: String,
+        /// Where to write it (default: `<call id>.wav` or `.opus` in the current directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -559,6 +667,32 @@ fn vendor_catalog() -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Asks the operator to type the tenant id before everything it owns is deleted; refuses when
+/// there is no terminal to ask on (scripts pass `--yes`).
+fn confirm_tenant_delete(tenant: &str) -> Result<(), CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Config(format!(
+            "deleting tenant {tenant} removes its agents, numbers, secrets, calls and recording \
+             files; pass --yes to confirm without a terminal"
+        )));
+    }
+    eprint!(
+        "Delete tenant {tenant} with its agents, numbers, secrets, calls and recording files? \
+         Type the tenant id to confirm: "
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::Config(format!("stdin: {e}")))?;
+    if answer.trim() != tenant {
+        return Err(CliError::Config("not confirmed; nothing deleted".into()));
+    }
+    Ok(())
+}
+
 fn print<T: Serialize>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Output(e.to_string()))?;
     println!("{text}");
@@ -596,7 +730,10 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
                     &svc.update_tenant(&admin, &tenant, UpdateTenantRequest { name, time_zone })
                         .await?,
                 ),
-                TenantCommand::Delete { tenant } => {
+                TenantCommand::Delete { tenant, yes } => {
+                    if !yes {
+                        confirm_tenant_delete(&tenant)?;
+                    }
                     svc.delete_tenant(&admin, &tenant).await?;
                     eprintln!("tenant {tenant} deleted");
                     Ok(())
@@ -645,7 +782,7 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
                     tenant,
                     fields,
                 } => print(
-                    &svc.update_agent(&admin, &tenant, &agent, fields.into())
+                    &svc.patch_agent(&admin, &tenant, &agent, fields.patch())
                         .await?,
                 ),
                 AgentCommand::Delete { agent, tenant } => {
@@ -787,6 +924,26 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
             print(&svc.place_call(&admin, &request).await?)
         }
         AdminCommand::Campaign(args) => campaign::run(args).await,
+        AdminCommand::Prompt(args) => prompt::run(args).await,
+        AdminCommand::Dnc(args) => {
+            let svc = open(&args.db).await?;
+            match args.command {
+                DncCommand::List { tenant } => print(&svc.list_do_not_call(&admin, &tenant).await?),
+                DncCommand::Add {
+                    number,
+                    tenant,
+                    reason,
+                } => print(
+                    &svc.add_do_not_call(&admin, &tenant, DoNotCallRequest { number, reason })
+                        .await?,
+                ),
+                DncCommand::Remove { number, tenant } => {
+                    svc.remove_do_not_call(&admin, &tenant, &number).await?;
+                    eprintln!("{number} removed from the do-not-call list");
+                    Ok(())
+                }
+            }
+        }
         AdminCommand::Calls(args) => {
             let svc = open(&args.db).await?;
             match args.command {
@@ -794,6 +951,24 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
                     print(&svc.list_calls(&admin, &tenant, Some(limit)).await?)
                 }
                 CallsCommand::Show { call_id } => print(&svc.find_call(&admin, &call_id).await?),
+                CallsCommand::Recording {
+                    call_id,
+                    tenant,
+                    out,
+                } => {
+                    let (file, media_type) = svc.call_recording(&admin, &tenant, &call_id).await?;
+                    let extension = if media_type == "audio/wav" {
+                        "wav"
+                    } else {
+                        "opus"
+                    };
+                    let out =
+                        out.unwrap_or_else(|| PathBuf::from(format!("{call_id}.{extension}")));
+                    let bytes = std::fs::copy(&file, &out)
+                        .map_err(|e| CliError::Output(format!("{}: {e}", out.display())))?;
+                    eprintln!("{} ({media_type}, {bytes} bytes)", out.display());
+                    Ok(())
+                }
             }
         }
         AdminCommand::Webhook(args) => {

@@ -85,6 +85,25 @@ async fn runtime(args: &RuntimeArgs) -> Result<ToolRuntime, CliToolsError> {
     )))
 }
 
+/// The realtime providers the server's environment has keys for (the variables `serve` reads).
+fn providers_from_env() -> Vec<&'static str> {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    let mut providers = Vec::new();
+    if set("OPENAI_API_KEY") {
+        providers.push("openai");
+    }
+    if set("XAI_API_KEY") {
+        providers.push("xai");
+    }
+    if set("AZURE_OPENAI_API_KEY") && set("AZURE_OPENAI_ENDPOINT") {
+        providers.push("azure");
+    }
+    if set("GEMINI_API_KEY") {
+        providers.push("gemini");
+    }
+    providers
+}
+
 fn tenant_id(raw: &str) -> Result<TenantId, CliToolsError> {
     TenantId::parse(raw).map_err(|e| CliToolsError::Failed(e.to_string()))
 }
@@ -192,15 +211,21 @@ pub fn run_doctor(args: DoctorArgs) -> ExitCode {
         .await
         .map_err(|e| CliToolsError::Failed(e.to_string()))?;
         print!("{}", doctor::format_table(&rows));
+        let agents = doctor::check_agents(&runtime, &providers_from_env())
+            .await
+            .map_err(|e| CliToolsError::Failed(e.to_string()))?;
+        print!("{}", doctor::format_agents(&agents));
         if vault.is_none() {
             eprintln!(
                 "note: no master key (CALLBRIDGE_MASTER_KEY): connectors needing secrets cannot be checked"
             );
         }
-        Ok(if rows.iter().all(|r| r.is_ok()) {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        })
+        Ok(
+            if rows.iter().all(|r| r.is_ok()) && agents.iter().all(|a| a.problems.is_empty()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            },
+        )
     })
 }

@@ -107,8 +107,10 @@ pub(super) async fn voice_webhook(
         );
         return twiml_response(twiml::say_and_hang_up(NOT_IN_SERVICE));
     }
-    // Check now that the agent can run (provider, prompt), while the caller can still be told.
+    // Check now that the agent can run (provider, prompt), while the caller can still be told;
+    // the tenant's call history keeps the failed call and its reason.
     if let Err(e) = plan_call(&deps, route.clone()).await {
+        crate::call::plan::record_failed_setup(&deps, &route, call_sid, from, to, &e).await;
         return technical_difficulties(&deps, call_sid, &e);
     }
     let (tenant, agent) = route.ids();

@@ -7,6 +7,7 @@
 //! [`StreamState`] that the connection's reader owns and passes in.
 
 pub mod azure;
+pub mod catalog;
 pub mod gemini;
 pub mod openai;
 pub mod xai;

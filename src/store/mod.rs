@@ -35,6 +35,7 @@ mod model;
 mod oauth;
 mod outbound;
 mod outbox;
+mod prompts;
 mod sql;
 mod stream_claims;
 
@@ -64,6 +65,7 @@ pub use outbox::{
     NewOutboxMessage, OutboxMessage, OutboxStatus, WebhookSettings, WebhookSettingsSpec,
     enqueue_outbox,
 };
+pub use prompts::{MAX_PROMPT_BYTES, MAX_PROMPT_VERSIONS, PromptVersion, validate_prompt_name};
 pub use sql::{Backend, SqlStore, StoreOptions};
 pub use stream_claims::BRIDGE_RESTART;
 

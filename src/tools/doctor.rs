@@ -1,7 +1,10 @@
-//! The connector health check behind `callbridge doctor`: for each configured connector of each
-//! tenant, build it (decrypting its secret through the vault) and make its harmless read.
+//! The health check behind `callbridge doctor`: for each configured connector of each tenant,
+//! build it (decrypting its secret through the vault) and make its harmless read; for each agent,
+//! whether a call to it could be set up (provider configured here, model and voice, its prompt,
+//! its tools).
 //!
-//! Owns: the result rows (tenant, vendor, ok or an error message, latency) and their table form.
+//! Owns: the result rows (tenant, vendor or agent, ok or an error message, latency) and their
+//! table form.
 //! It must not write to vendors, print secrets, or stop at the first failure: one broken
 //! connector is one failed row.
 
@@ -112,6 +115,87 @@ pub async fn check_all_with<S: Store>(
         rows.extend(check_tenant_with(store, vault, policy, oauth, &tenant.id, timeout).await?);
     }
     Ok(rows)
+}
+
+/// Whether one agent could answer a call on this deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRow {
+    pub tenant: TenantId,
+    pub agent: String,
+    /// Empty when a call could be set up; otherwise every reason it could not, or a tool it
+    /// would lack.
+    pub problems: Vec<String>,
+}
+
+/// Checks every agent of every tenant against `providers` (the providers this deployment has
+/// keys for), the provider catalog, the tenant's prompts and the tools `runtime` resolves.
+pub async fn check_agents(
+    runtime: &super::invoke::ToolRuntime,
+    providers: &[&str],
+) -> Result<Vec<AgentRow>, DoctorError> {
+    let store = &runtime.store;
+    let mut rows = Vec::new();
+    for tenant in store.list_tenants().await? {
+        for agent in store.list_agents(&tenant.id).await? {
+            let spec = &agent.spec;
+            let mut problems = Vec::new();
+            if let Err(e) = crate::realtime::catalog::check_agent_voice(
+                &spec.provider,
+                &spec.model,
+                &spec.voice,
+            ) {
+                problems.push(format!("{}: {}", e.field, e.message));
+            } else if !providers.contains(&spec.provider.as_str()) {
+                problems.push(format!(
+                    "provider {:?} is not configured on this server",
+                    spec.provider
+                ));
+            }
+            if spec.prompt_template != "default" {
+                match store.prompt(&tenant.id, &spec.prompt_template, None).await {
+                    Ok(_) => {}
+                    Err(StoreError::NotFound { .. }) => problems.push(format!(
+                        "prompt {:?} does not exist for this tenant",
+                        spec.prompt_template
+                    )),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match runtime.resolve(&tenant.id, &spec.enabled_tools).await {
+                Ok(resolved) => problems.extend(
+                    resolved
+                        .unavailable
+                        .iter()
+                        .filter(|m| m.tool != "opt_out")
+                        .map(|m| format!("tool {}: {}", m.tool, m.reason)),
+                ),
+                Err(e) => problems.push(format!("tools: {e}")),
+            }
+            rows.push(AgentRow {
+                tenant: tenant.id.clone(),
+                agent: spec.name.clone(),
+                problems,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// The agent rows as text, one line per agent.
+pub fn format_agents(rows: &[AgentRow]) -> String {
+    let mut out = String::from("AGENTS\n");
+    for row in rows {
+        let status = if row.problems.is_empty() {
+            "ok".to_owned()
+        } else {
+            format!(
+                "error  {}",
+                row.problems.join("; ").replace(['\n', '\r'], " ")
+            )
+        };
+        let _ = writeln!(out, "{}/{}  {status}", row.tenant, row.agent);
+    }
+    out
 }
 
 /// The rows as a fixed-width text table, one line per connector, errors on their own column.

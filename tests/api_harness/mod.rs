@@ -57,9 +57,11 @@ impl TestApi {
             "You are the receptionist. The caller is {{caller}}.",
         )
         .expect("write prompt");
-        // The tests' receivers and mocks listen on 127.0.0.1: the operator's allow-list for it.
+        // The tests' receivers and mocks listen on 127.0.0.1: the operator's allow-list for it. A
+        // deployment with an OpenAI key only (agents on other providers are refused).
         let service = AdminService::new(store.clone(), prompts.path().to_owned(), keyring)
-            .with_egress(callbridge::egress::EgressPolicy::allow_loopback());
+            .with_egress(callbridge::egress::EgressPolicy::allow_loopback())
+            .with_providers(vec!["openai"]);
         let state = ApiState::new(service, Some(SecretString::from(ADMIN_KEY)));
         let app: axum::Router = axum::Router::new().nest("/api/v1", router_with(state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -188,23 +190,7 @@ pub async fn seed_tenant(api: &TestApi, store: &SqlStore, tenant: &str, number: 
     assert_eq!(r.status, 201, "{r:?}");
     let key = r.body["key"].as_str().expect("key").to_owned();
     let key_id = r.body["api_key"]["id"].as_str().expect("key id").to_owned();
-    let r = api
-        .post(
-            &format!("/tenants/{tenant}/agents"),
-            &key,
-            serde_json::json!({"name": "Front", "prompt_template": "dental", "enabled_tools": ["book_appointment"]}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{r:?}");
-    let agent_id = r.body["id"].as_str().expect("agent id").to_owned();
-    let r = api
-        .post(
-            &format!("/tenants/{tenant}/numbers"),
-            &key,
-            serde_json::json!({"number": number, "agent": "Front"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{r:?}");
+    // The CRM connector first: an agent may enable only tools the tenant can run.
     let secret = format!("sk_{tenant}_0123456789abcdef");
     let r = api
         .put(
@@ -222,6 +208,32 @@ pub async fn seed_tenant(api: &TestApi, store: &SqlStore, tenant: &str, number: 
         )
         .await;
     assert_eq!(r.status, 200, "{r:?}");
+    // The prompt directory's template becomes the tenant's own prompt.
+    let r = api
+        .post(
+            &format!("/tenants/{tenant}/prompt-imports"),
+            &key,
+            serde_json::json!({"template": "dental"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = api
+        .post(
+            &format!("/tenants/{tenant}/agents"),
+            &key,
+            serde_json::json!({"name": "Front", "prompt_template": "dental", "enabled_tools": ["log_call_note"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let agent_id = r.body["id"].as_str().expect("agent id").to_owned();
+    let r = api
+        .post(
+            &format!("/tenants/{tenant}/numbers"),
+            &key,
+            serde_json::json!({"number": number, "agent": "Front"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
     let r = api
         .call(
             Method::POST,

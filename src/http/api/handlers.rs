@@ -266,7 +266,7 @@ pub(super) async fn list_agents(
 }
 
 #[utoipa::path(get, path = "/tenants/{tenant}/agents/{agent}", tag = "agents",
-    params(("tenant" = String, Path, description = "Tenant id"), ("agent" = String, Path, description = "Agent id")),
+    params(("tenant" = String, Path, description = "Tenant id"), ("agent" = String, Path, description = "Agent id or name")),
     responses((status = 200, description = "The agent", body = AgentView), ApiErrors),
     security(("bearer" = [])))]
 pub(super) async fn get_agent(
@@ -279,7 +279,7 @@ pub(super) async fn get_agent(
 }
 
 #[utoipa::path(put, path = "/tenants/{tenant}/agents/{agent}", tag = "agents",
-    params(("tenant" = String, Path, description = "Tenant id"), ("agent" = String, Path, description = "Agent id")),
+    params(("tenant" = String, Path, description = "Tenant id"), ("agent" = String, Path, description = "Agent id or name")),
     request_body = AgentRequest,
     responses((status = 200, description = "Replaced", body = AgentView), ApiErrors),
     security(("bearer" = [])))]
@@ -296,8 +296,26 @@ pub(super) async fn update_agent(
     ))
 }
 
+#[utoipa::path(patch, path = "/tenants/{tenant}/agents/{agent}", tag = "agents",
+    params(("tenant" = String, Path, description = "Tenant id"), ("agent" = String, Path, description = "Agent id or name")),
+    request_body(content = AgentPatch, description = "JSON merge patch (RFC 7396): only the fields given change; `null` resets one to its default", content_type = "application/merge-patch+json"),
+    responses((status = 200, description = "Patched", body = AgentView), ApiErrors),
+    security(("bearer" = [])))]
+pub(super) async fn patch_agent(
+    State(s): Svc,
+    Extension(who): Who,
+    path: P2,
+    body: Body<serde_json::Value>,
+) -> ApiResult<Json<AgentView>> {
+    let Path((tenant, agent)) = path?;
+    let Json(patch) = body?;
+    Ok(Json(
+        s.service.patch_agent(&who, &tenant, &agent, patch).await?,
+    ))
+}
+
 #[utoipa::path(delete, path = "/tenants/{tenant}/agents/{agent}", tag = "agents",
-    params(("tenant" = String, Path, description = "Tenant id"), ("agent" = String, Path, description = "Agent id")),
+    params(("tenant" = String, Path, description = "Tenant id"), ("agent" = String, Path, description = "Agent id or name")),
     responses((status = 204, description = "Deleted"), ApiErrors),
     security(("bearer" = [])))]
 pub(super) async fn delete_agent(
@@ -483,6 +501,56 @@ pub(super) async fn get_call(
 ) -> ApiResult<Json<CallDetail>> {
     let Path((tenant, call)) = path?;
     Ok(Json(s.service.get_call(&who, &tenant, &call).await?))
+}
+
+#[utoipa::path(get, path = "/tenants/{tenant}/calls/{call}/recording", tag = "calls",
+    params(("tenant" = String, Path, description = "Tenant id"), ("call" = String, Path, description = "Call id")),
+    responses(
+        (status = 200, description = "The call's recording: WAV (PCM16) or Ogg/Opus, as recorded", content((String = "audio/wav"), (String = "audio/ogg"))),
+        ApiErrors),
+    security(("bearer" = [])))]
+pub(super) async fn get_call_recording(
+    State(s): Svc,
+    Extension(who): Who,
+    path: P2,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let Path((tenant, call)) = path?;
+    let (file, media_type) = s.service.call_recording(&who, &tenant, &call).await?;
+    let file = tokio::fs::File::open(&file).await.map_err(|_| {
+        ApiError::from(crate::admin::ServiceError::NotFound(format!(
+            "recording of call {call:?}"
+        )))
+    })?;
+    // Streamed in chunks: a long call's recording is not held in memory.
+    let chunks = futures_util::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(buf), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    let name = format!(
+        "attachment; filename=\"{call}.{}\"",
+        if media_type == "audio/wav" {
+            "wav"
+        } else {
+            "opus"
+        }
+    );
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, media_type.to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, name),
+        ],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response())
 }
 
 // --- webhook -----------------------------------------------------------------------------------

@@ -12,9 +12,11 @@
 mod auth;
 mod campaigns;
 mod connections;
+mod do_not_call;
 
 pub mod error;
 mod handlers;
+mod prompts;
 
 mod throttle;
 mod tools;
@@ -36,7 +38,7 @@ use crate::app::App;
 use self::error::ApiError;
 use crate::admin::AdminService;
 
-/// Largest request body accepted (a prompt template is named, not uploaded, so bodies are small;
+/// Largest request body accepted (a prompt is at most 32 KiB, so bodies are small;
 /// `POST /campaigns` alone takes a contacts file, see `campaigns::CAMPAIGN_BODY_BYTES`).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -73,7 +75,8 @@ impl ApiState {
         };
         let mut state = Self::new(
             AdminService::new(deps.store.clone(), deps.config.prompts_dir.clone(), keyring)
-                .with_egress(deps.config.egress.clone()),
+                .with_egress(deps.config.egress.clone())
+                .with_providers(crate::admin::configured_providers(&deps.config)),
             deps.config.admin_key.clone(),
         );
         state.tools = Some(deps.tool_runtime());
@@ -130,8 +133,21 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(
             handlers::get_agent,
             handlers::update_agent,
+            handlers::patch_agent,
             handlers::delete_agent
         ))
+        .routes(routes!(
+            do_not_call::list_do_not_call,
+            do_not_call::add_do_not_call
+        ))
+        .routes(routes!(do_not_call::remove_do_not_call))
+        .routes(routes!(prompts::list_prompts))
+        .routes(routes!(prompts::put_prompt, prompts::get_prompt))
+        .routes(routes!(prompts::prompt_versions))
+        .routes(routes!(prompts::diff_prompt))
+        .routes(routes!(prompts::rollback_prompt))
+        .routes(routes!(prompts::import_prompt))
+        .routes(routes!(prompts::list_prompt_templates))
         .routes(routes!(handlers::list_connectors))
         .routes(routes!(
             handlers::put_connector,
@@ -147,6 +163,7 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(handlers::place_call))
         .routes(routes!(handlers::list_calls))
         .routes(routes!(handlers::get_call))
+        .routes(routes!(handlers::get_call_recording))
         .routes(routes!(
             handlers::get_webhook,
             handlers::put_webhook,

@@ -20,6 +20,7 @@ use crate::tools::invoke::InvokeError;
 use crate::tools::resolver::ResolveError;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct InvokeQuery {
     /// The tenant (admin key only; a tenant key always runs its own tenant's tools).
     tenant: Option<String>,
