@@ -921,3 +921,78 @@ async fn resolver_offers_and_withdraws_tools_by_connection() {
         refused.unavailable
     );
 }
+
+/// `callbridge connect VENDOR --tenant T` prints the authorization URL; `connections list`
+/// shows the tenant's connections; the client secret is never a flag and never printed.
+#[tokio::test]
+async fn cli_connect_prints_the_url_and_lists_connections() {
+    let w = world(FakeOAuthConfig::new(REDIRECT)).await;
+    let key = MasterKey::generate();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_callbridge"))
+            .args(args)
+            .env("DATABASE_URL", &w.db.url)
+            .env("CALLBRIDGE_MASTER_KEY", key.to_base64().expose_secret())
+            .env("PUBLIC_URL", PUBLIC_URL)
+            .env(
+                "CALLBRIDGE_EGRESS_ALLOW",
+                callbridge_testkit::LOOPBACK_EGRESS,
+            )
+            .env("CALLBRIDGE_OAUTH_HUBSPOT_CLIENT_ID", "client-abc")
+            .env(
+                "CALLBRIDGE_OAUTH_HUBSPOT_CLIENT_SECRET",
+                "client-secret-xyz-0123456789",
+            )
+            .env(
+                "CALLBRIDGE_OAUTH_HUBSPOT_AUTHORIZE_URL",
+                w.fake.url("/authorize"),
+            )
+            .env("CALLBRIDGE_OAUTH_HUBSPOT_TOKEN_URL", w.fake.url("/token"))
+            .output()
+            .expect("run callbridge")
+    };
+    let out = run(&["connect", "hubspot", "--tenant", "acme"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.starts_with(&w.fake.url("/authorize")), "{stdout}");
+    assert!(stdout.contains("code_challenge_method=S256"), "{stdout}");
+    assert!(!stdout.contains("client-secret") && !stderr.contains("client-secret"));
+    // The URL works: consent, and the callback (through a node with the same vault key)
+    // connects the tenant.
+    let node = OAuthService::with_clock(
+        w.store.clone(),
+        Vault::new(w.store.clone(), Keyring::new(key.clone())),
+        w.settings(&[("hubspot", true)]),
+        EgressPolicy::allow_loopback(),
+        w.clock.clone() as Arc<dyn Clock>,
+    )
+    .expect("service");
+    let query = w.fake.consent(stdout.trim()).await;
+    assert_eq!(node.callback(&query).await.status, 200);
+
+    let out = run(&["connections", "list", "--tenant", "acme"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\"vendor\": \"hubspot\"") || stdout.contains("\"vendor\":\"hubspot\""),
+        "{stdout}"
+    );
+    for token in w
+        .fake
+        .issued_access_tokens()
+        .into_iter()
+        .chain(w.fake.issued_refresh_tokens())
+    {
+        assert!(!stdout.contains(&token));
+    }
+    let out = run(&["connections", "show", "hubspot", "--tenant", "other"]);
+    assert!(
+        !out.status.success(),
+        "another tenant has no such connection"
+    );
+}
