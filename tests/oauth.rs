@@ -996,3 +996,67 @@ async fn cli_connect_prints_the_url_and_lists_connections() {
         "another tenant has no such connection"
     );
 }
+
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line of a whole lifecycle (connect, use, refresh, refused grant, disconnect), at
+/// TRACE, holds no token, code, state, verifier or client secret.
+#[tokio::test]
+async fn nothing_secret_in_any_log_line() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // This test's runtime is single-threaded: every event of the test lands here.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let w = world(FakeOAuthConfig::new(REDIRECT)).await;
+    let svc = w.node();
+    let started = svc.start(&w.acme, "hubspot", None).await.expect("start");
+    let query = w.fake.consent(&started.authorization_url).await;
+    assert_eq!(svc.callback(&query).await.status, 200);
+    assert_eq!(svc.callback(&query).await.status, 400);
+    w.hubspot_read(&svc, &w.acme).await.expect("read");
+    w.advance(3_600);
+    w.hubspot_read(&svc, &w.acme).await.expect("refreshed read");
+    svc.disconnect(&w.acme, "hubspot")
+        .await
+        .expect("disconnect");
+    assert_eq!(w.connect(&svc, "hubspot").await.status, 200);
+    w.fake.revoke_all();
+    w.advance(3_600);
+    let _ = w.hubspot_read(&svc, &w.acme).await;
+
+    let logs = String::from_utf8_lossy(&captured.0.lock().expect("logs")).into_owned();
+    assert!(logs.contains("OAuth"), "the lifecycle was logged: {logs}");
+    let mut secrets: Vec<String> = w
+        .fake
+        .issued_access_tokens()
+        .into_iter()
+        .chain(w.fake.issued_refresh_tokens())
+        .collect();
+    secrets.push(query["code"].clone());
+    secrets.push(query["state"].clone());
+    secrets.push("client-secret-xyz-0123456789".into());
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "a secret reached the logs");
+    }
+}

@@ -127,6 +127,7 @@ mod tests {
             base_url: None,
             credentials,
             policy,
+            oauth: None,
         })
         .expect("built");
         for capability in TWO_HATS.capabilities {
