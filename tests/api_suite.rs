@@ -786,6 +786,9 @@ async fn openapi_documents_every_route_without_auth() {
         ("/campaigns/{campaign}/cancel", &["post"]),
         ("/campaigns/{campaign}/results.csv", &["get"]),
         ("/tenants/{tenant}/dial-limits", &["get", "put"]),
+        ("/tenants/{tenant}/connections", &["get"]),
+        ("/tenants/{tenant}/connections/{vendor}", &["delete", "get"]),
+        ("/tenants/{tenant}/connections/{vendor}/start", &["post"]),
     ];
     let paths = r.body["paths"].as_object().expect("paths");
     let mut documented: Vec<(String, Vec<String>)> = paths

@@ -921,3 +921,142 @@ async fn resolver_offers_and_withdraws_tools_by_connection() {
         refused.unavailable
     );
 }
+
+/// `callbridge connect VENDOR --tenant T` prints the authorization URL; `connections list`
+/// shows the tenant's connections; the client secret is never a flag and never printed.
+#[tokio::test]
+async fn cli_connect_prints_the_url_and_lists_connections() {
+    let w = world(FakeOAuthConfig::new(REDIRECT)).await;
+    let key = MasterKey::generate();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_callbridge"))
+            .args(args)
+            .env("DATABASE_URL", &w.db.url)
+            .env("CALLBRIDGE_MASTER_KEY", key.to_base64().expose_secret())
+            .env("PUBLIC_URL", PUBLIC_URL)
+            .env(
+                "CALLBRIDGE_EGRESS_ALLOW",
+                callbridge_testkit::LOOPBACK_EGRESS,
+            )
+            .env("CALLBRIDGE_OAUTH_HUBSPOT_CLIENT_ID", "client-abc")
+            .env(
+                "CALLBRIDGE_OAUTH_HUBSPOT_CLIENT_SECRET",
+                "client-secret-xyz-0123456789",
+            )
+            .env(
+                "CALLBRIDGE_OAUTH_HUBSPOT_AUTHORIZE_URL",
+                w.fake.url("/authorize"),
+            )
+            .env("CALLBRIDGE_OAUTH_HUBSPOT_TOKEN_URL", w.fake.url("/token"))
+            .output()
+            .expect("run callbridge")
+    };
+    let out = run(&["connect", "hubspot", "--tenant", "acme"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.starts_with(&w.fake.url("/authorize")), "{stdout}");
+    assert!(stdout.contains("code_challenge_method=S256"), "{stdout}");
+    assert!(!stdout.contains("client-secret") && !stderr.contains("client-secret"));
+    // The URL works: consent, and the callback (through a node with the same vault key)
+    // connects the tenant.
+    let node = OAuthService::with_clock(
+        w.store.clone(),
+        Vault::new(w.store.clone(), Keyring::new(key.clone())),
+        w.settings(&[("hubspot", true)]),
+        EgressPolicy::allow_loopback(),
+        w.clock.clone() as Arc<dyn Clock>,
+    )
+    .expect("service");
+    let query = w.fake.consent(stdout.trim()).await;
+    assert_eq!(node.callback(&query).await.status, 200);
+
+    let out = run(&["connections", "list", "--tenant", "acme"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\"vendor\": \"hubspot\"") || stdout.contains("\"vendor\":\"hubspot\""),
+        "{stdout}"
+    );
+    for token in w
+        .fake
+        .issued_access_tokens()
+        .into_iter()
+        .chain(w.fake.issued_refresh_tokens())
+    {
+        assert!(!stdout.contains(&token));
+    }
+    let out = run(&["connections", "show", "hubspot", "--tenant", "other"]);
+    assert!(
+        !out.status.success(),
+        "another tenant has no such connection"
+    );
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line of a whole lifecycle (connect, use, refresh, refused grant, disconnect), at
+/// TRACE, holds no token, code, state, verifier or client secret.
+#[tokio::test]
+async fn nothing_secret_in_any_log_line() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // This test's runtime is single-threaded: every event of the test lands here.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let w = world(FakeOAuthConfig::new(REDIRECT)).await;
+    let svc = w.node();
+    let started = svc.start(&w.acme, "hubspot", None).await.expect("start");
+    let query = w.fake.consent(&started.authorization_url).await;
+    assert_eq!(svc.callback(&query).await.status, 200);
+    assert_eq!(svc.callback(&query).await.status, 400);
+    w.hubspot_read(&svc, &w.acme).await.expect("read");
+    w.advance(3_600);
+    w.hubspot_read(&svc, &w.acme).await.expect("refreshed read");
+    svc.disconnect(&w.acme, "hubspot")
+        .await
+        .expect("disconnect");
+    assert_eq!(w.connect(&svc, "hubspot").await.status, 200);
+    w.fake.revoke_all();
+    w.advance(3_600);
+    let _ = w.hubspot_read(&svc, &w.acme).await;
+
+    let logs = String::from_utf8_lossy(&captured.0.lock().expect("logs")).into_owned();
+    assert!(logs.contains("OAuth"), "the lifecycle was logged: {logs}");
+    let mut secrets: Vec<String> = w
+        .fake
+        .issued_access_tokens()
+        .into_iter()
+        .chain(w.fake.issued_refresh_tokens())
+        .collect();
+    secrets.push(query["code"].clone());
+    secrets.push(query["state"].clone());
+    secrets.push("client-secret-xyz-0123456789".into());
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "a secret reached the logs");
+    }
+}

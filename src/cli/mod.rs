@@ -70,6 +70,53 @@ pub enum AdminCommand {
     /// Campaigns: create from a CSV file, status (with a live progress bar), pause, resume,
     /// cancel, export results, tenant dial limits.
     Campaign(campaign::CampaignArgs),
+    /// Connect a tenant's vendor account with OAuth: prints the URL the business owner opens
+    /// (`callbridge connect hubspot --tenant acme`).
+    Connect(ConnectArgs),
+    /// A tenant's OAuth connections: list, show, disconnect (never tokens).
+    Connections(ConnectionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Vendor id (`hubspot`, `google_calendar`, `calendly`).
+    vendor: String,
+    #[arg(long)]
+    tenant: String,
+    /// Where the vendor sends the owner back (`PUBLIC_URL/oauth/callback`).
+    #[arg(long, env = "PUBLIC_URL")]
+    public_url: String,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectionsArgs {
+    #[command(subcommand)]
+    command: ConnectionsCommand,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConnectionsCommand {
+    /// Every connection of the tenant.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// One connection.
+    Show {
+        vendor: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke at the vendor where possible, then delete the tokens.
+    Disconnect {
+        vendor: String,
+        #[arg(long)]
+        tenant: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -699,9 +746,59 @@ fn print<T: Serialize>(value: &T) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The admin service with the OAuth gateway (needs the master key and the apps from the
+/// environment).
+async fn open_with_oauth(
+    db: &DbArgs,
+    public_url: Option<String>,
+) -> Result<AdminService, CliError> {
+    let url = db
+        .database_url
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    let egress = crate::app::egress_from_env().map_err(|e| CliError::Config(e.to_string()))?;
+    let keyring = crate::app::keyring_from_env().map_err(|e| CliError::Config(e.to_string()))?;
+    let core = AppCore::open(&url, keyring, egress)
+        .await
+        .map_err(|e| CliError::Config(e.to_string()))?
+        .with_oauth_from_env(public_url);
+    let oauth = core.oauth.clone();
+    let svc = service(core, db);
+    Ok(match oauth {
+        Some(oauth) => svc.with_oauth(oauth),
+        None => svc,
+    })
+}
+
 async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
     let admin = Principal::Admin;
     match command {
+        AdminCommand::Connect(args) => {
+            let svc = open_with_oauth(&args.db, Some(args.public_url.clone())).await?;
+            let started = svc
+                .start_connection(&admin, &args.tenant, &args.vendor)
+                .await?;
+            println!("{}", started.authorization_url);
+            eprintln!(
+                "Open this URL in a browser and consent; it is valid for 10 minutes and works once."
+            );
+            Ok(())
+        }
+        AdminCommand::Connections(args) => {
+            let svc = open_with_oauth(&args.db, std::env::var("PUBLIC_URL").ok()).await?;
+            match args.command {
+                ConnectionsCommand::List { tenant } => {
+                    print(&svc.list_connections(&admin, &tenant).await?)
+                }
+                ConnectionsCommand::Show { vendor, tenant } => {
+                    print(&svc.get_connection(&admin, &tenant, &vendor).await?)
+                }
+                ConnectionsCommand::Disconnect { vendor, tenant } => {
+                    print(&svc.disconnect(&admin, &tenant, &vendor).await?)
+                }
+            }
+        }
         AdminCommand::Tenant(args) => {
             let svc = open(&args.db).await?;
             match args.command {
