@@ -1426,3 +1426,28 @@ async fn a_booking_without_a_meeting_in_this_crm_reaches_no_crm() {
         "no CRM request without a meeting of this CRM"
     );
 }
+
+/// A tenant switching its CRM from HubSpot to Pipedrive sees the same tools, described the same
+/// way: the model's prompt and tool names do not depend on the CRM vendor.
+#[tokio::test]
+async fn switching_the_crm_vendor_changes_no_tool_name_or_description() {
+    let bench = bench().await;
+    let before = bench.resolve(&ALL_TOOLS).await;
+    bench
+        .store
+        .delete_connector(&bench.tenant, "hubspot")
+        .await
+        .expect("hubspot removed");
+    let pipedrive = MockServer::start().await;
+    bench
+        .configure("pipedrive", &pipedrive.uri(), "pd-oauth-token")
+        .await;
+    let after = bench.resolve(&ALL_TOOLS).await;
+    assert!(after.unavailable.is_empty(), "{:?}", after.unavailable);
+    let names = |r: &Resolved| r.registry.names().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(names(&before), names(&after));
+    assert_eq!(
+        format!("{:?}", before.registry.declarations()),
+        format!("{:?}", after.registry.declarations())
+    );
+}

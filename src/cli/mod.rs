@@ -443,8 +443,8 @@ pub struct ConnectorArgs {
 
 #[derive(Debug, Subcommand)]
 enum ConnectorCommand {
-    /// Configure a vendor connector (google_calendar, calcom, calendly, hubspot, shopify; see
-    /// `connector vendors`).
+    /// Configure a vendor connector (google_calendar, calcom, calendly, hubspot, pipedrive,
+    /// shopify; see `connector vendors`).
     Set {
         vendor: String,
         #[arg(long)]

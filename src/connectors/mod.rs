@@ -23,6 +23,7 @@ pub mod http;
 pub mod hubspot;
 pub mod kit;
 pub mod oauth;
+pub mod pipedrive;
 pub mod registry;
 pub mod shopify;
 pub mod slots;

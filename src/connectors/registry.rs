@@ -15,7 +15,7 @@ macro_rules! vendors {
     };
 }
 
-vendors! { calcom, calendly, google_calendar, hubspot, shopify }
+vendors! { calcom, calendly, google_calendar, hubspot, pipedrive, shopify }
 
 /// The vendor with this id.
 pub fn vendor(id: &str) -> Option<&'static Vendor> {
@@ -67,7 +67,7 @@ mod tests {
             );
         }
         assert_eq!(vendor("calcom").map(|v| v.name), Some("Cal.com"));
-        assert!(!is_known("pipedrive"));
+        assert!(!is_known("salesforce"));
         assert!(serving(Capability::Crm).any(|v| v.id == "hubspot"));
     }
 

@@ -19,6 +19,7 @@
 //! | `google_calendar` | a service-account key file as downloaded (`"type": "service_account"`, `client_email`, `private_key`, `token_uri`), plus `"calendar_id"?` and `"subject"?` (user to impersonate through domain-wide delegation) |
 //! | `calendly`        | `{"token", "event_type": "https://api.calendly.com/event_types/…", "direct_booking"?: true}` |
 //! | `hubspot`         | the access token, or `{"access_token"}`                                         |
+//! | `pipedrive`       | the OAuth access token, or `{"access_token"` or `"api_token", "country_code"?}`; `base_url` = the `api_domain` |
 //! | `shopify`         | the Admin API access token, or `{"access_token"}`; `base_url` = the shop's URL  |
 //!
 //! `base_url` in the configuration overrides the vendor's default API base (self-hosted Cal.com,

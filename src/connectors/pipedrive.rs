@@ -1,0 +1,510 @@
+//! Pipedrive as a [`Crm`]: persons (search, create, update), call notes, and bookings recorded as
+//! meeting activities.
+//!
+//! Built from `vendor-specs/pipedrive/openapi-v2.yaml` (persons, activities; server `/api/v2`) and
+//! `openapi.yaml` (notes, users/me; server `/v1`, reached as `/api/v1` on the company domain). The
+//! base URL is the company's `api_domain` (from the OAuth token response, or set by the tenant).
+//! Auth: an OAuth access token as `Authorization: Bearer …`, or a personal API token in Pipedrive's
+//! `x-api-token` header. Pipedrive has no idempotency header: creates are never replayed and the
+//! tool-call ledger keeps them single; updates set fixed values and may be replayed. A phone lookup
+//! tries the E.164 form, then the national form (Pipedrive stores numbers as typed). This module
+//! must not keep persons in memory.
+
+use reqwest::Url;
+use reqwest::header::HeaderName;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::client::{Auth, VendorClient};
+use super::kit::{
+    BuildContext, BuildFailure, Built, Capability, OAuthSpec, SecretField, SecretShape, Vendor,
+};
+use super::{
+    CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
+};
+use crate::connectors::http::{ConnectorProfile, HttpPolicy, Replay, RequestContext};
+
+pub const CONNECTOR: &str = "pipedrive";
+/// The `api_domain` shape; tenants on OAuth get their own company domain.
+pub const DEFAULT_BASE_URL: &str = "https://api.pipedrive.com/";
+
+pub struct PipedriveConfig {
+    /// The company's `api_domain` (`https://acme.pipedrive.com/`).
+    pub base_url: Url,
+    pub auth: Auth,
+    /// Country calling code used to derive a number's national form (`1`, `44`).
+    pub country_code: String,
+}
+
+impl std::fmt::Debug for PipedriveConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipedriveConfig")
+            .field("base_url", &self.base_url.as_str())
+            .field("country_code", &self.country_code)
+            .finish_non_exhaustive()
+    }
+}
+
+pub struct Pipedrive {
+    client: VendorClient,
+    country_code: String,
+}
+
+/// `{"success": true, "data": …}`, Pipedrive's envelope.
+#[derive(Deserialize)]
+struct Envelope<T> {
+    data: Option<T>,
+}
+
+#[derive(Deserialize)]
+struct SearchData {
+    #[serde(default)]
+    items: Vec<SearchItem>,
+}
+
+#[derive(Deserialize)]
+struct SearchItem {
+    item: SearchPerson,
+}
+
+#[derive(Deserialize)]
+struct SearchPerson {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct Labelled {
+    value: String,
+    #[serde(default)]
+    primary: bool,
+}
+
+#[derive(Deserialize)]
+struct Person {
+    id: u64,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    #[serde(default)]
+    emails: Vec<Labelled>,
+    #[serde(default)]
+    phones: Vec<Labelled>,
+}
+
+fn primary(values: Vec<Labelled>) -> Option<String> {
+    let index = values.iter().position(|v| v.primary).unwrap_or(0);
+    values
+        .into_iter()
+        .nth(index)
+        .map(|v| v.value)
+        .filter(|v| !v.is_empty())
+}
+
+impl Person {
+    fn into_contact(self) -> Contact {
+        Contact {
+            id: self.id.to_string(),
+            first_name: self.first_name.filter(|v| !v.is_empty()),
+            last_name: self.last_name.filter(|v| !v.is_empty()),
+            email: primary(self.emails),
+            phone: primary(self.phones),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Created {
+    id: u64,
+}
+
+/// The forms a caller's number may be stored in: E.164 first, then the national number (with the
+/// trunk `0` outside the North American plan).
+pub fn phone_forms(e164: &str, country_code: &str) -> Vec<String> {
+    let mut forms = vec![e164.to_owned()];
+    let digits: String = e164.chars().filter(char::is_ascii_digit).collect();
+    if let Some(national) = digits.strip_prefix(country_code).filter(|n| n.len() >= 4) {
+        forms.push(if country_code == "1" {
+            national.to_owned()
+        } else {
+            format!("0{national}")
+        });
+    }
+    forms
+}
+
+fn person_body(contact: &ContactInput, for_create: bool) -> Value {
+    let mut body = Map::new();
+    let name = [&contact.first_name, &contact.last_name]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ");
+    if !name.is_empty() {
+        body.insert("name".into(), json!(name));
+    } else if for_create {
+        // `name` is required on create: fall back to what identifies the caller.
+        let fallback = contact.email.clone().or_else(|| contact.phone.clone());
+        body.insert("name".into(), json!(fallback));
+    }
+    if let Some(email) = &contact.email {
+        body.insert(
+            "emails".into(),
+            json!([{ "value": email, "primary": true, "label": "work" }]),
+        );
+    }
+    if let Some(phone) = &contact.phone {
+        body.insert(
+            "phones".into(),
+            json!([{ "value": phone, "primary": true, "label": "mobile" }]),
+        );
+    }
+    Value::Object(body)
+}
+
+impl Pipedrive {
+    pub fn new(policy: HttpPolicy, config: PipedriveConfig) -> Self {
+        Self {
+            client: VendorClient::new(policy, profile(), config.base_url, config.auth),
+            country_code: config.country_code,
+        }
+    }
+
+    /// `GET /api/v2/persons/search` (operationId searchPersons), exact match on one field.
+    async fn search(
+        &self,
+        ctx: &RequestContext,
+        field: &str,
+        term: &str,
+    ) -> Result<Option<u64>, ConnectorError> {
+        let found: Envelope<SearchData> = self
+            .client
+            .get(&["api", "v2", "persons", "search"])
+            .query("term", term)
+            .query("fields", field)
+            .query("exact_match", "true")
+            .query("limit", "1")
+            .send_json(ctx, "contact")
+            .await?;
+        Ok(found
+            .data
+            .and_then(|d| d.items.into_iter().next())
+            .map(|i| i.item.id))
+    }
+
+    /// `GET /api/v2/persons/{id}` (getPerson).
+    async fn person(&self, ctx: &RequestContext, id: u64) -> Result<Contact, ConnectorError> {
+        let person: Envelope<Person> = self
+            .client
+            .get(&["api", "v2", "persons", &id.to_string()])
+            .send_json(ctx, "contact")
+            .await?;
+        person
+            .data
+            .map(Person::into_contact)
+            .ok_or_else(|| ConnectorError::UnexpectedResponse("person without data".into()))
+    }
+
+    async fn find_id(
+        &self,
+        ctx: &RequestContext,
+        lookup: &ContactLookup,
+    ) -> Result<Option<u64>, ConnectorError> {
+        match lookup {
+            ContactLookup::Email(email) => self.search(ctx, "email", email).await,
+            ContactLookup::Phone(phone) => {
+                for form in phone_forms(phone, &self.country_code) {
+                    if let Some(id) = self.search(ctx, "phone", &form).await? {
+                        return Ok(Some(id));
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// `PATCH /api/v2/activities/{id}` (updateActivity) with fixed values: replayable.
+    async fn patch_activity(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        body: Value,
+    ) -> Result<(), ConnectorError> {
+        self.client
+            .patch(&["api", "v2", "activities", id])
+            .json(body)
+            .replay(Replay::Idempotent)
+            .send(ctx, "meeting")
+            .await
+            .map(|_| ())
+    }
+}
+
+fn parse_id(id: &str) -> Result<u64, ConnectorError> {
+    id.parse()
+        .map_err(|_| ConnectorError::InvalidInput("a Pipedrive id is a number".into()))
+}
+
+/// Activity timing: `due_date` (YYYY-MM-DD), `due_time` (HH:MM, UTC) and `duration` (HH:MM).
+fn activity_timing(
+    start: &chrono::DateTime<chrono::Utc>,
+    end: &chrono::DateTime<chrono::Utc>,
+) -> Value {
+    let minutes = (*end - *start).num_minutes().max(0);
+    json!({
+        "due_date": start.format("%Y-%m-%d").to_string(),
+        "due_time": start.format("%H:%M").to_string(),
+        "duration": format!("{:02}:{:02}", minutes / 60, minutes % 60),
+    })
+}
+
+#[async_trait::async_trait]
+impl Crm for Pipedrive {
+    async fn find_contact(
+        &self,
+        ctx: &RequestContext,
+        lookup: &ContactLookup,
+    ) -> Result<Option<Contact>, ConnectorError> {
+        match self.find_id(ctx, lookup).await? {
+            Some(id) => self.person(ctx, id).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn upsert_contact(
+        &self,
+        ctx: &RequestContext,
+        contact: &ContactInput,
+        _idempotency_key: &str,
+    ) -> Result<Contact, ConnectorError> {
+        let lookup = match (&contact.email, &contact.phone) {
+            (Some(email), _) => ContactLookup::Email(email.clone()),
+            (None, Some(phone)) => ContactLookup::Phone(phone.clone()),
+            (None, None) => {
+                return Err(ConnectorError::InvalidInput(
+                    "a contact needs an email or a phone number".into(),
+                ));
+            }
+        };
+        if let Some(id) = self.find_id(ctx, &lookup).await? {
+            // operationId: updatePerson — fixed values, replayable.
+            let updated: Envelope<Person> = self
+                .client
+                .patch(&["api", "v2", "persons", &id.to_string()])
+                .json(person_body(contact, false))
+                .replay(Replay::Idempotent)
+                .send_json(ctx, "contact")
+                .await?;
+            return updated
+                .data
+                .map(Person::into_contact)
+                .ok_or_else(|| ConnectorError::UnexpectedResponse("person without data".into()));
+        }
+        // operationId: addPerson — never replayed.
+        let created: Envelope<Person> = self
+            .client
+            .post(&["api", "v2", "persons"])
+            .json(person_body(contact, true))
+            .replay(Replay::Never)
+            .send_json(ctx, "contact")
+            .await?;
+        created
+            .data
+            .map(Person::into_contact)
+            .ok_or_else(|| ConnectorError::UnexpectedResponse("person without data".into()))
+    }
+
+    async fn log_call_note(
+        &self,
+        ctx: &RequestContext,
+        contact_id: &str,
+        note: &CallNote,
+        _idempotency_key: &str,
+    ) -> Result<String, ConnectorError> {
+        // v1 operationId: addNote.
+        let body = json!({
+            "content": note.body,
+            "person_id": parse_id(contact_id)?,
+            "add_time": note.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        });
+        let created: Envelope<Created> = self
+            .client
+            .post(&["api", "v1", "notes"])
+            .json(body)
+            .replay(Replay::Never)
+            .send_json(ctx, "contact")
+            .await?;
+        created
+            .data
+            .map(|c| c.id.to_string())
+            .ok_or_else(|| ConnectorError::UnexpectedResponse("note without id".into()))
+    }
+
+    async fn record_meeting(
+        &self,
+        ctx: &RequestContext,
+        contact_id: &str,
+        meeting: &CrmMeeting,
+        _idempotency_key: &str,
+    ) -> Result<String, ConnectorError> {
+        // operationId: addActivity — never replayed.
+        let mut body = activity_timing(&meeting.start, &meeting.end);
+        if let Value::Object(fields) = &mut body {
+            fields.insert("subject".into(), json!(meeting.title));
+            fields.insert("type".into(), json!("meeting"));
+            fields.insert("note".into(), json!(meeting.body));
+            fields.insert("done".into(), json!(false));
+            fields.insert(
+                "participants".into(),
+                json!([{ "person_id": parse_id(contact_id)?, "primary": true }]),
+            );
+        }
+        let created: Envelope<Created> = self
+            .client
+            .post(&["api", "v2", "activities"])
+            .json(body)
+            .replay(Replay::Never)
+            .send_json(ctx, "meeting")
+            .await?;
+        created
+            .data
+            .map(|c| c.id.to_string())
+            .ok_or_else(|| ConnectorError::UnexpectedResponse("activity without id".into()))
+    }
+
+    async fn update_meeting(
+        &self,
+        ctx: &RequestContext,
+        meeting_id: &str,
+        change: &MeetingChange,
+    ) -> Result<(), ConnectorError> {
+        parse_id(meeting_id)?;
+        let body = match change {
+            MeetingChange::Moved { start, end } => activity_timing(start, end),
+            // Pipedrive has no cancelled state: the activity is marked done and free, with a
+            // description saying so, keeping the history (deleting would lose it).
+            MeetingChange::Cancelled => json!({
+                "done": true,
+                "busy": false,
+                "public_description": "Cancelled by the caller",
+            }),
+        };
+        self.patch_activity(ctx, meeting_id, body).await
+    }
+
+    async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {
+        // v1 operationId: getCurrentUser — a read.
+        self.client
+            .get(&["api", "v1", "users", "me"])
+            .send(ctx, "account")
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The vendor descriptor, registered in [`super::registry`].
+pub static VENDOR: Vendor = Vendor {
+    id: CONNECTOR,
+    name: "Pipedrive",
+    spec: "pipedrive/",
+    default_base_url: Some(DEFAULT_BASE_URL),
+    capabilities: &[Capability::Crm],
+    secret: SecretShape {
+        bare_token: true,
+        fields: &[
+            SecretField {
+                name: "access_token",
+                aliases: &["token"],
+                required: false,
+                doc: "OAuth access token (sent as Bearer)",
+            },
+            SecretField {
+                name: "api_token",
+                aliases: &[],
+                required: false,
+                doc: "personal API token (sent as x-api-token); one of the two is needed",
+            },
+            SecretField {
+                name: "country_code",
+                aliases: &[],
+                required: false,
+                doc: "calling code for national phone forms, default \"1\"",
+            },
+        ],
+        note: "base_url = the company's api_domain",
+    },
+    oauth: Some(OAuthSpec {
+        authorize_url: "https://oauth.pipedrive.com/oauth/authorize",
+        token_url: "https://oauth.pipedrive.com/oauth/token",
+        // The held spec names no revoke endpoint.
+        revoke_url: None,
+        scopes: &[(
+            Capability::Crm,
+            &["base", "contacts:full", "activities:full"],
+        )],
+        pkce: false,
+        extra_authorize_params: &[],
+        api_base_fields: &["api_domain"],
+        // Pipedrive takes the app's credentials as HTTP basic auth on the token endpoint.
+        client_secret_in_body: false,
+        account_fields: &[],
+        accounts_server_param: None,
+        accounts_server_hosts: &[],
+    }),
+    webhooks: None,
+    profile,
+    build,
+};
+
+/// The policy profile (no vendor-specific rules).
+pub fn profile() -> ConnectorProfile {
+    ConnectorProfile::new(CONNECTOR)
+}
+
+fn build(ctx: BuildContext<'_>) -> Result<Built, BuildFailure> {
+    let auth = match (&ctx.oauth, ctx.credentials.text("api_token")) {
+        // A connected Pipedrive account: the gateway's token source (refreshed once on a 401);
+        // the base URL is the company's api_domain from the connection.
+        (Some(grant), _) => Auth::OAuth(grant.tokens.clone()),
+        (None, Some(token)) => Auth::Header {
+            name: HeaderName::from_static("x-api-token"),
+            value: SecretString::from(token.to_owned()),
+        },
+        (None, None) => Auth::Bearer(ctx.credentials.secret(&["access_token", "token"])?),
+    };
+    let config = PipedriveConfig {
+        base_url: ctx.base_url()?,
+        auth,
+        country_code: ctx
+            .credentials
+            .text("country_code")
+            .unwrap_or("1")
+            .trim_start_matches('+')
+            .to_owned(),
+    };
+    Ok(Built {
+        crm: Some(std::sync::Arc::new(Pipedrive::new(ctx.policy, config))),
+        ..Built::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn national_forms() {
+        assert_eq!(
+            phone_forms("+14155550100", "1"),
+            vec!["+14155550100".to_owned(), "4155550100".to_owned()]
+        );
+        assert_eq!(
+            phone_forms("+442071838750", "44"),
+            vec!["+442071838750".to_owned(), "02071838750".to_owned()]
+        );
+        assert_eq!(
+            phone_forms("+33123456789", "44"),
+            vec!["+33123456789".to_owned()]
+        );
+    }
+}
