@@ -653,6 +653,18 @@ async fn run_actor(
                         .in_current_span(),
                     );
                 }
+                Output::Transfer { destination } => super::transfer::start_redirect(
+                    deps,
+                    &plan.transfer_destinations,
+                    super::transfer::RedirectRequest {
+                        call_sid: &identity.call_sid,
+                        caller: &identity.caller,
+                        called: &identity.called,
+                        destination: &destination,
+                    },
+                    &actor_tx,
+                    &mut tools,
+                ),
                 Output::Event(event) => log_event(metrics, journal, &mut reported, event),
                 Output::Hangup(reason) => end_reason = Some(reason),
             }
@@ -885,6 +897,25 @@ fn log_event(
             info!(attempt, "provider connection closed; resuming the session")
         }
         CallEvent::ProviderResumed => info!("provider session resumed"),
+        CallEvent::DigitsSent { digits } => {
+            // The keys may be an account number or a PIN: counted in the log, kept in the record.
+            info!(keys = digits.chars().count(), "pressing keys");
+            journal.record(
+                CallEventKind::Dtmf,
+                json!({ "direction": "out", "digits": digits }),
+            );
+        }
+        CallEvent::Transfer {
+            destination,
+            outcome,
+            detail,
+        } => {
+            info!(destination = %destination, outcome, "transfer");
+            journal.record(
+                CallEventKind::Transfer,
+                json!({ "destination": destination, "outcome": outcome, "detail": detail }),
+            );
+        }
     }
 }
 
@@ -1099,7 +1130,8 @@ impl Journal {
             EndReason::CallerHungUp
             | EndReason::AgentEnded
             | EndReason::MaxDuration
-            | EndReason::Silence => CallStatus::Completed,
+            | EndReason::Silence
+            | EndReason::Transferred { .. } => CallStatus::Completed,
             _ => CallStatus::Failed,
         };
         let end = CallEnd {

@@ -1,9 +1,11 @@
 //! The call: one actor per call. [`session`] is the sans-IO state machine that owns every piece of
 //! call state; [`driver`] is the thin async task that feeds it from the sockets and timers and
 //! carries out what it asks; [`marks`] is the playback ledger; [`plan`] routes a call to a tenant's
-//! agent and gathers that agent's configuration.
+//! agent and gathers that agent's configuration; [`transfer`] is the `transfer_call` tool and the
+//! redirect that carries a cold transfer out.
 
 pub mod driver;
 pub mod marks;
 pub mod plan;
 pub mod session;
+pub mod transfer;

@@ -115,6 +115,10 @@ pub enum Input {
     },
     /// A timer the session asked for (see [`CallSession::poll_timeout`]) is due.
     Tick,
+    /// The redirect asked for by [`Output::Transfer`] was carried out (`Ok`) or refused.
+    TransferFinished {
+        result: Result<(), String>,
+    },
 }
 
 /// A frame or control message for Twilio.
@@ -135,8 +139,15 @@ pub enum EndReason {
     Silence,
     ProviderClosed(String),
     ProviderRejectedSession(String),
-    FormatRejected { input: String, output: String },
+    FormatRejected {
+        input: String,
+        output: String,
+    },
     SessionTimeout,
+    /// The caller was handed to `destination` (the call goes on without the bridge).
+    Transferred {
+        destination: String,
+    },
 }
 
 impl EndReason {
@@ -151,6 +162,7 @@ impl EndReason {
             EndReason::ProviderRejectedSession(_) => "provider_rejected_session",
             EndReason::FormatRejected { .. } => "format_rejected",
             EndReason::SessionTimeout => "session_timeout",
+            EndReason::Transferred { .. } => "transferred",
         }
     }
 }
@@ -191,6 +203,16 @@ pub enum CallEvent {
     },
     /// The resumed provider session is confirmed.
     ProviderResumed,
+    /// Keypad tones for `digits` were queued into the media stream (`send_digits`).
+    DigitsSent {
+        digits: String,
+    },
+    /// A transfer to `destination` reached `outcome` (`started`, `redirected`, `failed`).
+    Transfer {
+        destination: String,
+        outcome: &'static str,
+        detail: Option<String>,
+    },
     Ending {
         reason: EndReason,
     },
@@ -211,6 +233,11 @@ pub enum Output {
     /// with this handle. Commands emitted afterwards are for the new socket.
     ReconnectProvider {
         handle: String,
+    },
+    /// Redirect the live call to the transfer destination named `destination` (the handover line
+    /// has played); answer with [`Input::TransferFinished`].
+    Transfer {
+        destination: String,
     },
     /// End the call: close both sockets. Always the last output.
     Hangup(EndReason),
@@ -239,6 +266,8 @@ struct ItemAudio {
     /// No more audio will come for this item.
     complete: bool,
     frames_since_mark: u32,
+    /// Keypad tones made by the session (`send_digits`), not the model's speech.
+    dtmf: bool,
 }
 
 impl ItemAudio {
@@ -311,6 +340,8 @@ pub struct CallSession {
     ending_deadline: Option<Instant>,
     last_activity: Instant,
     outputs: VecDeque<Output>,
+    /// Call control (`send_digits`, `transfer_call`): see `session/control.rs`.
+    control: control::Control,
 }
 
 impl CallSession {
@@ -351,6 +382,7 @@ impl CallSession {
             ending_deadline: None,
             last_activity: now,
             outputs: VecDeque::with_capacity(64),
+            control: control::Control::default(),
         }
     }
 
@@ -397,6 +429,10 @@ impl CallSession {
             Input::TwilioClosed => self.hang_up(EndReason::CallerHungUp),
             Input::Llm(event) => self.on_llm(now, event),
             Input::LlmClosed { reason } => self.on_llm_closed(now, reason),
+            Input::ToolFinished { call_id, output } if self.control.is_transfer_call(&call_id) => {
+                self.on_transfer_resolved(now, call_id, output)
+            }
+            Input::TransferFinished { result } => self.on_transfer_finished(now, result),
             Input::ToolFinished { call_id, output } => {
                 if let Some(name) = self.tools_running.remove(&call_id) {
                     self.tool_results.push((call_id, name, output));
@@ -409,6 +445,8 @@ impl CallSession {
             }
             Input::Tick => self.on_tick(now),
         }
+        self.settle_dtmf();
+        self.advance_transfer();
         self.advance_ending();
     }
 
@@ -431,6 +469,15 @@ impl CallSession {
         if self.phase == Phase::Ended {
             return;
         }
+        // Once Twilio runs the transfer, the stream ending is the transfer completing.
+        let reason = match (reason, self.control.redirected_to()) {
+            (EndReason::CallerHungUp | EndReason::AgentEnded, Some(destination)) => {
+                EndReason::Transferred {
+                    destination: destination.to_owned(),
+                }
+            }
+            (reason, _) => reason,
+        };
         self.phase = Phase::Ended;
         self.emit(Output::Hangup(reason));
     }
@@ -683,6 +730,7 @@ impl CallSession {
                 played_ms: 0,
                 complete: false,
                 frames_since_mark: 0,
+                dtmf: false,
             });
         }
         let decoded = std::mem::take(&mut self.decode_buf);
@@ -793,14 +841,16 @@ impl CallSession {
             // Nothing buffered from the interrupted answer may leak into the next one.
             transcoder.reset_output();
         }
-        if self.items.is_empty() {
+        if self.items.is_empty() || self.items.iter().all(|i| i.dtmf) {
+            // Keys being pressed are not the agent talking: a menu's own voice must not stop them.
             return;
         }
+        self.interrupt_dtmf();
         // Twilio `clear` first: it is what stops the caller hearing more.
         if !self.marks.is_empty() || !self.carry.is_empty() {
             self.emit(Output::Twilio(TwilioCommand::Clear));
         }
-        let heard = self.items.front().map(|head| {
+        let heard = self.items.front().filter(|head| !head.dtmf).map(|head| {
             // The caller heard at least what marks acknowledged and at most up to the next
             // unacknowledged mark; the stream clock since the item started playing picks a point
             // in between.
@@ -839,6 +889,10 @@ impl CallSession {
             self.active_response = None;
         }
         let was_cancelled = self.cancelled.remove(&response_id);
+        let spoke = !was_cancelled
+            && status != ResponseStatus::Cancelled
+            && self.last_audio_response.as_deref() == Some(response_id.as_str());
+        self.transfer_response_done(&response_id, spoke);
         if !was_cancelled && status != ResponseStatus::Cancelled {
             // Whatever this response said is complete: flush its last partial frame.
             self.finish_newest_item();
@@ -880,6 +934,9 @@ impl CallSession {
             call_id: call_id.clone(),
             name: name.clone(),
         });
+        if self.on_control_tool(now, &response_id, &call_id, &name, &arguments) {
+            return;
+        }
         if name == END_CALL_TOOL {
             if self.ending.is_none() {
                 self.begin_ending(now, EndReason::AgentEnded);
@@ -922,6 +979,7 @@ impl CallSession {
         // itself when they stop, with these results in context; asking now would collide.
         if !self.caller_speaking
             && self.ending.is_none()
+            && !self.control.transfer_holds_responses()
             && !self.params.provider_continues_after_tools
         {
             self.emit(Output::Llm(LlmCommand::CreateResponse {
@@ -1020,6 +1078,8 @@ impl CallSession {
         }
     }
 }
+
+mod control;
 
 #[cfg(test)]
 mod tests;

@@ -35,6 +35,7 @@ mod model;
 mod outbound;
 mod outbox;
 mod sql;
+mod transfer_destinations;
 
 use std::future::Future;
 
@@ -59,6 +60,10 @@ pub use outbox::{
     enqueue_outbox,
 };
 pub use sql::{Backend, SqlStore, StoreOptions};
+pub use transfer_destinations::{
+    CallerIdPolicy, MAX_TRANSFER_DESTINATIONS, OpenHours, TransferDestination, day_index,
+    validate_destinations,
+};
 
 /// Shorthand for the futures the trait returns.
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -154,6 +154,8 @@ struct FakeState {
     lose_answers: usize,
     create_delay: std::time::Duration,
     auto_end: Option<AutoEnd>,
+    /// Notified when an UpdateCall redirects a call (new `Twiml` or `Url`).
+    redirect_notify: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Calls end by themselves: after `after`, with the next scripted status for their `To` (or
@@ -294,6 +296,24 @@ impl FakeTwilioRest {
                 statuses.iter().map(|s| (*s).to_owned()).collect(),
             );
         }
+    }
+
+    /// Knows `sid` as a live inbound call (one the fake did not place), so UpdateCall can redirect
+    /// or end it.
+    pub fn add_live_call(&self, sid: &str, from: &str, to: &str) {
+        self.lock().calls.push(FakeCall {
+            sid: sid.to_owned(),
+            created: std::time::SystemTime::now(),
+            form: vec![("From".into(), from.into()), ("To".into(), to.into())],
+            status: "in-progress".into(),
+            updates: Vec::new(),
+        });
+    }
+
+    /// Notifies `notify` whenever an UpdateCall redirects a call (as Twilio then ends its media
+    /// stream: pass the same `Notify` as `CallScript::stop_when`).
+    pub fn notify_on_redirect(&self, notify: Arc<tokio::sync::Notify>) {
+        self.lock().redirect_notify = Some(notify);
     }
 
     /// Sets a call's status as FetchCall reports it.
@@ -669,8 +689,12 @@ async fn update_call(
     if let Some((_, status)) = form.iter().find(|(k, _)| k == "Status") {
         call.status = status.clone();
     }
+    let redirect = form.iter().any(|(k, _)| k == "Twiml" || k == "Url");
     call.updates.push(form);
     let call = call.clone();
+    if redirect && let Some(notify) = &state.redirect_notify {
+        notify.notify_one();
+    }
     drop(state);
     (StatusCode::OK, axum::Json(resource(&shared, &call))).into_response()
 }

@@ -1,0 +1,450 @@
+//! Call control end to end, over real sockets on 127.0.0.1: keypad tones out (decoded back with a
+//! Goertzel filter bank), the cold transfer against the fake Twilio REST API (requests checked
+//! against the held Twilio spec), and the transfer-destination API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use callbridge::store::{CallEventKind, CallerIdPolicy, OpenHours, Store, TransferDestination};
+use callbridge_testkit::fake_realtime::{Behaviour, FakeRealtime, SessionLog, Turn};
+use callbridge_testkit::fake_twilio::CallScript;
+use callbridge_testkit::fake_twilio_rest::{FakeTwilioRest, calls_spec};
+use callbridge_testkit::{
+    ACCOUNT_SID, AUTH_TOKEN, CALLED_NUMBER, TestBridge, agent_spec, ended_call, provision_agent,
+};
+
+fn received_of<'a>(log: &'a SessionLog, kind: &str) -> Vec<&'a Value> {
+    log.received.iter().filter(|e| e["type"] == kind).collect()
+}
+
+fn tool_outputs(log: &SessionLog) -> Vec<Value> {
+    received_of(log, "conversation.item.create")
+        .iter()
+        .filter(|e| e["item"]["type"] == "function_call_output")
+        .map(|e| serde_json::from_str(e["item"]["output"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+fn declared_tools(log: &SessionLog) -> Vec<String> {
+    received_of(log, "session.update")[0]["session"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+// ---- DTMF -------------------------------------------------------------------------------------
+
+const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
+const COLUMNS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+const KEYS: [[char; 4]; 4] = [
+    ['1', '2', '3', 'A'],
+    ['4', '5', '6', 'B'],
+    ['7', '8', '9', 'C'],
+    ['*', '0', '#', 'D'],
+];
+
+/// G.711 μ-law decoding, written out here so the check does not trust the bridge's codec.
+fn ulaw_decode(code: u8) -> f64 {
+    let code = !code;
+    let sign = code & 0x80;
+    let exponent = (code >> 4) & 0x07;
+    let mantissa = code & 0x0F;
+    let magnitude = ((i32::from(mantissa) << 3) + 0x84) << exponent;
+    let value = magnitude - 0x84;
+    f64::from(if sign != 0 { -value } else { value })
+}
+
+fn goertzel(samples: &[f64], freq: f64) -> f64 {
+    let coeff = 2.0 * (std::f64::consts::TAU * freq / 8_000.0).cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for x in samples {
+        let s0 = x + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    s1 * s1 + s2 * s2 - coeff * s1 * s2
+}
+
+/// The key one 20 ms frame carries, if any: one clearly dominant row and column frequency.
+fn detect(frame: &[u8]) -> Option<char> {
+    let samples: Vec<f64> = frame.iter().map(|b| ulaw_decode(*b)).collect();
+    let energy: f64 = samples.iter().map(|s| s * s).sum();
+    if energy < 1e6 {
+        return None;
+    }
+    let strongest = |freqs: &[f64; 4]| {
+        let p: Vec<f64> = freqs.iter().map(|f| goertzel(&samples, *f)).collect();
+        let (i, best) = p
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap();
+        let second = p
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, v)| *v)
+            .fold(0.0, f64::max);
+        (*best > 4.0 * second).then_some(i)
+    };
+    Some(KEYS[strongest(&ROWS)?][strongest(&COLUMNS)?])
+}
+
+#[tokio::test]
+async fn send_digits_plays_tones_that_decode_back_to_the_same_keys() {
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![
+            Turn::CallTools(vec![("send_digits".into(), json!({"digits": "159#0*"}))]),
+            Turn::Say {
+                ms: 200,
+                byte: 0x22,
+                text: "Pressed.".into(),
+            },
+        ],
+        ..Behaviour::default()
+    })
+    .await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
+    let mut spec = agent_spec("openai", "gpt-realtime", "alloy");
+    spec.enabled_tools = vec!["send_digits".into()];
+    let tenant = provision_agent(&bridge.store, "acme", spec).await;
+    let report = bridge
+        .twilio()
+        .call(
+            "CA00000000000000000000000000000c01",
+            CallScript {
+                hang_up_after_ms: Some(3_500),
+                max_ms: 8_000,
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+    let log = &realtime.recorder.sessions()[0];
+    assert!(log.errors_sent.is_empty(), "{:?}", log.errors_sent);
+    assert_eq!(declared_tools(log), vec!["send_digits", "end_call"]);
+
+    // Decode every frame sent to Twilio; tones are whole frames, 5 per key, gaps of 5 silent frames.
+    let frames: Vec<Vec<u8>> = report.media().map(|(_, bytes)| bytes).collect();
+    let detected: Vec<Option<char>> = frames.iter().map(|f| detect(f)).collect();
+    let mut runs: Vec<(Option<char>, usize)> = Vec::new();
+    for key in &detected {
+        match runs.last_mut() {
+            Some((k, n)) if k == key => *n += 1,
+            _ => runs.push((*key, 1)),
+        }
+    }
+    let tones: Vec<(char, usize)> = runs
+        .iter()
+        .filter_map(|(k, n)| k.map(|k| (k, *n)))
+        .collect();
+    let keys: String = tones.iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, "159#0*", "runs: {runs:?}");
+    assert!(
+        tones.iter().all(|(_, n)| *n == 5),
+        "every tone lasts 100 ms: {tones:?}"
+    );
+    let first = runs.iter().position(|(k, _)| k.is_some()).unwrap();
+    let last = runs.iter().rposition(|(k, _)| k.is_some()).unwrap();
+    for (key, n) in &runs[first..last] {
+        if key.is_none() {
+            assert_eq!(*n, 5, "gaps last 100 ms: {runs:?}");
+        }
+    }
+    // The tones played on the line, and the tool answered once they had.
+    let played_tone_frames = report
+        .played
+        .iter()
+        .filter(|(_, b)| *b != 0xFF && *b != 0x22)
+        .count();
+    assert!(played_tone_frames >= 6 * 5 - 6, "{played_tone_frames}");
+    let outputs = tool_outputs(log);
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0]["ok"], true);
+    assert_eq!(outputs[0]["result"]["pressed"], "159#0*");
+    assert_eq!(report.played.iter().filter(|(_, b)| *b == 0x22).count(), 10);
+    assert!(report.clears_at_ms.is_empty(), "nothing was cleared");
+
+    // The call's record keeps the keys sent.
+    let call = ended_call(&bridge.store, &tenant).await;
+    let events = bridge.store.call_events(&tenant, &call.id).await.unwrap();
+    let sent: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.kind == CallEventKind::Dtmf)
+        .map(|e| &e.payload)
+        .collect();
+    assert_eq!(sent, vec![&json!({"direction": "out", "digits": "159#0*"})]);
+}
+
+// ---- cold transfer ----------------------------------------------------------------------------
+
+fn front_desk() -> TransferDestination {
+    TransferDestination {
+        name: "front-desk".into(),
+        target: "+15551234567".into(),
+        description: "Reception, for anything the agent cannot do.".into(),
+        caller_id: CallerIdPolicy::Agent,
+        hours: Vec::new(),
+    }
+}
+
+/// The Twilio REST fake is reached through `TWILIO_API_BASE`, a process-wide setting: tests that
+/// use it run one at a time.
+static TWILIO_REST: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test]
+async fn cold_transfer_redirects_only_after_the_handover_line_was_heard() {
+    let _serial = TWILIO_REST.lock().await;
+    let rest = FakeTwilioRest::start(&calls_spec().unwrap(), ACCOUNT_SID, AUTH_TOKEN)
+        .await
+        .unwrap();
+    // SAFETY: tests that read TWILIO_API_BASE hold TWILIO_REST.
+    unsafe { std::env::set_var("TWILIO_API_BASE", &rest.base_url) };
+    let call_sid = "CA00000000000000000000000000000c02";
+    rest.add_live_call(call_sid, "+14155551234", CALLED_NUMBER);
+    let stream_ended = Arc::new(tokio::sync::Notify::new());
+    rest.notify_on_redirect(stream_ended.clone());
+
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![Turn::SayThenCall {
+            ms: 800,
+            byte: 0x44,
+            text: "I'll put you through to reception now.".into(),
+            tool: "transfer_call".into(),
+            arguments: json!({"destination": "front-desk", "reason": "billing question"}),
+        }],
+        ..Behaviour::default()
+    })
+    .await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
+    let mut spec = agent_spec("openai", "gpt-realtime", "alloy");
+    spec.enabled_tools = vec!["transfer_call".into()];
+    let tenant = provision_agent(&bridge.store, "acme", spec).await;
+    let agent = bridge.store.list_agents(&tenant).await.unwrap()[0]
+        .id
+        .clone();
+    bridge
+        .store
+        .put_transfer_destinations(&tenant, &agent, &[front_desk()])
+        .await
+        .unwrap();
+
+    let report = bridge
+        .twilio()
+        .call(
+            call_sid,
+            CallScript {
+                max_ms: 8_000,
+                stop_when: Some(stream_ended),
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+
+    let log = &realtime.recorder.sessions()[0];
+    assert!(log.errors_sent.is_empty(), "{:?}", log.errors_sent);
+    let tools = received_of(log, "session.update")[0]["session"]["tools"].clone();
+    let transfer = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "transfer_call")
+        .expect("transfer_call declared");
+    assert!(
+        transfer["description"]
+            .as_str()
+            .unwrap()
+            .contains("front-desk: Reception, for anything the agent cannot do. (always open)")
+    );
+
+    // One UpdateCall with the <Dial>, valid per the spec.
+    assert!(rest.violations().is_empty(), "{:?}", rest.violations());
+    let call = rest
+        .calls()
+        .into_iter()
+        .find(|c| c.sid == call_sid)
+        .unwrap();
+    assert_eq!(call.updates.len(), 1, "{:?}", call.updates);
+    let twiml = &call.updates[0]
+        .iter()
+        .find(|(k, _)| k == "Twiml")
+        .expect("Twiml")
+        .1;
+    assert!(
+        twiml.contains(&format!(
+            r#"<Dial callerId="{CALLED_NUMBER}" timeout="30"><Number>+15551234567</Number></Dial>"#
+        )),
+        "{twiml}"
+    );
+    // The whole handover line played before the redirect ended the stream.
+    let stopped_at = report.stopped_at_ms.expect("the redirect ended the stream");
+    let line: Vec<u64> = report
+        .played
+        .iter()
+        .filter(|(_, b)| *b == 0x44)
+        .map(|(at, _)| *at)
+        .collect();
+    assert_eq!(line.len(), 40, "800 ms handover line = 40 frames");
+    assert!(line.iter().all(|at| *at <= stopped_at));
+    assert!(
+        !report.closed_by_bridge,
+        "Twilio ended the stream, not the bridge"
+    );
+
+    // Recorded: the call ended as transferred, and call.ended says where to.
+    let ended = ended_call(&bridge.store, &tenant).await;
+    assert_eq!(ended.end_reason.as_deref(), Some("transferred"));
+    assert_eq!(ended.status.as_str(), "completed");
+    let events = bridge.store.call_events(&tenant, &ended.id).await.unwrap();
+    let payload = callbridge::webhooks::payload::call_ended_payload(&ended, &events);
+    assert_eq!(payload["data"]["end_reason"], "transferred");
+    assert_eq!(payload["data"]["transfer"]["destination"], "front-desk");
+    assert_eq!(payload["data"]["transfer"]["outcome"], "redirected");
+    for _ in 0..100 {
+        if bridge
+            .metrics
+            .render()
+            .contains("callbridge_calls_ended_total{reason=\"transferred\"} 1")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{}", bridge.metrics.render());
+}
+
+#[tokio::test]
+async fn a_closed_destination_is_refused_and_the_call_goes_on() {
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![
+            Turn::CallTools(vec![(
+                "transfer_call".into(),
+                json!({"destination": "night-desk"}),
+            )]),
+            Turn::Say {
+                ms: 200,
+                byte: 0x55,
+                text: "They are closed.".into(),
+            },
+        ],
+        ..Behaviour::default()
+    })
+    .await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
+    let mut spec = agent_spec("openai", "gpt-realtime", "alloy");
+    spec.enabled_tools = vec!["transfer_call".into()];
+    let tenant = provision_agent(&bridge.store, "acme", spec).await;
+    let agent = bridge.store.list_agents(&tenant).await.unwrap()[0]
+        .id
+        .clone();
+    // Open one minute a week, never now (the test would have to run at 03:00 on a Sunday).
+    let mut closed = front_desk();
+    closed.name = "night-desk".into();
+    closed.hours = vec![OpenHours {
+        days: vec!["sun".into()],
+        open: "03:00".into(),
+        close: "03:01".into(),
+    }];
+    bridge
+        .store
+        .put_transfer_destinations(&tenant, &agent, &[closed])
+        .await
+        .unwrap();
+    let report = bridge
+        .twilio()
+        .call(
+            "CA00000000000000000000000000000c03",
+            CallScript {
+                hang_up_after_ms: Some(1_500),
+                max_ms: 6_000,
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+    let log = &realtime.recorder.sessions()[0];
+    let outputs = tool_outputs(log);
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0]["ok"], false);
+    let message = outputs[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("closed now"), "{message}");
+    assert_eq!(report.played.iter().filter(|(_, b)| *b == 0x55).count(), 10);
+    let ended = ended_call(&bridge.store, &tenant).await;
+    assert_eq!(ended.end_reason.as_deref(), Some("caller_hung_up"));
+}
+
+#[tokio::test]
+async fn destinations_are_stored_in_order_validated_and_tenant_scoped() {
+    let realtime = FakeRealtime::start(Behaviour::default()).await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
+    let tenant = provision_agent(
+        &bridge.store,
+        "acme",
+        agent_spec("openai", "gpt-realtime", "alloy"),
+    )
+    .await;
+    let agent = bridge.store.list_agents(&tenant).await.unwrap()[0]
+        .id
+        .clone();
+    let mut sip = front_desk();
+    sip.name = "pbx".into();
+    sip.target = "sip:desk@pbx.example.com".into();
+    sip.caller_id = CallerIdPolicy::Caller;
+    let stored = bridge
+        .store
+        .put_transfer_destinations(&tenant, &agent, &[sip.clone(), front_desk()])
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![sip.clone(), front_desk()]);
+    let mut bad = front_desk();
+    bad.target = "555-1234".into();
+    let err = bridge
+        .store
+        .put_transfer_destinations(&tenant, &agent, &[front_desk(), bad])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("target"), "{err}");
+    assert_eq!(
+        bridge
+            .store
+            .transfer_destinations(&tenant, &agent)
+            .await
+            .unwrap(),
+        vec![sip, front_desk()],
+        "a refused write changes nothing"
+    );
+    // Another tenant cannot read or write this agent's destinations.
+    let other = provision_other_tenant(&bridge).await;
+    let err = bridge
+        .store
+        .transfer_destinations(&other, &agent)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
+    let err = bridge
+        .store
+        .put_transfer_destinations(&other, &agent, &[front_desk()])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
+}
+
+async fn provision_other_tenant(bridge: &TestBridge) -> callbridge::store::TenantId {
+    use callbridge::store::{NewTenant, TenantId};
+    let id = TenantId::parse("globex").unwrap();
+    bridge
+        .store
+        .create_tenant(&NewTenant {
+            id: id.clone(),
+            name: "Globex".into(),
+            time_zone: "UTC".into(),
+        })
+        .await
+        .unwrap();
+    id
+}
