@@ -760,6 +760,10 @@ async fn openapi_documents_every_route_without_auth() {
         ("/campaigns/{campaign}/cancel", &["post"]),
         ("/campaigns/{campaign}/results.csv", &["get"]),
         ("/tenants/{tenant}/dial-limits", &["get", "put"]),
+        (
+            "/tenants/{tenant}/agents/{agent}/transfer-destinations",
+            &["get", "put"],
+        ),
     ];
     let paths = r.body["paths"].as_object().expect("paths");
     let mut documented: Vec<(String, Vec<String>)> = paths

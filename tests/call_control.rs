@@ -2,6 +2,12 @@
 //! Goertzel filter bank), the cold transfer against the fake Twilio REST API (requests checked
 //! against the held Twilio spec), and the transfer-destination API.
 
+#[path = "api_harness/mod.rs"]
+mod api_harness;
+#[path = "store_harness/mod.rs"]
+#[allow(unused_macros)] // `backend_suite!` is for the store suites
+mod store_harness;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -379,66 +385,80 @@ async fn a_closed_destination_is_refused_and_the_call_goes_on() {
 }
 
 #[tokio::test]
-async fn destinations_are_stored_in_order_validated_and_tenant_scoped() {
-    let realtime = FakeRealtime::start(Behaviour::default()).await;
-    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
-    let tenant = provision_agent(
-        &bridge.store,
-        "acme",
-        agent_spec("openai", "gpt-realtime", "alloy"),
-    )
-    .await;
-    let agent = bridge.store.list_agents(&tenant).await.unwrap()[0]
-        .id
-        .clone();
+async fn destinations_are_stored_in_order_validated_and_tenant_scoped_sqlite() {
+    let db = store_harness::sqlite().await;
+    destinations_round_trip(&db.store).await;
+}
+
+#[tokio::test]
+async fn destinations_are_stored_in_order_validated_and_tenant_scoped_postgres() {
+    if let Some(db) = store_harness::postgres().await {
+        destinations_round_trip(&db.store).await;
+    }
+}
+
+async fn destinations_round_trip(store: &callbridge::store::SqlStore) {
+    let tenant =
+        provision_agent(store, "acme", agent_spec("openai", "gpt-realtime", "alloy")).await;
+    let agent = store.list_agents(&tenant).await.unwrap()[0].id.clone();
     let mut sip = front_desk();
     sip.name = "pbx".into();
     sip.target = "sip:desk@pbx.example.com".into();
     sip.caller_id = CallerIdPolicy::Caller;
-    let stored = bridge
-        .store
+    sip.hours = vec![OpenHours {
+        days: vec!["sat".into()],
+        open: "10:00".into(),
+        close: "24:00".into(),
+    }];
+    let stored = store
         .put_transfer_destinations(&tenant, &agent, &[sip.clone(), front_desk()])
         .await
         .unwrap();
     assert_eq!(stored, vec![sip.clone(), front_desk()]);
     let mut bad = front_desk();
     bad.target = "555-1234".into();
-    let err = bridge
-        .store
+    let err = store
         .put_transfer_destinations(&tenant, &agent, &[front_desk(), bad])
         .await
         .unwrap_err();
     assert!(err.to_string().contains("target"), "{err}");
     assert_eq!(
-        bridge
-            .store
-            .transfer_destinations(&tenant, &agent)
-            .await
-            .unwrap(),
+        store.transfer_destinations(&tenant, &agent).await.unwrap(),
         vec![sip, front_desk()],
         "a refused write changes nothing"
     );
     // Another tenant cannot read or write this agent's destinations.
-    let other = provision_other_tenant(&bridge).await;
-    let err = bridge
-        .store
+    let other = provision_other_tenant(store).await;
+    let err = store
         .transfer_destinations(&other, &agent)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
-    let err = bridge
-        .store
+    let err = store
         .put_transfer_destinations(&other, &agent, &[front_desk()])
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
+    // Replacing with nothing empties the list; deleting the agent drops its rows.
+    store
+        .put_transfer_destinations(&tenant, &agent, &[])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .transfer_destinations(&tenant, &agent)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
-async fn provision_other_tenant(bridge: &TestBridge) -> callbridge::store::TenantId {
+async fn provision_other_tenant(
+    store: &callbridge::store::SqlStore,
+) -> callbridge::store::TenantId {
     use callbridge::store::{NewTenant, TenantId};
     let id = TenantId::parse("globex").unwrap();
-    bridge
-        .store
+    store
         .create_tenant(&NewTenant {
             id: id.clone(),
             name: "Globex".into(),
@@ -447,4 +467,86 @@ async fn provision_other_tenant(bridge: &TestBridge) -> callbridge::store::Tenan
         .await
         .unwrap();
     id
+}
+
+#[tokio::test]
+async fn the_api_reads_and_replaces_destinations_with_precise_errors() {
+    use api_harness::{ADMIN_KEY, TestApi, expect_error, seed_tenant};
+    let store = callbridge::store::SqlStore::open("sqlite::memory:")
+        .await
+        .unwrap();
+    let api = TestApi::start(&store).await;
+    let acme = seed_tenant(&api, &store, "acme", "+15005550101").await;
+    let globex = seed_tenant(&api, &store, "globex", "+15005550102").await;
+    let path = format!(
+        "/tenants/acme/agents/{}/transfer-destinations",
+        acme.agent_id
+    );
+    let r = api.get(&path, &acme.key).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, json!({"destinations": []}));
+
+    let body = json!({"destinations": [
+        {"name": "front-desk", "target": "+15551234567", "description": "Reception",
+         "hours": [{"days": ["mon", "tue"], "open": "09:00", "close": "17:00"}]},
+        {"name": "pbx", "target": "sip:desk@pbx.example.com", "description": "Desk phone",
+         "caller_id": "caller"}
+    ]});
+    let r = api.put(&path, &acme.key, body).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.body["destinations"][0]["caller_id"], "agent",
+        "the default"
+    );
+    assert_eq!(r.body["destinations"][1]["caller_id"], "caller");
+    let r = api.get(&path, ADMIN_KEY).await;
+    assert_eq!(r.body["destinations"][0]["hours"][0]["close"], "17:00");
+    assert_eq!(r.body["destinations"].as_array().unwrap().len(), 2);
+
+    // Precise errors, nothing changed.
+    for (bad, needle) in [
+        (
+            json!({"name": "x", "target": "555", "description": "d"}),
+            "target",
+        ),
+        (
+            json!({"name": "x", "target": "+15551234567", "description": "d", "caller_id": "boss"}),
+            "caller_id",
+        ),
+        (
+            json!({"name": "x", "target": "+15551234567", "description": "d",
+                "hours": [{"days": ["someday"], "open": "09:00", "close": "10:00"}]}),
+            "someday",
+        ),
+    ] {
+        let r = api
+            .put(&path, &acme.key, json!({"destinations": [bad]}))
+            .await;
+        let body = expect_error(&r, 400, "invalid_field");
+        assert!(body.to_string().contains(needle), "{needle}: {body}");
+    }
+    let r = api
+        .put(&path, &acme.key, json!({"destinations": [], "extra": 1}))
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(
+        api.get(&path, &acme.key).await.body["destinations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Another tenant's key sees neither the tenant nor the agent.
+    let r = api.get(&path, &globex.key).await;
+    assert_eq!(r.status, 404, "{r:?}");
+    let other = format!(
+        "/tenants/globex/agents/{}/transfer-destinations",
+        acme.agent_id
+    );
+    let r = api.get(&other, &globex.key).await;
+    assert_eq!(r.status, 404, "{r:?}");
+    let r = api
+        .put(&other, &globex.key, json!({"destinations": []}))
+        .await;
+    assert_eq!(r.status, 404, "{r:?}");
 }

@@ -10,6 +10,7 @@
 
 pub mod campaigns;
 pub mod dto;
+pub mod transfer;
 
 use std::path::{Path, PathBuf};
 
@@ -88,7 +89,7 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
-    fn invalid(field: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: &str, message: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.to_owned(),
             message: message.into(),

@@ -10,6 +10,7 @@
 //! sees only its own tenant, and any other tenant's object answers 404 exactly as a missing one.
 
 mod auth;
+mod call_control;
 mod campaigns;
 
 pub mod error;
@@ -143,6 +144,10 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(handlers::generate_signing_secret))
         .routes(routes!(handlers::list_deliveries))
         .routes(routes!(tools::invoke_tool))
+        .routes(routes!(
+            call_control::get_transfer_destinations,
+            call_control::put_transfer_destinations
+        ))
         .merge(
             // A campaign is created with its contacts file, far larger than any other body.
             OpenApiRouter::new()
