@@ -125,6 +125,8 @@ pub struct App {
     pub keyring: Option<Keyring>,
     pub policy: HttpPolicy,
     pub ledger: SharedLedger,
+    /// The calls this node runs (live-calls API, operator commands).
+    pub live: Arc<crate::call::live::LiveCalls>,
 }
 
 impl App {
@@ -162,6 +164,9 @@ impl App {
             keyring: core.keyring,
             policy: core.policy,
             ledger: core.ledger,
+            live: Arc::new(crate::call::live::LiveCalls::new(
+                crate::call::live::LiveCalls::node_from_env(),
+            )),
         })
     }
 
@@ -186,6 +191,7 @@ impl App {
             keyring: self.keyring.clone(),
             policy: self.policy.clone(),
             ledger: self.ledger.clone(),
+            live: self.live.clone(),
         }
     }
 

@@ -550,3 +550,265 @@ async fn the_api_reads_and_replaces_destinations_with_precise_errors() {
         .await;
     assert_eq!(r.status, 404, "{r:?}");
 }
+
+// ---- live calls -------------------------------------------------------------------------------
+
+const LIVE_ADMIN_KEY: &str = "live-admin-key-0123456789abcdef";
+
+async fn api(
+    bridge: &TestBridge,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}/api/v1{path}", bridge.public_url))
+        .bearer_auth(LIVE_ADMIN_KEY);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn a_supervisor_watches_injects_and_hangs_up_a_live_call() {
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![Turn::Say {
+            ms: 400,
+            byte: 0x11,
+            text: "Hello, how can I help?".into(),
+        }],
+        ..Behaviour::default()
+    })
+    .await;
+    let bridge = TestBridge::start(&realtime.url(), |args| {
+        args.admin_key = Some(LIVE_ADMIN_KEY.into());
+    })
+    .await;
+    let tenant = provision_agent(
+        &bridge.store,
+        "acme",
+        agent_spec("openai", "gpt-realtime", "alloy"),
+    )
+    .await;
+    let twilio = bridge.twilio();
+    let call = tokio::spawn(async move {
+        twilio
+            .call(
+                "CA00000000000000000000000000000c10",
+                CallScript {
+                    max_ms: 10_000,
+                    ..CallScript::default()
+                },
+            )
+            .await
+            .unwrap()
+    });
+
+    // Listed once live, as this node's.
+    let mut listed = Value::Null;
+    for _ in 0..250 {
+        let (status, body) = api(
+            &bridge,
+            reqwest::Method::GET,
+            "/tenants/acme/calls/live",
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        if body["calls"].as_array().is_some_and(|c| !c.is_empty()) {
+            listed = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let live = &listed["calls"][0];
+    assert_eq!(live["local"], true, "{listed}");
+    assert_eq!(live["node"], listed["node"]);
+    assert_eq!(
+        live["twilio_call_sid"],
+        "CA00000000000000000000000000000c10"
+    );
+    let call_id = live["call_id"].as_str().unwrap().to_owned();
+
+    // Watch it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut events = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/tenants/acme/calls/{call_id}/events",
+            bridge.public_url
+        ))
+        .bearer_auth(LIVE_ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status().as_u16(), 200);
+    assert!(
+        events.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+
+    // Inject an instruction: it reaches the model as a system message.
+    let (status, body) = api(
+        &bridge,
+        reqwest::Method::POST,
+        &format!("/tenants/acme/calls/{call_id}/inject"),
+        Some(json!({"instruction": "Offer the 10 % discount."})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let mut injected = false;
+    for _ in 0..250 {
+        injected = received_of(&realtime.recorder.sessions()[0], "conversation.item.create")
+            .iter()
+            .any(|e| {
+                e["item"]["role"] == "system"
+                    && e["item"]["content"][0]["text"]
+                        .as_str()
+                        .is_some_and(|t| t.ends_with("Offer the 10 % discount."))
+            });
+        if injected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(injected, "the instruction reached the model");
+    // Bad input is precise.
+    let (status, body) = api(
+        &bridge,
+        reqwest::Method::POST,
+        &format!("/tenants/acme/calls/{call_id}/hangup"),
+        Some(json!({"mode": "later"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("later"), "{body}");
+
+    // Hang up at once.
+    let (status, body) = api(
+        &bridge,
+        reqwest::Method::POST,
+        &format!("/tenants/acme/calls/{call_id}/hangup"),
+        Some(json!({"mode": "now"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let report = call.await.unwrap();
+    assert!(report.closed_by_bridge, "the bridge ended the call");
+    let ended = ended_call(&bridge.store, &tenant).await;
+    assert_eq!(ended.end_reason.as_deref(), Some("operator_ended"));
+
+    // The stream carried the supervisor's commands and ended with the call.
+    let mut text = String::new();
+    while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(5), events.chunk())
+        .await
+        .unwrap()
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        if text.contains("\"kind\":\"ended\"") {
+            break;
+        }
+    }
+    assert!(text.contains(r#""operator":"inject""#), "{text}");
+    assert!(text.contains(r#""operator":"hang_up""#), "{text}");
+    assert!(text.contains(r#""end_reason":"operator_ended""#), "{text}");
+
+    // A command for the ended call is refused as such, never lost.
+    let (status, body) = api(
+        &bridge,
+        reqwest::Method::POST,
+        &format!("/tenants/acme/calls/{call_id}/inject"),
+        Some(json!({"instruction": "Too late."})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains("has ended"), "{body}");
+}
+
+#[tokio::test]
+async fn a_command_for_a_call_on_another_node_is_refused_naming_that_node() {
+    use callbridge::store::{CallDirection, CallStatus, NewCall};
+    let realtime = FakeRealtime::start(Behaviour::default()).await;
+    let bridge = TestBridge::start(&realtime.url(), |args| {
+        args.admin_key = Some(LIVE_ADMIN_KEY.into());
+    })
+    .await;
+    let tenant = provision_agent(
+        &bridge.store,
+        "acme",
+        agent_spec("openai", "gpt-realtime", "alloy"),
+    )
+    .await;
+    let agent = bridge.store.list_agents(&tenant).await.unwrap()[0]
+        .id
+        .clone();
+    let elsewhere = bridge
+        .store
+        .create_call(&NewCall {
+            tenant_id: tenant.clone(),
+            agent_id: agent,
+            direction: CallDirection::Inbound,
+            from: "+14155551234".into(),
+            to: CALLED_NUMBER.into(),
+            twilio_call_sid: Some("CA00000000000000000000000000000c11".into()),
+            status: CallStatus::InProgress,
+        })
+        .await
+        .unwrap();
+    bridge
+        .store
+        .set_call_node(&tenant, &elsewhere.id, "bridge-b")
+        .await
+        .unwrap();
+    let (status, body) = api(
+        &bridge,
+        reqwest::Method::GET,
+        "/tenants/acme/calls/live",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["calls"][0]["call_id"], elsewhere.id.as_str());
+    assert_eq!(body["calls"][0]["node"], "bridge-b");
+    assert_eq!(body["calls"][0]["local"], false);
+    for (path, command) in [
+        ("hangup", json!({"mode": "now"})),
+        ("inject", json!({"instruction": "Offer the discount."})),
+        ("transfer", json!({"destination": "front-desk"})),
+    ] {
+        let (status, body) = api(
+            &bridge,
+            reqwest::Method::POST,
+            &format!("/tenants/acme/calls/{}/{path}", elsewhere.id),
+            Some(command),
+        )
+        .await;
+        assert_eq!(status, 409, "{path}: {body}");
+        assert!(body.to_string().contains("node bridge-b"), "{path}: {body}");
+    }
+    let (status, _) = api(
+        &bridge,
+        reqwest::Method::GET,
+        &format!("/tenants/acme/calls/{}/events", elsewhere.id),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (status, _) = api(
+        &bridge,
+        reqwest::Method::POST,
+        "/tenants/acme/calls/call_nope/inject",
+        Some(json!({"instruction": "x"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+}

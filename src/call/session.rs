@@ -35,6 +35,7 @@ use crate::realtime::{LlmCommand, LlmEvent, ResponseStatus, Speaker};
 use crate::twilio::stream::{FRAME_BYTES, TwilioEvent, ULAW_BYTES_PER_MS};
 
 pub use crate::realtime::END_CALL_TOOL;
+pub use control::OPERATOR_NOTE_PREFIX;
 /// μ-law silence, used to pad the last partial frame of an item.
 const ULAW_SILENCE: u8 = 0xFF;
 /// A mark goes out at least every this many frames (100 ms), so a barge-in knows the heard position
@@ -119,6 +120,19 @@ pub enum Input {
     TransferFinished {
         result: Result<(), String>,
     },
+    /// A supervisor's command from the live-calls API.
+    Operator(OperatorCommand),
+}
+
+/// What a supervisor can do to a live call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperatorCommand {
+    /// End the call: after a short goodbye, or at once.
+    HangUp { goodbye: bool },
+    /// Add an instruction the model follows from its next turn on.
+    Inject { instruction: String },
+    /// Cold-transfer the caller to the agent's destination of that name.
+    Transfer { destination: String },
 }
 
 /// A frame or control message for Twilio.
@@ -148,6 +162,8 @@ pub enum EndReason {
     Transferred {
         destination: String,
     },
+    /// A supervisor ended the call.
+    OperatorEnded,
 }
 
 impl EndReason {
@@ -163,6 +179,7 @@ impl EndReason {
             EndReason::FormatRejected { .. } => "format_rejected",
             EndReason::SessionTimeout => "session_timeout",
             EndReason::Transferred { .. } => "transferred",
+            EndReason::OperatorEnded => "operator_ended",
         }
     }
 }
@@ -203,6 +220,11 @@ pub enum CallEvent {
     },
     /// The resumed provider session is confirmed.
     ProviderResumed,
+    /// A supervisor's command was carried out (`action`: `hang_up`, `inject`, `transfer`).
+    Operator {
+        action: &'static str,
+        detail: String,
+    },
     /// Keypad tones for `digits` were queued into the media stream (`send_digits`).
     DigitsSent {
         digits: String,
@@ -433,6 +455,7 @@ impl CallSession {
                 self.on_transfer_resolved(now, call_id, output)
             }
             Input::TransferFinished { result } => self.on_transfer_finished(now, result),
+            Input::Operator(command) => self.on_operator(now, command),
             Input::ToolFinished { call_id, output } => {
                 if let Some(name) = self.tools_running.remove(&call_id) {
                     self.tool_results.push((call_id, name, output));

@@ -1,4 +1,4 @@
-//! Per-agent transfer destinations: the people `transfer_call` may hand a caller to (name, E.164
+//! Per-agent transfer destinations, and the node running each live call: the people `transfer_call` may hand a caller to (name, E.164
 //! number or SIP URI, a description the model sees, caller-ID policy, opening hours).
 //!
 //! It validates and stores rows; it must not decide whether a destination is open now or build
@@ -272,6 +272,36 @@ impl SqlStore {
         tx.commit().await?;
         // An unknown agent with an empty list inserted nothing: still answer not found.
         self.transfer_destinations(tenant, agent_id).await
+    }
+}
+
+impl SqlStore {
+    /// Records that `node` runs the live call `call_id`.
+    pub async fn set_call_node(
+        &self,
+        tenant: &TenantId,
+        call_id: &str,
+        node: &str,
+    ) -> StoreResult<()> {
+        validate_text("node id", node, 128)?;
+        sqlx::query("UPDATE calls SET node_id = $3 WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(call_id)
+            .bind(node)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The node recorded for the call (`None`: none recorded). Unknown call → NotFound.
+    pub async fn call_node(&self, tenant: &TenantId, call_id: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT node_id FROM calls WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(call_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("call {call_id}")))?;
+        Ok(row.try_get("node_id")?)
     }
 }
 

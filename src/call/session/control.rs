@@ -13,10 +13,15 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::{CallEvent, CallSession, EndReason, ItemAudio, Output};
+use super::{CallEvent, CallSession, EndReason, Ending, ItemAudio, OperatorCommand, Output};
 use crate::audio::dtmf;
 use crate::realtime::{LlmCommand, SEND_DIGITS_TOOL, TRANSFER_CALL_TOOL};
 
+/// How a supervisor's instruction reaches the model (the driver keeps it out of the DTMF log).
+pub const OPERATOR_NOTE_PREFIX: &str =
+    "Instruction from a supervisor (follow it, do not mention it): ";
+const FAREWELL_OPERATOR: &str = "The call has to end now. Say a brief, polite goodbye to the caller \
+     in one short sentence.";
 /// Instructions after a redirect Twilio refused, when the tool was already answered.
 const TRANSFER_FAILED: &str = "The transfer could not be placed. Apologise to the caller, and \
      offer to help further or take a message.";
@@ -301,11 +306,14 @@ impl CallSession {
                 } else {
                     let call_id = transfer.call_id.clone();
                     transfer.stage = Stage::AwaitingHandover { destination };
-                    self.emit(Output::Llm(LlmCommand::ToolResult {
-                        call_id,
-                        name: TRANSFER_CALL_TOOL.into(),
-                        output: r#"{"ok":true,"status":"transferring"}"#.into(),
-                    }));
+                    // A supervisor's transfer has no tool call to answer.
+                    if !call_id.is_empty() {
+                        self.emit(Output::Llm(LlmCommand::ToolResult {
+                            call_id,
+                            name: TRANSFER_CALL_TOOL.into(),
+                            output: r#"{"ok":true,"status":"transferring"}"#.into(),
+                        }));
+                    }
                     self.emit(Output::Llm(LlmCommand::CreateResponse {
                         instructions: Some(HANDOVER.to_owned()),
                     }));
@@ -322,6 +330,69 @@ impl CallSession {
                 self.emit(Output::Transfer { destination });
             }
             _ => {}
+        }
+    }
+
+    pub(super) fn on_operator(&mut self, now: Instant, command: OperatorCommand) {
+        match command {
+            OperatorCommand::HangUp { goodbye: false } => {
+                self.event(CallEvent::Operator {
+                    action: "hang_up",
+                    detail: "at once".into(),
+                });
+                self.hang_up(EndReason::OperatorEnded);
+            }
+            OperatorCommand::HangUp { goodbye: true } => {
+                if self.ending.is_some() {
+                    return;
+                }
+                self.event(CallEvent::Operator {
+                    action: "hang_up",
+                    detail: "after a goodbye".into(),
+                });
+                self.begin_ending(now, EndReason::OperatorEnded);
+                self.ending = Some(Ending::NeedFarewell {
+                    instructions: FAREWELL_OPERATOR,
+                });
+            }
+            OperatorCommand::Inject { instruction } => {
+                self.event(CallEvent::Operator {
+                    action: "inject",
+                    detail: instruction.clone(),
+                });
+                self.emit(Output::Llm(LlmCommand::SystemNote(format!(
+                    "{OPERATOR_NOTE_PREFIX}{instruction}"
+                ))));
+            }
+            OperatorCommand::Transfer { destination } => {
+                if self.control.transfer.is_some() || self.ending.is_some() {
+                    self.event(CallEvent::Operator {
+                        action: "transfer",
+                        detail: "ignored: a transfer or the end of the call is under way".into(),
+                    });
+                    return;
+                }
+                self.event(CallEvent::Operator {
+                    action: "transfer",
+                    detail: destination.clone(),
+                });
+                self.event(CallEvent::Transfer {
+                    destination: destination.clone(),
+                    outcome: "started",
+                    detail: Some("by a supervisor".into()),
+                });
+                // Wait for the response in progress (if any); then a handover line unless it spoke.
+                let (response_id, response_done) = match self.active_response.clone() {
+                    Some(id) => (id, None),
+                    None => (String::new(), Some(false)),
+                };
+                self.control.transfer = Some(Transfer {
+                    call_id: String::new(),
+                    response_id,
+                    response_done,
+                    stage: Stage::Accepted { destination },
+                });
+            }
         }
     }
 
@@ -362,7 +433,7 @@ impl CallSession {
                     "transfer_failed",
                     "The transfer could not be placed. Apologise, and offer to help further or take a message.",
                 );
-                if answered {
+                if answered || call_id.is_empty() {
                     // The tool was answered already ("transferring"): say so in the request.
                     self.emit(Output::Llm(LlmCommand::CreateResponse {
                         instructions: Some(TRANSFER_FAILED.to_owned()),

@@ -47,6 +47,8 @@ pub struct ApiState {
     pub admin_key: Option<SecretString>,
     /// Runs tenants' tools for `POST /tools/{tool}/invoke`; `None` answers 503.
     pub tools: Option<crate::tools::invoke::ToolRuntime>,
+    /// This node's live calls; `None` answers 503 (an API served without calls).
+    pub live: Option<std::sync::Arc<crate::call::live::LiveCalls>>,
 }
 
 impl ApiState {
@@ -55,6 +57,7 @@ impl ApiState {
             service,
             admin_key,
             tools: None,
+            live: None,
         }
     }
 
@@ -70,6 +73,7 @@ impl ApiState {
             deps.config.admin_key.clone(),
         );
         state.tools = Some(deps.tool_runtime());
+        state.live = Some(deps.live.clone());
         match deps.dialer() {
             Ok(dialer) => state.service = state.service.with_dialer(dialer),
             Err(e) => tracing::warn!(error = %e, "outbound calls disabled"),
@@ -148,6 +152,11 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
             call_control::get_transfer_destinations,
             call_control::put_transfer_destinations
         ))
+        .routes(routes!(call_control::list_live_calls))
+        .routes(routes!(call_control::hang_up_live_call))
+        .routes(routes!(call_control::inject_live_call))
+        .routes(routes!(call_control::transfer_live_call))
+        .routes(routes!(call_control::live_call_events))
         .merge(
             // A campaign is created with its contacts file, far larger than any other body.
             OpenApiRouter::new()

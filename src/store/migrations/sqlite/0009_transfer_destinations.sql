@@ -18,3 +18,7 @@ CREATE TABLE transfer_destinations (
     PRIMARY KEY (tenant_id, agent_id, name),
     FOREIGN KEY (tenant_id, agent_id) REFERENCES agents (tenant_id, id) ON DELETE CASCADE
 );
+
+-- The node running a live call (its `CALLBRIDGE_NODE_ID`), so an operator command sent to another
+-- node is refused naming this one. NULL for calls that never reached a node.
+ALTER TABLE calls ADD COLUMN node_id TEXT;
