@@ -812,3 +812,133 @@ async fn a_command_for_a_call_on_another_node_is_refused_naming_that_node() {
     .await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn a_supervisor_transfers_a_live_call_after_a_handover_line() {
+    let _serial = TWILIO_REST.lock().await;
+    let rest = FakeTwilioRest::start(&calls_spec().unwrap(), ACCOUNT_SID, AUTH_TOKEN)
+        .await
+        .unwrap();
+    // SAFETY: tests that read TWILIO_API_BASE hold TWILIO_REST.
+    unsafe { std::env::set_var("TWILIO_API_BASE", &rest.base_url) };
+    let call_sid = "CA00000000000000000000000000000c12";
+    rest.add_live_call(call_sid, "+14155551234", CALLED_NUMBER);
+    let stream_ended = Arc::new(tokio::sync::Notify::new());
+    rest.notify_on_redirect(stream_ended.clone());
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![
+            Turn::Say {
+                ms: 200,
+                byte: 0x11,
+                text: "Hello.".into(),
+            },
+            Turn::Say {
+                ms: 600,
+                byte: 0x66,
+                text: "I'm transferring you to reception now.".into(),
+            },
+        ],
+        ..Behaviour::default()
+    })
+    .await;
+    let bridge = TestBridge::start(&realtime.url(), |args| {
+        args.admin_key = Some(LIVE_ADMIN_KEY.into());
+    })
+    .await;
+    let tenant = provision_agent(
+        &bridge.store,
+        "acme",
+        agent_spec("openai", "gpt-realtime", "alloy"),
+    )
+    .await;
+    let agent = bridge.store.list_agents(&tenant).await.unwrap()[0]
+        .id
+        .clone();
+    bridge
+        .store
+        .put_transfer_destinations(&tenant, &agent, &[front_desk()])
+        .await
+        .unwrap();
+    let twilio = bridge.twilio();
+    let call = tokio::spawn(async move {
+        twilio
+            .call(
+                call_sid,
+                CallScript {
+                    max_ms: 10_000,
+                    stop_when: Some(stream_ended),
+                    ..CallScript::default()
+                },
+            )
+            .await
+            .unwrap()
+    });
+    // Once the greeting is over, transfer.
+    let mut call_id = String::new();
+    for _ in 0..250 {
+        let (_, body) = api(
+            &bridge,
+            reqwest::Method::GET,
+            "/tenants/acme/calls/live",
+            None,
+        )
+        .await;
+        let sessions = realtime.recorder.sessions();
+        let greeted = sessions.first().is_some_and(|log| {
+            received_of(log, "response.create").len() == 1
+                && log.item_audio_ms.values().any(|ms| *ms >= 200)
+        });
+        if let Some(id) = body["calls"][0]["call_id"].as_str()
+            && greeted
+        {
+            call_id = id.to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!call_id.is_empty(), "the call went live");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = api(
+        &bridge,
+        reqwest::Method::POST,
+        &format!("/tenants/acme/calls/{call_id}/transfer"),
+        Some(json!({"destination": "nowhere"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("front-desk"), "{body}");
+    let (status, body) = api(
+        &bridge,
+        reqwest::Method::POST,
+        &format!("/tenants/acme/calls/{call_id}/transfer"),
+        Some(json!({"destination": "front-desk"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let report = call.await.unwrap();
+
+    let stopped_at = report.stopped_at_ms.expect("the redirect ended the stream");
+    let line: Vec<u64> = report
+        .played
+        .iter()
+        .filter(|(_, b)| *b == 0x66)
+        .map(|(at, _)| *at)
+        .collect();
+    assert_eq!(line.len(), 30, "600 ms handover line = 30 frames");
+    assert!(line.iter().all(|at| *at <= stopped_at));
+    assert!(rest.violations().is_empty(), "{:?}", rest.violations());
+    let updates = &rest
+        .calls()
+        .into_iter()
+        .find(|c| c.sid == call_sid)
+        .unwrap()
+        .updates;
+    assert_eq!(updates.len(), 1);
+    assert!(
+        updates[0]
+            .iter()
+            .any(|(k, v)| k == "Twiml" && v.contains("<Number>+15551234567</Number>"))
+    );
+    let ended = ended_call(&bridge.store, &tenant).await;
+    assert_eq!(ended.end_reason.as_deref(), Some("transferred"));
+}

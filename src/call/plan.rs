@@ -225,7 +225,8 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
     }
 }
 
-/// Registers `transfer_call` when the agent enables it and has destinations; returns them.
+/// The agent's transfer destinations; registers `transfer_call` when the agent enables it and has
+/// some.
 async fn transfer_destinations_for(
     deps: &CallDeps,
     tenant: &TenantId,
@@ -237,10 +238,11 @@ async fn transfer_destinations_for(
         .enabled_tools
         .iter()
         .any(|name| name == crate::realtime::TRANSFER_CALL_TOOL);
-    if !enabled {
-        return Ok(Vec::new());
-    }
+    // Loaded even when the model may not transfer: a supervisor still can (live-calls API).
     let destinations = deps.store.transfer_destinations(tenant, &agent.id).await?;
+    if !enabled {
+        return Ok(destinations);
+    }
     if destinations.is_empty() {
         warn!(tenant = %tenant, tool = "transfer_call", reason = "the agent has no transfer destinations", "tool not offered");
         return Ok(destinations);

@@ -492,6 +492,10 @@ impl CallSession {
         if self.phase == Phase::Ended {
             return;
         }
+        // Twilio may end the stream before it answers the redirect: wait for that answer.
+        if reason == EndReason::CallerHungUp && self.control.hold_stream_end() {
+            return;
+        }
         // Once Twilio runs the transfer, the stream ending is the transfer completing.
         let reason = match (reason, self.control.redirected_to()) {
             (EndReason::CallerHungUp | EndReason::AgentEnded, Some(destination)) => {

@@ -34,6 +34,8 @@ pub(super) struct Control {
     /// Digits queued as tones, waiting to be played.
     dtmf: Vec<PendingDigits>,
     transfer: Option<Transfer>,
+    /// The media stream ended while the redirect's answer was awaited.
+    stream_ended: bool,
 }
 
 #[derive(Debug)]
@@ -81,6 +83,17 @@ impl Control {
         self.transfer
             .as_ref()
             .is_some_and(|t| t.stage != Stage::Resolving)
+    }
+
+    /// True (and remembered) when the stream ends while the redirect is being requested: the
+    /// redirect's answer decides whether that was the transfer or the caller hanging up.
+    pub(super) fn hold_stream_end(&mut self) -> bool {
+        let redirecting = self
+            .transfer
+            .as_ref()
+            .is_some_and(|t| matches!(t.stage, Stage::Redirecting { .. }));
+        self.stream_ended |= redirecting;
+        redirecting
     }
 
     /// The destination Twilio is now connecting the caller to.
@@ -404,7 +417,28 @@ impl CallSession {
             return;
         };
         let destination = destination.clone();
+        let stream_ended = std::mem::take(&mut self.control.stream_ended);
         match result {
+            Ok(()) if stream_ended => {
+                transfer.stage = Stage::Redirected {
+                    destination: destination.clone(),
+                };
+                self.event(CallEvent::Transfer {
+                    destination: destination.clone(),
+                    outcome: "redirected",
+                    detail: None,
+                });
+                self.hang_up(EndReason::Transferred { destination });
+            }
+            Err(detail) if stream_ended => {
+                self.control.transfer = None;
+                self.event(CallEvent::Transfer {
+                    destination,
+                    outcome: "failed",
+                    detail: Some(detail),
+                });
+                self.hang_up(EndReason::CallerHungUp);
+            }
             Ok(()) => {
                 transfer.stage = Stage::Redirected {
                     destination: destination.clone(),

@@ -272,3 +272,39 @@ fn a_refused_destination_is_spoken_about_like_any_tool_error() {
     assert!(results[0].1.contains("closed"));
     assert!(!creates_none(&out), "the model answers");
 }
+
+#[test]
+fn a_stream_that_ends_before_the_redirect_is_answered_waits_for_the_answer() {
+    let mut h = H::ready();
+    h.llm(E::ResponseCreated {
+        response_id: "r1".into(),
+    });
+    h.tool("r1", "t1", TRANSFER_CALL_TOOL, r#"{"destination":"sales"}"#);
+    h.input(Input::ToolFinished {
+        call_id: "t1".into(),
+        output: r#"{"ok":true,"result":{"destination":"sales"}}"#.into(),
+    });
+    h.done("r1");
+    h.llm(E::ResponseCreated {
+        response_id: "r2".into(),
+    });
+    let mut out = agent_speaks(&mut h, "r2", "i2", 200);
+    out.extend(h.done("r2"));
+    let played = h.play(&out);
+    assert!(played.contains(&Output::Transfer {
+        destination: "sales".into()
+    }));
+    // Twilio runs the new TwiML and stops the stream before its REST answer arrives.
+    let out = h.input(Input::Twilio(TwilioEvent::Stop));
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Hangup(_))),
+        "{out:?}"
+    );
+    let out = h.input(Input::TransferFinished { result: Ok(()) });
+    assert_eq!(
+        out.last(),
+        Some(&Output::Hangup(EndReason::Transferred {
+            destination: "sales".into()
+        }))
+    );
+}
