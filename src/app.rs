@@ -127,6 +127,9 @@ pub struct App {
     pub ledger: SharedLedger,
     /// The calls this node runs (live-calls API, operator commands).
     pub live: Arc<crate::call::live::LiveCalls>,
+    /// This node's name: in stream claims, campaign leases and its heartbeat
+    /// (`CALLBRIDGE_NODE_ID`, default random per process).
+    pub node_id: Arc<str>,
 }
 
 impl App {
@@ -150,6 +153,10 @@ impl App {
                 registry.register(tool);
             }
         }
+        let config_node_id = config.campaigns.node_id.clone();
+        // One name per node: stream claims, campaign leases, heartbeat and live calls.
+        let live_node =
+            config_node_id.unwrap_or_else(|| format!("node-{:016x}", rand::random::<u64>()));
         let dialect = crate::realtime::openai::OpenAiDialect::new(
             config.openai_realtime_url.clone(),
             config.openai_realtime_model.clone(),
@@ -164,9 +171,8 @@ impl App {
             keyring: core.keyring,
             policy: core.policy,
             ledger: core.ledger,
-            live: Arc::new(crate::call::live::LiveCalls::new(
-                crate::call::live::LiveCalls::node_from_env(),
-            )),
+            node_id: Arc::from(live_node.as_str()),
+            live: Arc::new(crate::call::live::LiveCalls::new(live_node)),
         })
     }
 
@@ -192,6 +198,7 @@ impl App {
             policy: self.policy.clone(),
             ledger: self.ledger.clone(),
             live: self.live.clone(),
+            node_id: self.node_id.clone(),
         }
     }
 

@@ -124,6 +124,16 @@ pub struct ServeArgs {
     /// Unset: tenant-steered requests go to public https hosts only.
     #[arg(long, env = "CALLBRIDGE_EGRESS_ALLOW")]
     pub egress_allow: Option<String>,
+    /// Seconds a request head may take to arrive, and a kept-alive connection may wait for its
+    /// next request (default 10).
+    #[arg(long, env = "CALLBRIDGE_HTTP_HEADER_TIMEOUT_SECS")]
+    pub http_header_timeout_secs: Option<u64>,
+    /// Seconds a connection may go without a byte either way before it is closed (default 60).
+    #[arg(long, env = "CALLBRIDGE_HTTP_IDLE_TIMEOUT_SECS")]
+    pub http_idle_timeout_secs: Option<u64>,
+    /// Open HTTP connections at most; more are closed on accept (default 1024).
+    #[arg(long, env = "CALLBRIDGE_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -163,6 +173,9 @@ struct FileConfig {
     campaign_lease_secs: Option<u64>,
     campaign_call_check_secs: Option<u64>,
     egress_allow: Option<String>,
+    http_header_timeout_secs: Option<u64>,
+    http_idle_timeout_secs: Option<u64>,
+    http_max_connections: Option<usize>,
 }
 
 /// A configuration problem, naming the variable to fix.
@@ -232,6 +245,30 @@ pub struct Config {
     pub campaigns: CampaignSettings,
     /// Where tenant-steered outbound requests may go (see [`crate::egress`]).
     pub egress: crate::egress::EgressPolicy,
+    /// Limits of the HTTP listener (see `http::listener`).
+    pub http: HttpLimits,
+}
+
+/// The HTTP listener's limits (`CALLBRIDGE_HTTP_*` settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request head must arrive within this; also the longest a kept-alive connection may wait
+    /// for its next request.
+    pub header_timeout: Duration,
+    /// A connection with no byte in either direction for this long is closed.
+    pub idle_timeout: Duration,
+    /// Open connections at most; more are closed on accept.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
 }
 
 /// The campaign dispatcher's settings on this node.
@@ -432,6 +469,34 @@ impl Config {
             pick!(egress_allow).as_deref().unwrap_or(""),
         )
         .map_err(|e| invalid("CALLBRIDGE_EGRESS_ALLOW", e.to_string()))?;
+        let defaults = HttpLimits::default();
+        let positive = |value: Option<u64>, variable: &'static str, default: Duration| match value {
+            None => Ok(default),
+            Some(0) => Err(invalid(variable, "must be at least 1")),
+            Some(secs) => Ok(Duration::from_secs(secs)),
+        };
+        let http = HttpLimits {
+            header_timeout: positive(
+                pick!(http_header_timeout_secs),
+                "CALLBRIDGE_HTTP_HEADER_TIMEOUT_SECS",
+                defaults.header_timeout,
+            )?,
+            idle_timeout: positive(
+                pick!(http_idle_timeout_secs),
+                "CALLBRIDGE_HTTP_IDLE_TIMEOUT_SECS",
+                defaults.idle_timeout,
+            )?,
+            max_connections: match pick!(http_max_connections) {
+                None => defaults.max_connections,
+                Some(0) => {
+                    return Err(invalid(
+                        "CALLBRIDGE_HTTP_MAX_CONNECTIONS",
+                        "must be at least 1",
+                    ));
+                }
+                Some(n) => n,
+            },
+        };
         let admin_key = pick!(admin_key).filter(|k| !k.is_empty());
         if admin_key.as_ref().is_some_and(|k| k.len() < 24) {
             return Err(invalid(
@@ -516,12 +581,35 @@ impl Config {
             prompts_dir: pick!(prompts_dir).unwrap_or_else(|| PathBuf::from("prompts")),
             recordings_dir: pick!(recordings_dir).unwrap_or_else(|| PathBuf::from("recordings")),
             egress,
+            http,
             recording_format,
             xai,
             azure,
             gemini,
             campaigns,
         })
+    }
+
+    /// Every secret this process was configured with, for the log sink to scrub (see
+    /// [`crate::logging`]). Never logged, never returned by an API.
+    pub fn secret_values(&self) -> Vec<String> {
+        use secrecy::ExposeSecret as _;
+        let mut secrets = vec![
+            self.twilio_auth_token.expose_secret().to_owned(),
+            self.openai_api_key.expose_secret().to_owned(),
+        ];
+        if let Some(key) = &self.admin_key {
+            secrets.push(key.expose_secret().to_owned());
+        }
+        for access in [&self.xai, &self.azure, &self.gemini].into_iter().flatten() {
+            secrets.push(access.api_key.expose_secret().to_owned());
+        }
+        if let Ok(url) = url::Url::parse(self.database_url.expose_secret())
+            && let Some(password) = url.password()
+        {
+            secrets.push(password.to_owned());
+        }
+        secrets
     }
 
     /// The media stream URL written into TwiML (and signed by Twilio on the upgrade).

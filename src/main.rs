@@ -5,10 +5,8 @@
 
 use std::process::ExitCode;
 
-use axum::serve::ListenerExt as _;
 use clap::{Parser, Subcommand};
 use tracing::info;
-use tracing_subscriber::EnvFilter;
 
 use callbridge::config::{Config, LogFormat, ServeArgs};
 
@@ -61,7 +59,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_format);
+    init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -91,49 +89,54 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_env("CALLBRIDGE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+fn init_logging(config: &Config) {
+    // The transport crates never log below INFO, and configured secrets are scrubbed from every
+    // line, whatever CALLBRIDGE_LOG asks (see callbridge::logging).
+    callbridge::logging::init(
+        callbridge::logging::env_filter("info"),
+        config.log_format == LogFormat::Json,
+        callbridge::logging::Scrubbed::new(std::io::stdout, config.secret_values()),
+    );
 }
 
-/// Logging for commands that talk to vendors: the same filter as `serve` (`CALLBRIDGE_LOG`, default
-/// `warn` here so a successful run prints only its result), on stderr so stdout stays the
-/// command's output.
+/// Logging for commands that talk to vendors: the same filter and cap as `serve`
+/// (`CALLBRIDGE_LOG`, default `warn` here so a successful run prints only its result), on stderr
+/// so stdout stays the command's output.
 fn init_cli_logging() {
-    let filter =
-        EnvFilter::try_from_env("CALLBRIDGE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    callbridge::logging::init(
+        callbridge::logging::env_filter("warn"),
+        false,
+        callbridge::logging::Scrubbed::new(std::io::stderr, Vec::new()),
+    );
 }
 
 async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
     // Post-call webhooks: delivered from the durable outbox (needs the vault's master key).
+    // Tenant webhook targets obey the operator's egress allow-list (strict when unset).
     let webhooks = callbridge::webhooks::spawn_from_env(
         deps.store.clone(),
-        callbridge::webhooks::WorkerOptions::default(),
+        callbridge::webhooks::WorkerOptions {
+            egress: deps.config.egress.clone(),
+            ..callbridge::webhooks::WorkerOptions::default()
+        },
     );
     let campaigns = start_campaigns(&deps)?;
+    // Crash recovery: settle calls a dead node (or this one, before a restart) left in progress.
+    let recovery =
+        callbridge::call::recovery::Recovery::for_node(&deps.call_deps(), deps.node_id.clone())
+            .spawn();
     let listen = deps.config.listen;
     let public_url = deps.config.public_url.clone();
+    let limits = deps.config.http;
+    let metrics = deps.metrics.clone();
     let app = callbridge::http::router(deps);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (CALLBRIDGE_LISTEN): {e}"))?;
     info!(%listen, %public_url, "callbridge listening; point the Twilio voice webhook at {public_url}/twilio/voice");
-    // Audio frames are small writes that must leave at once: no Nagle delay on any socket.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // Header-read and idle timeouts, a connection cap (CALLBRIDGE_HTTP_*).
+    callbridge::http::serve(listener, app, limits, metrics, shutdown_signal()).await;
+    recovery.abort();
     if let Some(worker) = webhooks {
         worker.shutdown().await;
     }
@@ -159,9 +162,8 @@ fn start_campaigns(
         call_check: settings.call_check,
         ..Default::default()
     };
-    if let Some(node) = &settings.node_id {
-        options.node_id = node.clone();
-    }
+    // One name per node for leases, stream claims and the heartbeat.
+    options.node_id = deps.node_id.to_string();
     let runner = callbridge::campaign::CampaignRunner::new(
         deps.store.clone(),
         dialer,

@@ -154,7 +154,15 @@ async fn no_secret_in_any_log_line() {
     webhooks::enqueue_call_ended(store, &tenant, &call.id)
         .await
         .unwrap();
-    let worker = DeliveryWorker::new(store.clone(), keyring, WorkerOptions::default()).unwrap();
+    let worker = DeliveryWorker::new(
+        store.clone(),
+        keyring,
+        WorkerOptions {
+            egress: callbridge::egress::EgressPolicy::allow_loopback(),
+            ..WorkerOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(worker.run_once().await.unwrap(), 1);
     let outbox = store.list_outbox(&tenant, 10).await.unwrap();
     assert_eq!(outbox[0].status, OutboxStatus::Delivered, "{outbox:?}");

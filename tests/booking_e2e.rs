@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use callbridge_testkit::contract::Contract;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -273,6 +274,24 @@ async fn a_repeated_booking_mid_call_books_once_and_is_confirmed_to_the_model() 
             .iter()
             .all(|r| r["tool"] == "book_appointment" && r["outcome"] == "ok")
     );
+    // Every request each vendor's mock received is valid per its spec.
+    Contract::load("calcom", &["openapi.json"])
+        .variant(
+            "BookingsController_2024_08_13_createBooking",
+            "#/components/schemas/CreateBookingInput_2024_08_13",
+        )
+        .assert_valid(&calendar)
+        .await;
+    Contract::load(
+        "hubspot",
+        &[
+            "crm-contacts-v3.json",
+            "crm-notes-v3.json",
+            "crm-meetings-v3.json",
+        ],
+    )
+    .assert_valid(&crm)
+    .await;
 }
 
 #[tokio::test]
@@ -330,4 +349,11 @@ async fn a_slow_booking_gets_a_holding_phrase_then_the_confirmation() {
             .render()
             .contains("callbridge_fillers_total 1\n")
     );
+    Contract::load("calcom", &["openapi.json"])
+        .variant(
+            "BookingsController_2024_08_13_createBooking",
+            "#/components/schemas/CreateBookingInput_2024_08_13",
+        )
+        .assert_valid(&calendar)
+        .await;
 }

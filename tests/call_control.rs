@@ -211,7 +211,7 @@ async fn cold_transfer_redirects_only_after_the_handover_line_was_heard() {
     // SAFETY: tests that read TWILIO_API_BASE hold TWILIO_REST.
     unsafe { std::env::set_var("TWILIO_API_BASE", &rest.base_url) };
     let call_sid = "CA00000000000000000000000000000c02";
-    rest.add_live_call(call_sid, "+14155551234", CALLED_NUMBER);
+    rest.add_call(call_sid, "in-progress");
     let stream_ended = Arc::new(tokio::sync::Notify::new());
     rest.notify_on_redirect(stream_ended.clone());
 
@@ -822,7 +822,7 @@ async fn a_supervisor_transfers_a_live_call_after_a_handover_line() {
     // SAFETY: tests that read TWILIO_API_BASE hold TWILIO_REST.
     unsafe { std::env::set_var("TWILIO_API_BASE", &rest.base_url) };
     let call_sid = "CA00000000000000000000000000000c12";
-    rest.add_live_call(call_sid, "+14155551234", CALLED_NUMBER);
+    rest.add_call(call_sid, "in-progress");
     let stream_ended = Arc::new(tokio::sync::Notify::new());
     rest.notify_on_redirect(stream_ended.clone());
     let realtime = FakeRealtime::start(Behaviour {

@@ -408,6 +408,104 @@ async fn a_replayed_upgrade_with_a_forged_token_is_refused() {
     assert_all_tasks_end(&bridge).await;
 }
 
+/// Stream tokens are single-use: a second socket with the same token while the call runs, the
+/// same token after the call ended, and a replayed signed voice webhook are all refused.
+#[tokio::test]
+async fn a_stream_token_replayed_on_a_second_socket_or_after_the_call_is_refused() {
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![say(400, 0x31, "Hello!")],
+        ..Behaviour::default()
+    })
+    .await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
+    let twilio = bridge.twilio();
+    let sid = "CA00000000000000000000000000000031";
+    let twiml = twilio
+        .ring(sid, "+14155551234", "+15005550006")
+        .await
+        .unwrap();
+    let first = twilio.connect_media(&twiml.url, None).await.unwrap();
+    let live = tokio::spawn({
+        let twiml = twiml.clone();
+        async move {
+            callbridge_testkit::fake_twilio::run_stream(
+                first,
+                sid,
+                ACCOUNT_SID,
+                &twiml,
+                CallScript {
+                    hang_up_after_ms: Some(1_500),
+                    max_ms: 5_000,
+                    ..CallScript::default()
+                },
+            )
+            .await
+        }
+    });
+    // Wait until the first socket owns the call (its provider session is open).
+    for _ in 0..250 {
+        if !realtime.recorder.sessions().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(realtime.recorder.sessions().len(), 1);
+
+    // Same token, second socket, while the call is live.
+    let replay = |twilio: callbridge_testkit::fake_twilio::FakeTwilio,
+                  twiml: callbridge_testkit::fake_twilio::StreamTwiml| async move {
+        let socket = twilio.connect_media(&twiml.url, None).await.unwrap();
+        callbridge_testkit::fake_twilio::run_stream(
+            socket,
+            sid,
+            ACCOUNT_SID,
+            &twiml,
+            CallScript {
+                max_ms: 3_000,
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap()
+    };
+    let second = replay(bridge.twilio(), twiml.clone()).await;
+    assert!(second.closed_by_bridge, "the second socket is closed");
+    assert_eq!(bridge.metrics.errors_of("twilio_stream_replayed"), 1);
+
+    let report = live.await.unwrap().unwrap();
+    assert!(
+        report.played.iter().any(|(_, b)| *b == 0x31),
+        "the live call was not disturbed"
+    );
+    assert_all_tasks_end(&bridge).await;
+
+    // Same token once the call has ended.
+    let after = replay(bridge.twilio(), twiml.clone()).await;
+    assert!(after.closed_by_bridge);
+    assert_eq!(bridge.metrics.errors_of("twilio_stream_replayed"), 2);
+    assert_eq!(
+        realtime.recorder.sessions().len(),
+        1,
+        "no provider session for a replay"
+    );
+
+    // A replayed signed voice webhook gets no fresh token for the call.
+    let params: Vec<(String, String)> = [
+        ("AccountSid", ACCOUNT_SID),
+        ("CallSid", sid),
+        ("From", "+14155551234"),
+        ("To", "+15005550006"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let (status, body) = twilio.voice_webhook(&params, None).await.unwrap();
+    assert_eq!(status, 409, "{body}");
+    assert!(!body.contains("token"), "{body}");
+    assert_eq!(bridge.metrics.errors_of("twilio_webhook_replayed"), 1);
+    assert_all_tasks_end(&bridge).await;
+}
+
 #[tokio::test]
 async fn malformed_frames_are_counted_and_the_call_goes_on() {
     let realtime = FakeRealtime::start(Behaviour {

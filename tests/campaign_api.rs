@@ -20,6 +20,7 @@ backend_suite!(
     every_campaign_route_is_tenant_scoped,
     pause_resume_cancel_and_their_conflicts,
     dial_limits_are_set_by_the_admin_only,
+    exported_cells_never_start_a_formula,
 );
 
 const MIXED_CSV: &str = "phone,name,plan\n\
@@ -543,4 +544,56 @@ async fn dial_limits_are_set_by_the_admin_only(store: &SqlStore) {
         404,
         "not_found",
     );
+}
+
+/// CSV injection: contact values that a spreadsheet would run as formulas come back as text
+/// (a leading single quote), plain numbers and phone numbers untouched.
+async fn exported_cells_never_start_a_formula(store: &SqlStore) {
+    let api = TestApi::start(store).await;
+    let a = seed_tenant(&api, store, "acme", "+14155550100").await;
+    let csv = "phone,name,note\n\
+               +14155552671,\"=HYPERLINK(\"\"http://evil.example\"\",\"\"x\"\")\",-3\n\
+               +14155552672,@SUM(A1),+1+cmd|' /C calc'!A0\n\
+               +14155552673,-2+3,plain\n";
+    let id = create(&api, &a.key, campaign_body(csv)).await;
+    let r = api
+        .get(&format!("/campaigns/{id}/results.csv"), &a.key)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut reader = csv::Reader::from_reader(r.text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(header.last().map(String::as_str), Some("var.note"));
+    let rows: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.expect("row").iter().map(str::to_owned).collect())
+        .collect();
+    let cells: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r[1].as_str(), r[10].as_str(), r[11].as_str()))
+        .collect();
+    assert_eq!(
+        cells,
+        [
+            (
+                "+14155552671",
+                "'=HYPERLINK(\"http://evil.example\",\"x\")",
+                "-3"
+            ),
+            ("+14155552672", "'@SUM(A1)", "'+1+cmd|' /C calc'!A0"),
+            ("+14155552673", "'-2+3", "plain"),
+        ]
+    );
+    for row in &rows {
+        for cell in row {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@']) || cell.parse::<f64>().is_ok(),
+                "{cell:?} would run as a formula"
+            );
+        }
+    }
 }

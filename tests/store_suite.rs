@@ -31,6 +31,8 @@ backend_suite!(
     tenant_file_fixture_provisions_atomically,
     crm_meetings_record_replace_and_move,
     crm_meetings_stay_in_their_tenant,
+    stream_claims_are_single_use_under_concurrency,
+    orphaned_calls_are_those_of_dead_nodes_and_settle_once,
 );
 
 fn tid(raw: &str) -> TenantId {
@@ -1243,4 +1245,98 @@ async fn crm_meetings_stay_in_their_tenant(store: &SqlStore) {
         meeting_of(store, &beta, "bk-1").await.as_deref(),
         Some("9900")
     );
+}
+
+/// A call's media stream is claimed once: concurrent claimers (many nodes) get one winner, and a
+/// later claim (after the call) still loses.
+async fn stream_claims_are_single_use_under_concurrency(store: &SqlStore) {
+    assert!(!store.stream_claimed("CA1").await.expect("read"));
+    let mut claims = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        claims.push(tokio::spawn(async move {
+            store
+                .claim_stream("CA1", "acme", "node-a")
+                .await
+                .expect("claim")
+        }));
+    }
+    let mut winners = 0;
+    for claim in claims {
+        winners += usize::from(claim.await.expect("join"));
+    }
+    assert_eq!(winners, 1);
+    assert!(store.stream_claimed("CA1").await.expect("read"));
+    assert!(
+        !store
+            .claim_stream("CA1", "", "node-b")
+            .await
+            .expect("claim again")
+    );
+    assert!(
+        store
+            .claim_stream("CA2", "", "node-b")
+            .await
+            .expect("another call")
+    );
+    assert!(
+        store.claim_stream("", "acme", "node-a").await.is_err(),
+        "empty SID refused"
+    );
+}
+
+/// Crash recovery's queries: a call is orphaned when its stream's node restarted since the claim
+/// or stopped its heartbeat; a live node's call is not; settling happens once.
+async fn orphaned_calls_are_those_of_dead_nodes_and_settle_once(store: &SqlStore) {
+    let acme = tenant(store, "acme").await;
+    let agent = store
+        .create_agent(&acme, &spec("Front"), &[])
+        .await
+        .expect("agent");
+    let mut ids = Vec::new();
+    for (sid, node) in [("CA1", "node-a"), ("CA2", "node-b"), ("CA3", "node-c")] {
+        let call = store
+            .create_call(&new_call(&acme, &agent.id, sid))
+            .await
+            .expect("call");
+        assert!(store.claim_stream(sid, "acme", node).await.expect("claim"));
+        ids.push(call.id);
+    }
+    let now = jiff::Timestamp::now().as_millisecond();
+    // node-b is alive; node-c's heartbeat is old; node-a is "me", restarted after its claim.
+    store.node_heartbeat("node-b", now).await.expect("beat");
+    store
+        .node_heartbeat("node-c", now - 120_000)
+        .await
+        .expect("beat");
+    sqlx::query("UPDATE bridge_nodes SET heartbeat_at = $1 WHERE node_id = 'node-c'")
+        .bind(now - 120_000)
+        .execute(store.pool())
+        .await
+        .expect("age the heartbeat");
+    let orphans = store
+        .orphaned_calls("node-a", now + 1, now - 45_000, 10)
+        .await
+        .expect("orphans");
+    let mut found: Vec<&str> = orphans.iter().map(|c| c.id.as_str()).collect();
+    found.sort_unstable();
+    let mut expected = vec![ids[0].as_str(), ids[2].as_str()];
+    expected.sort_unstable();
+    assert_eq!(found, expected);
+    assert!(
+        store
+            .settle_orphaned_call(&acme, &ids[0], CallStatus::Completed)
+            .await
+            .expect("settle")
+    );
+    assert!(
+        !store
+            .settle_orphaned_call(&acme, &ids[0], CallStatus::Failed)
+            .await
+            .expect("settle again"),
+        "settled once"
+    );
+    let call = store.call(&acme, &ids[0]).await.expect("call");
+    assert_eq!(call.status, CallStatus::Completed);
+    assert_eq!(call.end_reason.as_deref(), Some("bridge_restart"));
 }

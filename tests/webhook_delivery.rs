@@ -18,6 +18,7 @@ use callbridge::admin::dto::{
     AgentRequest, CreateTenantRequest, GenerateSigningSecretRequest, WebhookRequest,
 };
 use callbridge::admin::{AdminService, Principal};
+use callbridge::egress::EgressPolicy;
 use callbridge::store::{
     CallDirection, CallEnd, CallEventKind, CallStatus, NewCall, OutboxStatus, SqlStore, Store,
     TenantId, WebhookSettingsSpec,
@@ -32,6 +33,7 @@ backend_suite!(
     outage_and_crash_lose_nothing_and_duplicate_nothing,
     gives_up_after_max_attempts,
     enqueue_rules,
+    targets_pass_the_egress_guard_and_errors_stay_neutral,
 );
 
 #[derive(Clone, Debug)]
@@ -105,8 +107,21 @@ struct Tenant {
 }
 
 async fn tenant_with_webhook(store: &SqlStore, keyring: &Keyring, url: &str) -> Tenant {
+    tenant_with_webhook_under(store, keyring, url, EgressPolicy::allow_loopback()).await
+}
+
+/// The tenant, its agent and a webhook to `url`, written through the admin service under
+/// `egress` (the receivers here listen on 127.0.0.1: the loopback allow-list the operator would
+/// set with `CALLBRIDGE_EGRESS_ALLOW`).
+async fn tenant_with_webhook_under(
+    store: &SqlStore,
+    keyring: &Keyring,
+    url: &str,
+    egress: EgressPolicy,
+) -> Tenant {
     let prompts = tempfile::tempdir().unwrap();
-    let svc = AdminService::new(store.clone(), prompts.path().into(), Ok(keyring.clone()));
+    let svc = AdminService::new(store.clone(), prompts.path().into(), Ok(keyring.clone()))
+        .with_egress(egress);
     let admin = Principal::Admin;
     svc.create_tenant(
         &admin,
@@ -209,6 +224,7 @@ fn fast_options() -> WorkerOptions {
         max_backoff: Duration::from_millis(400),
         max_attempts: 100,
         retention: Duration::from_secs(3600),
+        egress: EgressPolicy::allow_loopback(),
     }
 }
 
@@ -486,4 +502,120 @@ async fn enqueue_rules(store: &SqlStore) {
         .await
         .unwrap();
     assert_eq!(store.list_outbox(&tenant.id, 10).await.unwrap().len(), 1);
+}
+
+/// Post-call webhook targets go through the egress guard: an internal address is refused when the
+/// URL is written (strict policy: public https only), a name that resolves to one is refused at
+/// connect time, and what the tenant reads about a failed delivery is neutral.
+async fn targets_pass_the_egress_guard_and_errors_stay_neutral(store: &SqlStore) {
+    let keyring = Keyring::new(MasterKey::generate());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (received, _server) = start_receiver(listener, StatusCode::OK, Duration::ZERO).await;
+    // Written under the strict policy: internal literals and plain http are refused.
+    let prompts = tempfile::tempdir().unwrap();
+    let strict = AdminService::new(store.clone(), prompts.path().into(), Ok(keyring.clone()));
+    strict
+        .create_tenant(
+            &Principal::Admin,
+            CreateTenantRequest {
+                id: Some("globex".into()),
+                name: "Globex".into(),
+                time_zone: "UTC".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let generated = strict
+        .generate_signing_secret(
+            &Principal::Admin,
+            "globex",
+            GenerateSigningSecretRequest::default(),
+        )
+        .await
+        .unwrap();
+    for url in [
+        format!("http://{addr}/hook"),
+        format!("https://{addr}/hook"),
+        "https://169.254.169.254/latest/meta-data".to_owned(),
+        "https://[::1]/hook".to_owned(),
+        "http://hooks.example.com/hook".to_owned(),
+    ] {
+        let refused = strict
+            .put_webhook(
+                &Principal::Admin,
+                "globex",
+                WebhookRequest {
+                    url: url.clone(),
+                    secret_name: generated.secret.name.clone(),
+                    enabled: true,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("url"), "{url}: {refused}");
+    }
+
+    // A name is judged at connect time: `localhost` passes the write (https, a name) and is
+    // refused by the resolver; the tenant reads only "refused by egress policy".
+    let tenant = tenant_with_webhook_under(
+        store,
+        &keyring,
+        &format!("https://localhost:{}/hook", addr.port()),
+        EgressPolicy::strict(),
+    )
+    .await;
+    let call = ended_call(store, &tenant, 1).await;
+    webhooks::enqueue_call_ended(store, &tenant.id, &call)
+        .await
+        .unwrap();
+    let strict_worker = DeliveryWorker::new(
+        store.clone(),
+        keyring.clone(),
+        WorkerOptions {
+            egress: EgressPolicy::strict(),
+            ..fast_options()
+        },
+    )
+    .unwrap();
+    assert_eq!(strict_worker.run_once().await.unwrap(), 1);
+    let row = &store.list_outbox(&tenant.id, 10).await.unwrap()[0];
+    assert_eq!(row.last_error.as_deref(), Some("refused by egress policy"));
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "nothing reached the receiver"
+    );
+
+    // A receiver that is not there: "connection failed", not the socket's words.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut settings = store.webhook_settings(&tenant.id).await.unwrap().spec;
+    settings.url = format!("http://{closed}/hook");
+    store
+        .put_webhook_settings(&tenant.id, &settings)
+        .await
+        .unwrap();
+    due_now(store).await;
+    let worker = DeliveryWorker::new(store.clone(), keyring.clone(), fast_options()).unwrap();
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    let row = &store.list_outbox(&tenant.id, 10).await.unwrap()[0];
+    assert_eq!(row.last_error.as_deref(), Some("connection failed"));
+
+    // The strict worker refuses a stored http URL to an internal host before sending, and
+    // cancels it (an operator who narrowed the allow-list after the URL was written).
+    due_now(store).await;
+    assert_eq!(strict_worker.run_once().await.unwrap(), 1);
+    let row = &store.list_outbox(&tenant.id, 10).await.unwrap()[0];
+    assert_eq!(row.status, OutboxStatus::Cancelled);
+    assert_eq!(row.last_error.as_deref(), Some("refused by egress policy"));
+}
+
+/// Makes every pending row due now (instead of waiting out the backoff).
+async fn due_now(store: &SqlStore) {
+    sqlx::query("UPDATE webhook_outbox SET next_attempt_at = 0 WHERE status = 'pending'")
+        .execute(store.pool())
+        .await
+        .unwrap();
 }

@@ -12,6 +12,7 @@ use jiff::Timestamp;
 use tracing::info;
 
 use crate::campaign::Voicemail;
+use crate::campaign::csv_cell::neutralise;
 use crate::campaign::import::{ImportError, parse_contacts};
 use crate::campaign::window::CallingWindow;
 use crate::store::Store as _;
@@ -358,12 +359,20 @@ impl ResultsExport {
         }
         let mut out = csv::Writer::from_writer(Vec::new());
         let csv_error = |e: csv::Error| ServiceError::Internal(format!("writing CSV: {e}"));
+        // Every cell is spreadsheet-safe: contact files and callers put text here.
+        let safe = |cells: Vec<String>| {
+            cells
+                .into_iter()
+                .map(|c| neutralise(&c).into_owned())
+                .collect::<Vec<_>>()
+        };
         if !self.header_written {
-            out.write_record(self.header()).map_err(csv_error)?;
+            out.write_record(safe(self.header())).map_err(csv_error)?;
             self.header_written = true;
         }
         for contact in &page {
-            out.write_record(self.row(contact)).map_err(csv_error)?;
+            out.write_record(safe(self.row(contact)))
+                .map_err(csv_error)?;
             self.rows += 1;
         }
         // A short page is the last: no need to ask for an empty one.

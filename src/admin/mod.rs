@@ -912,8 +912,9 @@ impl AdminService {
         req: WebhookRequest,
     ) -> Result<WebhookView, ServiceError> {
         let id = self.tenant_scope(who, tenant).await?;
-        webhooks::validate_url(&req.url).map_err(|e| match e {
+        webhooks::validate_url(&req.url, &self.egress).map_err(|e| match e {
             webhooks::WebhookError::InvalidUrl(m) => ServiceError::invalid("url", m),
+            webhooks::WebhookError::Egress(e) => ServiceError::invalid("url", e.to_string()),
             other => ServiceError::Internal(other.to_string()),
         })?;
         let secret = self

@@ -72,6 +72,8 @@ pub struct CallDeps {
     pub ledger: crate::tools::ledger::SharedLedger,
     /// The calls this node runs, for the live-calls API.
     pub live: Arc<super::live::LiveCalls>,
+    /// This node's name, recorded with each stream claim (crash recovery, `call::recovery`).
+    pub node_id: Arc<str>,
 }
 
 impl CallDeps {
@@ -116,6 +118,10 @@ enum StartError {
     WrongAccount(String),
     #[error("stream parameters name no valid route: {0}")]
     Route(#[from] PlanError),
+    #[error("call {0} already opened its media stream")]
+    AlreadyStreamed(String),
+    #[error("cannot claim the media stream: {0}")]
+    Claim(crate::store::StoreError),
 }
 
 impl StartError {
@@ -126,6 +132,8 @@ impl StartError {
             StartError::Token(_) => "twilio_stream_token_rejected",
             StartError::WrongAccount(_) => "twilio_wrong_account",
             StartError::Route(_) => "twilio_bad_route",
+            StartError::AlreadyStreamed(_) => "twilio_stream_replayed",
+            StartError::Claim(_) => "store_unavailable",
         }
     }
 }
@@ -184,7 +192,19 @@ async fn await_start(
             Err(e) => report_once(&deps.metrics, &mut reported, e.kind(), &e.to_string()),
         }
     };
-    verify_start(&deps.config, start)
+    let identity = verify_start(&deps.config, start)?;
+    // Single use, across nodes: the first socket with a good token claims the call; a replayed
+    // token, a second socket or a socket after the call ended finds it taken. Fails closed.
+    let (tenant, _) = identity.route.ids();
+    match deps
+        .store
+        .claim_stream(&identity.call_sid, tenant, &deps.node_id)
+        .await
+    {
+        Ok(true) => Ok(identity),
+        Ok(false) => Err(StartError::AlreadyStreamed(identity.call_sid)),
+        Err(e) => Err(StartError::Claim(e)),
+    }
 }
 
 fn verify_start(config: &Config, start: StreamStart) -> Result<CallIdentity, StartError> {

@@ -91,15 +91,6 @@ impl LiveCalls {
         }
     }
 
-    /// This node's name: `CALLBRIDGE_NODE_ID`, else `HOSTNAME`, else a random one.
-    pub fn node_from_env() -> String {
-        std::env::var("CALLBRIDGE_NODE_ID")
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .ok()
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()))
-    }
-
     pub fn node(&self) -> &str {
         &self.node
     }

@@ -9,5 +9,6 @@ pub mod driver;
 pub mod live;
 pub mod marks;
 pub mod plan;
+pub mod recovery;
 pub mod session;
 pub mod transfer;

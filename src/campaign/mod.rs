@@ -10,6 +10,7 @@
 //! the voice webhook and status callback routes in [`crate::http`] read what this module wrote.
 
 pub mod clock;
+pub mod csv_cell;
 pub mod dialer;
 pub mod import;
 pub mod outcome;

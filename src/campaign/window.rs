@@ -112,7 +112,9 @@ impl CallingWindow {
         let minutes = |text: &str| -> Option<u16> {
             let (h, m) = text.trim().split_once(':')?;
             let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-            (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+            // `then`, not `then_some`: the sum must not be computed for an hour out of range
+            // (65535 * 60 overflows u16).
+            (m < 60 && (h < 24 || (h == 24 && m == 0))).then(|| h * 60 + m)
         };
         let (start_min, end_min) = (
             minutes(start).ok_or_else(|| bad(hours))?,
@@ -349,5 +351,26 @@ mod tests {
         assert!(CallingWindow::new(nine, NaiveTime::MIN, [true; 7]).is_err());
         assert!(parse_zone("Mars/Olympus").is_err());
         assert_eq!(parse_zone(" America/Chicago "), Ok(Chicago));
+    }
+
+    /// Regression: an hour near `u16::MAX` used to overflow `h * 60 + m` (a panic in debug
+    /// builds, a wrapped and wrongly accepted window in release). Found by the window fuzz target.
+    #[test]
+    fn huge_hours_are_refused_without_overflow() {
+        for hours in [
+            "65535:00-20:00",
+            "09:00-65535:59",
+            "1093:00-1094:00",
+            "65535:65535-65535:65535",
+            "99999999999999999999:00-20:00",
+        ] {
+            assert!(
+                matches!(
+                    CallingWindow::parse(hours, "mon"),
+                    Err(WindowError::Invalid(_))
+                ),
+                "{hours}"
+            );
+        }
     }
 }

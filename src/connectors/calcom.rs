@@ -11,20 +11,19 @@
 //! This module must not cache bookings or slots.
 
 use chrono_tz::Tz;
+use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
-use reqwest::{Method, Url};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::client::{Auth, VendorClient};
 use super::kit::{BuildContext, BuildFailure, Built, Capability, SecretField, SecretShape, Vendor};
 use super::{
-    Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow, endpoint,
-    parse_time, rfc3339, vendor_error,
+    Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow, parse_time,
+    rfc3339,
 };
-use crate::connectors::http::{
-    ConnectorProfile, HttpPolicy, PolicyResponse, Replay, RequestContext,
-};
+use crate::connectors::http::{ConnectorProfile, HttpPolicy, Replay, RequestContext};
 
 pub const CONNECTOR: &str = "calcom";
 pub const DEFAULT_BASE_URL: &str = "https://api.cal.com/";
@@ -55,8 +54,7 @@ impl std::fmt::Debug for CalcomConfig {
 }
 
 pub struct Calcom {
-    policy: HttpPolicy,
-    profile: ConnectorProfile,
+    client: VendorClient,
     config: CalcomConfig,
     /// The event type's selectable lengths (empty: a single length), once read.
     lengths: tokio::sync::OnceCell<Vec<i64>>,
@@ -65,8 +63,12 @@ pub struct Calcom {
 impl Calcom {
     pub fn new(policy: HttpPolicy, config: CalcomConfig) -> Self {
         Self {
-            policy,
-            profile: profile(),
+            client: VendorClient::new(
+                policy,
+                profile(),
+                config.base_url.clone(),
+                Auth::Bearer(config.api_key.clone()),
+            ),
             config,
             lengths: tokio::sync::OnceCell::new(),
         }
@@ -79,19 +81,13 @@ impl Calcom {
             .lengths
             .get_or_try_init(|| async {
                 let id = self.config.event_type_id.to_string();
-                let url = self.url(&["v2", "event-types", &id])?;
-                let response = self
-                    .send(
-                        ctx,
-                        Method::GET,
-                        url,
-                        Some(EVENT_TYPES_API_VERSION),
-                        None,
-                        Replay::ByMethod,
-                    )
-                    .await
-                    .map_err(|err| vendor_error(err, "event type"))?;
-                let event_type = response.json::<Envelope<EventTypeOutput>>()?.into_data()?;
+                let event_type = self
+                    .client
+                    .get(&["v2", "event-types", &id])
+                    .header(API_VERSION_HEADER, version(EVENT_TYPES_API_VERSION))
+                    .send_json::<Envelope<EventTypeOutput>>(ctx, "event type")
+                    .await?
+                    .into_data()?;
                 Ok::<_, ConnectorError>(
                     event_type
                         .length_in_minutes_options
@@ -104,39 +100,10 @@ impl Calcom {
             .await?;
         Ok(lengths)
     }
+}
 
-    async fn send(
-        &self,
-        ctx: &RequestContext,
-        method: Method,
-        url: Url,
-        api_version: Option<&'static str>,
-        body: Option<&Value>,
-        replay: Replay,
-    ) -> Result<PolicyResponse, ConnectorError> {
-        let mut builder = self
-            .policy
-            .client()
-            .request(method, url)
-            .bearer_auth(self.config.api_key.expose_secret());
-        if let Some(version) = api_version {
-            builder = builder.header(API_VERSION_HEADER, HeaderValue::from_static(version));
-        }
-        if let Some(body) = body {
-            builder = builder.json(body);
-        }
-        let request = builder
-            .build()
-            .map_err(|err| ConnectorError::Config(format!("request: {}", err.without_url())))?;
-        Ok(self
-            .policy
-            .send(ctx, &self.profile, request, replay)
-            .await?)
-    }
-
-    fn url(&self, segments: &[&str]) -> Result<Url, ConnectorError> {
-        endpoint(&self.config.base_url, segments)
-    }
+fn version(date: &'static str) -> HeaderValue {
+    HeaderValue::from_static(date)
 }
 
 #[derive(Deserialize)]
@@ -230,27 +197,21 @@ impl Calendar for Calcom {
         zone: Tz,
     ) -> Result<Vec<Slot>, ConnectorError> {
         // operationId: SlotsController_2024_09_04_getAvailableSlots (GET /v2/slots)
-        let mut url = self.url(&["v2", "slots"])?;
-        url.query_pairs_mut()
-            .append_pair("eventTypeId", &self.config.event_type_id.to_string())
-            .append_pair("start", &rfc3339(&window.start))
-            .append_pair("end", &rfc3339(&window.end))
-            .append_pair("timeZone", zone.name())
-            .append_pair("duration", &minutes(duration)?.to_string())
-            .append_pair("slotFormat", "range");
-        let response = self
-            .send(
+        let by_date = self
+            .client
+            .get(&["v2", "slots"])
+            .query("eventTypeId", &self.config.event_type_id.to_string())
+            .query("start", &rfc3339(&window.start))
+            .query("end", &rfc3339(&window.end))
+            .query("timeZone", zone.name())
+            .query("duration", &minutes(duration)?.to_string())
+            .query("slotFormat", "range")
+            .header(API_VERSION_HEADER, version(SLOTS_API_VERSION))
+            .send_json::<Envelope<std::collections::BTreeMap<String, Vec<RangeSlot>>>>(
                 ctx,
-                Method::GET,
-                url,
-                Some(SLOTS_API_VERSION),
-                None,
-                Replay::ByMethod,
+                "event type",
             )
-            .await
-            .map_err(|err| vendor_error(err, "event type"))?;
-        let by_date = response
-            .json::<Envelope<std::collections::BTreeMap<String, Vec<RangeSlot>>>>()?
+            .await?
             .into_data()?;
         let mut slots = Vec::new();
         // BTreeMap: dates (YYYY-MM-DD) iterate in order.
@@ -277,7 +238,6 @@ impl Calendar for Calcom {
         idempotency_key: &str,
     ) -> Result<Booking, ConnectorError> {
         // operationId: BookingsController_2024_08_13_createBooking (POST /v2/bookings)
-        let url = self.url(&["v2", "bookings"])?;
         let mut person = json!({
             "name": attendee.name,
             "timeZone": attendee.zone.unwrap_or(slot.zone).name(),
@@ -299,19 +259,13 @@ impl Calendar for Calcom {
         if self.length_options(ctx).await?.len() > 1 {
             body["lengthInMinutes"] = json!(length);
         }
-        let response = self
-            .send(
-                ctx,
-                Method::POST,
-                url,
-                Some(BOOKINGS_API_VERSION),
-                Some(&body),
-                Replay::Never,
-            )
-            .await
-            .map_err(|err| vendor_error(err, "booking"))?;
-        response
-            .json::<Envelope<BookingOutput>>()?
+        self.client
+            .post(&["v2", "bookings"])
+            .header(API_VERSION_HEADER, version(BOOKINGS_API_VERSION))
+            .json(body)
+            .replay(Replay::Never)
+            .send_json::<Envelope<BookingOutput>>(ctx, "booking")
+            .await?
             .into_data()?
             .into_booking(slot.zone)
     }
@@ -325,24 +279,17 @@ impl Calendar for Calcom {
     ) -> Result<Booking, ConnectorError> {
         // operationId: BookingsController_2024_08_13_rescheduleBooking
         // (POST /v2/bookings/{bookingUid}/reschedule); creates a new booking uid, so never replayed.
-        let url = self.url(&["v2", "bookings", booking_id, "reschedule"])?;
         let body = json!({
             "start": rfc3339(&new_slot.start),
             "reschedulingReason": "Rescheduled by phone",
         });
-        let response = self
-            .send(
-                ctx,
-                Method::POST,
-                url,
-                Some(BOOKINGS_API_VERSION),
-                Some(&body),
-                Replay::Never,
-            )
-            .await
-            .map_err(|err| vendor_error(err, "booking"))?;
-        response
-            .json::<Envelope<BookingOutput>>()?
+        self.client
+            .post(&["v2", "bookings", booking_id, "reschedule"])
+            .header(API_VERSION_HEADER, version(BOOKINGS_API_VERSION))
+            .json(body)
+            .replay(Replay::Never)
+            .send_json::<Envelope<BookingOutput>>(ctx, "booking")
+            .await?
             .into_data()?
             .into_booking(new_slot.zone)
     }
@@ -354,21 +301,17 @@ impl Calendar for Calcom {
         reason: Option<&str>,
     ) -> Result<(), ConnectorError> {
         // operationId: BookingsController_2024_08_13_cancelBooking (POST /v2/bookings/{bookingUid}/cancel)
-        let url = self.url(&["v2", "bookings", booking_id, "cancel"])?;
         let body = json!({ "cancellationReason": reason.unwrap_or("Cancelled by phone") });
         // Cancelling a cancelled booking changes nothing: safe to replay.
-        let response = self
-            .send(
-                ctx,
-                Method::POST,
-                url,
-                Some(BOOKINGS_API_VERSION),
-                Some(&body),
-                Replay::Idempotent,
-            )
-            .await
-            .map_err(|err| vendor_error(err, "booking"))?;
-        let booking = response.json::<Envelope<BookingOutput>>()?.into_data()?;
+        let booking = self
+            .client
+            .post(&["v2", "bookings", booking_id, "cancel"])
+            .header(API_VERSION_HEADER, version(BOOKINGS_API_VERSION))
+            .json(body)
+            .replay(Replay::Idempotent)
+            .send_json::<Envelope<BookingOutput>>(ctx, "booking")
+            .await?
+            .into_data()?;
         if booking.status != "cancelled" {
             return Err(ConnectorError::UnexpectedResponse(format!(
                 "booking still {:?} after cancelling",
@@ -380,12 +323,12 @@ impl Calendar for Calcom {
 
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {
         // operationId: MeController_getMe (GET /v2/me)
-        let url = self.url(&["v2", "me"])?;
-        let response = self
-            .send(ctx, Method::GET, url, None, None, Replay::ByMethod)
-            .await
-            .map_err(|err| vendor_error(err, "account"))?;
-        response.json::<Envelope<Value>>()?.into_data().map(|_| ())
+        self.client
+            .get(&["v2", "me"])
+            .send_json::<Envelope<Value>>(ctx, "account")
+            .await?
+            .into_data()
+            .map(|_| ())
     }
 }
 

@@ -6,10 +6,14 @@
 //! `POST /scheduled_events/{uuid}/cancellation` (`post-scheduled_events-uuid-cancellation`) and
 //! `GET /users/me` (`me`). Direct booking uses the newer Scheduling API, which that spec lacks:
 //! `POST /invitees` ("Create Event Invitee"), followed from Calendly's reference
-//! <https://developer.calendly.com/api-docs> (Scheduling API → Create Event Invitee) and the recipe
-//! <https://developer.calendly.com/schedule-events-with-ai-agents>: body `event_type` (URI),
+//! <https://developer.calendly.com/api-docs> (Scheduling API → Create Event Invitee; the same page
+//! as published at
+//! <https://calendly-preview.mintlify.app/api-reference/v2/scheduling/create-event-invitee>) and the
+//! recipe <https://developer.calendly.com/schedule-events-with-ai-agents>: body `event_type` (URI),
 //! `start_time` (UTC), `invitee{name, email, timezone, text_reminder_number}`; answer
-//! `resource{uri, event, status, cancel_url, reschedule_url}`. That endpoint needs a paid plan;
+//! `resource{uri, event, status, cancel_url, reschedule_url}`. `tests/connectors/calendly.rs`
+//! checks every body sent against a schema written from that page
+//! (`fixtures/vendor-specs/calendly/create_event_invitee.schema.json`). That endpoint needs a paid plan;
 //! where direct booking is not allowed the connector creates a single-use scheduling link and
 //! returns it with [`BookingStatus::AwaitingCaller`] for the caller to finish.
 //!
@@ -21,19 +25,18 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use reqwest::{Method, Url};
-use secrecy::{ExposeSecret, SecretString};
+use reqwest::Url;
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::client::{Auth, VendorClient, map_error};
 use super::kit::{BuildContext, BuildFailure, Built, Capability, SecretField, SecretShape, Vendor};
 use super::{
-    Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow, endpoint,
-    parse_time, rfc3339,
+    Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow, parse_time,
+    rfc3339,
 };
-use crate::connectors::http::{
-    ConnectorProfile, HttpPolicy, PolicyError, PolicyResponse, Replay, RequestContext,
-};
+use crate::connectors::http::{ConnectorProfile, HttpPolicy, PolicyError, Replay, RequestContext};
 
 pub const CONNECTOR: &str = "calendly";
 pub const DEFAULT_BASE_URL: &str = "https://api.calendly.com/";
@@ -76,8 +79,7 @@ impl std::fmt::Debug for CalendlyConfig {
 }
 
 pub struct Calendly {
-    policy: HttpPolicy,
-    profile: ConnectorProfile,
+    client: VendorClient,
     config: CalendlyConfig,
 }
 
@@ -137,36 +139,14 @@ fn uuid_of(uri: &str) -> Result<String, ConnectorError> {
 impl Calendly {
     pub fn new(policy: HttpPolicy, config: CalendlyConfig) -> Self {
         Self {
-            policy,
-            profile: profile(),
+            client: VendorClient::new(
+                policy,
+                profile(),
+                config.base_url.clone(),
+                Auth::Bearer(config.token.clone()),
+            ),
             config,
         }
-    }
-
-    async fn send(
-        &self,
-        ctx: &RequestContext,
-        method: Method,
-        url: Url,
-        body: Option<&Value>,
-        replay: Replay,
-    ) -> Result<PolicyResponse, PolicyError> {
-        let mut builder = self
-            .policy
-            .client()
-            .request(method, url)
-            .bearer_auth(self.config.token.expose_secret());
-        if let Some(body) = body {
-            builder = builder.json(body);
-        }
-        let request = builder
-            .build()
-            .map_err(|err| PolicyError::InvalidRequest(err.without_url().to_string()))?;
-        self.policy.send(ctx, &self.profile, request, replay).await
-    }
-
-    fn url(&self, segments: &[&str]) -> Result<Url, ConnectorError> {
-        endpoint(&self.config.base_url, segments)
     }
 
     async fn create_invitee(
@@ -177,36 +157,37 @@ impl Calendly {
     ) -> Result<InviteeResource, ConnectorError> {
         // Scheduling API: Create Event Invitee (POST /invitees). No idempotency on Calendly's
         // side: never replayed.
-        let url = self.url(&["invitees"])?;
         let body = json!({
             "event_type": self.config.event_type,
             "start_time": rfc3339(start),
             "invitee": invitee,
         });
-        let response = self
-            .send(ctx, Method::POST, url, Some(&body), Replay::Never)
-            .await
-            .map_err(|err| ConnectorError::from_policy(err, "booking"))?;
-        Ok(response.json::<Resource<InviteeResource>>()?.resource)
+        let created: Resource<InviteeResource> = self
+            .client
+            .post(&["invitees"])
+            .json(body)
+            .replay(Replay::Never)
+            .send_json(ctx, "booking")
+            .await?;
+        Ok(created.resource)
     }
 
     async fn scheduling_link(&self, ctx: &RequestContext) -> Result<String, ConnectorError> {
         // operationId: post-scheduling_links. A second link is harmless but wasteful; the
         // ledger keeps the tool call from running twice, so it is not replayed here either.
-        let url = self.url(&["scheduling_links"])?;
         let body = json!({
             "max_event_count": 1,
             "owner": self.config.event_type,
             "owner_type": "EventType",
         });
-        let response = self
-            .send(ctx, Method::POST, url, Some(&body), Replay::Never)
-            .await
-            .map_err(|err| ConnectorError::from_policy(err, "event type"))?;
-        Ok(response
-            .json::<Resource<SchedulingLink>>()?
-            .resource
-            .booking_url)
+        let link: Resource<SchedulingLink> = self
+            .client
+            .post(&["scheduling_links"])
+            .json(body)
+            .replay(Replay::Never)
+            .send_json(ctx, "event type")
+            .await?;
+        Ok(link.resource.booking_url)
     }
 
     fn invitee_body(attendee: &Attendee, zone: Tz) -> Result<Value, ConnectorError> {
@@ -257,16 +238,14 @@ impl Calendar for Calendly {
         // operationId: getEventTypeAvailableTimes. The event type fixes the length; `duration`
         // is what the caller asked for and what the slot is said to last.
         let end = window.end.min(window.start + MAX_RANGE);
-        let mut url = self.url(&["event_type_available_times"])?;
-        url.query_pairs_mut()
-            .append_pair("event_type", &self.config.event_type)
-            .append_pair("start_time", &rfc3339(&window.start))
-            .append_pair("end_time", &rfc3339(&end));
-        let response = self
-            .send(ctx, Method::GET, url, None, Replay::ByMethod)
-            .await
-            .map_err(|err| ConnectorError::from_policy(err, "event type"))?;
-        let times: Collection<AvailableTime> = response.json()?;
+        let times: Collection<AvailableTime> = self
+            .client
+            .get(&["event_type_available_times"])
+            .query("event_type", &self.config.event_type)
+            .query("start_time", &rfc3339(&window.start))
+            .query("end_time", &rfc3339(&end))
+            .send_json(ctx, "event type")
+            .await?;
         let mut slots = Vec::new();
         for time in times.collection {
             if time.status != "available" {
@@ -318,12 +297,11 @@ impl Calendar for Calendly {
             ));
         }
         // List Event Invitees: who to book again.
-        let url = self.url(&["scheduled_events", booking_id, "invitees"])?;
-        let response = self
-            .send(ctx, Method::GET, url, None, Replay::ByMethod)
-            .await
-            .map_err(|err| ConnectorError::from_policy(err, "booking"))?;
-        let invitees: Collection<ExistingInvitee> = response.json()?;
+        let invitees: Collection<ExistingInvitee> = self
+            .client
+            .get(&["scheduled_events", booking_id, "invitees"])
+            .send_json(ctx, "booking")
+            .await?;
         let Some(current) = invitees
             .collection
             .into_iter()
@@ -360,31 +338,32 @@ impl Calendar for Calendly {
     ) -> Result<(), ConnectorError> {
         // operationId: post-scheduled_events-uuid-cancellation. Cancelling twice is answered
         // 403 "Event is already canceled", so a replay is safe and that answer means done.
-        let url = self.url(&["scheduled_events", booking_id, "cancellation"])?;
         let body = json!({ "reason": reason.unwrap_or("Cancelled by phone") });
         match self
-            .send(ctx, Method::POST, url, Some(&body), Replay::Idempotent)
+            .client
+            .post(&["scheduled_events", booking_id, "cancellation"])
+            .json(body)
+            .replay(Replay::Idempotent)
+            .send_raw(ctx)
             .await
         {
             Ok(_) => Ok(()),
-            Err(PolicyError::Status {
+            Err(ConnectorError::Policy(PolicyError::Status {
                 code: 403,
                 body_snippet,
                 ..
-            }) if body_snippet.contains("already canceled") => Ok(()),
-            Err(err) => Err(ConnectorError::from_policy(err, "booking")),
+            })) if body_snippet.contains("already canceled") => Ok(()),
+            Err(err) => Err(map_error(err, "booking")),
         }
     }
 
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {
         // operationId: me
-        let url = self.url(&["users", "me"])?;
-        let response = self
-            .send(ctx, Method::GET, url, None, Replay::ByMethod)
+        self.client
+            .get(&["users", "me"])
+            .send_json::<Resource<Value>>(ctx, "account")
             .await
-            .map_err(|err| ConnectorError::from_policy(err, "account"))?;
-        response.json::<Resource<Value>>().map(|_| ())?;
-        Ok(())
+            .map(|_| ())
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! Built from the discovery document `vendor-specs/google-calendar/calendar.v3.json`
 //! (rootUrl `https://www.googleapis.com/`, servicePath `calendar/v3/`). Auth is an OAuth 2.0
-//! bearer token from the tenant's refresh token or service-account key ([`OAuthTokenSource`]);
-//! a 401 forces one refresh and one more try. Bookings are idempotent through a client-chosen event id derived from the
+//! bearer token from the tenant's refresh token or service-account key ([`OAuthTokenSource`], a
+//! [`TokenSource`]); the shared [`VendorClient`] refreshes once after a 401 and tries once more.
+//! Bookings are idempotent through a client-chosen event id derived from the
 //! ledger's key (Google refuses a second insert with the same id with 409), so inserts may be
 //! retried. This module must not hold any state about calls; the ledger does that.
 
@@ -12,12 +13,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use reqwest::{Method, Url};
-use secrecy::{ExposeSecret, SecretString};
+use reqwest::Url;
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::client::{Auth, TokenSource, VendorClient, map_error};
 use super::kit::{
     BuildContext, BuildFailure, Built, Capability, Credentials, SecretField, SecretShape, Vendor,
 };
@@ -25,12 +27,10 @@ use super::oauth::{GOOGLE_TOKEN_URL, OAuthCredentials, OAuthTokenSource, Service
 use super::parse_base_url;
 use super::slots::{BusinessHours, free_slots};
 use super::{
-    Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow, endpoint,
-    parse_time, rfc3339, vendor_error,
+    Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow, parse_time,
+    rfc3339,
 };
-use crate::connectors::http::{
-    ConnectorProfile, HttpPolicy, PolicyError, PolicyResponse, Replay, RequestContext,
-};
+use crate::connectors::http::{ConnectorProfile, HttpPolicy, PolicyError, Replay, RequestContext};
 
 pub const CONNECTOR: &str = "google_calendar";
 pub const DEFAULT_BASE_URL: &str = "https://www.googleapis.com/calendar/v3/";
@@ -65,69 +65,32 @@ impl GoogleCalendarConfig {
 }
 
 pub struct GoogleCalendar {
-    policy: HttpPolicy,
-    profile: ConnectorProfile,
+    client: VendorClient,
     config: GoogleCalendarConfig,
-    tokens: Arc<OAuthTokenSource>,
 }
 
 impl GoogleCalendar {
+    /// A calendar whose requests carry tokens from `tokens` (any [`TokenSource`]).
     pub fn new(
         policy: HttpPolicy,
         config: GoogleCalendarConfig,
-        tokens: Arc<OAuthTokenSource>,
+        tokens: Arc<dyn TokenSource>,
     ) -> Self {
         Self {
-            policy,
-            profile: profile(),
+            client: VendorClient::new(
+                policy,
+                profile(),
+                config.base_url.clone(),
+                Auth::OAuth(tokens),
+            ),
             config,
-            tokens,
         }
     }
 
-    /// Send with a fresh bearer token; on 401 refresh once and resend.
-    async fn send(
-        &self,
-        ctx: &RequestContext,
-        method: Method,
-        url: Url,
-        body: Option<&serde_json::Value>,
-        replay: Replay,
-    ) -> Result<PolicyResponse, ConnectorError> {
-        let mut refreshed = false;
-        loop {
-            let token = self.tokens.access_token(&self.policy, ctx).await?;
-            let mut builder = self
-                .policy
-                .client()
-                .request(method.clone(), url.clone())
-                .bearer_auth(token.expose_secret());
-            if let Some(body) = body {
-                builder = builder.json(body);
-            }
-            let request = builder
-                .build()
-                .map_err(|err| ConnectorError::Config(format!("request: {}", err.without_url())))?;
-            match self.policy.send(ctx, &self.profile, request, replay).await {
-                Err(PolicyError::Status { code: 401, .. }) if !refreshed => {
-                    self.tokens.invalidate().await;
-                    refreshed = true;
-                }
-                other => return other.map_err(ConnectorError::Policy),
-            }
-        }
-    }
-
-    fn calendar_url(&self, tail: &[&str]) -> Result<Url, ConnectorError> {
+    fn calendar_path<'a>(&'a self, tail: &[&'a str]) -> Vec<&'a str> {
         let mut segments = vec!["calendars", self.config.calendar_id.as_str()];
         segments.extend_from_slice(tail);
-        endpoint(&self.config.base_url, &segments)
-    }
-
-    fn event_url(&self, event_id: &str) -> Result<Url, ConnectorError> {
-        let mut url = self.calendar_url(&["events", event_id])?;
-        url.query_pairs_mut().append_pair("sendUpdates", "all");
-        Ok(url)
+        segments
     }
 
     fn booking_from_event(&self, event: Event, zone: Tz) -> Result<Booking, ConnectorError> {
@@ -241,7 +204,6 @@ impl Calendar for GoogleCalendar {
         zone: Tz,
     ) -> Result<Vec<Slot>, ConnectorError> {
         // operationId: calendar.freebusy.query (POST freeBusy)
-        let url = endpoint(&self.config.base_url, &["freeBusy"])?;
         let body = json!({
             "timeMin": rfc3339(&window.start),
             "timeMax": rfc3339(&window.end),
@@ -249,11 +211,13 @@ impl Calendar for GoogleCalendar {
             "items": [{ "id": self.config.calendar_id }],
         });
         // A query sent as POST: it changes nothing, so it may be replayed.
-        let response = self
-            .send(ctx, Method::POST, url, Some(&body), Replay::Idempotent)
-            .await
-            .map_err(|err| vendor_error(err, "calendar"))?;
-        let free_busy: FreeBusyResponse = response.json()?;
+        let free_busy: FreeBusyResponse = self
+            .client
+            .post(&["freeBusy"])
+            .json(body)
+            .replay(Replay::Idempotent)
+            .send_json(ctx, "calendar")
+            .await?;
         let calendar = free_busy
             .calendars
             .get(&self.config.calendar_id)
@@ -296,8 +260,6 @@ impl Calendar for GoogleCalendar {
     ) -> Result<Booking, ConnectorError> {
         let event_id = event_id_for_key(idempotency_key);
         // operationId: calendar.events.insert (POST calendars/{calendarId}/events)
-        let mut url = self.calendar_url(&["events"])?;
-        url.query_pairs_mut().append_pair("sendUpdates", "all");
         let mut description = format!("Booked by phone for {}.", attendee.name);
         if let Some(phone) = &attendee.phone {
             description.push_str(&format!(" Phone: {phone}."));
@@ -314,19 +276,24 @@ impl Calendar for GoogleCalendar {
         }
         // The client-chosen id makes the insert idempotent on Google's side.
         match self
-            .send(ctx, Method::POST, url, Some(&body), Replay::Idempotent)
+            .client
+            .post(&self.calendar_path(&["events"]))
+            .query("sendUpdates", "all")
+            .json(body)
+            .replay(Replay::Idempotent)
+            .send_raw(ctx)
             .await
         {
             Ok(response) => self.booking_from_event(response.json()?, slot.zone),
             Err(ConnectorError::Policy(PolicyError::Status { code: 409, .. })) => {
                 // An earlier attempt (a retry, or a replayed tool call) already created it.
                 // operationId: calendar.events.get
-                let url = self.calendar_url(&["events", &event_id])?;
-                let response = self
-                    .send(ctx, Method::GET, url, None, Replay::ByMethod)
-                    .await
-                    .map_err(|err| vendor_error(err, "event"))?;
-                let booking = self.booking_from_event(response.json()?, slot.zone)?;
+                let event = self
+                    .client
+                    .get(&self.calendar_path(&["events", &event_id]))
+                    .send_json(ctx, "event")
+                    .await?;
+                let booking = self.booking_from_event(event, slot.zone)?;
                 if booking.slot.start != slot.start || booking.status == BookingStatus::Cancelled {
                     return Err(ConnectorError::Conflict(
                         "an event with this booking's id already exists".into(),
@@ -334,7 +301,7 @@ impl Calendar for GoogleCalendar {
                 }
                 Ok(booking)
             }
-            Err(err) => Err(vendor_error(err, "event")),
+            Err(err) => Err(map_error(err, "event")),
         }
     }
 
@@ -346,17 +313,20 @@ impl Calendar for GoogleCalendar {
         _idempotency_key: &str,
     ) -> Result<Booking, ConnectorError> {
         // operationId: calendar.events.patch (PATCH calendars/{calendarId}/events/{eventId})
-        let url = self.event_url(booking_id)?;
         let body = json!({
             "start": event_time(&new_slot.start, new_slot.zone),
             "end": event_time(&new_slot.end, new_slot.zone),
         });
         // Setting the same start and end twice leaves the same event: safe to replay.
-        let response = self
-            .send(ctx, Method::PATCH, url, Some(&body), Replay::Idempotent)
-            .await
-            .map_err(|err| vendor_error(err, "booking"))?;
-        self.booking_from_event(response.json()?, new_slot.zone)
+        let event = self
+            .client
+            .patch(&self.calendar_path(&["events", booking_id]))
+            .query("sendUpdates", "all")
+            .json(body)
+            .replay(Replay::Idempotent)
+            .send_json(ctx, "booking")
+            .await?;
+        self.booking_from_event(event, new_slot.zone)
     }
 
     async fn cancel(
@@ -366,25 +336,28 @@ impl Calendar for GoogleCalendar {
         _reason: Option<&str>,
     ) -> Result<(), ConnectorError> {
         // operationId: calendar.events.delete (DELETE calendars/{calendarId}/events/{eventId})
-        let url = self.event_url(booking_id)?;
         match self
-            .send(ctx, Method::DELETE, url, None, Replay::Idempotent)
+            .client
+            .delete(&self.calendar_path(&["events", booking_id]))
+            .query("sendUpdates", "all")
+            .replay(Replay::Idempotent)
+            .send_raw(ctx)
             .await
         {
             Ok(_) => Ok(()),
             // 410 Gone: already deleted, by us on an earlier attempt or by someone else.
             Err(ConnectorError::Policy(PolicyError::Status { code: 410, .. })) => Ok(()),
-            Err(err) => Err(vendor_error(err, "booking")),
+            Err(err) => Err(map_error(err, "booking")),
         }
     }
 
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {
         // operationId: calendar.calendars.get (GET calendars/{calendarId})
-        let url = self.calendar_url(&[])?;
-        self.send(ctx, Method::GET, url, None, Replay::ByMethod)
+        self.client
+            .get(&self.calendar_path(&[]))
+            .send(ctx, "calendar")
             .await
             .map(|_| ())
-            .map_err(|err| vendor_error(err, "calendar"))
     }
 }
 
@@ -443,7 +416,7 @@ pub fn profile() -> ConnectorProfile {
 }
 
 fn build(ctx: BuildContext<'_>) -> Result<Built, BuildFailure> {
-    let tokens = token_source(&ctx.credentials, &ctx.policy.config().egress)?;
+    let tokens = token_source(&ctx.credentials, &ctx.policy)?;
     let calendar_id = ctx.credentials.text("calendar_id").unwrap_or("primary");
     let config = GoogleCalendarConfig::new(ctx.base_url()?, calendar_id);
     Ok(Built {
@@ -462,8 +435,9 @@ fn build(ctx: BuildContext<'_>) -> Result<Built, BuildFailure> {
 /// like every request, when the token is fetched).
 fn token_source(
     credentials: &Credentials,
-    egress: &crate::egress::EgressPolicy,
+    policy: &HttpPolicy,
 ) -> Result<OAuthTokenSource, BuildFailure> {
+    let egress = &policy.config().egress;
     let invalid = |err: ConnectorError| {
         BuildFailure::InvalidCredentials(match err {
             ConnectorError::Config(reason) => reason,
@@ -488,9 +462,14 @@ fn token_source(
         .map_err(invalid)?
         .with_subject(credentials.text("subject").map(str::to_owned));
         key.key_id = credentials.text("private_key_id").map(str::to_owned);
-        return Ok(OAuthTokenSource::service_account(key, CONNECTOR));
+        return Ok(OAuthTokenSource::service_account(
+            policy.clone(),
+            key,
+            CONNECTOR,
+        ));
     }
     Ok(OAuthTokenSource::new(
+        policy.clone(),
         OAuthCredentials {
             token_url,
             client_id: credentials.required_text("client_id")?,

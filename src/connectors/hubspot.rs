@@ -14,19 +14,17 @@
 //! may be replayed. This module must not keep contacts in memory.
 
 use chrono::SecondsFormat;
-use reqwest::{Method, Url};
-use secrecy::{ExposeSecret, SecretString};
+use reqwest::Url;
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::client::{Auth, VendorClient};
 use super::kit::{BuildContext, BuildFailure, Built, Capability, SecretField, SecretShape, Vendor};
 use super::{
     CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
-    endpoint, vendor_error,
 };
-use crate::connectors::http::{
-    ConnectorProfile, HttpPolicy, PolicyResponse, Replay, RequestContext,
-};
+use crate::connectors::http::{ConnectorProfile, HttpPolicy, Replay, RequestContext};
 
 pub const CONNECTOR: &str = "hubspot";
 pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com/";
@@ -64,8 +62,7 @@ impl std::fmt::Debug for HubspotConfig {
 }
 
 pub struct Hubspot {
-    policy: HttpPolicy,
-    profile: ConnectorProfile,
+    client: VendorClient,
     config: HubspotConfig,
 }
 
@@ -130,39 +127,14 @@ fn properties_of(contact: &ContactInput) -> Map<String, Value> {
 impl Hubspot {
     pub fn new(policy: HttpPolicy, config: HubspotConfig) -> Self {
         Self {
-            policy,
-            profile: profile(),
+            client: VendorClient::new(
+                policy,
+                profile(),
+                config.base_url.clone(),
+                Auth::Bearer(config.access_token.clone()),
+            ),
             config,
         }
-    }
-
-    async fn send(
-        &self,
-        ctx: &RequestContext,
-        method: Method,
-        url: Url,
-        body: Option<&Value>,
-        replay: Replay,
-    ) -> Result<PolicyResponse, ConnectorError> {
-        let mut builder = self
-            .policy
-            .client()
-            .request(method, url)
-            .bearer_auth(self.config.access_token.expose_secret());
-        if let Some(body) = body {
-            builder = builder.json(body);
-        }
-        let request = builder
-            .build()
-            .map_err(|err| ConnectorError::Config(format!("request: {}", err.without_url())))?;
-        Ok(self
-            .policy
-            .send(ctx, &self.profile, request, replay)
-            .await?)
-    }
-
-    fn url(&self, segments: &[&str]) -> Result<Url, ConnectorError> {
-        endpoint(&self.config.base_url, segments)
     }
 
     async fn search(
@@ -171,7 +143,6 @@ impl Hubspot {
         filter_groups: Value,
     ) -> Result<Option<Contact>, ConnectorError> {
         // operationId: post-/crm/v3/objects/contacts/search_doSearch
-        let url = self.url(&["crm", "v3", "objects", "contacts", "search"])?;
         let body = json!({
             "filterGroups": filter_groups,
             "properties": CONTACT_PROPERTIES,
@@ -180,11 +151,13 @@ impl Hubspot {
             "after": "0",
         });
         // A search changes nothing: safe to replay although it is a POST.
-        let response = self
-            .send(ctx, Method::POST, url, Some(&body), Replay::Idempotent)
-            .await
-            .map_err(|err| vendor_error(err, "contact"))?;
-        let found: SearchResponse = response.json()?;
+        let found: SearchResponse = self
+            .client
+            .post(&["crm", "v3", "objects", "contacts", "search"])
+            .json(body)
+            .replay(Replay::Idempotent)
+            .send_json(ctx, "contact")
+            .await?;
         Ok(found
             .results
             .into_iter()
@@ -210,7 +183,6 @@ impl Hubspot {
         contact_id: &str,
         association_type_id: u32,
     ) -> Result<String, ConnectorError> {
-        let url = self.url(&["crm", "v3", "objects", object_type])?;
         let body = json!({
             "properties": properties,
             "associations": [{
@@ -221,11 +193,14 @@ impl Hubspot {
                 }],
             }],
         });
-        let response = self
-            .send(ctx, Method::POST, url, Some(&body), Replay::Never)
-            .await
-            .map_err(|err| vendor_error(err, "contact"))?;
-        Ok(response.json::<PublicObject>()?.id)
+        let created: PublicObject = self
+            .client
+            .post(&["crm", "v3", "objects", object_type])
+            .json(body)
+            .replay(Replay::Never)
+            .send_json(ctx, "contact")
+            .await?;
+        Ok(created.id)
     }
 }
 
@@ -258,13 +233,15 @@ impl Crm for Hubspot {
         let properties = properties_of(contact);
         if let Some(email) = &contact.email {
             // operationId: post-/crm/v3/objects/contacts/batch/upsert_upsert
-            let url = self.url(&["crm", "v3", "objects", "contacts", "batch", "upsert"])?;
             let body = json!({ "inputs": [{ "id": email, "idProperty": "email", "properties": properties }] });
             // Keyed by email on HubSpot's side: a replay updates the same contact.
             let response = self
-                .send(ctx, Method::POST, url, Some(&body), Replay::Idempotent)
-                .await
-                .map_err(|err| vendor_error(err, "contact"))?;
+                .client
+                .post(&["crm", "v3", "objects", "contacts", "batch", "upsert"])
+                .json(body)
+                .replay(Replay::Idempotent)
+                .send(ctx, "contact")
+                .await?;
             if response.status.as_u16() == 207 {
                 return Err(ConnectorError::Rejected(
                     "HubSpot reported errors for the contact".into(),
@@ -296,22 +273,24 @@ impl Crm for Hubspot {
             .await?
         {
             // operationId: patch-/crm/v3/objects/contacts/{contactId}_update
-            let url = self.url(&["crm", "v3", "objects", "contacts", &existing.id])?;
-            let body = json!({ "properties": properties });
-            let response = self
-                .send(ctx, Method::PATCH, url, Some(&body), Replay::Idempotent)
-                .await
-                .map_err(|err| vendor_error(err, "contact"))?;
-            return Ok(response.json::<PublicObject>()?.into_contact());
+            let updated: PublicObject = self
+                .client
+                .patch(&["crm", "v3", "objects", "contacts", &existing.id])
+                .json(json!({ "properties": properties }))
+                .replay(Replay::Idempotent)
+                .send_json(ctx, "contact")
+                .await?;
+            return Ok(updated.into_contact());
         }
         // operationId: post-/crm/v3/objects/contacts_create
-        let url = self.url(&["crm", "v3", "objects", "contacts"])?;
-        let body = json!({ "properties": properties, "associations": [] });
-        let response = self
-            .send(ctx, Method::POST, url, Some(&body), Replay::Never)
-            .await
-            .map_err(|err| vendor_error(err, "contact"))?;
-        Ok(response.json::<PublicObject>()?.into_contact())
+        let created: PublicObject = self
+            .client
+            .post(&["crm", "v3", "objects", "contacts"])
+            .json(json!({ "properties": properties, "associations": [] }))
+            .replay(Replay::Never)
+            .send_json(ctx, "contact")
+            .await?;
+        Ok(created.into_contact())
     }
 
     async fn log_call_note(
@@ -370,7 +349,6 @@ impl Crm for Hubspot {
         change: &MeetingChange,
     ) -> Result<(), ConnectorError> {
         // operationId: patch-/crm/v3/objects/meetings/{meetingId}_update
-        let url = self.url(&["crm", "v3", "objects", "meetings", meeting_id])?;
         let properties = match change {
             MeetingChange::Moved { start, end } => json!({
                 "hs_timestamp": hubspot_time(start),
@@ -383,22 +361,24 @@ impl Crm for Hubspot {
         };
         let body = json!({ "properties": properties });
         // A partial update that sets fixed values: replaying it changes nothing more.
-        self.send(ctx, Method::PATCH, url, Some(&body), Replay::Idempotent)
+        self.client
+            .patch(&["crm", "v3", "objects", "meetings", meeting_id])
+            .json(body)
+            .replay(Replay::Idempotent)
+            .send(ctx, "meeting")
             .await
             .map(|_| ())
-            .map_err(|err| vendor_error(err, "meeting"))
     }
 
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {
         // operationId: get-/crm/v3/objects/contacts_getPage
-        let mut url = self.url(&["crm", "v3", "objects", "contacts"])?;
-        url.query_pairs_mut()
-            .append_pair("limit", "1")
-            .append_pair("archived", "false");
-        self.send(ctx, Method::GET, url, None, Replay::ByMethod)
+        self.client
+            .get(&["crm", "v3", "objects", "contacts"])
+            .query("limit", "1")
+            .query("archived", "false")
+            .send(ctx, "account")
             .await
             .map(|_| ())
-            .map_err(|err| vendor_error(err, "account"))
     }
 }
 

@@ -17,6 +17,7 @@ use crate::connectors::http::{PolicyError, RequestContext};
 
 pub mod calcom;
 pub mod calendly;
+pub mod client;
 pub mod google_calendar;
 pub mod http;
 pub mod hubspot;
@@ -429,25 +430,9 @@ impl ConnectorError {
     }
 }
 
-/// A connector error with vendor statuses given their meaning for `what`.
-pub(crate) fn vendor_error(err: ConnectorError, what: &str) -> ConnectorError {
-    match err {
-        ConnectorError::Policy(inner) => ConnectorError::from_policy(inner, what),
-        other => other,
-    }
-}
-
 /// `base` with `segments` appended, each percent-encoded as one path segment.
 pub(crate) fn endpoint(base: &Url, segments: &[&str]) -> Result<Url, ConnectorError> {
-    let mut url = base.clone();
-    {
-        let mut path = url
-            .path_segments_mut()
-            .map_err(|_| ConnectorError::Config(format!("base URL {base} cannot take a path")))?;
-        path.pop_if_empty();
-        path.extend(segments);
-    }
-    Ok(url)
+    client::join(base, segments)
 }
 
 /// Parse a base URL from configuration.

@@ -4,8 +4,9 @@
 //!
 //! Owns: the cached access token of one connected account, its refresh through the shared policy
 //! one refresh at a time, and, for service accounts, minting the RS256 assertion with `ring`.
-//! Both grants share one cache, one lock and one 401 path ([`OAuthTokenSource`]); only the token
-//! request differs. It must not run the authorization-code flow (that lives with the
+//! Both grants share one cache and one lock ([`OAuthTokenSource`], a
+//! [`TokenSource`]); only the token request differs. The 401 rule (refresh once, resend once)
+//! lives in the vendor client, not here. It must not run the authorization-code flow (that lives with the
 //! tenant/vault code) and must never log or display a token or a private key: tokens are
 //! `SecretString`s, the key stays inside `ring`, and token bodies are redacted by the policy's
 //! logger.
@@ -27,6 +28,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::ConnectorError;
+use super::client::TokenSource;
 use crate::connectors::http::{ConnectorProfile, HttpPolicy, PolicyError, Replay, RequestContext};
 
 /// Google's token endpoint; other vendors pass their own.
@@ -256,8 +258,10 @@ impl Grant {
     }
 }
 
-/// Hands out a valid access token, refreshing it `refresh_margin` before expiry.
+/// Hands out a valid access token, refreshing it `refresh_margin` before expiry; the
+/// [`TokenSource`] of both grants (the vendor client calls it and handles the 401 rule).
 pub struct OAuthTokenSource {
+    policy: HttpPolicy,
     token_url: Url,
     state: Mutex<TokenState>,
     refresh_margin: Duration,
@@ -280,10 +284,11 @@ struct TokenResponse {
 }
 
 impl OAuthTokenSource {
-    /// Tokens from a refresh token. `connector` names the breaker/permit bucket the token
-    /// requests share with the API calls of the same vendor.
-    pub fn new(credentials: OAuthCredentials, connector: &'static str) -> Self {
+    /// Tokens from a refresh token, fetched through `policy`. `connector` names the
+    /// breaker/permit bucket the token requests share with the API calls of the same vendor.
+    pub fn new(policy: HttpPolicy, credentials: OAuthCredentials, connector: &'static str) -> Self {
         Self::with_grant(
+            policy,
             credentials.token_url,
             Grant::RefreshToken {
                 client_id: credentials.client_id,
@@ -295,12 +300,27 @@ impl OAuthTokenSource {
     }
 
     /// Tokens from a service-account key (RFC 7523 JWT bearer grant at the key's token URL).
-    pub fn service_account(key: ServiceAccountKey, connector: &'static str) -> Self {
-        Self::with_grant(key.token_url.clone(), Grant::ServiceAccount(key), connector)
+    pub fn service_account(
+        policy: HttpPolicy,
+        key: ServiceAccountKey,
+        connector: &'static str,
+    ) -> Self {
+        Self::with_grant(
+            policy,
+            key.token_url.clone(),
+            Grant::ServiceAccount(key),
+            connector,
+        )
     }
 
-    fn with_grant(token_url: Url, grant: Grant, connector: &'static str) -> Self {
+    fn with_grant(
+        policy: HttpPolicy,
+        token_url: Url,
+        grant: Grant,
+        connector: &'static str,
+    ) -> Self {
         Self {
+            policy,
             token_url,
             state: Mutex::new(TokenState {
                 grant,
@@ -318,25 +338,20 @@ impl OAuthTokenSource {
         self
     }
 
-    /// A token valid for at least the refresh margin.
-    pub async fn access_token(
+    /// A new token from the grant, cached; the caller holds the state lock, so concurrent
+    /// callers share one refresh.
+    async fn fetch(
         &self,
-        policy: &HttpPolicy,
+        state: &mut TokenState,
         ctx: &RequestContext,
     ) -> Result<SecretString, ConnectorError> {
-        // Holding the lock across the refresh makes concurrent callers share one refresh.
-        let mut state = self.state.lock().await;
-        if let Some((token, refresh_at)) = &state.access
-            && Instant::now() < *refresh_at
-        {
-            return Ok(token.clone());
-        }
         let form = state.grant.token_form()?;
         let exposed: Vec<(&str, &str)> = form
             .iter()
             .map(|(name, value)| (*name, value.expose_secret()))
             .collect();
-        let request = policy
+        let request = self
+            .policy
             .client()
             .post(self.token_url.clone())
             .form(&exposed)
@@ -345,7 +360,8 @@ impl OAuthTokenSource {
                 ConnectorError::Config(format!("token request: {}", err.without_url()))
             })?;
         // Either grant can be repeated safely: at worst the vendor issues two tokens.
-        let response = policy
+        let response = self
+            .policy
             .send(ctx, &self.profile, request, Replay::Idempotent)
             .await
             .map_err(|err| match err {
@@ -371,10 +387,36 @@ impl OAuthTokenSource {
         state.access = Some((access.clone(), refresh_at));
         Ok(access)
     }
+}
 
-    /// Forget the cached token (after the vendor answered 401), so the next call refreshes.
-    pub async fn invalidate(&self) {
-        self.state.lock().await.access = None;
+#[async_trait::async_trait]
+impl TokenSource for OAuthTokenSource {
+    /// A token valid for at least the refresh margin.
+    async fn token(&self, ctx: &RequestContext) -> Result<SecretString, ConnectorError> {
+        // Holding the lock across the refresh makes concurrent callers share one refresh.
+        let mut state = self.state.lock().await;
+        if let Some((token, refresh_at)) = &state.access
+            && Instant::now() < *refresh_at
+        {
+            return Ok(token.clone());
+        }
+        self.fetch(&mut state, ctx).await
+    }
+
+    /// A token other than `rejected`: the one a concurrent caller already fetched, else a new one.
+    async fn refresh(
+        &self,
+        ctx: &RequestContext,
+        rejected: &SecretString,
+    ) -> Result<SecretString, ConnectorError> {
+        let mut state = self.state.lock().await;
+        if let Some((token, _)) = &state.access
+            && token.expose_secret() != rejected.expose_secret()
+        {
+            return Ok(token.clone());
+        }
+        state.access = None;
+        self.fetch(&mut state, ctx).await
     }
 }
 

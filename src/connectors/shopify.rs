@@ -1,7 +1,7 @@
 //! Shopify as a [`Commerce`] connector, over the GraphQL Admin API (REST Admin is legacy).
 //!
 //! Every query sent is a constant in this file and is validated against Shopify's introspection
-//! schema `vendor-specs/shopify/admin_schema_2025-01.json.gz` by `tests/connector_shopify.rs`.
+//! schema `vendor-specs/shopify/admin_schema_2025-01.json.gz` by `tests/connectors/shopify.rs`.
 //! Endpoint: `POST {shop}/admin/api/2025-01/graphql.json` with `X-Shopify-Access-Token`.
 //! Shopify reports rate limiting as HTTP 200 with a `THROTTLED` error, so this connector brings
 //! its own retry classifier. Only reads are sent, so every request may be replayed.
@@ -10,12 +10,13 @@
 use std::sync::Arc;
 
 use reqwest::Url;
-use reqwest::header::HeaderValue;
-use secrecy::{ExposeSecret, SecretString};
+use reqwest::header::HeaderName;
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::client::{Auth, VendorClient};
 use super::kit::{BuildContext, BuildFailure, Built, Capability, SecretField, SecretShape, Vendor};
 use super::{
     Commerce, ConnectorError, ContactLookup, Money, OrderStatus, Product, ProductVariant, Shipment,
@@ -28,6 +29,8 @@ use crate::connectors::http::{
 
 pub const CONNECTOR: &str = "shopify";
 pub const API_VERSION: &str = "2025-01";
+/// The Admin GraphQL endpoint under the shop's URL.
+const GRAPHQL_PATH: &[&str] = &["admin", "api", API_VERSION, "graphql.json"];
 /// Products returned per search: enough to choose from when read aloud.
 const PRODUCT_PAGE: i64 = 5;
 
@@ -144,23 +147,23 @@ struct GraphqlResponse<T> {
 }
 
 pub struct Shopify {
-    policy: HttpPolicy,
-    profile: ConnectorProfile,
-    endpoint: Url,
-    access_token: SecretString,
+    client: VendorClient,
 }
 
 impl Shopify {
     pub fn new(policy: HttpPolicy, config: ShopifyConfig) -> Result<Self, ConnectorError> {
-        let endpoint = super::endpoint(
-            &config.shop_url,
-            &["admin", "api", API_VERSION, "graphql.json"],
-        )?;
+        // Checked once here, so a bad URL is a configuration error when the connector is built.
+        super::endpoint(&config.shop_url, GRAPHQL_PATH)?;
         Ok(Self {
-            policy,
-            profile: profile(),
-            endpoint,
-            access_token: config.access_token,
+            client: VendorClient::new(
+                policy,
+                profile(),
+                config.shop_url,
+                Auth::Header {
+                    name: HeaderName::from_static("x-shopify-access-token"),
+                    value: config.access_token,
+                },
+            ),
         })
     }
 
@@ -171,25 +174,14 @@ impl Shopify {
         variables: Value,
         what: &str,
     ) -> Result<T, ConnectorError> {
-        let mut token = HeaderValue::from_str(self.access_token.expose_secret()).map_err(|_| {
-            ConnectorError::Config("access token is not a valid header value".into())
-        })?;
-        token.set_sensitive(true);
-        let request = self
-            .policy
-            .client()
-            .post(self.endpoint.clone())
-            .header("X-Shopify-Access-Token", token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .build()
-            .map_err(|err| ConnectorError::Config(format!("request: {}", err.without_url())))?;
         // Queries only read: replaying one is harmless.
-        let response = self
-            .policy
-            .send(ctx, &self.profile, request, Replay::Idempotent)
-            .await
-            .map_err(|err| ConnectorError::from_policy(err, what))?;
-        let parsed: GraphqlResponse<T> = response.json()?;
+        let parsed: GraphqlResponse<T> = self
+            .client
+            .post(GRAPHQL_PATH)
+            .json(json!({ "query": query, "variables": variables }))
+            .replay(Replay::Idempotent)
+            .send_json(ctx, what)
+            .await?;
         if let Some(error) = parsed.errors.first() {
             let code = error
                 .extensions

@@ -5,6 +5,7 @@
 //! accepted media socket is handed to the call driver.
 
 pub mod api;
+pub mod listener;
 mod ops;
 mod twilio;
 
@@ -14,6 +15,8 @@ use axum::Router;
 use axum::routing::{get, post};
 
 use crate::app::App;
+
+pub use listener::{HttpLimits, serve};
 
 /// Builds the application router.
 pub fn router(deps: App) -> Router {

@@ -87,6 +87,9 @@ pub(super) async fn voice_webhook(
         )
             .into_response();
     };
+    if let Some(refused) = already_streamed(&deps, call_sid).await {
+        return refused;
+    }
     // Outbound calls are routed by the call reference we signed into the URL, never by number.
     if param("Direction") == Some("outbound-api") {
         return outbound_voice(&deps, uri.query(), call_sid, from, to).await;
@@ -134,6 +137,27 @@ pub(super) async fn voice_webhook(
         from, to, tenant, agent, "incoming call: opening media stream"
     );
     twiml_response(xml)
+}
+
+/// A replayed voice webhook (signatures carry no timestamp) must not mint a fresh stream token for
+/// a call that already streamed: `Some(refusal)` then, or when the claim cannot be read.
+async fn already_streamed(deps: &CallDeps, call_sid: &str) -> Option<Response> {
+    match deps.store.stream_claimed(call_sid).await {
+        Ok(false) => None,
+        Ok(true) => {
+            deps.metrics.error("twilio_webhook_replayed");
+            warn!(
+                call_sid,
+                "voice webhook for a call that already streamed; no new stream token"
+            );
+            Some((StatusCode::CONFLICT, "call already streamed\n").into_response())
+        }
+        Err(e) => {
+            deps.metrics.error("store_unavailable");
+            error!(call_sid, error = %e, "cannot read the stream claim");
+            Some((StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response())
+        }
+    }
 }
 
 /// The stream TwiML for a routed call, or the technical-difficulties message if the agent

@@ -35,6 +35,7 @@ mod model;
 mod outbound;
 mod outbox;
 mod sql;
+mod stream_claims;
 mod transfer_destinations;
 
 use std::future::Future;
@@ -60,6 +61,7 @@ pub use outbox::{
     enqueue_outbox,
 };
 pub use sql::{Backend, SqlStore, StoreOptions};
+pub use stream_claims::BRIDGE_RESTART;
 pub use transfer_destinations::{
     CallerIdPolicy, MAX_TRANSFER_DESTINATIONS, OpenHours, TransferDestination, day_index,
     validate_destinations,

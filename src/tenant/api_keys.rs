@@ -80,7 +80,7 @@ fn hash(full_key: &str) -> [u8; 32] {
 }
 
 /// `cbk_<12 hex>` of a well-formed key.
-fn lookup_prefix(presented: &str) -> Option<&str> {
+pub(crate) fn lookup_prefix(presented: &str) -> Option<&str> {
     let prefix_len = KEY_PREFIX.len() + LOOKUP_HEX_LEN;
     let prefix = presented.get(..prefix_len)?;
     let hex_ok = prefix[KEY_PREFIX.len()..]

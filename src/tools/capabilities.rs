@@ -9,8 +9,10 @@
 //! reconnect reaches the vendor once. A booking is also recorded as a meeting in the tenant's
 //! CRM when it has one, inside the booking's ledger entry, and that meeting follows the booking
 //! when it is rescheduled or cancelled (through the booking → meeting links of
-//! [`super::meeting_links`]); the calendar change never depends on those writes. It must not know which vendor it talks to, build HTTP requests, or choose a connector
-//! (that is [`super::resolver`]).
+//! [`super::meeting_links`]); the calendar change never depends on those writes. [`TOOLS`] is the
+//! one list of capability tools ([`ToolSpec`]: name, capability, build), which the resolver reads.
+//! It must not know which vendor it talks to, build HTTP requests, or choose a connector (that is
+//! [`super::resolver`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use super::ledger::{SharedLedger, ToolInvocation, ToolOutcome, args_hash, run_on
 use super::meeting_links::{MeetingLink, MeetingLinkError, SharedMeetingLinks};
 use super::{Tool, ToolContext, ToolError, ToolFuture};
 use crate::connectors::http::RequestContext;
+use crate::connectors::kit::Built;
 use crate::connectors::{
     Attendee, Booking, BookingStatus, Calendar, CallNote, Commerce, ConnectorError, Contact,
     ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange, OrderStatus, Product, Slot,
@@ -47,25 +50,151 @@ pub const SEARCH_PRODUCTS: &str = "search_products";
 /// Which connector trait serves a capability tool (defined with the vendor recipe).
 pub use crate::connectors::kit::Capability;
 
-/// Every capability tool and the trait it needs, in declaration order.
-pub const CAPABILITY_TOOLS: [(&str, Capability); 9] = [
-    (CHECK_AVAILABILITY, Capability::Calendar),
-    (BOOK_APPOINTMENT, Capability::Calendar),
-    (RESCHEDULE_APPOINTMENT, Capability::Calendar),
-    (CANCEL_APPOINTMENT, Capability::Calendar),
-    (FIND_CONTACT, Capability::Crm),
-    (UPSERT_CONTACT, Capability::Crm),
-    (LOG_CALL_NOTE, Capability::Crm),
-    (ORDER_STATUS, Capability::Commerce),
-    (SEARCH_PRODUCTS, Capability::Commerce),
+/// What a capability tool is built from.
+pub struct ToolInputs<'a> {
+    pub env: &'a Arc<CapabilityEnv>,
+    /// The tenant's vendor serving the tool's capability (one field per capability).
+    pub connector: &'a Built,
+    /// The tenant's CRM, given only to tools whose spec asks for it ([`ToolSpec::crm_follow_up`])
+    /// and only when the tenant has a working one.
+    pub crm: Option<&'a CrmFollowUp>,
+}
+
+/// One capability tool: its name, the capability whose connector it needs, and how it is built.
+/// The resolver reads [`TOOLS`] only; a new capability is its trait (in `connectors/`), its
+/// field in [`Built`], and its tools' specs here.
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub capability: Capability,
+    /// The tool keeps the tenant's CRM in step with what it changes (calendar writes).
+    pub crm_follow_up: bool,
+    /// `None` when the connector does not serve the capability after all.
+    pub build: fn(ToolInputs<'_>) -> Option<Arc<dyn Tool>>,
+}
+
+impl std::fmt::Debug for ToolSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolSpec")
+            .field("name", &self.name)
+            .field("capability", &self.capability)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every capability tool, in declaration order.
+pub static TOOLS: &[ToolSpec] = &[
+    ToolSpec {
+        name: CHECK_AVAILABILITY,
+        capability: Capability::Calendar,
+        crm_follow_up: false,
+        build: |i| {
+            Some(Arc::new(CheckAvailability {
+                calendar: Arc::clone(i.connector.calendar.as_ref()?),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
+    ToolSpec {
+        name: BOOK_APPOINTMENT,
+        capability: Capability::Calendar,
+        crm_follow_up: true,
+        build: |i| {
+            Some(Arc::new(BookAppointment {
+                calendar: Arc::clone(i.connector.calendar.as_ref()?),
+                crm: i.crm.cloned(),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
+    ToolSpec {
+        name: RESCHEDULE_APPOINTMENT,
+        capability: Capability::Calendar,
+        crm_follow_up: true,
+        build: |i| {
+            Some(Arc::new(RescheduleAppointment {
+                calendar: Arc::clone(i.connector.calendar.as_ref()?),
+                crm: i.crm.cloned(),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
+    ToolSpec {
+        name: CANCEL_APPOINTMENT,
+        capability: Capability::Calendar,
+        crm_follow_up: true,
+        build: |i| {
+            Some(Arc::new(CancelAppointment {
+                calendar: Arc::clone(i.connector.calendar.as_ref()?),
+                crm: i.crm.cloned(),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
+    ToolSpec {
+        name: FIND_CONTACT,
+        capability: Capability::Crm,
+        crm_follow_up: false,
+        build: |i| {
+            Some(Arc::new(FindContact {
+                crm: Arc::clone(i.connector.crm.as_ref()?),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
+    ToolSpec {
+        name: UPSERT_CONTACT,
+        capability: Capability::Crm,
+        crm_follow_up: false,
+        build: |i| {
+            Some(Arc::new(UpsertContact {
+                crm: Arc::clone(i.connector.crm.as_ref()?),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
+    ToolSpec {
+        name: LOG_CALL_NOTE,
+        capability: Capability::Crm,
+        crm_follow_up: false,
+        build: |i| {
+            Some(Arc::new(LogCallNote {
+                crm: Arc::clone(i.connector.crm.as_ref()?),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
+    ToolSpec {
+        name: ORDER_STATUS,
+        capability: Capability::Commerce,
+        crm_follow_up: false,
+        build: |i| {
+            Some(Arc::new(OrderStatusTool {
+                commerce: Arc::clone(i.connector.commerce.as_ref()?),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
+    ToolSpec {
+        name: SEARCH_PRODUCTS,
+        capability: Capability::Commerce,
+        crm_follow_up: false,
+        build: |i| {
+            Some(Arc::new(SearchProducts {
+                commerce: Arc::clone(i.connector.commerce.as_ref()?),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
 ];
+
+/// The spec of a capability tool.
+pub fn tool_spec(name: &str) -> Option<&'static ToolSpec> {
+    TOOLS.iter().find(|spec| spec.name == name)
+}
 
 /// The capability a tool name needs, if it is a capability tool.
 pub fn capability_of(tool: &str) -> Option<Capability> {
-    CAPABILITY_TOOLS
-        .iter()
-        .find(|(name, _)| *name == tool)
-        .map(|(_, capability)| *capability)
+    tool_spec(tool).map(|spec| spec.capability)
 }
 
 /// Slots read out at once: a caller can hold a handful of times in mind, not a page.
@@ -444,11 +573,6 @@ impl Tool for CheckAvailability {
         })
     }
 }
-
-/// The calendar tools that keep the tenant's CRM in step: a booking is recorded as a meeting, and
-/// the meeting follows the booking when it moves or is cancelled.
-pub const CRM_FOLLOW_UP_TOOLS: [&str; 3] =
-    [BOOK_APPOINTMENT, RESCHEDULE_APPOINTMENT, CANCEL_APPOINTMENT];
 
 /// The tenant's CRM as the calendar tools use it.
 #[derive(Clone)]
@@ -1324,61 +1448,6 @@ impl Tool for SearchProducts {
     }
 }
 
-/// The capability tool `name` over the given connectors, if that connector is present. The
-/// calendar tools of [`CRM_FOLLOW_UP_TOOLS`] keep `crm` in step when it is given.
-pub fn capability_tool(
-    name: &str,
-    env: &Arc<CapabilityEnv>,
-    calendar: Option<&Arc<dyn Calendar>>,
-    crm: Option<&CrmFollowUp>,
-    commerce: Option<&Arc<dyn Commerce>>,
-) -> Option<Arc<dyn Tool>> {
-    let env = Arc::clone(env);
-    let tool: Arc<dyn Tool> = match name {
-        CHECK_AVAILABILITY => Arc::new(CheckAvailability {
-            calendar: Arc::clone(calendar?),
-            env,
-        }),
-        BOOK_APPOINTMENT => Arc::new(BookAppointment {
-            calendar: Arc::clone(calendar?),
-            crm: crm.cloned(),
-            env,
-        }),
-        RESCHEDULE_APPOINTMENT => Arc::new(RescheduleAppointment {
-            calendar: Arc::clone(calendar?),
-            crm: crm.cloned(),
-            env,
-        }),
-        CANCEL_APPOINTMENT => Arc::new(CancelAppointment {
-            calendar: Arc::clone(calendar?),
-            crm: crm.cloned(),
-            env,
-        }),
-        FIND_CONTACT => Arc::new(FindContact {
-            crm: Arc::clone(&crm?.crm),
-            env,
-        }),
-        UPSERT_CONTACT => Arc::new(UpsertContact {
-            crm: Arc::clone(&crm?.crm),
-            env,
-        }),
-        LOG_CALL_NOTE => Arc::new(LogCallNote {
-            crm: Arc::clone(&crm?.crm),
-            env,
-        }),
-        ORDER_STATUS => Arc::new(OrderStatusTool {
-            commerce: Arc::clone(commerce?),
-            env,
-        }),
-        SEARCH_PRODUCTS => Arc::new(SearchProducts {
-            commerce: Arc::clone(commerce?),
-            env,
-        }),
-        _ => return None,
-    };
-    Some(tool)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1391,9 +1460,22 @@ mod tests {
 
     #[test]
     fn every_capability_tool_has_a_capability() {
-        for (name, capability) in CAPABILITY_TOOLS {
-            assert_eq!(capability_of(name), Some(capability));
+        let mut seen = std::collections::HashSet::new();
+        for spec in TOOLS {
+            assert!(seen.insert(spec.name), "{} listed twice", spec.name);
+            assert_eq!(capability_of(spec.name), Some(spec.capability));
         }
+        // The calendar writes keep the CRM in step: a booking is recorded as a meeting, and the
+        // meeting follows the booking when it moves or is cancelled.
+        let follow_up: Vec<&str> = TOOLS
+            .iter()
+            .filter(|spec| spec.crm_follow_up)
+            .map(|spec| spec.name)
+            .collect();
+        assert_eq!(
+            follow_up,
+            [BOOK_APPOINTMENT, RESCHEDULE_APPOINTMENT, CANCEL_APPOINTMENT]
+        );
         assert_eq!(capability_of("end_call"), None);
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::capabilities::CAPABILITY_TOOLS;
+use super::capabilities::TOOLS;
 use super::ledger::SharedLedger;
 use super::resolver::{ResolveError, Resolved, registry_for_agent};
 use super::{ToolContext, builtin};
@@ -59,7 +59,7 @@ pub enum InvokeError {
 
 /// Every tool name a tenant may enable: the capability tools and the built-ins.
 pub fn known_tools() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = CAPABILITY_TOOLS.iter().map(|(name, _)| *name).collect();
+    let mut names: Vec<&'static str> = TOOLS.iter().map(|spec| spec.name).collect();
     names.push("get_current_time");
     names
 }

@@ -36,9 +36,7 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
-use super::capabilities::{
-    CRM_FOLLOW_UP_TOOLS, Capability, CapabilityEnv, CrmFollowUp, capability_of, capability_tool,
-};
+use super::capabilities::{Capability, CapabilityEnv, CrmFollowUp, ToolInputs, tool_spec};
 use super::ledger::SharedLedger;
 use super::meeting_links::SharedMeetingLinks;
 use super::{ToolRegistry, builtin_in_zone};
@@ -241,7 +239,7 @@ pub async fn registry_for_agent<S: Store>(
     });
     let mut registry = ToolRegistry::new(deadline);
     let mut unavailable = Vec::new();
-    let needs_connectors = enabled.iter().any(|name| capability_of(name).is_some());
+    let needs_connectors = enabled.iter().any(|name| tool_spec(name).is_some());
     let configs = if needs_connectors {
         store.list_connectors(tenant).await?
     } else {
@@ -274,13 +272,14 @@ pub async fn registry_for_agent<S: Store>(
             registry.register(tool);
             continue;
         }
-        let Some(capability) = capability_of(name) else {
+        let Some(spec) = tool_spec(name) else {
             unavailable.push(Unavailable {
                 tool: name.clone(),
                 reason: "not a tool this bridge provides".into(),
             });
             continue;
         };
+        let capability = spec.capability;
         let connector = match connector_for(&mut built, &configs, capability, vault, policy).await {
             Ok(connector) => connector,
             Err(reason) => {
@@ -291,35 +290,26 @@ pub async fn registry_for_agent<S: Store>(
                 continue;
             }
         };
-        let tool = match capability {
-            Capability::Calendar => {
-                // Bookings are also kept in the tenant's CRM, when it has a working one.
-                let crm = if CRM_FOLLOW_UP_TOOLS.contains(&name.as_str())
-                    && crm_configuration.is_some()
-                {
-                    match connector_for(&mut built, &configs, Capability::Crm, vault, policy).await
-                    {
-                        Ok(Built { crm: Some(crm), .. }) => follow_up(crm),
-                        Ok(_) => None,
-                        Err(reason) => {
-                            tracing::warn!(tenant = %tenant, tool = %name, reason = %reason,
-                                "bookings will not be kept in the CRM");
-                            None
-                        }
-                    }
-                } else {
+        // Tools that change bookings also keep the tenant's CRM in step, when it has a working
+        // one.
+        let crm = if spec.crm_follow_up && crm_configuration.is_some() {
+            match connector_for(&mut built, &configs, Capability::Crm, vault, policy).await {
+                Ok(Built { crm: Some(crm), .. }) => follow_up(crm),
+                Ok(_) => None,
+                Err(reason) => {
+                    tracing::warn!(tenant = %tenant, tool = %name, reason = %reason,
+                        "bookings will not be kept in the CRM");
                     None
-                };
-                capability_tool(name, &env, connector.calendar.as_ref(), crm.as_ref(), None)
+                }
             }
-            Capability::Crm => match connector.crm {
-                Some(crm) => capability_tool(name, &env, None, follow_up(crm).as_ref(), None),
-                None => None,
-            },
-            Capability::Commerce => {
-                capability_tool(name, &env, None, None, connector.commerce.as_ref())
-            }
+        } else {
+            None
         };
+        let tool = (spec.build)(ToolInputs {
+            env: &env,
+            connector: &connector,
+            crm: crm.as_ref(),
+        });
         match tool {
             Some(tool) => registry.register(tool),
             None => unavailable.push(Unavailable {

@@ -21,6 +21,8 @@ pub mod worker;
 
 use reqwest::Url;
 
+use crate::egress::EgressPolicy;
+
 use crate::store::{NewOutboxMessage, SqlStore, Store, StoreError, TenantId};
 use crate::tenant::vault::VaultError;
 
@@ -39,6 +41,9 @@ pub enum WebhookError {
     CallNotEnded { call_id: String },
     #[error("invalid webhook url: {0}")]
     InvalidUrl(String),
+    /// The URL's host or scheme is not allowed by the operator's egress policy.
+    #[error("invalid webhook url: {0}")]
+    Egress(crate::egress::EgressError),
     #[error("invalid worker options: {0}")]
     InvalidOptions(String),
     #[error("cannot build the HTTP client: {0}")]
@@ -85,9 +90,12 @@ pub async fn enqueue_call_ended(
     Ok(())
 }
 
-/// A webhook endpoint must be `https://`; plain `http://` is accepted only for loopback hosts
-/// (`127.0.0.1`, `::1`, `localhost`), for local testing. No credentials in the URL, no fragment.
-pub fn validate_url(raw: &str) -> Result<Url, WebhookError> {
+/// A webhook endpoint must be `https://` to a public host. The operator's egress allow-list
+/// (`CALLBRIDGE_EGRESS_ALLOW`) is the only way to reach another host, and the only way to use
+/// plain `http://` (a receiver on the LAN, a test's loopback mock). No credentials in the URL, no
+/// fragment. The same check runs when the URL is written and before every delivery; the worker's
+/// client checks the resolved addresses again at connect time.
+pub fn validate_url(raw: &str, egress: &EgressPolicy) -> Result<Url, WebhookError> {
     let invalid = |reason: &str| WebhookError::InvalidUrl(reason.to_owned());
     if raw.len() > 2048 {
         return Err(invalid("must be at most 2048 characters"));
@@ -99,21 +107,26 @@ pub fn validate_url(raw: &str) -> Result<Url, WebhookError> {
     if url.fragment().is_some() {
         return Err(invalid("must not contain a #fragment"));
     }
-    let Some(host) = url.host_str() else {
+    if url.host_str().is_none() {
         return Err(invalid("must have a host"));
-    };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if loopback => Ok(url),
-        "http" => Err(invalid(
-            "must use https (http is accepted only for 127.0.0.1 or localhost)",
-        )),
-        _ => Err(invalid("must start with https://")),
+    }
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(invalid("must start with https://"));
+    }
+    egress.check_url(&url).map_err(WebhookError::Egress)?;
+    Ok(url)
+}
+
+/// What a tenant is told about a failed delivery: neutral words, never the resolver's, TLS
+/// stack's or socket's detail (that would map the operator's network for the tenant). The full
+/// error goes to the operator's log.
+pub(crate) fn neutral_delivery_error(err: &reqwest::Error) -> &'static str {
+    if crate::egress::is_egress_refusal(err) {
+        "refused by egress policy"
+    } else if err.is_timeout() {
+        "connection failed (timed out)"
+    } else {
+        "connection failed"
     }
 }
 
@@ -122,26 +135,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_must_be_https_except_on_loopback() {
+    fn urls_must_be_public_https_unless_the_operator_allows_the_host() {
+        let strict = EgressPolicy::strict();
         for ok in [
             "https://hooks.example.com/callbridge",
             "https://hooks.example.com:8443/x?tenant=a",
-            "http://127.0.0.1:9000/hook",
-            "http://localhost/hook",
-            "http://[::1]:8080/",
         ] {
-            assert!(validate_url(ok).is_ok(), "{ok}");
+            assert!(validate_url(ok, &strict).is_ok(), "{ok}");
         }
         for bad in [
             "",
             "hooks.example.com",
             "http://hooks.example.com/",
             "http://10.0.0.1/",
+            "https://10.0.0.1/",
+            "https://127.0.0.1:9000/hook",
+            "http://127.0.0.1:9000/hook",
+            "http://localhost/hook",
+            "https://[::1]:8080/",
+            "https://169.254.169.254/latest/meta-data",
+            "https://2130706433/",
             "ftp://127.0.0.1/",
             "https://user:pw@hooks.example.com/",
             "https://hooks.example.com/#frag",
         ] {
-            assert!(validate_url(bad).is_err(), "{bad}");
+            assert!(validate_url(bad, &strict).is_err(), "{bad}");
         }
+        let refused = validate_url("https://127.0.0.1/", &strict).unwrap_err();
+        assert!(
+            refused.to_string().contains("refused by egress policy"),
+            "{refused}"
+        );
+        let loopback = EgressPolicy::allow_loopback();
+        assert!(validate_url("http://127.0.0.1:9000/hook", &loopback).is_ok());
+        assert!(validate_url("http://hooks.example.com/", &loopback).is_err());
     }
 }

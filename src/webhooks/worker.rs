@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::egress::EgressPolicy;
 use crate::store::{OutboxMessage, SqlStore, StoreError};
 use crate::tenant::vault::{Keyring, Vault};
 
@@ -41,6 +42,10 @@ pub struct WorkerOptions {
     pub max_attempts: u32,
     /// Finished messages (delivered, failed, cancelled) older than this are deleted.
     pub retention: Duration,
+    /// Where deliveries may go: tenant URLs are checked before each send and the client's
+    /// resolver refuses internal addresses at connect time. Default strict (public https only);
+    /// `serve` passes the operator's `CALLBRIDGE_EGRESS_ALLOW`.
+    pub egress: EgressPolicy,
 }
 
 impl Default for WorkerOptions {
@@ -55,6 +60,7 @@ impl Default for WorkerOptions {
             max_backoff: Duration::from_secs(3600),
             max_attempts: 12,
             retention: Duration::from_secs(30 * 24 * 3600),
+            egress: EgressPolicy::strict(),
         }
     }
 }
@@ -128,7 +134,9 @@ impl DeliveryWorker {
         if rustls::crypto::CryptoProvider::get_default().is_none() {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let client = reqwest::Client::builder()
+        let client = options
+            .egress
+            .client_builder()
             .user_agent(concat!("callbridge-webhooks/", env!("CARGO_PKG_VERSION")))
             .timeout(options.request_timeout)
             // A redirect would send the signed event somewhere the tenant did not configure.
@@ -238,9 +246,16 @@ impl DeliveryWorker {
         if !settings.spec.enabled {
             return self.cancel(message, "webhook is disabled").await;
         }
-        let url = match validate_url(&settings.spec.url) {
+        let url = match validate_url(&settings.spec.url, &self.options.egress) {
             Ok(url) => url,
-            Err(e) => return self.cancel(message, &e.to_string()).await,
+            Err(e) => {
+                warn!(id = %message.id, tenant = %message.tenant_id, error = %e, "webhook URL refused");
+                let reason = match e {
+                    WebhookError::Egress(_) => "refused by egress policy",
+                    _ => "invalid webhook url",
+                };
+                return self.cancel(message, reason).await;
+            }
         };
         let secret = match self
             .vault
@@ -281,10 +296,12 @@ impl DeliveryWorker {
                 let reason = format!("receiver answered HTTP {}", response.status().as_u16());
                 self.record_failure(message, &reason, false).await
             }
-            // The URL may carry a token in its query: keep it out of the stored error.
+            // The tenant reads the stored reason: neutral words only. The operator's log gets the
+            // detail, without the URL (its query may carry a token).
             Err(e) => {
-                let reason = format!("request failed: {}", e.without_url());
-                self.record_failure(message, &reason, false).await
+                let reason = super::neutral_delivery_error(&e);
+                warn!(id = %message.id, tenant = %message.tenant_id, reason, error = %e.without_url(), "webhook delivery failed");
+                self.record_failure(message, reason, false).await
             }
         }
     }

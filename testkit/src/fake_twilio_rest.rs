@@ -298,14 +298,13 @@ impl FakeTwilioRest {
         }
     }
 
-    /// Knows `sid` as a live inbound call (one the fake did not place), so UpdateCall can redirect
-    /// or end it.
-    pub fn add_live_call(&self, sid: &str, from: &str, to: &str) {
+    /// Registers a call Twilio knows without a `CreateCall` (an inbound call), for FetchCall.
+    pub fn add_call(&self, sid: &str, status: &str) {
         self.lock().calls.push(FakeCall {
             sid: sid.to_owned(),
             created: std::time::SystemTime::now(),
-            form: vec![("From".into(), from.into()), ("To".into(), to.into())],
-            status: "in-progress".into(),
+            form: Vec::new(),
+            status: status.to_owned(),
             updates: Vec::new(),
         });
     }

@@ -4,6 +4,7 @@
 //! xAI and Azure flavors), a fake Gemini Live server, and a helper that runs the real bridge
 //! in-process on 127.0.0.1. Nothing here is part of the product.
 
+pub mod contract;
 pub mod fake_gemini;
 pub mod fake_realtime;
 pub mod fake_twilio;
@@ -72,6 +73,7 @@ impl TestBridge {
         };
         tweak(&mut args);
         let config = Config::resolve(args).expect("test configuration is valid");
+        let config_limits = config.http;
         let keyring = callbridge::tenant::vault::Keyring::new(
             callbridge::tenant::vault::MasterKey::generate(),
         );
@@ -81,12 +83,16 @@ impl TestBridge {
         let metrics = deps.metrics.clone();
         let store = deps.store.clone();
         let app = callbridge::http::router(deps);
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        // The product's own listener, with its limits (CALLBRIDGE_HTTP_*).
+        let limits = config_limits;
+        let served_metrics = metrics.clone();
+        let task = tokio::spawn(callbridge::http::serve(
+            listener,
+            app,
+            limits,
+            served_metrics,
+            std::future::pending(),
+        ));
         TestBridge {
             addr,
             public_url,

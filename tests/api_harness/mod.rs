@@ -57,7 +57,9 @@ impl TestApi {
             "You are the receptionist. The caller is {{caller}}.",
         )
         .expect("write prompt");
-        let service = AdminService::new(store.clone(), prompts.path().to_owned(), keyring);
+        // The tests' receivers and mocks listen on 127.0.0.1: the operator's allow-list for it.
+        let service = AdminService::new(store.clone(), prompts.path().to_owned(), keyring)
+            .with_egress(callbridge::egress::EgressPolicy::allow_loopback());
         let state = ApiState::new(service, Some(SecretString::from(ADMIN_KEY)));
         let app: axum::Router = axum::Router::new().nest("/api/v1", router_with(state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -5,13 +5,16 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::header;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tracing::warn;
 
 use crate::tenant::api_keys;
 
@@ -19,12 +22,17 @@ use super::ApiState;
 use super::error::ApiError;
 use crate::admin::{Principal, ServiceError};
 
-/// Middleware: 401 unless the request carries a valid key.
+/// Middleware: 401 unless the request carries a valid key; 429 once the client's address or the
+/// presented key's prefix failed too often (see `throttle`).
 pub(super) async fn require_key(
     State(state): State<Arc<ApiState>>,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -34,16 +42,47 @@ pub(super) async fn require_key(
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         })
         .filter(|token| !token.is_empty());
+    let prefix = presented.and_then(api_keys::lookup_prefix);
+    let now = tokio::time::Instant::now();
+    if let Err(wait) = state.throttle.check(address, prefix, now) {
+        state.metrics.error("api_auth_throttled");
+        return throttled(wait);
+    }
+    let failed = |why: &'static str| {
+        state.metrics.error("api_auth_failed");
+        state.throttle.failed(address, prefix, now);
+        // The prefix is the key's public lookup id (shown in key listings), never its secret.
+        warn!(
+            address = ?address,
+            key_prefix = prefix.unwrap_or("-"),
+            why,
+            "admin API authentication failed"
+        );
+        ApiError::unauthorized().into_response()
+    };
     let Some(presented) = presented else {
-        return ApiError::unauthorized().into_response();
+        return failed("no bearer key");
     };
     let principal = match identify(&state, presented).await {
         Ok(Some(principal)) => principal,
-        Ok(None) => return ApiError::unauthorized().into_response(),
+        Ok(None) => return failed("unknown or revoked key"),
         Err(e) => return ApiError::from(e).into_response(),
     };
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+fn throttled(wait: std::time::Duration) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_failed_authentications",
+        "too many failed authentications; retry later",
+    )
+    .into_response();
+    if let Ok(value) = header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 async fn identify(state: &ApiState, presented: &str) -> Result<Option<Principal>, ServiceError> {

@@ -16,6 +16,7 @@ mod campaigns;
 pub mod error;
 mod handlers;
 
+mod throttle;
 mod tools;
 
 use std::sync::Arc;
@@ -49,6 +50,10 @@ pub struct ApiState {
     pub tools: Option<crate::tools::invoke::ToolRuntime>,
     /// This node's live calls; `None` answers 503 (an API served without calls).
     pub live: Option<std::sync::Arc<crate::call::live::LiveCalls>>,
+    /// Failed authentications per address and key prefix (429 past the limit).
+    pub throttle: throttle::AuthThrottle,
+    /// Where failed and throttled authentications are counted.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl ApiState {
@@ -58,6 +63,8 @@ impl ApiState {
             admin_key,
             tools: None,
             live: None,
+            throttle: throttle::AuthThrottle::default(),
+            metrics: std::sync::Arc::default(),
         }
     }
 
@@ -74,6 +81,7 @@ impl ApiState {
         );
         state.tools = Some(deps.tool_runtime());
         state.live = Some(deps.live.clone());
+        state.metrics = deps.metrics.clone();
         match deps.dialer() {
             Ok(dialer) => state.service = state.service.with_dialer(dialer),
             Err(e) => tracing::warn!(error = %e, "outbound calls disabled"),

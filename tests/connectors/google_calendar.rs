@@ -13,6 +13,7 @@ use callbridge::connectors::http::{HttpPolicy, PolicyConfig, RequestContext};
 use callbridge::connectors::oauth::{OAuthCredentials, OAuthTokenSource};
 use callbridge::connectors::{Attendee, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow};
 use callbridge::egress::EgressPolicy;
+use callbridge_testkit::contract::Contract;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -22,15 +23,20 @@ use wiremock::matchers::{
 };
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-const TOKEN: &str = include_str!("../fixtures/vendors/google-calendar/token.json");
-const FREEBUSY: &str = include_str!("../fixtures/vendors/google-calendar/freebusy.json");
+/// The vendor's published spec (the parts this connector uses, under `fixtures/vendor-specs/`).
+fn contract() -> Contract {
+    Contract::load("google-calendar", &["calendar.v3.swagger2.json"]).ignoring("/token")
+}
+
+const TOKEN: &str = include_str!("../../fixtures/vendors/google-calendar/token.json");
+const FREEBUSY: &str = include_str!("../../fixtures/vendors/google-calendar/freebusy.json");
 const FREEBUSY_NOT_FOUND: &str =
-    include_str!("../fixtures/vendors/google-calendar/freebusy_not_found.json");
-const EVENT: &str = include_str!("../fixtures/vendors/google-calendar/event.json");
+    include_str!("../../fixtures/vendors/google-calendar/freebusy_not_found.json");
+const EVENT: &str = include_str!("../../fixtures/vendors/google-calendar/event.json");
 const DUPLICATE: &str =
-    include_str!("../fixtures/vendors/google-calendar/error_409_duplicate.json");
-const UNAUTHORIZED: &str = include_str!("../fixtures/vendors/google-calendar/error_401.json");
-const CALENDAR: &str = include_str!("../fixtures/vendors/google-calendar/calendar.json");
+    include_str!("../../fixtures/vendors/google-calendar/error_409_duplicate.json");
+const UNAUTHORIZED: &str = include_str!("../../fixtures/vendors/google-calendar/error_401.json");
+const CALENDAR: &str = include_str!("../../fixtures/vendors/google-calendar/calendar.json");
 
 const BEARER: &str = "Bearer ya29.a0-test-access-token";
 
@@ -77,6 +83,7 @@ fn connector(server: &MockServer) -> GoogleCalendar {
     })
     .expect("policy builds");
     let tokens = OAuthTokenSource::new(
+        policy.clone(),
         OAuthCredentials {
             token_url: format!("{}/token", server.uri()).parse().expect("url"),
             client_id: "client-123".into(),
@@ -150,6 +157,8 @@ async fn availability_queries_free_busy_and_returns_free_slots_in_local_time() {
             "Monday 3 March at 4:00 PM CET (Europe/Berlin)",
         ]
     );
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -173,6 +182,8 @@ async fn an_unknown_calendar_is_not_found() {
         .await
         .expect_err("not found");
     assert!(matches!(err, ConnectorError::NotFound(_)), "{err:?}");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -207,6 +218,8 @@ async fn book_inserts_an_event_with_an_id_derived_from_the_idempotency_key() {
     assert_eq!(booking.status, BookingStatus::Confirmed);
     assert_eq!(booking.slot.start, slot.start);
     assert!(booking.link.is_some());
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -250,6 +263,8 @@ async fn a_repeated_booking_finds_the_event_created_the_first_time() {
         .await
         .expect_err("conflict");
     assert!(matches!(err, ConnectorError::Conflict(_)), "{err:?}");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -315,6 +330,8 @@ async fn reschedule_patches_start_and_end_and_cancel_deletes() {
         .await
         .expect_err("unknown event");
     assert!(matches!(err, ConnectorError::NotFound(_)), "{err:?}");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -333,6 +350,8 @@ async fn the_token_is_cached_until_shortly_before_expiry() {
     }
     let requests = server.received_requests().await.unwrap_or_default();
     assert_eq!(token_requests(&requests), 1, "one refresh for three calls");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -353,6 +372,8 @@ async fn a_token_inside_the_refresh_margin_is_refreshed_before_use() {
     calendar.health_check(&context()).await.expect("healthy");
     let requests = server.received_requests().await.unwrap_or_default();
     assert_eq!(token_requests(&requests), 2);
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -377,6 +398,8 @@ async fn a_401_forces_one_refresh_and_one_more_try() {
         .expect("healthy after refresh");
     let requests = server.received_requests().await.unwrap_or_default();
     assert_eq!(token_requests(&requests), 2);
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -399,4 +422,48 @@ async fn a_revoked_refresh_token_is_an_auth_error() {
         err.speakable(),
         "We aren't able to access that system right now."
     );
+}
+
+/// The Swagger 2 side of the contract check refuses what the discovery document does not allow:
+/// a body of the wrong shape (`$ref` to `FreeBusyRequest` followed), an undeclared query parameter,
+/// a request without credentials.
+#[tokio::test]
+async fn the_contract_refuses_requests_the_discovery_document_does_not_allow() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    // The policy's client: it installs the TLS provider and allows the loopback mock.
+    let policy = callbridge_testkit::loopback_policy();
+    let client = policy.client();
+    let base = format!("{}/calendar/v3", server.uri());
+    let sends = [
+        client
+            .post(format!("{base}/freeBusy"))
+            .bearer_auth("t")
+            .json(&json!({"timeMin": "2050-01-01T00:00:00Z", "items": "primary"})),
+        client
+            .get(format!("{base}/calendars/primary?colour=red"))
+            .bearer_auth("t"),
+        client.get(format!("{base}/calendars/primary")),
+        client
+            .post(format!("{base}/freeBusy"))
+            .bearer_auth("t")
+            .json(&json!({"timeMin": "2050-01-01T00:00:00Z", "items": [{"id": "primary"}]})),
+    ];
+    for send in sends {
+        send.send().await.expect("the mock answers");
+    }
+    let requests = server.received_requests().await.expect("recorded");
+    let verdicts: Vec<Result<(), String>> = requests.iter().map(|r| contract().check(r)).collect();
+    for (verdict, wanted) in verdicts.iter().zip([
+        "body /items",
+        "query parameter colour is not in the spec",
+        "credentials",
+    ]) {
+        let problem = verdict.as_ref().expect_err(wanted);
+        assert!(problem.contains(wanted), "{problem}");
+    }
+    assert_eq!(verdicts[3], Ok(()), "a valid query passes");
 }

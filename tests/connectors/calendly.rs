@@ -8,6 +8,7 @@ use callbridge::connectors::calendly::{Calendly, CalendlyConfig};
 use callbridge::connectors::http::{HttpPolicy, PolicyConfig, RequestContext};
 use callbridge::connectors::{Attendee, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow};
 use callbridge::egress::EgressPolicy;
+use callbridge_testkit::contract::Contract;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -15,16 +16,29 @@ use tokio::time::Instant;
 use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const AVAILABLE_TIMES: &str = include_str!("../fixtures/vendors/calendly/available_times.json");
-const INVITEE_CREATED: &str = include_str!("../fixtures/vendors/calendly/invitee_created.json");
-const INVITEES: &str = include_str!("../fixtures/vendors/calendly/invitees.json");
-const SCHEDULING_LINK: &str = include_str!("../fixtures/vendors/calendly/scheduling_link.json");
-const CANCELLATION: &str = include_str!("../fixtures/vendors/calendly/cancellation.json");
+/// The vendor's published spec (the parts this connector uses, under `fixtures/vendor-specs/`).
+fn contract() -> Contract {
+    Contract::load("calendly", &["openapi.json"]).with_operation(
+        "POST",
+        "/invitees",
+        &["authorization"],
+        serde_json::from_str(include_str!(
+            "../../fixtures/vendor-specs/calendly/create_event_invitee.schema.json"
+        ))
+        .expect("schema is JSON"),
+    )
+}
+
+const AVAILABLE_TIMES: &str = include_str!("../../fixtures/vendors/calendly/available_times.json");
+const INVITEE_CREATED: &str = include_str!("../../fixtures/vendors/calendly/invitee_created.json");
+const INVITEES: &str = include_str!("../../fixtures/vendors/calendly/invitees.json");
+const SCHEDULING_LINK: &str = include_str!("../../fixtures/vendors/calendly/scheduling_link.json");
+const CANCELLATION: &str = include_str!("../../fixtures/vendors/calendly/cancellation.json");
 const ALREADY_CANCELED: &str =
-    include_str!("../fixtures/vendors/calendly/error_403_already_canceled.json");
+    include_str!("../../fixtures/vendors/calendly/error_403_already_canceled.json");
 const INVALID_ARGUMENT: &str =
-    include_str!("../fixtures/vendors/calendly/error_400_invalid_argument.json");
-const ME: &str = include_str!("../fixtures/vendors/calendly/me.json");
+    include_str!("../../fixtures/vendors/calendly/error_400_invalid_argument.json");
+const ME: &str = include_str!("../../fixtures/vendors/calendly/me.json");
 
 const AUTH: &str = "Bearer calendly-pat-test";
 const EVENT_TYPE: &str = "https://api.calendly.com/event_types/ETYPE00000000001";
@@ -112,6 +126,8 @@ async fn availability_keeps_available_times_in_order_and_caps_the_range_at_a_wee
     );
     assert_eq!(slots[0].end, at("2050-09-05T14:00:00Z"));
     assert_eq!(slots[0].zone, chrono_tz::America::New_York);
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -145,6 +161,8 @@ async fn booking_creates_an_invitee_with_the_callers_zone() {
         booking.link.as_deref(),
         Some("https://calendly.com/cancellations/INV0000000000001")
     );
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -195,6 +213,8 @@ async fn without_direct_booking_a_single_use_link_is_returned() {
         booking.link.as_deref(),
         Some("https://calendly.com/d/abcd-brv8/checkup")
     );
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -211,6 +231,8 @@ async fn a_refused_time_is_a_rejection_not_a_retry() {
         .await
         .expect_err("refused");
     assert!(matches!(err, ConnectorError::Rejected(_)), "{err:?}");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -239,6 +261,8 @@ async fn cancelling_posts_the_reason_and_a_second_cancel_is_fine() {
         .cancel(&context(), "EVT0000000000002", None)
         .await
         .expect("already cancelled counts as done");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -280,6 +304,8 @@ async fn rescheduling_books_the_same_invitee_then_cancels_the_old_event() {
         .expect("rescheduled");
     assert_eq!(booking.id, "EVT0000000000001");
     assert_eq!(booking.slot.start, at("2050-09-06T15:00:00Z"));
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -309,4 +335,6 @@ async fn health_check_reads_the_current_user_and_reports_bad_tokens() {
         .await
         .expect_err("401");
     assert!(matches!(err, ConnectorError::Auth(_)), "{err:?}");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }

@@ -9,6 +9,7 @@ use callbridge::connectors::calcom::{Calcom, CalcomConfig};
 use callbridge::connectors::http::{HttpPolicy, PolicyConfig, RequestContext};
 use callbridge::connectors::{Attendee, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow};
 use callbridge::egress::EgressPolicy;
+use callbridge_testkit::contract::Contract;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -16,11 +17,20 @@ use tokio::time::Instant;
 use wiremock::matchers::{body_json, body_partial_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const SLOTS: &str = include_str!("../fixtures/vendors/calcom/slots_range.json");
-const BOOKING: &str = include_str!("../fixtures/vendors/calcom/booking.json");
-const ME: &str = include_str!("../fixtures/vendors/calcom/me.json");
+/// The vendor's published spec (the parts this connector uses, under `fixtures/vendor-specs/`).
+fn contract() -> Contract {
+    Contract::load("calcom", &["openapi.json"]).variant(
+        "BookingsController_2024_08_13_createBooking",
+        "#/components/schemas/CreateBookingInput_2024_08_13",
+    )
+}
+
+const SLOTS: &str = include_str!("../../fixtures/vendors/calcom/slots_range.json");
+const BOOKING: &str = include_str!("../../fixtures/vendors/calcom/booking.json");
+const ME: &str = include_str!("../../fixtures/vendors/calcom/me.json");
 /// The spec defines no error bodies; this follows Cal.com's API error envelope (UNVERIFIED).
-const SLOT_TAKEN: &str = include_str!("../fixtures/vendors/calcom/error_400_slot_unavailable.json");
+const SLOT_TAKEN: &str =
+    include_str!("../../fixtures/vendors/calcom/error_400_slot_unavailable.json");
 
 const AUTH: &str = "Bearer cal_live_test_key";
 
@@ -106,6 +116,8 @@ async fn availability_reads_range_slots_in_the_business_zone() {
         "capped at max_slots, earliest first"
     );
     assert_eq!(slots[0].end - slots[0].start, chrono::Duration::minutes(60));
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -157,6 +169,8 @@ async fn book_posts_the_attendee_and_event_type() {
     assert_eq!(booking.status, BookingStatus::Confirmed);
     assert_eq!(booking.slot, slot);
     assert_eq!(booking.link.as_deref(), Some("https://example.com/meeting"));
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -210,6 +224,8 @@ async fn a_single_length_event_type_is_booked_without_a_length() {
         .filter(|r| r.url.path() == "/v2/event-types/100")
         .count();
     assert_eq!(lookups, 1);
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -258,6 +274,8 @@ async fn a_taken_slot_is_rejected_and_a_5xx_booking_is_not_replayed() {
         .filter(|r| r.method.as_str() == "POST")
         .count();
     assert_eq!(posts, 2, "no write was replayed");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -317,6 +335,8 @@ async fn reschedule_and_cancel_use_the_booking_uid() {
         .await
         .expect_err("unknown");
     assert!(matches!(err, ConnectorError::NotFound(_)), "{err:?}");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -357,4 +377,66 @@ async fn health_check_reads_me_and_reports_a_bad_key() {
         .await
         .expect_err("refused");
     assert!(matches!(err, ConnectorError::Auth(_)), "{err:?}");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
+}
+
+/// The contract check itself fails on what the spec does not allow: an unknown path, a missing
+/// required query parameter or header, an undeclared query parameter, a body of the wrong shape,
+/// missing credentials.
+#[tokio::test]
+async fn the_contract_refuses_requests_the_spec_does_not_allow() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    // The policy's client: it installs the TLS provider and allows the loopback mock.
+    let policy = callbridge_testkit::loopback_policy();
+    let client = policy.client();
+    let base = server.uri();
+    let sends = [
+        client
+            .get(format!("{base}/v2/slots?eventTypeId=1&end=2050-09-06T00:00:00Z"))
+            .header("cal-api-version", "2024-09-04")
+            .bearer_auth("k"),
+        client
+            .get(format!("{base}/v2/slots?eventTypeId=1&start=2050-09-05T00:00:00Z&end=2050-09-06T00:00:00Z&colour=red"))
+            .header("cal-api-version", "2024-09-04")
+            .bearer_auth("k"),
+        client
+            .post(format!("{base}/v2/bookings"))
+            .header("cal-api-version", "2024-08-13")
+            .bearer_auth("k")
+            .json(&json!({"start": 5, "eventTypeId": 1, "attendee": {"name": "A", "timeZone": "UTC"}})),
+        client
+            .post(format!("{base}/v2/bookings"))
+            .bearer_auth("k")
+            .json(&json!({"start": "2050-09-05T14:00:00Z", "eventTypeId": 1, "attendee": {"name": "A", "timeZone": "UTC"}})),
+        client.get(format!("{base}/v2/me")),
+        client.get(format!("{base}/v2/nowhere")).bearer_auth("k"),
+        client
+            .post(format!("{base}/v2/bookings"))
+            .header("cal-api-version", "2024-08-13")
+            .bearer_auth("k")
+            .json(&json!({"start": "2050-09-05T14:00:00Z", "eventTypeId": 1, "attendee": {"name": "A", "timeZone": "UTC"}})),
+    ];
+    for send in sends {
+        send.send().await.expect("the mock answers");
+    }
+    let requests = server.received_requests().await.expect("recorded");
+    let verdicts: Vec<Result<(), String>> = requests.iter().map(|r| contract().check(r)).collect();
+    let expected = [
+        "required query parameter start missing",
+        "query parameter colour is not in the spec",
+        "body /start",
+        "required header cal-api-version missing",
+        "Authorization missing",
+        "no operation",
+    ];
+    for (verdict, wanted) in verdicts.iter().zip(expected) {
+        let problem = verdict.as_ref().expect_err(wanted);
+        assert!(problem.contains(wanted), "{problem}");
+    }
+    assert_eq!(verdicts[6], Ok(()), "a valid booking passes");
 }

@@ -12,20 +12,41 @@ use callbridge::connectors::shopify::{
 };
 use callbridge::connectors::{Commerce, ConnectorError, ContactLookup};
 use callbridge::egress::EgressPolicy;
+use callbridge_testkit::contract::Contract;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const SCHEMA_GZ: &[u8] = include_bytes!("../fixtures/vendors/shopify/admin_schema_2025-01.json.gz");
-const ORDER: &str = include_str!("../fixtures/vendors/shopify/order_by_name.json");
-const ORDERS_EMPTY: &str = include_str!("../fixtures/vendors/shopify/orders_empty.json");
-const PRODUCTS: &str = include_str!("../fixtures/vendors/shopify/products.json");
-const SHOP: &str = include_str!("../fixtures/vendors/shopify/shop.json");
-const THROTTLED: &str = include_str!("../fixtures/vendors/shopify/throttled.json");
-const ACCESS_DENIED: &str = include_str!("../fixtures/vendors/shopify/access_denied.json");
+const SCHEMA_GZ: &[u8] =
+    include_bytes!("../../fixtures/vendors/shopify/admin_schema_2025-01.json.gz");
+const ORDER: &str = include_str!("../../fixtures/vendors/shopify/order_by_name.json");
+const ORDERS_EMPTY: &str = include_str!("../../fixtures/vendors/shopify/orders_empty.json");
+const PRODUCTS: &str = include_str!("../../fixtures/vendors/shopify/products.json");
+const SHOP: &str = include_str!("../../fixtures/vendors/shopify/shop.json");
+const THROTTLED: &str = include_str!("../../fixtures/vendors/shopify/throttled.json");
+const ACCESS_DENIED: &str = include_str!("../../fixtures/vendors/shopify/access_denied.json");
 const GRAPHQL_PATH: &str = "/admin/api/2025-01/graphql.json";
+
+/// Shopify's GraphQL endpoint as a contract: the access-token header, and a body whose `query` is
+/// one of the connector's constants (each validated against the introspection schema above).
+fn contract() -> Contract {
+    Contract::load("shopify", &[]).with_operation(
+        "POST",
+        GRAPHQL_PATH,
+        &["x-shopify-access-token"],
+        json!({
+            "type": "object",
+            "required": ["query", "variables"],
+            "additionalProperties": false,
+            "properties": {
+                "query": { "enum": ALL_QUERIES },
+                "variables": { "type": "object" },
+            },
+        }),
+    )
+}
 
 // ---- introspection JSON → SDL, so apollo-compiler can validate against Shopify's schema ----
 
@@ -262,6 +283,8 @@ async fn order_status_requires_a_matching_email_or_phone() {
         matches!(err, ConnectorError::NotFound(_)),
         "a mismatch looks like an unknown order: {err:?}"
     );
+    // Every request the mock received is one of the validated queries, sent as the API expects.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -287,6 +310,8 @@ async fn an_unknown_order_is_not_found_and_junk_input_is_refused() {
         .await
         .expect_err("no number");
     assert!(matches!(err, ConnectorError::InvalidInput(_)), "{err:?}");
+    // Every request the mock received is one of the validated queries, sent as the API expects.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -313,6 +338,8 @@ async fn throttled_answers_are_retried() {
         server.received_requests().await.unwrap_or_default().len(),
         2
     );
+    // Every request the mock received is one of the validated queries, sent as the API expects.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -328,6 +355,8 @@ async fn missing_scopes_are_an_auth_error() {
         .await
         .expect_err("denied");
     assert!(matches!(err, ConnectorError::Auth(_)), "{err:?}");
+    // Every request the mock received is one of the validated queries, sent as the API expects.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -359,4 +388,6 @@ async fn product_search_returns_prices_and_stock() {
     );
     assert_eq!(mug.variants.iter().filter(|v| v.available).count(), 1);
     assert_eq!(mug.variants[1].inventory, Some(0));
+    // Every request the mock received is one of the validated queries, sent as the API expects.
+    contract().assert_valid(&server).await;
 }

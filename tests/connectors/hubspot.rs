@@ -12,6 +12,7 @@ use callbridge::connectors::{
     CallNote, ConnectorError, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
 };
 use callbridge::egress::EgressPolicy;
+use callbridge_testkit::contract::Contract;
 use chrono::{TimeZone, Utc};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -19,14 +20,26 @@ use tokio::time::Instant;
 use wiremock::matchers::{body_json, body_partial_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const CONTACT: &str = include_str!("../fixtures/vendors/hubspot/contact.json");
-const SEARCH_ONE: &str = include_str!("../fixtures/vendors/hubspot/search_one.json");
-const SEARCH_NONE: &str = include_str!("../fixtures/vendors/hubspot/search_none.json");
-const BATCH_UPSERT: &str = include_str!("../fixtures/vendors/hubspot/batch_upsert.json");
-const NOTE: &str = include_str!("../fixtures/vendors/hubspot/note.json");
-const UNAUTHORIZED: &str = include_str!("../fixtures/vendors/hubspot/error_401.json");
-const PAGE: &str = include_str!("../fixtures/vendors/hubspot/contacts_page.json");
-const MEETING: &str = include_str!("../fixtures/connectors/hubspot_meeting.json");
+/// The vendor's published spec (the parts this connector uses, under `fixtures/vendor-specs/`).
+fn contract() -> Contract {
+    Contract::load(
+        "hubspot",
+        &[
+            "crm-contacts-v3.json",
+            "crm-notes-v3.json",
+            "crm-meetings-v3.json",
+        ],
+    )
+}
+
+const CONTACT: &str = include_str!("../../fixtures/vendors/hubspot/contact.json");
+const SEARCH_ONE: &str = include_str!("../../fixtures/vendors/hubspot/search_one.json");
+const SEARCH_NONE: &str = include_str!("../../fixtures/vendors/hubspot/search_none.json");
+const BATCH_UPSERT: &str = include_str!("../../fixtures/vendors/hubspot/batch_upsert.json");
+const NOTE: &str = include_str!("../../fixtures/vendors/hubspot/note.json");
+const UNAUTHORIZED: &str = include_str!("../../fixtures/vendors/hubspot/error_401.json");
+const PAGE: &str = include_str!("../../fixtures/vendors/hubspot/contacts_page.json");
+const MEETING: &str = include_str!("../../fixtures/connectors/hubspot_meeting.json");
 
 const AUTH: &str = "Bearer pat-na1-test-token";
 
@@ -86,6 +99,8 @@ async fn find_by_phone_searches_phone_or_mobile() {
     assert_eq!(contact.id, "512");
     assert_eq!(contact.first_name.as_deref(), Some("Bryan"));
     assert_eq!(contact.email.as_deref(), Some("bcooper@biglytics.net"));
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -107,6 +122,8 @@ async fn find_by_email_with_no_match_is_none() {
         .await
         .expect("search works");
     assert!(found.is_none());
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -137,6 +154,8 @@ async fn upsert_with_email_uses_batch_upsert_keyed_by_email() {
         .expect("upserted");
     assert_eq!(contact.id, "512");
     assert_eq!(contact.last_name.as_deref(), Some("Cooper"));
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -204,6 +223,8 @@ async fn upsert_by_phone_patches_an_existing_contact_or_creates_one() {
         .await
         .expect_err("no key");
     assert!(matches!(err, ConnectorError::InvalidInput(_)), "{err:?}");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -237,6 +258,8 @@ async fn a_call_note_is_created_and_associated_with_the_contact() {
         .await
         .expect("logged");
     assert_eq!(id, "9001");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -260,6 +283,8 @@ async fn a_note_create_failing_with_5xx_is_not_replayed() {
         server.received_requests().await.unwrap_or_default().len(),
         1
     );
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -286,6 +311,8 @@ async fn health_check_lists_one_contact_and_maps_401() {
         .await
         .expect_err("token revoked");
     assert!(matches!(err, ConnectorError::Auth(_)), "{err:?}");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -333,6 +360,8 @@ async fn a_booked_meeting_is_created_scheduled_and_associated_with_the_contact()
         .await
         .expect("recorded");
     assert_eq!(id, "7700");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -359,6 +388,8 @@ async fn a_meeting_create_failing_with_5xx_is_not_replayed() {
         server.received_requests().await.unwrap_or_default().len(),
         1
     );
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 /// Expects exactly one `PATCH /crm/v3/objects/meetings/{meeting_id}` with `body`, answered with
@@ -410,6 +441,8 @@ async fn a_moved_meeting_is_patched_with_its_new_times() {
         )
         .await
         .expect("patched");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -421,6 +454,8 @@ async fn a_cancelled_meeting_gets_outcome_canceled() {
         .update_meeting(&context(), "7700", &MeetingChange::Cancelled)
         .await
         .expect("patched");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -463,4 +498,6 @@ async fn a_meeting_update_is_replayed_after_a_5xx_and_maps_404() {
         .filter(|request| request.url.path() == "/crm/v3/objects/meetings/7700")
         .count();
     assert_eq!(patches, 2);
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }

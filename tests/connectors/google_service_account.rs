@@ -14,18 +14,24 @@ use callbridge::connectors::http::{HttpPolicy, PolicyConfig, RequestContext};
 use callbridge::connectors::oauth::{OAuthTokenSource, ServiceAccountKey};
 use callbridge::connectors::{Calendar, ConnectorError};
 use callbridge::egress::EgressPolicy;
+use callbridge_testkit::contract::Contract;
 use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-const KEY_FILE: &str = include_str!("../fixtures/connectors/test_only_service_account.json");
+/// The vendor's published spec (the parts this connector uses, under `fixtures/vendor-specs/`).
+fn contract() -> Contract {
+    Contract::load("google-calendar", &["calendar.v3.swagger2.json"]).ignoring("/token")
+}
+
+const KEY_FILE: &str = include_str!("../../fixtures/connectors/test_only_service_account.json");
 const PUBLIC_KEY: &[u8] =
-    include_bytes!("../fixtures/connectors/test_only_service_account_public.der");
-const TOKEN: &str = include_str!("../fixtures/vendors/google-calendar/token.json");
-const CALENDAR: &str = include_str!("../fixtures/vendors/google-calendar/calendar.json");
-const UNAUTHORIZED: &str = include_str!("../fixtures/vendors/google-calendar/error_401.json");
+    include_bytes!("../../fixtures/connectors/test_only_service_account_public.der");
+const TOKEN: &str = include_str!("../../fixtures/vendors/google-calendar/token.json");
+const CALENDAR: &str = include_str!("../../fixtures/vendors/google-calendar/calendar.json");
+const UNAUTHORIZED: &str = include_str!("../../fixtures/vendors/google-calendar/error_401.json");
 const CLIENT_EMAIL: &str = "booking-bot@callbridge-test.iam.gserviceaccount.com";
 const BEARER: &str = "Bearer ya29.a0-test-access-token";
 
@@ -64,11 +70,12 @@ fn connector(server: &MockServer, key: ServiceAccountKey) -> GoogleCalendar {
             .expect("url"),
         "team@group.calendar.google.com",
     );
-    GoogleCalendar::new(
-        policy,
-        config,
-        Arc::new(OAuthTokenSource::service_account(key, "google_calendar")),
-    )
+    let tokens = Arc::new(OAuthTokenSource::service_account(
+        policy.clone(),
+        key,
+        "google_calendar",
+    ));
+    GoogleCalendar::new(policy, config, tokens)
 }
 
 async fn mount_token(server: &MockServer, body: Value) {
@@ -175,6 +182,8 @@ async fn the_token_request_is_a_signed_jwt_bearer_assertion() {
     );
     assert_eq!(exp - iat, 3_600, "an hour, Google's maximum");
     assert_eq!(claims.as_object().map(|c| c.len()), Some(5), "{claims}");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -191,6 +200,8 @@ async fn a_subject_is_sent_as_sub_for_domain_wide_delegation() {
     let form = form_of(token_requests(&requests)[0]);
     let claims = verified_claims(&form["assertion"]);
     assert_eq!(claims["sub"], "frontdesk@acme-dental.example");
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -220,6 +231,8 @@ async fn the_token_is_cached_and_refreshed_inside_the_margin() {
     calendar.health_check(&context()).await.expect("healthy");
     let requests = short.received_requests().await.unwrap_or_default();
     assert_eq!(token_requests(&requests).len(), 2);
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -243,6 +256,8 @@ async fn concurrent_callers_share_one_mint() {
     }
     let requests = server.received_requests().await.unwrap_or_default();
     assert_eq!(token_requests(&requests).len(), 1);
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
@@ -265,6 +280,8 @@ async fn a_401_forces_one_new_token_and_one_more_try() {
         .expect("healthy after a new token");
     let requests = server.received_requests().await.unwrap_or_default();
     assert_eq!(token_requests(&requests).len(), 2);
+    // Every request the mock received is valid per the vendor's spec.
+    contract().assert_valid(&server).await;
 }
 
 #[tokio::test]
