@@ -167,6 +167,8 @@ pub struct App {
     pub keyring: Option<Keyring>,
     pub policy: HttpPolicy,
     pub ledger: SharedLedger,
+    /// The calls this node runs (live-calls API, operator commands).
+    pub live: Arc<crate::call::live::LiveCalls>,
     /// This node's name: in stream claims, campaign leases and its heartbeat
     /// (`CALLBRIDGE_NODE_ID`, default random per process).
     pub node_id: Arc<str>,
@@ -196,6 +198,9 @@ impl App {
             }
         }
         let config_node_id = config.campaigns.node_id.clone();
+        // One name per node: stream claims, campaign leases, heartbeat and live calls.
+        let live_node =
+            config_node_id.unwrap_or_else(|| format!("node-{:016x}", rand::random::<u64>()));
         let dialect = crate::realtime::openai::OpenAiDialect::new(
             config.openai_realtime_url.clone(),
             config.openai_realtime_model.clone(),
@@ -217,9 +222,8 @@ impl App {
             keyring: core.keyring,
             policy: core.policy,
             ledger: core.ledger,
-            node_id: Arc::from(
-                config_node_id.unwrap_or_else(|| format!("node-{:016x}", rand::random::<u64>())),
-            ),
+            node_id: Arc::from(live_node.as_str()),
+            live: Arc::new(crate::call::live::LiveCalls::new(live_node)),
         })
     }
 
@@ -245,6 +249,7 @@ impl App {
             keyring: self.keyring.clone(),
             policy: self.policy.clone(),
             ledger: self.ledger.clone(),
+            live: self.live.clone(),
             node_id: self.node_id.clone(),
             oauth: self.oauth.clone(),
         }

@@ -789,6 +789,15 @@ async fn openapi_documents_every_route_without_auth() {
         ("/tenants/{tenant}/connections", &["get"]),
         ("/tenants/{tenant}/connections/{vendor}", &["delete", "get"]),
         ("/tenants/{tenant}/connections/{vendor}/start", &["post"]),
+        (
+            "/tenants/{tenant}/agents/{agent}/transfer-destinations",
+            &["get", "put"],
+        ),
+        ("/tenants/{tenant}/calls/live", &["get"]),
+        ("/tenants/{tenant}/calls/{call}/hangup", &["post"]),
+        ("/tenants/{tenant}/calls/{call}/inject", &["post"]),
+        ("/tenants/{tenant}/calls/{call}/transfer", &["post"]),
+        ("/tenants/{tenant}/calls/{call}/events", &["get"]),
     ];
     let paths = r.body["paths"].as_object().expect("paths");
     let mut documented: Vec<(String, Vec<String>)> = paths

@@ -705,3 +705,86 @@ async fn tenant_delete_confirms_and_removes_recordings() {
     assert!(!recording.exists(), "the recording file must be removed");
     assert_eq!(cli.json(&["tenant", "list"]), json!([]));
 }
+
+#[test]
+fn transfer_destinations_from_a_file_or_stdin() {
+    let cli = Cli::new();
+    cli.json(&[
+        "tenant",
+        "create",
+        "--name",
+        "Acme Dental",
+        "--time-zone",
+        "Europe/Paris",
+    ]);
+    let agent = cli.json(&[
+        "agent",
+        "create",
+        "--tenant",
+        "acme-dental",
+        "--name",
+        "Front",
+        "--prompt",
+        "default",
+    ]);
+    let agent = agent["id"].as_str().unwrap();
+    let file = cli.dir.path().join("destinations.json");
+    std::fs::write(
+        &file,
+        json!({"destinations": [{"name": "front-desk", "target": "+15551234567",
+            "description": "Reception", "hours": [{"days": ["mon"], "open": "09:00", "close": "12:00"}]}]})
+        .to_string(),
+    )
+    .unwrap();
+    let set = cli.json(&[
+        "agent",
+        "set-transfer-destinations",
+        agent,
+        "--tenant",
+        "acme-dental",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(set["destinations"][0]["caller_id"], "agent");
+    let shown = cli.json(&[
+        "agent",
+        "transfer-destinations",
+        agent,
+        "--tenant",
+        "acme-dental",
+    ]);
+    assert_eq!(shown, set);
+    // Bad input: one clear line, nothing changed.
+    let out = cli.run_stdin(
+        &[
+            "agent",
+            "set-transfer-destinations",
+            agent,
+            "--tenant",
+            "acme-dental",
+            "--file",
+            "-",
+        ],
+        &[],
+        r#"{"destinations": [{"name": "x", "target": "5551234", "description": "d"}]}"#,
+    );
+    fails_with(&out, 1, "transfer destination target");
+    let out = cli.run(&[
+        "agent",
+        "set-transfer-destinations",
+        agent,
+        "--tenant",
+        "acme-dental",
+        "--file",
+        "/nonexistent/destinations.json",
+    ]);
+    fails_with(&out, 2, "cannot read");
+    let shown = cli.json(&[
+        "agent",
+        "transfer-destinations",
+        agent,
+        "--tenant",
+        "acme-dental",
+    ]);
+    assert_eq!(shown, set);
+}

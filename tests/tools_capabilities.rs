@@ -669,7 +669,7 @@ async fn tools_without_a_usable_connector_are_not_offered_and_are_reported() {
             "check_availability",
             "find_contact",
             "order_status",
-            "transfer_call",
+            "send_fax",
             "get_current_time",
             "end_call",
         ])
@@ -689,7 +689,7 @@ async fn tools_without_a_usable_connector_are_not_offered_and_are_reported() {
                 "the hubspot connector has no credentials (no secret configured)"
             ),
             ("order_status", "no connector is configured for commerce"),
-            ("transfer_call", "not a tool this bridge provides"),
+            ("send_fax", "not a tool this bridge provides"),
         ]
     );
     // The model cannot call a tool it was not given.

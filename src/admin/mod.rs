@@ -13,6 +13,7 @@ pub mod connections;
 pub mod do_not_call;
 pub mod dto;
 pub mod prompts;
+pub mod transfer;
 
 use std::path::{Path, PathBuf};
 
@@ -91,7 +92,7 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
-    fn invalid(field: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: &str, message: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.to_owned(),
             message: message.into(),

@@ -6,6 +6,7 @@
 //! or providers' wire events; the call path hands it bytes and sends what it returns.
 //! The μ-law passthrough path (providers that accept `audio/pcmu`) does not come here.
 
+pub mod dtmf;
 pub mod g711;
 pub mod ogg_opus;
 pub mod recording;

@@ -70,6 +70,8 @@ pub struct CallDeps {
     pub policy: crate::connectors::http::HttpPolicy,
     /// Makes tool side effects happen once, across reconnects and nodes.
     pub ledger: crate::tools::ledger::SharedLedger,
+    /// The calls this node runs, for the live-calls API.
+    pub live: Arc<super::live::LiveCalls>,
     /// This node's name, recorded with each stream claim (crash recovery, `call::recovery`).
     pub node_id: Arc<str>,
     /// The OAuth gateway (tenants' connected vendor accounts).
@@ -433,6 +435,19 @@ async fn run_actor(
     provider: ProviderSocket,
 ) -> (EndReason, Option<String>) {
     let (actor_tx, mut actor_rx) = mpsc::channel::<Input>(ACTOR_QUEUE);
+    let _live = super::live::register_call(
+        deps,
+        super::live::CallFacts {
+            route: &identity.route,
+            call_id: journal.call_id.as_deref(),
+            call_sid: &identity.call_sid,
+            from: &identity.caller,
+            to: &identity.called,
+        },
+        journal.events.clone(),
+        &actor_tx,
+    )
+    .await;
     let (twilio_tx, twilio_rx) = mpsc::channel::<Outgoing>(WRITER_QUEUE);
     let (mut provider_tx, provider_rx) = mpsc::channel::<Outgoing>(WRITER_QUEUE);
 
@@ -609,7 +624,9 @@ async fn run_actor(
                                 Metrics::incr(&metrics.truncations);
                                 debug!(item_id, audio_end_ms, "truncate");
                             }
-                            if let LlmCommand::SystemNote(note) = &other {
+                            if let LlmCommand::SystemNote(note) = &other
+                                && !note.starts_with(super::session::OPERATOR_NOTE_PREFIX)
+                            {
                                 journal.record(CallEventKind::Dtmf, json!({ "note": note }));
                             }
                             let _ = provider_tx.send(Outgoing::Text(text)).await;
@@ -680,6 +697,18 @@ async fn run_actor(
                         .in_current_span(),
                     );
                 }
+                Output::Transfer { destination } => super::transfer::start_redirect(
+                    deps,
+                    &plan.transfer_destinations,
+                    super::transfer::RedirectRequest {
+                        call_sid: &identity.call_sid,
+                        caller: &identity.caller,
+                        called: &identity.called,
+                        destination: &destination,
+                    },
+                    &actor_tx,
+                    &mut tools,
+                ),
                 Output::Event(event) => log_event(metrics, journal, &mut reported, event),
                 Output::Hangup(reason) => end_reason = Some(reason),
             }
@@ -912,6 +941,32 @@ fn log_event(
             info!(attempt, "provider connection closed; resuming the session")
         }
         CallEvent::ProviderResumed => info!("provider session resumed"),
+        CallEvent::Operator { action, detail } => {
+            info!(action, "supervisor command");
+            journal.record(
+                CallEventKind::Status,
+                json!({ "operator": action, "detail": detail }),
+            );
+        }
+        CallEvent::DigitsSent { digits } => {
+            // The keys may be an account number or a PIN: counted in the log, kept in the record.
+            info!(keys = digits.chars().count(), "pressing keys");
+            journal.record(
+                CallEventKind::Dtmf,
+                json!({ "direction": "out", "digits": digits }),
+            );
+        }
+        CallEvent::Transfer {
+            destination,
+            outcome,
+            detail,
+        } => {
+            info!(destination = %destination, outcome, "transfer");
+            journal.record(
+                CallEventKind::Transfer,
+                json!({ "destination": destination, "outcome": outcome, "detail": detail }),
+            );
+        }
     }
 }
 
@@ -1038,6 +1093,8 @@ struct Journal {
     call_id: Option<String>,
     metrics: Arc<Metrics>,
     done: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// Every recorded event, for live consoles (see `call/live.rs`).
+    events: tokio::sync::broadcast::Sender<Value>,
 }
 
 enum JournalEntry {
@@ -1057,6 +1114,7 @@ impl Journal {
             call_id: None,
             metrics: deps.metrics.clone(),
             done: Arc::new(tokio::sync::Mutex::new(None)),
+            events: tokio::sync::broadcast::channel(1).0,
         };
         let Route::Agent { tenant, agent_id } = &identity.route else {
             return disabled;
@@ -1107,10 +1165,16 @@ impl Journal {
             call_id: Some(call_id),
             metrics: deps.metrics.clone(),
             done: Arc::new(tokio::sync::Mutex::new(Some(writer))),
+            events: tokio::sync::broadcast::channel(super::live::LIVE_EVENTS).0,
         }
     }
 
     fn record(&self, kind: CallEventKind, payload: Value) {
+        if self.events.receiver_count() > 0 {
+            let _ = self
+                .events
+                .send(json!({ "kind": kind.as_str(), "payload": payload.clone() }));
+        }
         if let Some(tx) = &self.tx
             && tx.try_send(JournalEntry::Event(kind, payload)).is_err()
         {
@@ -1119,6 +1183,10 @@ impl Journal {
     }
 
     async fn finish(self, reason: &EndReason, recording_path: Option<String>) {
+        let _ = self.events.send(json!({
+            "kind": "ended",
+            "payload": { "end_reason": reason.label() },
+        }));
         let Some(tx) = self.tx else {
             return;
         };
@@ -1126,7 +1194,9 @@ impl Journal {
             EndReason::CallerHungUp
             | EndReason::AgentEnded
             | EndReason::MaxDuration
-            | EndReason::Silence => CallStatus::Completed,
+            | EndReason::Silence
+            | EndReason::Transferred { .. }
+            | EndReason::OperatorEnded => CallStatus::Completed,
             _ => CallStatus::Failed,
         };
         let end = CallEnd {

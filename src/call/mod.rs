@@ -1,10 +1,14 @@
 //! The call: one actor per call. [`session`] is the sans-IO state machine that owns every piece of
 //! call state; [`driver`] is the thin async task that feeds it from the sockets and timers and
 //! carries out what it asks; [`marks`] is the playback ledger; [`plan`] routes a call to a tenant's
-//! agent and gathers that agent's configuration.
+//! agent and gathers that agent's configuration; [`transfer`] is the `transfer_call` tool and the
+//! redirect that carries a cold transfer out; [`live`] lists the calls this node runs and routes
+//! supervisors' commands into them.
 
 pub mod driver;
+pub mod live;
 pub mod marks;
 pub mod plan;
 pub mod recovery;
 pub mod session;
+pub mod transfer;

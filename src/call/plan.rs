@@ -96,6 +96,8 @@ pub struct CallPlan {
     /// Per-call prompt variables of an outbound call (`{{var.NAME}}`); empty for inbound calls.
     /// Filled by [`CallPlan::with_call_variables`].
     pub call_variables: std::collections::BTreeMap<String, String>,
+    /// Where `transfer_call` may send the caller (empty: the tool is not offered).
+    pub transfer_destinations: Vec<crate::store::TransferDestination>,
 }
 
 impl CallPlan {
@@ -187,6 +189,8 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
             {
                 registry.register(crate::tools::opt_out(deps.store.clone(), tenant.clone()));
             }
+            let transfer_destinations =
+                transfer_destinations_for(deps, tenant, &agent, &mut registry).await?;
             Ok(CallPlan {
                 route: route.clone(),
                 dialect,
@@ -198,6 +202,7 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
                 silence_timeout: Duration::from_secs(agent.spec.silence_timeout_s.into()),
                 recording: agent.spec.recording,
                 call_variables: Default::default(),
+                transfer_destinations,
             })
         }
         // Nobody answers such a call: the webhook says "not in service" before any plan is made.
@@ -213,6 +218,7 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
             silence_timeout: config.silence_timeout,
             recording: false,
             call_variables: Default::default(),
+            transfer_destinations: Vec::new(),
         }),
     }
 }
@@ -272,6 +278,42 @@ pub async fn record_failed_setup(
         deps.metrics.error("store_write_failed");
         warn!(error = %e, "cannot record the failed call");
     }
+}
+
+/// The agent's transfer destinations; registers `transfer_call` when the agent enables it and has
+/// some.
+async fn transfer_destinations_for(
+    deps: &CallDeps,
+    tenant: &TenantId,
+    agent: &Agent,
+    registry: &mut ToolRegistry,
+) -> Result<Vec<crate::store::TransferDestination>, PlanError> {
+    let enabled = agent
+        .spec
+        .enabled_tools
+        .iter()
+        .any(|name| name == crate::realtime::TRANSFER_CALL_TOOL);
+    // Loaded even when the model may not transfer: a supervisor still can (live-calls API).
+    let destinations = deps.store.transfer_destinations(tenant, &agent.id).await?;
+    if !enabled {
+        return Ok(destinations);
+    }
+    if destinations.is_empty() {
+        warn!(tenant = %tenant, tool = "transfer_call", reason = "the agent has no transfer destinations", "tool not offered");
+        return Ok(destinations);
+    }
+    let zone: chrono_tz::Tz = deps
+        .store
+        .tenant(tenant)
+        .await?
+        .time_zone
+        .parse()
+        .unwrap_or(chrono_tz::Tz::UTC);
+    registry.register(Arc::new(super::transfer::TransferTool::new(
+        destinations.clone(),
+        zone,
+    )));
+    Ok(destinations)
 }
 
 /// The dialect for an agent's provider, refused when the provider has no key configured.

@@ -35,6 +35,7 @@ use crate::realtime::{LlmCommand, LlmEvent, ResponseStatus, Speaker};
 use crate::twilio::stream::{FRAME_BYTES, TwilioEvent, ULAW_BYTES_PER_MS};
 
 pub use crate::realtime::END_CALL_TOOL;
+pub use control::OPERATOR_NOTE_PREFIX;
 /// μ-law silence, used to pad the last partial frame of an item.
 const ULAW_SILENCE: u8 = 0xFF;
 /// A mark goes out at least every this many frames (100 ms), so a barge-in knows the heard position
@@ -115,6 +116,23 @@ pub enum Input {
     },
     /// A timer the session asked for (see [`CallSession::poll_timeout`]) is due.
     Tick,
+    /// The redirect asked for by [`Output::Transfer`] was carried out (`Ok`) or refused.
+    TransferFinished {
+        result: Result<(), String>,
+    },
+    /// A supervisor's command from the live-calls API.
+    Operator(OperatorCommand),
+}
+
+/// What a supervisor can do to a live call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperatorCommand {
+    /// End the call: after a short goodbye, or at once.
+    HangUp { goodbye: bool },
+    /// Add an instruction the model follows from its next turn on.
+    Inject { instruction: String },
+    /// Cold-transfer the caller to the agent's destination of that name.
+    Transfer { destination: String },
 }
 
 /// A frame or control message for Twilio.
@@ -135,8 +153,17 @@ pub enum EndReason {
     Silence,
     ProviderClosed(String),
     ProviderRejectedSession(String),
-    FormatRejected { input: String, output: String },
+    FormatRejected {
+        input: String,
+        output: String,
+    },
     SessionTimeout,
+    /// The caller was handed to `destination` (the call goes on without the bridge).
+    Transferred {
+        destination: String,
+    },
+    /// A supervisor ended the call.
+    OperatorEnded,
 }
 
 impl EndReason {
@@ -151,6 +178,8 @@ impl EndReason {
             EndReason::ProviderRejectedSession(_) => "provider_rejected_session",
             EndReason::FormatRejected { .. } => "format_rejected",
             EndReason::SessionTimeout => "session_timeout",
+            EndReason::Transferred { .. } => "transferred",
+            EndReason::OperatorEnded => "operator_ended",
         }
     }
 }
@@ -191,6 +220,21 @@ pub enum CallEvent {
     },
     /// The resumed provider session is confirmed.
     ProviderResumed,
+    /// A supervisor's command was carried out (`action`: `hang_up`, `inject`, `transfer`).
+    Operator {
+        action: &'static str,
+        detail: String,
+    },
+    /// Keypad tones for `digits` were queued into the media stream (`send_digits`).
+    DigitsSent {
+        digits: String,
+    },
+    /// A transfer to `destination` reached `outcome` (`started`, `redirected`, `failed`).
+    Transfer {
+        destination: String,
+        outcome: &'static str,
+        detail: Option<String>,
+    },
     Ending {
         reason: EndReason,
     },
@@ -211,6 +255,11 @@ pub enum Output {
     /// with this handle. Commands emitted afterwards are for the new socket.
     ReconnectProvider {
         handle: String,
+    },
+    /// Redirect the live call to the transfer destination named `destination` (the handover line
+    /// has played); answer with [`Input::TransferFinished`].
+    Transfer {
+        destination: String,
     },
     /// End the call: close both sockets. Always the last output.
     Hangup(EndReason),
@@ -239,6 +288,8 @@ struct ItemAudio {
     /// No more audio will come for this item.
     complete: bool,
     frames_since_mark: u32,
+    /// Keypad tones made by the session (`send_digits`), not the model's speech.
+    dtmf: bool,
 }
 
 impl ItemAudio {
@@ -311,6 +362,8 @@ pub struct CallSession {
     ending_deadline: Option<Instant>,
     last_activity: Instant,
     outputs: VecDeque<Output>,
+    /// Call control (`send_digits`, `transfer_call`): see `session/control.rs`.
+    control: control::Control,
 }
 
 impl CallSession {
@@ -351,6 +404,7 @@ impl CallSession {
             ending_deadline: None,
             last_activity: now,
             outputs: VecDeque::with_capacity(64),
+            control: control::Control::default(),
         }
     }
 
@@ -397,6 +451,11 @@ impl CallSession {
             Input::TwilioClosed => self.hang_up(EndReason::CallerHungUp),
             Input::Llm(event) => self.on_llm(now, event),
             Input::LlmClosed { reason } => self.on_llm_closed(now, reason),
+            Input::ToolFinished { call_id, output } if self.control.is_transfer_call(&call_id) => {
+                self.on_transfer_resolved(now, call_id, output)
+            }
+            Input::TransferFinished { result } => self.on_transfer_finished(now, result),
+            Input::Operator(command) => self.on_operator(now, command),
             Input::ToolFinished { call_id, output } => {
                 if let Some(name) = self.tools_running.remove(&call_id) {
                     self.tool_results.push((call_id, name, output));
@@ -409,6 +468,8 @@ impl CallSession {
             }
             Input::Tick => self.on_tick(now),
         }
+        self.settle_dtmf();
+        self.advance_transfer();
         self.advance_ending();
     }
 
@@ -431,6 +492,19 @@ impl CallSession {
         if self.phase == Phase::Ended {
             return;
         }
+        // Twilio may end the stream before it answers the redirect: wait for that answer.
+        if reason == EndReason::CallerHungUp && self.control.hold_stream_end() {
+            return;
+        }
+        // Once Twilio runs the transfer, the stream ending is the transfer completing.
+        let reason = match (reason, self.control.redirected_to()) {
+            (EndReason::CallerHungUp | EndReason::AgentEnded, Some(destination)) => {
+                EndReason::Transferred {
+                    destination: destination.to_owned(),
+                }
+            }
+            (reason, _) => reason,
+        };
         self.phase = Phase::Ended;
         self.emit(Output::Hangup(reason));
     }
@@ -683,6 +757,7 @@ impl CallSession {
                 played_ms: 0,
                 complete: false,
                 frames_since_mark: 0,
+                dtmf: false,
             });
         }
         let decoded = std::mem::take(&mut self.decode_buf);
@@ -793,14 +868,16 @@ impl CallSession {
             // Nothing buffered from the interrupted answer may leak into the next one.
             transcoder.reset_output();
         }
-        if self.items.is_empty() {
+        if self.items.is_empty() || self.items.iter().all(|i| i.dtmf) {
+            // Keys being pressed are not the agent talking: a menu's own voice must not stop them.
             return;
         }
+        self.interrupt_dtmf();
         // Twilio `clear` first: it is what stops the caller hearing more.
         if !self.marks.is_empty() || !self.carry.is_empty() {
             self.emit(Output::Twilio(TwilioCommand::Clear));
         }
-        let heard = self.items.front().map(|head| {
+        let heard = self.items.front().filter(|head| !head.dtmf).map(|head| {
             // The caller heard at least what marks acknowledged and at most up to the next
             // unacknowledged mark; the stream clock since the item started playing picks a point
             // in between.
@@ -839,6 +916,10 @@ impl CallSession {
             self.active_response = None;
         }
         let was_cancelled = self.cancelled.remove(&response_id);
+        let spoke = !was_cancelled
+            && status != ResponseStatus::Cancelled
+            && self.last_audio_response.as_deref() == Some(response_id.as_str());
+        self.transfer_response_done(&response_id, spoke);
         if !was_cancelled && status != ResponseStatus::Cancelled {
             // Whatever this response said is complete: flush its last partial frame.
             self.finish_newest_item();
@@ -880,6 +961,9 @@ impl CallSession {
             call_id: call_id.clone(),
             name: name.clone(),
         });
+        if self.on_control_tool(now, &response_id, &call_id, &name, &arguments) {
+            return;
+        }
         if name == END_CALL_TOOL {
             if self.ending.is_none() {
                 self.begin_ending(now, EndReason::AgentEnded);
@@ -922,6 +1006,7 @@ impl CallSession {
         // itself when they stop, with these results in context; asking now would collide.
         if !self.caller_speaking
             && self.ending.is_none()
+            && !self.control.transfer_holds_responses()
             && !self.params.provider_continues_after_tools
         {
             self.emit(Output::Llm(LlmCommand::CreateResponse {
@@ -1020,6 +1105,8 @@ impl CallSession {
         }
     }
 }
+
+mod control;
 
 #[cfg(test)]
 mod tests;

@@ -431,6 +431,22 @@ enum AgentCommand {
         #[arg(long)]
         tenant: String,
     },
+    /// Show where the agent's `transfer_call` may send a caller.
+    TransferDestinations {
+        agent: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Replace the agent's transfer destinations with a JSON file
+    /// (`{"destinations": [{"name", "target", "description", "caller_id", "hours"}]}`).
+    SetTransferDestinations {
+        agent: String,
+        #[arg(long)]
+        tenant: String,
+        /// The JSON document (`-` reads standard input).
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -887,6 +903,26 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
                     eprintln!("agent {agent} deleted");
                     Ok(())
                 }
+                AgentCommand::TransferDestinations { agent, tenant } => {
+                    print(&svc.transfer_destinations(&admin, &tenant, &agent).await?)
+                }
+                AgentCommand::SetTransferDestinations {
+                    agent,
+                    tenant,
+                    file,
+                } => {
+                    let text = read_document(&file)?;
+                    let doc = serde_json::from_str(&text).map_err(|e| {
+                        CliError::Config(format!(
+                            "{}: not a destinations document: {e}",
+                            file.display()
+                        ))
+                    })?;
+                    print(
+                        &svc.put_transfer_destinations(&admin, &tenant, &agent, doc)
+                            .await?,
+                    )
+                }
             }
         }
         AdminCommand::Connector(ConnectorArgs {
@@ -1116,6 +1152,19 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
             }
         }
     }
+}
+
+/// A document named on the command line: a file, or stdin for `-`.
+fn read_document(path: &std::path::Path) -> Result<String, CliError> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text).map(drop)
+    } else {
+        std::fs::read_to_string(path).map(|t| text = t)
+    };
+    read.map_err(|e| CliError::Config(format!("cannot read {}: {e}", path.display())))?;
+    Ok(text)
 }
 
 /// The whole of stdin, without the trailing newline an `echo` or a terminal adds.

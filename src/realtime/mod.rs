@@ -17,6 +17,12 @@ use serde_json::Value;
 /// Name of the built-in tool that ends the call: part of the vocabulary shared by the session
 /// (which carries it out) and the tool registry (which declares it).
 pub const END_CALL_TOOL: &str = "end_call";
+/// Built-in tool that presses keypad keys (DTMF tones in the media stream); carried out by the
+/// session.
+pub const SEND_DIGITS_TOOL: &str = "send_digits";
+/// Built-in tool that hands the caller to a person; validated by its tool, carried out by the
+/// session (handover line, then the redirect).
+pub const TRANSFER_CALL_TOOL: &str = "transfer_call";
 
 /// Audio encodings a provider may be asked for. Twilio speaks μ-law 8 kHz, so `Pcmu` is passthrough.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

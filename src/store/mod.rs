@@ -38,6 +38,7 @@ mod outbox;
 mod prompts;
 mod sql;
 mod stream_claims;
+mod transfer_destinations;
 
 use std::future::Future;
 
@@ -68,6 +69,10 @@ pub use outbox::{
 pub use prompts::{MAX_PROMPT_BYTES, MAX_PROMPT_VERSIONS, PromptVersion, validate_prompt_name};
 pub use sql::{Backend, SqlStore, StoreOptions};
 pub use stream_claims::BRIDGE_RESTART;
+pub use transfer_destinations::{
+    CallerIdPolicy, MAX_TRANSFER_DESTINATIONS, OpenHours, TransferDestination, day_index,
+    validate_destinations,
+};
 
 /// Shorthand for the futures the trait returns.
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -451,6 +451,8 @@ pub enum CallEventKind {
     Dtmf,
     Status,
     Error,
+    /// A transfer to a person started, was carried out, or failed.
+    Transfer,
 }
 
 impl CallEventKind {
@@ -463,6 +465,7 @@ impl CallEventKind {
             Self::Dtmf => "dtmf",
             Self::Status => "status",
             Self::Error => "error",
+            Self::Transfer => "transfer",
         }
     }
 
@@ -475,6 +478,7 @@ impl CallEventKind {
             "dtmf" => Self::Dtmf,
             "status" => Self::Status,
             "error" => Self::Error,
+            "transfer" => Self::Transfer,
             _ => return None,
         })
     }

@@ -60,6 +60,8 @@ pub trait Tool: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct ToolRegistry {
     tools: BTreeMap<String, Arc<dyn Tool>>,
+    /// Declared here, carried out by the call session (`send_digits`).
+    session_tools: Vec<ToolDeclaration>,
     deadline: Duration,
 }
 
@@ -76,12 +78,24 @@ impl ToolRegistry {
     pub fn new(deadline: Duration) -> Self {
         Self {
             tools: BTreeMap::new(),
+            session_tools: Vec::new(),
             deadline,
         }
     }
 
     pub fn register(&mut self, tool: Arc<dyn Tool>) {
         self.tools.insert(tool.declaration().name, tool);
+    }
+
+    /// Declares a tool the call session carries out itself (never run through [`Self::run`]).
+    pub fn declare_session_tool(&mut self, declaration: ToolDeclaration) {
+        if !self
+            .session_tools
+            .iter()
+            .any(|d| d.name == declaration.name)
+        {
+            self.session_tools.push(declaration);
+        }
     }
 
     pub fn deadline(&self) -> Duration {
@@ -95,6 +109,7 @@ impl ToolRegistry {
     /// Everything declared to the model: the registered tools and the built-in `end_call`.
     pub fn declarations(&self) -> Vec<ToolDeclaration> {
         let mut declarations: Vec<_> = self.tools.values().map(|t| t.declaration()).collect();
+        declarations.extend(self.session_tools.iter().cloned());
         declarations.push(end_call_declaration());
         declarations
     }
@@ -179,6 +194,28 @@ fn error_output(code: &'static str, message: &str) -> (String, &'static str) {
         json!({ "ok": false, "error": { "code": code, "message": message } }).to_string(),
         code,
     )
+}
+
+/// The built-in `send_digits`: keypad tones into the call, for phone menus.
+pub fn send_digits_declaration() -> ToolDeclaration {
+    ToolDeclaration {
+        name: crate::realtime::SEND_DIGITS_TOOL.into(),
+        description: "Press keys on the phone keypad, to navigate an automated phone menu (IVR). \
+                      Use it only when a recorded menu asks for a key press or a number. \
+                      The keys are sent as tones; wait for the menu's next prompt afterwards."
+            .into(),
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "digits": {
+                    "type": "string",
+                    "description": "Keys to press, in order: 0-9, * and #; w waits half a second.",
+                    "pattern": "^[0-9*#A-Dw ]{1,32}$"
+                }
+            },
+            "required": ["digits"]
+        }),
+    }
 }
 
 fn end_call_declaration() -> ToolDeclaration {

@@ -333,6 +333,14 @@ pub async fn registry_for_agent<S: Store>(
         if name == END_CALL_TOOL || registry.names().any(|known| known == name) {
             continue;
         }
+        if name == crate::realtime::SEND_DIGITS_TOOL {
+            registry.declare_session_tool(crate::tools::send_digits_declaration());
+            continue;
+        }
+        if name == crate::realtime::TRANSFER_CALL_TOOL {
+            // Needs the agent's destinations: the call plan registers it (`call/transfer.rs`).
+            continue;
+        }
         if let Some(tool) = builtin_in_zone(name, business_zone) {
             registry.register(tool);
             continue;

@@ -30,6 +30,37 @@ pub fn say_and_hang_up(message: &str) -> String {
     xml
 }
 
+/// Where a `<Dial>` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialTarget<'a> {
+    /// An E.164 number (`<Number>`).
+    Number(&'a str),
+    /// A SIP URI (`<Sip>`).
+    Sip(&'a str),
+}
+
+/// `<Response><Dial callerId="…" timeout="…">` to one number or SIP URI: the cold transfer. The
+/// call ends when the dialled party hangs up (nothing follows `</Dial>`).
+pub fn dial(target: DialTarget<'_>, caller_id: Option<&str>, timeout_s: u32) -> String {
+    let mut xml = String::with_capacity(256);
+    xml.push_str(r#"<?xml version="1.0" encoding="UTF-8"?><Response><Dial"#);
+    if let Some(caller_id) = caller_id {
+        xml.push_str(r#" callerId=""#);
+        push_escaped(&mut xml, caller_id);
+        xml.push('"');
+    }
+    xml.push_str(&format!(r#" timeout="{timeout_s}">"#));
+    let (open, close, value) = match target {
+        DialTarget::Number(n) => ("<Number>", "</Number>", n),
+        DialTarget::Sip(uri) => ("<Sip>", "</Sip>", uri),
+    };
+    xml.push_str(open);
+    push_escaped(&mut xml, value);
+    xml.push_str(close);
+    xml.push_str("</Dial></Response>");
+    xml
+}
+
 fn push_escaped(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
@@ -46,6 +77,16 @@ fn push_escaped(out: &mut String, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dial_names_the_target_and_escapes() {
+        let xml = dial(DialTarget::Number("+15551234567"), Some("+15005550006"), 30);
+        assert!(xml.ends_with(
+            r#"<Response><Dial callerId="+15005550006" timeout="30"><Number>+15551234567</Number></Dial></Response>"#
+        ));
+        let xml = dial(DialTarget::Sip("sip:a&b@pbx.example.com"), None, 20);
+        assert!(xml.contains(r#"<Dial timeout="20"><Sip>sip:a&amp;b@pbx.example.com</Sip>"#));
+    }
 
     #[test]
     fn connect_stream_escapes_everything() {

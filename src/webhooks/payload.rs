@@ -17,11 +17,14 @@ pub fn call_ended_payload(call: &Call, events: &[CallEvent]) -> Value {
         .map(|end| (end.as_millisecond() - call.started_at.as_millisecond()).max(0));
     let mut transcript = Vec::new();
     let mut tool_calls = Vec::new();
+    // The transfer's latest state: started, then redirected or failed.
+    let mut transfer = Value::Null;
     for event in events {
         match event.kind {
             CallEventKind::Transcript => transcript.push(event_entry(event, None)),
             CallEventKind::ToolCall => tool_calls.push(event_entry(event, Some("call"))),
             CallEventKind::ToolResult => tool_calls.push(event_entry(event, Some("result"))),
+            CallEventKind::Transfer => transfer = event_entry(event, None),
             _ => {}
         }
     }
@@ -45,6 +48,7 @@ pub fn call_ended_payload(call: &Call, events: &[CallEvent]) -> Value {
             "end_reason": call.end_reason,
             "transcript": transcript,
             "tool_calls": tool_calls,
+            "transfer": transfer,
         }
     })
 }

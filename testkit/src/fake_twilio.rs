@@ -48,6 +48,9 @@ pub struct CallScript {
     pub token_override: Option<String>,
     /// Stamp each caller frame with the send time since this instant (load measurements).
     pub stamp: Option<Instant>,
+    /// End the stream (`stop`, then close) when notified: what Twilio does once a redirect
+    /// replaces the call's TwiML (see `FakeTwilioRest::notify_on_redirect`).
+    pub stop_when: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 /// A message the bridge sent, with when it arrived (ms since the stream started).
@@ -73,6 +76,8 @@ pub struct CallReport {
     /// Outbound one-way latency of stamped frames (provider → here), µs.
     pub outbound_latency_us: Vec<u64>,
     pub frames_sent: u64,
+    /// When the stream was ended by `stop_when` (a redirect).
+    pub stopped_at_ms: Option<u64>,
 }
 
 impl CallReport {
@@ -261,8 +266,25 @@ pub async fn run_stream(
     let mut seq: u64 = 2;
     let deadline = started + Duration::from_millis(script.max_ms.max(1));
     let mut hung_up = false;
+    let stop_when = script.stop_when.clone();
+    let redirected = async move {
+        match stop_when {
+            Some(notify) => notify.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(redirected);
     loop {
         tokio::select! {
+            _ = &mut redirected => {
+                let stop = json!({"event": "stop", "sequenceNumber": seq.to_string(), "streamSid": stream_sid,
+                    "stop": {"accountSid": account_sid, "callSid": call_sid}});
+                let _ = sink.send(Message::Text(stop.to_string().into())).await;
+                let _ = sink.send(Message::Close(None)).await;
+                report.stopped_at_ms = Some(since(Instant::now()));
+                hung_up = true;
+                break;
+            }
             _ = ticker.tick() => {
                 let now_ms = since(Instant::now());
                 if Instant::now() >= deadline {

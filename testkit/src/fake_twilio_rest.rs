@@ -154,6 +154,8 @@ struct FakeState {
     lose_answers: usize,
     create_delay: std::time::Duration,
     auto_end: Option<AutoEnd>,
+    /// Notified when an UpdateCall redirects a call (new `Twiml` or `Url`).
+    redirect_notify: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Calls end by themselves: after `after`, with the next scripted status for their `To` (or
@@ -305,6 +307,12 @@ impl FakeTwilioRest {
             status: status.to_owned(),
             updates: Vec::new(),
         });
+    }
+
+    /// Notifies `notify` whenever an UpdateCall redirects a call (as Twilio then ends its media
+    /// stream: pass the same `Notify` as `CallScript::stop_when`).
+    pub fn notify_on_redirect(&self, notify: Arc<tokio::sync::Notify>) {
+        self.lock().redirect_notify = Some(notify);
     }
 
     /// Sets a call's status as FetchCall reports it.
@@ -680,8 +688,12 @@ async fn update_call(
     if let Some((_, status)) = form.iter().find(|(k, _)| k == "Status") {
         call.status = status.clone();
     }
+    let redirect = form.iter().any(|(k, _)| k == "Twiml" || k == "Url");
     call.updates.push(form);
     let call = call.clone();
+    if redirect && let Some(notify) = &state.redirect_notify {
+        notify.notify_one();
+    }
     drop(state);
     (StatusCode::OK, axum::Json(resource(&shared, &call))).into_response()
 }

@@ -10,6 +10,7 @@
 //! sees only its own tenant, and any other tenant's object answers 404 exactly as a missing one.
 
 mod auth;
+mod call_control;
 mod campaigns;
 mod connections;
 mod do_not_call;
@@ -50,6 +51,8 @@ pub struct ApiState {
     pub admin_key: Option<SecretString>,
     /// Runs tenants' tools for `POST /tools/{tool}/invoke`; `None` answers 503.
     pub tools: Option<crate::tools::invoke::ToolRuntime>,
+    /// This node's live calls; `None` answers 503 (an API served without calls).
+    pub live: Option<std::sync::Arc<crate::call::live::LiveCalls>>,
     /// Failed authentications per address and key prefix (429 past the limit).
     pub throttle: throttle::AuthThrottle,
     /// Where failed and throttled authentications are counted.
@@ -62,6 +65,7 @@ impl ApiState {
             service,
             admin_key,
             tools: None,
+            live: None,
             throttle: throttle::AuthThrottle::default(),
             metrics: std::sync::Arc::default(),
         }
@@ -80,6 +84,7 @@ impl ApiState {
             deps.config.admin_key.clone(),
         );
         state.tools = Some(deps.tool_runtime());
+        state.live = Some(deps.live.clone());
         state.metrics = deps.metrics.clone();
         if let Some(oauth) = &deps.oauth {
             state.service = state.service.clone().with_oauth(oauth.clone());
@@ -172,6 +177,15 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(handlers::generate_signing_secret))
         .routes(routes!(handlers::list_deliveries))
         .routes(routes!(tools::invoke_tool))
+        .routes(routes!(
+            call_control::get_transfer_destinations,
+            call_control::put_transfer_destinations
+        ))
+        .routes(routes!(call_control::list_live_calls))
+        .routes(routes!(call_control::hang_up_live_call))
+        .routes(routes!(call_control::inject_live_call))
+        .routes(routes!(call_control::transfer_live_call))
+        .routes(routes!(call_control::live_call_events))
         .merge(
             // A campaign is created with its contacts file, far larger than any other body.
             OpenApiRouter::new()
