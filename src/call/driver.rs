@@ -3,13 +3,14 @@
 //!
 //! It waits for Twilio's `start`, checks the stream token, opens the provider socket, then spawns a
 //! reader and a writer task per socket (talking to it through bounded channels) and runs the actor
-//! loop: next input or timer → `session.handle` → carry out every output. When the session hangs up
-//! it closes both sockets and waits for (or stops) every task it spawned, so nothing outlives the
-//! call. When the session asks to resume the provider (Gemini `goAway`), it opens a new provider
-//! socket in the background while the call goes on, and sets it up with the resumption handle.
-//! With recording on for the agent, a recorder task streams both sides to `<call id>.wav` (or
-//! `.opus`), fed exactly what Twilio is sent and cut at every `clear`. It must not make decisions
-//! about the call: those belong to the session.
+//! loop: next input or timer → `session.handle` → carry out every output. Every send to a writer is
+//! bounded ([`PEER_STALL`]): a peer that stops reading hangs the call up; it never stops the timers.
+//! When the session hangs up it closes both sockets and waits for (or stops) every task it spawned,
+//! so nothing outlives the call. When the session asks to resume the provider (Gemini `goAway`),
+//! it opens a new provider socket in the background while the call goes on, and sets it up with the
+//! resumption handle. With recording on for the agent, a recorder task streams both sides to
+//! `<call id>.wav` (or `.opus`), fed exactly what Twilio is sent and cut at every `clear`. It must
+//! not make decisions about the call: those belong to the session.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -55,6 +56,11 @@ const ACTOR_QUEUE: usize = 256;
 const WRITER_QUEUE: usize = 512;
 /// Audio waiting for the recorder task (about 10 s of both sides in 20 ms frames).
 const RECORDING_QUEUE: usize = 1024;
+/// How long a socket writer's queue may stay full before its peer counts as stalled and the call is
+/// hung up. A full queue is [`WRITER_QUEUE`] messages (over 10 s of audio) on top of the kernel's
+/// socket buffers, so a reading peer never gets here; a peer that stops reading can keep the actor
+/// (and the session's max-duration and silence timers) waiting this long at most.
+const PEER_STALL: Duration = Duration::from_secs(5);
 
 /// What every call shares.
 #[derive(Clone)]
@@ -551,8 +557,15 @@ async fn run_actor(
                             stream::clear_message(&identity.stream_sid)
                         }
                     };
-                    // Agent audio is never dropped: a slow Twilio socket slows the actor down.
-                    let _ = twilio_tx.send(Outgoing::Text(text)).await;
+                    // Agent audio is never dropped: a slow Twilio socket slows the actor down,
+                    // for a bounded time; a Twilio that stopped reading hangs the call up.
+                    if send_bounded(&twilio_tx, Outgoing::Text(text))
+                        .await
+                        .is_err()
+                    {
+                        end_reason = Some(stalled(metrics, EndReason::TwilioStalled));
+                        break;
+                    }
                 }
                 Output::Llm(command) => {
                     let text = dialect.encode(&command);
@@ -585,7 +598,13 @@ async fn run_actor(
                             if let LlmCommand::SystemNote(note) = &other {
                                 journal.record(CallEventKind::Dtmf, json!({ "note": note }));
                             }
-                            let _ = provider_tx.send(Outgoing::Text(text)).await;
+                            if send_bounded(&provider_tx, Outgoing::Text(text))
+                                .await
+                                .is_err()
+                            {
+                                end_reason = Some(stalled(metrics, EndReason::ProviderStalled));
+                                break;
+                            }
                         }
                     }
                 }
@@ -682,6 +701,35 @@ async fn run_actor(
         end_reason.unwrap_or(EndReason::CallerHungUp),
         recording_path,
     )
+}
+
+/// The peer of a socket writer took nothing for [`PEER_STALL`].
+#[derive(Debug)]
+struct Stalled;
+
+/// Queues `message` for a socket writer, waiting at most [`PEER_STALL`] for room. A writer that
+/// is gone (its socket closed) is not a stall: the socket's reader reports the close.
+async fn send_bounded(tx: &mpsc::Sender<Outgoing>, message: Outgoing) -> Result<(), Stalled> {
+    match tx.try_send(message) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(message)) => {
+            match timeout(PEER_STALL, tx.send(message)).await {
+                Ok(_) => Ok(()),
+                Err(_) => Err(Stalled),
+            }
+        }
+    }
+}
+
+/// Counts a stalled peer and returns the end reason it gives the call.
+fn stalled(metrics: &Metrics, reason: EndReason) -> EndReason {
+    metrics.error(reason.label());
+    warn!(
+        reason = reason.label(),
+        waited = ?PEER_STALL,
+        "peer stopped reading; hanging up"
+    );
+    reason
 }
 
 /// Resolves when the background connection attempt (if any) finishes; pending forever otherwise.

@@ -135,8 +135,15 @@ pub enum EndReason {
     Silence,
     ProviderClosed(String),
     ProviderRejectedSession(String),
-    FormatRejected { input: String, output: String },
+    FormatRejected {
+        input: String,
+        output: String,
+    },
     SessionTimeout,
+    /// Twilio stopped taking the call's messages (a media client that does not read).
+    TwilioStalled,
+    /// The provider stopped taking the call's messages.
+    ProviderStalled,
 }
 
 impl EndReason {
@@ -151,6 +158,8 @@ impl EndReason {
             EndReason::ProviderRejectedSession(_) => "provider_rejected_session",
             EndReason::FormatRejected { .. } => "format_rejected",
             EndReason::SessionTimeout => "session_timeout",
+            EndReason::TwilioStalled => "twilio_stalled",
+            EndReason::ProviderStalled => "provider_stalled",
         }
     }
 }
