@@ -642,35 +642,36 @@ async fn run_actor(
                         CallEventKind::ToolCall,
                         json!({ "call_id": call_id, "tool": name, "arguments": arguments }),
                     );
-                    let (registry, tx, m, guard) = (
+                    let mut run = Box::pin(run_tool(
                         plan.tools.clone(),
-                        actor_tx.clone(),
+                        context,
+                        name,
+                        arguments,
                         metrics.clone(),
-                        metrics.task_guard(),
-                    );
-                    let journal = journal.clone();
-                    tools.spawn(
-                        async move {
-                            let _guard = guard;
-                            let started = Instant::now();
-                            let (output, outcome) = registry.run(context, &name, &arguments).await;
-                            let duration_ms = started.elapsed().as_millis() as u64;
-                            m.tool_call(outcome);
-                            info!(tool = %name, call_id = %call_id, outcome, duration_ms, "tool call finished");
-                            journal.record(
-                                CallEventKind::ToolResult,
-                                json!({
-                                    "call_id": call_id,
-                                    "tool": name,
-                                    "outcome": outcome,
-                                    "duration_ms": duration_ms,
-                                    "output": summarize(&output),
-                                }),
+                        journal.clone(),
+                    ));
+                    // A tool that answers at once (a built-in, a lookup with nothing to wait for)
+                    // answers within this turn: no task, no queue. Anything that waits (a vendor
+                    // request, a ledger write of a side-effecting tool) goes on in a task, the very
+                    // same future, so its exactly-once ledger is untouched.
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    match run.as_mut().poll(&mut cx) {
+                        std::task::Poll::Ready(output) => session.handle(
+                            Instant::now().into_std(),
+                            Input::ToolFinished { call_id, output },
+                        ),
+                        std::task::Poll::Pending => {
+                            let (tx, guard) = (actor_tx.clone(), metrics.task_guard());
+                            tools.spawn(
+                                async move {
+                                    let _guard = guard;
+                                    let output = run.await;
+                                    let _ = tx.send(Input::ToolFinished { call_id, output }).await;
+                                }
+                                .in_current_span(),
                             );
-                            let _ = tx.send(Input::ToolFinished { call_id, output }).await;
                         }
-                        .in_current_span(),
-                    );
+                    }
                 }
                 Output::Event(event) => log_event(metrics, journal, &mut reported, event),
                 Output::Hangup(reason) => end_reason = Some(reason),
@@ -730,6 +731,34 @@ fn stalled(metrics: &Metrics, reason: EndReason) -> EndReason {
         "peer stopped reading; hanging up"
     );
     reason
+}
+
+/// Runs one tool call and records its result; returns the output for the model.
+async fn run_tool(
+    registry: Arc<ToolRegistry>,
+    context: ToolContext,
+    name: String,
+    arguments: String,
+    metrics: Arc<Metrics>,
+    journal: Journal,
+) -> String {
+    let call_id = context.tool_call_id.clone();
+    let started = Instant::now();
+    let (output, outcome) = registry.run(context, &name, &arguments).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    metrics.tool_call(outcome);
+    info!(tool = %name, call_id = %call_id, outcome, duration_ms, "tool call finished");
+    journal.record(
+        CallEventKind::ToolResult,
+        json!({
+            "call_id": call_id,
+            "tool": name,
+            "outcome": outcome,
+            "duration_ms": duration_ms,
+            "output": summarize(&output),
+        }),
+    );
+    output
 }
 
 /// Resolves when the background connection attempt (if any) finishes; pending forever otherwise.
