@@ -50,6 +50,8 @@ struct Path {
     inbound_text: String,
     delta_text: String,
     marks: Vec<String>,
+    /// The call's fixed message parts, as the driver keeps them.
+    envelope: stream::Outbound,
 }
 
 impl Path {
@@ -86,6 +88,7 @@ impl Path {
             inbound_text,
             delta_text,
             marks: Vec::with_capacity(4),
+            envelope: stream::Outbound::new("MZ18ad3ab5a668481ce02b83e7395059f0"),
         }
     }
 
@@ -118,12 +121,10 @@ impl Path {
         while let Some(output) = self.session.poll_output() {
             match output {
                 Output::Twilio(TwilioCommand::Media(frame)) => {
-                    bytes +=
-                        stream::media_message("MZ18ad3ab5a668481ce02b83e7395059f0", &frame).len()
+                    bytes += self.envelope.media(&frame).len()
                 }
                 Output::Twilio(TwilioCommand::Mark(name)) => {
-                    bytes +=
-                        stream::mark_message("MZ18ad3ab5a668481ce02b83e7395059f0", &name).len();
+                    bytes += self.envelope.mark(&name).len();
                     self.marks.push(name);
                 }
                 _ => {}

@@ -1,4 +1,5 @@
-//! Proves the transcoding hot path allocates nothing per frame once a call is running.
+//! Proves the transcoding hot path allocates nothing per frame once a call is running, and bounds
+//! what the passthrough path allocates per frame: the messages it sends, and no more.
 //!
 //! Its own test binary because it installs a counting global allocator. Counting is
 //! per thread, so the test harness's other threads cannot disturb it.
@@ -140,4 +141,142 @@ fn g711_slice_codecs_allocate_nothing() {
         }
     });
     assert_eq!(counted, 0);
+}
+
+mod passthrough {
+    //! The passthrough path per 20 ms frame, as the call driver runs it (no transcoding).
+
+    use super::allocations_during;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use callbridge::call::session::{CallSession, Input, Output, SessionParams, TwilioCommand};
+    use callbridge::realtime::openai::OpenAiDialect;
+    use callbridge::realtime::{Dialect, LlmCommand, LlmEvent};
+    use callbridge::twilio::stream::{Outbound, TwilioEvent, parse_frame};
+    use std::time::Instant;
+    use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+    const SID: &str = "MZ18ad3ab5a668481ce02b83e7395059f0";
+    const DELTA_FRAMES: usize = 5;
+
+    fn running_session(now: Instant) -> CallSession {
+        let mut session = CallSession::new(SessionParams::default(), now);
+        session.handle(
+            now,
+            Input::Llm(LlmEvent::SessionUpdated {
+                input_format: Some("audio/pcmu".into()),
+                output_format: Some("audio/pcmu".into()),
+            }),
+        );
+        session.handle(
+            now,
+            Input::Llm(LlmEvent::ResponseCreated {
+                response_id: "resp_1".into(),
+            }),
+        );
+        while session.poll_output().is_some() {}
+        session
+    }
+
+    /// Inbound: what may allocate is the caller payload the session hands on and the one provider
+    /// message it becomes — nothing else (the frame is parsed in place, the envelope is fixed).
+    #[test]
+    fn an_inbound_frame_allocates_its_payload_and_its_provider_message_only() {
+        let now = Instant::now();
+        let mut session = running_session(now);
+        let dialect = OpenAiDialect::new("wss://api.openai.com/v1/realtime", "gpt-realtime", "k");
+        let payload = STANDARD.encode([0x5Au8; 160]);
+        let texts: Vec<String> = (0..600u64)
+            .map(|n| {
+                format!(
+                    r#"{{"event":"media","sequenceNumber":"{n}","media":{{"track":"inbound","chunk":"{n}","timestamp":"{}","payload":"{payload}"}},"streamSid":"{SID}"}}"#,
+                    n * 20
+                )
+            })
+            .collect();
+        let mut sent = Vec::with_capacity(texts.len());
+        let mut step = |text: &str, sent: &mut Vec<Utf8Bytes>| {
+            let event = parse_frame(text).expect("valid frame");
+            session.handle(now, Input::Twilio(event));
+            while let Some(output) = session.poll_output() {
+                if let Output::Llm(command @ LlmCommand::AppendAudio(_)) = output {
+                    // What the driver does: the string becomes the socket's message as is.
+                    sent.push(Utf8Bytes::from(dialect.encode(&command)));
+                }
+            }
+        };
+        for text in &texts[..100] {
+            step(text, &mut sent);
+        }
+        sent.clear();
+        let frames = 500;
+        let counted = allocations_during(|| {
+            for text in &texts[100..] {
+                step(text, &mut sent);
+            }
+        });
+        assert_eq!(sent.len(), frames);
+        eprintln!("inbound: {counted} allocations for {frames} frames");
+        assert!(
+            counted <= 2 * frames,
+            "{counted} allocations for {frames} inbound frames (at most 2 each)"
+        );
+    }
+
+    /// Outbound: a 100 ms delta is decoded once, and becomes five `media` messages and a mark;
+    /// each message is one allocation, sized exactly (the socket takes it over as is), the mark's
+    /// echo none.
+    #[test]
+    fn an_outbound_delta_allocates_its_messages_and_little_else() {
+        let now = Instant::now();
+        let mut session = running_session(now);
+        let dialect = OpenAiDialect::new("wss://api.openai.com/v1/realtime", "gpt-realtime", "k");
+        let envelope = Outbound::new(SID);
+        let delta = STANDARD.encode([0x33u8; 160 * DELTA_FRAMES]);
+        let text = format!(
+            r#"{{"type":"response.output_audio.delta","event_id":"event_1","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"delta":"{delta}"}}"#
+        );
+        let mut sent: Vec<Utf8Bytes> = Vec::with_capacity(8 * 1_000);
+        let mut marks: Vec<String> = Vec::with_capacity(4);
+        let mut step = |sent: &mut Vec<Utf8Bytes>| {
+            let event = dialect
+                .decode(&text)
+                .expect("valid delta")
+                .expect("an event");
+            session.handle(now, Input::Llm(event));
+            while let Some(output) = session.poll_output() {
+                match output {
+                    Output::Twilio(TwilioCommand::Media(frame)) => {
+                        sent.push(Utf8Bytes::from(envelope.media(&frame)))
+                    }
+                    Output::Twilio(TwilioCommand::Mark(name)) => {
+                        sent.push(Utf8Bytes::from(envelope.mark(&name)));
+                        marks.push(name);
+                    }
+                    _ => {}
+                }
+            }
+            for name in marks.drain(..) {
+                session.handle(now, Input::Twilio(TwilioEvent::Mark { name }));
+            }
+            while session.poll_output().is_some() {}
+        };
+        for _ in 0..100 {
+            step(&mut sent);
+        }
+        sent.clear();
+        let deltas = 500;
+        let counted = allocations_during(|| {
+            for _ in 0..deltas {
+                step(&mut sent);
+            }
+        });
+        assert_eq!(sent.len(), deltas * (DELTA_FRAMES + 1));
+        eprintln!("outbound: {counted} allocations for {deltas} deltas");
+        // Six messages; the decoded audio, response and item ids of the delta; the mark's name.
+        assert!(
+            counted <= 13 * deltas,
+            "{counted} allocations for {deltas} deltas (at most 13 each)"
+        );
+    }
 }

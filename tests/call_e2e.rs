@@ -627,3 +627,98 @@ async fn health_and_metrics_endpoints() {
     assert_eq!(status, 200);
     assert!(body.contains("# TYPE callbridge_active_calls gauge"));
 }
+
+/// A media client that stops reading cannot hold the call (or its provider session) open: sends
+/// to it are bounded, so the bridge hangs up within a bounded time — as `twilio_stalled` once the
+/// agent's audio has filled the socket and the writer's queue, or at the short maximum duration —
+/// and every call task ends.
+#[tokio::test]
+async fn a_twilio_client_that_stops_reading_is_hung_up_in_bounded_time() {
+    use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+
+    // A long answer generated far faster than real time: 1 s of audio every millisecond.
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![say(600_000, 0x11, "A very long answer.")],
+        delta_ms: 1_000,
+        speedup: 1_000,
+        late_deltas: 0,
+        vad: false,
+        record_audio: false,
+        ..Behaviour::default()
+    })
+    .await;
+    let bridge = TestBridge::start(&realtime.url(), |args| {
+        args.max_call_secs = Some(10); // the shortest maximum the configuration accepts
+    })
+    .await;
+    let twilio = bridge.twilio();
+    let call_sid = "CA00000000000000000000000000000009";
+    let twiml = twilio
+        .ring(call_sid, "+14155551234", callbridge_testkit::CALLED_NUMBER)
+        .await
+        .unwrap();
+    let mut socket = twilio.connect_media(&twiml.url, None).await.unwrap();
+    let params: serde_json::Map<String, Value> = twiml
+        .parameters
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let stream_sid = "MZ00000000000000000000000000000009";
+    for event in [
+        json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}),
+        json!({"event": "start", "sequenceNumber": "1", "streamSid": stream_sid, "start": {
+            "accountSid": ACCOUNT_SID, "streamSid": stream_sid, "callSid": call_sid,
+            "tracks": ["inbound"], "customParameters": params,
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}),
+    ] {
+        socket
+            .send(Message::Text(event.to_string().into()))
+            .await
+            .unwrap();
+    }
+    let started = std::time::Instant::now();
+    // From here on nothing reads the socket (it stays open until the end of the test).
+
+    // Bound: the maximum duration, one stall period and the writers' close grace, plus slack.
+    let bound = Duration::from_secs(10 + 5 + 2 + 5);
+    loop {
+        let text = bridge.metrics.render();
+        if text.contains("callbridge_calls_ended_total{") {
+            break;
+        }
+        assert!(
+            started.elapsed() < bound,
+            "a call whose media client stopped reading was still up after {:?}:\n{text}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_all_tasks_end(&bridge).await;
+    let text = bridge.metrics.render();
+    let stalled = text.contains("callbridge_calls_ended_total{reason=\"twilio_stalled\"} 1\n");
+    let max_duration = text.contains("callbridge_calls_ended_total{reason=\"max_duration\"} 1\n");
+    assert!(stalled || max_duration, "unexpected end:\n{text}");
+    if stalled {
+        assert_eq!(bridge.metrics.errors_of("twilio_stalled"), 1);
+    }
+    // The agent's audio did fill everything up to the writer (so this was a stall, not a quiet call).
+    assert!(
+        text.lines().any(|l| l
+            .strip_prefix("callbridge_frames_out_total ")
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 1_000)),
+        "{text}"
+    );
+    // The provider session was closed with the call.
+    for _ in 0..100 {
+        if realtime.recorder.sessions().iter().all(|s| s.closed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sessions = realtime.recorder.sessions();
+    assert_eq!(sessions.len(), 1);
+    assert!(sessions[0].closed, "provider session left open");
+    drop(socket);
+}

@@ -70,9 +70,13 @@ fn barge_in_script() -> CallScript {
     }
 }
 
+/// The long answer is still being generated when the caller barges in (at 1 s), by seconds rather
+/// than milliseconds: 12 s of audio at the fake's 4× speed takes 3 s to generate. (With 4 s of audio
+/// the fake finished generating about 50 ms after the caller started speaking, so under load the
+/// bridge's `response.cancel` could arrive after `response.done` and be refused.)
 fn long_answer_then_short() -> Vec<Turn> {
     vec![
-        say(4_000, 0x33, "A long explanation"),
+        say(12_000, 0x33, "A long explanation"),
         say(300, 0x44, "Go ahead."),
     ]
 }

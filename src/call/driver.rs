@@ -2,14 +2,16 @@
 //! world.
 //!
 //! It waits for Twilio's `start`, checks the stream token, opens the provider socket, then spawns a
-//! reader and a writer task per socket (talking to it through bounded channels) and runs the actor
-//! loop: next input or timer → `session.handle` → carry out every output. When the session hangs up
-//! it closes both sockets and waits for (or stops) every task it spawned, so nothing outlives the
-//! call. When the session asks to resume the provider (Gemini `goAway`), it opens a new provider
-//! socket in the background while the call goes on, and sets it up with the resumption handle.
-//! With recording on for the agent, a recorder task streams both sides to `<call id>.wav` (or
-//! `.opus`), fed exactly what Twilio is sent and cut at every `clear`. It must not make decisions
-//! about the call: those belong to the session.
+//! writer task per socket and a reader for the provider's (talking to them through bounded
+//! channels) and runs the actor loop, which reads the Twilio socket itself: next caller frame,
+//! input or timer → `session.handle` → carry out every output. Every send to a writer is bounded
+//! ([`PEER_STALL`]): a peer that stops reading hangs the call up; it never stops the timers. When
+//! the session hangs up it closes both sockets and waits for (or stops) every task it spawned, so
+//! nothing outlives the call. When the session asks to resume the provider (Gemini `goAway`), it
+//! opens a new provider socket in the background while the call goes on, and sets it up with the
+//! resumption handle. With recording on for the agent, a recorder task streams both sides to
+//! `<call id>.wav` (or `.opus`), fed exactly what Twilio is sent and cut at every `clear`. It must
+//! not make decisions about the call: those belong to the session.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -55,6 +57,22 @@ const ACTOR_QUEUE: usize = 256;
 const WRITER_QUEUE: usize = 512;
 /// Audio waiting for the recorder task (about 10 s of both sides in 20 ms frames).
 const RECORDING_QUEUE: usize = 1024;
+/// WebSocket buffers, sized for 20 ms μ-law frames: a Twilio `media` message is about 350 bytes
+/// of JSON each way, a 100 ms provider delta about 1.3 KB. The library default (128 KiB each way)
+/// costs a quarter of a megabyte per call, and the read buffer is zero-filled up to its size before
+/// every read. A larger message still arrives whole: the read buffer grows for it.
+pub const TWILIO_READ_BUFFER: usize = 4 * 1024;
+/// Written out at this size while a batch is queued, and always at the end of a batch.
+pub const TWILIO_WRITE_BUFFER: usize = 4 * 1024;
+const PROVIDER_READ_BUFFER: usize = 8 * 1024;
+const PROVIDER_WRITE_BUFFER: usize = 4 * 1024;
+/// Messages a writer takes off its queue at once, then writes with one flush.
+const WRITE_BATCH: usize = 32;
+/// How long a socket writer's queue may stay full before its peer counts as stalled and the call is
+/// hung up. A full queue is [`WRITER_QUEUE`] messages (over 10 s of audio) on top of the kernel's
+/// socket buffers, so a reading peer never gets here; a peer that stops reading can keep the actor
+/// (and the session's max-duration and silence timers) waiting this long at most.
+const PEER_STALL: Duration = Duration::from_secs(5);
 
 /// What every call shares.
 #[derive(Clone)]
@@ -332,7 +350,7 @@ async fn connect_provider(dialect: Arc<dyn Dialect>) -> Result<ProviderSocket, S
     match timeout(
         PROVIDER_CONNECT_TIMEOUT,
         // Nagle off: audio frames are small writes that must not wait for an ACK.
-        tokio_tungstenite::connect_async_with_config(request, None, true),
+        tokio_tungstenite::connect_async_with_config(request, Some(provider_socket_config()), true),
     )
     .await
     {
@@ -340,6 +358,12 @@ async fn connect_provider(dialect: Arc<dyn Dialect>) -> Result<ProviderSocket, S
         Ok(Err(e)) => Err(e.to_string()),
         Ok(Ok((socket, _response))) => Ok(socket),
     }
+}
+
+fn provider_socket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(PROVIDER_READ_BUFFER)
+        .write_buffer_size(PROVIDER_WRITE_BUFFER)
 }
 
 async fn close_quietly<S, M>(mut sink: S, close: M)
@@ -482,15 +506,9 @@ async fn run_actor(
         }
         .in_current_span(),
     );
-    let guard = metrics.task_guard();
-    let (tx, m) = (actor_tx.clone(), metrics.clone());
-    readers.spawn(
-        async move {
-            let _guard = guard;
-            read_twilio(twilio_stream, tx, m).await
-        }
-        .in_current_span(),
-    );
+    // The actor reads the Twilio socket itself: a caller frame reaches the session without a task
+    // hop or a queue. `None` once the socket has ended.
+    let mut twilio_stream = Some(twilio_stream);
     let mut connection: u32 = 0;
     start_provider_link(
         provider,
@@ -520,11 +538,23 @@ async fn run_actor(
 
     let mut reported = HashSet::new();
     let mut end_reason = None;
+    // The fixed parts of every message to Twilio, written once.
+    let envelope = stream::Outbound::new(&identity.stream_sid);
     // End of the caller audio so far on the Twilio stream clock: where a `clear` cuts the recording.
     let mut caller_end_ms = 0u64;
     while end_reason.is_none() {
         let wake = session.poll_timeout().map(Instant::from_std);
         let input = tokio::select! {
+            message = next_twilio(&mut twilio_stream) => {
+                match twilio_input(message, metrics, &mut reported) {
+                    TwilioRead::Input(input) => input,
+                    TwilioRead::Nothing => continue,
+                    TwilioRead::Closed => {
+                        twilio_stream = None;
+                        Input::TwilioClosed
+                    }
+                }
+            }
             input = actor_rx.recv() => input.unwrap_or(Input::TwilioClosed),
             _ = sleep_until(wake) => Input::Tick,
             connected = wait_for(&mut reconnecting) => {
@@ -576,11 +606,9 @@ async fn run_actor(
                             if let Some(rec) = recording.as_mut() {
                                 rec.send(RecordingEntry::Agent(*frame), metrics);
                             }
-                            stream::media_message(&identity.stream_sid, frame)
+                            envelope.media(frame)
                         }
-                        TwilioCommand::Mark(name) => {
-                            stream::mark_message(&identity.stream_sid, name)
-                        }
+                        TwilioCommand::Mark(name) => envelope.mark(name),
                         TwilioCommand::Clear => {
                             if let Some(rec) = recording.as_mut() {
                                 rec.send(
@@ -590,11 +618,18 @@ async fn run_actor(
                                     metrics,
                                 );
                             }
-                            stream::clear_message(&identity.stream_sid)
+                            envelope.clear()
                         }
                     };
-                    // Agent audio is never dropped: a slow Twilio socket slows the actor down.
-                    let _ = twilio_tx.send(Outgoing::Text(text)).await;
+                    // Agent audio is never dropped: a slow Twilio socket slows the actor down,
+                    // for a bounded time; a Twilio that stopped reading hangs the call up.
+                    if send_bounded(&twilio_tx, Outgoing::Text(text))
+                        .await
+                        .is_err()
+                    {
+                        end_reason = Some(stalled(metrics, EndReason::TwilioStalled));
+                        break;
+                    }
                 }
                 Output::Llm(command) => {
                     let text = dialect.encode(&command);
@@ -629,7 +664,13 @@ async fn run_actor(
                             {
                                 journal.record(CallEventKind::Dtmf, json!({ "note": note }));
                             }
-                            let _ = provider_tx.send(Outgoing::Text(text)).await;
+                            if send_bounded(&provider_tx, Outgoing::Text(text))
+                                .await
+                                .is_err()
+                            {
+                                end_reason = Some(stalled(metrics, EndReason::ProviderStalled));
+                                break;
+                            }
                         }
                     }
                 }
@@ -667,35 +708,36 @@ async fn run_actor(
                         CallEventKind::ToolCall,
                         json!({ "call_id": call_id, "tool": name, "arguments": arguments }),
                     );
-                    let (registry, tx, m, guard) = (
+                    let mut run = Box::pin(run_tool(
                         plan.tools.clone(),
-                        actor_tx.clone(),
+                        context,
+                        name,
+                        arguments,
                         metrics.clone(),
-                        metrics.task_guard(),
-                    );
-                    let journal = journal.clone();
-                    tools.spawn(
-                        async move {
-                            let _guard = guard;
-                            let started = Instant::now();
-                            let (output, outcome) = registry.run(context, &name, &arguments).await;
-                            let duration_ms = started.elapsed().as_millis() as u64;
-                            m.tool_call(outcome);
-                            info!(tool = %name, call_id = %call_id, outcome, duration_ms, "tool call finished");
-                            journal.record(
-                                CallEventKind::ToolResult,
-                                json!({
-                                    "call_id": call_id,
-                                    "tool": name,
-                                    "outcome": outcome,
-                                    "duration_ms": duration_ms,
-                                    "output": summarize(&output),
-                                }),
+                        journal.clone(),
+                    ));
+                    // A tool that answers at once (a built-in, a lookup with nothing to wait for)
+                    // answers within this turn: no task, no queue. Anything that waits (a vendor
+                    // request, a ledger write of a side-effecting tool) goes on in a task, the very
+                    // same future, so its exactly-once ledger is untouched.
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    match run.as_mut().poll(&mut cx) {
+                        std::task::Poll::Ready(output) => session.handle(
+                            Instant::now().into_std(),
+                            Input::ToolFinished { call_id, output },
+                        ),
+                        std::task::Poll::Pending => {
+                            let (tx, guard) = (actor_tx.clone(), metrics.task_guard());
+                            tools.spawn(
+                                async move {
+                                    let _guard = guard;
+                                    let output = run.await;
+                                    let _ = tx.send(Input::ToolFinished { call_id, output }).await;
+                                }
+                                .in_current_span(),
                             );
-                            let _ = tx.send(Input::ToolFinished { call_id, output }).await;
                         }
-                        .in_current_span(),
-                    );
+                    }
                 }
                 Output::Transfer { destination } => super::transfer::start_redirect(
                     deps,
@@ -738,6 +780,63 @@ async fn run_actor(
         end_reason.unwrap_or(EndReason::CallerHungUp),
         recording_path,
     )
+}
+
+/// The peer of a socket writer took nothing for [`PEER_STALL`].
+#[derive(Debug)]
+struct Stalled;
+
+/// Queues `message` for a socket writer, waiting at most [`PEER_STALL`] for room. A writer that
+/// is gone (its socket closed) is not a stall: the socket's reader reports the close.
+async fn send_bounded(tx: &mpsc::Sender<Outgoing>, message: Outgoing) -> Result<(), Stalled> {
+    match tx.try_send(message) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(message)) => {
+            match timeout(PEER_STALL, tx.send(message)).await {
+                Ok(_) => Ok(()),
+                Err(_) => Err(Stalled),
+            }
+        }
+    }
+}
+
+/// Counts a stalled peer and returns the end reason it gives the call.
+fn stalled(metrics: &Metrics, reason: EndReason) -> EndReason {
+    metrics.error(reason.label());
+    warn!(
+        reason = reason.label(),
+        waited = ?PEER_STALL,
+        "peer stopped reading; hanging up"
+    );
+    reason
+}
+
+/// Runs one tool call and records its result; returns the output for the model.
+async fn run_tool(
+    registry: Arc<ToolRegistry>,
+    context: ToolContext,
+    name: String,
+    arguments: String,
+    metrics: Arc<Metrics>,
+    journal: Journal,
+) -> String {
+    let call_id = context.tool_call_id.clone();
+    let started = Instant::now();
+    let (output, outcome) = registry.run(context, &name, &arguments).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    metrics.tool_call(outcome);
+    info!(tool = %name, call_id = %call_id, outcome, duration_ms, "tool call finished");
+    journal.record(
+        CallEventKind::ToolResult,
+        json!({
+            "call_id": call_id,
+            "tool": name,
+            "outcome": outcome,
+            "duration_ms": duration_ms,
+            "output": summarize(&output),
+        }),
+    );
+    output
 }
 
 /// Resolves when the background connection attempt (if any) finishes; pending forever otherwise.
@@ -978,54 +1077,82 @@ async fn write_loop<S, M>(
 ) where
     S: Sink<M> + Unpin,
 {
-    while let Some(outgoing) = rx.recv().await {
-        match outgoing {
-            Outgoing::Text(t) => {
-                if sink.send(text(t)).await.is_err() {
-                    return;
+    // Whatever is queued goes out in one batch: buffered by the socket, written with one flush
+    // (a 100 ms agent delta is five `media` messages and a mark).
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut closing = false;
+    while !closing && rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        for outgoing in batch.drain(..) {
+            match outgoing {
+                Outgoing::Text(t) => {
+                    if sink.feed(text(t)).await.is_err() {
+                        return;
+                    }
+                }
+                Outgoing::Close => {
+                    closing = true;
+                    break;
                 }
             }
-            Outgoing::Close => break,
+        }
+        if sink.flush().await.is_err() {
+            return;
         }
     }
     let _ = sink.send(close).await;
     let _ = sink.close().await;
 }
 
-async fn read_twilio(
-    mut stream: SplitStream<WebSocket>,
-    tx: mpsc::Sender<Input>,
-    metrics: Arc<Metrics>,
-) {
-    let mut reported = HashSet::new();
-    while let Some(message) = stream.next().await {
-        let text = match message {
-            Ok(TwilioMessage::Text(text)) => text,
-            Ok(TwilioMessage::Binary(_)) => {
-                let e = stream::FrameError::Binary;
-                report_once(&metrics, &mut reported, e.kind(), &e.to_string());
-                continue;
+/// The next message on the Twilio socket; pending forever once it has ended.
+async fn next_twilio(
+    stream: &mut Option<SplitStream<WebSocket>>,
+) -> Option<Result<TwilioMessage, axum::Error>> {
+    match stream {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What one read from the Twilio socket means for the session.
+enum TwilioRead {
+    Input(Input),
+    /// Nothing for the session: a ping, or bad input (counted and logged once per kind).
+    Nothing,
+    /// The socket ended (closed, failed or gone).
+    Closed,
+}
+
+fn twilio_input(
+    message: Option<Result<TwilioMessage, axum::Error>>,
+    metrics: &Metrics,
+    reported: &mut HashSet<&'static str>,
+) -> TwilioRead {
+    let text = match message {
+        Some(Ok(TwilioMessage::Text(text))) => text,
+        Some(Ok(TwilioMessage::Binary(_))) => {
+            let e = stream::FrameError::Binary;
+            report_once(metrics, reported, e.kind(), &e.to_string());
+            return TwilioRead::Nothing;
+        }
+        Some(Ok(TwilioMessage::Close(_))) | None => return TwilioRead::Closed,
+        Some(Ok(_)) => return TwilioRead::Nothing,
+        Some(Err(e)) => {
+            debug!(error = %e, "twilio socket error");
+            return TwilioRead::Closed;
+        }
+    };
+    match parse_frame(&text) {
+        Ok(event) => {
+            if matches!(event, TwilioEvent::Media { .. }) {
+                Metrics::incr(&metrics.frames_in);
             }
-            Ok(TwilioMessage::Close(_)) => break,
-            Ok(_) => continue,
-            Err(e) => {
-                debug!(error = %e, "twilio socket error");
-                break;
-            }
-        };
-        match parse_frame(&text) {
-            Ok(event) => {
-                if matches!(event, TwilioEvent::Media { .. }) {
-                    Metrics::incr(&metrics.frames_in);
-                }
-                if tx.send(Input::Twilio(event)).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => report_once(&metrics, &mut reported, e.kind(), &e.to_string()),
+            TwilioRead::Input(Input::Twilio(event))
+        }
+        Err(e) => {
+            report_once(metrics, reported, e.kind(), &e.to_string());
+            TwilioRead::Nothing
         }
     }
-    let _ = tx.send(Input::TwilioClosed).await;
 }
 
 async fn read_provider(

@@ -164,6 +164,10 @@ pub enum EndReason {
     },
     /// A supervisor ended the call.
     OperatorEnded,
+    /// Twilio stopped taking the call's messages (a media client that does not read).
+    TwilioStalled,
+    /// The provider stopped taking the call's messages.
+    ProviderStalled,
 }
 
 impl EndReason {
@@ -180,6 +184,8 @@ impl EndReason {
             EndReason::SessionTimeout => "session_timeout",
             EndReason::Transferred { .. } => "transferred",
             EndReason::OperatorEnded => "operator_ended",
+            EndReason::TwilioStalled => "twilio_stalled",
+            EndReason::ProviderStalled => "provider_stalled",
         }
     }
 }

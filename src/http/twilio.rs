@@ -539,5 +539,7 @@ pub(super) async fn media_socket(
         // Oversized frames are refused by the frame parser (counted, call goes on); the socket
         // limit only stops a peer from making us buffer without bound.
         .max_message_size(16 * MAX_FRAME_LEN)
+        .read_buffer_size(crate::call::driver::TWILIO_READ_BUFFER)
+        .write_buffer_size(crate::call::driver::TWILIO_WRITE_BUFFER)
         .on_upgrade(move |socket| run_call(deps, socket))
 }

@@ -314,13 +314,18 @@ impl Dialect for GeminiDialect {
     fn encode(&self, command: &LlmCommand) -> String {
         match command {
             LlmCommand::AppendAudio(audio) => {
-                // Hot path: base64 needs no JSON escaping.
-                let mut out = String::with_capacity(80 + audio.len());
-                out.push_str(r#"{"realtimeInput":{"audio":{"data":""#);
+                // Hot path: base64 needs no JSON escaping. Sized exactly: the socket takes the
+                // string over without copying or reallocating.
+                const HEAD: &str = r#"{"realtimeInput":{"audio":{"data":""#;
+                const MIME: &str = r#"","mimeType":""#;
+                const TAIL: &str = r#""}}}"#;
+                let len = HEAD.len() + audio.len() + MIME.len() + INPUT_MIME.len() + TAIL.len();
+                let mut out = String::with_capacity(len);
+                out.push_str(HEAD);
                 out.push_str(audio);
-                out.push_str(r#"","mimeType":""#);
+                out.push_str(MIME);
                 out.push_str(INPUT_MIME);
-                out.push_str(r#""}}}"#);
+                out.push_str(TAIL);
                 out
             }
             LlmCommand::UpdateSession(config) => self.setup(config).to_string(),

@@ -97,10 +97,13 @@ pub(crate) fn encode_ga_command(command: &LlmCommand) -> String {
     match command {
         LlmCommand::AppendAudio(audio) => {
             // Hot path: the payload is base64 (validated on arrival), which needs no JSON escaping.
-            let mut out = String::with_capacity(48 + audio.len());
-            out.push_str(r#"{"type":"input_audio_buffer.append","audio":""#);
+            // Sized exactly: the socket takes the string over without copying or reallocating.
+            const HEAD: &str = r#"{"type":"input_audio_buffer.append","audio":""#;
+            const TAIL: &str = r#""}"#;
+            let mut out = String::with_capacity(HEAD.len() + audio.len() + TAIL.len());
+            out.push_str(HEAD);
             out.push_str(audio);
-            out.push_str(r#""}"#);
+            out.push_str(TAIL);
             out
         }
         LlmCommand::UpdateSession(_) => String::new(),

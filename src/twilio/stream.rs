@@ -87,7 +87,14 @@ pub enum TwilioEvent {
 struct Wire<'a> {
     #[serde(borrow)]
     event: Cow<'a, str>,
-    #[serde(rename = "streamSid", default, borrow)]
+    // serde borrows a `Cow` field only when it is not wrapped: an `Option<Cow>` would be copied
+    // on every frame (Twilio puts `streamSid` in each one).
+    #[serde(
+        rename = "streamSid",
+        default,
+        borrow,
+        deserialize_with = "optional_borrowed"
+    )]
     stream_sid: Option<Cow<'a, str>>,
     #[serde(default)]
     start: Option<WireStart>,
@@ -117,6 +124,32 @@ struct WireMedia<'a> {
     timestamp: Option<u64>,
     #[serde(borrow)]
     payload: Cow<'a, str>,
+}
+
+/// An optional string, borrowed from the frame unless it has escapes.
+fn optional_borrowed<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    deserializer.deserialize_any(Visitor)
 }
 
 /// Twilio writes numbers as strings; accept either without buffering (an untagged enum would
@@ -209,6 +242,72 @@ fn validate_payload(payload: &str) -> Result<usize, FrameError> {
         return Err(FrameError::OversizedPayload(len));
     }
     Ok(len)
+}
+
+/// The fixed parts of one stream's outbound messages, written once per call: per message only the
+/// payload (or the mark's name) is added, into one string of exactly the right size. The output is
+/// byte for byte what [`media_message`], [`mark_message`] and [`clear_message`] write.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// `{"event":"media","streamSid":"…","media":{"payload":"`
+    media_head: String,
+    /// `{"event":"mark","streamSid":"…","mark":{"name":`
+    mark_head: String,
+    clear: String,
+}
+
+const MEDIA_TAIL: &str = r#""}}"#;
+const MARK_TAIL: &str = "}}";
+
+impl Outbound {
+    pub fn new(stream_sid: &str) -> Self {
+        let mut media_head = String::from(r#"{"event":"media","streamSid":"#);
+        push_json_string(&mut media_head, stream_sid);
+        media_head.push_str(r#","media":{"payload":""#);
+        let mut mark_head = String::from(r#"{"event":"mark","streamSid":"#);
+        push_json_string(&mut mark_head, stream_sid);
+        mark_head.push_str(r#","mark":{"name":"#);
+        Self {
+            media_head,
+            mark_head,
+            clear: clear_message(stream_sid),
+        }
+    }
+
+    /// A `media` message carrying `audio` (raw μ-law).
+    pub fn media(&self, audio: &[u8]) -> String {
+        let len = self.media_head.len() + audio.len().div_ceil(3) * 4 + MEDIA_TAIL.len();
+        let mut out = String::with_capacity(len);
+        out.push_str(&self.media_head);
+        STANDARD.encode_string(audio, &mut out);
+        out.push_str(MEDIA_TAIL);
+        out
+    }
+
+    /// A `mark` message named `name`.
+    pub fn mark(&self, name: &str) -> String {
+        // The session's mark names are plain ASCII; anything else is escaped by serde.
+        let plain = name
+            .bytes()
+            .all(|b| b == b' ' || (b.is_ascii_graphic() && b != b'"' && b != b'\\'));
+        let mut out =
+            String::with_capacity(self.mark_head.len() + name.len() + 2 + MARK_TAIL.len());
+        out.push_str(&self.mark_head);
+        if plain {
+            out.push('"');
+            out.push_str(name);
+            out.push('"');
+        } else {
+            push_json_string(&mut out, name);
+        }
+        out.push_str(MARK_TAIL);
+        out
+    }
+
+    /// A `clear` message.
+    pub fn clear(&self) -> String {
+        self.clear.clone()
+    }
 }
 
 /// Writes an outbound `media` message carrying `audio` (raw μ-law) into one JSON string.
@@ -332,5 +431,60 @@ mod tests {
         assert_eq!(mark["mark"]["name"], "1:100:item");
         let clear: serde_json::Value = serde_json::from_str(&clear_message("MZ1")).unwrap();
         assert_eq!(clear["event"], "clear");
+    }
+
+    #[test]
+    fn the_per_call_envelope_writes_exactly_what_the_one_off_writers_do() {
+        for sid in ["MZ18ad3ab5a668481ce02b83e7395059f0", "MZ\"1\\\u{1}é"] {
+            let out = Outbound::new(sid);
+            for audio in [&[][..], &[0xFF; 160][..], &[1, 2, 3, 4][..]] {
+                let media = out.media(audio);
+                assert_eq!(media, media_message(sid, audio));
+                assert_eq!(media.len(), media.capacity(), "sized exactly");
+            }
+            for name in [
+                "m1",
+                "item_1:120",
+                "a b",
+                "q\"uote",
+                "back\\slash",
+                "tab\t",
+                "é",
+            ] {
+                assert_eq!(out.mark(name), mark_message(sid, name), "{name:?}");
+            }
+            assert_eq!(out.clear(), clear_message(sid));
+        }
+    }
+
+    #[test]
+    fn the_top_level_stream_sid_is_read_borrowed_escaped_or_null() {
+        let start = |sid: &str| {
+            format!(
+                r#"{{"event":"start","streamSid":{sid},"start":{{"callSid":"CA1","customParameters":{{}}}}}}"#
+            )
+        };
+        let TwilioEvent::Start(plain) = parse_frame(&start(r#""MZ1""#)).unwrap() else {
+            panic!("not a start")
+        };
+        assert_eq!(plain.stream_sid, "MZ1");
+        let TwilioEvent::Start(escaped) = parse_frame(&start(r#""MZ\u0031\"""#)).unwrap() else {
+            panic!("not a start")
+        };
+        assert_eq!(escaped.stream_sid, "MZ1\"");
+        assert!(matches!(
+            parse_frame(&start("null")),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_frame(&start("7")),
+            Err(FrameError::Malformed(_))
+        ));
+        let media =
+            r#"{"event":"media","streamSid":null,"media":{"timestamp":"0","payload":"AA=="}}"#;
+        assert!(matches!(
+            parse_frame(media),
+            Ok(TwilioEvent::Media { len: 1, .. })
+        ));
     }
 }

@@ -125,6 +125,9 @@ pub struct SessionLog {
     pub closed: bool,
     /// One-way latencies (bridge in → here) of stamped appends, in µs.
     pub inbound_latency_us: Vec<u64>,
+    /// Tool round trips, in µs: from sending `response.function_call_arguments.done` to receiving
+    /// the `function_call_output` item for the same call id.
+    pub tool_latency_us: Vec<u64>,
 }
 
 #[derive(Clone, Default)]
@@ -228,6 +231,8 @@ struct Session {
     speech_frames: u32,
     silence_frames: u32,
     session_configured: bool,
+    /// When each tool call's arguments were sent, by call id.
+    tool_calls_sent: HashMap<String, Instant>,
 }
 
 impl Session {
@@ -288,6 +293,7 @@ impl Session {
             "item": {"id": item_id, "type": "function_call", "name": name, "call_id": call_id}}));
         self.send(json!({"type": "response.function_call_arguments.done", "event_id": "evt", "response_id": response_id,
             "item_id": item_id, "output_index": index, "call_id": call_id, "name": name, "arguments": arguments.to_string()}));
+        self.tool_calls_sent.insert(call_id, Instant::now());
     }
 
     fn begin_audio(
@@ -525,7 +531,14 @@ impl Session {
                 let item = &event["item"];
                 match item["type"].as_str() {
                     Some("function_call_output")
-                        if item["call_id"].is_string() && item["output"].is_string() => {}
+                        if item["call_id"].is_string() && item["output"].is_string() =>
+                    {
+                        let call_id = item["call_id"].as_str().unwrap_or_default();
+                        if let Some(sent) = self.tool_calls_sent.remove(call_id) {
+                            let us = sent.elapsed().as_micros() as u64;
+                            lock(&self.log).tool_latency_us.push(us);
+                        }
+                    }
                     Some("message") => {}
                     _ => self.error("invalid_value", "unsupported item", Some("item")),
                 }
@@ -767,6 +780,7 @@ async fn serve_connection(
         speech_frames: 0,
         silence_frames: 0,
         session_configured: false,
+        tool_calls_sent: HashMap::new(),
     };
     if behaviour.flavor == Flavor::Xai {
         session.send(json!({"type": "conversation.created", "event_id": "evt", "conversation": {"id": "conv_1"}}));

@@ -15,6 +15,15 @@
 //! chunk's arrival at the fake Gemini against the fake Twilio's 20 ms send clock, above the
 //! fastest chunk of the same call; outbound latency is not measured (the fake Twilio only reads
 //! stamps).
+//!
+//! `--pin`: the bridge runs on core 1 (`taskset -c 1`) and this generator on core 0 (every thread,
+//! `taskset -a -p -c 0`), so what the bridge can carry is not hidden by the generator's own load;
+//! after the runs it names the largest N whose p99 added latency is at most 5 ms both ways with no
+//! caller frame lost. `--tool-turns K`: each call first makes K `get_current_time` tool calls in a
+//! row (the fake model times `function_call_arguments.done` → `function_call_output`), then talks.
+//! `--callgrind-window`: with `--bridge` a script that execs the bridge under
+//! `valgrind --tool=callgrind`, the bridge's counters are zeroed when the steady window opens and
+//! dumped when it closes (instruction counts repeat under load, where wall-clock does not).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -60,13 +69,30 @@ struct Args {
     /// Which provider the calls go to.
     #[arg(long, value_enum, default_value_t = Provider::Openai)]
     provider: Provider,
+    /// Pin the bridge to core 1 and this generator to core 0 (needs `taskset` and two cores).
+    #[arg(long)]
+    pin: bool,
+    /// Tool calls (`get_current_time`) each call makes before the agent talks (OpenAI only).
+    #[arg(long, default_value_t = 0)]
+    tool_turns: usize,
+    /// The bridge runs under `valgrind --tool=callgrind` (through a `--bridge` wrapper script):
+    /// zero its counters when the steady window opens and dump them when it closes, so the
+    /// profile's instruction count is the steady window's alone.
+    #[arg(long)]
+    callgrind_window: bool,
 }
+
+/// The capacity criterion of a pinned run: p99 added latency at most this, both ways.
+const CAPACITY_P99_MS: f64 = 5.0;
+const BRIDGE_CORE: &str = "1";
+const GENERATOR_CORE: &str = "0";
 
 struct RunResult {
     calls: usize,
     completed: usize,
     inbound: Percentiles,
     outbound: Percentiles,
+    tools: Percentiles,
     inbound_sent: u64,
     inbound_received: u64,
     outbound_sent_by_bridge: u64,
@@ -130,6 +156,18 @@ fn proc_rss_kb(pid: u32) -> anyhow::Result<u64> {
         .parse()?)
 }
 
+/// Runs `callgrind_control <action> <pid>` against the bridge running under callgrind.
+fn callgrind_control(pid: u32, action: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("callgrind_control")
+        .arg(action)
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .status()
+        .context("running callgrind_control")?;
+    anyhow::ensure!(status.success(), "callgrind_control {action} failed");
+    Ok(())
+}
+
 fn clock_ticks_per_sec() -> f64 {
     // Linux reports CPU times in USER_HZ, which is 100 on every supported architecture.
     100.0
@@ -155,16 +193,25 @@ impl ProviderFake {
         calls: usize,
         call_ms: u64,
         epoch: Instant,
+        tool_turns: usize,
     ) -> anyhow::Result<Self> {
         let answer_ms = call_ms + 60_000;
         Ok(match provider {
             Provider::Openai => Self::OpenAi(
                 FakeRealtime::start(fake_realtime::Behaviour {
-                    script: vec![fake_realtime::Turn::Say {
+                    script: std::iter::repeat_n(
+                        fake_realtime::Turn::CallTools(vec![(
+                            "get_current_time".into(),
+                            serde_json::json!({}),
+                        )]),
+                        tool_turns,
+                    )
+                    .chain([fake_realtime::Turn::Say {
                         ms: answer_ms,
                         byte: 0x40,
                         text: "load".into(),
-                    }],
+                    }])
+                    .collect(),
                     delta_ms: 100,
                     speedup: 1,
                     late_deltas: 0,
@@ -224,6 +271,19 @@ impl ProviderFake {
         matches!(self, Self::OpenAi(_))
     }
 
+    /// Tool round trips seen by the fake model, in µs.
+    fn tool_latencies(&self) -> Vec<u64> {
+        match self {
+            Self::OpenAi(realtime) => realtime
+                .recorder
+                .sessions()
+                .iter()
+                .flat_map(|s| s.tool_latency_us.iter().copied())
+                .collect(),
+            Self::Gemini(..) => Vec::new(),
+        }
+    }
+
     /// Caller frames that reached the provider, and their one-way latencies in µs.
     fn inbound(&self) -> (u64, Vec<u64>) {
         match self {
@@ -275,7 +335,7 @@ fn delay_above_fastest(arrivals_us: &[u64]) -> Vec<u64> {
 async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<RunResult> {
     let epoch = Instant::now();
     let call_ms = args.secs * 1000;
-    let fake = ProviderFake::start(args.provider, calls, call_ms, epoch).await?;
+    let fake = ProviderFake::start(args.provider, calls, call_ms, epoch, args.tool_turns).await?;
 
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -283,7 +343,15 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
     };
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let public_url = format!("http://{addr}");
-    let mut child = tokio::process::Command::new(bridge_bin)
+    let mut command = if args.pin {
+        // `taskset` execs the bridge: the child's pid is the bridge's.
+        let mut command = tokio::process::Command::new("taskset");
+        command.arg("-c").arg(BRIDGE_CORE).arg(bridge_bin);
+        command
+    } else {
+        tokio::process::Command::new(bridge_bin)
+    };
+    let mut child = command
         .env_clear()
         .env("PUBLIC_URL", &public_url)
         .env("CALLBRIDGE_LISTEN", addr.to_string())
@@ -301,7 +369,8 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
         .with_context(|| format!("starting {}", bridge_bin.display()))?;
     let pid = child.id().context("bridge pid")?;
     let mut ready = false;
-    for _ in 0..100 {
+    // Up to 30 s: a bridge started under a profiler takes a while.
+    for _ in 0..600 {
         if http_get(addr, "/healthz").await.is_ok() {
             ready = true;
             break;
@@ -344,6 +413,9 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
             .saturating_sub(args.ramp_secs * 1000 + 4_000)
             .max(2_000),
     );
+    if args.callgrind_window {
+        callgrind_control(pid, "--zero")?;
+    }
     let cpu_start = proc_cpu_ticks(pid)?;
     let window_start = Instant::now();
     let mut peak_kb = proc_rss_kb(pid)?;
@@ -352,6 +424,13 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
         peak_kb = peak_kb.max(proc_rss_kb(pid)?);
     }
     let cpu_secs = (proc_cpu_ticks(pid)? - cpu_start) as f64 / clock_ticks_per_sec();
+    if args.callgrind_window {
+        callgrind_control(pid, "--dump=steady")?;
+        println!(
+            "  callgrind: steady window of {:.1} s with {calls} calls dumped",
+            window_start.elapsed().as_secs_f64()
+        );
+    }
     let cpu_pct_total = cpu_secs / window_start.elapsed().as_secs_f64() * 100.0;
 
     let mut outbound_us = Vec::new();
@@ -376,13 +455,24 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
     }
     let (_, metrics) = http_get(addr, "/metrics").await?;
     let (inbound_received, inbound_us) = fake.inbound();
-    let _ = child.kill().await;
+    // SIGTERM first, so a bridge run under a profiler (`--bridge` may be a wrapper script that
+    // execs `valgrind --tool=callgrind …`) shuts down and writes its profile; then make sure.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    if tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
 
     Ok(RunResult {
         calls,
         completed,
         inbound: percentiles(inbound_us),
         outbound: percentiles(outbound_us),
+        tools: percentiles(fake.tool_latencies()),
         inbound_sent,
         inbound_received,
         outbound_sent_by_bridge: metric(&metrics, "callbridge_frames_out_total"),
@@ -410,6 +500,16 @@ async fn main() -> anyhow::Result<()> {
             .context("binary directory")?
             .join("callbridge"),
     };
+    if args.pin {
+        // Every thread of this process (the runtime's workers exist already) onto its core.
+        let status = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", GENERATOR_CORE])
+            .arg(std::process::id().to_string())
+            .stdout(Stdio::null())
+            .status()
+            .context("running taskset (util-linux) for --pin")?;
+        anyhow::ensure!(status.success(), "taskset could not pin the generator");
+    }
     anyhow::ensure!(
         bridge_bin.exists(),
         "{} not found: build it first (cargo build --release --bin callbridge) or pass --bridge",
@@ -429,8 +529,17 @@ async fn main() -> anyhow::Result<()> {
         "| calls | completed | in p50 / p99 ms | out p50 / p99 ms | in not delivered | out not delivered | bridge dropped | CPU % of a core per call (total) | RSS MB per call (baseline) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
+    let mut capacity = None;
     for &calls in &args.calls {
         let r = run(&args, &bridge_bin, calls).await?;
+        let lost = r.inbound_sent.saturating_sub(r.inbound_received) + r.bridge_dropped;
+        if r.completed == r.calls
+            && lost == 0
+            && r.inbound.p99_ms <= CAPACITY_P99_MS
+            && r.outbound.p99_ms <= CAPACITY_P99_MS
+        {
+            capacity = capacity.max(Some(calls));
+        }
         println!(
             "| {} | {} | {} | {} | {} of {} | {} of {} | {} | {:.3} ({:.1}) | {:.3} ({:.1}) |",
             r.calls,
@@ -452,6 +561,23 @@ async fn main() -> anyhow::Result<()> {
             "  ({} inbound and {} outbound latency samples)",
             r.inbound.samples, r.outbound.samples
         );
+        if r.tools.samples > 0 {
+            println!(
+                "  tool path (function_call_arguments.done -> function_call_output) p50 / p99 ms: {} ({} calls)",
+                latency_cell(&r.tools),
+                r.tools.samples
+            );
+        }
+    }
+    if args.pin {
+        match capacity {
+            Some(n) => println!(
+                "pinned capacity: {n} calls (largest N run with p99 <= {CAPACITY_P99_MS} ms both ways and no caller frame lost)"
+            ),
+            None => println!(
+                "pinned capacity: no N run met p99 <= {CAPACITY_P99_MS} ms both ways with no caller frame lost"
+            ),
+        }
     }
     Ok(())
 }
