@@ -14,5 +14,7 @@ mod google_calendar;
 mod google_service_account;
 #[path = "connectors/hubspot.rs"]
 mod hubspot;
+#[path = "connectors/pipedrive.rs"]
+mod pipedrive;
 #[path = "connectors/shopify.rs"]
 mod shopify;

@@ -459,8 +459,7 @@ pub struct ConnectorArgs {
 
 #[derive(Debug, Subcommand)]
 enum ConnectorCommand {
-    /// Configure a vendor connector (google_calendar, calcom, calendly, hubspot, pipedrive,
-    /// shopify; see `connector vendors`).
+    /// Configure a vendor connector (`connector vendors` lists the vendors and their secrets).
     Set {
         vendor: String,
         #[arg(long)]

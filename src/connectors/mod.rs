@@ -15,19 +15,26 @@ use reqwest::Url;
 
 use crate::connectors::http::{PolicyError, RequestContext};
 
-pub mod calcom;
-pub mod calendly;
 pub mod client;
-pub mod google_calendar;
 pub mod http;
-pub mod hubspot;
 pub mod kit;
 pub mod oauth;
-pub mod pipedrive;
 pub mod registry;
-pub mod shopify;
 pub mod slots;
 pub mod twilio_rest;
+
+/// The one list of vendors: declares each vendor's module (`connectors/<id>.rs`, exporting
+/// `pub static VENDOR`) and registers it in [`registry::VENDORS`], in this order. Adding a vendor
+/// is its file and one word here.
+macro_rules! vendors {
+    ($($module:ident),+ $(,)?) => {
+        $(pub mod $module;)+
+        /// Every vendor this bridge has a connector for, in registration order.
+        static VENDOR_LIST: &[&kit::Vendor] = &[$(&$module::VENDOR),+];
+    };
+}
+
+vendors! { calcom, calendly, google_calendar, hubspot, pipedrive, shopify }
 
 /// A half-open time range `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,21 +1,15 @@
-//! The one list of vendors. Everything that names vendors — the admin service's accepted vendors,
-//! the resolver, `callbridge connector vendors`, the docs table (checked by a test) — reads it.
+//! Lookups over the one list of vendors (`vendors!{}` in `connectors/mod.rs`). Everything that
+//! names vendors — the admin service's accepted vendors, the resolver, `callbridge connector
+//! vendors`, the docs tables (checked by a test) — reads it here.
 //!
 //! Adding a vendor: its file in `connectors/` with a `pub static VENDOR: Vendor`, and one word in
-//! `vendors!{}` below. This module must not build connectors itself (that is each vendor's
-//! `build`).
+//! `vendors!{}` (which declares the module too). This module must not build connectors itself
+//! (that is each vendor's `build`).
 
 use super::kit::{Capability, Vendor};
 
-/// Registers vendor modules (each exporting `VENDOR`) as [`VENDORS`], in this order.
-macro_rules! vendors {
-    ($($module:ident),+ $(,)?) => {
-        /// Every vendor this bridge has a connector for.
-        pub static VENDORS: &[&Vendor] = &[$(&super::$module::VENDOR),+];
-    };
-}
-
-vendors! { calcom, calendly, google_calendar, hubspot, pipedrive, shopify }
+/// Every vendor this bridge has a connector for (the `vendors!{}` list in `connectors/mod.rs`).
+pub static VENDORS: &[&Vendor] = super::VENDOR_LIST;
 
 /// The vendor with this id.
 pub fn vendor(id: &str) -> Option<&'static Vendor> {

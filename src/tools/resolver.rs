@@ -9,21 +9,14 @@
 //!
 //! # Credentials
 //!
-//! A connector configuration (`ConnectorSpec`) names one secret. Its plaintext is either the bare
-//! token (HubSpot, Shopify) or a JSON object holding the credential and the vendor's settings:
-//!
-//! | vendor            | secret                                                                          |
-//! |-------------------|---------------------------------------------------------------------------------|
-//! | `calcom`          | `{"api_key": "cal_…", "event_type_id": 123, "max_slots"?: 8}`                   |
-//! | `google_calendar` | `{"client_id", "client_secret", "refresh_token", "calendar_id"?: "primary", "token_url"?}` |
-//! | `google_calendar` | a service-account key file as downloaded (`"type": "service_account"`, `client_email`, `private_key`, `token_uri`), plus `"calendar_id"?` and `"subject"?` (user to impersonate through domain-wide delegation) |
-//! | `calendly`        | `{"token", "event_type": "https://api.calendly.com/event_types/…", "direct_booking"?: true}` |
-//! | `hubspot`         | the access token, or `{"access_token"}`                                         |
-//! | `pipedrive`       | the OAuth access token, or `{"access_token"` or `"api_token", "country_code"?}`; `base_url` = the `api_domain` |
-//! | `shopify`         | the Admin API access token, or `{"access_token"}`; `base_url` = the shop's URL  |
+//! A connector configuration (`ConnectorSpec`) names one secret (or the tenant has an OAuth
+//! connection to the vendor). Its plaintext is the bare token or a JSON object holding the
+//! credential and the vendor's settings; each vendor declares and validates its shape in its
+//! descriptor (`Vendor::secret`), which `callbridge connector vendors` prints and
+//! `docs/connectors.md` documents for operators.
 //!
 //! `base_url` in the configuration overrides the vendor's default API base (self-hosted Cal.com,
-//! a test server). Operator-facing version of this table: `docs/connectors.md`.
+//! a test server).
 //!
 //! `book_appointment`, `reschedule_appointment` and `cancel_appointment` also get the tenant's CRM
 //! connector when one is configured and builds, with the booking → meeting links, so bookings are

@@ -345,7 +345,7 @@ pub(super) async fn list_connectors(
 
 #[utoipa::path(put, path = "/tenants/{tenant}/connectors/{vendor}", tag = "connectors",
     params(("tenant" = String, Path, description = "Tenant id"),
-        ("vendor" = String, Path, description = "google_calendar, calcom, calendly, hubspot, pipedrive or shopify")),
+        ("vendor" = String, Path, description = "A vendor id (`callbridge connector vendors` lists them)")),
     request_body = ConnectorRequest,
     responses((status = 200, description = "Created or replaced", body = ConnectorView), ApiErrors),
     security(("bearer" = [])))]
