@@ -498,6 +498,41 @@ mod tests {
         );
     }
 
+    fn build_from(secret: &str) -> Result<Built, BuildFailure> {
+        let credentials = super::super::kit::Credentials::parse(&secrecy::SecretString::from(
+            secret.to_owned(),
+        ))?;
+        credentials.validate(&VENDOR.secret)?;
+        let policy = HttpPolicy::new(crate::connectors::http::PolicyConfig::default())
+            .map_err(|err| BuildFailure::InvalidCredentials(err.to_string()))?;
+        (VENDOR.build)(BuildContext {
+            vendor: &VENDOR,
+            base_url: None,
+            credentials,
+            policy,
+            oauth: None,
+        })
+    }
+
+    #[test]
+    fn a_secret_builds_a_calendar_or_says_what_is_missing() {
+        let built = build_from(r#"{"mailbox": "bookings@contoso.example", "access_token": "t", "slot_minutes": 15}"#);
+        assert!(matches!(built, Ok(Built { calendar: Some(_), .. })));
+        let no_mailbox = build_from(r#"{"access_token": "t"}"#);
+        assert!(matches!(no_mailbox, Err(BuildFailure::Missing(ref f)) if f == "mailbox"));
+        let no_token = build_from(r#"{"mailbox": "bookings@contoso.example"}"#);
+        assert!(matches!(no_token, Err(BuildFailure::Missing(ref f)) if f == "access_token"));
+        let bad_grid = build_from(
+            r#"{"mailbox": "bookings@contoso.example", "access_token": "t", "slot_minutes": "soon"}"#,
+        );
+        assert!(matches!(bad_grid, Err(BuildFailure::InvalidCredentials(_))));
+        // A bare token lacks the mailbox: refused with a pointer to the documented shape.
+        assert!(matches!(
+            build_from("eyJ0eXAi"),
+            Err(BuildFailure::InvalidCredentials(_))
+        ));
+    }
+
     #[test]
     fn slot_minutes_are_bounded() {
         assert_eq!(slot_step(Some(15)), Ok(chrono::Duration::minutes(15)));

@@ -380,3 +380,77 @@ async fn health_check_reads_one_event_of_the_mailbox() {
         .expect("healthy");
     contract().assert_valid(&server).await;
 }
+
+#[tokio::test]
+async fn an_oauth_connection_supplies_the_token_and_a_refused_one_is_refreshed_once() {
+    use callbridge::connectors::oauth::{OAuthCredentials, OAuthTokenSource};
+    use std::sync::Arc;
+    use wiremock::matchers::body_string_contains;
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/common/oauth2/v2.0/token"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json_fixture(include_str!(
+                "../../fixtures/vendors/microsoft_calendar/token.json"
+            ))),
+        )
+        .mount(&server)
+        .await;
+    // The first answer refuses the token (revoked in the meantime); the retry succeeds.
+    Mock::given(method("GET"))
+        .and(path(EVENTS_PATH))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired."}
+        })))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(EVENTS_PATH))
+        .and(header("authorization", "Bearer eyJ0eXAi.graph-oauth-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json_fixture(EVENTS_TOP1)))
+        .mount(&server)
+        .await;
+    let policy = HttpPolicy::new(PolicyConfig {
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+        egress: EgressPolicy::allow_loopback(),
+        ..PolicyConfig::default()
+    })
+    .expect("policy builds");
+    let tokens = OAuthTokenSource::new(
+        policy.clone(),
+        OAuthCredentials {
+            token_url: format!("{}/common/oauth2/v2.0/token", server.uri())
+                .parse()
+                .expect("url"),
+            client_id: "app-123".into(),
+            client_secret: SecretString::from("app-secret"),
+            refresh_token: SecretString::from("M.refresh-secret"),
+        },
+        "microsoft_calendar",
+    );
+    let config = MicrosoftCalendarConfig::new(
+        format!("{}/v1.0/", server.uri()).parse().expect("url"),
+        MAILBOX,
+    );
+    MicrosoftCalendar::new(policy, config, Auth::OAuth(Arc::new(tokens)))
+        .health_check(&context())
+        .await
+        .expect("healthy after one refresh");
+    let requests = server.received_requests().await.expect("recorded");
+    let token_requests = requests
+        .iter()
+        .filter(|r| r.url.path().ends_with("/token"))
+        .count();
+    assert_eq!(
+        token_requests, 2,
+        "one token, then one refresh after the 401"
+    );
+    contract()
+        .ignoring("/common/oauth2/v2.0/token")
+        .assert_valid(&server)
+        .await;
+}
