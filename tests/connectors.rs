@@ -14,6 +14,8 @@ mod google_calendar;
 mod google_service_account;
 #[path = "connectors/hubspot.rs"]
 mod hubspot;
+#[path = "connectors/microsoft_calendar.rs"]
+mod microsoft_calendar;
 #[path = "connectors/pipedrive.rs"]
 mod pipedrive;
 #[path = "connectors/shopify.rs"]
