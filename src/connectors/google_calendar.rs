@@ -263,10 +263,7 @@ impl Calendar for GoogleCalendar {
     ) -> Result<Booking, ConnectorError> {
         let event_id = event_id_for_key(idempotency_key);
         // operationId: calendar.events.insert (POST calendars/{calendarId}/events)
-        let mut description = format!("Booked by phone for {}.", attendee.name);
-        if let Some(phone) = &attendee.phone {
-            description.push_str(&format!(" Phone: {phone}."));
-        }
+        let description = attendee.booking_note();
         let mut body = json!({
             "id": event_id,
             "summary": format!("{}: {}", self.config.event_summary, attendee.name),

@@ -285,10 +285,7 @@ impl Calendar for MicrosoftCalendar {
         idempotency_key: &str,
     ) -> Result<Booking, ConnectorError> {
         // POST /users/{id}/events
-        let mut content = format!("Booked by phone for {}.", attendee.name);
-        if let Some(phone) = &attendee.phone {
-            content.push_str(&format!(" Phone: {phone}."));
-        }
+        let content = attendee.booking_note();
         let mut body = json!({
             "subject": format!("{}: {}", self.config.event_subject, attendee.name),
             "body": { "contentType": "text", "content": content },

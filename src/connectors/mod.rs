@@ -96,6 +96,16 @@ pub struct Attendee {
     pub zone: Option<Tz>,
 }
 
+impl Attendee {
+    /// The line a calendar event carries about who booked it: the name, and the phone when known.
+    pub fn booking_note(&self) -> String {
+        match &self.phone {
+            Some(phone) => format!("Booked by phone for {}. Phone: {phone}.", self.name),
+            None => format!("Booked by phone for {}.", self.name),
+        }
+    }
+}
+
 impl fmt::Debug for Attendee {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Personal data stays out of debug output (and so out of logs).

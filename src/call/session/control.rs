@@ -419,26 +419,6 @@ impl CallSession {
         let destination = destination.clone();
         let stream_ended = std::mem::take(&mut self.control.stream_ended);
         match result {
-            Ok(()) if stream_ended => {
-                transfer.stage = Stage::Redirected {
-                    destination: destination.clone(),
-                };
-                self.event(CallEvent::Transfer {
-                    destination: destination.clone(),
-                    outcome: "redirected",
-                    detail: None,
-                });
-                self.hang_up(EndReason::Transferred { destination });
-            }
-            Err(detail) if stream_ended => {
-                self.control.transfer = None;
-                self.event(CallEvent::Transfer {
-                    destination,
-                    outcome: "failed",
-                    detail: Some(detail),
-                });
-                self.hang_up(EndReason::CallerHungUp);
-            }
             Ok(()) => {
                 transfer.stage = Stage::Redirected {
                     destination: destination.clone(),
@@ -448,11 +428,24 @@ impl CallSession {
                     outcome: "redirected",
                     detail: None,
                 });
-                // Twilio ends the stream itself; if its `stop` never comes, end anyway.
                 let reason = EndReason::Transferred { destination };
-                self.end_reason = Some(reason.clone());
-                self.ending_deadline = Some(now + self.params.farewell_timeout);
-                self.event(CallEvent::Ending { reason });
+                if stream_ended {
+                    self.hang_up(reason);
+                } else {
+                    // Twilio ends the stream itself; if its `stop` never comes, end anyway.
+                    self.end_reason = Some(reason.clone());
+                    self.ending_deadline = Some(now + self.params.farewell_timeout);
+                    self.event(CallEvent::Ending { reason });
+                }
+            }
+            Err(detail) if stream_ended => {
+                self.control.transfer = None;
+                self.event(CallEvent::Transfer {
+                    destination,
+                    outcome: "failed",
+                    detail: Some(detail),
+                });
+                self.hang_up(EndReason::CallerHungUp);
             }
             Err(detail) => {
                 let call_id = transfer.call_id.clone();
