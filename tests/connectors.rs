@@ -20,3 +20,5 @@ mod microsoft_calendar;
 mod pipedrive;
 #[path = "connectors/shopify.rs"]
 mod shopify;
+#[path = "connectors/zendesk.rs"]
+mod zendesk;

@@ -107,7 +107,7 @@ mod tests {
                 ctx.policy,
                 HubspotConfig::new(base, token),
             ))),
-            commerce: None,
+            ..Built::default()
         })
     }
 
