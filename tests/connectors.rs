@@ -8,12 +8,16 @@
 mod calcom;
 #[path = "connectors/calendly.rs"]
 mod calendly;
+#[path = "connectors/freshdesk.rs"]
+mod freshdesk;
 #[path = "connectors/google_calendar.rs"]
 mod google_calendar;
 #[path = "connectors/google_service_account.rs"]
 mod google_service_account;
 #[path = "connectors/hubspot.rs"]
 mod hubspot;
+#[path = "connectors/intercom.rs"]
+mod intercom;
 #[path = "connectors/microsoft_calendar.rs"]
 mod microsoft_calendar;
 #[path = "connectors/pipedrive.rs"]

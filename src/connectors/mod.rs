@@ -34,7 +34,10 @@ macro_rules! vendors {
     };
 }
 
-vendors! { calcom, calendly, google_calendar, hubspot, microsoft_calendar, pipedrive, shopify, zendesk }
+vendors! {
+    calcom, calendly, google_calendar, hubspot, microsoft_calendar, pipedrive, shopify, zendesk,
+    freshdesk, intercom,
+}
 
 /// A half-open time range `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
