@@ -8,6 +8,8 @@
 mod calcom;
 #[path = "connectors/calendly.rs"]
 mod calendly;
+#[path = "connectors/crisp.rs"]
+mod crisp;
 #[path = "connectors/freshdesk.rs"]
 mod freshdesk;
 #[path = "connectors/google_calendar.rs"]

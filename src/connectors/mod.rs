@@ -36,7 +36,7 @@ macro_rules! vendors {
 
 vendors! {
     calcom, calendly, google_calendar, hubspot, microsoft_calendar, pipedrive, shopify, zendesk,
-    freshdesk, intercom,
+    freshdesk, intercom, crisp,
 }
 
 /// A half-open time range `[start, end)`.
