@@ -395,9 +395,11 @@ pub static VENDOR: Vendor = Vendor {
     },
     oauth: Some(OAuthSpec {
         // Zendesk's OAuth endpoints live on each account's subdomain: the operator's app sets
-        // CALLBRIDGE_OAUTH_ZENDESK_AUTHORIZE_URL and _TOKEN_URL to the account's.
-        authorize_url: "https://subdomain.zendesk.com/oauth/authorizations/new",
-        token_url: "https://subdomain.zendesk.com/oauth/tokens",
+        // CALLBRIDGE_OAUTH_ZENDESK_AUTHORIZE_URL and _TOKEN_URL to the account's. These defaults
+        // are deliberately unreachable (`.invalid`, RFC 6761), so an app without them fails
+        // instead of sending a code or the client secret to some other Zendesk account.
+        authorize_url: "https://set-the-account-url.zendesk.invalid/oauth/authorizations/new",
+        token_url: "https://set-the-account-url.zendesk.invalid/oauth/tokens",
         revoke_url: None,
         scopes: &[(Capability::Support, &["tickets:write", "users:write", "read"])],
         pkce: true,
@@ -501,6 +503,15 @@ mod tests {
         );
         for bad in ["evil.com/", "a@b", "-x", "", "acme.zendesk.com.evil"] {
             assert!(account_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_oauth_defaults_reach_no_real_account() {
+        let spec = VENDOR.oauth.expect("oauth");
+        for url in [spec.authorize_url, spec.token_url] {
+            let host = Url::parse(url).expect("parses").host_str().map(str::to_owned);
+            assert!(host.is_some_and(|h| h.ends_with(".invalid")), "{url}");
         }
     }
 
