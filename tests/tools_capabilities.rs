@@ -1624,9 +1624,33 @@ async fn support_tools_open_one_ticket_per_issue_and_comment_only_on_the_callers
         caller: "anonymous".into(),
         ..context("CA3", "call_1")
     };
-    let (asked, label) = run(&resolved, hidden, "ticket_status", json!({})).await;
+    let (asked, label) = run(&resolved, hidden.clone(), "ticket_status", json!({})).await;
     assert_ne!(label, "ok", "{asked}");
     assert!(asked.to_string().contains("email"), "{asked}");
+    // Found by an email alone (anyone can name one): numbers and statuses, no subjects.
+    Mock::given(method("GET"))
+        .and(path("/api/v2/contacts"))
+        .and(query_param("email", "ann@example.com"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": 432000100, "name": "Ann Lee", "email": "ann@example.com"}
+        ])))
+        .mount(&desk)
+        .await;
+    let (by_email, label) = run(
+        &resolved,
+        hidden,
+        "ticket_status",
+        json!({"email": "ann@example.com"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{by_email}");
+    let listed = by_email["result"]["tickets"].as_array().expect("tickets");
+    assert_eq!(listed.len(), 2, "{by_email}");
+    assert!(
+        listed.iter().all(|t| t.get("subject").is_none()),
+        "{by_email}"
+    );
+    assert!(!by_email.to_string().contains("Heating"), "{by_email}");
     callbridge_testkit::contract::Contract::load(
         "freshdesk",
         &["reference-additions.json", "openapi.json"],

@@ -7,8 +7,10 @@
 //! ledger entry is keyed by the caller and the subject, so a model repeating itself, even with a
 //! reworded description, reaches the desk once; the call's id goes to the desk as the ticket's
 //! external reference), reading open tickets back in a few words, and commenting only on a ticket
-//! whose requester is the caller (another person's ticket answers exactly like a missing one). It
-//! must not know which desk it talks to or build HTTP requests.
+//! whose requester is the caller (another person's ticket answers exactly like a missing one).
+//! Reading and commenting identify the caller by the number they call from first; an email (which
+//! anyone could name) is used only when that finds no one, and then `ticket_status` withholds the
+//! subjects. It must not know which desk it talks to or build HTTP requests.
 
 use std::sync::Arc;
 
@@ -79,22 +81,49 @@ fn identity(
     Ok(input)
 }
 
-/// The caller on the desk, by email first (what they told us), then by phone.
+/// Which of the caller's details found them on the desk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FoundBy {
+    Phone,
+    Email,
+}
+
+/// The caller on the desk: for a new ticket by email first (what they told us), then by phone;
+/// for reading or commenting (`phone_first`) by the number first, the stronger identity.
 async fn find_requester(
     support: &dyn Support,
     ctx: &RequestContext,
     input: &RequesterInput,
-) -> Result<Option<Requester>, ConnectorError> {
-    let lookups = [
-        input.email.clone().map(ContactLookup::Email),
-        input.phone.clone().map(ContactLookup::Phone),
-    ];
-    for lookup in lookups.into_iter().flatten() {
+    phone_first: bool,
+) -> Result<Option<(Requester, FoundBy)>, ConnectorError> {
+    let email = input
+        .email
+        .clone()
+        .map(|email| (ContactLookup::Email(email), FoundBy::Email));
+    let phone = input
+        .phone
+        .clone()
+        .map(|phone| (ContactLookup::Phone(phone), FoundBy::Phone));
+    let lookups = if phone_first {
+        [phone, email]
+    } else {
+        [email, phone]
+    };
+    for (lookup, by) in lookups.into_iter().flatten() {
         if let Some(found) = support.find_requester(ctx, &lookup).await? {
-            return Ok(Some(found));
+            return Ok(Some((found, by)));
         }
     }
     Ok(None)
+}
+
+/// The caller as reading and commenting know them: the number they call from (never a number the
+/// model passes), and the email they gave.
+fn reader_identity(
+    context: &ToolContext,
+    email: Option<String>,
+) -> Result<RequesterInput, ToolError> {
+    identity(context, email, None)
 }
 
 /// The subject as the ledger compares it: lower case words, punctuation and spacing ignored, so
@@ -206,16 +235,17 @@ impl Tool for CreateTicket {
             env.once(&context, CREATE_TICKET, &issue, |ctx| async move {
                 let key = ctx.idempotency_key.clone().unwrap_or_default();
                 let fail = |err: ConnectorError| speak_failure(&tenant, CREATE_TICKET, &err);
-                let requester = match find_requester(support.as_ref(), &ctx, &requester_input)
-                    .await
-                    .map_err(fail)?
-                {
-                    Some(found) => found,
-                    None => support
-                        .create_requester(&ctx, &requester_input, &key)
+                let requester =
+                    match find_requester(support.as_ref(), &ctx, &requester_input, false)
                         .await
-                        .map_err(fail)?,
-                };
+                        .map_err(fail)?
+                    {
+                        Some((found, _)) => found,
+                        None => support
+                            .create_requester(&ctx, &requester_input, &key)
+                            .await
+                            .map_err(fail)?,
+                    };
                 let created = support
                     .create_ticket(&ctx, &requester, &ticket, &key)
                     .await
@@ -242,8 +272,6 @@ pub struct TicketStatusTool {
 struct TicketStatusArgs {
     #[serde(default)]
     email: Option<String>,
-    #[serde(default)]
-    phone: Option<String>,
 }
 
 impl Tool for TicketStatusTool {
@@ -251,12 +279,12 @@ impl Tool for TicketStatusTool {
         declaration(
             TICKET_STATUS,
             "List the caller's open support tickets with their status. Read each briefly: the \
-             ticket number, the subject and where it stands.",
+             ticket number, the subject and where it stands. The caller is found by the number \
+             they call from; pass their email only if they ask about tickets opened under it.",
             json!({
                 "type": "object",
                 "properties": {
-                    "email": {"type": "string", "description": IDENTITY_SCHEMA_EMAIL},
-                    "phone": {"type": "string", "description": IDENTITY_SCHEMA_PHONE}
+                    "email": {"type": "string", "description": IDENTITY_SCHEMA_EMAIL}
                 }
             }),
         )
@@ -267,12 +295,12 @@ impl Tool for TicketStatusTool {
         let env = Arc::clone(&self.env);
         Box::pin(async move {
             let args: TicketStatusArgs = parse_args(arguments)?;
-            let input = identity(&context, args.email, args.phone)?;
+            let input = reader_identity(&context, args.email)?;
             let ctx = env.request_context(&context);
             let fail = |err: ConnectorError| {
                 ToolError::Failed(speak_failure(&env.tenant, TICKET_STATUS, &err))
             };
-            let Some(requester) = find_requester(support.as_ref(), &ctx, &input)
+            let Some((requester, found_by)) = find_requester(support.as_ref(), &ctx, &input, true)
                 .await
                 .map_err(fail)?
             else {
@@ -283,15 +311,29 @@ impl Tool for TicketStatusTool {
             };
             let tickets = support.open_tickets(&ctx, &requester).await.map_err(fail)?;
             let open: Vec<&Ticket> = tickets.iter().filter(|t| t.status.is_open()).collect();
+            let by_email_only = found_by == FoundBy::Email;
             let shown: Vec<Value> = open
                 .iter()
                 .take(MAX_SPOKEN_TICKETS)
-                .map(|ticket| ticket_json(ticket, &env))
+                .map(|ticket| {
+                    let mut entry = ticket_json(ticket, &env);
+                    if by_email_only && let Some(fields) = entry.as_object_mut() {
+                        // Anyone can name an email: what the tickets are about stays unsaid.
+                        fields.remove("subject");
+                    }
+                    entry
+                })
                 .collect();
             let mut out = json!({
                 "tickets": shown,
                 "more_open": open.len().saturating_sub(MAX_SPOKEN_TICKETS),
             });
+            if by_email_only {
+                out["note"] = json!(
+                    "Found by the email only, so the subjects are not given. Read the ticket \
+                     numbers and statuses; the caller can ask about one by its number."
+                );
+            }
             if open.is_empty() {
                 out["note"] = json!("The caller has no open tickets.");
             }
@@ -314,8 +356,6 @@ struct AddCommentArgs {
     comment: String,
     #[serde(default)]
     email: Option<String>,
-    #[serde(default)]
-    phone: Option<String>,
 }
 
 impl Tool for AddTicketComment {
@@ -330,8 +370,7 @@ impl Tool for AddTicketComment {
                 "properties": {
                     "ticket_id": {"type": "string", "description": "The ticket number."},
                     "comment": {"type": "string", "description": "What to add, in the caller's words."},
-                    "email": {"type": "string", "description": IDENTITY_SCHEMA_EMAIL},
-                    "phone": {"type": "string", "description": IDENTITY_SCHEMA_PHONE}
+                    "email": {"type": "string", "description": IDENTITY_SCHEMA_EMAIL}
                 },
                 "required": ["ticket_id", "comment"]
             }),
@@ -355,11 +394,11 @@ impl Tool for AddTicketComment {
                 )));
             }
             let comment = required_text("comment", &args.comment, MAX_BODY_CHARS)?;
-            let input = identity(&context, args.email, args.phone)?;
+            let input = reader_identity(&context, args.email)?;
             let tenant = Arc::clone(&env.tenant);
             env.once(&context, ADD_TICKET_COMMENT, &arguments, |ctx| async move {
                 let fail = |err: ConnectorError| speak_failure(&tenant, ADD_TICKET_COMMENT, &err);
-                let Some(requester) = find_requester(support.as_ref(), &ctx, &input)
+                let Some((requester, _)) = find_requester(support.as_ref(), &ctx, &input, true)
                     .await
                     .map_err(fail)?
                 else {
