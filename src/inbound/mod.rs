@@ -309,14 +309,17 @@ impl InboundService {
         for extracted in &events {
             let (stored, new) = self
                 .store
-                .store_inbound_event(&NewInboundEvent {
-                    tenant: &tenant,
-                    source_id,
-                    vendor_event_id: &extracted.vendor_event_id,
-                    event_type: &extracted.event_type,
-                    verified_by,
-                    payload: &extracted.payload,
-                })
+                .store_inbound_event(
+                    &NewInboundEvent {
+                        tenant: &tenant,
+                        source_id,
+                        vendor_event_id: &extracted.vendor_event_id,
+                        event_type: &extracted.event_type,
+                        verified_by,
+                        payload: &extracted.payload,
+                    },
+                    now,
+                )
                 .await?;
             if new {
                 receipt.stored += 1;
@@ -600,7 +603,10 @@ impl InboundService {
         tenant: &TenantId,
         event_id: &str,
     ) -> Result<InboundEvent, InboundError> {
-        let event = self.store.replay_inbound_event(tenant, event_id).await?;
+        let event = self
+            .store
+            .replay_inbound_event(tenant, event_id, self.clock.now_ms())
+            .await?;
         info!(tenant = %tenant, event = event_id, "inbound event replayed");
         self.wake.notify_one();
         Ok(event)

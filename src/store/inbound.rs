@@ -297,6 +297,7 @@ impl SqlStore {
     pub async fn store_inbound_event(
         &self,
         event: &NewInboundEvent<'_>,
+        now_ms: i64,
     ) -> StoreResult<(InboundEvent, bool)> {
         validate_text("vendor event id", event.vendor_event_id, 300)?;
         validate_text("event type", event.event_type, 200)?;
@@ -306,7 +307,7 @@ impl SqlStore {
                 format!("at most {MAX_INBOUND_PAYLOAD} bytes"),
             ));
         }
-        let now = now_ms();
+        let now = now_ms;
         let inserted = sqlx::query(concat!(
             "INSERT INTO inbound_events (id, tenant_id, source_id, vendor_event_id, event_type, \
              verified_by, payload, received_at, deliveries, status, attempts, next_attempt_at) \
@@ -449,6 +450,7 @@ impl SqlStore {
         &self,
         tenant: &TenantId,
         id: &str,
+        now_ms: i64,
     ) -> StoreResult<InboundEvent> {
         let row = sqlx::query(concat!(
             "UPDATE inbound_events SET status = 'pending', attempts = 0, next_attempt_at = $3, \
@@ -458,7 +460,7 @@ impl SqlStore {
         ))
         .bind(tenant.as_str())
         .bind(id)
-        .bind(now_ms())
+        .bind(now_ms)
         .fetch_optional(self.pool())
         .await?;
         match row {
