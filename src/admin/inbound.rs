@@ -143,6 +143,8 @@ pub struct InboundEventDetail {
 
 /// Filters of the recent events.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Only this source's events.
     pub source: Option<String>,
