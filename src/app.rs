@@ -174,6 +174,8 @@ pub struct App {
     pub node_id: Arc<str>,
     /// The OAuth gateway; `None` without a master key (tokens are sealed in the vault).
     pub oauth: Option<crate::oauth::OAuthService>,
+    /// Inbound webhooks: verification, the durable inbox and its worker's rules.
+    pub inbound: crate::inbound::InboundService,
 }
 
 impl App {
@@ -212,8 +214,17 @@ impl App {
             .oauth
             .clone()
             .map(|service| service.with_metrics(metrics.clone()));
+        let inbound = crate::inbound::InboundService::new(
+            core.store.clone(),
+            core.vault(),
+            Some(config.twilio_auth_token.clone()),
+            &config.public_url,
+            metrics.clone(),
+            Arc::new(crate::campaign::SystemClock),
+        );
         Ok(Self {
             oauth,
+            inbound,
             config: Arc::new(config),
             metrics,
             tools: Arc::new(registry),

@@ -40,6 +40,7 @@ pub mod config;
 pub mod connectors;
 pub mod egress;
 pub mod http;
+pub mod inbound;
 pub mod logging;
 pub mod metrics;
 pub mod oauth;

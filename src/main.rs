@@ -121,6 +121,14 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
         },
     );
     let campaigns = start_campaigns(&deps)?;
+    // Inbound webhooks: this node's share of the durable inbox (events stored by any node).
+    let inbound = deps
+        .inbound
+        .clone()
+        .spawn_worker(callbridge::inbound::WorkerOptions {
+            node_id: deps.node_id.to_string(),
+            ..Default::default()
+        });
     // Crash recovery: settle calls a dead node (or this one, before a restart) left in progress.
     let recovery =
         callbridge::call::recovery::Recovery::for_node(&deps.call_deps(), deps.node_id.clone())
@@ -137,6 +145,7 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
     // Header-read and idle timeouts, a connection cap (CALLBRIDGE_HTTP_*).
     callbridge::http::serve(listener, app, limits, metrics, shutdown_signal()).await;
     recovery.abort();
+    inbound.shutdown().await;
     if let Some(worker) = webhooks {
         worker.shutdown().await;
     }

@@ -33,6 +33,8 @@ struct Labelled {
     calls_ended: BTreeMap<&'static str, u64>,
     tool_calls: BTreeMap<&'static str, u64>,
     campaign_dials: BTreeMap<&'static str, u64>,
+    /// Inbound webhook deliveries by (source kind, result).
+    inbound: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 impl Metrics {
@@ -60,6 +62,23 @@ impl Metrics {
     /// Count of campaign dials with `result` so far.
     pub fn campaign_dials_of(&self, result: &str) -> u64 {
         self.with_labelled(|l| l.campaign_dials.get(result).copied().unwrap_or(0))
+    }
+
+    /// One inbound webhook delivery of a `source` kind, by result (`accepted`, `duplicate`,
+    /// `unsigned`, `bad_signature`, `stale`, `malformed`, `too_large`, `unknown_source`, …).
+    pub fn inbound(&self, source: &'static str, result: &'static str) {
+        self.with_labelled(|l| *l.inbound.entry((source, result)).or_default() += 1);
+    }
+
+    /// Count of inbound deliveries of `source` with `result` so far.
+    pub fn inbound_of(&self, source: &str, result: &str) -> u64 {
+        self.with_labelled(|l| {
+            l.inbound
+                .iter()
+                .filter(|((s, r), _)| *s == source && *r == result)
+                .map(|(_, n)| *n)
+                .sum()
+        })
     }
 
     /// Count of errors of `kind` so far.
@@ -172,6 +191,14 @@ impl Metrics {
                 "result",
                 &l.campaign_dials,
             );
+            let name = "callbridge_inbound_deliveries_total";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Inbound webhook deliveries, by source kind and result.\n# TYPE {name} counter"
+            );
+            for ((source, result), value) in &l.inbound {
+                let _ = writeln!(out, "{name}{{source=\"{source}\",result=\"{result}\"}} {value}");
+            }
         });
         out
     }

@@ -23,7 +23,106 @@ backend_suite!(
     agents_that_cannot_run_are_refused_when_written,
     do_not_call_list_is_managed_per_tenant,
     recordings_download_only_for_their_tenant,
+    inbound_sources_show_their_secret_once_and_stay_per_tenant,
 );
+
+async fn inbound_sources_show_their_secret_once_and_stay_per_tenant(store: &SqlStore) {
+    let api = TestApi::start(store).await;
+    let a = seed_tenant(&api, store, "acme", "+14155550100").await;
+    let b = seed_tenant(&api, store, "globex", "+14155550101").await;
+    let r = api
+        .post(
+            "/tenants/acme/inbound/sources",
+            &a.key,
+            json!({"id": "crm", "kind": "standard"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let secret = r.body["secret"]
+        .as_str()
+        .expect("secret shown once")
+        .to_owned();
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(r.body["url"], "https://bridge.example.com/hooks/acme/crm");
+    let r = api.get("/tenants/acme/inbound/sources", &a.key).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body[0]["id"], "crm");
+    assert!(!r.text.contains(&secret) && r.body[0].get("secret").is_none());
+    let r = api.get("/tenants/acme/secrets", &a.key).await;
+    assert!(!r.text.contains(&secret), "never returned again");
+    // Another tenant's key sees nothing of it.
+    expect_error(
+        &api.get("/tenants/acme/inbound/sources", &b.key).await,
+        404,
+        "not_found",
+    );
+    // A vendor that issues its secret needs it; unknown kinds are refused precisely.
+    let r = api
+        .post(
+            "/tenants/acme/inbound/sources",
+            &a.key,
+            json!({"id": "shop", "kind": "shopify"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = api
+        .post(
+            "/tenants/acme/inbound/sources",
+            &a.key,
+            json!({"id": "x", "kind": "fax"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    // Rules: a call rule gets its campaign; a bad action is a 400 naming it.
+    let agents = api.get("/tenants/acme/agents", &a.key).await;
+    let agent = agents.body[0]["id"].as_str().expect("agent").to_owned();
+    let r = api
+        .post(
+            "/tenants/acme/inbound/rules",
+            &a.key,
+            json!({"name": "speed to lead", "source": "crm", "event_type": "lead.created",
+                   "filter": [{"path": "data.status", "equals": "new"}],
+                   "action": {"type": "call", "agent_id": agent, "phone": "data.phone",
+                              "variables": {"name": "data.first_name"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert!(r.body["action"]["campaign_id"].is_string(), "{r:?}");
+    let r = api
+        .post(
+            "/tenants/acme/inbound/rules",
+            &a.key,
+            json!({"name": "bad", "source": "crm", "event_type": "x",
+                   "action": {"type": "send_message", "phone": "p"}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(
+        api.get("/tenants/acme/inbound/rules", &a.key)
+            .await
+            .body
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let r = api
+        .get("/tenants/acme/inbound/events?limit=5", &a.key)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, json!([]));
+    let r = api
+        .post(
+            "/tenants/acme/inbound/events/evt_missing/replay",
+            &a.key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{r:?}");
+    let r = api
+        .delete("/tenants/acme/inbound/sources/crm", &a.key)
+        .await;
+    assert_eq!(r.status, 204, "{r:?}");
+}
 
 async fn resources_round_trip(store: &SqlStore) {
     let api = TestApi::start(store).await;
@@ -754,6 +853,13 @@ async fn openapi_documents_every_route_without_auth() {
         ),
         ("/tenants/{tenant}/do-not-call", &["get", "post"]),
         ("/tenants/{tenant}/do-not-call/{number}", &["delete"]),
+        ("/tenants/{tenant}/inbound/events", &["get"]),
+        ("/tenants/{tenant}/inbound/events/{event}", &["get"]),
+        ("/tenants/{tenant}/inbound/events/{event}/replay", &["post"]),
+        ("/tenants/{tenant}/inbound/rules", &["get", "post"]),
+        ("/tenants/{tenant}/inbound/rules/{rule}", &["delete"]),
+        ("/tenants/{tenant}/inbound/sources", &["get", "post"]),
+        ("/tenants/{tenant}/inbound/sources/{source}", &["delete"]),
         ("/tenants/{tenant}/prompts", &["get"]),
         ("/tenants/{tenant}/prompts/{name}", &["get", "put"]),
         ("/tenants/{tenant}/prompts/{name}/versions", &["get"]),

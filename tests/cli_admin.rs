@@ -788,3 +788,79 @@ fn transfer_destinations_from_a_file_or_stdin() {
     ]);
     assert_eq!(shown, set);
 }
+
+#[test]
+fn inbound_sources_rules_and_events() {
+    let cli = Cli::new();
+    cli.json(&[
+        "tenant",
+        "create",
+        "--name",
+        "Acme",
+        "--time-zone",
+        "Europe/Paris",
+    ]);
+    let url = [("PUBLIC_URL", "https://bridge.example.com")];
+    let out = cli.run_env(
+        &[
+            "inbound", "source", "add", "crm", "--tenant", "acme", "--kind", "standard",
+        ],
+        &url,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let secret = created["secret"].as_str().expect("secret shown once");
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(created["url"], "https://bridge.example.com/hooks/acme/crm");
+    let out = cli.run_env(&["inbound", "source", "list", "--tenant", "acme"], &url);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains(secret), "never printed again");
+    // A vendor-issued secret comes from stdin, never from the command line.
+    let out = cli.run_stdin(
+        &[
+            "inbound",
+            "source",
+            "add",
+            "shop",
+            "--tenant",
+            "acme",
+            "--kind",
+            "shopify",
+            "--secret-stdin",
+        ],
+        &url,
+        "shpss_0123456789abcdef\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("shpss_"));
+    let out = cli.run_env(
+        &[
+            "inbound",
+            "rule",
+            "add",
+            "stop calls",
+            "--tenant",
+            "acme",
+            "--source",
+            "crm",
+            "--event-type",
+            "lead.lost",
+            "--action",
+            r#"{"type": "cancel_calls", "phone": "data.phone"}"#,
+        ],
+        &url,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        cli.json(&["inbound", "events", "--tenant", "acme"]),
+        json!([])
+    );
+    fails_with(
+        &cli.run_env(
+            &["inbound", "replay", "evt_missing", "--tenant", "acme"],
+            &url,
+        ),
+        1,
+        "not found",
+    );
+}

@@ -42,6 +42,11 @@ const RULES: &[Rule] = &[
         forbidden: &["crate::http", "crate::cli", "axum", "clap"],
     },
     Rule {
+        name: "3d. the inbound service knows no surface",
+        covers: &["inbound/"],
+        forbidden: &["crate::http", "crate::cli", "crate::admin", "axum", "clap"],
+    },
+    Rule {
         name: "3b. the HTTP surface does not import the command line",
         covers: &["http/"],
         forbidden: &["crate::cli"],

@@ -12,6 +12,7 @@ pub mod campaigns;
 pub mod connections;
 pub mod do_not_call;
 pub mod dto;
+pub mod inbound;
 pub mod prompts;
 pub mod transfer;
 
@@ -176,6 +177,8 @@ pub struct AdminService {
     /// The realtime providers this deployment has keys for; `None` when the service does not
     /// know the deployment (the CLI run elsewhere): then only the catalog is checked.
     providers: Option<Vec<&'static str>>,
+    /// Inbound webhook sources and rules; `None` without the server's public URL.
+    inbound: Option<crate::inbound::InboundService>,
 }
 
 /// The realtime providers a server configuration can reach (OpenAI's key is required; the others
@@ -229,7 +232,14 @@ impl AdminService {
             egress: crate::egress::EgressPolicy::strict(),
             oauth: None,
             providers: None,
+            inbound: None,
         }
+    }
+
+    /// Enables inbound webhook management (sources, rules, events) over `inbound`.
+    pub fn with_inbound(mut self, inbound: crate::inbound::InboundService) -> Self {
+        self.inbound = Some(inbound);
+        self
     }
 
     /// Refuses agents whose provider this deployment has no key for.

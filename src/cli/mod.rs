@@ -8,6 +8,7 @@
 //! Errors go to stderr as one line; exit code 1 for a refused operation, 2 for configuration.
 
 pub mod campaign;
+pub mod inbound;
 pub mod prompt;
 pub mod tools;
 
@@ -75,6 +76,8 @@ pub enum AdminCommand {
     Connect(ConnectArgs),
     /// A tenant's OAuth connections: list, show, disconnect (never tokens).
     Connections(ConnectionsArgs),
+    /// Inbound webhooks: sources (URL and secret to paste at the vendor), rules, events, replay.
+    Inbound(inbound::InboundArgs),
 }
 
 #[derive(Debug, Args)]
@@ -1056,6 +1059,7 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
             print(&svc.place_call(&admin, &request).await?)
         }
         AdminCommand::Campaign(args) => campaign::run(args).await,
+        AdminCommand::Inbound(args) => inbound::run(args).await,
         AdminCommand::Prompt(args) => prompt::run(args).await,
         AdminCommand::Dnc(args) => {
             let svc = open(&args.db).await?;

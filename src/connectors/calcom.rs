@@ -364,7 +364,20 @@ pub static VENDOR: Vendor = Vendor {
         note: "",
     },
     oauth: None,
-    webhooks: None,
+    // X-Cal-Signature-256: hex HMAC-SHA256 of the body, keyed by the webhook's secret; the
+    // trigger and the booking uid name one event.
+    webhooks: Some(super::kit::WebhookSpec {
+        header: "X-Cal-Signature-256",
+        scheme: super::kit::WebhookScheme::HmacSha256Hex,
+        tolerance_secs: 0,
+        event_id: &[
+            super::kit::WebhookField::Json("triggerEvent"),
+            super::kit::WebhookField::Json("payload.uid"),
+        ],
+        event_type: super::kit::WebhookField::Json("triggerEvent"),
+        batched: false,
+        setup: "Settings > Developer > Webhooks: this URL as subscriber URL, the secret as secret",
+    }),
     profile,
     build,
 };

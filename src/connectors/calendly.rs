@@ -414,7 +414,21 @@ pub static VENDOR: Vendor = Vendor {
         accounts_server_param: None,
         accounts_server_hosts: &[],
     }),
-    webhooks: None,
+    // Calendly-Webhook-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">, keyed
+    // by the subscription's signing_key; an invitee's URI plus the event names one event.
+    webhooks: Some(super::kit::WebhookSpec {
+        header: "Calendly-Webhook-Signature",
+        scheme: super::kit::WebhookScheme::TimestampedHmacSha256Hex,
+        tolerance_secs: 180,
+        event_id: &[
+            super::kit::WebhookField::Json("event"),
+            super::kit::WebhookField::Json("payload.uri"),
+        ],
+        event_type: super::kit::WebhookField::Json("event"),
+        batched: false,
+        setup: "create a webhook subscription (POST /webhook_subscriptions) with this URL and \
+                the secret as signing_key",
+    }),
     profile,
     build,
 };

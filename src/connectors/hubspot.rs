@@ -425,7 +425,19 @@ pub static VENDOR: Vendor = Vendor {
         accounts_server_param: None,
         accounts_server_hosts: &[],
     }),
-    webhooks: None,
+    // X-HubSpot-Signature-v3: base64 HMAC-SHA256 of method, URI, body and
+    // X-HubSpot-Request-Timestamp (ms, at most 5 minutes old), keyed by the app's client secret.
+    // Bodies are arrays of events, each with its eventId.
+    webhooks: Some(super::kit::WebhookSpec {
+        header: "X-HubSpot-Signature-v3",
+        scheme: super::kit::WebhookScheme::HubSpotV3,
+        tolerance_secs: 300,
+        event_id: &[super::kit::WebhookField::Json("eventId")],
+        event_type: super::kit::WebhookField::Json("subscriptionType"),
+        batched: true,
+        setup: "the app's Webhooks settings: this URL as target URL; the secret is the app's \
+                client secret (give it when creating the source)",
+    }),
     profile,
     build,
 };

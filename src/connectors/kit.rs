@@ -86,10 +86,34 @@ pub struct OAuthSpec {
 /// How a vendor signs the webhooks it sends us, as data (read by the inbound service).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WebhookScheme {
-    /// HMAC-SHA256 of the raw body, base64, in the header.
+    /// HMAC-SHA256 of the raw body, base64, in the header (Shopify).
     HmacSha256Base64,
-    /// HMAC-SHA256 of the raw body, lowercase hex, in the header.
+    /// HMAC-SHA256 of the raw body, lowercase hex, in the header (Cal.com).
     HmacSha256Hex,
+    /// HMAC-SHA256 of the raw body, hex after a fixed prefix (`sha256=`, Meta).
+    PrefixedHmacSha256Hex(&'static str),
+    /// `t=<unix seconds>,v1=<hex>[,v1=…]`: HMAC-SHA256 of `<t>.<body>`, hex, within the
+    /// tolerance (Stripe, Calendly).
+    TimestampedHmacSha256Hex,
+    /// HubSpot v3: HMAC-SHA256 of method, URI, body and the millisecond timestamp header, base64.
+    HubSpotV3,
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`
+    /// over `<id>.<timestamp>.<body>`, keyed by the base64 after `whsec_`.
+    StandardWebhooks,
+    /// Twilio: HMAC-SHA1 of the URL and the sorted form parameters, keyed by the auth token.
+    TwilioSha1,
+}
+
+/// Where a value of a delivery is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookField {
+    /// A request header (case-insensitive).
+    Header(&'static str),
+    /// A dotted path into the JSON body (`payload.uri`, `entry.0.id`); form bodies are read as
+    /// an object of their fields.
+    Json(&'static str),
+    /// A fixed value.
+    Const(&'static str),
 }
 
 /// A vendor's inbound webhooks, as data.
@@ -98,6 +122,17 @@ pub struct WebhookSpec {
     /// The header carrying the signature.
     pub header: &'static str,
     pub scheme: WebhookScheme,
+    /// How old (or early) a signed timestamp may be, for schemes that sign one.
+    pub tolerance_secs: u32,
+    /// The parts of the vendor's event id (joined with `:`); vendor retries repeat it. When a
+    /// part is missing the SHA-256 of the body stands in.
+    pub event_id: &'static [WebhookField],
+    /// The event type rules match on (`invitee.created`, `orders/create`).
+    pub event_type: WebhookField,
+    /// The body is a JSON array of events (HubSpot sends up to 100 per request).
+    pub batched: bool,
+    /// Where the tenant pastes the URL and the secret at the vendor, in a sentence.
+    pub setup: &'static str,
 }
 
 /// Why a vendor could not be built from its configuration; never quotes a secret.

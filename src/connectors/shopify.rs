@@ -479,7 +479,18 @@ pub static VENDOR: Vendor = Vendor {
         note: "",
     },
     oauth: None,
-    webhooks: None,
+    // X-Shopify-Hmac-Sha256: base64 HMAC-SHA256 of the body, keyed by the app's client secret;
+    // X-Shopify-Event-Id is the same on every retry of one event.
+    webhooks: Some(super::kit::WebhookSpec {
+        header: "X-Shopify-Hmac-Sha256",
+        scheme: super::kit::WebhookScheme::HmacSha256Base64,
+        tolerance_secs: 0,
+        event_id: &[super::kit::WebhookField::Header("X-Shopify-Event-Id")],
+        event_type: super::kit::WebhookField::Header("X-Shopify-Topic"),
+        batched: false,
+        setup: "subscribe the topic with this URL; the secret is the app's client secret \
+                (give it when creating the source)",
+    }),
     profile,
     build,
 };

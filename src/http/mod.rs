@@ -5,6 +5,7 @@
 //! accepted media socket is handed to the call driver.
 
 pub mod api;
+mod hooks;
 pub mod listener;
 mod ops;
 mod twilio;
@@ -28,6 +29,12 @@ pub fn router(deps: App) -> Router {
         .route("/healthz", get(ops::healthz))
         .route(crate::oauth::CALLBACK_PATH, get(ops::oauth_callback))
         .route("/metrics", get(ops::metrics))
+        .route(
+            "/hooks/{tenant}/{source}",
+            post(hooks::receive)
+                .get(hooks::handshake)
+                .layer(axum::extract::DefaultBodyLimit::max(hooks::MAX_HOOK_BODY)),
+        )
         .nest("/api/v1", api::router(&deps))
         .with_state(Arc::new(deps))
 }

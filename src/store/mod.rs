@@ -31,6 +31,7 @@
 mod campaigns;
 mod crm_meetings;
 mod error;
+mod inbound;
 mod model;
 mod oauth;
 mod outbound;
@@ -50,6 +51,10 @@ pub use campaigns::{
 };
 pub use crm_meetings::CrmMeetingLink;
 pub use error::StoreError;
+pub use inbound::{
+    Enrolment, InboundAction, InboundEvent, InboundRule, InboundSource, InboundStatus,
+    MAX_INBOUND_PAYLOAD, NewInboundEvent, validate_source_id,
+};
 pub use model::MachineAction;
 pub use model::{
     Agent, AgentProvision, AgentSpec, ApiKey, ApiKeyCredential, Call, CallDirection, CallEnd,

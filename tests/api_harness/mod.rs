@@ -59,9 +59,21 @@ impl TestApi {
         .expect("write prompt");
         // The tests' receivers and mocks listen on 127.0.0.1: the operator's allow-list for it. A
         // deployment with an OpenAI key only (agents on other providers are refused).
+        let vault = keyring
+            .as_ref()
+            .ok()
+            .map(|k| callbridge::tenant::vault::Vault::new(store.clone(), k.clone()));
         let service = AdminService::new(store.clone(), prompts.path().to_owned(), keyring)
             .with_egress(callbridge::egress::EgressPolicy::allow_loopback())
-            .with_providers(vec!["openai"]);
+            .with_providers(vec!["openai"])
+            .with_inbound(callbridge::inbound::InboundService::new(
+                store.clone(),
+                vault,
+                None,
+                "https://bridge.example.com",
+                std::sync::Arc::default(),
+                std::sync::Arc::new(callbridge::campaign::SystemClock),
+            ));
         let state = ApiState::new(service, Some(SecretString::from(ADMIN_KEY)));
         let app: axum::Router = axum::Router::new().nest("/api/v1", router_with(state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -17,6 +17,7 @@ mod do_not_call;
 
 pub mod error;
 mod handlers;
+mod inbound;
 mod prompts;
 
 mod throttle;
@@ -89,6 +90,7 @@ impl ApiState {
         if let Some(oauth) = &deps.oauth {
             state.service = state.service.clone().with_oauth(oauth.clone());
         }
+        state.service = state.service.clone().with_inbound(deps.inbound.clone());
         match deps.dialer() {
             Ok(dialer) => state.service = state.service.with_dialer(dialer),
             Err(e) => tracing::warn!(error = %e, "outbound calls disabled"),
@@ -210,6 +212,13 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
             campaigns::get_dial_limits,
             campaigns::put_dial_limits
         ))
+        .routes(routes!(inbound::list_sources, inbound::create_source))
+        .routes(routes!(inbound::delete_source))
+        .routes(routes!(inbound::list_rules, inbound::create_rule))
+        .routes(routes!(inbound::delete_rule))
+        .routes(routes!(inbound::list_events))
+        .routes(routes!(inbound::get_event))
+        .routes(routes!(inbound::replay_event))
 }
 
 /// The OpenAPI document (paths relative to `/api/v1`).

@@ -1,0 +1,410 @@
+//! Processing the inbox: lease due events (any node, the store arbitrates), run each matching
+//! rule's action once (an action already recorded for the event is skipped on a retry), then
+//! mark the event done; a failure is retried with exponential backoff and, after the last
+//! attempt, marked failed (replayable). A node that dies mid-event leaves a lease that runs out;
+//! another node (or the restarted one) takes the event over.
+//!
+//! Built in: an SMS reply to a Twilio source whose body is an opt-out keyword (`STOP`, …) puts
+//! the sender on the do-not-call list and cancels its pending calls, whatever the rules say.
+//!
+//! It must not dial (rules enrol contacts; the campaign dispatcher dials), serve HTTP or log a
+//! payload.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use super::event::text_at;
+use super::rules::{self, Action, Condition};
+use super::{InboundService, SourceKind};
+use crate::campaign::normalize_number;
+use crate::campaign::window::{CallingWindow, parse_zone, zones_for_number};
+use crate::store::{E164, Enrolment, InboundEvent, InboundRule, StoreError, TenantId};
+
+/// Keywords that opt a number out by SMS (Twilio's standard list).
+pub const OPT_OUT_KEYWORDS: [&str; 8] = [
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "OPTOUT",
+    "REVOKE",
+];
+/// The rule id of the built-in SMS opt-out in the action record.
+pub const SMS_OPT_OUT_RULE: &str = "builtin:sms-opt-out";
+
+/// Worker settings.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// This node's name in leases.
+    pub node_id: String,
+    /// Longest pause between two looks at the inbox (a stored event wakes this node at once).
+    pub poll: Duration,
+    /// How long a leased event is ours before another node may take it over.
+    pub lease: Duration,
+    /// Events leased per pass.
+    pub batch: u32,
+    /// Processing attempts before an event is marked failed.
+    pub max_attempts: u32,
+    /// First retry delay, doubled per attempt, capped at 5 minutes.
+    pub backoff: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            node_id: format!("node-{:016x}", rand::random::<u64>()),
+            poll: Duration::from_secs(1),
+            lease: Duration::from_secs(60),
+            batch: 20,
+            max_attempts: 8,
+            backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A running worker; [`WorkerHandle::shutdown`] stops it between passes.
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WorkerHandle {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Why processing one event failed (retried).
+#[derive(Debug, thiserror::Error)]
+enum ProcessError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+/// What a pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub leased: usize,
+    pub done: usize,
+    pub retried: usize,
+    pub failed: usize,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl InboundService {
+    /// Starts this node's worker.
+    pub fn spawn_worker(self, options: WorkerOptions) -> WorkerHandle {
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                match self.process_due(&options).await {
+                    // A full batch: more may be waiting.
+                    Ok(report) if report.leased >= options.batch as usize => continue,
+                    Ok(_) => {}
+                    Err(e) => error!(error = %e, "inbound worker: cannot lease events"),
+                }
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(options.poll) => {}
+                    _ = stopped.changed() => break,
+                }
+            }
+        });
+        WorkerHandle { stop, task }
+    }
+
+    /// One pass: lease due events and process each.
+    pub async fn process_due(&self, options: &WorkerOptions) -> Result<PassReport, StoreError> {
+        let now = self.clock.now_ms();
+        let events = self
+            .store
+            .claim_inbound_events(&options.node_id, now, ms(options.lease), options.batch)
+            .await?;
+        let mut report = PassReport {
+            leased: events.len(),
+            ..PassReport::default()
+        };
+        for event in events {
+            let result = self.process(&event).await;
+            let now = self.clock.now_ms();
+            let finished = match &result {
+                Ok(()) => {
+                    report.done += 1;
+                    self.metrics.inbound(kind_label(&event), "processed");
+                    self.store
+                        .finish_inbound_event(&event.id, &options.node_id, None, None, now)
+                        .await
+                }
+                Err(e) => {
+                    let retry = (event.attempts < options.max_attempts).then(|| {
+                        let doublings = event.attempts.saturating_sub(1).min(16);
+                        let delay = options
+                            .backoff
+                            .saturating_mul(1 << doublings)
+                            .min(Duration::from_secs(300));
+                        now + ms(delay)
+                    });
+                    if retry.is_some() {
+                        report.retried += 1;
+                        warn!(event = %event.id, attempt = event.attempts, error = %e,
+                            "inbound event failed; retrying");
+                    } else {
+                        report.failed += 1;
+                        self.metrics.inbound(kind_label(&event), "failed");
+                        error!(event = %event.id, attempts = event.attempts, error = %e,
+                            "inbound event failed; giving up (replay it once fixed)");
+                    }
+                    self.store
+                        .finish_inbound_event(
+                            &event.id,
+                            &options.node_id,
+                            Some(&e.to_string()),
+                            retry,
+                            now,
+                        )
+                        .await
+                }
+            };
+            match finished {
+                Ok(true) => {}
+                Ok(false) => warn!(event = %event.id, "lease lost before the event was finished"),
+                Err(e) => warn!(event = %event.id, error = %e, "cannot finish the inbound event"),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Runs every matching rule for `event` (once each).
+    async fn process(&self, event: &InboundEvent) -> Result<(), ProcessError> {
+        let payload: Value = serde_json::from_str(&event.payload)
+            .map_err(|e| ProcessError::Corrupt(format!("stored payload: {e}")))?;
+        let tenant = &event.tenant_id;
+        let done: Vec<String> = self
+            .store
+            .inbound_actions(tenant, &event.id)
+            .await?
+            .into_iter()
+            .map(|a| a.rule_id)
+            .collect();
+        let kind = self
+            .store
+            .inbound_source(tenant, &event.source_id)
+            .await
+            .ok()
+            .and_then(|s| SourceKind::parse(&s.kind));
+        if kind == Some(SourceKind::Twilio)
+            && !done.iter().any(|r| r == SMS_OPT_OUT_RULE)
+            && let Some(body) = text_at(&payload, "Body")
+            && OPT_OUT_KEYWORDS.contains(&body.trim().to_ascii_uppercase().as_str())
+        {
+            let (outcome, detail) = match text_at(&payload, "From").map(|f| E164::parse(&f)) {
+                Some(Ok(number)) => self.opt_out(tenant, &number, "opted out by SMS").await?,
+                _ => ("no_phone", None),
+            };
+            self.store
+                .record_inbound_action(
+                    tenant,
+                    &event.id,
+                    SMS_OPT_OUT_RULE,
+                    "do_not_call",
+                    outcome,
+                    detail.as_deref(),
+                )
+                .await?;
+        }
+        let rules = self
+            .store
+            .list_inbound_rules(tenant, Some((&event.source_id, &event.event_type)))
+            .await?;
+        for rule in rules {
+            if done.contains(&rule.id) {
+                continue;
+            }
+            self.apply(event, &rule, &payload).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        event: &InboundEvent,
+        rule: &InboundRule,
+        payload: &Value,
+    ) -> Result<(), ProcessError> {
+        let tenant = &event.tenant_id;
+        let (filter, action) = match (
+            serde_json::from_str::<Vec<Condition>>(&rule.filter),
+            serde_json::from_str::<Action>(&rule.action),
+        ) {
+            (Ok(filter), Ok(action)) => (filter, action),
+            _ => {
+                self.store
+                    .record_inbound_action(
+                        tenant,
+                        &event.id,
+                        &rule.id,
+                        "unknown",
+                        "invalid_rule",
+                        Some("the rule's stored filter or action cannot be read"),
+                    )
+                    .await?;
+                return Ok(());
+            }
+        };
+        if !rules::matches(&filter, payload) {
+            return Ok(());
+        }
+        let (outcome, detail) = self.run(tenant, &action, payload).await?;
+        self.store
+            .record_inbound_action(
+                tenant,
+                &event.id,
+                &rule.id,
+                action.kind(),
+                outcome,
+                detail.as_deref(),
+            )
+            .await?;
+        info!(tenant = %tenant, event = %event.id, rule = %rule.id, action = action.kind(),
+            outcome, "inbound rule applied");
+        Ok(())
+    }
+
+    /// Carries out one action; returns its outcome and a detail for the record.
+    async fn run(
+        &self,
+        tenant: &TenantId,
+        action: &Action,
+        payload: &Value,
+    ) -> Result<(&'static str, Option<String>), ProcessError> {
+        let Some(raw) = text_at(payload, action.phone_path()) else {
+            return Ok((
+                "no_phone",
+                Some(format!("nothing at {}", action.phone_path())),
+            ));
+        };
+        let number = match normalize_number(&raw) {
+            Ok(number) => number,
+            Err(e) => return Ok(("invalid_phone", Some(e.to_string()))),
+        };
+        let now = self.clock.now_ms();
+        match action {
+            Action::CancelCalls { .. } => {
+                let n = self
+                    .store
+                    .cancel_pending_contacts(tenant, &number, "cancelled_by_event", now)
+                    .await?;
+                Ok(("cancelled", Some(format!("{n} pending call(s) cancelled"))))
+            }
+            Action::DoNotCall { reason, .. } => {
+                let reason = reason.as_deref().unwrap_or("opted out (inbound event)");
+                Ok(self.opt_out(tenant, &number, reason).await?)
+            }
+            Action::Call {
+                contact,
+                campaign_id: Some(campaign_id),
+                ..
+            }
+            | Action::Enrol {
+                contact,
+                campaign_id,
+            } => {
+                if self.store.is_do_not_call(tenant, &number).await? {
+                    return Ok((
+                        "do_not_call",
+                        Some("the number is on the do-not-call list".into()),
+                    ));
+                }
+                let zones = match contact
+                    .time_zone
+                    .as_deref()
+                    .and_then(|path| text_at(payload, path))
+                {
+                    Some(zone) => match parse_zone(&zone) {
+                        Ok(zone) => vec![zone],
+                        Err(e) => return Ok(("invalid_time_zone", Some(e.to_string()))),
+                    },
+                    None => match zones_for_number(&number) {
+                        Ok(zones) => zones,
+                        Err(e) => return Ok(("no_time_zone", Some(e.to_string()))),
+                    },
+                };
+                let zone_names: Vec<String> = zones.iter().map(|z| z.name().to_owned()).collect();
+                let variables = rules::variables(contact, payload);
+                let enrolment = self
+                    .store
+                    .enrol_campaign_contact(
+                        tenant,
+                        campaign_id,
+                        &number,
+                        &zone_names,
+                        &variables,
+                        now,
+                    )
+                    .await?;
+                let outcome = match enrolment {
+                    Enrolment::Enrolled { .. } => "enrolled",
+                    Enrolment::Requeued { .. } => "requeued",
+                    Enrolment::AlreadyQueued { .. } => "already_queued",
+                    Enrolment::Cancelled => {
+                        return Ok((
+                            "campaign_cancelled",
+                            Some(format!("campaign {campaign_id}")),
+                        ));
+                    }
+                };
+                let campaign = self.store.campaign(tenant, campaign_id).await?;
+                let when = match CallingWindow::from_spec(campaign.spec.window) {
+                    Ok(window) if window.is_open(&zones, self.clock.now()) => "due now".to_owned(),
+                    Ok(window) => match window.next_open(&zones, self.clock.now()) {
+                        Some(at) => format!("deferred to {} (calling window)", at.to_rfc3339()),
+                        None => "the calling window never opens".to_owned(),
+                    },
+                    Err(e) => e.to_string(),
+                };
+                Ok((outcome, Some(format!("campaign {campaign_id}: {when}"))))
+            }
+            Action::Call {
+                campaign_id: None, ..
+            } => Ok(("invalid_rule", Some("the call rule has no campaign".into()))),
+        }
+    }
+
+    /// Puts `number` on the do-not-call list and cancels its pending calls.
+    async fn opt_out(
+        &self,
+        tenant: &TenantId,
+        number: &E164,
+        reason: &str,
+    ) -> Result<(&'static str, Option<String>), ProcessError> {
+        self.store.add_do_not_call(tenant, number, reason).await?;
+        let n = self
+            .store
+            .cancel_pending_contacts(tenant, number, "opted_out", self.clock.now_ms())
+            .await?;
+        info!(tenant = %tenant, cancelled = n, "number opted out by an inbound event");
+        Ok((
+            "added_to_do_not_call",
+            Some(format!("{n} pending call(s) cancelled")),
+        ))
+    }
+}
+
+fn kind_label(event: &InboundEvent) -> &'static str {
+    // The source id is the tenant's word; the metric label stays bounded.
+    SourceKind::ALL
+        .into_iter()
+        .find(|k| event.source_id == k.as_str())
+        .map_or("other", SourceKind::as_str)
+}

@@ -1,0 +1,927 @@
+//! Inbound webhooks end to end.
+//!
+//! Over HTTP (the real bridge on 127.0.0.1): signed deliveries per vendor are stored once (vendor
+//! retries count as deliveries), unsigned, wrongly signed, stale, oversized and unknown-source
+//! deliveries are refused with 401/413/404, counted, and leave nothing in the store; WhatsApp's
+//! `hub.challenge` handshake.
+//!
+//! Against the store (SQLite and PostgreSQL) with a manual clock: a restart between store and
+//! process, a node that dies holding a lease, two nodes sharing the inbox, retries with backoff
+//! then failure and replay, a call rule that dials within the window (prompt variables mapped
+//! from the event) and one deferred to the window's opening, SMS "STOP" putting the number on
+//! the do-not-call list, a booking cancellation cancelling pending calls.
+
+#[macro_use]
+#[allow(unused_macros)]
+mod store_harness;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use callbridge::campaign::window::local;
+use callbridge::campaign::{CampaignRunner, Clock, Dialer, ManualClock, RunnerOptions};
+use callbridge::connectors::twilio_rest::TwilioRest;
+use callbridge::inbound::{
+    Action, Condition, ContactMapping, Delivery, InboundService, WorkerOptions,
+};
+use callbridge::metrics::Metrics;
+use callbridge::store::{
+    CampaignSpec, ContactState, E164, InboundStatus, NewContact, NewInboundEvent, SqlStore, Store,
+    StoreOptions, TenantId,
+};
+use callbridge::tenant::vault::{Keyring, MasterKey, Vault};
+use callbridge_testkit::fake_twilio_rest::{FakeTwilioRest, calls_spec};
+use callbridge_testkit::{ACCOUNT_SID, AUTH_TOKEN, TestBridge, provision_dialling_tenant};
+use chrono::{DateTime, Utc};
+use chrono_tz::America::New_York;
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+use store_harness::TestDb;
+
+/// Each case once per backend, with the database (its URL opens a second node).
+macro_rules! inbox_suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let db = crate::store_harness::sqlite().await;
+                    super::$case(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    if let Some(db) = crate::store_harness::postgres().await {
+                        super::$case(&db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+inbox_suite!(
+    a_restart_between_store_and_process_loses_nothing,
+    a_dead_nodes_lease_is_taken_over,
+    two_nodes_process_each_event_once,
+    failures_retry_with_backoff_then_fail_and_replay,
+    a_call_rule_dials_within_the_window_with_mapped_variables,
+    a_lead_at_night_is_called_when_the_window_opens,
+    sms_stop_puts_the_number_on_the_do_not_call_list,
+    a_cancelled_booking_cancels_pending_calls,
+);
+
+const LEAD: &str = "+14155552671";
+
+fn fixture(kind: &str) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/inbound")
+        .join(format!("{kind}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
+}
+
+/// Wednesday 2026-06-10 11:00 in New York.
+fn midweek_morning() -> DateTime<Utc> {
+    local(New_York, 2026, 6, 10, 11, 0).expect("valid time")
+}
+
+/// A Standard Webhooks signature of `body` under `secret` (`whsec_<base64>`).
+fn standard_headers(secret: &str, id: &str, at_s: i64, body: &str) -> Vec<(String, String)> {
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").expect("whsec_ prefix"))
+        .expect("base64 secret");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("key");
+    mac.update(format!("{id}.{at_s}.{body}").as_bytes());
+    let signature = STANDARD.encode(mac.finalize().into_bytes());
+    vec![
+        ("webhook-id".into(), id.into()),
+        ("webhook-timestamp".into(), at_s.to_string()),
+        ("webhook-signature".into(), format!("v1,{signature}")),
+        ("content-type".into(), "application/json".into()),
+    ]
+}
+
+// --- over HTTP ----------------------------------------------------------------------------------
+
+struct Http {
+    bridge: TestBridge,
+    service: InboundService,
+    tenant: TenantId,
+    client: reqwest::Client,
+}
+
+async fn http() -> Http {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let bridge = TestBridge::start("ws://127.0.0.1:9", |_| {}).await;
+    let (tenant, _) = provision_dialling_tenant(&bridge.store, "acme", 10).await;
+    let service = InboundService::new(
+        bridge.store.clone(),
+        Some(bridge.vault()),
+        Some(SecretString::from(AUTH_TOKEN)),
+        &bridge.public_url,
+        Arc::new(Metrics::default()),
+        Arc::new(callbridge::campaign::SystemClock),
+    );
+    Http {
+        bridge,
+        service,
+        tenant,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl Http {
+    async fn post(&self, source: &str, headers: &[(String, String)], body: &str) -> (u16, String) {
+        let mut request = self
+            .client
+            .post(format!("{}/hooks/acme/{source}", self.bridge.public_url))
+            .body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    async fn stored(&self) -> usize {
+        self.bridge
+            .store
+            .list_inbound_events(&self.tenant, None, 500)
+            .await
+            .expect("events")
+            .len()
+    }
+}
+
+fn vector_headers(vector: &serde_json::Value) -> Vec<(String, String)> {
+    serde_json::from_value(vector["headers"].clone()).expect("headers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_deliveries_are_stored_once_and_refusals_store_nothing() {
+    let h = http().await;
+    // Vendors without a signed timestamp: their documented vectors, replayed to the bridge.
+    for kind in ["shopify", "calcom", "whatsapp"] {
+        let vector = fixture(kind);
+        let secret = vector["secret"].as_str().expect("secret");
+        h.service
+            .create_source(&h.tenant, kind, kind, Some(SecretString::from(secret)))
+            .await
+            .expect("source");
+        let body = vector["body"].as_str().expect("body");
+        let headers = vector_headers(&vector);
+        let before = h.stored().await;
+        let (status, text) = h.post(kind, &headers, body).await;
+        assert_eq!(status, 200, "{kind}: {text}");
+        assert_eq!(h.stored().await, before + 1, "{kind}");
+        // The vendor retries: same event, one row, two deliveries.
+        let (status, text) = h.post(kind, &headers, body).await;
+        assert_eq!(status, 200, "{kind}: {text}");
+        assert!(text.contains("\"duplicates\":1"), "{kind}: {text}");
+        assert_eq!(h.stored().await, before + 1, "{kind}");
+        let events = h
+            .bridge
+            .store
+            .list_inbound_events(&h.tenant, Some(kind), 10)
+            .await
+            .expect("events");
+        assert_eq!(events[0].deliveries, 2);
+        assert_eq!(events[0].status, InboundStatus::Pending);
+        // Tampered, then unsigned: refused, nothing more stored.
+        let (status, _) = h.post(kind, &headers, &format!("{body} ")).await;
+        assert_eq!(status, 401, "{kind} tampered");
+        let unsigned: Vec<_> = headers
+            .iter()
+            .filter(|(k, _)| {
+                !k.to_lowercase().contains("signature") && !k.to_lowercase().contains("hmac")
+            })
+            .cloned()
+            .collect();
+        let (status, _) = h.post(kind, &unsigned, body).await;
+        assert_eq!(status, 401, "{kind} unsigned");
+        assert_eq!(h.stored().await, before + 1, "{kind}");
+    }
+    let metrics = &h.bridge.metrics;
+    assert_eq!(metrics.inbound_of("shopify", "accepted"), 1);
+    assert_eq!(metrics.inbound_of("shopify", "duplicate"), 1);
+    assert_eq!(metrics.inbound_of("shopify", "bad_signature"), 1);
+    assert_eq!(metrics.inbound_of("shopify", "unsigned"), 1);
+
+    // Standard Webhooks, signed now; then stale (10 minutes old) and oversized.
+    let created = h
+        .service
+        .create_source(&h.tenant, "crm", "standard", None)
+        .await
+        .expect("source");
+    let secret = created
+        .secret
+        .expect("generated once")
+        .expose_secret()
+        .to_owned();
+    assert!(created.url.ends_with("/hooks/acme/crm"));
+    let body = r#"{"type":"lead.created","data":{"phone":"+14155552671"}}"#;
+    let now = Utc::now().timestamp();
+    let before = h.stored().await;
+    let (status, text) = h
+        .post("crm", &standard_headers(&secret, "msg_1", now, body), body)
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let (status, _) = h
+        .post(
+            "crm",
+            &standard_headers(&secret, "msg_2", now - 600, body),
+            body,
+        )
+        .await;
+    assert_eq!(status, 401, "stale");
+    assert_eq!(metrics.inbound_of("standard", "stale"), 1);
+    let big = format!(r#"{{"type":"x","pad":"{}"}}"#, "a".repeat(300 * 1024));
+    let (status, _) = h
+        .post("crm", &standard_headers(&secret, "msg_3", now, &big), &big)
+        .await;
+    assert_eq!(status, 413, "oversized");
+    assert_eq!(metrics.inbound_of("unknown", "too_large"), 1);
+    let (status, _) = h
+        .post("nope", &standard_headers(&secret, "msg_4", now, body), body)
+        .await;
+    assert_eq!(status, 404, "unknown source");
+    assert_eq!(h.stored().await, before + 1);
+
+    // Twilio SMS reply, signed with the account's auth token over the public URL.
+    h.service
+        .create_source(&h.tenant, "sms", "twilio", None)
+        .await
+        .expect("twilio source");
+    let form = vec![
+        ("MessageSid".to_owned(), "SM0001".to_owned()),
+        ("From".to_owned(), LEAD.to_owned()),
+        ("To".to_owned(), "+15005550006".to_owned()),
+        ("Body".to_owned(), "Stop".to_owned()),
+    ];
+    let url = format!("{}/hooks/acme/sms", h.bridge.public_url);
+    let signature = callbridge::twilio::signature::compute(AUTH_TOKEN, &url, &form);
+    let body = serde_urlencoded::to_string(&form).expect("form");
+    let headers = vec![
+        ("X-Twilio-Signature".to_owned(), signature),
+        (
+            "content-type".to_owned(),
+            "application/x-www-form-urlencoded".to_owned(),
+        ),
+    ];
+    let (status, text) = h.post("sms", &headers, &body).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("<Response/>"), "{text}");
+    let forged = vec![("X-Twilio-Signature".to_owned(), "AAAA".to_owned())];
+    assert_eq!(h.post("sms", &forged, &body).await.0, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whatsapp_subscription_handshake_echoes_the_challenge() {
+    let h = http().await;
+    let created = h
+        .service
+        .create_source(
+            &h.tenant,
+            "wa",
+            "whatsapp",
+            Some(SecretString::from("app-secret")),
+        )
+        .await
+        .expect("source");
+    let token = created
+        .verify_token
+        .expect("verify token")
+        .expose_secret()
+        .to_owned();
+    let url = |token: &str| {
+        format!(
+            "{}/hooks/acme/wa?hub.mode=subscribe&hub.verify_token={}&hub.challenge=1158201444",
+            h.bridge.public_url,
+            urlencode(token)
+        )
+    };
+    let response = h.client.get(url(&token)).send().await.expect("get");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.text().await.expect("text"), "1158201444");
+    let response = h.client.get(url("wrong")).send().await.expect("get");
+    assert_eq!(response.status().as_u16(), 403);
+}
+
+fn urlencode(text: &str) -> String {
+    serde_urlencoded::to_string([("v", text)]).expect("encode")[2..].to_owned()
+}
+
+// --- against the store --------------------------------------------------------------------------
+
+struct Env {
+    store: SqlStore,
+    url: String,
+    tenant: TenantId,
+    keyring: Keyring,
+    clock: Arc<ManualClock>,
+    service: InboundService,
+    secret: String,
+    agent: String,
+}
+
+fn service(store: &SqlStore, keyring: &Keyring, clock: &Arc<ManualClock>) -> InboundService {
+    InboundService::new(
+        store.clone(),
+        Some(Vault::new(store.clone(), keyring.clone())),
+        Some(SecretString::from(AUTH_TOKEN)),
+        "https://bridge.example.com",
+        Arc::new(Metrics::default()),
+        clock.clone(),
+    )
+}
+
+async fn env(db: &TestDb) -> Env {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (tenant, _) = provision_dialling_tenant(&db.store, "acme", 100).await;
+    let keyring = Keyring::new(MasterKey::generate());
+    let clock = Arc::new(ManualClock::new(midweek_morning()));
+    let service = service(&db.store, &keyring, &clock);
+    let created = service
+        .create_source(&tenant, "crm", "standard", None)
+        .await
+        .expect("source");
+    let agent = db.store.list_agents(&tenant).await.expect("agents")[0]
+        .id
+        .clone();
+    Env {
+        store: db.store.clone(),
+        url: db.url.clone(),
+        tenant,
+        keyring,
+        clock,
+        service,
+        secret: created.secret.expect("secret").expose_secret().to_owned(),
+        agent,
+    }
+}
+
+fn options(node: &str) -> WorkerOptions {
+    WorkerOptions {
+        node_id: node.into(),
+        lease: Duration::from_secs(60),
+        max_attempts: 3,
+        backoff: Duration::from_secs(2),
+        ..WorkerOptions::default()
+    }
+}
+
+impl Env {
+    /// A signed lead from the business's own CRM, delivered to `service`.
+    async fn deliver(&self, service: &InboundService, id: &str, phone: &str, name: &str) {
+        let body = serde_json::json!({
+            "type": "lead.created",
+            "properties": {"phone": phone, "firstname": name, "tz": "America/New_York"}
+        })
+        .to_string();
+        let headers = standard_headers(&self.secret, id, self.clock.now().timestamp(), &body);
+        let receipt = service
+            .receive(
+                "acme",
+                "crm",
+                &Delivery {
+                    method: "POST",
+                    url: "https://bridge.example.com/hooks/acme/crm",
+                    headers: &headers,
+                    body: body.as_bytes(),
+                },
+            )
+            .await
+            .expect("verified and stored");
+        assert_eq!(receipt.stored + receipt.duplicates, 1);
+    }
+
+    async fn rule(&self, name: &str, action: Action) -> callbridge::store::InboundRule {
+        self.service
+            .create_rule(
+                &self.tenant,
+                name,
+                "crm",
+                "lead.created",
+                Vec::new(),
+                action,
+            )
+            .await
+            .expect("rule")
+    }
+
+    fn enrol_in(&self, campaign_id: &str) -> Action {
+        Action::Enrol {
+            campaign_id: campaign_id.into(),
+            contact: ContactMapping {
+                phone: "properties.phone".into(),
+                variables: BTreeMap::from([("name".to_owned(), "properties.firstname".to_owned())]),
+                time_zone: None,
+            },
+        }
+    }
+
+    fn call_action(&self) -> Action {
+        Action::Call {
+            agent_id: self.agent.clone(),
+            contact: ContactMapping {
+                phone: "properties.phone".into(),
+                variables: BTreeMap::from([("name".to_owned(), "properties.firstname".to_owned())]),
+                // The lead's own zone (else every zone of its country must be inside the window).
+                time_zone: Some("properties.tz".into()),
+            },
+            hours: Some("09:00-20:00".into()),
+            days: Some("all".into()),
+            max_attempts: None,
+            campaign_id: None,
+        }
+    }
+
+    async fn campaign(&self, numbers: &[&str]) -> callbridge::store::Campaign {
+        let contacts: Vec<NewContact> = numbers
+            .iter()
+            .enumerate()
+            .map(|(i, n)| NewContact {
+                line: i as u64 + 2,
+                e164: E164::parse(n).expect("number"),
+                zones: vec!["America/New_York".into()],
+                variables: BTreeMap::new(),
+            })
+            .collect();
+        self.store
+            .create_campaign(
+                &self.tenant,
+                &CampaignSpec {
+                    name: "renewals".into(),
+                    agent_id: self.agent.clone(),
+                    window: callbridge::campaign::window::CallingWindow::default().to_spec(),
+                    dial_interval_ms: 0,
+                    max_concurrent: 50,
+                    max_attempts: 1,
+                    retry_delay_s: 600,
+                    voicemail: None,
+                },
+                &contacts,
+                &[],
+            )
+            .await
+            .expect("campaign")
+    }
+
+    async fn events(&self) -> Vec<callbridge::store::InboundEvent> {
+        self.store
+            .list_inbound_events(&self.tenant, None, 1000)
+            .await
+            .expect("events")
+    }
+
+    async fn second_node(&self) -> (SqlStore, InboundService) {
+        let store = SqlStore::open_with(
+            &self.url,
+            StoreOptions {
+                max_connections: 4,
+                ..StoreOptions::default()
+            },
+        )
+        .await
+        .expect("second connection pool");
+        let service = service(&store, &self.keyring, &self.clock);
+        (store, service)
+    }
+
+    async fn runner(&self, fake: &FakeTwilioRest) -> CampaignRunner {
+        let rest = TwilioRest::new(
+            &callbridge_testkit::loopback_policy(),
+            &fake.base_url,
+            ACCOUNT_SID,
+            AUTH_TOKEN,
+        )
+        .expect("client");
+        CampaignRunner::new(
+            self.store.clone(),
+            Dialer::new(rest, "http://127.0.0.1:9", AUTH_TOKEN),
+            self.clock.clone(),
+            Arc::new(Metrics::default()),
+            RunnerOptions {
+                node_id: "dialler".into(),
+                lease: Duration::from_secs(60),
+                ..RunnerOptions::default()
+            },
+        )
+        .expect("runner")
+    }
+}
+
+async fn a_restart_between_store_and_process_loses_nothing(db: &TestDb) {
+    let env = env(db).await;
+    let campaign = env.campaign(&[]).await;
+    env.rule("enrol", env.enrol_in(&campaign.id)).await;
+    env.deliver(&env.service, "lead-1", LEAD, "Ana").await;
+    // The process stops here: stored, acknowledged, not processed. A new process (new pool,
+    // new service) picks it up.
+    let (_store, restarted) = env.second_node().await;
+    let report = restarted
+        .process_due(&options("restarted"))
+        .await
+        .expect("pass");
+    assert_eq!(report.done, 1);
+    let contacts = env
+        .store
+        .campaign_contacts(&env.tenant, &campaign.id, -1, 10)
+        .await
+        .expect("contacts");
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(contacts[0].e164.as_str(), LEAD);
+    assert_eq!(
+        contacts[0].variables.get("name").map(String::as_str),
+        Some("Ana")
+    );
+    let events = env.events().await;
+    assert_eq!(events[0].status, InboundStatus::Done);
+    let actions = env
+        .store
+        .inbound_actions(&env.tenant, &events[0].id)
+        .await
+        .expect("actions");
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].outcome, "enrolled");
+    // A vendor retry after processing is a duplicate: nothing runs twice.
+    env.deliver(&restarted, "lead-1", LEAD, "Ana").await;
+    assert_eq!(
+        restarted
+            .process_due(&options("restarted"))
+            .await
+            .expect("pass")
+            .leased,
+        0
+    );
+}
+
+async fn a_dead_nodes_lease_is_taken_over(db: &TestDb) {
+    let env = env(db).await;
+    let campaign = env.campaign(&[]).await;
+    env.rule("enrol", env.enrol_in(&campaign.id)).await;
+    env.deliver(&env.service, "lead-1", LEAD, "Ana").await;
+    // Node "dead" leases the event and never finishes it.
+    let now = env.clock.now_ms();
+    let leased = env
+        .store
+        .claim_inbound_events("dead", now, 60_000, 10)
+        .await
+        .expect("claim");
+    assert_eq!(leased.len(), 1);
+    let (_store, live) = env.second_node().await;
+    assert_eq!(
+        live.process_due(&options("live"))
+            .await
+            .expect("pass")
+            .leased,
+        0,
+        "lease held"
+    );
+    env.clock.advance(chrono::Duration::seconds(61));
+    let report = live.process_due(&options("live")).await.expect("pass");
+    assert_eq!(report.done, 1);
+    // The dead node's late finish is refused: it no longer holds the lease.
+    assert!(
+        !env.store
+            .finish_inbound_event(&leased[0].id, "dead", None, None, now)
+            .await
+            .expect("finish")
+    );
+    assert_eq!(env.events().await[0].status, InboundStatus::Done);
+}
+
+async fn two_nodes_process_each_event_once(db: &TestDb) {
+    let env = env(db).await;
+    let campaign = env.campaign(&[]).await;
+    env.rule("enrol", env.enrol_in(&campaign.id)).await;
+    let numbers: Vec<String> = (0..24)
+        .map(|i| format!("+1415555{:04}", 2600 + i))
+        .collect();
+    for (i, number) in numbers.iter().enumerate() {
+        env.deliver(&env.service, &format!("lead-{i}"), number, "Ana")
+            .await;
+    }
+    let (_store, other) = env.second_node().await;
+    let run = |service: InboundService, node: &'static str| async move {
+        let mut done = 0;
+        loop {
+            let mut o = options(node);
+            o.batch = 3;
+            let report = service.process_due(&o).await.expect("pass");
+            if report.leased == 0 {
+                break done;
+            }
+            done += report.done;
+        }
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(run(env.service.clone(), "node-a")),
+        tokio::spawn(run(other, "node-b"))
+    );
+    let (a, b) = (a.expect("node a"), b.expect("node b"));
+    assert_eq!(
+        a + b,
+        numbers.len(),
+        "each event processed exactly once ({a} + {b})"
+    );
+    for event in env.events().await {
+        assert_eq!(event.status, InboundStatus::Done);
+        assert_eq!(event.attempts, 1, "never processed twice");
+        let actions = env
+            .store
+            .inbound_actions(&env.tenant, &event.id)
+            .await
+            .expect("actions");
+        assert_eq!(actions.len(), 1);
+    }
+    let contacts = env
+        .store
+        .campaign_contacts(&env.tenant, &campaign.id, -1, 100)
+        .await
+        .expect("contacts");
+    assert_eq!(contacts.len(), numbers.len());
+}
+
+async fn failures_retry_with_backoff_then_fail_and_replay(db: &TestDb) {
+    let env = env(db).await;
+    // A row whose payload cannot be read fails every attempt.
+    let (event, _) = env
+        .store
+        .store_inbound_event(
+            &NewInboundEvent {
+                tenant: &env.tenant,
+                source_id: "crm",
+                vendor_event_id: "broken",
+                event_type: "lead.created",
+                verified_by: "standard-webhooks-v1",
+                payload: "{not json",
+            },
+            env.clock.now_ms(),
+        )
+        .await
+        .expect("stored");
+    let o = options("n1");
+    let first = env.service.process_due(&o).await.expect("pass");
+    assert_eq!(first.retried, 1);
+    assert_eq!(
+        env.service.process_due(&o).await.expect("pass").leased,
+        0,
+        "backing off"
+    );
+    env.clock.advance(chrono::Duration::seconds(2));
+    assert_eq!(env.service.process_due(&o).await.expect("pass").retried, 1);
+    env.clock.advance(chrono::Duration::seconds(3));
+    assert_eq!(
+        env.service.process_due(&o).await.expect("pass").leased,
+        0,
+        "4 s after the 2nd"
+    );
+    env.clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(env.service.process_due(&o).await.expect("pass").failed, 1);
+    let failed = env
+        .store
+        .inbound_event(&env.tenant, &event.id)
+        .await
+        .expect("event");
+    assert_eq!(failed.status, InboundStatus::Failed);
+    assert!(failed.last_error.is_some());
+    let replayed = env
+        .service
+        .replay(&env.tenant, &event.id)
+        .await
+        .expect("replay");
+    assert_eq!(replayed.status, InboundStatus::Pending);
+    assert_eq!(replayed.attempts, 0);
+    assert!(
+        env.service.replay(&env.tenant, &event.id).await.is_err(),
+        "pending: no replay"
+    );
+    assert_eq!(env.service.process_due(&o).await.expect("pass").retried, 1);
+}
+
+async fn a_call_rule_dials_within_the_window_with_mapped_variables(db: &TestDb) {
+    let env = env(db).await;
+    let fake = FakeTwilioRest::start(&calls_spec().expect("spec"), ACCOUNT_SID, AUTH_TOKEN)
+        .await
+        .expect("fake Twilio REST");
+    let rule = env.rule("speed to lead", env.call_action()).await;
+    env.deliver(&env.service, "lead-1", LEAD, "Ana").await;
+    env.service.process_due(&options("n1")).await.expect("pass");
+    let runner = env.runner(&fake).await;
+    let report = runner.tick().await.expect("tick");
+    assert_eq!(report.placed, 1, "{report:?}");
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].param("To"), Some(LEAD));
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+    let action: Action = serde_json::from_str(&rule.action).expect("action");
+    let Action::Call {
+        campaign_id: Some(campaign_id),
+        ..
+    } = action
+    else {
+        panic!("the call rule has its campaign");
+    };
+    let contact = &env
+        .store
+        .campaign_contacts(&env.tenant, &campaign_id, -1, 10)
+        .await
+        .expect("contacts")[0];
+    let call = env
+        .store
+        .outbound_call(contact.call_id.as_deref().expect("call"))
+        .await
+        .expect("outbound call");
+    assert_eq!(call.variables.get("name").map(String::as_str), Some("Ana"));
+    let event = &env.events().await[0];
+    let actions = env
+        .store
+        .inbound_actions(&env.tenant, &event.id)
+        .await
+        .expect("actions");
+    assert_eq!(actions[0].action, "call");
+    assert!(
+        actions[0]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("due now")),
+        "{actions:?}"
+    );
+    // On the do-not-call list: the rule records the refusal and nothing is dialled.
+    env.store
+        .add_do_not_call(
+            &env.tenant,
+            &E164::parse("+14155552672").expect("n"),
+            "asked",
+        )
+        .await
+        .expect("dnc");
+    env.deliver(&env.service, "lead-2", "+14155552672", "Bo")
+        .await;
+    env.service.process_due(&options("n1")).await.expect("pass");
+    let event = env
+        .events()
+        .await
+        .into_iter()
+        .find(|e| e.vendor_event_id == "lead-2")
+        .expect("e");
+    let actions = env
+        .store
+        .inbound_actions(&env.tenant, &event.id)
+        .await
+        .expect("actions");
+    assert_eq!(actions[0].outcome, "do_not_call");
+    runner.tick().await.expect("tick");
+    assert_eq!(fake.calls().len(), 1);
+}
+
+async fn a_lead_at_night_is_called_when_the_window_opens(db: &TestDb) {
+    let env = env(db).await;
+    let fake = FakeTwilioRest::start(&calls_spec().expect("spec"), ACCOUNT_SID, AUTH_TOKEN)
+        .await
+        .expect("fake Twilio REST");
+    env.clock
+        .set(local(New_York, 2026, 6, 10, 23, 0).expect("23:00"));
+    env.rule("speed to lead", env.call_action()).await;
+    env.deliver(&env.service, "lead-night", LEAD, "Ana").await;
+    env.service.process_due(&options("n1")).await.expect("pass");
+    let event = &env.events().await[0];
+    let actions = env
+        .store
+        .inbound_actions(&env.tenant, &event.id)
+        .await
+        .expect("actions");
+    assert_eq!(actions[0].outcome, "enrolled");
+    assert!(
+        actions[0]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("deferred")),
+        "{actions:?}"
+    );
+    let runner = env.runner(&fake).await;
+    runner.tick().await.expect("tick");
+    assert!(fake.calls().is_empty(), "no call at 23:00 local");
+    env.clock
+        .set(local(New_York, 2026, 6, 11, 8, 59).expect("08:59"));
+    runner.tick().await.expect("tick");
+    assert!(fake.calls().is_empty(), "no call before 09:00 local");
+    env.clock
+        .set(local(New_York, 2026, 6, 11, 9, 0).expect("09:00"));
+    let report = runner.tick().await.expect("tick");
+    assert_eq!(report.placed, 1, "deferred, not dropped: {report:?}");
+    assert_eq!(fake.calls()[0].param("To"), Some(LEAD));
+}
+
+async fn sms_stop_puts_the_number_on_the_do_not_call_list(db: &TestDb) {
+    let env = env(db).await;
+    let campaign = env.campaign(&[LEAD, "+14155552672"]).await;
+    env.service
+        .create_source(&env.tenant, "sms", "twilio", None)
+        .await
+        .expect("twilio source");
+    let form = vec![
+        ("MessageSid".to_owned(), "SM0001".to_owned()),
+        ("From".to_owned(), LEAD.to_owned()),
+        ("To".to_owned(), "+15005550006".to_owned()),
+        ("Body".to_owned(), " stop ".to_owned()),
+    ];
+    let url = "https://bridge.example.com/hooks/acme/sms";
+    let headers = vec![(
+        "X-Twilio-Signature".to_owned(),
+        callbridge::twilio::signature::compute(AUTH_TOKEN, url, &form),
+    )];
+    let body = serde_urlencoded::to_string(&form).expect("form");
+    env.service
+        .receive(
+            "acme",
+            "sms",
+            &Delivery {
+                method: "POST",
+                url,
+                headers: &headers,
+                body: body.as_bytes(),
+            },
+        )
+        .await
+        .expect("stored");
+    env.service.process_due(&options("n1")).await.expect("pass");
+    let lead = E164::parse(LEAD).expect("number");
+    assert!(
+        env.store
+            .is_do_not_call(&env.tenant, &lead)
+            .await
+            .expect("dnc")
+    );
+    let contacts = env
+        .store
+        .campaign_contacts(&env.tenant, &campaign.id, -1, 10)
+        .await
+        .expect("contacts");
+    let stopped = contacts.iter().find(|c| c.e164 == lead).expect("lead");
+    assert_eq!(stopped.state, ContactState::Done);
+    assert_eq!(stopped.outcome.as_deref(), Some("opted_out"));
+    let other = contacts.iter().find(|c| c.e164 != lead).expect("other");
+    assert_eq!(
+        other.state,
+        ContactState::Pending,
+        "other numbers untouched"
+    );
+    let event = &env.events().await[0];
+    let actions = env
+        .store
+        .inbound_actions(&env.tenant, &event.id)
+        .await
+        .expect("actions");
+    assert_eq!(actions[0].rule_id, "builtin:sms-opt-out");
+    assert_eq!(actions[0].outcome, "added_to_do_not_call");
+}
+
+async fn a_cancelled_booking_cancels_pending_calls(db: &TestDb) {
+    let env = env(db).await;
+    let campaign = env.campaign(&[LEAD]).await;
+    env.service
+        .create_rule(
+            &env.tenant,
+            "booking cancelled",
+            "crm",
+            "lead.created",
+            vec![Condition {
+                path: "properties.firstname".into(),
+                equals: Some("Cancelled".into()),
+                ..Condition::default()
+            }],
+            Action::CancelCalls {
+                phone: "properties.phone".into(),
+            },
+        )
+        .await
+        .expect("rule");
+    // The filter does not match: nothing happens, nothing recorded.
+    env.deliver(&env.service, "b-1", LEAD, "Ana").await;
+    env.service.process_due(&options("n1")).await.expect("pass");
+    let contact = &env
+        .store
+        .campaign_contacts(&env.tenant, &campaign.id, -1, 10)
+        .await
+        .expect("contacts")[0];
+    assert_eq!(contact.state, ContactState::Pending);
+    env.deliver(&env.service, "b-2", LEAD, "Cancelled").await;
+    env.service.process_due(&options("n1")).await.expect("pass");
+    let contact = &env
+        .store
+        .campaign_contacts(&env.tenant, &campaign.id, -1, 10)
+        .await
+        .expect("contacts")[0];
+    assert_eq!(contact.state, ContactState::Done);
+    assert_eq!(contact.outcome.as_deref(), Some("cancelled_by_event"));
+}
