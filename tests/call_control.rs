@@ -942,3 +942,390 @@ async fn a_supervisor_transfers_a_live_call_after_a_handover_line() {
     let ended = ended_call(&bridge.store, &tenant).await;
     assert_eq!(ended.end_reason.as_deref(), Some("transferred"));
 }
+
+// ---- warm transfer ----------------------------------------------------------------------------
+
+const WARM_SUMMARY: &str = "Ann Lee asks why invoice 42 was charged twice.";
+
+/// A call whose agent starts a warm transfer to the front desk; returns once the caller is on
+/// hold (the stream ended by the hold redirect), with the destination leg Twilio was asked to ring.
+struct WarmCall {
+    rest: FakeTwilioRest,
+    realtime: FakeRealtime,
+    bridge: TestBridge,
+    tenant: callbridge::store::TenantId,
+    call_sid: &'static str,
+    human: callbridge_testkit::fake_twilio_rest::FakeCall,
+}
+
+async fn warm_call(call_sid: &'static str, later: Vec<Turn>) -> WarmCall {
+    let rest = FakeTwilioRest::start(&calls_spec().unwrap(), ACCOUNT_SID, AUTH_TOKEN)
+        .await
+        .unwrap();
+    // SAFETY: tests that read TWILIO_API_BASE hold TWILIO_REST.
+    unsafe { std::env::set_var("TWILIO_API_BASE", &rest.base_url) };
+    rest.add_call(call_sid, "in-progress");
+    let stream_ended = Arc::new(tokio::sync::Notify::new());
+    rest.notify_on_redirect(stream_ended.clone());
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![Turn::SayThenCall {
+            ms: 600,
+            byte: 0x44,
+            text: "Let me bring in a colleague; you'll hear hold music.".into(),
+            tool: "transfer_call".into(),
+            arguments: json!({"destination": "front-desk", "mode": "warm", "summary": WARM_SUMMARY}),
+        }],
+        later_scripts: vec![later],
+        ..Behaviour::default()
+    })
+    .await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
+    let mut spec = agent_spec("openai", "gpt-realtime", "alloy");
+    spec.enabled_tools = vec!["transfer_call".into()];
+    let tenant = provision_agent(&bridge.store, "acme", spec).await;
+    let agent = bridge.store.list_agents(&tenant).await.unwrap()[0]
+        .id
+        .clone();
+    bridge
+        .store
+        .put_transfer_destinations(&tenant, &agent, &[front_desk()])
+        .await
+        .unwrap();
+    let report = bridge
+        .twilio()
+        .call(
+            call_sid,
+            CallScript {
+                max_ms: 8_000,
+                stop_when: Some(stream_ended),
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+    // The hold line played whole before the caller was moved.
+    let stopped_at = report
+        .stopped_at_ms
+        .expect("the hold redirect ended the stream");
+    let line: Vec<u64> = report
+        .played
+        .iter()
+        .filter(|(_, b)| *b == 0x44)
+        .map(|(at, _)| *at)
+        .collect();
+    assert_eq!(line.len(), 30, "600 ms line = 30 frames");
+    assert!(line.iter().all(|at| *at <= stopped_at));
+
+    assert!(rest.violations().is_empty(), "{:?}", rest.violations());
+    let calls = rest.calls();
+    let human = calls
+        .iter()
+        .find(|c| c.param("To") == Some("+15551234567"))
+        .expect("the destination was rung")
+        .clone();
+    assert_eq!(human.param("From"), Some(CALLED_NUMBER));
+    assert_eq!(human.param("Timeout"), Some("30"));
+    assert_eq!(human.param("MachineDetection"), Some("Enable"));
+    assert!(human.param("Url").unwrap().contains("/twilio/warm/"));
+    assert!(human.param("StatusCallback").unwrap().ends_with("/status"));
+    let caller = calls.iter().find(|c| c.sid == call_sid).unwrap();
+    assert_eq!(caller.updates.len(), 1, "{:?}", caller.updates);
+    let hold = &caller.updates[0]
+        .iter()
+        .find(|(k, _)| k == "Twiml")
+        .unwrap()
+        .1;
+    assert!(
+        hold.contains(r#"<Dial><Conference beep="false" startConferenceOnEnter="false" endConferenceOnExit="true">callbridge-"#),
+        "{hold}"
+    );
+    // The call record stays open while the caller is on hold.
+    let mut on_hold = false;
+    for _ in 0..250 {
+        let call = bridge.store.list_calls(&tenant, 10).await.unwrap();
+        let events = bridge
+            .store
+            .call_events(&tenant, &call[0].id)
+            .await
+            .unwrap();
+        if events
+            .iter()
+            .any(|e| e.kind == CallEventKind::Transfer && e.payload["outcome"] == "on_hold")
+        {
+            assert!(call[0].ended_at.is_none(), "not ended while on hold");
+            on_hold = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(on_hold, "the hold was recorded");
+    WarmCall {
+        rest,
+        realtime,
+        bridge,
+        tenant,
+        call_sid,
+        human,
+    }
+}
+
+fn room_of(twiml: &str) -> &str {
+    let start = twiml.find("callbridge-").unwrap();
+    let end = start + twiml[start..].find('<').unwrap();
+    &twiml[start..end]
+}
+
+#[tokio::test]
+async fn warm_transfer_whispers_the_summary_and_connects_only_on_accept() {
+    let _serial = TWILIO_REST.lock().await;
+    let w = warm_call("CA00000000000000000000000000000c21", Vec::new()).await;
+    let answer_url = w.human.param("Url").unwrap().to_owned();
+    let (status, whisper) = w
+        .rest
+        .post_callback(&answer_url, &w.human.sid, &[("AnsweredBy", "human")])
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{whisper}");
+    assert!(
+        whisper.contains(&format!("<Say>{WARM_SUMMARY}</Say>")),
+        "{whisper}"
+    );
+    assert!(
+        whisper.contains(r#"<Gather input="dtmf" numDigits="1""#),
+        "{whisper}"
+    );
+    let accept_url = answer_url.replace("/answer", "/accept");
+    assert!(
+        whisper.contains(&format!(r#"action="{accept_url}""#)),
+        "{whisper}"
+    );
+    // A forged callback (wrong signature) is refused.
+    let (status, _) = callbridge_testkit::fake_twilio::http_post(
+        w.bridge.addr,
+        accept_url.trim_start_matches(&w.bridge.public_url),
+        Some("forged"),
+        "AccountSid=AC&Digits=1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 403);
+
+    let (status, join) = w
+        .rest
+        .post_callback(&accept_url, &w.human.sid, &[("Digits", "1")])
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{join}");
+    let hold = w
+        .rest
+        .calls()
+        .into_iter()
+        .find(|c| c.sid == w.call_sid)
+        .unwrap()
+        .updates[0]
+        .iter()
+        .find(|(k, _)| k == "Twiml")
+        .unwrap()
+        .1
+        .clone();
+    assert!(join.contains(r#"startConferenceOnEnter="true""#), "{join}");
+    assert_eq!(room_of(&join), room_of(&hold), "the same conference");
+    // A second accept finds the transfer decided.
+    let (_, again) = w
+        .rest
+        .post_callback(&accept_url, &w.human.sid, &[("Digits", "1")])
+        .await
+        .unwrap();
+    assert!(again.contains("no longer waiting"), "{again}");
+
+    let ended = ended_call(&w.bridge.store, &w.tenant).await;
+    assert_eq!(ended.end_reason.as_deref(), Some("transferred"));
+    assert_eq!(ended.status.as_str(), "completed");
+    let events = w
+        .bridge
+        .store
+        .call_events(&w.tenant, &ended.id)
+        .await
+        .unwrap();
+    let payload = callbridge::webhooks::payload::call_ended_payload(&ended, &events);
+    assert_eq!(payload["data"]["transfer"]["outcome"], "connected");
+    assert_eq!(payload["data"]["transfer"]["destination"], "front-desk");
+    // The destination's leg ending later changes nothing; the caller was never sent back.
+    w.rest
+        .send_status(&w.human.sid, "completed", 2, &[])
+        .await
+        .unwrap();
+    let caller = w
+        .rest
+        .calls()
+        .into_iter()
+        .find(|c| c.sid == w.call_sid)
+        .unwrap();
+    assert_eq!(caller.updates.len(), 1, "no redirect back to the agent");
+    assert_eq!(w.realtime.recorder.sessions().len(), 1);
+    assert!(w.rest.violations().is_empty(), "{:?}", w.rest.violations());
+}
+
+/// The destination does not take the call (`how`): the caller is redirected to a new stream, the
+/// model is told why and speaks, and the call's record continues and ends normally.
+async fn warm_transfer_not_taken(call_sid: &'static str, how: &str, why: &str) {
+    let w = warm_call(
+        call_sid,
+        vec![Turn::Say {
+            ms: 400,
+            byte: 0x77,
+            text: "Sorry, my colleague is not available. Can I take a message?".into(),
+        }],
+    )
+    .await;
+    match how {
+        "machine" => {
+            let url = w.human.param("Url").unwrap().to_owned();
+            let (status, body) = w
+                .rest
+                .post_callback(&url, &w.human.sid, &[("AnsweredBy", "machine_start")])
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+            assert!(
+                body.contains("<Hangup/>") && !body.contains("<Say>Ann"),
+                "{body}"
+            );
+        }
+        "decline" => {
+            let url = w.human.param("Url").unwrap().replace("/answer", "/accept");
+            let (status, body) = w
+                .rest
+                .post_callback(&url, &w.human.sid, &[("Digits", "2")])
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+            assert!(body.contains("<Hangup/>"), "{body}");
+        }
+        status => {
+            w.rest
+                .send_status(&w.human.sid, status, 1, &[])
+                .await
+                .unwrap();
+        }
+    }
+    let caller = w
+        .rest
+        .calls()
+        .into_iter()
+        .find(|c| c.sid == w.call_sid)
+        .unwrap();
+    assert_eq!(caller.updates.len(), 2, "{:?}", caller.updates);
+    let back = &caller.updates[1]
+        .iter()
+        .find(|(k, _)| k == "Twiml")
+        .unwrap()
+        .1;
+    let twiml = callbridge_testkit::fake_twilio::parse_stream_twiml(back).unwrap();
+    let twilio = w.bridge.twilio();
+    let socket = twilio.connect_media(&twiml.url, None).await.unwrap();
+    let report = callbridge_testkit::fake_twilio::run_stream(
+        socket,
+        w.call_sid,
+        ACCOUNT_SID,
+        &twiml,
+        CallScript {
+            max_ms: 6_000,
+            hang_up_after_ms: Some(1_500),
+            ..CallScript::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        report.played.iter().filter(|(_, b)| *b == 0x77).count() >= 15,
+        "the agent spoke to the caller again"
+    );
+    let sessions = w.realtime.recorder.sessions();
+    assert_eq!(sessions.len(), 2, "a new model session for the caller");
+    let note = received_of(&sessions[1], "conversation.item.create")
+        .into_iter()
+        .any(|e| e.to_string().contains(why) && e.to_string().contains("front-desk"));
+    assert!(note, "{:?}", sessions[1].received);
+
+    // One call record, continued and ended normally, with the outcome.
+    let ended = ended_call(&w.bridge.store, &w.tenant).await;
+    assert_eq!(
+        w.bridge
+            .store
+            .list_calls(&w.tenant, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(ended.end_reason.as_deref(), Some("caller_hung_up"));
+    let events = w
+        .bridge
+        .store
+        .call_events(&w.tenant, &ended.id)
+        .await
+        .unwrap();
+    let payload = callbridge::webhooks::payload::call_ended_payload(&ended, &events);
+    let expected = match how {
+        "machine" => "voicemail",
+        "decline" => "declined",
+        "no-answer" => "no_answer",
+        other => other,
+    };
+    assert_eq!(payload["data"]["transfer"]["outcome"], expected);
+
+    // The resumed stream's token is single-use.
+    let socket = twilio.connect_media(&twiml.url, None).await.unwrap();
+    let replay = callbridge_testkit::fake_twilio::run_stream(
+        socket,
+        w.call_sid,
+        ACCOUNT_SID,
+        &twiml,
+        CallScript {
+            max_ms: 2_000,
+            ..CallScript::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        replay.closed_by_bridge,
+        "a replayed resume token is refused"
+    );
+    assert!(w.rest.violations().is_empty(), "{:?}", w.rest.violations());
+}
+
+#[tokio::test]
+async fn warm_transfer_busy_takes_the_caller_back_to_the_agent() {
+    let _serial = TWILIO_REST.lock().await;
+    warm_transfer_not_taken(
+        "CA00000000000000000000000000000c22",
+        "busy",
+        "the line was busy",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn warm_transfer_not_answered_takes_the_caller_back_to_the_agent() {
+    let _serial = TWILIO_REST.lock().await;
+    warm_transfer_not_taken(
+        "CA00000000000000000000000000000c23",
+        "no-answer",
+        "nobody answered",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn warm_transfer_to_voicemail_or_declined_takes_the_caller_back() {
+    let _serial = TWILIO_REST.lock().await;
+    warm_transfer_not_taken("CA00000000000000000000000000000c24", "machine", "voicemail").await;
+    warm_transfer_not_taken(
+        "CA00000000000000000000000000000c25",
+        "decline",
+        "could not take the call",
+    )
+    .await;
+}
