@@ -1329,3 +1329,494 @@ async fn warm_transfer_to_voicemail_or_declined_takes_the_caller_back() {
     )
     .await;
 }
+
+// ---- post-call analysis -----------------------------------------------------------------------
+
+mod analysis {
+    use super::*;
+    use callbridge::call::analysis::{AnalysisOptions, AnalysisWorker};
+    use callbridge::store::{TenantId, WebhookSettingsSpec};
+    use callbridge::tenant::vault::Vault;
+    use callbridge_testkit::fake_responses::{FakeResponses, Reply};
+    use secrecy::SecretString;
+
+    const GOAL: &str = "The caller books a cleaning appointment.";
+    const KEY: &str = "sk-analysis-test-key";
+
+    fn fields_schema() -> Value {
+        json!({"type": "object", "additionalProperties": false,
+            "required": ["reason", "appointment_booked", "callback_requested"],
+            "properties": {
+                "reason": {"type": "string"},
+                "appointment_booked": {"type": "boolean"},
+                "callback_requested": {"type": "boolean"}}})
+    }
+
+    fn good_reply() -> String {
+        json!({"summary": "The caller asked about a cleaning and booked one for Tuesday.",
+            "fields": {"reason": "cleaning", "appointment_booked": true, "callback_requested": false},
+            "success": {"achieved": true, "reason": "An appointment was booked."}})
+        .to_string()
+    }
+
+    fn bad_reply() -> String {
+        // `appointment_booked` is not a boolean, and a field outside the schema.
+        json!({"summary": "Booked.",
+            "fields": {"reason": "cleaning", "appointment_booked": "yes", "callback_requested": false, "mood": "happy"},
+            "success": {"achieved": true, "reason": "booked"}})
+        .to_string()
+    }
+
+    struct Setup {
+        bridge: TestBridge,
+        _realtime: FakeRealtime,
+        tenant: TenantId,
+        llm: FakeResponses,
+    }
+
+    async fn setup() -> Setup {
+        let realtime = FakeRealtime::start(Behaviour {
+            script: vec![Turn::Say {
+                ms: 300,
+                byte: 0x21,
+                text: "Hello, this is the dental office. Your cleaning is booked for Tuesday."
+                    .into(),
+            }],
+            ..Behaviour::default()
+        })
+        .await;
+        let bridge = TestBridge::start(&realtime.url(), |args| {
+            args.admin_key = Some(LIVE_ADMIN_KEY.into());
+        })
+        .await;
+        let tenant = provision_agent(
+            &bridge.store,
+            "acme",
+            agent_spec("openai", "gpt-realtime", "alloy"),
+        )
+        .await;
+        // A post-call webhook, to see what call.ended carries.
+        Vault::new(bridge.store.clone(), bridge.keyring.clone())
+            .put(
+                &tenant,
+                "hook",
+                "webhook",
+                &SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            )
+            .await
+            .unwrap();
+        bridge
+            .store
+            .put_webhook_settings(
+                &tenant,
+                &WebhookSettingsSpec {
+                    url: "http://127.0.0.1:9/hook".into(),
+                    secret_name: "hook".into(),
+                    enabled: true,
+                },
+            )
+            .await
+            .unwrap();
+        let llm = FakeResponses::start(KEY).await.unwrap();
+        Setup {
+            bridge,
+            _realtime: realtime,
+            tenant,
+            llm,
+        }
+    }
+
+    fn worker(s: &Setup) -> AnalysisWorker {
+        AnalysisWorker::new(
+            s.bridge.store.clone(),
+            callbridge_testkit::loopback_policy(),
+            s.bridge.metrics.clone(),
+            AnalysisOptions {
+                base_url: s.llm.base_url.clone(),
+                model: "gpt-4.1-mini".into(),
+                api_key: SecretString::from(KEY),
+                lease: Duration::from_secs(60),
+                poll: Duration::from_millis(50),
+                backoff: Duration::ZERO,
+            },
+        )
+        .unwrap()
+    }
+
+    /// Places one call that the caller ends; returns its id once ended and its analysis queued.
+    async fn one_call(s: &Setup, sid: &str) -> String {
+        s.bridge
+            .twilio()
+            .call(
+                sid,
+                CallScript {
+                    max_ms: 5_000,
+                    hang_up_after_ms: Some(1_000),
+                    ..CallScript::default()
+                },
+            )
+            .await
+            .unwrap();
+        for _ in 0..250 {
+            let calls = s.bridge.store.list_calls(&s.tenant, 10).await.unwrap();
+            if let Some(call) = calls
+                .iter()
+                .find(|c| c.twilio_call_sid.as_deref() == Some(sid) && c.ended_at.is_some())
+                && s.bridge
+                    .store
+                    .call_analysis(&s.tenant, &call.id)
+                    .await
+                    .unwrap()
+                    .is_some()
+            {
+                return call.id.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the call never ended");
+    }
+
+    async fn call_ended(s: &Setup, call_id: &str) -> Option<Value> {
+        s.bridge
+            .store
+            .list_outbox(&s.tenant, 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| serde_json::from_str::<Value>(&m.payload).unwrap())
+            .find(|p| p["data"]["call_id"] == call_id)
+    }
+
+    #[tokio::test]
+    async fn settings_are_validated_and_tenant_scoped() {
+        let s = setup().await;
+        let agent = s.bridge.store.list_agents(&s.tenant).await.unwrap()[0]
+            .id
+            .clone();
+        let path = format!("/tenants/acme/agents/{agent}/analysis");
+        let (status, _) = api(&s.bridge, reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 404, "no analysis by default");
+        let (status, body) = api(
+            &s.bridge,
+            reqwest::Method::PUT,
+            &path,
+            Some(json!({"goal": GOAL, "fields_schema": {"type": "string"}})),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.to_string().contains("fields_schema"), "{body}");
+        let (status, body) = api(
+            &s.bridge,
+            reqwest::Method::PUT,
+            &path,
+            Some(json!({"goal": GOAL, "fields_schema": {"type": "object", "properties": {"a": {"type": "nonsense"}}}})),
+        )
+        .await;
+        assert_eq!(status, 400, "a schema that does not compile: {body}");
+        let (status, body) = api(
+            &s.bridge,
+            reqwest::Method::PUT,
+            &path,
+            Some(json!({"goal": "", "fields_schema": fields_schema()})),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        let (status, body) = api(
+            &s.bridge,
+            reqwest::Method::PUT,
+            &path,
+            Some(json!({"goal": GOAL, "fields_schema": fields_schema()})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["fields_schema"], fields_schema());
+        let (status, _) = api(
+            &s.bridge,
+            reqwest::Method::PUT,
+            "/tenants/acme/agents/no-such-agent/analysis",
+            Some(json!({"goal": GOAL, "fields_schema": fields_schema()})),
+        )
+        .await;
+        assert_eq!(status, 404);
+        let other = provision_other_tenant(&s.bridge.store).await;
+        let (status, _) = api(
+            &s.bridge,
+            reqwest::Method::GET,
+            &format!("/tenants/{other}/agents/{agent}/analysis"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 404, "another tenant's agent");
+        let (status, _) = api(&s.bridge, reqwest::Method::DELETE, &path, None).await;
+        assert_eq!(status, 204);
+        let (status, _) = api(&s.bridge, reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 404);
+    }
+
+    #[tokio::test]
+    async fn a_call_is_analysed_by_the_text_model_and_call_ended_waits_for_it() {
+        let s = setup().await;
+        let agent = s.bridge.store.list_agents(&s.tenant).await.unwrap()[0]
+            .id
+            .clone();
+        let (status, body) = api(
+            &s.bridge,
+            reqwest::Method::PUT,
+            &format!("/tenants/acme/agents/{agent}/analysis"),
+            Some(json!({"goal": GOAL, "fields_schema": fields_schema()})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+
+        // 1. A valid reply.
+        let first = one_call(&s, "CA00000000000000000000000000000a01").await;
+        assert!(
+            call_ended(&s, &first).await.is_none(),
+            "call.ended waits for the analysis"
+        );
+        let (status, pending) = api(
+            &s.bridge,
+            reqwest::Method::GET,
+            &format!("/tenants/acme/calls/{first}/analysis"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(pending["status"], "pending");
+        s.llm.script([Reply::Text(good_reply())]);
+        let worker = worker(&s);
+        assert!(worker.run_once().await.unwrap());
+        assert!(!worker.run_once().await.unwrap(), "nothing else queued");
+        let requests = s.llm.requests();
+        assert_eq!(requests.len(), 1);
+        let input = requests[0]["input"].as_str().unwrap();
+        assert!(input.contains(GOAL), "{input}");
+        assert!(
+            input.contains("Your cleaning is booked for Tuesday"),
+            "{input}"
+        );
+        assert_eq!(requests[0]["model"], "gpt-4.1-mini");
+        assert_eq!(
+            requests[0]["text"]["format"]["schema"]["properties"]["fields"],
+            fields_schema()
+        );
+        let (_, done) = api(
+            &s.bridge,
+            reqwest::Method::GET,
+            &format!("/tenants/acme/calls/{first}/analysis"),
+            None,
+        )
+        .await;
+        assert_eq!(done["status"], "done", "{done}");
+        assert_eq!(done["attempts"], 1);
+        assert_eq!(done["fields"]["appointment_booked"], true);
+        assert_eq!(done["success"]["achieved"], true);
+        let ended = call_ended(&s, &first).await.expect("call.ended queued");
+        assert_eq!(ended["data"]["analysis"]["status"], "done");
+        assert_eq!(ended["data"]["analysis"]["fields"]["reason"], "cleaning");
+        assert!(
+            ended["data"]["analysis"]["summary"]
+                .as_str()
+                .unwrap()
+                .contains("booked")
+        );
+
+        // 2. An invalid reply is asked for once more; the valid second one is kept.
+        let second = one_call(&s, "CA00000000000000000000000000000a02").await;
+        s.llm
+            .script([Reply::Text(bad_reply()), Reply::Text(good_reply())]);
+        assert!(worker.run_once().await.unwrap());
+        let analysis = s
+            .bridge
+            .store
+            .call_analysis(&s.tenant, &second)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(analysis.status.as_str(), "done");
+        assert_eq!(analysis.attempts, 2);
+
+        // 3. Two invalid replies: failed, nothing invented, and call.ended says so.
+        let third = one_call(&s, "CA00000000000000000000000000000a03").await;
+        s.llm.script([
+            Reply::Text(bad_reply()),
+            Reply::Text("Sure! The caller booked an appointment.".into()),
+        ]);
+        assert!(worker.run_once().await.unwrap());
+        let (_, failed) = api(
+            &s.bridge,
+            reqwest::Method::GET,
+            &format!("/tenants/acme/calls/{third}/analysis"),
+            None,
+        )
+        .await;
+        assert_eq!(failed["status"], "failed", "{failed}");
+        assert_eq!(failed["attempts"], 2);
+        assert!(failed["fields"].is_null() && failed["summary"].is_null());
+        assert!(
+            failed["error"]
+                .as_str()
+                .unwrap()
+                .contains("did not validate"),
+            "{failed}"
+        );
+        let ended = call_ended(&s, &third).await.expect("call.ended queued");
+        assert_eq!(ended["data"]["analysis"]["status"], "failed");
+        assert!(ended["data"]["analysis"]["fields"].is_null());
+
+        // 4. The model down (5xx): the analysis stays queued across a restart (a new worker)
+        //    and is done once the model answers.
+        let fourth = one_call(&s, "CA00000000000000000000000000000a04").await;
+        s.llm
+            .script([Reply::Status(500), Reply::Status(500), Reply::Status(500)]);
+        assert!(worker.run_once().await.unwrap());
+        let analysis = s
+            .bridge
+            .store
+            .call_analysis(&s.tenant, &fourth)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(analysis.status.as_str(), "pending");
+        assert!(analysis.error.is_some());
+        assert!(call_ended(&s, &fourth).await.is_none());
+        drop(worker);
+        s.llm.script([Reply::Text(good_reply())]);
+        let restarted = self::worker(&s);
+        assert!(restarted.run_once().await.unwrap());
+        let analysis = s
+            .bridge
+            .store
+            .call_analysis(&s.tenant, &fourth)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(analysis.status.as_str(), "done");
+        assert!(call_ended(&s, &fourth).await.is_some());
+
+        // Another tenant cannot read the analysis.
+        let other = provision_other_tenant(&s.bridge.store).await;
+        let (status, _) = api(
+            &s.bridge,
+            reqwest::Method::GET,
+            &format!("/tenants/{other}/calls/{first}/analysis"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 404);
+        assert!(s.llm.violations().is_empty(), "{:?}", s.llm.violations());
+    }
+}
+
+#[tokio::test]
+async fn analysis_rows_queue_lease_and_settle_sqlite() {
+    let db = store_harness::sqlite().await;
+    analysis_round_trip(&db.store).await;
+}
+
+#[tokio::test]
+async fn analysis_rows_queue_lease_and_settle_postgres() {
+    if let Some(db) = store_harness::postgres().await {
+        analysis_round_trip(&db.store).await;
+    }
+}
+
+async fn analysis_round_trip(store: &callbridge::store::SqlStore) {
+    use callbridge::store::{
+        AnalysisSettings, AnalysisStatus, CallDirection, CallStatus, NewCall, SettledAnalysis,
+    };
+    let tenant =
+        provision_agent(store, "acme", agent_spec("openai", "gpt-realtime", "alloy")).await;
+    let agent = store.list_agents(&tenant).await.unwrap()[0].id.clone();
+    let mut settings = AnalysisSettings {
+        goal: "Book a visit.".into(),
+        fields_schema: json!({"type": "object", "properties": {"reason": {"type": "string"}}}),
+        model: None,
+    };
+    store
+        .put_analysis_settings(&tenant, &agent, &settings)
+        .await
+        .unwrap();
+    settings.model = Some("gpt-4.1".into());
+    store
+        .put_analysis_settings(&tenant, &agent, &settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.analysis_settings(&tenant, &agent).await.unwrap(),
+        Some(settings.clone())
+    );
+    let other = provision_other_tenant(store).await;
+    assert_eq!(store.analysis_settings(&other, &agent).await.unwrap(), None);
+    assert!(
+        store
+            .put_analysis_settings(&other, &agent, &settings)
+            .await
+            .is_err(),
+        "another tenant's agent"
+    );
+    let call = store
+        .create_call(&NewCall {
+            tenant_id: tenant.clone(),
+            agent_id: agent.clone(),
+            direction: CallDirection::Inbound,
+            from: "+14155551234".into(),
+            to: "+15005550006".into(),
+            twilio_call_sid: Some("CA00000000000000000000000000000a99".into()),
+            status: CallStatus::InProgress,
+        })
+        .await
+        .unwrap();
+    assert!(store.queue_analysis(&tenant, &call.id).await.unwrap());
+    assert!(
+        !store.queue_analysis(&tenant, &call.id).await.unwrap(),
+        "once"
+    );
+    let claimed = store.claim_analysis(60_000).await.unwrap().unwrap();
+    assert_eq!(
+        (claimed.tenant.clone(), claimed.call_id.clone()),
+        (tenant.clone(), call.id.clone())
+    );
+    assert_eq!(store.claim_analysis(60_000).await.unwrap(), None, "leased");
+    let result = json!({"summary": "s", "fields": {"reason": "r"}, "success": {"achieved": true, "reason": "r"}});
+    store
+        .settle_analysis(
+            &tenant,
+            &call.id,
+            &SettledAnalysis {
+                status: AnalysisStatus::Done,
+                attempts: 1,
+                outcome: Ok(&result),
+                model: "gpt-4.1",
+                retry_at_ms: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let stored = store
+        .call_analysis(&tenant, &call.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, AnalysisStatus::Done);
+    assert_eq!(stored.result, Some(result));
+    assert_eq!(stored.model.as_deref(), Some("gpt-4.1"));
+    assert_eq!(
+        store.claim_analysis(60_000).await.unwrap(),
+        None,
+        "done is not queued"
+    );
+    assert_eq!(store.call_analysis(&other, &call.id).await.unwrap(), None);
+    assert!(
+        store
+            .delete_analysis_settings(&tenant, &agent)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_analysis_settings(&tenant, &agent)
+            .await
+            .unwrap()
+    );
+}

@@ -1390,13 +1390,9 @@ async fn write_journal(
             JournalEntry::Finish(end) => {
                 match store.finish_call(&tenant, &call_id, &end).await {
                     // The tenant's post-call webhook goes through the durable outbox.
+                    // (after the analysis, when the agent has analysis settings).
                     Ok(_) => {
-                        if let Err(e) =
-                            crate::webhooks::enqueue_call_ended(&store, &tenant, &call_id).await
-                        {
-                            metrics.error("webhook_enqueue_failed");
-                            warn!(error = %e, "cannot queue the call.ended webhook");
-                        }
+                        super::analysis::call_finished(&store, &metrics, &tenant, &call_id).await;
                         Ok(())
                     }
                     Err(e) => Err(e),

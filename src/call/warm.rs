@@ -396,12 +396,7 @@ pub async fn accepted(deps: &CallDeps, id: &str, digits: &str) -> String {
         };
         match written.await {
             Ok(_) => {
-                if let Err(e) =
-                    crate::webhooks::enqueue_call_ended(&deps.store, &tenant, &call_id).await
-                {
-                    deps.metrics.error("webhook_enqueue_failed");
-                    warn!(error = %e, "cannot queue the call.ended webhook");
-                }
+                super::analysis::call_finished(&deps.store, &deps.metrics, &tenant, &call_id).await;
             }
             Err(e) => {
                 deps.metrics.error("store_write_failed");
@@ -516,7 +511,7 @@ pub async fn return_caller(deps: &CallDeps, id: &str, outcome: Outcome) {
                 .await
                 .is_ok()
             {
-                let _ = crate::webhooks::enqueue_call_ended(&deps.store, &tenant, &call_id).await;
+                super::analysis::call_finished(&deps.store, &deps.metrics, &tenant, &call_id).await;
             }
         }
         deps.metrics.call_ended("transfer_failed");
