@@ -1820,3 +1820,98 @@ async fn analysis_round_trip(store: &callbridge::store::SqlStore) {
             .unwrap()
     );
 }
+
+// ---- quick start (issue 12, item 6) -----------------------------------------------------------
+
+#[tokio::test]
+async fn quick_start_calls_are_recorded_and_auto_keeps_answering_until_a_real_tenant_exists() {
+    use callbridge::store::TenantId;
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![Turn::Say {
+            ms: 200,
+            byte: 0x11,
+            text: "Hi.".into(),
+        }],
+        ..Behaviour::default()
+    })
+    .await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
+    let quickstart = TenantId::parse("quickstart").unwrap();
+    for sid in [
+        "CA00000000000000000000000000000b01",
+        "CA00000000000000000000000000000b02",
+    ] {
+        bridge
+            .twilio()
+            .call(
+                sid,
+                CallScript {
+                    hang_up_after_ms: Some(600),
+                    max_ms: 4_000,
+                    ..CallScript::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let mut ended = Vec::new();
+    for _ in 0..250 {
+        ended = bridge
+            .store
+            .list_calls(&quickstart, 10)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.ended_at.is_some())
+            .collect();
+        if ended.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        ended.len(),
+        2,
+        "both quick-start calls recorded (auto kept answering); tenants {:?}, calls {:?}",
+        bridge.store.list_tenants().await,
+        bridge.store.list_calls(&quickstart, 10).await
+    );
+    let agent = &bridge.store.list_agents(&quickstart).await.unwrap()[0];
+    assert_eq!(agent.spec.name, "default");
+    assert!(
+        ended
+            .iter()
+            .all(|c| c.agent_id == agent.id && c.end_reason.as_deref() == Some("caller_hung_up"))
+    );
+    let events = bridge
+        .store
+        .call_events(&quickstart, &ended[0].id)
+        .await
+        .unwrap();
+    assert!(events.iter().any(|e| e.kind == CallEventKind::Transcript));
+    // A real tenant: unrouted numbers are no longer answered.
+    provision_agent(
+        &bridge.store,
+        "acme",
+        agent_spec("openai", "gpt-realtime", "alloy"),
+    )
+    .await;
+    let twilio = bridge.twilio();
+    let params: Vec<(String, String)> = [
+        ("AccountSid", ACCOUNT_SID),
+        ("CallSid", "CA00000000000000000000000000000b03"),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+        ("From", "+14155551234"),
+        ("To", "+15005550999"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let (status, body) = twilio.voice_webhook(&params, None).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        !body.contains("<Stream") && body.contains("<Say>"),
+        "{body}"
+    );
+}

@@ -1269,8 +1269,24 @@ impl Journal {
             done: Arc::new(tokio::sync::Mutex::new(None)),
             events: tokio::sync::broadcast::channel(1).0,
         };
-        let Route::Agent { tenant, agent_id } = &identity.route else {
-            return disabled;
+        // Quick-start calls (the default agent) are recorded under their own tenant.
+        let quickstart;
+        let (tenant, agent_id) = match &identity.route {
+            Route::Agent { tenant, agent_id } => (tenant, agent_id),
+            Route::Default => {
+                match super::plan::quickstart_agent(&deps.store, &deps.config).await {
+                    Ok(found) => {
+                        quickstart = found;
+                        (&quickstart.0, &quickstart.1)
+                    }
+                    Err(e) => {
+                        deps.metrics.error("store_write_failed");
+                        warn!(error = %e, "cannot record the quick-start call; it goes on unrecorded");
+                        return disabled;
+                    }
+                }
+            }
+            Route::NotInService => return disabled,
         };
         let new_call = NewCall {
             tenant_id: tenant.clone(),
