@@ -129,6 +129,20 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
             node_id: deps.node_id.to_string(),
             ..Default::default()
         });
+    // Post-call analysis (agents with analysis settings): a durable queue, a text model.
+    let analysis =
+        callbridge::call::analysis::AnalysisOptions::from_env(&deps.config.openai_api_key)
+            .and_then(|options| {
+                callbridge::call::analysis::AnalysisWorker::new(
+                    deps.store.clone(),
+                    deps.policy.clone(),
+                    deps.metrics.clone(),
+                    options,
+                )
+                .map_err(|e| tracing::warn!(error = %e, "post-call analysis is off"))
+                .ok()
+            })
+            .map(callbridge::call::analysis::AnalysisWorker::spawn);
     // Crash recovery: settle calls a dead node (or this one, before a restart) left in progress.
     let recovery =
         callbridge::call::recovery::Recovery::for_node(&deps.call_deps(), deps.node_id.clone())
@@ -146,6 +160,9 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
     callbridge::http::serve(listener, app, limits, metrics, shutdown_signal()).await;
     recovery.abort();
     inbound.shutdown().await;
+    if let Some(analysis) = analysis {
+        analysis.abort();
+    }
     if let Some(worker) = webhooks {
         worker.shutdown().await;
     }

@@ -904,6 +904,11 @@ async fn openapi_documents_every_route_without_auth() {
         ("/tenants/{tenant}/calls/{call}/inject", &["post"]),
         ("/tenants/{tenant}/calls/{call}/transfer", &["post"]),
         ("/tenants/{tenant}/calls/{call}/events", &["get"]),
+        (
+            "/tenants/{tenant}/agents/{agent}/analysis",
+            &["delete", "get", "put"],
+        ),
+        ("/tenants/{tenant}/calls/{call}/analysis", &["get"]),
     ];
     let paths = r.body["paths"].as_object().expect("paths");
     let mut documented: Vec<(String, Vec<String>)> = paths

@@ -942,3 +942,976 @@ async fn a_supervisor_transfers_a_live_call_after_a_handover_line() {
     let ended = ended_call(&bridge.store, &tenant).await;
     assert_eq!(ended.end_reason.as_deref(), Some("transferred"));
 }
+
+// ---- warm transfer ----------------------------------------------------------------------------
+
+const WARM_SUMMARY: &str = "Ann Lee asks why invoice 42 was charged twice.";
+
+/// A call whose agent starts a warm transfer to the front desk; returns once the caller is on
+/// hold (the stream ended by the hold redirect), with the destination leg Twilio was asked to ring.
+struct WarmCall {
+    rest: FakeTwilioRest,
+    realtime: FakeRealtime,
+    bridge: TestBridge,
+    tenant: callbridge::store::TenantId,
+    call_sid: &'static str,
+    human: callbridge_testkit::fake_twilio_rest::FakeCall,
+}
+
+async fn warm_call(call_sid: &'static str, later: Vec<Turn>) -> WarmCall {
+    let rest = FakeTwilioRest::start(&calls_spec().unwrap(), ACCOUNT_SID, AUTH_TOKEN)
+        .await
+        .unwrap();
+    // SAFETY: tests that read TWILIO_API_BASE hold TWILIO_REST.
+    unsafe { std::env::set_var("TWILIO_API_BASE", &rest.base_url) };
+    rest.add_call(call_sid, "in-progress");
+    let stream_ended = Arc::new(tokio::sync::Notify::new());
+    rest.notify_on_redirect(stream_ended.clone());
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![Turn::SayThenCall {
+            ms: 600,
+            byte: 0x44,
+            text: "Let me bring in a colleague; you'll hear hold music.".into(),
+            tool: "transfer_call".into(),
+            arguments: json!({"destination": "front-desk", "mode": "warm", "summary": WARM_SUMMARY}),
+        }],
+        later_scripts: vec![later],
+        ..Behaviour::default()
+    })
+    .await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
+    let mut spec = agent_spec("openai", "gpt-realtime", "alloy");
+    spec.enabled_tools = vec!["transfer_call".into()];
+    let tenant = provision_agent(&bridge.store, "acme", spec).await;
+    let agent = bridge.store.list_agents(&tenant).await.unwrap()[0]
+        .id
+        .clone();
+    bridge
+        .store
+        .put_transfer_destinations(&tenant, &agent, &[front_desk()])
+        .await
+        .unwrap();
+    let report = bridge
+        .twilio()
+        .call(
+            call_sid,
+            CallScript {
+                max_ms: 8_000,
+                stop_when: Some(stream_ended),
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+    // The hold line played whole before the caller was moved.
+    let stopped_at = report
+        .stopped_at_ms
+        .expect("the hold redirect ended the stream");
+    let line: Vec<u64> = report
+        .played
+        .iter()
+        .filter(|(_, b)| *b == 0x44)
+        .map(|(at, _)| *at)
+        .collect();
+    assert_eq!(line.len(), 30, "600 ms line = 30 frames");
+    assert!(line.iter().all(|at| *at <= stopped_at));
+
+    assert!(rest.violations().is_empty(), "{:?}", rest.violations());
+    let calls = rest.calls();
+    let human = calls
+        .iter()
+        .find(|c| c.param("To") == Some("+15551234567"))
+        .expect("the destination was rung")
+        .clone();
+    assert_eq!(human.param("From"), Some(CALLED_NUMBER));
+    assert_eq!(human.param("Timeout"), Some("30"));
+    assert_eq!(human.param("MachineDetection"), Some("Enable"));
+    assert!(human.param("Url").unwrap().contains("/twilio/warm/"));
+    assert!(human.param("StatusCallback").unwrap().ends_with("/status"));
+    let caller = calls.iter().find(|c| c.sid == call_sid).unwrap();
+    assert_eq!(caller.updates.len(), 1, "{:?}", caller.updates);
+    let hold = &caller.updates[0]
+        .iter()
+        .find(|(k, _)| k == "Twiml")
+        .unwrap()
+        .1;
+    assert!(
+        hold.contains(r#"<Dial><Conference beep="false" startConferenceOnEnter="false" endConferenceOnExit="true">callbridge-"#),
+        "{hold}"
+    );
+    // The call record stays open while the caller is on hold.
+    let mut on_hold = false;
+    for _ in 0..250 {
+        let call = bridge.store.list_calls(&tenant, 10).await.unwrap();
+        let events = bridge
+            .store
+            .call_events(&tenant, &call[0].id)
+            .await
+            .unwrap();
+        if events
+            .iter()
+            .any(|e| e.kind == CallEventKind::Transfer && e.payload["outcome"] == "on_hold")
+        {
+            assert!(call[0].ended_at.is_none(), "not ended while on hold");
+            on_hold = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(on_hold, "the hold was recorded");
+    WarmCall {
+        rest,
+        realtime,
+        bridge,
+        tenant,
+        call_sid,
+        human,
+    }
+}
+
+fn room_of(twiml: &str) -> &str {
+    let start = twiml.find("callbridge-").unwrap();
+    let end = start + twiml[start..].find('<').unwrap();
+    &twiml[start..end]
+}
+
+#[tokio::test]
+async fn warm_transfer_whispers_the_summary_and_connects_only_on_accept() {
+    let _serial = TWILIO_REST.lock().await;
+    let w = warm_call("CA00000000000000000000000000000c21", Vec::new()).await;
+    let answer_url = w.human.param("Url").unwrap().to_owned();
+    let (status, whisper) = w
+        .rest
+        .post_callback(&answer_url, &w.human.sid, &[("AnsweredBy", "human")])
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{whisper}");
+    assert!(
+        whisper.contains(&format!("<Say>{WARM_SUMMARY}</Say>")),
+        "{whisper}"
+    );
+    assert!(
+        whisper.contains(r#"<Gather input="dtmf" numDigits="1""#),
+        "{whisper}"
+    );
+    let accept_url = answer_url.replace("/answer", "/accept");
+    assert!(
+        whisper.contains(&format!(r#"action="{accept_url}""#)),
+        "{whisper}"
+    );
+    // A forged callback (wrong signature) is refused.
+    let (status, _) = callbridge_testkit::fake_twilio::http_post(
+        w.bridge.addr,
+        accept_url.trim_start_matches(&w.bridge.public_url),
+        Some("forged"),
+        "AccountSid=AC&Digits=1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 403);
+
+    let (status, join) = w
+        .rest
+        .post_callback(&accept_url, &w.human.sid, &[("Digits", "1")])
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{join}");
+    let hold = w
+        .rest
+        .calls()
+        .into_iter()
+        .find(|c| c.sid == w.call_sid)
+        .unwrap()
+        .updates[0]
+        .iter()
+        .find(|(k, _)| k == "Twiml")
+        .unwrap()
+        .1
+        .clone();
+    assert!(join.contains(r#"startConferenceOnEnter="true""#), "{join}");
+    assert_eq!(room_of(&join), room_of(&hold), "the same conference");
+    // A second accept finds the transfer decided.
+    let (_, again) = w
+        .rest
+        .post_callback(&accept_url, &w.human.sid, &[("Digits", "1")])
+        .await
+        .unwrap();
+    assert!(again.contains("no longer waiting"), "{again}");
+
+    let ended = ended_call(&w.bridge.store, &w.tenant).await;
+    assert_eq!(ended.end_reason.as_deref(), Some("transferred"));
+    assert_eq!(ended.status.as_str(), "completed");
+    let events = w
+        .bridge
+        .store
+        .call_events(&w.tenant, &ended.id)
+        .await
+        .unwrap();
+    let payload = callbridge::webhooks::payload::call_ended_payload(&ended, &events);
+    assert_eq!(payload["data"]["transfer"]["outcome"], "connected");
+    assert_eq!(payload["data"]["transfer"]["destination"], "front-desk");
+    // The destination's leg ending later changes nothing; the caller was never sent back.
+    w.rest
+        .send_status(&w.human.sid, "completed", 2, &[])
+        .await
+        .unwrap();
+    let caller = w
+        .rest
+        .calls()
+        .into_iter()
+        .find(|c| c.sid == w.call_sid)
+        .unwrap();
+    assert_eq!(caller.updates.len(), 1, "no redirect back to the agent");
+    assert_eq!(w.realtime.recorder.sessions().len(), 1);
+    assert!(w.rest.violations().is_empty(), "{:?}", w.rest.violations());
+}
+
+/// The destination does not take the call (`how`): the caller is redirected to a new stream, the
+/// model is told why and speaks, and the call's record continues and ends normally.
+async fn warm_transfer_not_taken(call_sid: &'static str, how: &str, why: &str) {
+    let w = warm_call(
+        call_sid,
+        vec![Turn::Say {
+            ms: 400,
+            byte: 0x77,
+            text: "Sorry, my colleague is not available. Can I take a message?".into(),
+        }],
+    )
+    .await;
+    match how {
+        "machine" => {
+            let url = w.human.param("Url").unwrap().to_owned();
+            let (status, body) = w
+                .rest
+                .post_callback(&url, &w.human.sid, &[("AnsweredBy", "machine_start")])
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+            assert!(
+                body.contains("<Hangup/>") && !body.contains("<Say>Ann"),
+                "{body}"
+            );
+        }
+        "decline" => {
+            let url = w.human.param("Url").unwrap().replace("/answer", "/accept");
+            let (status, body) = w
+                .rest
+                .post_callback(&url, &w.human.sid, &[("Digits", "2")])
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+            assert!(body.contains("<Hangup/>"), "{body}");
+        }
+        status => {
+            w.rest
+                .send_status(&w.human.sid, status, 1, &[])
+                .await
+                .unwrap();
+        }
+    }
+    let caller = w
+        .rest
+        .calls()
+        .into_iter()
+        .find(|c| c.sid == w.call_sid)
+        .unwrap();
+    assert_eq!(caller.updates.len(), 2, "{:?}", caller.updates);
+    let back = &caller.updates[1]
+        .iter()
+        .find(|(k, _)| k == "Twiml")
+        .unwrap()
+        .1;
+    let twiml = callbridge_testkit::fake_twilio::parse_stream_twiml(back).unwrap();
+    let twilio = w.bridge.twilio();
+    let socket = twilio.connect_media(&twiml.url, None).await.unwrap();
+    let report = callbridge_testkit::fake_twilio::run_stream(
+        socket,
+        w.call_sid,
+        ACCOUNT_SID,
+        &twiml,
+        CallScript {
+            max_ms: 6_000,
+            hang_up_after_ms: Some(1_500),
+            ..CallScript::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        report.played.iter().filter(|(_, b)| *b == 0x77).count() >= 15,
+        "the agent spoke to the caller again"
+    );
+    let sessions = w.realtime.recorder.sessions();
+    assert_eq!(sessions.len(), 2, "a new model session for the caller");
+    let note = received_of(&sessions[1], "conversation.item.create")
+        .into_iter()
+        .any(|e| e.to_string().contains(why) && e.to_string().contains("front-desk"));
+    assert!(note, "{:?}", sessions[1].received);
+
+    // One call record, continued and ended normally, with the outcome.
+    let ended = ended_call(&w.bridge.store, &w.tenant).await;
+    assert_eq!(
+        w.bridge
+            .store
+            .list_calls(&w.tenant, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(ended.end_reason.as_deref(), Some("caller_hung_up"));
+    let events = w
+        .bridge
+        .store
+        .call_events(&w.tenant, &ended.id)
+        .await
+        .unwrap();
+    let payload = callbridge::webhooks::payload::call_ended_payload(&ended, &events);
+    let expected = match how {
+        "machine" => "voicemail",
+        "decline" => "declined",
+        "no-answer" => "no_answer",
+        other => other,
+    };
+    assert_eq!(payload["data"]["transfer"]["outcome"], expected);
+
+    // The resumed stream's token is single-use.
+    let socket = twilio.connect_media(&twiml.url, None).await.unwrap();
+    let replay = callbridge_testkit::fake_twilio::run_stream(
+        socket,
+        w.call_sid,
+        ACCOUNT_SID,
+        &twiml,
+        CallScript {
+            max_ms: 2_000,
+            ..CallScript::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        replay.closed_by_bridge,
+        "a replayed resume token is refused"
+    );
+    assert!(w.rest.violations().is_empty(), "{:?}", w.rest.violations());
+}
+
+#[tokio::test]
+async fn warm_transfer_busy_takes_the_caller_back_to_the_agent() {
+    let _serial = TWILIO_REST.lock().await;
+    warm_transfer_not_taken(
+        "CA00000000000000000000000000000c22",
+        "busy",
+        "the line was busy",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn warm_transfer_not_answered_takes_the_caller_back_to_the_agent() {
+    let _serial = TWILIO_REST.lock().await;
+    warm_transfer_not_taken(
+        "CA00000000000000000000000000000c23",
+        "no-answer",
+        "nobody answered",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn warm_transfer_to_voicemail_or_declined_takes_the_caller_back() {
+    let _serial = TWILIO_REST.lock().await;
+    warm_transfer_not_taken("CA00000000000000000000000000000c24", "machine", "voicemail").await;
+    warm_transfer_not_taken(
+        "CA00000000000000000000000000000c25",
+        "decline",
+        "could not take the call",
+    )
+    .await;
+}
+
+// ---- post-call analysis -----------------------------------------------------------------------
+
+mod analysis {
+    use super::*;
+    use callbridge::call::analysis::{AnalysisOptions, AnalysisWorker};
+    use callbridge::store::{TenantId, WebhookSettingsSpec};
+    use callbridge::tenant::vault::Vault;
+    use callbridge_testkit::fake_responses::{FakeResponses, Reply};
+    use secrecy::SecretString;
+
+    const GOAL: &str = "The caller books a cleaning appointment.";
+    const KEY: &str = "sk-analysis-test-key";
+
+    fn fields_schema() -> Value {
+        json!({"type": "object", "additionalProperties": false,
+            "required": ["reason", "appointment_booked", "callback_requested"],
+            "properties": {
+                "reason": {"type": "string"},
+                "appointment_booked": {"type": "boolean"},
+                "callback_requested": {"type": "boolean"}}})
+    }
+
+    fn good_reply() -> String {
+        json!({"summary": "The caller asked about a cleaning and booked one for Tuesday.",
+            "fields": {"reason": "cleaning", "appointment_booked": true, "callback_requested": false},
+            "success": {"achieved": true, "reason": "An appointment was booked."}})
+        .to_string()
+    }
+
+    fn bad_reply() -> String {
+        // `appointment_booked` is not a boolean, and a field outside the schema.
+        json!({"summary": "Booked.",
+            "fields": {"reason": "cleaning", "appointment_booked": "yes", "callback_requested": false, "mood": "happy"},
+            "success": {"achieved": true, "reason": "booked"}})
+        .to_string()
+    }
+
+    struct Setup {
+        bridge: TestBridge,
+        _realtime: FakeRealtime,
+        tenant: TenantId,
+        llm: FakeResponses,
+    }
+
+    async fn setup() -> Setup {
+        let realtime = FakeRealtime::start(Behaviour {
+            script: vec![Turn::Say {
+                ms: 300,
+                byte: 0x21,
+                text: "Hello, this is the dental office. Your cleaning is booked for Tuesday."
+                    .into(),
+            }],
+            ..Behaviour::default()
+        })
+        .await;
+        let bridge = TestBridge::start(&realtime.url(), |args| {
+            args.admin_key = Some(LIVE_ADMIN_KEY.into());
+        })
+        .await;
+        let tenant = provision_agent(
+            &bridge.store,
+            "acme",
+            agent_spec("openai", "gpt-realtime", "alloy"),
+        )
+        .await;
+        // A post-call webhook, to see what call.ended carries.
+        Vault::new(bridge.store.clone(), bridge.keyring.clone())
+            .put(
+                &tenant,
+                "hook",
+                "webhook",
+                &SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            )
+            .await
+            .unwrap();
+        bridge
+            .store
+            .put_webhook_settings(
+                &tenant,
+                &WebhookSettingsSpec {
+                    url: "http://127.0.0.1:9/hook".into(),
+                    secret_name: "hook".into(),
+                    enabled: true,
+                },
+            )
+            .await
+            .unwrap();
+        let llm = FakeResponses::start(KEY).await.unwrap();
+        Setup {
+            bridge,
+            _realtime: realtime,
+            tenant,
+            llm,
+        }
+    }
+
+    fn worker(s: &Setup) -> AnalysisWorker {
+        AnalysisWorker::new(
+            s.bridge.store.clone(),
+            callbridge_testkit::loopback_policy(),
+            s.bridge.metrics.clone(),
+            AnalysisOptions {
+                base_url: s.llm.base_url.clone(),
+                model: "gpt-4.1-mini".into(),
+                api_key: SecretString::from(KEY),
+                lease: Duration::from_secs(60),
+                poll: Duration::from_millis(50),
+                backoff: Duration::ZERO,
+            },
+        )
+        .unwrap()
+    }
+
+    /// Places one call that the caller ends; returns its id once ended and its analysis queued.
+    async fn one_call(s: &Setup, sid: &str) -> String {
+        s.bridge
+            .twilio()
+            .call(
+                sid,
+                CallScript {
+                    max_ms: 5_000,
+                    hang_up_after_ms: Some(1_000),
+                    ..CallScript::default()
+                },
+            )
+            .await
+            .unwrap();
+        for _ in 0..250 {
+            let calls = s.bridge.store.list_calls(&s.tenant, 10).await.unwrap();
+            if let Some(call) = calls
+                .iter()
+                .find(|c| c.twilio_call_sid.as_deref() == Some(sid) && c.ended_at.is_some())
+                && s.bridge
+                    .store
+                    .call_analysis(&s.tenant, &call.id)
+                    .await
+                    .unwrap()
+                    .is_some()
+            {
+                return call.id.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the call never ended");
+    }
+
+    async fn call_ended(s: &Setup, call_id: &str) -> Option<Value> {
+        s.bridge
+            .store
+            .list_outbox(&s.tenant, 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| serde_json::from_str::<Value>(&m.payload).unwrap())
+            .find(|p| p["data"]["call_id"] == call_id)
+    }
+
+    #[tokio::test]
+    async fn settings_are_validated_and_tenant_scoped() {
+        let s = setup().await;
+        let agent = s.bridge.store.list_agents(&s.tenant).await.unwrap()[0]
+            .id
+            .clone();
+        let path = format!("/tenants/acme/agents/{agent}/analysis");
+        let (status, _) = api(&s.bridge, reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 404, "no analysis by default");
+        let (status, body) = api(
+            &s.bridge,
+            reqwest::Method::PUT,
+            &path,
+            Some(json!({"goal": GOAL, "fields_schema": {"type": "string"}})),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.to_string().contains("fields_schema"), "{body}");
+        let (status, body) = api(
+            &s.bridge,
+            reqwest::Method::PUT,
+            &path,
+            Some(json!({"goal": GOAL, "fields_schema": {"type": "object", "properties": {"a": {"type": "nonsense"}}}})),
+        )
+        .await;
+        assert_eq!(status, 400, "a schema that does not compile: {body}");
+        let (status, body) = api(
+            &s.bridge,
+            reqwest::Method::PUT,
+            &path,
+            Some(json!({"goal": "", "fields_schema": fields_schema()})),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        let (status, body) = api(
+            &s.bridge,
+            reqwest::Method::PUT,
+            &path,
+            Some(json!({"goal": GOAL, "fields_schema": fields_schema()})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["fields_schema"], fields_schema());
+        let (status, _) = api(
+            &s.bridge,
+            reqwest::Method::PUT,
+            "/tenants/acme/agents/no-such-agent/analysis",
+            Some(json!({"goal": GOAL, "fields_schema": fields_schema()})),
+        )
+        .await;
+        assert_eq!(status, 404);
+        let other = provision_other_tenant(&s.bridge.store).await;
+        let (status, _) = api(
+            &s.bridge,
+            reqwest::Method::GET,
+            &format!("/tenants/{other}/agents/{agent}/analysis"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 404, "another tenant's agent");
+        let (status, _) = api(&s.bridge, reqwest::Method::DELETE, &path, None).await;
+        assert_eq!(status, 204);
+        let (status, _) = api(&s.bridge, reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 404);
+    }
+
+    #[tokio::test]
+    async fn a_call_is_analysed_by_the_text_model_and_call_ended_waits_for_it() {
+        let s = setup().await;
+        let agent = s.bridge.store.list_agents(&s.tenant).await.unwrap()[0]
+            .id
+            .clone();
+        let (status, body) = api(
+            &s.bridge,
+            reqwest::Method::PUT,
+            &format!("/tenants/acme/agents/{agent}/analysis"),
+            Some(json!({"goal": GOAL, "fields_schema": fields_schema()})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+
+        // 1. A valid reply.
+        let first = one_call(&s, "CA00000000000000000000000000000a01").await;
+        assert!(
+            call_ended(&s, &first).await.is_none(),
+            "call.ended waits for the analysis"
+        );
+        let (status, pending) = api(
+            &s.bridge,
+            reqwest::Method::GET,
+            &format!("/tenants/acme/calls/{first}/analysis"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(pending["status"], "pending");
+        s.llm.script([Reply::Text(good_reply())]);
+        let worker = worker(&s);
+        assert!(worker.run_once().await.unwrap());
+        assert!(!worker.run_once().await.unwrap(), "nothing else queued");
+        let requests = s.llm.requests();
+        assert_eq!(requests.len(), 1);
+        let input = requests[0]["input"].as_str().unwrap();
+        assert!(input.contains(GOAL), "{input}");
+        assert!(
+            input.contains("Your cleaning is booked for Tuesday"),
+            "{input}"
+        );
+        assert_eq!(requests[0]["model"], "gpt-4.1-mini");
+        assert_eq!(
+            requests[0]["text"]["format"]["schema"]["properties"]["fields"],
+            fields_schema()
+        );
+        let (_, done) = api(
+            &s.bridge,
+            reqwest::Method::GET,
+            &format!("/tenants/acme/calls/{first}/analysis"),
+            None,
+        )
+        .await;
+        assert_eq!(done["status"], "done", "{done}");
+        assert_eq!(done["attempts"], 1);
+        assert_eq!(done["fields"]["appointment_booked"], true);
+        assert_eq!(done["success"]["achieved"], true);
+        let ended = call_ended(&s, &first).await.expect("call.ended queued");
+        assert_eq!(ended["data"]["analysis"]["status"], "done");
+        assert_eq!(ended["data"]["analysis"]["fields"]["reason"], "cleaning");
+        assert!(
+            ended["data"]["analysis"]["summary"]
+                .as_str()
+                .unwrap()
+                .contains("booked")
+        );
+
+        // 2. An invalid reply is asked for once more; the valid second one is kept.
+        let second = one_call(&s, "CA00000000000000000000000000000a02").await;
+        s.llm
+            .script([Reply::Text(bad_reply()), Reply::Text(good_reply())]);
+        assert!(worker.run_once().await.unwrap());
+        let analysis = s
+            .bridge
+            .store
+            .call_analysis(&s.tenant, &second)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(analysis.status.as_str(), "done");
+        assert_eq!(analysis.attempts, 2);
+
+        // 3. Two invalid replies: failed, nothing invented, and call.ended says so.
+        let third = one_call(&s, "CA00000000000000000000000000000a03").await;
+        s.llm.script([
+            Reply::Text(bad_reply()),
+            Reply::Text("Sure! The caller booked an appointment.".into()),
+        ]);
+        assert!(worker.run_once().await.unwrap());
+        let (_, failed) = api(
+            &s.bridge,
+            reqwest::Method::GET,
+            &format!("/tenants/acme/calls/{third}/analysis"),
+            None,
+        )
+        .await;
+        assert_eq!(failed["status"], "failed", "{failed}");
+        assert_eq!(failed["attempts"], 2);
+        assert!(failed["fields"].is_null() && failed["summary"].is_null());
+        assert!(
+            failed["error"]
+                .as_str()
+                .unwrap()
+                .contains("did not validate"),
+            "{failed}"
+        );
+        let ended = call_ended(&s, &third).await.expect("call.ended queued");
+        assert_eq!(ended["data"]["analysis"]["status"], "failed");
+        assert!(ended["data"]["analysis"]["fields"].is_null());
+
+        // 4. The model down (5xx): the analysis stays queued across a restart (a new worker)
+        //    and is done once the model answers.
+        let fourth = one_call(&s, "CA00000000000000000000000000000a04").await;
+        s.llm
+            .script([Reply::Status(500), Reply::Status(500), Reply::Status(500)]);
+        assert!(worker.run_once().await.unwrap());
+        let analysis = s
+            .bridge
+            .store
+            .call_analysis(&s.tenant, &fourth)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(analysis.status.as_str(), "pending");
+        assert!(analysis.error.is_some());
+        assert!(call_ended(&s, &fourth).await.is_none());
+        drop(worker);
+        s.llm.script([Reply::Text(good_reply())]);
+        let restarted = self::worker(&s);
+        assert!(restarted.run_once().await.unwrap());
+        let analysis = s
+            .bridge
+            .store
+            .call_analysis(&s.tenant, &fourth)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(analysis.status.as_str(), "done");
+        assert!(call_ended(&s, &fourth).await.is_some());
+
+        // Another tenant cannot read the analysis.
+        let other = provision_other_tenant(&s.bridge.store).await;
+        let (status, _) = api(
+            &s.bridge,
+            reqwest::Method::GET,
+            &format!("/tenants/{other}/calls/{first}/analysis"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 404);
+        assert!(s.llm.violations().is_empty(), "{:?}", s.llm.violations());
+    }
+}
+
+#[tokio::test]
+async fn analysis_rows_queue_lease_and_settle_sqlite() {
+    let db = store_harness::sqlite().await;
+    analysis_round_trip(&db.store).await;
+}
+
+#[tokio::test]
+async fn analysis_rows_queue_lease_and_settle_postgres() {
+    if let Some(db) = store_harness::postgres().await {
+        analysis_round_trip(&db.store).await;
+    }
+}
+
+async fn analysis_round_trip(store: &callbridge::store::SqlStore) {
+    use callbridge::store::{
+        AnalysisSettings, AnalysisStatus, CallDirection, CallStatus, NewCall, SettledAnalysis,
+    };
+    let tenant =
+        provision_agent(store, "acme", agent_spec("openai", "gpt-realtime", "alloy")).await;
+    let agent = store.list_agents(&tenant).await.unwrap()[0].id.clone();
+    let mut settings = AnalysisSettings {
+        goal: "Book a visit.".into(),
+        fields_schema: json!({"type": "object", "properties": {"reason": {"type": "string"}}}),
+        model: None,
+    };
+    store
+        .put_analysis_settings(&tenant, &agent, &settings)
+        .await
+        .unwrap();
+    settings.model = Some("gpt-4.1".into());
+    store
+        .put_analysis_settings(&tenant, &agent, &settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.analysis_settings(&tenant, &agent).await.unwrap(),
+        Some(settings.clone())
+    );
+    let other = provision_other_tenant(store).await;
+    assert_eq!(store.analysis_settings(&other, &agent).await.unwrap(), None);
+    assert!(
+        store
+            .put_analysis_settings(&other, &agent, &settings)
+            .await
+            .is_err(),
+        "another tenant's agent"
+    );
+    let call = store
+        .create_call(&NewCall {
+            tenant_id: tenant.clone(),
+            agent_id: agent.clone(),
+            direction: CallDirection::Inbound,
+            from: "+14155551234".into(),
+            to: "+15005550006".into(),
+            twilio_call_sid: Some("CA00000000000000000000000000000a99".into()),
+            status: CallStatus::InProgress,
+        })
+        .await
+        .unwrap();
+    assert!(store.queue_analysis(&tenant, &call.id).await.unwrap());
+    assert!(
+        !store.queue_analysis(&tenant, &call.id).await.unwrap(),
+        "once"
+    );
+    let claimed = store.claim_analysis(60_000).await.unwrap().unwrap();
+    assert_eq!(
+        (claimed.tenant.clone(), claimed.call_id.clone()),
+        (tenant.clone(), call.id.clone())
+    );
+    assert_eq!(store.claim_analysis(60_000).await.unwrap(), None, "leased");
+    let result = json!({"summary": "s", "fields": {"reason": "r"}, "success": {"achieved": true, "reason": "r"}});
+    store
+        .settle_analysis(
+            &tenant,
+            &call.id,
+            &SettledAnalysis {
+                status: AnalysisStatus::Done,
+                attempts: 1,
+                outcome: Ok(&result),
+                model: "gpt-4.1",
+                retry_at_ms: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let stored = store
+        .call_analysis(&tenant, &call.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, AnalysisStatus::Done);
+    assert_eq!(stored.result, Some(result));
+    assert_eq!(stored.model.as_deref(), Some("gpt-4.1"));
+    assert_eq!(
+        store.claim_analysis(60_000).await.unwrap(),
+        None,
+        "done is not queued"
+    );
+    assert_eq!(store.call_analysis(&other, &call.id).await.unwrap(), None);
+    assert!(
+        store
+            .delete_analysis_settings(&tenant, &agent)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_analysis_settings(&tenant, &agent)
+            .await
+            .unwrap()
+    );
+}
+
+// ---- quick start (issue 12, item 6) -----------------------------------------------------------
+
+#[tokio::test]
+async fn quick_start_calls_are_recorded_and_auto_keeps_answering_until_a_real_tenant_exists() {
+    use callbridge::store::TenantId;
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![Turn::Say {
+            ms: 200,
+            byte: 0x11,
+            text: "Hi.".into(),
+        }],
+        ..Behaviour::default()
+    })
+    .await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
+    let quickstart = TenantId::parse("quickstart").unwrap();
+    for sid in [
+        "CA00000000000000000000000000000b01",
+        "CA00000000000000000000000000000b02",
+    ] {
+        bridge
+            .twilio()
+            .call(
+                sid,
+                CallScript {
+                    hang_up_after_ms: Some(600),
+                    max_ms: 4_000,
+                    ..CallScript::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let mut ended = Vec::new();
+    for _ in 0..250 {
+        ended = bridge
+            .store
+            .list_calls(&quickstart, 10)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.ended_at.is_some())
+            .collect();
+        if ended.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        ended.len(),
+        2,
+        "both quick-start calls recorded (auto kept answering); tenants {:?}, calls {:?}",
+        bridge.store.list_tenants().await,
+        bridge.store.list_calls(&quickstart, 10).await
+    );
+    let agent = &bridge.store.list_agents(&quickstart).await.unwrap()[0];
+    assert_eq!(agent.spec.name, "default");
+    assert!(
+        ended
+            .iter()
+            .all(|c| c.agent_id == agent.id && c.end_reason.as_deref() == Some("caller_hung_up"))
+    );
+    let events = bridge
+        .store
+        .call_events(&quickstart, &ended[0].id)
+        .await
+        .unwrap();
+    assert!(events.iter().any(|e| e.kind == CallEventKind::Transcript));
+    // A real tenant: unrouted numbers are no longer answered.
+    provision_agent(
+        &bridge.store,
+        "acme",
+        agent_spec("openai", "gpt-realtime", "alloy"),
+    )
+    .await;
+    let twilio = bridge.twilio();
+    let params: Vec<(String, String)> = [
+        ("AccountSid", ACCOUNT_SID),
+        ("CallSid", "CA00000000000000000000000000000b03"),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+        ("From", "+14155551234"),
+        ("To", "+15005550999"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let (status, body) = twilio.voice_webhook(&params, None).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        !body.contains("<Stream") && body.contains("<Say>"),
+        "{body}"
+    );
+}

@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         tenant: field(3),
         agent: field(4),
         expires_at: field(5).parse().unwrap_or(0),
+        resume: String::new(),
     };
     let given = field(6);
     let minted = token::mint("secret", &claims);

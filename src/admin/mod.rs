@@ -8,6 +8,7 @@
 //! a missing tenant gets, and every nested object is read through the tenant-scoped store, so
 //! another tenant's agent, number, secret or call id is indistinguishable from a missing one.
 
+pub mod analysis;
 pub mod campaigns;
 pub mod connections;
 pub mod do_not_call;

@@ -246,9 +246,12 @@ impl AdminService {
                 "must be 1 to 2000 characters",
             ));
         }
-        if let (OperatorCommand::Transfer { destination }, Some(view)) =
-            (&command, live.view(id.as_str(), call_id))
-        {
+        let transfer_to = match &command {
+            OperatorCommand::Transfer { destination }
+            | OperatorCommand::WarmTransfer { destination, .. } => Some(destination),
+            _ => None,
+        };
+        if let (Some(destination), Some(view)) = (transfer_to, live.view(id.as_str(), call_id)) {
             let known = self
                 .store
                 .transfer_destinations(&id, &view.agent_id)

@@ -125,6 +125,8 @@ struct CallIdentity {
     caller: String,
     called: String,
     route: Route,
+    /// Non-empty on a stream that takes the caller back after a warm transfer (`call::warm`).
+    resume: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -217,11 +219,8 @@ async fn await_start(
     // Single use, across nodes: the first socket with a good token claims the call; a replayed
     // token, a second socket or a socket after the call ended finds it taken. Fails closed.
     let (tenant, _) = identity.route.ids();
-    match deps
-        .store
-        .claim_stream(&identity.call_sid, tenant, &deps.node_id)
-        .await
-    {
+    let claim = super::warm::claim_key(&identity.call_sid, &identity.resume);
+    match deps.store.claim_stream(&claim, tenant, &deps.node_id).await {
         Ok(true) => Ok(identity),
         Ok(false) => Err(StartError::AlreadyStreamed(identity.call_sid)),
         Err(e) => Err(StartError::Claim(e)),
@@ -246,6 +245,7 @@ fn verify_start(config: &Config, start: StreamStart) -> Result<CallIdentity, Sta
         tenant: param("tenant"),
         agent: param("agent"),
         expires_at: param("exp").parse().unwrap_or(0),
+        resume: param("resume"),
     };
     token::verify(
         config.twilio_auth_token.expose_secret(),
@@ -260,6 +260,7 @@ fn verify_start(config: &Config, start: StreamStart) -> Result<CallIdentity, Sta
         caller: claims.from,
         called: claims.to,
         route,
+        resume: claims.resume,
     })
 }
 
@@ -412,7 +413,7 @@ fn start_provider_link(
 }
 
 /// Session behaviour that follows from the provider's dialect.
-fn session_params(deps: &CallDeps, plan: &CallPlan) -> SessionParams {
+fn session_params(deps: &CallDeps, plan: &CallPlan, resume: &str) -> SessionParams {
     let dialect = plan.dialect.as_ref();
     let (input, output) = match dialect.provider_audio() {
         ProviderAudio::Pcmu => (AudioFormat::Pcmu, AudioFormat::Pcmu),
@@ -433,6 +434,7 @@ fn session_params(deps: &CallDeps, plan: &CallPlan) -> SessionParams {
         provider_continues_after_tools: dialect.continues_after_tool_results(),
         expected_input_format: dialect.format_name(input),
         expected_output_format: dialect.format_name(output),
+        resume_note: super::warm::resume_note(resume),
         ..SessionParams::default()
     }
 }
@@ -525,8 +527,11 @@ async fn run_actor(
     let mut pending_rx: Option<mpsc::Receiver<Outgoing>> = None;
 
     let mut recording = Recording::start(deps, plan, journal).await;
-    let mut session =
-        CallSession::with_audio(session_params(deps, plan), Instant::now().into_std(), audio);
+    let mut session = CallSession::with_audio(
+        session_params(deps, plan, &identity.resume),
+        Instant::now().into_std(),
+        audio,
+    );
     let update = LlmCommand::UpdateSession(plan.session_config(
         &identity.caller,
         &identity.called,
@@ -751,6 +756,27 @@ async fn run_actor(
                     &actor_tx,
                     &mut tools,
                 ),
+                Output::WarmTransfer {
+                    destination,
+                    summary,
+                } => {
+                    let (tenant, agent) = identity.route.ids();
+                    super::warm::start(
+                        deps,
+                        &plan.transfer_destinations,
+                        super::warm::WarmRequest {
+                            call_sid: &identity.call_sid,
+                            caller: &identity.caller,
+                            called: &identity.called,
+                            tenant,
+                            agent,
+                            destination: &destination,
+                            summary: &summary,
+                        },
+                        &actor_tx,
+                        &mut tools,
+                    )
+                }
                 Output::Event(event) => log_event(metrics, journal, &mut reported, event),
                 Output::Hangup(reason) => end_reason = Some(reason),
             }
@@ -1243,8 +1269,24 @@ impl Journal {
             done: Arc::new(tokio::sync::Mutex::new(None)),
             events: tokio::sync::broadcast::channel(1).0,
         };
-        let Route::Agent { tenant, agent_id } = &identity.route else {
-            return disabled;
+        // Quick-start calls (the default agent) are recorded under their own tenant.
+        let quickstart;
+        let (tenant, agent_id) = match &identity.route {
+            Route::Agent { tenant, agent_id } => (tenant, agent_id),
+            Route::Default => {
+                match super::plan::quickstart_agent(&deps.store, &deps.config).await {
+                    Ok(found) => {
+                        quickstart = found;
+                        (&quickstart.0, &quickstart.1)
+                    }
+                    Err(e) => {
+                        deps.metrics.error("store_write_failed");
+                        warn!(error = %e, "cannot record the quick-start call; it goes on unrecorded");
+                        return disabled;
+                    }
+                }
+            }
+            Route::NotInService => return disabled,
         };
         let new_call = NewCall {
             tenant_id: tenant.clone(),
@@ -1317,6 +1359,9 @@ impl Journal {
         let Some(tx) = self.tx else {
             return;
         };
+        // On hold in a warm transfer: the call goes on (connected, or back on a new stream that
+        // continues this record), so the record stays open; `call::warm` finishes it.
+        let on_hold = matches!(reason, EndReason::OnHold { .. });
         let status = match reason {
             EndReason::CallerHungUp
             | EndReason::AgentEnded
@@ -1331,7 +1376,9 @@ impl Journal {
             end_reason: reason.label().to_owned(),
             recording_path,
         };
-        let _ = timeout(JOURNAL_GRACE, tx.send(JournalEntry::Finish(end))).await;
+        if !on_hold {
+            let _ = timeout(JOURNAL_GRACE, tx.send(JournalEntry::Finish(end))).await;
+        }
         drop(tx);
         if let Some(mut writer) = self.done.lock().await.take()
             && timeout(JOURNAL_GRACE, &mut writer).await.is_err()
@@ -1359,13 +1406,9 @@ async fn write_journal(
             JournalEntry::Finish(end) => {
                 match store.finish_call(&tenant, &call_id, &end).await {
                     // The tenant's post-call webhook goes through the durable outbox.
+                    // (after the analysis, when the agent has analysis settings).
                     Ok(_) => {
-                        if let Err(e) =
-                            crate::webhooks::enqueue_call_ended(&store, &tenant, &call_id).await
-                        {
-                            metrics.error("webhook_enqueue_failed");
-                            warn!(error = %e, "cannot queue the call.ended webhook");
-                        }
+                        super::analysis::call_finished(&store, &metrics, &tenant, &call_id).await;
                         Ok(())
                     }
                     Err(e) => Err(e),

@@ -58,6 +58,8 @@ pub enum LiveError {
 pub struct LiveCalls {
     node: String,
     calls: RwLock<HashMap<String, Arc<LiveCall>>>,
+    /// Warm transfers in progress on this node (the caller on hold, the destination rung).
+    pub warm: super::warm::WarmTransfers,
 }
 
 impl std::fmt::Debug for LiveCalls {
@@ -88,6 +90,7 @@ impl LiveCalls {
         Self {
             node: node.into(),
             calls: RwLock::new(HashMap::new()),
+            warm: super::warm::WarmTransfers::default(),
         }
     }
 

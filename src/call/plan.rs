@@ -143,6 +143,73 @@ impl CallPlan {
 }
 
 /// Decides who answers a call to `called`.
+/// The tenant the quick-start calls (the default agent, no tenant of the caller's number) are
+/// recorded under, created on the first such call with one agent row mirroring the default agent
+/// (a call record names an agent of its tenant). `unrouted_calls = auto` does not count it as a
+/// tenant: recording the first call must not turn the quick start's answering off.
+pub const QUICKSTART_TENANT: &str = "quickstart";
+/// The name of that agent row.
+pub const QUICKSTART_AGENT: &str = "default";
+
+/// The quick-start tenant and its agent id, created when missing (concurrent first calls: one
+/// creates them, the others find them).
+pub async fn quickstart_agent(
+    store: &crate::store::SqlStore,
+    config: &crate::config::Config,
+) -> Result<(TenantId, String), StoreError> {
+    let id = TenantId::parse(QUICKSTART_TENANT)?;
+    match store.tenant(&id).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound { .. }) => {
+            let created = store
+                .create_tenant(&crate::store::NewTenant {
+                    id: id.clone(),
+                    name: "Quick start (calls to the default agent)".into(),
+                    time_zone: "UTC".into(),
+                })
+                .await;
+            match created {
+                Ok(_) | Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    if let Some(agent) = store
+        .list_agents(&id)
+        .await?
+        .into_iter()
+        .find(|a| a.spec.name == QUICKSTART_AGENT)
+    {
+        return Ok((id, agent.id));
+    }
+    let spec = crate::store::AgentSpec {
+        name: QUICKSTART_AGENT.into(),
+        provider: "openai".into(),
+        model: config.openai_realtime_model.clone(),
+        voice: config.voice.clone(),
+        prompt_template: "default".into(),
+        enabled_tools: Vec::new(),
+        max_duration_s: u32::try_from(config.max_call.as_secs()).unwrap_or(u32::MAX),
+        silence_timeout_s: u32::try_from(config.silence_timeout.as_secs()).unwrap_or(u32::MAX),
+        recording: false,
+        voicemail: None,
+    };
+    match store.create_agent(&id, &spec, &[]).await {
+        Ok(agent) => Ok((id, agent.id)),
+        Err(StoreError::Conflict { .. }) => {
+            let agent = store
+                .list_agents(&id)
+                .await?
+                .into_iter()
+                .find(|a| a.spec.name == QUICKSTART_AGENT)
+                .ok_or_else(|| StoreError::not_found("quick-start agent"))?;
+            Ok((id, agent.id))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 pub async fn route_call(deps: &CallDeps, called: &str) -> Result<Route, PlanError> {
     if let Ok(number) = E164::parse(called)
         && let Some((tenant, agent)) = deps.store.number_route(&number).await?
@@ -155,7 +222,12 @@ pub async fn route_call(deps: &CallDeps, called: &str) -> Result<Route, PlanErro
     let answer_unrouted = match deps.config.unrouted_calls {
         UnroutedCalls::Agent => true,
         UnroutedCalls::Reject => false,
-        UnroutedCalls::Auto => deps.store.list_tenants().await?.is_empty(),
+        UnroutedCalls::Auto => deps
+            .store
+            .list_tenants()
+            .await?
+            .iter()
+            .all(|t| t.id.as_str() == QUICKSTART_TENANT),
     };
     Ok(if answer_unrouted {
         Route::Default

@@ -69,6 +69,9 @@ pub struct SessionParams {
     /// A tool batch still running after this long gets a short spoken filler ("one moment…") so
     /// the caller does not sit in silence; `None` turns fillers off.
     pub filler_after: Option<Duration>,
+    /// This stream takes the caller back after a warm transfer did not go through: the note tells
+    /// the model what happened, and it speaks first (whatever `speak_first` says).
+    pub resume_note: Option<String>,
 }
 
 impl Default for SessionParams {
@@ -85,6 +88,7 @@ impl Default for SessionParams {
             expected_input_format: "audio/pcmu".into(),
             expected_output_format: "audio/pcmu".into(),
             filler_after: Some(Duration::from_millis(700)),
+            resume_note: None,
         }
     }
 }
@@ -133,6 +137,12 @@ pub enum OperatorCommand {
     Inject { instruction: String },
     /// Cold-transfer the caller to the agent's destination of that name.
     Transfer { destination: String },
+    /// Warm-transfer the caller: the destination hears `summary` and accepts before the caller
+    /// is connected.
+    WarmTransfer {
+        destination: String,
+        summary: String,
+    },
 }
 
 /// A frame or control message for Twilio.
@@ -162,6 +172,11 @@ pub enum EndReason {
     Transferred {
         destination: String,
     },
+    /// The caller is on hold in a warm transfer's conference while `destination` is rung: this
+    /// stream is over, the call is not (it is connected, or comes back on a new stream).
+    OnHold {
+        destination: String,
+    },
     /// A supervisor ended the call.
     OperatorEnded,
     /// Twilio stopped taking the call's messages (a media client that does not read).
@@ -183,6 +198,7 @@ impl EndReason {
             EndReason::FormatRejected { .. } => "format_rejected",
             EndReason::SessionTimeout => "session_timeout",
             EndReason::Transferred { .. } => "transferred",
+            EndReason::OnHold { .. } => "warm_transfer_hold",
             EndReason::OperatorEnded => "operator_ended",
             EndReason::TwilioStalled => "twilio_stalled",
             EndReason::ProviderStalled => "provider_stalled",
@@ -266,6 +282,12 @@ pub enum Output {
     /// has played); answer with [`Input::TransferFinished`].
     Transfer {
         destination: String,
+    },
+    /// Warm transfer: ring `destination` with `summary` as its whisper and put the caller on hold
+    /// in a conference (the handover line has played); answer with [`Input::TransferFinished`].
+    WarmTransfer {
+        destination: String,
+        summary: String,
     },
     /// End the call: close both sockets. Always the last output.
     Hangup(EndReason),
@@ -503,12 +525,8 @@ impl CallSession {
             return;
         }
         // Once Twilio runs the transfer, the stream ending is the transfer completing.
-        let reason = match (reason, self.control.redirected_to()) {
-            (EndReason::CallerHungUp | EndReason::AgentEnded, Some(destination)) => {
-                EndReason::Transferred {
-                    destination: destination.to_owned(),
-                }
-            }
+        let reason = match (reason, self.control.redirected_reason()) {
+            (EndReason::CallerHungUp | EndReason::AgentEnded, Some(redirected)) => redirected,
             (reason, _) => reason,
         };
         self.phase = Phase::Ended;
@@ -735,7 +753,12 @@ impl CallSession {
         while let Some(payload) = self.audio_before_ready.pop_front() {
             self.send_caller_audio(payload);
         }
-        if self.params.speak_first {
+        if let Some(note) = self.params.resume_note.take() {
+            self.emit(Output::Llm(LlmCommand::SystemNote(note)));
+            self.emit(Output::Llm(LlmCommand::CreateResponse {
+                instructions: None,
+            }));
+        } else if self.params.speak_first {
             self.emit(Output::Llm(LlmCommand::CreateResponse {
                 instructions: None,
             }));

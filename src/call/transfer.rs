@@ -105,8 +105,47 @@ impl TransferTool {
                 self.zone.name()
             )));
         }
-        Ok(json!({ "destination": destination.name, "status": "transferring" }))
+        match arguments["mode"].as_str() {
+            None | Some("cold") => {
+                Ok(json!({ "destination": destination.name, "status": "transferring" }))
+            }
+            Some("warm") => {
+                let summary = arguments["summary"]
+                    .as_str()
+                    .map(str::trim)
+                    .unwrap_or_default();
+                let summary = check_summary(summary).map_err(ToolError::InvalidArguments)?;
+                Ok(json!({
+                    "destination": destination.name,
+                    "status": "transferring",
+                    "mode": "warm",
+                    "summary": summary,
+                }))
+            }
+            Some(other) => Err(ToolError::InvalidArguments(format!(
+                "mode {other:?} is neither \"cold\" nor \"warm\""
+            ))),
+        }
     }
+}
+
+/// The longest warm-transfer summary read to the destination (about a minute of speech).
+pub const MAX_SUMMARY_CHARS: usize = 1000;
+
+/// Checks a warm transfer's summary: present, at most [`MAX_SUMMARY_CHARS`] characters.
+pub fn check_summary(summary: &str) -> Result<String, String> {
+    let summary = summary.trim();
+    if summary.is_empty() {
+        return Err(
+            "a warm transfer needs a summary for the colleague: {\"summary\": \"...\"}".into(),
+        );
+    }
+    if summary.chars().count() > MAX_SUMMARY_CHARS {
+        return Err(format!(
+            "the summary is longer than {MAX_SUMMARY_CHARS} characters; shorten it"
+        ));
+    }
+    Ok(summary.to_owned())
 }
 
 impl Tool for TransferTool {
@@ -121,7 +160,11 @@ impl Tool for TransferTool {
             name: TRANSFER_CALL_TOOL.into(),
             description: format!(
                 "Transfer the caller to a person. First tell the caller in one short sentence \
-                 that you are transferring them, then call this tool. Destinations (hours in {}):\n{}",
+                 that you are transferring them, then call this tool. mode \"cold\" (default) \
+                 connects the caller straight away. mode \"warm\" first rings the colleague, who \
+                 hears your summary and accepts before the caller is connected; the caller waits \
+                 on hold, and if nobody accepts you are back with the caller. Destinations \
+                 (hours in {}):\n{}",
                 self.zone.name(),
                 listed.join("\n")
             ),
@@ -129,7 +172,13 @@ impl Tool for TransferTool {
                 "type": "object",
                 "properties": {
                     "destination": {"type": "string", "enum": names},
-                    "reason": {"type": "string", "description": "Why, in a few words."}
+                    "reason": {"type": "string", "description": "Why, in a few words."},
+                    "mode": {"type": "string", "enum": ["cold", "warm"]},
+                    "summary": {
+                        "type": "string",
+                        "description": "Warm transfers: what the colleague hears before accepting \
+                                        (who is calling, what they need, what was done so far)."
+                    }
                 },
                 "required": ["destination"]
             }),
@@ -277,6 +326,26 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("closed"), "{err}");
         let open = TransferTool::with_clock(vec![desk(vec![])], Tz::UTC, saturday);
+        let warm = open
+            .check(
+                &json!({"destination": "front-desk", "mode": "warm", "summary": " Ann, billing. "}),
+            )
+            .unwrap();
+        assert_eq!(warm["mode"], "warm");
+        assert_eq!(warm["summary"], "Ann, billing.");
+        let err = open
+            .check(&json!({"destination": "front-desk", "mode": "warm"}))
+            .unwrap_err();
+        assert!(err.to_string().contains("summary"), "{err}");
+        let long = "x".repeat(MAX_SUMMARY_CHARS + 1);
+        assert!(
+            open.check(&json!({"destination": "front-desk", "mode": "warm", "summary": long}))
+                .is_err()
+        );
+        assert!(
+            open.check(&json!({"destination": "front-desk", "mode": "lukewarm"}))
+                .is_err()
+        );
         assert_eq!(
             open.check(&json!({"destination": "front-desk"})).unwrap()["destination"],
             "front-desk"

@@ -21,6 +21,7 @@ pub mod kit;
 pub mod oauth;
 pub mod registry;
 pub mod slots;
+pub mod text_llm;
 pub mod twilio_rest;
 
 /// The one list of vendors: declares each vendor's module (`connectors/<id>.rs`, exporting

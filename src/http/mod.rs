@@ -9,6 +9,7 @@ mod hooks;
 pub mod listener;
 mod ops;
 mod twilio;
+mod warm;
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ pub fn router(deps: App) -> Router {
         .route("/twilio/media", get(twilio::media_socket))
         .route("/twilio/status", post(twilio::status_callback))
         .route("/twilio/amd", post(twilio::amd_callback))
+        .route("/twilio/warm/{id}/{step}", post(warm::callback))
         .route("/healthz", get(ops::healthz))
         .route(crate::oauth::CALLBACK_PATH, get(ops::oauth_callback))
         .route("/metrics", get(ops::metrics))

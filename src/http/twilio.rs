@@ -121,6 +121,7 @@ pub(super) async fn voice_webhook(
         tenant: tenant.to_owned(),
         agent: agent.to_owned(),
         expires_at: unix_now() + STREAM_TOKEN_TTL_SECS,
+        resume: String::new(),
     };
     let stream_token = token::mint(deps.config.twilio_auth_token.expose_secret(), &claims);
     let expires = claims.expires_at.to_string();
@@ -187,6 +188,7 @@ async fn stream_twiml(
         tenant: tenant.to_owned(),
         agent: agent.to_owned(),
         expires_at: unix_now() + STREAM_TOKEN_TTL_SECS,
+        resume: String::new(),
     };
     let stream_token = token::mint(deps.config.twilio_auth_token.expose_secret(), &claims);
     let expires = claims.expires_at.to_string();
@@ -264,7 +266,7 @@ async fn outbound_voice(
 
 /// Checks a Twilio callback's signature and account; returns its form parameters.
 #[allow(clippy::result_large_err)]
-fn signed_params(
+pub(super) fn signed_params(
     deps: &CallDeps,
     path: &str,
     headers: &HeaderMap,
@@ -311,7 +313,7 @@ fn signed_params(
     Ok(params)
 }
 
-fn form_param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn form_param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -492,7 +494,7 @@ const NOT_IN_SERVICE: &str =
 const TECHNICAL_DIFFICULTIES: &str =
     "Sorry, we are experiencing technical difficulties. Please call again later.";
 
-fn twiml_response(xml: String) -> Response {
+pub(super) fn twiml_response(xml: String) -> Response {
     ([(header::CONTENT_TYPE, "text/xml")], xml).into_response()
 }
 

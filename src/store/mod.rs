@@ -28,6 +28,7 @@
 //! The cost is that the trait is not object-safe: hold a concrete store or a generic `S: Store`, not
 //! `dyn Store`.
 
+mod analysis;
 mod campaigns;
 mod crm_meetings;
 mod error;
@@ -43,6 +44,10 @@ mod transfer_destinations;
 
 use std::future::Future;
 
+pub use analysis::{
+    AnalysisSettings, AnalysisStatus, CallAnalysis, ClaimedAnalysis, SettledAnalysis,
+    validate_settings as validate_analysis_settings,
+};
 pub use campaigns::{
     CallToCheck, Campaign, CampaignContact, CampaignCounts, CampaignSpec, CampaignStatus,
     ClaimCandidate, ClaimResult, ClaimedContact, ContactState, Eligibility, ExpiredDial,

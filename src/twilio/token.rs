@@ -26,6 +26,10 @@ pub struct StreamClaims {
     pub agent: String,
     /// Unix seconds after which the token is refused.
     pub expires_at: u64,
+    /// Empty for a call's first stream; for a caller taken back to the agent after a warm transfer
+    /// did not go through, the transfer's resume note (`id|destination|outcome`, see
+    /// `call::warm`). Signed like the rest, and it names the stream claim, so each resume streams once.
+    pub resume: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -53,6 +57,11 @@ pub fn mint(secret: &str, claims: &StreamClaims) -> String {
     ] {
         mac.update(&(field.len() as u64).to_be_bytes());
         mac.update(field.as_bytes());
+    }
+    // Only present on resumed streams, so a first stream's token is unchanged by the field.
+    if !claims.resume.is_empty() {
+        mac.update(&(claims.resume.len() as u64).to_be_bytes());
+        mac.update(claims.resume.as_bytes());
     }
     URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
@@ -87,6 +96,7 @@ mod tests {
             tenant: "acme".into(),
             agent: "agent_1".into(),
             expires_at: 1_000,
+            resume: String::new(),
         }
     }
 
@@ -123,6 +133,18 @@ mod tests {
         assert_eq!(
             verify("secret", &claims(), None, 999),
             Err(TokenError::Missing)
+        );
+        let mut resumed = claims();
+        resumed.resume = "0123456789abcdef|front-desk|busy".into();
+        assert_eq!(
+            verify("secret", &resumed, Some(&token), 999),
+            Err(TokenError::Mismatch),
+            "a first stream's token does not open a resumed stream"
+        );
+        let resumed_token = mint("secret", &resumed);
+        assert_eq!(
+            verify("secret", &resumed, Some(&resumed_token), 999),
+            Ok(())
         );
     }
 }

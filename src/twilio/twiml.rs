@@ -61,6 +61,43 @@ pub fn dial(target: DialTarget<'_>, caller_id: Option<&str>, timeout_s: u32) -> 
     xml
 }
 
+/// `<Response><Dial><Conference …>room</Conference></Dial></Response>`: one side of a warm transfer.
+/// The caller's side (`starts = false`) waits on hold (Twilio's default hold music, no `waitUrl`)
+/// until a participant with `starts = true` joins; either side leaving ends the conference.
+pub fn conference(room: &str, starts: bool) -> String {
+    let mut xml = String::with_capacity(256);
+    xml.push_str(
+        r#"<?xml version="1.0" encoding="UTF-8"?><Response><Dial><Conference beep="false" startConferenceOnEnter=""#,
+    );
+    xml.push_str(if starts { "true" } else { "false" });
+    xml.push_str(r#"" endConferenceOnExit="true">"#);
+    push_escaped(&mut xml, room);
+    xml.push_str("</Conference></Dial></Response>");
+    xml
+}
+
+/// The whisper a warm transfer's destination hears when it answers: the summary, then one key to
+/// accept (posted to `accept_url`). Without a key within `timeout_s` the call says so and hangs up.
+pub fn whisper(summary: &str, accept_url: &str, timeout_s: u32) -> String {
+    let mut xml = String::with_capacity(384 + summary.len());
+    xml.push_str(
+        r#"<?xml version="1.0" encoding="UTF-8"?><Response><Gather input="dtmf" numDigits="1" method="POST" action=""#,
+    );
+    push_escaped(&mut xml, accept_url);
+    xml.push_str(&format!(r#"" timeout="{timeout_s}"><Say>"#));
+    push_escaped(&mut xml, summary);
+    xml.push_str(
+        "</Say><Say>Press 1 to take the call, or any other key to decline.</Say></Gather>\
+         <Say>No key was pressed. The caller stays with the assistant. Goodbye.</Say><Hangup/></Response>",
+    );
+    xml
+}
+
+/// An empty response that ends the call (`<Hangup/>`).
+pub fn hang_up() -> String {
+    r#"<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>"#.to_owned()
+}
+
 fn push_escaped(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
@@ -98,6 +135,28 @@ mod tests {
             xml,
             r#"<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url="wss://bridge.example/twilio/media"><Parameter name="from" value="+1415&lt;5&gt;"/><Parameter name="note" value="a&amp;b&quot;c"/></Stream></Connect></Response>"#
         );
+    }
+
+    #[test]
+    fn warm_transfer_documents() {
+        let caller = conference("callbridge-ab&c", false);
+        assert!(caller.ends_with(
+            r#"<Response><Dial><Conference beep="false" startConferenceOnEnter="false" endConferenceOnExit="true">callbridge-ab&amp;c</Conference></Dial></Response>"#
+        ), "{caller}");
+        assert!(conference("r", true).contains(r#"startConferenceOnEnter="true""#));
+        let xml = whisper(
+            "Caller <Ann> needs billing",
+            "https://b.example/twilio/warm/x/accept?a=1&b=2",
+            10,
+        );
+        assert!(
+            xml.contains(
+                r#"action="https://b.example/twilio/warm/x/accept?a=1&amp;b=2" timeout="10""#
+            ),
+            "{xml}"
+        );
+        assert!(xml.contains("<Say>Caller &lt;Ann&gt; needs billing</Say>"));
+        assert!(xml.ends_with("<Hangup/></Response>"));
     }
 
     #[test]

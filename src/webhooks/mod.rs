@@ -75,8 +75,11 @@ pub async fn enqueue_call_ended(
         });
     }
     let events = store.call_events(tenant, call_id).await?;
-    let body = serde_json::to_string(&call_ended_payload(&call, &events))
-        .map_err(|e| WebhookError::Encode(e.to_string()))?;
+    let mut payload = call_ended_payload(&call, &events);
+    if let Some(analysis) = store.call_analysis(tenant, call_id).await? {
+        payload["data"]["analysis"] = payload::analysis_entry(&analysis);
+    }
+    let body = serde_json::to_string(&payload).map_err(|e| WebhookError::Encode(e.to_string()))?;
     let dedupe_key = format!("{CALL_ENDED}:{call_id}");
     let enqueued = store
         .enqueue_webhook(&NewOutboxMessage {

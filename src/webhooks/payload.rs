@@ -49,7 +49,23 @@ pub fn call_ended_payload(call: &Call, events: &[CallEvent]) -> Value {
             "transcript": transcript,
             "tool_calls": tool_calls,
             "transfer": transfer,
+            // Filled by `enqueue_call_ended` when the agent has post-call analysis.
+            "analysis": null,
         }
+    })
+}
+
+/// The `data.analysis` of `call.ended`: `{status, summary, fields, success, error, model}`
+/// (`status` `done` with the result, or `failed` with why; nothing is invented).
+pub fn analysis_entry(analysis: &crate::store::CallAnalysis) -> Value {
+    let result = analysis.result.as_ref();
+    json!({
+        "status": analysis.status.as_str(),
+        "summary": result.map(|r| r["summary"].clone()),
+        "fields": result.map(|r| r["fields"].clone()),
+        "success": result.map(|r| r["success"].clone()),
+        "error": analysis.error,
+        "model": analysis.model,
     })
 }
 

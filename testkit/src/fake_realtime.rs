@@ -66,6 +66,9 @@ pub enum Flavor {
 pub struct Behaviour {
     /// Responses in order; each `response.create` or end of caller speech takes the next one.
     pub script: Vec<Turn>,
+    /// Scripts for the second, third … connections, in order (a caller back after a warm
+    /// transfer); connections past these use `script`.
+    pub later_scripts: Vec<Vec<Turn>>,
     /// Audio per delta, in ms (deltas are sent this much apart divided by `speedup`).
     pub delta_ms: u64,
     /// How much faster than real time audio is generated.
@@ -89,6 +92,7 @@ impl Default for Behaviour {
     fn default() -> Self {
         Self {
             script: Vec::new(),
+            later_scripts: Vec::new(),
             delta_ms: 100,
             speedup: 4,
             late_deltas: 2,
@@ -695,6 +699,15 @@ async fn serve_connection(
     recorder: Recorder,
 ) -> anyhow::Result<()> {
     let log = recorder.new_session();
+    let connection = lock(&recorder.sessions).len() - 1;
+    let script = match connection.checked_sub(1) {
+        Some(later) => behaviour
+            .later_scripts
+            .get(later)
+            .unwrap_or(&behaviour.script),
+        None => &behaviour.script,
+    }
+    .clone();
     let mut beta = false;
     let mut missing_model = false;
     let log_for_handshake = log.clone();
@@ -767,7 +780,7 @@ async fn serve_connection(
         return Ok(());
     }
     let mut session = Session {
-        script: behaviour.script.iter().cloned().collect(),
+        script: script.into_iter().collect(),
         behaviour: behaviour.clone(),
         log: log.clone(),
         out: out_tx.clone(),

@@ -361,6 +361,25 @@ impl FakeTwilioRest {
         post_signed(&url, &self.shared.auth_token, &params).await
     }
 
+    /// Posts a signed form to one of the bridge's callback URLs (a `<Gather>` action, a call's
+    /// `Url` with extra fields such as `AnsweredBy`), as Twilio would for call `sid`; returns status
+    /// and body.
+    pub async fn post_callback(
+        &self,
+        url: &str,
+        sid: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, String)> {
+        let mut params: Vec<(String, String)> = vec![
+            ("AccountSid".into(), self.shared.account_sid.clone()),
+            ("CallSid".into(), sid.into()),
+            ("CallStatus".into(), "in-progress".into()),
+            ("Direction".into(), "outbound-api".into()),
+        ];
+        params.extend(extra.iter().map(|(k, v)| ((*k).into(), (*v).into())));
+        post_signed_body(url, &self.shared.auth_token, &params).await
+    }
+
     /// Posts the signed voice webhook Twilio would send when the callee answers (the `Url` the call
     /// was created with); returns status and TwiML body.
     pub async fn answer(&self, sid: &str) -> anyhow::Result<(u16, String)> {

@@ -8,6 +8,7 @@ pub mod contract;
 pub mod fake_gemini;
 pub mod fake_oauth;
 pub mod fake_realtime;
+pub mod fake_responses;
 pub mod fake_twilio;
 pub mod fake_twilio_rest;
 pub mod ulaw;

@@ -1,12 +1,14 @@
-//! Call control inside the session: keypad tones out (`send_digits`) and the cold transfer
-//! (`transfer_call`).
+//! Call control inside the session: keypad tones out (`send_digits`) and the cold and warm
+//! transfers (`transfer_call`).
 //!
 //! Digits become μ-law tones queued like agent audio (an item of their own, marked like speech), so
 //! the tool answers only once Twilio acknowledged the last tone as played; a menu talking over them
 //! does not clear them. A transfer is validated by its tool (destination, business hours); once
 //! accepted the session makes sure the caller heard a handover line — the one the model spoke before
 //! calling the tool, or one it asks for — waits until every queued frame is acknowledged, then asks
-//! the driver for the redirect ([`Output::Transfer`]). It owns no socket and no clock, like the rest
+//! the driver for the redirect ([`Output::Transfer`], or [`Output::WarmTransfer`] with the summary
+//! the destination hears; the caller then waits on hold and this stream ends with
+//! [`EndReason::OnHold`]). It owns no socket and no clock, like the rest
 //! of the session; it must not know destinations' numbers (the driver maps the name).
 
 use std::time::Instant;
@@ -28,6 +30,10 @@ const TRANSFER_FAILED: &str = "The transfer could not be placed. Apologise to th
 /// Instructions for the handover line when the model called `transfer_call` without speaking.
 const HANDOVER: &str = "Tell the caller in one short sentence that you are transferring them to a \
      colleague now and that they should stay on the line. Do not call tools.";
+/// The same for a warm transfer: the caller waits on hold while the colleague is briefed.
+const HANDOVER_WARM: &str = "Tell the caller in one short sentence that you are bringing in a \
+     colleague, that they will hear hold music for a moment, and that you will be back with them \
+     if the colleague is not available. Do not call tools.";
 
 #[derive(Debug, Default)]
 pub(super) struct Control {
@@ -52,6 +58,8 @@ struct Transfer {
     response_id: String,
     /// `Some(spoke)` once that response is done.
     response_done: Option<bool>,
+    /// A warm transfer's summary for the destination (`None`: cold).
+    summary: Option<String>,
     stage: Stage,
 }
 
@@ -96,12 +104,17 @@ impl Control {
         redirecting
     }
 
-    /// The destination Twilio is now connecting the caller to.
-    pub(super) fn redirected_to(&self) -> Option<&str> {
-        match self.transfer.as_ref().map(|t| &t.stage) {
-            Some(Stage::Redirected { destination }) => Some(destination),
-            _ => None,
-        }
+    /// Why the stream ends once Twilio runs the transfer: handed over (cold) or on hold (warm).
+    pub(super) fn redirected_reason(&self) -> Option<EndReason> {
+        let transfer = self.transfer.as_ref()?;
+        let Stage::Redirected { destination } = &transfer.stage else {
+            return None;
+        };
+        let destination = destination.clone();
+        Some(match transfer.summary {
+            Some(_) => EndReason::OnHold { destination },
+            None => EndReason::Transferred { destination },
+        })
     }
 }
 
@@ -141,6 +154,7 @@ impl CallSession {
                     call_id: call_id.to_owned(),
                     response_id: response_id.to_owned(),
                     response_done: None,
+                    summary: None,
                     stage: Stage::Resolving,
                 });
                 false
@@ -266,10 +280,17 @@ impl CallSession {
             self.filler_due = None;
         }
         self.last_activity = now;
-        let accepted = serde_json::from_str::<Value>(&output)
+        let result = serde_json::from_str::<Value>(&output)
             .ok()
             .filter(|v| v["ok"] == true)
-            .and_then(|v| v["result"]["destination"].as_str().map(str::to_owned));
+            .map(|v| v["result"].clone());
+        let accepted = result
+            .as_ref()
+            .and_then(|r| r["destination"].as_str().map(str::to_owned));
+        let summary = result
+            .as_ref()
+            .filter(|r| r["mode"] == "warm")
+            .and_then(|r| r["summary"].as_str().map(str::to_owned));
         let Some(destination) = accepted else {
             // Refused (unknown destination, closed now): the model speaks about it.
             self.control.transfer = None;
@@ -281,10 +302,11 @@ impl CallSession {
         self.event(CallEvent::Transfer {
             destination: destination.clone(),
             outcome: "started",
-            detail: None,
+            detail: summary.is_some().then(|| "warm".to_owned()),
         });
         if let Some(transfer) = self.control.transfer.as_mut() {
             transfer.stage = Stage::Accepted { destination };
+            transfer.summary = summary;
         }
     }
 
@@ -318,6 +340,7 @@ impl CallSession {
                     transfer.stage = Stage::Draining { destination };
                 } else {
                     let call_id = transfer.call_id.clone();
+                    let warm = transfer.summary.is_some();
                     transfer.stage = Stage::AwaitingHandover { destination };
                     // A supervisor's transfer has no tool call to answer.
                     if !call_id.is_empty() {
@@ -327,8 +350,9 @@ impl CallSession {
                             output: r#"{"ok":true,"status":"transferring"}"#.into(),
                         }));
                     }
+                    let handover = if warm { HANDOVER_WARM } else { HANDOVER };
                     self.emit(Output::Llm(LlmCommand::CreateResponse {
-                        instructions: Some(HANDOVER.to_owned()),
+                        instructions: Some(handover.to_owned()),
                     }));
                 }
                 self.advance_transfer();
@@ -340,7 +364,14 @@ impl CallSession {
                 transfer.stage = Stage::Redirecting {
                     destination: destination.clone(),
                 };
-                self.emit(Output::Transfer { destination });
+                let output = match transfer.summary.clone() {
+                    Some(summary) => Output::WarmTransfer {
+                        destination,
+                        summary,
+                    },
+                    None => Output::Transfer { destination },
+                };
+                self.emit(output);
             }
             _ => {}
         }
@@ -378,35 +409,49 @@ impl CallSession {
                 ))));
             }
             OperatorCommand::Transfer { destination } => {
-                if self.control.transfer.is_some() || self.ending.is_some() {
-                    self.event(CallEvent::Operator {
-                        action: "transfer",
-                        detail: "ignored: a transfer or the end of the call is under way".into(),
-                    });
-                    return;
-                }
-                self.event(CallEvent::Operator {
-                    action: "transfer",
-                    detail: destination.clone(),
-                });
-                self.event(CallEvent::Transfer {
-                    destination: destination.clone(),
-                    outcome: "started",
-                    detail: Some("by a supervisor".into()),
-                });
-                // Wait for the response in progress (if any); then a handover line unless it spoke.
-                let (response_id, response_done) = match self.active_response.clone() {
-                    Some(id) => (id, None),
-                    None => (String::new(), Some(false)),
-                };
-                self.control.transfer = Some(Transfer {
-                    call_id: String::new(),
-                    response_id,
-                    response_done,
-                    stage: Stage::Accepted { destination },
-                });
+                self.operator_transfer(destination, None);
+            }
+            OperatorCommand::WarmTransfer {
+                destination,
+                summary,
+            } => {
+                self.operator_transfer(destination, Some(summary));
             }
         }
+    }
+
+    fn operator_transfer(&mut self, destination: String, summary: Option<String>) {
+        if self.control.transfer.is_some() || self.ending.is_some() {
+            self.event(CallEvent::Operator {
+                action: "transfer",
+                detail: "ignored: a transfer or the end of the call is under way".into(),
+            });
+            return;
+        }
+        self.event(CallEvent::Operator {
+            action: "transfer",
+            detail: destination.clone(),
+        });
+        self.event(CallEvent::Transfer {
+            destination: destination.clone(),
+            outcome: "started",
+            detail: Some(match summary {
+                Some(_) => "warm, by a supervisor".into(),
+                None => "by a supervisor".into(),
+            }),
+        });
+        // Wait for the response in progress (if any); then a handover line unless it spoke.
+        let (response_id, response_done) = match self.active_response.clone() {
+            Some(id) => (id, None),
+            None => (String::new(), Some(false)),
+        };
+        self.control.transfer = Some(Transfer {
+            call_id: String::new(),
+            response_id,
+            response_done,
+            summary,
+            stage: Stage::Accepted { destination },
+        });
     }
 
     pub(super) fn on_transfer_finished(&mut self, now: Instant, result: Result<(), String>) {
@@ -423,12 +468,17 @@ impl CallSession {
                 transfer.stage = Stage::Redirected {
                     destination: destination.clone(),
                 };
+                let warm = transfer.summary.is_some();
                 self.event(CallEvent::Transfer {
                     destination: destination.clone(),
-                    outcome: "redirected",
+                    outcome: if warm { "on_hold" } else { "redirected" },
                     detail: None,
                 });
-                let reason = EndReason::Transferred { destination };
+                let reason = if warm {
+                    EndReason::OnHold { destination }
+                } else {
+                    EndReason::Transferred { destination }
+                };
                 if stream_ended {
                     self.hang_up(reason);
                 } else {

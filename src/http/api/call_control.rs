@@ -92,6 +92,14 @@ pub struct InjectRequest {
 pub struct TransferRequest {
     /// One of the agent's transfer destinations.
     pub destination: String,
+    /// `cold` (default): the caller is connected at once. `warm`: the destination hears
+    /// `summary` and presses 1 to accept; the caller waits on hold and comes back to the agent
+    /// if nobody accepts.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// What the destination hears before accepting (warm only; 1 to 1000 characters).
+    #[serde(default)]
+    pub summary: Option<String>,
 }
 
 fn live(s: &super::ApiState) -> Result<&LiveCalls, ApiError> {
@@ -195,7 +203,7 @@ pub(super) async fn inject_live_call(
 #[utoipa::path(post, path = "/tenants/{tenant}/calls/{call}/transfer", tag = "calls",
     params(("tenant" = String, Path, description = "Tenant id"), ("call" = String, Path, description = "Call id")),
     request_body = TransferRequest,
-    responses((status = 202, description = "Delivered: the agent says a handover line, then the call is redirected"),
+    responses((status = 202, description = "Delivered: the agent says a handover line, then the call is redirected (cold) or put on hold while the destination is rung (warm)"),
         (status = 409, description = "The call has ended, or runs on another node (named in the message)", body = ErrorBody),
         ApiErrors),
     security(("bearer" = [])))]
@@ -208,14 +216,27 @@ pub(super) async fn transfer_live_call(
     let Path((tenant, call)) = path?;
     let Json(req) = body?;
     let destination = req.destination;
-    command(
-        &s,
-        &who,
-        &tenant,
-        &call,
-        OperatorCommand::Transfer { destination },
-    )
-    .await
+    let order = match req.mode.as_deref() {
+        None | Some("cold") => OperatorCommand::Transfer { destination },
+        Some("warm") => {
+            let summary =
+                crate::call::transfer::check_summary(req.summary.as_deref().unwrap_or(""))
+                    .map_err(|why| {
+                        ApiError::from(crate::admin::ServiceError::invalid("summary", why))
+                    })?;
+            OperatorCommand::WarmTransfer {
+                destination,
+                summary,
+            }
+        }
+        Some(_) => {
+            return Err(ApiError::from(crate::admin::ServiceError::invalid(
+                "mode",
+                "must be \"cold\" or \"warm\"",
+            )));
+        }
+    };
+    command(&s, &who, &tenant, &call, order).await
 }
 
 #[utoipa::path(get, path = "/tenants/{tenant}/calls/{call}/events", tag = "calls",

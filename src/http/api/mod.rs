@@ -9,6 +9,7 @@
 //! Authorization: the admin key (`CALLBRIDGE_ADMIN_KEY`) sees every tenant; a tenant API key
 //! sees only its own tenant, and any other tenant's object answers 404 exactly as a missing one.
 
+mod analysis;
 mod auth;
 mod call_control;
 mod campaigns;
@@ -188,6 +189,12 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(call_control::inject_live_call))
         .routes(routes!(call_control::transfer_live_call))
         .routes(routes!(call_control::live_call_events))
+        .routes(routes!(
+            analysis::get_analysis_settings,
+            analysis::put_analysis_settings,
+            analysis::delete_analysis_settings
+        ))
+        .routes(routes!(analysis::get_call_analysis))
         .merge(
             // A campaign is created with its contacts file, far larger than any other body.
             OpenApiRouter::new()

@@ -308,3 +308,101 @@ fn a_stream_that_ends_before_the_redirect_is_answered_waits_for_the_answer() {
         }))
     );
 }
+
+#[test]
+fn warm_transfer_puts_the_caller_on_hold_after_the_line_and_the_stream_ends_on_hold() {
+    let mut h = H::ready();
+    h.llm(E::ResponseCreated {
+        response_id: "r1".into(),
+    });
+    let spoken = agent_speaks(&mut h, "r1", "i1", 400);
+    h.tool(
+        "r1",
+        "t1",
+        TRANSFER_CALL_TOOL,
+        r#"{"destination":"sales","mode":"warm","summary":"Ann, billing"}"#,
+    );
+    let out = h.input(Input::ToolFinished {
+        call_id: "t1".into(),
+        output: r#"{"ok":true,"result":{"destination":"sales","status":"transferring","mode":"warm","summary":"Ann, billing"}}"#.into(),
+    });
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(CallEvent::Transfer { outcome: "started", detail: Some(d), .. }) if d == "warm"
+    )));
+    let mut out = h.done("r1");
+    out.extend(h.llm(E::AudioDone {
+        response_id: "r1".into(),
+        item_id: "i1".into(),
+    }));
+    let mut all = spoken.clone();
+    all.extend(out);
+    let played = h.play(&all);
+    assert!(
+        played.contains(&Output::WarmTransfer {
+            destination: "sales".into(),
+            summary: "Ann, billing".into(),
+        }),
+        "{played:?}"
+    );
+    assert!(!played.iter().any(|o| matches!(o, Output::Transfer { .. })));
+    let out = h.input(Input::TransferFinished { result: Ok(()) });
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(CallEvent::Transfer {
+            outcome: "on_hold",
+            ..
+        })
+    )));
+    let out = h.input(Input::Twilio(TwilioEvent::Stop));
+    assert_eq!(
+        out.last(),
+        Some(&Output::Hangup(EndReason::OnHold {
+            destination: "sales".into()
+        }))
+    );
+}
+
+#[test]
+fn a_supervisor_warm_transfer_asks_for_the_hold_line() {
+    let mut h = H::ready();
+    let out = h.input(Input::Operator(OperatorCommand::WarmTransfer {
+        destination: "sales".into(),
+        summary: "Bob wants a refund".into(),
+    }));
+    let asked = out.iter().any(|o| {
+        matches!(o, Output::Llm(LlmCommand::CreateResponse { instructions: Some(i) }) if i.contains("hold music"))
+    });
+    assert!(asked, "{out:?}");
+}
+
+#[test]
+fn a_resumed_stream_tells_the_model_and_speaks_first() {
+    let now = Instant::now();
+    let mut s = CallSession::new(
+        SessionParams {
+            speak_first: false,
+            resume_note: Some("back: busy".into()),
+            ..SessionParams::default()
+        },
+        now,
+    );
+    s.handle(
+        now,
+        Input::Llm(E::SessionUpdated {
+            input_format: Some("audio/pcmu".into()),
+            output_format: Some("audio/pcmu".into()),
+        }),
+    );
+    let out: Vec<Output> = std::iter::from_fn(|| s.poll_output()).collect();
+    let note = out
+        .iter()
+        .position(|o| matches!(o, Output::Llm(LlmCommand::SystemNote(n)) if n == "back: busy"));
+    let create = out
+        .iter()
+        .position(|o| matches!(o, Output::Llm(LlmCommand::CreateResponse { .. })));
+    assert!(
+        note.is_some() && create.is_some() && note < create,
+        "{out:?}"
+    );
+}
