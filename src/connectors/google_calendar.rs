@@ -410,8 +410,13 @@ pub static VENDOR: Vendor = Vendor {
         revoke_url: Some("https://oauth2.googleapis.com/revoke"),
         scopes: &[(Capability::Calendar, &[GOOGLE_CALENDAR_SCOPE])],
         pkce: true,
-        // A refresh token is issued only for offline access, and again only with consent.
-        extra_authorize_params: &[("access_type", "offline"), ("prompt", "consent")],
+        // A refresh token is issued only for offline access, and again only with consent;
+        // `include_granted_scopes`: incremental consent (a new grant keeps the earlier scopes).
+        extra_authorize_params: &[
+            ("access_type", "offline"),
+            ("prompt", "consent"),
+            ("include_granted_scopes", "true"),
+        ],
         api_base_fields: &[],
         client_secret_in_body: true,
         account_fields: &[],

@@ -33,6 +33,7 @@ mod crm_meetings;
 mod error;
 mod model;
 mod oauth;
+mod oauth_apps;
 mod outbound;
 mod outbox;
 mod prompts;
@@ -61,6 +62,7 @@ pub use oauth::{
     ClaimedOAuthState, ConnectionStatus, ConnectionUpdate, NewOAuthState, OAuthConnection,
     StateRefusal,
 };
+pub use oauth_apps::{AppScope, StoredOAuthApp};
 pub use outbound::{DoNotCallEntry, OutboundCall, is_final, status_rank};
 pub use outbox::{
     NewOutboxMessage, OutboxMessage, OutboxStatus, WebhookSettings, WebhookSettingsSpec,
