@@ -12,6 +12,8 @@ mod calendly;
 mod google_calendar;
 #[path = "connectors/google_service_account.rs"]
 mod google_service_account;
+#[path = "connectors/google_sheets.rs"]
+mod google_sheets;
 #[path = "connectors/hubspot.rs"]
 mod hubspot;
 #[path = "connectors/microsoft_calendar.rs"]

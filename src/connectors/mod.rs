@@ -34,7 +34,7 @@ macro_rules! vendors {
     };
 }
 
-vendors! { calcom, calendly, google_calendar, hubspot, microsoft_calendar, pipedrive, shopify }
+vendors! { calcom, calendly, google_calendar, google_sheets, hubspot, microsoft_calendar, pipedrive, shopify }
 
 /// A half-open time range `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
