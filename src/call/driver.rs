@@ -1366,6 +1366,15 @@ async fn write_journal(
                             metrics.error("webhook_enqueue_failed");
                             warn!(error = %e, "cannot queue the call.ended webhook");
                         }
+                        // Post-call exports (a call-log row in a sheet, …): their own queue.
+                        let now = chrono::Utc::now().timestamp_millis();
+                        if let Err(e) =
+                            crate::exports::enqueue_call_exports(&store, &tenant, &call_id, now)
+                                .await
+                        {
+                            metrics.error("export_enqueue_failed");
+                            warn!(error = %e, "cannot queue the post-call exports");
+                        }
                         Ok(())
                     }
                     Err(e) => Err(e),

@@ -23,7 +23,7 @@ use super::kit::{
 };
 use super::oauth::{GOOGLE_SHEETS_SCOPE, GOOGLE_TOKEN_URL, google_token_source};
 use super::{
-    CallNote, Contact, ContactInput, ContactLookup, ConnectorError, Crm, CrmMeeting,
+    CallLog, CallNote, CallRecord, Contact, ContactInput, ContactLookup, ConnectorError, Crm, CrmMeeting,
     MeetingChange, rfc3339,
 };
 use crate::connectors::http::{ConnectorProfile, HttpPolicy, Replay, RequestContext};
@@ -45,6 +45,90 @@ pub struct GoogleSheetsConfig {
     pub contacts_sheet: String,
     pub notes_sheet: String,
     pub meetings_sheet: String,
+    /// The tab a row per finished call is appended to, when set, with these columns.
+    pub call_log: Option<(String, Vec<CallColumn>)>,
+}
+
+/// A column of the per-call row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallColumn {
+    CallId,
+    Agent,
+    Direction,
+    From,
+    To,
+    StartedAt,
+    EndedAt,
+    DurationSeconds,
+    Status,
+    EndReason,
+    Transcript,
+}
+
+impl CallColumn {
+    pub const ALL: [CallColumn; 11] = [
+        Self::CallId,
+        Self::Agent,
+        Self::Direction,
+        Self::From,
+        Self::To,
+        Self::StartedAt,
+        Self::EndedAt,
+        Self::DurationSeconds,
+        Self::Status,
+        Self::EndReason,
+        Self::Transcript,
+    ];
+    /// The columns of a tenant that names none.
+    pub const DEFAULT: [CallColumn; 7] = [
+        Self::StartedAt,
+        Self::From,
+        Self::To,
+        Self::Direction,
+        Self::DurationSeconds,
+        Self::EndReason,
+        Self::CallId,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CallId => "call_id",
+            Self::Agent => "agent",
+            Self::Direction => "direction",
+            Self::From => "from",
+            Self::To => "to",
+            Self::StartedAt => "started_at",
+            Self::EndedAt => "ended_at",
+            Self::DurationSeconds => "duration_s",
+            Self::Status => "status",
+            Self::EndReason => "end_reason",
+            Self::Transcript => "transcript",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    fn cell(self, call: &CallRecord) -> Value {
+        match self {
+            Self::CallId => json!(call.call_id),
+            Self::Agent => json!(call.agent_id),
+            Self::Direction => json!(call.direction),
+            Self::From => json!(call.from),
+            Self::To => json!(call.to),
+            Self::StartedAt => json!(rfc3339(&call.started_at)),
+            Self::EndedAt => json!(call.ended_at.as_ref().map(rfc3339).unwrap_or_default()),
+            Self::DurationSeconds => match call.ended_at {
+                Some(end) => json!((end - call.started_at).num_seconds().max(0)),
+                None => json!(""),
+            },
+            Self::Status => json!(call.status),
+            Self::EndReason => json!(call.end_reason.clone().unwrap_or_default()),
+            // A cell holds at most 50,000 characters.
+            Self::Transcript => json!(call.transcript.chars().take(49_000).collect::<String>()),
+        }
+    }
 }
 
 impl GoogleSheetsConfig {
@@ -55,6 +139,7 @@ impl GoogleSheetsConfig {
             contacts_sheet: "Contacts".into(),
             notes_sheet: "Call notes".into(),
             meetings_sheet: "Meetings".into(),
+            call_log: None,
         }
     }
 }
@@ -438,6 +523,22 @@ impl Crm for GoogleSheets {
     }
 }
 
+#[async_trait::async_trait]
+impl CallLog for GoogleSheets {
+    async fn log_call(
+        &self,
+        ctx: &RequestContext,
+        call: &CallRecord,
+        _idempotency_key: &str,
+    ) -> Result<(), ConnectorError> {
+        let Some((sheet, columns)) = &self.config.call_log else {
+            return Ok(());
+        };
+        let row = columns.iter().map(|column| column.cell(call)).collect();
+        self.append_row(ctx, sheet, row).await.map(|_| ())
+    }
+}
+
 fn sheet_setting(ctx: &BuildContext<'_>, name: &str, default: &str) -> Result<String, BuildFailure> {
     let value = ctx.credentials.text(name).unwrap_or(default).trim().to_owned();
     if value.is_empty() || value.len() > MAX_SHEET_NAME || value.contains(['!', '[', ']', '*', '?', '/', '\\', ':']) {
@@ -481,6 +582,18 @@ pub static VENDOR: Vendor = Vendor {
                 aliases: &[],
                 required: false,
                 doc: "tab booked meetings are appended to (default `Meetings`)",
+            },
+            SecretField {
+                name: "call_log_sheet",
+                aliases: &[],
+                required: false,
+                doc: "tab a row per finished call is appended to (off unless set)",
+            },
+            SecretField {
+                name: "call_log_columns",
+                aliases: &[],
+                required: false,
+                doc: "the call row's columns, in order: call_id, agent, direction, from, to, started_at, ended_at, duration_s, status, end_reason, transcript (default: started_at, from, to, direction, duration_s, end_reason, call_id)",
             },
             SecretField {
                 name: "client_id",
@@ -553,10 +666,42 @@ fn build(ctx: BuildContext<'_>) -> Result<Built, BuildFailure> {
     config.contacts_sheet = sheet_setting(&ctx, "contacts_sheet", "Contacts")?;
     config.notes_sheet = sheet_setting(&ctx, "notes_sheet", "Call notes")?;
     config.meetings_sheet = sheet_setting(&ctx, "meetings_sheet", "Meetings")?;
+    if ctx.credentials.text("call_log_sheet").is_some() {
+        let sheet = sheet_setting(&ctx, "call_log_sheet", "Calls")?;
+        config.call_log = Some((sheet, call_columns(&ctx)?));
+    }
+    let sheets = Arc::new(GoogleSheets::new(ctx.policy, config, tokens));
     Ok(Built {
-        crm: Some(Arc::new(GoogleSheets::new(ctx.policy, config, tokens))),
+        crm: Some(sheets.clone()),
+        call_log: sheets
+            .config
+            .call_log
+            .is_some()
+            .then(|| sheets.clone() as Arc<dyn CallLog>),
         ..Built::default()
     })
+}
+
+/// `call_log_columns`: a list of column names (`started_at`, `from`, …), or the default set.
+fn call_columns(ctx: &BuildContext<'_>) -> Result<Vec<CallColumn>, BuildFailure> {
+    let Some(list) = ctx.credentials.list("call_log_columns") else {
+        return Ok(CallColumn::DEFAULT.to_vec());
+    };
+    let names = CallColumn::ALL.map(CallColumn::name).join(", ");
+    let columns = list
+        .iter()
+        .map(|name| {
+            name.as_str().and_then(CallColumn::parse).ok_or_else(|| {
+                BuildFailure::Config(format!("call_log_columns: each one of {names}"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if columns.is_empty() || columns.len() > 26 {
+        return Err(BuildFailure::Config(
+            "call_log_columns: 1 to 26 column names".into(),
+        ));
+    }
+    Ok(columns)
 }
 
 #[cfg(test)]

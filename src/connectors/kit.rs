@@ -200,6 +200,11 @@ impl Credentials {
         })
     }
 
+    /// A list setting (`["a", "b"]`).
+    pub fn list(&self, name: &str) -> Option<&Vec<Value>> {
+        self.fields.get(name).and_then(Value::as_array)
+    }
+
     pub fn flag(&self, name: &str) -> Option<bool> {
         self.fields.get(name).and_then(Value::as_bool)
     }
@@ -253,6 +258,8 @@ pub struct Built {
     pub calendar: Option<Arc<dyn Calendar>>,
     pub crm: Option<Arc<dyn Crm>>,
     pub commerce: Option<Arc<dyn Commerce>>,
+    /// Post-call export (not a tool capability): set when the tenant's settings ask for it.
+    pub call_log: Option<Arc<dyn super::CallLog>>,
 }
 
 impl Built {

@@ -108,6 +108,7 @@ mod tests {
                 HubspotConfig::new(base, token),
             ))),
             commerce: None,
+            call_log: None,
         })
     }
 

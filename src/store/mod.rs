@@ -28,6 +28,7 @@
 //! The cost is that the trait is not object-safe: hold a concrete store or a generic `S: Store`, not
 //! `dyn Store`.
 
+mod call_exports;
 mod campaigns;
 mod crm_meetings;
 mod error;
@@ -43,6 +44,7 @@ mod transfer_destinations;
 
 use std::future::Future;
 
+pub use call_exports::{CallExportJob, CallExportState, ExportOutcome};
 pub use campaigns::{
     CallToCheck, Campaign, CampaignContact, CampaignCounts, CampaignSpec, CampaignStatus,
     ClaimCandidate, ClaimResult, ClaimedContact, ContactState, Eligibility, ExpiredDial,
