@@ -39,6 +39,7 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod egress;
+pub mod exports;
 pub mod http;
 pub mod inbound;
 pub mod logging;

@@ -143,6 +143,16 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
                 .ok()
             })
             .map(callbridge::call::analysis::AnalysisWorker::spawn);
+    // Post-call exports (a call-log row in a tenant's sheet, …), from their durable queue.
+    let exports = callbridge::exports::ExportWorker::new(
+        deps.store.clone(),
+        deps.keyring
+            .clone()
+            .map(|keyring| callbridge::tenant::vault::Vault::new(deps.store.clone(), keyring)),
+        deps.policy.clone(),
+        deps.oauth.clone(),
+    )
+    .spawn(std::time::Duration::from_secs(5));
     // Crash recovery: settle calls a dead node (or this one, before a restart) left in progress.
     let recovery =
         callbridge::call::recovery::Recovery::for_node(&deps.call_deps(), deps.node_id.clone())
@@ -163,6 +173,7 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
     if let Some(analysis) = analysis {
         analysis.abort();
     }
+    exports.abort();
     if let Some(worker) = webhooks {
         worker.shutdown().await;
     }

@@ -16,6 +16,8 @@ mod freshdesk;
 mod google_calendar;
 #[path = "connectors/google_service_account.rs"]
 mod google_service_account;
+#[path = "connectors/google_sheets.rs"]
+mod google_sheets;
 #[path = "connectors/hubspot.rs"]
 mod hubspot;
 #[path = "connectors/intercom.rs"]

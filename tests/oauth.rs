@@ -15,10 +15,10 @@ use callbridge::campaign::clock::{Clock, ManualClock};
 use callbridge::connectors::http::RequestContext;
 use callbridge::connectors::kit::{Capability, OAuthSpec};
 use callbridge::egress::EgressPolicy;
-use callbridge::oauth::{OAuthError, OAuthService, OAuthSettings};
+use callbridge::oauth::{AppInput, OAuthError, OAuthService, OAuthSettings};
 use callbridge::store::{
-    ConnectionStatus, ConnectorConfig, ConnectorSpec, NewTenant, SqlStore, StateRefusal, Store,
-    TenantId, WebhookSettingsSpec,
+    AppScope, ConnectionStatus, ConnectorConfig, ConnectorSpec, NewTenant, SqlStore, StateRefusal,
+    Store, StoredOAuthApp, TenantId, WebhookSettingsSpec,
 };
 use callbridge::tenant::vault::{Keyring, MasterKey, Vault};
 use callbridge::tools::resolver::build_connector_with;
@@ -711,6 +711,58 @@ async fn store_claims_and_leases_on_both_backends() {
                 .await
                 .is_err()
         );
+
+        // OAuth apps: the deployment's and a tenant's side by side, replaced in place, binary
+        // secret kept as sealed, deleted with the tenant.
+        for scope in [AppScope::Deployment, AppScope::Tenant(t.clone())] {
+            let mut app = StoredOAuthApp {
+                scope: scope.clone(),
+                vendor: "hubspot".into(),
+                client_id: "id-1".into(),
+                secret: vec![0, 159, 255, 7],
+                secret_key: "k1".into(),
+                authorize_url: None,
+                token_url: Some("https://t.example/token".into()),
+                revoke_url: None,
+                directory: Some("organizations".into()),
+                updated_at_ms: 1_000,
+            };
+            store.put_oauth_app(&app).await.expect("put app");
+            app.client_id = "id-2".into();
+            app.updated_at_ms = 2_000;
+            let back = store.put_oauth_app(&app).await.expect("replace app");
+            assert_eq!(back, app);
+            assert_eq!(
+                store.oauth_app(&scope, "hubspot").await.expect("read"),
+                Some(app)
+            );
+            assert_eq!(store.list_oauth_apps(&scope).await.expect("list").len(), 1);
+        }
+        assert!(
+            store
+                .oauth_app(&AppScope::Tenant(tid("other")), "hubspot")
+                .await
+                .expect("read")
+                .is_none()
+        );
+        store.delete_tenant(&t).await.expect("delete tenant");
+        assert!(
+            store
+                .oauth_app(&AppScope::Tenant(t.clone()), "hubspot")
+                .await
+                .expect("read")
+                .is_none()
+        );
+        store
+            .delete_oauth_app(&AppScope::Deployment, "hubspot")
+            .await
+            .expect("delete deployment app");
+        assert!(
+            store
+                .delete_oauth_app(&AppScope::Deployment, "hubspot")
+                .await
+                .is_err()
+        );
     }
 }
 
@@ -857,6 +909,97 @@ async fn http_api_start_callback_list_and_disconnect() {
         .await
         .expect("text");
     assert!(spec.contains("/tenants/{tenant}/connections/{vendor}/start"));
+    assert!(spec.contains("/tenants/{tenant}/oauth-apps/{vendor}"));
+
+    // OAuth apps through the API: a tenant's own app, sealed, never shown; 404 across tenants.
+    let own = json!({
+        "client_id": "acme-own-app",
+        "client_secret": "acme-own-secret-9876543210",
+        "authorize_url": fake.url("/authorize"),
+        "token_url": fake.url("/token"),
+    });
+    let put = http
+        .put(api("/tenants/acme/oauth-apps/hubspot"))
+        .bearer_auth(ADMIN)
+        .json(&own)
+        .send()
+        .await
+        .expect("put app");
+    assert_eq!(put.status(), 200);
+    let text = put.text().await.expect("body");
+    assert!(text.contains("acme-own-app"), "{text}");
+    assert!(
+        !text.contains("acme-own-secret"),
+        "secret in the API output"
+    );
+    let shown = http
+        .get(api("/tenants/acme/oauth-apps"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("list apps")
+        .text()
+        .await
+        .expect("text");
+    assert!(shown.contains("\"scope\":\"acme\""), "{shown}");
+    assert!(!shown.contains("acme-own-secret"));
+    let started: serde_json::Value = http
+        .post(api("/tenants/acme/connections/hubspot/start"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("start")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        started["authorization_url"]
+            .as_str()
+            .is_some_and(|u| u.contains("client_id=acme-own-app")),
+        "{started}"
+    );
+    for (method, path) in [
+        (reqwest::Method::GET, "/tenants/other/oauth-apps/hubspot"),
+        (reqwest::Method::DELETE, "/tenants/other/oauth-apps/hubspot"),
+        (reqwest::Method::GET, "/tenants/nobody/oauth-apps/hubspot"),
+    ] {
+        let response = http
+            .request(method, api(path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("other");
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    let bad = http
+        .put(api("/oauth-apps/hubspot"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"client_id": "x", "client_secret": "y", "directory": "organizations"}))
+        .send()
+        .await
+        .expect("put bad");
+    assert_eq!(bad.status(), 400, "HubSpot has no directory");
+    let deployment = http
+        .get(api("/oauth-apps/hubspot"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("deployment app")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        deployment.contains("\"source\":\"environment\""),
+        "{deployment}"
+    );
+    assert!(!deployment.contains("client-secret"));
+    let deleted = http
+        .delete(api("/tenants/acme/oauth-apps/hubspot"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("delete app");
+    assert_eq!(deleted.status(), 204);
 }
 
 fn urlencode(text: &str) -> String {
@@ -1059,4 +1202,268 @@ async fn nothing_secret_in_any_log_line() {
     for secret in &secrets {
         assert!(!logs.contains(secret.as_str()), "a secret reached the logs");
     }
+}
+
+/// A tenant's own app (sealed in the store) is used for its flow, its refreshes and its
+/// revocation; other tenants keep the deployment's; the deployment's app set through the API wins
+/// over the environment's; deleting an app falls back.
+#[tokio::test]
+async fn tenant_own_app_wins_for_that_tenant_only() {
+    let mut config = FakeOAuthConfig::new(REDIRECT);
+    // The authorization server knows only the tenant's own client.
+    config.client_id = "acme-own-app".into();
+    config.client_secret = "acme-own-secret-9876543210".into();
+    let w = world(config).await;
+    let svc = w.node();
+    let own = |id: &str, secret: &str| AppInput {
+        client_id: id.into(),
+        client_secret: SecretString::from(secret.to_owned()),
+        authorize_url: Some(w.fake.url("/authorize")),
+        token_url: Some(w.fake.url("/token")),
+        revoke_url: Some(w.fake.url("/revoke")),
+        directory: None,
+    };
+    let view = svc
+        .set_app(
+            &AppScope::Tenant(w.acme.clone()),
+            "hubspot",
+            own("acme-own-app", "acme-own-secret-9876543210"),
+        )
+        .await
+        .expect("set the tenant's app");
+    assert_eq!(view.scope, "acme");
+    assert!(!format!("{view:?}").contains("acme-own-secret"));
+
+    let page = w.connect(&svc, "hubspot").await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    w.advance(3_600);
+    svc.access_token(&w.acme, "hubspot", None)
+        .await
+        .expect("refresh with the tenant's own client");
+    assert_eq!(w.fake.refresh_requests(), 1);
+    let db_bytes =
+        std::fs::read(w.db.sqlite_path.as_ref().expect("sqlite file")).unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&db_bytes).contains("acme-own-secret"),
+        "the client secret is sealed"
+    );
+
+    // The other tenant still uses the deployment's client (the environment's `client-abc`).
+    let started = svc.start(&w.other, "hubspot", None).await.expect("start");
+    assert!(started.authorization_url.contains("client_id=client-abc"));
+    // The deployment's app set through the API wins over the environment's, for tenants
+    // without their own.
+    svc.set_app(
+        &AppScope::Deployment,
+        "hubspot",
+        own("deployment-app", "deployment-secret-0000"),
+    )
+    .await
+    .expect("set the deployment's app");
+    let started = svc.start(&w.other, "hubspot", None).await.expect("start");
+    assert!(
+        started
+            .authorization_url
+            .contains("client_id=deployment-app")
+    );
+    let started = svc.start(&w.acme, "hubspot", None).await.expect("start");
+    assert!(started.authorization_url.contains("client_id=acme-own-app"));
+    let listed = svc.list_apps(&AppScope::Deployment).await.expect("list");
+    assert!(
+        listed
+            .iter()
+            .any(|a| a.vendor == "hubspot" && a.source == "api")
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|a| a.vendor == "google_calendar" && a.source == "environment")
+    );
+
+    // Disconnect revokes with the tenant's own client (the fake refuses any other).
+    let done = svc
+        .disconnect(&w.acme, "hubspot")
+        .await
+        .expect("disconnect");
+    assert!(done.revoked);
+    assert_eq!(w.fake.revocations(), 1);
+
+    svc.delete_app(&AppScope::Tenant(w.acme.clone()), "hubspot")
+        .await
+        .expect("delete");
+    let started = svc.start(&w.acme, "hubspot", None).await.expect("start");
+    assert!(
+        started
+            .authorization_url
+            .contains("client_id=deployment-app")
+    );
+    assert!(
+        svc.delete_app(&AppScope::Tenant(w.acme.clone()), "hubspot")
+            .await
+            .is_err()
+    );
+    // Deleting the tenant deletes its apps.
+    svc.set_app(
+        &AppScope::Tenant(w.other.clone()),
+        "hubspot",
+        own("other-app", "other-secret-1111"),
+    )
+    .await
+    .expect("set");
+    w.store
+        .delete_tenant(&w.other)
+        .await
+        .expect("delete tenant");
+    assert!(
+        w.store
+            .oauth_app(&AppScope::Tenant(w.other.clone()), "hubspot")
+            .await
+            .expect("read")
+            .is_none()
+    );
+}
+
+/// Microsoft's identity platform: the app's directory fills the authorize and token URLs
+/// (`common` by default); a directory is refused where the vendor has none, or when it is not a
+/// path segment.
+#[tokio::test]
+async fn microsoft_directory_is_the_apps_choice() {
+    let w = world(FakeOAuthConfig::new(REDIRECT)).await;
+    let env: HashMap<String, String> = [
+        ("CALLBRIDGE_OAUTH_MICROSOFT_CALENDAR_CLIENT_ID", "ms-app"),
+        (
+            "CALLBRIDGE_OAUTH_MICROSOFT_CALENDAR_CLIENT_SECRET",
+            "ms-secret",
+        ),
+        ("CALLBRIDGE_OAUTH_HUBSPOT_CLIENT_ID", "hs-app"),
+        ("CALLBRIDGE_OAUTH_HUBSPOT_CLIENT_SECRET", "hs-secret"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let settings = OAuthSettings::from_lookup(
+        Some(PUBLIC_URL.into()),
+        &["microsoft_calendar", "hubspot"],
+        |k| env.get(k).cloned(),
+    )
+    .expect("settings");
+    let svc = OAuthService::with_clock(
+        w.store.clone(),
+        w.vault.clone(),
+        settings,
+        EgressPolicy::allow_loopback(),
+        w.clock.clone() as Arc<dyn Clock>,
+    )
+    .expect("service");
+    let started = svc
+        .start(&w.acme, "microsoft_calendar", None)
+        .await
+        .expect("start");
+    assert!(
+        started
+            .authorization_url
+            .starts_with("https://login.microsoftonline.com/common/oauth2/v2.0/authorize?"),
+        "{}",
+        started.authorization_url
+    );
+    let mut app = AppInput {
+        client_id: "contoso-app".into(),
+        client_secret: SecretString::from("contoso-secret".to_owned()),
+        authorize_url: None,
+        token_url: None,
+        revoke_url: None,
+        directory: Some("contoso.onmicrosoft.com".into()),
+    };
+    let tenant_scope = AppScope::Tenant(w.acme.clone());
+    svc.set_app(&tenant_scope, "microsoft_calendar", app)
+        .await
+        .expect("set");
+    let started = svc
+        .start(&w.acme, "microsoft_calendar", None)
+        .await
+        .expect("start");
+    assert!(
+        started.authorization_url.starts_with(
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize?"
+        ),
+        "{}",
+        started.authorization_url
+    );
+    let started = svc
+        .start(&w.other, "microsoft_calendar", None)
+        .await
+        .expect("start");
+    assert!(started.authorization_url.contains("/common/"));
+
+    app = AppInput {
+        client_id: "x".into(),
+        client_secret: SecretString::from("y".to_owned()),
+        authorize_url: None,
+        token_url: None,
+        revoke_url: None,
+        directory: Some("organizations".into()),
+    };
+    let err = svc
+        .set_app(&tenant_scope, "hubspot", app)
+        .await
+        .expect_err("HubSpot has no directory");
+    assert!(
+        matches!(
+            err,
+            OAuthError::Invalid {
+                field: "directory",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    for bad in ["evil.example/x", "a?b", ""] {
+        let app = AppInput {
+            client_id: "x".into(),
+            client_secret: SecretString::from("y".to_owned()),
+            authorize_url: None,
+            token_url: None,
+            revoke_url: None,
+            directory: Some(bad.into()),
+        };
+        let err = svc
+            .set_app(&tenant_scope, "microsoft_calendar", app)
+            .await
+            .expect_err("bad directory");
+        assert!(matches!(err, OAuthError::Invalid { .. }), "{bad}: {err}");
+    }
+    let no_secret = AppInput {
+        client_id: "x".into(),
+        client_secret: SecretString::from(" ".to_owned()),
+        authorize_url: None,
+        token_url: None,
+        revoke_url: None,
+        directory: None,
+    };
+    assert!(
+        svc.set_app(&tenant_scope, "hubspot", no_secret)
+            .await
+            .is_err()
+    );
+    let refused_url = AppInput {
+        client_id: "x".into(),
+        client_secret: SecretString::from("y".to_owned()),
+        authorize_url: None,
+        token_url: Some("http://169.254.169.254/token".into()),
+        revoke_url: None,
+        directory: None,
+    };
+    let strict = OAuthService::with_clock(
+        w.store.clone(),
+        w.vault.clone(),
+        OAuthSettings::default(),
+        EgressPolicy::strict(),
+        w.clock.clone() as Arc<dyn Clock>,
+    )
+    .expect("service");
+    let err = strict
+        .set_app(&tenant_scope, "hubspot", refused_url)
+        .await
+        .expect_err("metadata address refused");
+    assert!(matches!(err, OAuthError::Url { .. }), "{err}");
 }

@@ -34,6 +34,7 @@ backend_suite!(
     gives_up_after_max_attempts,
     enqueue_rules,
     targets_pass_the_egress_guard_and_errors_stay_neutral,
+    post_call_exports_retry_and_survive_a_restart,
 );
 
 #[derive(Clone, Debug)]
@@ -618,4 +619,175 @@ async fn due_now(store: &SqlStore) {
         .execute(store.pool())
         .await
         .unwrap();
+}
+
+/// Post-call exports share the durability rules: a Google Sheet's call-log row is queued once per
+/// call and connector, a vendor outage is retried with backoff, a restarted worker (another lease
+/// owner) finishes the job, the row has the tenant's configured columns, and a connector that
+/// exports nothing is marked skipped.
+async fn post_call_exports_retry_and_survive_a_restart(store: &SqlStore) {
+    use callbridge::campaign::clock::{Clock, ManualClock};
+    use callbridge::connectors::http::{HttpPolicy, PolicyConfig};
+    use callbridge::exports::{ExportWorker, enqueue_call_exports};
+    use callbridge::store::ConnectorSpec;
+    use callbridge::tenant::vault::Vault;
+    use secrecy::SecretString;
+    use wiremock::matchers::{method, path, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let keyring = Keyring::new(MasterKey::generate());
+    let tenant = tenant_with_webhook(store, &keyring, "http://127.0.0.1:9/hook").await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "ya29.export", "expires_in": 3599, "token_type": "Bearer"
+        })))
+        .mount(&server)
+        .await;
+    // Google is down for the first attempt.
+    Mock::given(method("POST"))
+        .and(path_regex(
+            r"^/v4/spreadsheets/sheet-1/values/Calls!A1:append$",
+        ))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(
+            r"^/v4/spreadsheets/sheet-1/values/Calls!A1:append$",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "spreadsheetId": "sheet-1",
+            "updates": {"spreadsheetId": "sheet-1", "updatedRange": "Calls!A2:D2"}
+        })))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let vault = Vault::new(store.clone(), keyring.clone());
+    let secret = json!({
+        "client_id": "c", "client_secret": "s", "refresh_token": "r",
+        "token_uri": format!("{}/token", server.uri()),
+        "spreadsheet_id": "sheet-1",
+        "call_log_sheet": "Calls",
+        "call_log_columns": ["call_id", "from", "duration_s", "transcript"],
+    });
+    vault
+        .put(
+            &tenant.id,
+            "sheets",
+            "google_sheets",
+            &SecretString::from(secret.to_string()),
+        )
+        .await
+        .unwrap();
+    vault
+        .put(
+            &tenant.id,
+            "cal",
+            "calcom",
+            &SecretString::from(json!({"api_key": "cal_x", "event_type_id": 1}).to_string()),
+        )
+        .await
+        .unwrap();
+    for (vendor, secret) in [("google_sheets", "sheets"), ("calcom", "cal")] {
+        store
+            .put_connector(
+                &tenant.id,
+                &ConnectorSpec {
+                    vendor: vendor.into(),
+                    base_url: Some(format!("{}/v4/", server.uri())),
+                    secret_name: Some(secret.into()),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let call_id = ended_call(store, &tenant, 1).await;
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let now = clock.now_ms();
+    assert_eq!(
+        enqueue_call_exports(store, &tenant.id, &call_id, now)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        enqueue_call_exports(store, &tenant.id, &call_id, now)
+            .await
+            .unwrap(),
+        0,
+        "queued once"
+    );
+    let policy = HttpPolicy::new(PolicyConfig {
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+        egress: EgressPolicy::allow_loopback(),
+        ..PolicyConfig::default()
+    })
+    .unwrap();
+    let worker = || {
+        ExportWorker::new(store.clone(), Some(vault.clone()), policy.clone(), None)
+            .with_clock(clock.clone() as Arc<dyn Clock>)
+    };
+    let first = worker();
+    assert_eq!(first.run_once().await.unwrap(), 2);
+    let sheet = store
+        .call_export(&tenant.id, &call_id, "google_sheets")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sheet.status, "pending");
+    assert_eq!(sheet.attempts, 1);
+    assert!(sheet.next_at >= now + 30_000, "backoff");
+    assert!(sheet.last_error.is_some());
+    let cal = store
+        .call_export(&tenant.id, &call_id, "calcom")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cal.status, "skipped");
+    assert_eq!(first.run_once().await.unwrap(), 0, "not due yet");
+
+    // A restart: a new worker (another lease owner), once the backoff has passed.
+    drop(first);
+    clock.advance(chrono::Duration::seconds(31));
+    let second = worker();
+    assert_eq!(second.run_once().await.unwrap(), 1);
+    let sheet = store
+        .call_export(&tenant.id, &call_id, "google_sheets")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sheet.status, "done");
+    assert_eq!(sheet.attempts, 2);
+    clock.advance(chrono::Duration::hours(2));
+    assert_eq!(second.run_once().await.unwrap(), 0, "nothing left");
+
+    let appends: Vec<Value> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().ends_with(":append"))
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(appends.len(), 2, "one failed attempt, one write");
+    let row = &appends[1]["values"][0];
+    assert_eq!(row[0], json!(call_id));
+    assert_eq!(row[1], json!("+14155550001"));
+    assert!(row[2].is_number(), "{row}");
+    let transcript = row[3].as_str().unwrap();
+    assert!(
+        transcript.contains("agent: Acme, how can I help?"),
+        "{transcript}"
+    );
+    assert!(transcript.contains("caller: Call number 1"), "{transcript}");
+    callbridge_testkit::contract::Contract::load("google-sheets", &["sheets.v4.swagger2.json"])
+        .ignoring("/token")
+        .assert_valid(&server)
+        .await;
 }

@@ -5,12 +5,13 @@
 //! It must not return a token: a [`ConnectionView`] holds vendor, account, scopes, status,
 //! expiry and last refresh only.
 
-use serde::Serialize;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{AdminService, Principal, ServiceError};
-use crate::oauth::{OAuthError, OAuthService};
-use crate::store::OAuthConnection;
+use crate::oauth::{AppInput, AppView, OAuthError, OAuthService};
+use crate::store::{AppScope, OAuthConnection};
 
 /// A connected vendor account, as the API and the CLI show it (never a token).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -56,8 +57,49 @@ pub struct DisconnectView {
     pub revoked: bool,
 }
 
+/// An OAuth app to set: the client registered at the vendor. The secret is sealed at once and
+/// never shown again.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthAppRequest {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Endpoint overrides (a vendor's sandbox); checked by the egress guard.
+    #[serde(default)]
+    pub authorize_url: Option<String>,
+    #[serde(default)]
+    pub token_url: Option<String>,
+    #[serde(default)]
+    pub revoke_url: Option<String>,
+    /// Microsoft identity platform: `common` (default), `organizations`, `consumers`, or a
+    /// directory's id or domain.
+    #[serde(default)]
+    pub directory: Option<String>,
+}
+
+impl From<OAuthAppRequest> for AppInput {
+    fn from(req: OAuthAppRequest) -> Self {
+        Self {
+            client_id: req.client_id,
+            client_secret: SecretString::from(req.client_secret),
+            authorize_url: req.authorize_url,
+            token_url: req.token_url,
+            revoke_url: req.revoke_url,
+            directory: req.directory,
+        }
+    }
+}
+
 fn service_error(err: OAuthError) -> ServiceError {
     match err {
+        OAuthError::Invalid { field, .. } => ServiceError::Invalid {
+            field: field.into(),
+            message: err.to_string(),
+        },
+        OAuthError::Url { what, .. } => ServiceError::Invalid {
+            field: format!("{what}_url"),
+            message: err.to_string(),
+        },
         OAuthError::UnknownVendor(_) | OAuthError::NotConnected { .. } => {
             ServiceError::NotFound(err.to_string())
         }
@@ -151,5 +193,75 @@ impl AdminService {
         Ok(DisconnectView {
             revoked: done.revoked,
         })
+    }
+}
+
+impl AdminService {
+    /// The scope an OAuth-app request names: the deployment's (admin key only) or a tenant's own
+    /// (its key or the admin key; another tenant's answers 404).
+    async fn app_scope(
+        &self,
+        who: &Principal,
+        tenant: Option<&str>,
+    ) -> Result<AppScope, ServiceError> {
+        match tenant {
+            None => {
+                Self::admin_only(who, "the deployment's OAuth apps")?;
+                Ok(AppScope::Deployment)
+            }
+            Some(raw) => Ok(AppScope::Tenant(self.tenant_scope(who, raw).await?)),
+        }
+    }
+
+    pub async fn put_oauth_app(
+        &self,
+        who: &Principal,
+        tenant: Option<&str>,
+        vendor: &str,
+        req: OAuthAppRequest,
+    ) -> Result<AppView, ServiceError> {
+        let scope = self.app_scope(who, tenant).await?;
+        self.gateway()?
+            .set_app(&scope, vendor, req.into())
+            .await
+            .map_err(service_error)
+    }
+
+    pub async fn get_oauth_app(
+        &self,
+        who: &Principal,
+        tenant: Option<&str>,
+        vendor: &str,
+    ) -> Result<AppView, ServiceError> {
+        let scope = self.app_scope(who, tenant).await?;
+        self.gateway()?
+            .app_view(&scope, vendor)
+            .await
+            .map_err(service_error)
+    }
+
+    pub async fn list_oauth_apps(
+        &self,
+        who: &Principal,
+        tenant: Option<&str>,
+    ) -> Result<Vec<AppView>, ServiceError> {
+        let scope = self.app_scope(who, tenant).await?;
+        self.gateway()?
+            .list_apps(&scope)
+            .await
+            .map_err(service_error)
+    }
+
+    pub async fn delete_oauth_app(
+        &self,
+        who: &Principal,
+        tenant: Option<&str>,
+        vendor: &str,
+    ) -> Result<(), ServiceError> {
+        let scope = self.app_scope(who, tenant).await?;
+        self.gateway()?
+            .delete_app(&scope, vendor)
+            .await
+            .map_err(service_error)
     }
 }

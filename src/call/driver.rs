@@ -1409,6 +1409,15 @@ async fn write_journal(
                     // (after the analysis, when the agent has analysis settings).
                     Ok(_) => {
                         super::analysis::call_finished(&store, &metrics, &tenant, &call_id).await;
+                        // Post-call exports (a call-log row in a sheet, …): their own queue.
+                        let now = chrono::Utc::now().timestamp_millis();
+                        if let Err(e) =
+                            crate::exports::enqueue_call_exports(&store, &tenant, &call_id, now)
+                                .await
+                        {
+                            metrics.error("export_enqueue_failed");
+                            warn!(error = %e, "cannot queue the post-call exports");
+                        }
                         Ok(())
                     }
                     Err(e) => Err(e),

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use reqwest::Url;
-use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -25,9 +24,8 @@ use super::kit::{
     SecretShape, Vendor,
 };
 use super::oauth::{
-    GOOGLE_CALENDAR_SCOPE, GOOGLE_TOKEN_URL, OAuthCredentials, OAuthTokenSource, ServiceAccountKey,
+    GOOGLE_CALENDAR_SCOPE, GOOGLE_TOKEN_URL, OAuthTokenSource, google_token_source,
 };
-use super::parse_base_url;
 use super::slots::{BusinessHours, free_slots};
 use super::{
     Attendee, Booking, BookingStatus, Calendar, ConnectorError, Slot, TimeWindow, parse_time,
@@ -410,8 +408,13 @@ pub static VENDOR: Vendor = Vendor {
         revoke_url: Some("https://oauth2.googleapis.com/revoke"),
         scopes: &[(Capability::Calendar, &[GOOGLE_CALENDAR_SCOPE])],
         pkce: true,
-        // A refresh token is issued only for offline access, and again only with consent.
-        extra_authorize_params: &[("access_type", "offline"), ("prompt", "consent")],
+        // A refresh token is issued only for offline access, and again only with consent;
+        // `include_granted_scopes`: incremental consent (a new grant keeps the earlier scopes).
+        extra_authorize_params: &[
+            ("access_type", "offline"),
+            ("prompt", "consent"),
+            ("include_granted_scopes", "true"),
+        ],
         api_base_fields: &[],
         client_secret_in_body: true,
         account_fields: &[],
@@ -442,55 +445,13 @@ fn build(ctx: BuildContext<'_>) -> Result<Built, BuildFailure> {
     })
 }
 
-/// The Google token source of a calendar secret: a service-account key file (`"type":
-/// "service_account"`, optional `subject`) or an OAuth client with a refresh token. The token
-/// endpoint comes from the tenant's own secret, so it passes the egress guard here (and again,
-/// like every request, when the token is fetched).
+/// The Google token source of a calendar secret (service-account key or refresh token), asking a
+/// service account for the calendar scope.
 fn token_source(
     credentials: &Credentials,
     policy: &HttpPolicy,
 ) -> Result<OAuthTokenSource, BuildFailure> {
-    let egress = &policy.config().egress;
-    let invalid = |err: ConnectorError| {
-        BuildFailure::InvalidCredentials(match err {
-            ConnectorError::Config(reason) => reason,
-            other => other.to_string(),
-        })
-    };
-    let token_url = credentials
-        .text("token_uri")
-        .or_else(|| credentials.text("token_url"))
-        .unwrap_or(GOOGLE_TOKEN_URL);
-    let token_url = parse_base_url(token_url)
-        .map_err(|err| BuildFailure::InvalidCredentials(format!("token_uri: {err}")))?;
-    egress
-        .check_url(&token_url)
-        .map_err(|err| BuildFailure::InvalidCredentials(format!("token_uri: {err}")))?;
-    if credentials.text("type") == Some("service_account") {
-        let mut key = ServiceAccountKey::new(
-            credentials.required_text("client_email")?,
-            &credentials.secret(&["private_key"])?,
-            token_url,
-        )
-        .map_err(invalid)?
-        .with_subject(credentials.text("subject").map(str::to_owned));
-        key.key_id = credentials.text("private_key_id").map(str::to_owned);
-        return Ok(OAuthTokenSource::service_account(
-            policy.clone(),
-            key,
-            CONNECTOR,
-        ));
-    }
-    Ok(OAuthTokenSource::new(
-        policy.clone(),
-        OAuthCredentials {
-            token_url,
-            client_id: credentials.required_text("client_id")?,
-            client_secret: credentials.secret(&["client_secret"])?,
-            refresh_token: SecretString::from(credentials.required_text("refresh_token")?),
-        },
-        CONNECTOR,
-    ))
+    google_token_source(credentials, policy, CONNECTOR, GOOGLE_CALENDAR_SCOPE)
 }
 
 #[cfg(test)]

@@ -237,6 +237,11 @@ impl Credentials {
         })
     }
 
+    /// A list setting (`["a", "b"]`).
+    pub fn list(&self, name: &str) -> Option<&Vec<Value>> {
+        self.fields.get(name).and_then(Value::as_array)
+    }
+
     pub fn flag(&self, name: &str) -> Option<bool> {
         self.fields.get(name).and_then(Value::as_bool)
     }
@@ -291,6 +296,8 @@ pub struct Built {
     pub crm: Option<Arc<dyn Crm>>,
     pub commerce: Option<Arc<dyn Commerce>>,
     pub support: Option<Arc<dyn Support>>,
+    /// Post-call export (not a tool capability): set when the tenant's settings ask for it.
+    pub call_log: Option<Arc<dyn super::CallLog>>,
 }
 
 impl Built {

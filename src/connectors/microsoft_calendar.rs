@@ -392,9 +392,10 @@ pub static VENDOR: Vendor = Vendor {
         note: "uses the mailbox's default calendar",
     },
     oauth: Some(OAuthSpec {
-        // The `common` tenant: work, school and personal accounts sign in alike.
-        authorize_url: "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
-        token_url: "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+        // `{directory}`: the OAuth app's directory (`CALLBRIDGE_OAUTH_MICROSOFT_CALENDAR_DIRECTORY`
+        // or the admin API), `common` by default: work, school and personal accounts alike.
+        authorize_url: "https://login.microsoftonline.com/{directory}/oauth2/v2.0/authorize",
+        token_url: "https://login.microsoftonline.com/{directory}/oauth2/v2.0/token",
         // The identity platform has no token revocation endpoint.
         revoke_url: None,
         scopes: &[(

@@ -36,8 +36,8 @@ macro_rules! vendors {
 }
 
 vendors! {
-    calcom, calendly, google_calendar, hubspot, microsoft_calendar, pipedrive, shopify, zendesk,
-    freshdesk, intercom, crisp,
+    calcom, calendly, google_calendar, google_sheets, hubspot, microsoft_calendar, pipedrive,
+    shopify, zendesk, freshdesk, intercom, crisp,
 }
 
 /// A half-open time range `[start, end)`.
@@ -315,6 +315,43 @@ pub trait Crm: Send + Sync {
 
     /// A harmless read proving the credentials and base URL work.
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;
+}
+
+/// A finished call as a post-call export writes it (a row in a sheet, …).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub call_id: String,
+    pub agent_id: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    pub from: String,
+    pub to: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub status: String,
+    pub end_reason: Option<String>,
+    /// The conversation, one `caller: …` / `agent: …` line per turn.
+    pub transcript: String,
+}
+
+impl fmt::Debug for CallRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallRecord")
+            .field("call_id", &self.call_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Vendors a finished call is written to after it ends (not a tool: the export worker calls it).
+#[async_trait::async_trait]
+pub trait CallLog: Send + Sync {
+    /// Write `call` once; `idempotency_key` is stable per call and vendor.
+    async fn log_call(
+        &self,
+        ctx: &RequestContext,
+        call: &CallRecord,
+        idempotency_key: &str,
+    ) -> Result<(), ConnectorError>;
 }
 
 /// Where an order stands, as the caller may hear it.

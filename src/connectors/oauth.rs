@@ -35,6 +35,8 @@ use crate::connectors::http::{ConnectorProfile, HttpPolicy, PolicyError, Replay,
 pub const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 /// The scope a calendar connector asks a service account for (read and write events).
 pub const GOOGLE_CALENDAR_SCOPE: &str = "https://www.googleapis.com/auth/calendar";
+/// The scope a Sheets connector asks for (read and write the tenant's spreadsheets).
+pub const GOOGLE_SHEETS_SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets";
 /// RFC 7523 grant type of a JWT bearer assertion.
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Lifetime written into an assertion; Google accepts at most one hour.
@@ -426,6 +428,62 @@ impl std::fmt::Debug for OAuthTokenSource {
             .field("token_url", &self.token_url.as_str())
             .finish_non_exhaustive()
     }
+}
+
+/// The Google token source of a vendor secret: a service-account key file (`"type":
+/// "service_account"`, optional `subject` to impersonate, asking for `scope`) or an OAuth client
+/// with a refresh token. The token endpoint comes from the tenant's own secret, so it passes the
+/// egress guard here (and again, like every request, when the token is fetched). Shared by the
+/// Google vendors, which must not import each other.
+pub fn google_token_source(
+    credentials: &super::kit::Credentials,
+    policy: &HttpPolicy,
+    connector: &'static str,
+    scope: &str,
+) -> Result<OAuthTokenSource, super::kit::BuildFailure> {
+    use super::kit::BuildFailure;
+    let egress = &policy.config().egress;
+    let invalid = |err: ConnectorError| {
+        BuildFailure::InvalidCredentials(match err {
+            ConnectorError::Config(reason) => reason,
+            other => other.to_string(),
+        })
+    };
+    let token_url = credentials
+        .text("token_uri")
+        .or_else(|| credentials.text("token_url"))
+        .unwrap_or(GOOGLE_TOKEN_URL);
+    let token_url = super::parse_base_url(token_url)
+        .map_err(|err| BuildFailure::InvalidCredentials(format!("token_uri: {err}")))?;
+    egress
+        .check_url(&token_url)
+        .map_err(|err| BuildFailure::InvalidCredentials(format!("token_uri: {err}")))?;
+    if credentials.text("type") == Some("service_account") {
+        let mut key = ServiceAccountKey::new(
+            credentials.required_text("client_email")?,
+            &credentials.secret(&["private_key"])?,
+            token_url,
+        )
+        .map_err(invalid)?
+        .with_subject(credentials.text("subject").map(str::to_owned))
+        .with_scope(scope);
+        key.key_id = credentials.text("private_key_id").map(str::to_owned);
+        return Ok(OAuthTokenSource::service_account(
+            policy.clone(),
+            key,
+            connector,
+        ));
+    }
+    Ok(OAuthTokenSource::new(
+        policy.clone(),
+        OAuthCredentials {
+            token_url,
+            client_id: credentials.required_text("client_id")?,
+            client_secret: credentials.secret(&["client_secret"])?,
+            refresh_token: SecretString::from(credentials.required_text("refresh_token")?),
+        },
+        connector,
+    ))
 }
 
 #[cfg(test)]

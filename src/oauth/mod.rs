@@ -13,6 +13,7 @@
 //! `SecretString`s or oauth2's secret types and go out only to the token endpoint, whose URL passes
 //! the egress guard before each request (and again at connect time through the guarded client).
 
+mod apps;
 mod settings;
 mod tokens;
 
@@ -49,6 +50,7 @@ use crate::store::{
 };
 use crate::tenant::vault::{Vault, VaultError};
 
+pub use apps::{AppInput, AppView, DEFAULT_DIRECTORY};
 pub use settings::{OAuthApp, OAuthSettings, SettingsError};
 pub use tokens::ConnectionTokens;
 
@@ -83,6 +85,8 @@ pub enum OAuthError {
     Transport { vendor: String, reason: String },
     #[error("the {what} URL is not allowed: {reason}")]
     Url { what: &'static str, reason: String },
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
     #[error("another node is refreshing the {vendor} token and did not finish in time")]
     LeaseBusy { vendor: String },
     #[error(transparent)]
@@ -437,7 +441,7 @@ impl OAuthService {
         accounts_server: Option<&str>,
     ) -> Result<Url, OAuthError> {
         let base = app.token_url.as_deref().unwrap_or(vendor.spec.token_url);
-        let mut url = self.checked("token", base)?;
+        let mut url = self.checked("token", &app.fill_directory(base))?;
         if let Some(server) = accounts_server {
             let server = self.checked("accounts server", server)?;
             url.set_scheme(server.scheme())
@@ -487,8 +491,8 @@ impl OAuthService {
         capabilities: Option<&[Capability]>,
     ) -> Result<Started, OAuthError> {
         let vendor = self.vendor(vendor_id)?;
-        let app = self.app(vendor.id)?;
         self.inner.store.tenant(tenant).await?;
+        let app = &self.app_for(tenant, vendor.id).await?;
         let redirect_uri = self.redirect_uri()?;
         let wanted: Vec<Capability> = capabilities
             .map(<[Capability]>::to_vec)
@@ -509,7 +513,7 @@ impl OAuthService {
             .authorize_url
             .as_deref()
             .unwrap_or(vendor.spec.authorize_url);
-        let authorize = self.checked("authorize", authorize)?;
+        let authorize = self.checked("authorize", &app.fill_directory(authorize))?;
         let token_url = self.token_url(&vendor, app, None)?;
         let client = self
             .client(&vendor, app, &token_url)
@@ -653,7 +657,7 @@ impl OAuthService {
                 "The vendor sent no authorization code. Start the connection again.",
             ));
         };
-        let app = self.app(vendor.id)?;
+        let app = &self.app_for(&claimed.tenant_id, vendor.id).await?;
         let accounts_server = match vendor.spec.accounts_server_param {
             Some(param) => match query.get(param) {
                 Some(server) => Some(self.accounts_server(&vendor, server)?),
@@ -838,9 +842,9 @@ impl OAuthService {
         let connection = self.connection(tenant, vendor_id).await?;
         let mut revoked = false;
         if let (Ok(vendor), Ok(blob)) = (self.vendor(vendor_id), self.blob(&connection).await)
-            && let Ok(app) = self.app(vendor.id)
+            && let Ok(app) = self.app_for(tenant, vendor.id).await
         {
-            match self.revoke(&vendor, app, &connection, &blob).await {
+            match self.revoke(&vendor, &app, &connection, &blob).await {
                 Ok(done) => revoked = done,
                 Err(err) => {
                     tracing::warn!(tenant = %tenant, vendor = vendor.id, error = %err, "OAuth revocation failed; deleting the tokens anyway");
@@ -873,7 +877,7 @@ impl OAuthService {
         let Some(base) = app.revoke_url.as_deref().or(vendor.spec.revoke_url) else {
             return Ok(false);
         };
-        let mut url = self.checked("revocation", base)?;
+        let mut url = self.checked("revocation", &app.fill_directory(base))?;
         if let Some(server) = extra_text(connection, "accounts_server") {
             let server = self.checked("accounts server", &server)?;
             let _ = url.set_host(server.host_str());

@@ -3,7 +3,8 @@
 //! test authorization server). The redirect URI is always `PUBLIC_URL/oauth/callback`.
 //!
 //! It must not take a secret from a command-line flag (flags show in `ps`): the secret comes from
-//! `CALLBRIDGE_OAUTH_<VENDOR>_CLIENT_SECRET` or the file named by `…_CLIENT_SECRET_FILE`.
+//! `CALLBRIDGE_OAUTH_<VENDOR>_CLIENT_SECRET` or the file named by `…_CLIENT_SECRET_FILE`. Apps set
+//! through the admin API (`apps.rs`) win over these.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -11,6 +12,7 @@ use std::fmt;
 use secrecy::SecretString;
 
 /// One vendor's OAuth app.
+#[derive(Clone)]
 pub struct OAuthApp {
     pub client_id: String,
     pub client_secret: SecretString,
@@ -18,6 +20,21 @@ pub struct OAuthApp {
     pub authorize_url: Option<String>,
     pub token_url: Option<String>,
     pub revoke_url: Option<String>,
+    /// The identity directory filling a `{directory}` in the vendor's URLs (Microsoft:
+    /// `common`, `organizations`, `consumers` or a directory's id or domain); `None`: `common`.
+    pub directory: Option<String>,
+}
+
+impl OAuthApp {
+    /// `url` with its `{directory}` placeholder, if any, replaced by this app's directory.
+    pub fn fill_directory(&self, url: &str) -> String {
+        url.replace(
+            super::apps::DIRECTORY_PLACEHOLDER,
+            self.directory
+                .as_deref()
+                .unwrap_or(super::apps::DEFAULT_DIRECTORY),
+        )
+    }
 }
 
 impl fmt::Debug for OAuthApp {
@@ -27,6 +44,7 @@ impl fmt::Debug for OAuthApp {
             .field("authorize_url", &self.authorize_url)
             .field("token_url", &self.token_url)
             .field("revoke_url", &self.revoke_url)
+            .field("directory", &self.directory)
             .finish_non_exhaustive()
     }
 }
@@ -43,6 +61,8 @@ pub struct OAuthSettings {
 pub enum SettingsError {
     #[error("{var} is set but {missing} is not")]
     Incomplete { var: String, missing: String },
+    #[error("{var}: {reason}")]
+    Invalid { var: String, reason: String },
     #[error("{var}: cannot read the secret file: {reason}")]
     SecretFile { var: String, reason: String },
 }
@@ -95,6 +115,17 @@ impl OAuthSettings {
                     authorize_url: get("AUTHORIZE_URL"),
                     token_url: get("TOKEN_URL"),
                     revoke_url: get("REVOKE_URL"),
+                    directory: match get("DIRECTORY") {
+                        Some(directory) => {
+                            Some(super::apps::valid_directory(&directory).map_err(|reason| {
+                                SettingsError::Invalid {
+                                    var: format!("{prefix}DIRECTORY"),
+                                    reason,
+                                }
+                            })?)
+                        }
+                        None => None,
+                    },
                 },
             );
         }

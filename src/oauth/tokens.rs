@@ -142,12 +142,14 @@ impl OAuthService {
                 vendor: vendor_id.to_owned(),
             });
         };
-        let prepared = self.vendor(vendor_id).and_then(|vendor| {
-            let app = self.app(vendor.id)?;
-            let accounts = extra_text(connection, "accounts_server");
-            let url = self.token_url(&vendor, app, accounts.as_deref())?;
-            Ok(self.client(&vendor, app, &url))
-        });
+        let prepared = match self.vendor(vendor_id) {
+            Ok(vendor) => self.app_for(tenant, vendor.id).await.and_then(|app| {
+                let accounts = extra_text(connection, "accounts_server");
+                let url = self.token_url(&vendor, &app, accounts.as_deref())?;
+                Ok(self.client(&vendor, &app, &url))
+            }),
+            Err(err) => Err(err),
+        };
         let client = match prepared {
             Ok(client) => client,
             Err(err) => {

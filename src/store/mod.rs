@@ -29,12 +29,14 @@
 //! `dyn Store`.
 
 mod analysis;
+mod call_exports;
 mod campaigns;
 mod crm_meetings;
 mod error;
 mod inbound;
 mod model;
 mod oauth;
+mod oauth_apps;
 mod outbound;
 mod outbox;
 mod prompts;
@@ -48,6 +50,7 @@ pub use analysis::{
     AnalysisSettings, AnalysisStatus, CallAnalysis, ClaimedAnalysis, SettledAnalysis,
     validate_settings as validate_analysis_settings,
 };
+pub use call_exports::{CallExportJob, CallExportState, ExportOutcome};
 pub use campaigns::{
     CallToCheck, Campaign, CampaignContact, CampaignCounts, CampaignSpec, CampaignStatus,
     ClaimCandidate, ClaimResult, ClaimedContact, ContactState, Eligibility, ExpiredDial,
@@ -71,6 +74,7 @@ pub use oauth::{
     ClaimedOAuthState, ConnectionStatus, ConnectionUpdate, NewOAuthState, OAuthConnection,
     StateRefusal,
 };
+pub use oauth_apps::{AppScope, StoredOAuthApp};
 pub use outbound::{DoNotCallEntry, OutboundCall, is_final, status_rank};
 pub use outbox::{
     NewOutboxMessage, OutboxMessage, OutboxStatus, WebhookSettings, WebhookSettingsSpec,

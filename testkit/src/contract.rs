@@ -297,6 +297,13 @@ fn template_matches(template: &str, path: &str) -> bool {
         && wanted.iter().zip(&got).all(|(w, g)| {
             if w.starts_with('{') && w.ends_with('}') {
                 !g.is_empty()
+            } else if let Some((param, verb)) = w.split_once("}:")
+                && param.starts_with('{')
+            {
+                // Google's custom methods: `{range}:append`.
+                g.strip_suffix(verb)
+                    .and_then(|head| head.strip_suffix(':'))
+                    .is_some_and(|head| !head.is_empty())
             } else {
                 w == g
             }

@@ -210,6 +210,18 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
             connections::get_connection,
             connections::delete_connection
         ))
+        .routes(routes!(connections::list_deployment_apps))
+        .routes(routes!(
+            connections::put_deployment_app,
+            connections::get_deployment_app,
+            connections::delete_deployment_app
+        ))
+        .routes(routes!(connections::list_tenant_apps))
+        .routes(routes!(
+            connections::put_tenant_app,
+            connections::get_tenant_app,
+            connections::delete_tenant_app
+        ))
         .routes(routes!(campaigns::get_campaign))
         .routes(routes!(campaigns::pause_campaign))
         .routes(routes!(campaigns::resume_campaign))

@@ -1,0 +1,225 @@
+//! Post-call exports: after a call is recorded as finished, each of the tenant's connectors that
+//! exports calls (a Google Sheet's call-log tab, …) gets the call once, through a durable queue
+//! (`store/call_exports.rs`, migration 0023) so a vendor outage or a restart does not lose it.
+//!
+//! Owns: queueing one job per call and configured connector ([`enqueue_call_exports`], called
+//! from the call journal next to the `call.ended` webhook), and the [`ExportWorker`] that claims
+//! due jobs under a lease, builds the connector (secret or OAuth connection), writes the call and
+//! records done / skipped / retry with backoff / failed. It must not run inside a call's
+//! lifetime (the queue decouples it), hold a decrypted secret beyond one job, or log a transcript.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use crate::campaign::clock::{Clock, SystemClock};
+use crate::connectors::CallRecord;
+use crate::connectors::http::{HttpPolicy, RequestContext};
+use crate::oauth::OAuthService;
+use crate::store::{
+    CallEventKind, CallExportJob, ExportOutcome, SqlStore, Store, StoreError, TenantId,
+};
+use crate::tenant::vault::Vault;
+use crate::tools::resolver::build_connector_with;
+
+/// Attempts before a job is failed for good.
+pub const MAX_ATTEMPTS: i64 = 8;
+/// How long one node holds a claimed job.
+const LEASE_MS: i64 = 120_000;
+/// Jobs claimed per pass.
+const BATCH: i64 = 16;
+/// Time allowed to one export's vendor requests.
+const EXPORT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Queues the export of a finished call to each connector the tenant has configured (a connector
+/// that exports nothing is marked skipped by the worker). Queueing twice is a no-op.
+pub async fn enqueue_call_exports(
+    store: &SqlStore,
+    tenant: &TenantId,
+    call_id: &str,
+    now_ms: i64,
+) -> Result<usize, StoreError> {
+    let mut queued = 0;
+    for connector in store.list_connectors(tenant).await? {
+        if store
+            .enqueue_call_export(tenant, call_id, &connector.spec.vendor, now_ms)
+            .await?
+        {
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
+
+/// The delay before attempt `attempts + 1`: 30 s doubling, at most an hour.
+pub fn backoff_ms(attempts: i64) -> i64 {
+    let shift = attempts.clamp(0, 7) as u32;
+    (30_000_i64 << shift).min(3_600_000)
+}
+
+fn chrono_time(at: jiff::Timestamp) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(at.as_millisecond()).unwrap_or_default()
+}
+
+/// Claims and runs due export jobs.
+pub struct ExportWorker {
+    store: SqlStore,
+    vault: Option<Vault<SqlStore>>,
+    policy: HttpPolicy,
+    oauth: Option<OAuthService>,
+    clock: Arc<dyn Clock>,
+    owner: String,
+}
+
+impl ExportWorker {
+    pub fn new(
+        store: SqlStore,
+        vault: Option<Vault<SqlStore>>,
+        policy: HttpPolicy,
+        oauth: Option<OAuthService>,
+    ) -> Self {
+        let id: [u8; 6] = rand::random();
+        Self {
+            store,
+            vault,
+            policy,
+            oauth,
+            clock: Arc::new(SystemClock),
+            owner: format!(
+                "exports-{}",
+                id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// One pass: claims due jobs and runs each; returns how many were claimed.
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now_ms();
+        let jobs = self
+            .store
+            .claim_call_exports(&self.owner, now, now + LEASE_MS, BATCH)
+            .await?;
+        for job in &jobs {
+            let outcome = match self.export(job).await {
+                Ok(true) => ExportOutcome::Done,
+                Ok(false) => ExportOutcome::Skipped,
+                Err(error) if job.attempts + 1 >= MAX_ATTEMPTS => {
+                    tracing::warn!(tenant = %job.tenant_id, call_id = %job.call_id, vendor = %job.vendor, %error, "post-call export failed for good");
+                    ExportOutcome::Failed { error }
+                }
+                Err(error) => {
+                    tracing::info!(tenant = %job.tenant_id, call_id = %job.call_id, vendor = %job.vendor, %error, "post-call export will be retried");
+                    ExportOutcome::Retry {
+                        next_at: self.clock.now_ms() + backoff_ms(job.attempts),
+                        error,
+                    }
+                }
+            };
+            self.store
+                .finish_call_export(job, &self.owner, &outcome, self.clock.now_ms())
+                .await?;
+        }
+        Ok(jobs.len())
+    }
+
+    /// Writes the call to the job's connector: Ok(false) when it exports nothing.
+    async fn export(&self, job: &CallExportJob) -> Result<bool, String> {
+        let config = match self.store.connector(&job.tenant_id, &job.vendor).await {
+            Ok(config) => config,
+            // The connector was removed since the call: nothing to write to.
+            Err(StoreError::NotFound { .. }) => return Ok(false),
+            Err(err) => return Err(err.to_string()),
+        };
+        let built = build_connector_with(
+            &config,
+            self.vault.as_ref(),
+            &self.policy,
+            self.oauth.as_ref(),
+        )
+        .await
+        .map_err(|err| err.to_string())?;
+        let Some(log) = built.call_log else {
+            return Ok(false);
+        };
+        let record = self
+            .record(&job.tenant_id, &job.call_id)
+            .await
+            .map_err(|err| err.to_string())?;
+        let ctx = RequestContext::new(
+            job.tenant_id.as_str(),
+            &job.call_id,
+            Instant::now() + EXPORT_DEADLINE,
+        );
+        let key = format!("call-export:{}:{}", job.call_id, job.vendor);
+        log.log_call(&ctx, &record, &key)
+            .await
+            .map(|()| true)
+            .map_err(|err| err.to_string())
+    }
+
+    async fn record(&self, tenant: &TenantId, call_id: &str) -> Result<CallRecord, StoreError> {
+        let call = self.store.call(tenant, call_id).await?;
+        let events = self.store.call_events(tenant, call_id).await?;
+        let transcript = events
+            .iter()
+            .filter(|e| e.kind == CallEventKind::Transcript)
+            .filter_map(|e| {
+                let speaker = e
+                    .payload
+                    .get("speaker")
+                    .or_else(|| e.payload.get("role"))?
+                    .as_str()?;
+                let text = e.payload.get("text")?.as_str()?;
+                Some(format!("{speaker}: {text}"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        Ok(CallRecord {
+            call_id: call.id,
+            agent_id: call.agent_id,
+            direction: call.direction.as_str().to_owned(),
+            from: call.from,
+            to: call.to,
+            started_at: chrono_time(call.started_at),
+            ended_at: call.ended_at.map(chrono_time),
+            status: call.status.as_str().to_owned(),
+            end_reason: call.end_reason,
+            transcript,
+        })
+    }
+
+    /// Runs passes every `every` until the handle is aborted.
+    pub fn spawn(self, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(err) = self.run_once().await {
+                    tracing::warn!(error = %err, "post-call export pass failed");
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff_ms(0), 30_000);
+        assert_eq!(backoff_ms(1), 60_000);
+        assert_eq!(backoff_ms(6), 1_920_000);
+        assert_eq!(backoff_ms(7), 3_600_000);
+        assert_eq!(backoff_ms(50), 3_600_000);
+    }
+}
