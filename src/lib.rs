@@ -41,6 +41,7 @@ pub mod connectors;
 pub mod egress;
 pub mod http;
 pub mod logging;
+pub mod mcp;
 pub mod metrics;
 pub mod oauth;
 pub mod realtime;

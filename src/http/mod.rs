@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod listener;
+pub mod mcp;
 mod ops;
 mod twilio;
 
@@ -20,6 +21,8 @@ pub use listener::{HttpLimits, serve};
 
 /// Builds the application router.
 pub fn router(deps: App) -> Router {
+    // One authentication state (keys, failed-attempt throttle) for the admin API and `/mcp`.
+    let api_state = Arc::new(api::ApiState::from_app(&deps));
     Router::new()
         .route("/twilio/voice", post(twilio::voice_webhook))
         .route("/twilio/media", get(twilio::media_socket))
@@ -28,6 +31,7 @@ pub fn router(deps: App) -> Router {
         .route("/healthz", get(ops::healthz))
         .route(crate::oauth::CALLBACK_PATH, get(ops::oauth_callback))
         .route("/metrics", get(ops::metrics))
-        .nest("/api/v1", api::router(&deps))
+        .nest("/api/v1", api::router_shared(api_state.clone()))
+        .merge(mcp::router(&deps, api_state))
         .with_state(Arc::new(deps))
 }

@@ -9,7 +9,7 @@
 //! Authorization: the admin key (`CALLBRIDGE_ADMIN_KEY`) sees every tenant; a tenant API key
 //! sees only its own tenant, and any other tenant's object answers 404 exactly as a missing one.
 
-mod auth;
+pub(crate) mod auth;
 mod call_control;
 mod campaigns;
 mod connections;
@@ -224,7 +224,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(deps: &App) -> Router<S> {
 
 /// The API router over an explicit state (tests, embedding).
 pub fn router_with<S: Clone + Send + Sync + 'static>(state: ApiState) -> Router<S> {
-    let state = Arc::new(state);
+    router_shared(Arc::new(state))
+}
+
+/// The API router over a state another surface shares (`/mcp` uses the same keys and throttle).
+pub fn router_shared<S: Clone + Send + Sync + 'static>(state: Arc<ApiState>) -> Router<S> {
     let (authenticated, doc) = documented_routes().split_for_parts();
     let doc = Arc::new(doc);
     let authenticated = authenticated.route_layer(axum::middleware::from_fn_with_state(
