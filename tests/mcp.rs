@@ -3,6 +3,8 @@
 //! call resources), and runs a tool through the same runtime as a phone call (the tenant's
 //! connector, reached by the real connector code on a loopback mock, and the ledger).
 
+use std::sync::Arc;
+
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ReadResourceRequestParams};
 use rmcp::service::{RoleClient, RunningService};
@@ -386,4 +388,397 @@ async fn raw_request(bridge: &TestBridge, key: &str, session: &str, body: &Value
 fn reqwest_client() -> reqwest::Client {
     callbridge::egress::install_tls_provider();
     reqwest::Client::builder().build().unwrap()
+}
+
+// --- the client: an agent's own MCP servers, used mid-call ---------------------------------------
+
+mod remote {
+    //! A business's MCP server, built with the SDK's own server on 127.0.0.1, and one that
+    //! accepts connections but never answers.
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use rmcp::model::{
+        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
+        PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    };
+    use rmcp::service::RequestContext;
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+    use rmcp::{ErrorData, RoleServer, ServerHandler};
+    use serde_json::json;
+
+    pub const API_KEY: &str = "shop-mcp-key-123";
+
+    #[derive(Clone, Default)]
+    pub struct Shop {
+        pub refunds: Arc<AtomicUsize>,
+        pub idempotency_keys: Arc<Mutex<Vec<String>>>,
+    }
+
+    fn tool(name: &'static str, description: &'static str) -> Tool {
+        let schema = json!({"type": "object", "properties": {"order_id": {"type": "string"}}});
+        Tool::new(
+            name,
+            description,
+            Arc::new(schema.as_object().unwrap().clone()),
+        )
+    }
+
+    impl ServerHandler for Shop {
+        fn get_info(&self) -> ServerConfig {
+            ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        }
+
+        async fn list_tools(
+            &self,
+            _request: Option<PaginatedRequestParams>,
+            _context: RequestContext<RoleServer>,
+        ) -> Result<ListToolsResult, ErrorData> {
+            Ok(ListToolsResult::with_all_items(vec![
+                tool("lookup_order", "Where an order is"),
+                tool("refund", "Refund an order"),
+                tool("broken", "Always fails"),
+                tool("stall", "Never answers"),
+                tool("wipe", "Deletes every order"),
+            ]))
+        }
+
+        async fn call_tool(
+            &self,
+            request: CallToolRequestParams,
+            context: RequestContext<RoleServer>,
+        ) -> Result<CallToolResponse, ErrorData> {
+            let order = request
+                .arguments
+                .as_ref()
+                .and_then(|a| a.get("order_id"))
+                .cloned()
+                .unwrap_or_default();
+            match request.name.as_ref() {
+                "lookup_order" => {
+                    let mut result = CallToolResult::success(vec![ContentBlock::text("shipped")]);
+                    result.structured_content =
+                        Some(json!({"order_id": order, "status": "shipped"}));
+                    Ok(result.into())
+                }
+                "refund" => {
+                    self.refunds.fetch_add(1, Ordering::SeqCst);
+                    let key = request
+                        .meta
+                        .as_ref()
+                        .and_then(|m| m.0.0.get("io.callbridge/idempotency-key"))
+                        .or_else(|| context.meta.0.0.get("io.callbridge/idempotency-key"))
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_owned();
+                    self.idempotency_keys.lock().unwrap().push(key);
+                    Ok(CallToolResult::success(vec![ContentBlock::text(
+                        json!({"refunded": order}).to_string(),
+                    )])
+                    .into())
+                }
+                "broken" => Ok(CallToolResult::error(vec![ContentBlock::text(
+                    "inventory database offline",
+                )])
+                .into()),
+                "stall" => {
+                    std::future::pending::<()>().await;
+                    Err(ErrorData::internal_error("unreachable", None))
+                }
+                _ => Err(ErrorData::invalid_params("no such tool", None)),
+            }
+        }
+    }
+
+    /// Serves `shop` at `http://127.0.0.1:PORT/mcp`, answering 401 without its API key.
+    pub async fn serve(shop: Shop) -> String {
+        let service = StreamableHttpService::new(
+            move || Ok(shop.clone()),
+            Arc::new(LocalSessionManager::default()),
+            StreamableHttpServerConfig::default(),
+        );
+        let router =
+            axum::Router::new()
+                .nest_service("/mcp", service)
+                .layer(axum::middleware::from_fn(
+                    |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                        let key = request
+                            .headers()
+                            .get("x-api-key")
+                            .and_then(|v| v.to_str().ok());
+                        if key != Some(API_KEY) {
+                            return axum::http::StatusCode::UNAUTHORIZED.into_response();
+                        }
+                        next.run(request).await
+                    },
+                ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        format!("http://{addr}/mcp")
+    }
+
+    use axum::response::IntoResponse;
+
+    /// A server that accepts connections and never says anything.
+    pub async fn silent() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        format!("http://{addr}/mcp")
+    }
+}
+
+async fn put_servers(bridge: &TestBridge, agent: &str, body: Value) -> (u16, Value) {
+    let response = reqwest_client()
+        .put(format!(
+            "{}/api/v1/tenants/acme/agents/{agent}/mcp-servers",
+            bridge.public_url
+        ))
+        .bearer_auth(ADMIN_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn an_agents_remote_mcp_tools_are_called_mid_call_and_broken_servers_are_skipped() {
+    use callbridge_testkit::fake_realtime::Turn;
+    use callbridge_testkit::fake_twilio::CallScript;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    let shop = remote::Shop::default();
+    let shop_url = remote::serve(shop.clone()).await;
+    let silent_url = remote::silent().await;
+    let order = json!({"order_id": "A-1"});
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![
+            Turn::CallTools(vec![
+                ("shop__lookup_order".into(), order.clone()),
+                ("shop__refund".into(), order.clone()),
+                ("shop__refund".into(), order.clone()),
+                ("shop__broken".into(), order.clone()),
+                ("shop__wipe".into(), order.clone()),
+                ("shop__stall".into(), order.clone()),
+            ]),
+            Turn::Say {
+                ms: 200,
+                byte: 0x31,
+                text: "Your order has shipped.".into(),
+            },
+        ],
+        ..Behaviour::default()
+    })
+    .await;
+    let bridge = TestBridge::start(&realtime.url(), |a| {
+        a.admin_key = Some(ADMIN_KEY.into());
+        a.tool_timeout_ms = Some(1_000);
+    })
+    .await;
+    let tenant = callbridge_testkit::provision_agent(
+        &bridge.store,
+        "acme",
+        agent_spec("openai", "gpt-realtime", "alloy"),
+    )
+    .await;
+    let agent = bridge.store.list_agents(&tenant).await.unwrap()[0]
+        .id
+        .clone();
+    bridge
+        .vault()
+        .put(
+            &tenant,
+            "shop-mcp",
+            "mcp",
+            &SecretString::from(remote::API_KEY),
+        )
+        .await
+        .unwrap();
+
+    bridge
+        .vault()
+        .put(
+            &tenant,
+            "stale-key",
+            "mcp",
+            &SecretString::from("revoked-key-value"),
+        )
+        .await
+        .unwrap();
+
+    // Written through the API: an internal address is refused by the egress guard (the bridge
+    // allows loopback only), an unknown secret is refused, then the real list is stored.
+    let server = |name: &str, url: &str| {
+        json!({"name": name, "url": url, "header_name": "X-Api-Key", "secret_name": "shop-mcp",
+               "allowed_tools": ["lookup_order", "refund", "broken", "stall"],
+               "side_effect_tools": ["refund"]})
+    };
+    let (status, body) = put_servers(
+        &bridge,
+        &agent,
+        json!({"servers": [server("lan", "http://10.1.2.3/mcp")]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("egress"), "{body}");
+    let mut unknown_secret = server("shop", &shop_url);
+    unknown_secret["secret_name"] = json!("nope");
+    let (status, body) = put_servers(&bridge, &agent, json!({"servers": [unknown_secret]})).await;
+    assert_eq!(status, 400, "{body}");
+    // The same server with a credential it refuses: its handshake fails (401).
+    let mut locked = server("locked", &shop_url);
+    locked["secret_name"] = json!("stale-key");
+    let (status, body) = put_servers(
+        &bridge,
+        &agent,
+        json!({"servers": [server("shop", &shop_url), server("slow", &silent_url), locked]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["servers"][0]["allowed_tools"][0], "lookup_order");
+
+    let started = Instant::now();
+    let report = bridge
+        .twilio()
+        .call(
+            "CA20000000000000000000000000000018",
+            CallScript {
+                hang_up_after_ms: Some(7_000),
+                max_ms: 15_000,
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(14));
+    // The call started although one server never answered, and the model's answer was spoken.
+    assert!(
+        report.played.iter().any(|(_, b)| *b == 0x31),
+        "the answer was spoken"
+    );
+    assert_eq!(bridge.metrics.errors_of("mcp_server_unavailable"), 2);
+
+    let log = &realtime.recorder.sessions()[0];
+    let update = log
+        .received
+        .iter()
+        .find(|e| e["type"] == "session.update")
+        .unwrap();
+    let offered: Vec<&str> = update["session"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "shop__lookup_order",
+        "shop__refund",
+        "shop__broken",
+        "shop__stall",
+    ] {
+        assert!(offered.contains(&name), "{name} in {offered:?}");
+    }
+    // Not allowed by the agent, or from the server that never answered: not offered.
+    assert!(
+        !offered
+            .iter()
+            .any(|n| *n == "shop__wipe" || n.starts_with("slow__") || n.starts_with("locked__")),
+        "{offered:?}"
+    );
+    let lookup = update["session"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "shop__lookup_order")
+        .unwrap();
+    assert_eq!(
+        lookup["parameters"]["properties"]["order_id"]["type"],
+        "string"
+    );
+
+    let outputs: Vec<Value> = log
+        .received
+        .iter()
+        .filter(|e| e["item"]["type"] == "function_call_output")
+        .map(|e| serde_json::from_str(e["item"]["output"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(outputs.len(), 6, "{outputs:?}");
+    let by_code = |code: &str| {
+        outputs
+            .iter()
+            .filter(|o| o["error"]["code"] == code)
+            .count()
+    };
+    assert!(
+        outputs
+            .iter()
+            .any(|o| o["ok"] == true && o["result"]["status"] == "shipped"),
+        "{outputs:?}"
+    );
+    // The side-effecting tool asked twice with the same arguments ran once, with the ledger's key.
+    assert_eq!(
+        outputs
+            .iter()
+            .filter(|o| o["ok"] == true && o["result"]["refunded"] == "A-1")
+            .count(),
+        2,
+        "{outputs:?}"
+    );
+    assert_eq!(shop.refunds.load(Ordering::SeqCst), 1);
+    let keys = shop.idempotency_keys.lock().unwrap().clone();
+    assert!(keys.len() == 1 && !keys[0].is_empty(), "{keys:?}");
+    // The server's error is a failure the model can speak about; the hanging tool hit the deadline.
+    assert!(
+        outputs.iter().any(|o| o["error"]["code"] == "failed"
+            && o["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("inventory database offline")),
+        "{outputs:?}"
+    );
+    assert_eq!(by_code("timeout"), 1, "{outputs:?}");
+    assert_eq!(by_code("unknown_tool"), 1, "{outputs:?}");
+
+    // doctor: each server's tools, or why not.
+    let runtime = callbridge::tools::invoke::ToolRuntime {
+        store: bridge.store.clone(),
+        keyring: Some(bridge.keyring.clone()),
+        policy: callbridge_testkit::loopback_policy(),
+        ledger: Arc::new(callbridge::tools::ledger::InMemoryLedger::default()),
+        deadline: Duration::from_secs(1),
+        oauth: None,
+    };
+    let rows = callbridge::mcp::doctor::check_mcp_servers(&runtime, Some(&tenant))
+        .await
+        .unwrap();
+    let table = callbridge::mcp::doctor::format_mcp(&rows);
+    assert!(
+        table.contains("acme/front-desk/shop  ok     tools: shop__lookup_order, shop__refund, shop__broken, shop__stall; not offered: wipe"),
+        "{table}"
+    );
+    assert!(
+        table.contains("acme/front-desk/slow  error  no answer within"),
+        "{table}"
+    );
+    assert!(
+        table.contains("acme/front-desk/locked  error  the server refused"),
+        "{table}"
+    );
+    assert!(
+        !table.contains("revoked-key-value") && !table.contains(remote::API_KEY),
+        "{table}"
+    );
 }

@@ -215,13 +215,22 @@ pub fn run_doctor(args: DoctorArgs) -> ExitCode {
             .await
             .map_err(|e| CliToolsError::Failed(e.to_string()))?;
         print!("{}", doctor::format_agents(&agents));
+        let mcp = crate::mcp::doctor::check_mcp_servers(&runtime, None)
+            .await
+            .map_err(|e| CliToolsError::Failed(e.to_string()))?;
+        if !mcp.is_empty() {
+            print!("{}", crate::mcp::doctor::format_mcp(&mcp));
+        }
         if vault.is_none() {
             eprintln!(
                 "note: no master key (CALLBRIDGE_MASTER_KEY): connectors needing secrets cannot be checked"
             );
         }
         Ok(
-            if rows.iter().all(|r| r.is_ok()) && agents.iter().all(|a| a.problems.is_empty()) {
+            if rows.iter().all(|r| r.is_ok())
+                && agents.iter().all(|a| a.problems.is_empty())
+                && mcp.iter().all(|m| m.is_ok())
+            {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

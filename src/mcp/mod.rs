@@ -7,4 +7,6 @@
 //! offers. It must not authenticate HTTP requests (the HTTP surface does, and hands the tenant
 //! over), run tools by a path of its own, or send a request to a URL the egress guard refused.
 
+pub mod client;
+pub mod doctor;
 pub mod server;

@@ -31,6 +31,7 @@
 mod campaigns;
 mod crm_meetings;
 mod error;
+mod mcp_servers;
 mod model;
 mod oauth;
 mod outbound;
@@ -50,6 +51,7 @@ pub use campaigns::{
 };
 pub use crm_meetings::CrmMeetingLink;
 pub use error::StoreError;
+pub use mcp_servers::{MAX_MCP_SERVERS, MAX_MCP_TOOLS, McpServerSpec, validate_mcp_servers};
 pub use model::MachineAction;
 pub use model::{
     Agent, AgentProvision, AgentSpec, ApiKey, ApiKeyCredential, Call, CallDirection, CallEnd,

@@ -17,6 +17,7 @@ mod do_not_call;
 
 pub mod error;
 mod handlers;
+mod mcp_servers;
 mod prompts;
 
 mod throttle;
@@ -180,6 +181,10 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(
             call_control::get_transfer_destinations,
             call_control::put_transfer_destinations
+        ))
+        .routes(routes!(
+            mcp_servers::get_mcp_servers,
+            mcp_servers::put_mcp_servers
         ))
         .routes(routes!(call_control::list_live_calls))
         .routes(routes!(call_control::hang_up_live_call))
