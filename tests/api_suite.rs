@@ -798,6 +798,10 @@ async fn openapi_documents_every_route_without_auth() {
         ("/tenants/{tenant}/calls/{call}/inject", &["post"]),
         ("/tenants/{tenant}/calls/{call}/transfer", &["post"]),
         ("/tenants/{tenant}/calls/{call}/events", &["get"]),
+        (
+            "/tenants/{tenant}/agents/{agent}/mcp-servers",
+            &["get", "put"],
+        ),
     ];
     let paths = r.body["paths"].as_object().expect("paths");
     let mut documented: Vec<(String, Vec<String>)> = paths

@@ -782,3 +782,94 @@ async fn an_agents_remote_mcp_tools_are_called_mid_call_and_broken_servers_are_s
         "{table}"
     );
 }
+
+#[tokio::test]
+async fn the_cli_prints_what_the_mcp_endpoint_lists_and_checks_the_agents_servers() {
+    use callbridge::tenant::vault::{Keyring, MasterKey, Vault};
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("cb.db").display());
+    let key = MasterKey::generate();
+    let key_b64 = key.to_base64().expose_secret().to_owned();
+    let store = SqlStore::open(&db).await.unwrap();
+    let vault = Vault::new(store.clone(), Keyring::new(key));
+    let (acme, _) = tenant_with_call(&store, "acme", "hello").await;
+    vault
+        .put(
+            &acme,
+            "cal",
+            "calcom",
+            &SecretString::from(r#"{"api_key": "cal_live_test_key", "event_type_id": 100}"#),
+        )
+        .await
+        .unwrap();
+    store
+        .put_connector(
+            &acme,
+            &ConnectorSpec {
+                vendor: "calcom".into(),
+                base_url: Some("http://127.0.0.1:9/".into()),
+                secret_name: Some("cal".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let agent = store.list_agents(&acme).await.unwrap()[0].id.clone();
+    let silent = remote::silent().await;
+    store
+        .put_mcp_servers(
+            &acme,
+            &agent,
+            &[callbridge::store::McpServerSpec {
+                name: "slow".into(),
+                url: silent,
+                header_name: None,
+                secret_name: None,
+                allowed_tools: vec!["anything".into()],
+                side_effect_tools: vec![],
+            }],
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_callbridge"))
+            .env_clear()
+            .env("DATABASE_URL", &db)
+            .env(
+                "CALLBRIDGE_EGRESS_ALLOW",
+                callbridge_testkit::LOOPBACK_EGRESS,
+            )
+            .env("CALLBRIDGE_MASTER_KEY", &key_b64)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let out = cli(&["mcp", "tools", "--tenant", "acme", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tools: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"book_appointment") && names.contains(&"get_current_time"),
+        "{names:?}"
+    );
+    assert!(!names.contains(&"order_status"), "{names:?}");
+    assert_eq!(tools[0]["inputSchema"]["type"], "object");
+
+    let out = cli(&["mcp", "servers", "--tenant", "acme"]);
+    assert!(!out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("acme/front-desk/slow  error  no answer within"),
+        "{table}"
+    );
+}

@@ -8,6 +8,7 @@
 //! Errors go to stderr as one line; exit code 1 for a refused operation, 2 for configuration.
 
 pub mod campaign;
+pub mod mcp;
 pub mod prompt;
 pub mod tools;
 
