@@ -43,6 +43,7 @@ pub mod exports;
 pub mod http;
 pub mod inbound;
 pub mod logging;
+pub mod mcp;
 pub mod metrics;
 pub mod oauth;
 pub mod realtime;

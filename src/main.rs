@@ -35,6 +35,8 @@ enum Command {
     Tools(callbridge::cli::tools::ToolsArgs),
     /// Check every configured connector's credentials with a harmless read, and every agent.
     Doctor(callbridge::cli::tools::DoctorArgs),
+    /// MCP: the tools a tenant's `/mcp` endpoint lists, and its agents' external MCP servers.
+    Mcp(callbridge::cli::mcp::McpArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,10 @@ fn main() -> ExitCode {
         Some(Command::Doctor(args)) => {
             init_cli_logging();
             return callbridge::cli::tools::run_doctor(args);
+        }
+        Some(Command::Mcp(args)) => {
+            init_cli_logging();
+            return callbridge::cli::mcp::run_mcp(args);
         }
         None => cli.serve,
     };

@@ -94,9 +94,15 @@ const RULES: &[Rule] = &[
             "campaign/",
             "tools/",
             "webhooks/",
+            "mcp/",
             "main.rs",
         ],
         forbidden: &["HttpPolicy::new(", "StoreLedger::new("],
+    },
+    Rule {
+        name: "3d. the MCP service knows no surface (the HTTP surface authenticates and mounts it)",
+        covers: &["mcp/"],
+        forbidden: &["crate::http", "crate::cli", "axum", "clap"],
     },
     Rule {
         name: "5. one outbound policy: the Twilio REST client has no retry loop of its own",

@@ -33,6 +33,7 @@ backend_suite!(
     crm_meetings_stay_in_their_tenant,
     stream_claims_are_single_use_under_concurrency,
     orphaned_calls_are_those_of_dead_nodes_and_settle_once,
+    mcp_servers_replace_in_order_and_stay_in_their_tenant,
 );
 
 fn tid(raw: &str) -> TenantId {
@@ -1349,4 +1350,77 @@ async fn orphaned_calls_are_those_of_dead_nodes_and_settle_once(store: &SqlStore
     let call = store.call(&acme, &ids[0]).await.expect("call");
     assert_eq!(call.status, CallStatus::Completed);
     assert_eq!(call.end_reason.as_deref(), Some("bridge_restart"));
+}
+
+async fn mcp_servers_replace_in_order_and_stay_in_their_tenant(store: &SqlStore) {
+    use callbridge::store::McpServerSpec;
+    let acme = tenant(store, "acme").await;
+    let beta = tenant(store, "beta").await;
+    let spec = AgentSpec {
+        name: "desk".into(),
+        provider: "openai".into(),
+        model: "gpt-realtime".into(),
+        voice: "alloy".into(),
+        prompt_template: "default".into(),
+        enabled_tools: vec![],
+        max_duration_s: 600,
+        silence_timeout_s: 30,
+        recording: false,
+        voicemail: None,
+    };
+    let agent = store.create_agent(&acme, &spec, &[]).await.expect("agent");
+    let server = |name: &str| McpServerSpec {
+        name: name.into(),
+        url: "https://mcp.example.com/mcp".into(),
+        header_name: Some("Authorization".into()),
+        secret_name: Some("shop-mcp".into()),
+        allowed_tools: vec!["lookup_order".into(), "refund".into()],
+        side_effect_tools: vec!["refund".into()],
+    };
+    let stored = store
+        .put_mcp_servers(&acme, &agent.id, &[server("shop"), server("crm")])
+        .await
+        .expect("put");
+    assert_eq!(stored, vec![server("shop"), server("crm")]);
+    let replaced = store
+        .put_mcp_servers(&acme, &agent.id, &[server("crm")])
+        .await
+        .expect("replace");
+    assert_eq!(replaced, vec![server("crm")]);
+    // Invalid lists change nothing.
+    let mut bad = server("x");
+    bad.side_effect_tools = vec!["wipe".into()];
+    assert!(matches!(
+        store.put_mcp_servers(&acme, &agent.id, &[bad]).await,
+        Err(StoreError::Invalid { .. })
+    ));
+    assert_eq!(
+        store.mcp_servers(&acme, &agent.id).await.expect("read"),
+        vec![server("crm")]
+    );
+    // Another tenant neither reads nor writes them: its answer is "no such agent".
+    assert!(matches!(
+        store.mcp_servers(&beta, &agent.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store
+            .put_mcp_servers(&beta, &agent.id, &[server("evil")])
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        store.mcp_servers(&acme, &agent.id).await.expect("read"),
+        vec![server("crm")]
+    );
+    // Deleting the agent deletes its servers.
+    store.delete_agent(&acme, &agent.id).await.expect("delete");
+    let again = store.create_agent(&acme, &spec, &[]).await.expect("agent");
+    assert!(
+        store
+            .mcp_servers(&acme, &again.id)
+            .await
+            .expect("read")
+            .is_empty()
+    );
 }

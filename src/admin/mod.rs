@@ -14,6 +14,7 @@ pub mod connections;
 pub mod do_not_call;
 pub mod dto;
 pub mod inbound;
+pub mod mcp_servers;
 pub mod prompts;
 pub mod transfer;
 

@@ -308,9 +308,13 @@ async fn run_started_call(
         Ok(plan) => {
             // Outbound calls carry per-call prompt variables on their pre-created record.
             let plan = plan.with_call_variables(&deps, &identity.call_sid).await;
+            // The agent's MCP servers are listed while the provider connects (both bounded).
+            let dialect = plan.dialect.clone();
+            let (plan, provider) =
+                tokio::join!(plan.with_remote_tools(&deps), connect_provider(dialect));
             let journal = Journal::open(&deps, &identity).await;
             let mut recording = None;
-            let reason = match connect_provider(plan.dialect.clone()).await {
+            let reason = match provider {
                 Ok(provider) => {
                     let (reason, path) = run_actor(
                         &deps,

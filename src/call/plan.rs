@@ -112,6 +112,47 @@ impl CallPlan {
         self
     }
 
+    /// Adds the tools of the agent's external MCP servers (`crate::mcp::client`), connected for
+    /// this call only (the voice webhook's check plan does not connect): listed within a bounded
+    /// time; a server that fails is skipped, logged and counted (`callbridge doctor` says why),
+    /// and the call starts without its tools. A remote tool never replaces another tool.
+    pub async fn with_remote_tools(mut self, deps: &CallDeps) -> Self {
+        use crate::mcp::client::{McpClientContext, remote_tools};
+        let Route::Agent { tenant, agent_id } = &self.route else {
+            return self;
+        };
+        let servers = match deps.store.mcp_servers(tenant, agent_id).await {
+            Ok(servers) => servers,
+            Err(error) => {
+                deps.metrics.error("mcp_servers_unreadable");
+                warn!(tenant = %tenant, error = %error, "MCP servers not read: their tools are not offered");
+                return self;
+            }
+        };
+        if servers.is_empty() {
+            return self;
+        }
+        let context = McpClientContext::for_tenant(&deps.tool_runtime(), tenant);
+        let (tools, reports) = remote_tools(&servers, &context).await;
+        for report in &reports {
+            if let Err(error) = &report.outcome {
+                deps.metrics.error("mcp_server_unavailable");
+                warn!(tenant = %tenant, server = %report.server, error = %error, "MCP server skipped: its tools are not offered");
+            }
+        }
+        let mut registry = (*self.tools).clone();
+        for tool in tools {
+            let name = tool.declaration().name;
+            if registry.names().any(|known| known == name) {
+                warn!(tenant = %tenant, tool = %name, "MCP tool not offered: the name is taken");
+                continue;
+            }
+            registry.register(tool);
+        }
+        self.tools = Arc::new(registry);
+        self
+    }
+
     /// The session configuration for one call, with the prompt's variables filled in.
     pub fn session_config(&self, caller: &str, called: &str, call_sid: &str) -> SessionConfig {
         let audio_format = match self.dialect.provider_audio() {

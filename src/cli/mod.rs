@@ -9,6 +9,7 @@
 
 pub mod campaign;
 pub mod inbound;
+pub mod mcp;
 pub mod prompt;
 pub mod tools;
 

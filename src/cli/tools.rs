@@ -50,7 +50,7 @@ pub struct DoctorArgs {
 }
 
 #[derive(Debug, Args)]
-struct RuntimeArgs {
+pub(super) struct RuntimeArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// Deadline of one tool call or health check, in milliseconds.
@@ -59,14 +59,14 @@ struct RuntimeArgs {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum CliToolsError {
+pub(super) enum CliToolsError {
     #[error("{0}")]
     Config(String),
     #[error("{0}")]
     Failed(String),
 }
 
-async fn runtime(args: &RuntimeArgs) -> Result<ToolRuntime, CliToolsError> {
+pub(super) async fn runtime(args: &RuntimeArgs) -> Result<ToolRuntime, CliToolsError> {
     let url = args
         .database_url
         .clone()
@@ -104,11 +104,13 @@ fn providers_from_env() -> Vec<&'static str> {
     providers
 }
 
-fn tenant_id(raw: &str) -> Result<TenantId, CliToolsError> {
+pub(super) fn tenant_id(raw: &str) -> Result<TenantId, CliToolsError> {
     TenantId::parse(raw).map_err(|e| CliToolsError::Failed(e.to_string()))
 }
 
-fn block_on<F: std::future::Future<Output = Result<ExitCode, CliToolsError>>>(f: F) -> ExitCode {
+pub(super) fn block_on<F: std::future::Future<Output = Result<ExitCode, CliToolsError>>>(
+    f: F,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -215,13 +217,22 @@ pub fn run_doctor(args: DoctorArgs) -> ExitCode {
             .await
             .map_err(|e| CliToolsError::Failed(e.to_string()))?;
         print!("{}", doctor::format_agents(&agents));
+        let mcp = crate::mcp::doctor::check_mcp_servers(&runtime, None)
+            .await
+            .map_err(|e| CliToolsError::Failed(e.to_string()))?;
+        if !mcp.is_empty() {
+            print!("{}", crate::mcp::doctor::format_mcp(&mcp));
+        }
         if vault.is_none() {
             eprintln!(
                 "note: no master key (CALLBRIDGE_MASTER_KEY): connectors needing secrets cannot be checked"
             );
         }
         Ok(
-            if rows.iter().all(|r| r.is_ok()) && agents.iter().all(|a| a.problems.is_empty()) {
+            if rows.iter().all(|r| r.is_ok())
+                && agents.iter().all(|a| a.problems.is_empty())
+                && mcp.iter().all(|m| m.is_ok())
+            {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -7,6 +7,7 @@
 pub mod api;
 mod hooks;
 pub mod listener;
+pub mod mcp;
 mod ops;
 mod twilio;
 mod warm;
@@ -22,6 +23,8 @@ pub use listener::{HttpLimits, serve};
 
 /// Builds the application router.
 pub fn router(deps: App) -> Router {
+    // One authentication state (keys, failed-attempt throttle) for the admin API and `/mcp`.
+    let api_state = Arc::new(api::ApiState::from_app(&deps));
     Router::new()
         .route("/twilio/voice", post(twilio::voice_webhook))
         .route("/twilio/media", get(twilio::media_socket))
@@ -37,6 +40,7 @@ pub fn router(deps: App) -> Router {
                 .get(hooks::handshake)
                 .layer(axum::extract::DefaultBodyLimit::max(hooks::MAX_HOOK_BODY)),
         )
-        .nest("/api/v1", api::router(&deps))
+        .nest("/api/v1", api::router_shared(api_state.clone()))
+        .merge(mcp::router(&deps, api_state))
         .with_state(Arc::new(deps))
 }

@@ -34,6 +34,7 @@ mod campaigns;
 mod crm_meetings;
 mod error;
 mod inbound;
+mod mcp_servers;
 mod model;
 mod oauth;
 mod oauth_apps;
@@ -63,6 +64,7 @@ pub use inbound::{
     Enrolment, InboundAction, InboundEvent, InboundRule, InboundSource, InboundStatus,
     MAX_INBOUND_PAYLOAD, NewInboundEvent, validate_source_id,
 };
+pub use mcp_servers::{MAX_MCP_SERVERS, MAX_MCP_TOOLS, McpServerSpec, validate_mcp_servers};
 pub use model::MachineAction;
 pub use model::{
     Agent, AgentProvision, AgentSpec, ApiKey, ApiKeyCredential, Call, CallDirection, CallEnd,

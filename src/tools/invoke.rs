@@ -104,6 +104,26 @@ impl ToolRuntime {
         arguments: &Value,
         caller: &str,
     ) -> Result<Invoked, InvokeError> {
+        let id = format!("{:016x}", rand::random::<u64>());
+        let context = ToolContext {
+            call_sid: format!("invoke-{id}"),
+            caller: caller.to_owned(),
+            called: String::new(),
+            tool_call_id: format!("call_{id}"),
+        };
+        self.invoke_in(tenant, tool, arguments, context).await
+    }
+
+    /// [`Self::invoke`] under an explicit [`ToolContext`]: the ledger recognises a repeat of the
+    /// same `tool_call_id` (or of the same tool and arguments under the same `call_sid`), so a
+    /// surface that retries (MCP) names its own ids and the side effect still happens once.
+    pub async fn invoke_in(
+        &self,
+        tenant: &TenantId,
+        tool: &str,
+        arguments: &Value,
+        context: ToolContext,
+    ) -> Result<Invoked, InvokeError> {
         if !known_tools().contains(&tool) && builtin(tool).is_none() {
             return Err(InvokeError::UnknownTool(tool.to_owned()));
         }
@@ -114,13 +134,6 @@ impl ToolRuntime {
                 reason: missing.reason.clone(),
             });
         }
-        let id = format!("{:016x}", rand::random::<u64>());
-        let context = ToolContext {
-            call_sid: format!("invoke-{id}"),
-            caller: caller.to_owned(),
-            called: String::new(),
-            tool_call_id: format!("call_{id}"),
-        };
         let registry = Arc::new(resolved.registry);
         let ((output, outcome), details) =
             super::with_diagnostics(registry.run(context, tool, &arguments.to_string())).await;

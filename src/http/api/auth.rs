@@ -24,7 +24,7 @@ use crate::admin::{Principal, ServiceError};
 
 /// Middleware: 401 unless the request carries a valid key; 429 once the client's address or the
 /// presented key's prefix failed too often (see `throttle`).
-pub(super) async fn require_key(
+pub(crate) async fn require_key(
     State(state): State<Arc<ApiState>>,
     mut request: Request,
     next: Next,

@@ -10,7 +10,7 @@
 //! sees only its own tenant, and any other tenant's object answers 404 exactly as a missing one.
 
 mod analysis;
-mod auth;
+pub(crate) mod auth;
 mod call_control;
 mod campaigns;
 mod connections;
@@ -19,6 +19,7 @@ mod do_not_call;
 pub mod error;
 mod handlers;
 mod inbound;
+mod mcp_servers;
 mod prompts;
 
 mod throttle;
@@ -184,6 +185,10 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
             call_control::get_transfer_destinations,
             call_control::put_transfer_destinations
         ))
+        .routes(routes!(
+            mcp_servers::get_mcp_servers,
+            mcp_servers::put_mcp_servers
+        ))
         .routes(routes!(call_control::list_live_calls))
         .routes(routes!(call_control::hang_up_live_call))
         .routes(routes!(call_control::inject_live_call))
@@ -252,7 +257,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(deps: &App) -> Router<S> {
 
 /// The API router over an explicit state (tests, embedding).
 pub fn router_with<S: Clone + Send + Sync + 'static>(state: ApiState) -> Router<S> {
-    let state = Arc::new(state);
+    router_shared(Arc::new(state))
+}
+
+/// The API router over a state another surface shares (`/mcp` uses the same keys and throttle).
+pub fn router_shared<S: Clone + Send + Sync + 'static>(state: Arc<ApiState>) -> Router<S> {
     let (authenticated, doc) = documented_routes().split_for_parts();
     let doc = Arc::new(doc);
     let authenticated = authenticated.route_layer(axum::middleware::from_fn_with_state(
