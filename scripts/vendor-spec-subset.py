@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Writes the part of a vendor's published spec that a connector uses, as JSON, into the repo.
 
-usage: scripts/vendor-spec-subset.py SPEC OUT PATH [PATH ...]
+usage: scripts/vendor-spec-subset.py [--server URL] SPEC OUT PATH [PATH ...]
+  --server: the API base the vendor documents outside the spec file, written as the subset's one
+            server (Salesforce's spec leaves `servers` empty; its REST base is
+            `https://{instance}/services/data/vXX.X`).
   SPEC: the published file (OpenAPI 3 JSON/YAML or Swagger 2 JSON), from the shared vendor-specs.
   OUT:  fixtures/vendor-specs/<vendor>/<file>.json
   PATH: the exact path templates to keep (`/v2/bookings/{bookingUid}/cancel`).
@@ -40,13 +43,19 @@ def unescape(token):
 
 
 def main():
-    source, target, wanted = sys.argv[1], sys.argv[2], sys.argv[3:]
+    args = sys.argv[1:]
+    server = None
+    if args and args[0] == "--server":
+        server, args = args[1], args[2:]
+    source, target, wanted = args[0], args[1], args[2:]
     doc = load(source)
     missing = [p for p in wanted if p not in doc["paths"]]
     if missing:
         sys.exit(f"not in {source}: {missing}")
     out = {k: v for k, v in doc.items() if k not in ("paths", "components", "definitions", "parameters")}
     out["paths"] = {p: doc["paths"][p] for p in wanted}
+    if server:
+        out["servers"] = [{"url": server}]
     todo, seen = set(), set()
     local_refs(out["paths"], todo)
     while todo:

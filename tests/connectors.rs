@@ -18,5 +18,7 @@ mod hubspot;
 mod microsoft_calendar;
 #[path = "connectors/pipedrive.rs"]
 mod pipedrive;
+#[path = "connectors/salesforce.rs"]
+mod salesforce;
 #[path = "connectors/shopify.rs"]
 mod shopify;

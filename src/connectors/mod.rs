@@ -19,6 +19,7 @@ pub mod client;
 pub mod http;
 pub mod kit;
 pub mod oauth;
+pub mod phone;
 pub mod registry;
 pub mod slots;
 pub mod twilio_rest;
@@ -34,7 +35,7 @@ macro_rules! vendors {
     };
 }
 
-vendors! { calcom, calendly, google_calendar, hubspot, microsoft_calendar, pipedrive, shopify }
+vendors! { calcom, calendly, google_calendar, hubspot, microsoft_calendar, pipedrive, salesforce, shopify }
 
 /// A half-open time range `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
