@@ -22,3 +22,5 @@ mod pipedrive;
 mod salesforce;
 #[path = "connectors/shopify.rs"]
 mod shopify;
+#[path = "connectors/zoho_crm.rs"]
+mod zoho_crm;

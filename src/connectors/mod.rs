@@ -35,7 +35,7 @@ macro_rules! vendors {
     };
 }
 
-vendors! { calcom, calendly, google_calendar, hubspot, microsoft_calendar, pipedrive, salesforce, shopify }
+vendors! { calcom, calendly, google_calendar, hubspot, microsoft_calendar, pipedrive, salesforce, shopify, zoho_crm }
 
 /// A half-open time range `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
