@@ -26,8 +26,10 @@ use super::kit::{
     BuildContext, BuildFailure, Built, Capability, OAuthSpec, SecretField, SecretShape, Vendor,
 };
 use super::phone::stored_forms;
+use super::deals::{DealChoice, match_stage, pick_deal};
 use super::{
-    CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
+    CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, Deal,
+    DealUpdate, MeetingChange,
 };
 use crate::connectors::http::{
     ConnectorProfile, HttpPolicy, PolicyError, PolicyResponse, Replay, RequestContext,
@@ -180,6 +182,38 @@ impl Person {
             phone: present(self.phone).or(present(self.mobile_phone)),
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Opportunity {
+    id: String,
+    name: Option<String>,
+    stage_name: Option<String>,
+    amount: Option<serde_json::Number>,
+    close_date: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct OpportunityStage {
+    api_name: String,
+    master_label: String,
+}
+
+/// The SOQL listing the contact's opportunities (as the opportunity's contact or through a
+/// contact role): the one named `deal_id`, else the open ones.
+fn opportunity_query(contact_id: &str, deal_id: Option<&str>) -> String {
+    let contact = soql_literal(contact_id);
+    let which = match deal_id {
+        Some(id) => format!("Id = {}", soql_literal(id)),
+        None => "IsClosed = false".to_owned(),
+    };
+    format!(
+        "SELECT Id, Name, StageName, Amount, CloseDate FROM Opportunity WHERE {which} AND \
+         (ContactId = {contact} OR Id IN (SELECT OpportunityId FROM OpportunityContactRole WHERE \
+         ContactId = {contact})) ORDER BY LastModifiedDate DESC LIMIT 10"
+    )
 }
 
 /// `SaveResult`: what a create answers.
@@ -456,6 +490,85 @@ impl Crm for Salesforce {
             }),
         };
         self.update(ctx, "Event", meeting_id, body, "meeting").await
+    }
+
+    fn serves_deals(&self) -> bool {
+        true
+    }
+
+    async fn update_deal(
+        &self,
+        ctx: &RequestContext,
+        contact_id: &str,
+        deal_id: Option<&str>,
+        update: &DealUpdate,
+    ) -> Result<Deal, ConnectorError> {
+        let contact = checked_id(contact_id)?;
+        if contact.starts_with("00Q") {
+            // A lead has no opportunities until it is converted.
+            return Err(ConnectorError::NotFound("deal".into()));
+        }
+        let deal_id = deal_id.map(checked_id).transpose()?;
+        let deals: Vec<Opportunity> = self
+            .query(ctx, &opportunity_query(contact, deal_id), "deal")
+            .await?;
+        if deal_id.is_some() && deals.is_empty() {
+            return Err(ConnectorError::NotFound("deal".into()));
+        }
+        // The query already kept only the named deal when there is one.
+        let deal = pick_deal(&deals, None, |o| DealChoice {
+            id: o.id.clone(),
+            name: o.name.clone().unwrap_or_default(),
+        })?;
+        let mut fields = Map::new();
+        let mut stage_label = deal.stage_name.clone();
+        if let Some(wanted) = &update.stage {
+            let stages: Vec<OpportunityStage> = self
+                .query(
+                    ctx,
+                    "SELECT ApiName, MasterLabel FROM OpportunityStage WHERE IsActive = true \
+                     ORDER BY SortOrder",
+                    "deal stage",
+                )
+                .await?;
+            let stages: Vec<(String, String)> = stages
+                .into_iter()
+                .map(|s| (s.api_name, s.master_label))
+                .collect();
+            let (api_name, label) = match_stage(&stages, wanted)?;
+            fields.insert("StageName".into(), json!(api_name));
+            stage_label = Some(label.clone());
+        }
+        if let Some(amount) = &update.amount {
+            let number: serde_json::Number = amount.parse().map_err(|_| {
+                ConnectorError::InvalidInput("an amount is a plain number".into())
+            })?;
+            fields.insert("Amount".into(), Value::Number(number));
+        }
+        if let Some(date) = update.close_date {
+            fields.insert("CloseDate".into(), json!(date.format("%Y-%m-%d").to_string()));
+        }
+        if let Some(next_step) = &update.next_step {
+            fields.insert("NextStep".into(), json!(next_step));
+        }
+        if !fields.is_empty() {
+            self.update(ctx, "Opportunity", &deal.id, Value::Object(fields), "deal")
+                .await?;
+        }
+        Ok(Deal {
+            id: deal.id.clone(),
+            name: deal.name.clone().unwrap_or_default(),
+            stage: stage_label,
+            amount: update
+                .amount
+                .clone()
+                .or_else(|| deal.amount.as_ref().map(ToString::to_string)),
+            close_date: update.close_date.or_else(|| {
+                deal.close_date
+                    .as_deref()
+                    .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            }),
+        })
     }
 
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {

@@ -568,3 +568,91 @@ fn a_secret_needs_a_token_and_an_https_instance() {
     );
     assert!(bad_kind.is_err());
 }
+
+const QUERY_OPPORTUNITIES: &str =
+    include_str!("../../fixtures/vendors/salesforce/query_opportunities.json");
+const QUERY_STAGES: &str = include_str!("../../fixtures/vendors/salesforce/query_stages.json");
+const STAGES_SOQL: &str =
+    "SELECT ApiName, MasterLabel FROM OpportunityStage WHERE IsActive = true ORDER BY SortOrder";
+
+fn open_opportunities_soql() -> String {
+    format!(
+        "SELECT Id, Name, StageName, Amount, CloseDate FROM Opportunity WHERE IsClosed = false AND \
+         (ContactId = '{CONTACT_ID}' OR Id IN (SELECT OpportunityId FROM OpportunityContactRole \
+         WHERE ContactId = '{CONTACT_ID}')) ORDER BY LastModifiedDate DESC LIMIT 10"
+    )
+}
+
+#[tokio::test]
+async fn update_deal_moves_the_callers_opportunity_to_a_pipeline_stage() {
+    use callbridge::connectors::DealUpdate;
+    let server = MockServer::start().await;
+    mount_query(&server, &open_opportunities_soql(), QUERY_OPPORTUNITIES).await;
+    mount_query(&server, STAGES_SOQL, QUERY_STAGES).await;
+    Mock::given(method("PATCH"))
+        .and(path(
+            "/services/data/v59.0/sobjects/Opportunity/006R000000OppOneAA",
+        ))
+        .and(body_json(json!({
+            "StageName": "Negotiation/Review",
+            "Amount": 42000.5,
+            "CloseDate": "2025-05-15",
+            "NextStep": "Send the revised quote"
+        })))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let salesforce = connector(&server);
+    assert!(salesforce.serves_deals());
+    let deal = salesforce
+        .update_deal(
+            &context(),
+            CONTACT_ID,
+            None,
+            &DealUpdate {
+                stage: Some("negotiation/review".into()),
+                amount: Some("42000.50".into()),
+                close_date: chrono::NaiveDate::from_ymd_opt(2025, 5, 15),
+                next_step: Some("Send the revised quote".into()),
+            },
+        )
+        .await
+        .expect("moved");
+    assert_eq!(deal.id, "006R000000OppOneAA");
+    assert_eq!(deal.name, "Edge Emergency Generator");
+    assert_eq!(deal.stage.as_deref(), Some("Negotiation/Review"));
+
+    // A stage the pipeline does not have is refused, naming the stages; nothing is written.
+    let unknown = salesforce
+        .update_deal(
+            &context(),
+            CONTACT_ID,
+            None,
+            &DealUpdate {
+                stage: Some("Won".into()),
+                ..DealUpdate::default()
+            },
+        )
+        .await
+        .expect_err("no such stage");
+    assert!(
+        matches!(&unknown, ConnectorError::InvalidInput(m) if m.contains("\"Closed Won\"")),
+        "{unknown:?}"
+    );
+    // A lead has no deals.
+    let lead = salesforce
+        .update_deal(
+            &context(),
+            "00QR000000xYzAbCDE",
+            None,
+            &DealUpdate {
+                next_step: Some("x".into()),
+                ..DealUpdate::default()
+            },
+        )
+        .await
+        .expect_err("lead");
+    assert!(matches!(lead, ConnectorError::NotFound(_)), "{lead:?}");
+    contract().assert_valid(&server).await;
+}
