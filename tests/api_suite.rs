@@ -438,7 +438,7 @@ async fn bad_input_is_a_precise_4xx_and_writes_nothing(store: &SqlStore) {
 
     // Vendors and references.
     let r = api
-        .put("/tenants/acme/connectors/salesforce", k, json!({}))
+        .put("/tenants/acme/connectors/nosuchcrm", k, json!({}))
         .await;
     field(&r, 400, "invalid_field", "vendor");
     let r = api
@@ -461,7 +461,7 @@ async fn bad_input_is_a_precise_4xx_and_writes_nothing(store: &SqlStore) {
         .put(
             "/tenants/acme/secrets/x-token",
             k,
-            json!({"vendor": "salesforce", "value": "abcdefghijklmnop"}),
+            json!({"vendor": "nosuchcrm", "value": "abcdefghijklmnop"}),
         )
         .await;
     field(&r, 400, "invalid_field", "vendor");

@@ -5,7 +5,8 @@
 //! confirmation; the tool calls are in the call's events. And a support call: the fake model opens
 //! a ticket three times for one issue (a repeat and a reworded description), asks for the caller's
 //! tickets and tries to comment on someone else's; the help desk (Zendesk, a local mock) gets one
-//! ticket, carrying the call's id, and no comment.
+//! ticket, carrying the call's id, and no comment. A CRM write through a whole call for
+//! Salesforce (find the caller, log the call) is here too.
 
 use std::time::Duration;
 
@@ -546,5 +547,189 @@ async fn a_support_call_opens_one_ticket_and_never_touches_another_callers() {
     );
     Contract::load("zendesk", &["openapi.json"])
         .assert_valid(&desk)
+        .await;
+}
+
+/// A CRM write through a whole call for a vendor added over the kit: the fake model looks the
+/// caller up (`find_contact`, no arguments: the number they call from) and logs the call
+/// (`log_call_note` on the contact it found); the tenant's CRM is Salesforce at a local mock,
+/// reached by the real connector. The mock receives one SOQL lookup by the caller's number in its
+/// stored forms and one completed call Task on that contact, both valid per Salesforce's spec; the
+/// model was offered the same vendor-neutral tool names a HubSpot tenant gets.
+#[tokio::test]
+async fn a_call_looks_the_caller_up_and_logs_the_call_in_salesforce() {
+    const CONTACT: &str = "003R000000aBcDeFGH";
+    let crm = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/services/data/v59.0/query"))
+        .and(header("authorization", "Bearer 00Dxx!sf-e2e-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "totalSize": 1, "done": true, "records": [{
+                "attributes": {"type": "Contact", "url": format!("/services/data/v59.0/sobjects/Contact/{CONTACT}")},
+                "Id": CONTACT, "FirstName": "Ann", "LastName": "Lee",
+                "Email": "ann@example.com", "Phone": "(415) 555-1234", "MobilePhone": null
+            }]
+        })))
+        .mount(&crm)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/services/data/v59.0/sobjects/Task"))
+        .and(header("authorization", "Bearer 00Dxx!sf-e2e-token"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "id": "00TR00000TaskOneAA", "errors": [], "success": true
+        })))
+        .mount(&crm)
+        .await;
+
+    let note = "Asked to move her cleaning; will call back after checking her diary.";
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![
+            Turn::CallTools(vec![("find_contact".into(), json!({}))]),
+            Turn::CallTools(vec![(
+                "log_call_note".into(),
+                json!({"note": note, "contact_id": CONTACT}),
+            )]),
+            Turn::Say {
+                ms: 200,
+                byte: 0x32,
+                text: "I've noted that, Ann.".into(),
+            },
+        ],
+        ..Behaviour::default()
+    })
+    .await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
+    let tenant = TenantId::parse("acme-dental").unwrap();
+    bridge
+        .store
+        .create_tenant(&NewTenant {
+            id: tenant.clone(),
+            name: "Acme Dental".into(),
+            time_zone: "America/New_York".into(),
+        })
+        .await
+        .unwrap();
+    bridge
+        .vault()
+        .put(
+            &tenant,
+            "salesforce-token",
+            "salesforce",
+            &SecretString::from(r#"{"access_token": "00Dxx!sf-e2e-token"}"#),
+        )
+        .await
+        .unwrap();
+    bridge
+        .store
+        .put_connector(
+            &tenant,
+            &ConnectorSpec {
+                vendor: "salesforce".into(),
+                // The org's instance URL (a loopback mock here).
+                base_url: Some(crm.uri()),
+                secret_name: Some("salesforce-token".into()),
+            },
+        )
+        .await
+        .unwrap();
+    bridge
+        .store
+        .create_agent(
+            &tenant,
+            &AgentSpec {
+                name: "front-desk".into(),
+                provider: "openai".into(),
+                model: "gpt-realtime".into(),
+                voice: "marin".into(),
+                prompt_template: "default".into(),
+                enabled_tools: vec!["find_contact".into(), "log_call_note".into()],
+                max_duration_s: 600,
+                silence_timeout_s: 60,
+                recording: false,
+                voicemail: None,
+            },
+            &[E164::parse("+15005550006").unwrap()],
+        )
+        .await
+        .unwrap();
+
+    let report = bridge
+        .twilio()
+        .call(
+            "CA20000000000000000000000000000009",
+            CallScript {
+                hang_up_after_ms: Some(2_000),
+                max_ms: 8_000,
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        report.played.iter().any(|(_, b)| *b == 0x32),
+        "the model spoke after the note was saved"
+    );
+
+    let requests = crm.received_requests().await.unwrap();
+    let lookups: Vec<String> = requests
+        .iter()
+        .filter(|r| r.url.path() == "/services/data/v59.0/query")
+        .filter_map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "q")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect();
+    assert_eq!(lookups.len(), 1, "found as a Contact: no Lead query");
+    assert!(
+        lookups[0].contains("FROM Contact")
+            && lookups[0].contains("'+14155551234'")
+            && lookups[0].contains("'(415) 555-1234'"),
+        "{}",
+        lookups[0]
+    );
+    let tasks: Vec<Value> = requests
+        .iter()
+        .filter(|r| r.url.path() == "/services/data/v59.0/sobjects/Task")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(tasks.len(), 1, "one call, one task");
+    assert_eq!(tasks[0]["WhoId"], CONTACT);
+    assert_eq!(tasks[0]["Description"], note);
+    assert_eq!(tasks[0]["TaskSubtype"], "Call");
+    assert_eq!(tasks[0]["Status"], "Completed");
+
+    let log = &realtime.recorder.sessions()[0];
+    let update = log
+        .received
+        .iter()
+        .find(|e| e["type"] == "session.update")
+        .unwrap();
+    let mut offered: Vec<&str> = update["session"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    offered.retain(|name| *name != "end_call");
+    assert_eq!(offered, ["find_contact", "log_call_note"]);
+    let outputs: Vec<Value> = log
+        .received
+        .iter()
+        .filter(|e| e["item"]["type"] == "function_call_output")
+        .map(|e| serde_json::from_str(e["item"]["output"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(outputs.len(), 2, "{outputs:?}");
+    assert_eq!(outputs[0]["ok"], true, "{}", outputs[0]);
+    assert_eq!(outputs[0]["result"]["found"], true);
+    assert_eq!(outputs[0]["result"]["contact"]["contact_id"], CONTACT);
+    assert_eq!(outputs[0]["result"]["contact"]["first_name"], "Ann");
+    assert_eq!(outputs[1]["ok"], true, "{}", outputs[1]);
+    assert_eq!(outputs[1]["result"]["note_id"], "00TR00000TaskOneAA");
+
+    Contract::load("salesforce", &["sobjects-v59.0.json"])
+        .with_read("/services/data/v59.0/query", &["authorization"], &["q"])
+        .assert_valid(&crm)
         .await;
 }

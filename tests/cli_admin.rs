@@ -258,7 +258,7 @@ fn tenants_agents_and_numbers() {
         "not found",
     );
     fails_with(
-        &cli.run(&["connector", "set", "salesforce", "--tenant", "acme-dental"]),
+        &cli.run(&["connector", "set", "nosuchcrm", "--tenant", "acme-dental"]),
         1,
         "unknown vendor",
     );

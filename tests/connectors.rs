@@ -26,7 +26,11 @@ mod intercom;
 mod microsoft_calendar;
 #[path = "connectors/pipedrive.rs"]
 mod pipedrive;
+#[path = "connectors/salesforce.rs"]
+mod salesforce;
 #[path = "connectors/shopify.rs"]
 mod shopify;
 #[path = "connectors/zendesk.rs"]
 mod zendesk;
+#[path = "connectors/zoho_crm.rs"]
+mod zoho_crm;

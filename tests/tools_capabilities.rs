@@ -1658,3 +1658,129 @@ async fn support_tools_open_one_ticket_per_issue_and_comment_only_on_the_callers
     .assert_valid(&desk)
     .await;
 }
+
+/// A Salesforce tenant's `update_deal`: the caller (found by their number) has one open
+/// opportunity; a repeated call moves it once (the ledger); a stage the pipeline lacks is a clear
+/// tool error naming the stages, and nothing is written. Switching the CRM from HubSpot to
+/// Salesforce changes no name or description of the tools both serve, and `update_deal` is
+/// offered only where the CRM has deals.
+#[tokio::test]
+async fn update_deal_moves_the_callers_salesforce_opportunity_once() {
+    const SF_CONTACT: &str = include_str!("../fixtures/vendors/salesforce/query_contact.json");
+    const SF_DEALS: &str = include_str!("../fixtures/vendors/salesforce/query_opportunities.json");
+    const SF_STAGES: &str = include_str!("../fixtures/vendors/salesforce/query_stages.json");
+    let bench = bench().await;
+    let before = bench.resolve(&ALL_TOOLS).await;
+    let with_deals: Vec<&str> = ALL_TOOLS.iter().copied().chain(["update_deal"]).collect();
+    let hubspot_deals = bench.resolve(&with_deals).await;
+    bench
+        .store
+        .delete_connector(&bench.tenant, "hubspot")
+        .await
+        .expect("hubspot removed");
+    let salesforce = MockServer::start().await;
+    bench
+        .configure(
+            "salesforce",
+            &salesforce.uri(),
+            r#"{"access_token": "00Dxx!sf-token"}"#,
+        )
+        .await;
+    let after = bench.resolve(&ALL_TOOLS).await;
+    assert!(after.unavailable.is_empty(), "{:?}", after.unavailable);
+    let names = |r: &Resolved| r.registry.names().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(names(&before), names(&after));
+    assert_eq!(
+        format!("{:?}", before.registry.declarations()),
+        format!("{:?}", after.registry.declarations())
+    );
+
+    let query = "/services/data/v59.0/query";
+    let answer = |q: &'static str, body: &'static str| {
+        Mock::given(method("GET"))
+            .and(path(query))
+            .and(header("authorization", "Bearer 00Dxx!sf-token"))
+            .and(query_param_contains_text(q))
+            .respond_with(ResponseTemplate::new(200).set_body_json(fixture(body)))
+    };
+    answer("FROM Contact", SF_CONTACT).mount(&salesforce).await;
+    answer("FROM Opportunity WHERE", SF_DEALS)
+        .mount(&salesforce)
+        .await;
+    answer("FROM OpportunityStage", SF_STAGES)
+        .mount(&salesforce)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(
+            "/services/data/v59.0/sobjects/Opportunity/006R000000OppOneAA",
+        ))
+        .and(body_partial_json(
+            json!({"StageName": "Closed Won", "Amount": 36000}),
+        ))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&salesforce)
+        .await;
+    let resolved = bench.resolve(&with_deals).await;
+    assert!(
+        resolved.unavailable.is_empty(),
+        "{:?}",
+        resolved.unavailable
+    );
+    assert!(resolved.registry.names().any(|n| n == "update_deal"));
+    // HubSpot, before the switch, had no deals connector: the tool was not offered there.
+    assert!(!hubspot_deals.registry.names().any(|n| n == "update_deal"));
+    assert!(
+        hubspot_deals
+            .unavailable
+            .iter()
+            .any(|u| u.tool == "update_deal")
+    );
+    let args = json!({"stage": "closed won", "amount": 36000});
+    for _ in 0..2 {
+        let (moved, label) = run(
+            &resolved,
+            context("CA7", "call_deal_1"),
+            "update_deal",
+            args.clone(),
+        )
+        .await;
+        assert_eq!(label, "ok", "{moved}");
+        assert_eq!(moved["result"]["deal"]["deal_id"], "006R000000OppOneAA");
+        assert_eq!(moved["result"]["deal"]["stage"], "Closed Won");
+    }
+    let (refused, label) = run(
+        &resolved,
+        context("CA7", "call_deal_2"),
+        "update_deal",
+        json!({"stage": "Signed"}),
+    )
+    .await;
+    assert_eq!(label, "failed", "{refused}");
+    assert!(
+        refused.to_string().contains("no stage \\\"Signed\\\""),
+        "{refused}"
+    );
+    let (empty, label) = run(
+        &resolved,
+        context("CA7", "call_deal_3"),
+        "update_deal",
+        json!({}),
+    )
+    .await;
+    assert_ne!(label, "ok", "{empty}");
+    callbridge_testkit::contract::Contract::load("salesforce", &["sobjects-v59.0.json"])
+        .with_read(query, &["authorization"], &["q"])
+        .assert_valid(&salesforce)
+        .await;
+}
+
+/// Matches a request whose SOQL (`q`) contains `text`.
+fn query_param_contains_text(text: &'static str) -> impl wiremock::Match {
+    move |request: &wiremock::Request| {
+        request
+            .url
+            .query_pairs()
+            .any(|(key, value)| key == "q" && value.contains(text))
+    }
+}

@@ -14,11 +14,14 @@ use chrono_tz::Tz;
 use reqwest::Url;
 
 use crate::connectors::http::{PolicyError, RequestContext};
+pub use deals::{Deal, DealUpdate};
 
 pub mod client;
+pub mod deals;
 pub mod http;
 pub mod kit;
 pub mod oauth;
+pub mod phone;
 pub mod registry;
 pub mod slots;
 pub mod text_llm;
@@ -37,7 +40,7 @@ macro_rules! vendors {
 
 vendors! {
     calcom, calendly, google_calendar, google_sheets, hubspot, microsoft_calendar, pipedrive,
-    shopify, zendesk, freshdesk, intercom, crisp,
+    salesforce, shopify, zendesk, freshdesk, intercom, crisp, zoho_crm,
 }
 
 /// A half-open time range `[start, end)`.
@@ -315,6 +318,27 @@ pub trait Crm: Send + Sync {
 
     /// A harmless read proving the credentials and base URL work.
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;
+
+    /// Whether [`Crm::update_deal`] is served (the `update_deal` tool is offered only then).
+    fn serves_deals(&self) -> bool {
+        false
+    }
+
+    /// Applies `update` to the contact's deal `deal_id`, or to its only open deal. A deal that is
+    /// not the contact's is not found; a stage not in the deal's pipeline is
+    /// [`ConnectorError::InvalidInput`] naming the stages (see [`deals`]). Applying the same
+    /// update twice leaves the deal as once.
+    async fn update_deal(
+        &self,
+        _ctx: &RequestContext,
+        _contact_id: &str,
+        _deal_id: Option<&str>,
+        _update: &DealUpdate,
+    ) -> Result<Deal, ConnectorError> {
+        Err(ConnectorError::Config(
+            "this CRM has no deals connector".into(),
+        ))
+    }
 }
 
 /// A finished call as a post-call export writes it (a row in a sheet, …).

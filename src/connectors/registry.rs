@@ -61,7 +61,7 @@ mod tests {
             );
         }
         assert_eq!(vendor("calcom").map(|v| v.name), Some("Cal.com"));
-        assert!(!is_known("salesforce"));
+        assert!(!is_known("nosuchcrm"));
         assert!(serving(Capability::Crm).any(|v| v.id == "hubspot"));
     }
 

@@ -32,8 +32,8 @@ use crate::connectors::http::RequestContext;
 use crate::connectors::kit::Built;
 use crate::connectors::{
     Attendee, Booking, BookingStatus, Calendar, CallNote, Commerce, ConnectorError, Contact,
-    ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange, OrderStatus, Product, Slot,
-    TimeWindow,
+    ContactInput, ContactLookup, Crm, CrmMeeting, Deal, DealUpdate, MeetingChange, OrderStatus,
+    Product, Slot, TimeWindow,
 };
 use crate::realtime::ToolDeclaration;
 
@@ -44,6 +44,7 @@ pub const CANCEL_APPOINTMENT: &str = "cancel_appointment";
 pub const FIND_CONTACT: &str = "find_contact";
 pub const UPSERT_CONTACT: &str = "upsert_contact";
 pub const LOG_CALL_NOTE: &str = "log_call_note";
+pub const UPDATE_DEAL: &str = "update_deal";
 pub const ORDER_STATUS: &str = "order_status";
 pub const SEARCH_PRODUCTS: &str = "search_products";
 
@@ -161,6 +162,21 @@ pub static TOOLS: &[ToolSpec] = &[
                 crm: Arc::clone(i.connector.crm.as_ref()?),
                 env: Arc::clone(i.env),
             }))
+        },
+    },
+    ToolSpec {
+        name: UPDATE_DEAL,
+        capability: Capability::Crm,
+        crm_follow_up: false,
+        build: |i| {
+            let crm = i.connector.crm.as_ref()?;
+            // Offered only by CRMs with deals (HubSpot, Salesforce, …).
+            crm.serves_deals().then(|| {
+                Arc::new(UpdateDeal {
+                    crm: Arc::clone(crm),
+                    env: Arc::clone(i.env),
+                }) as Arc<dyn Tool>
+            })
         },
     },
     ToolSpec {
@@ -1285,6 +1301,145 @@ impl Tool for LogCallNote {
                     .await
                     .map(|note_id| json!({ "saved": true, "note_id": note_id, "contact_id": contact_id }))
                     .map_err(|err| speak_failure(&tenant, LOG_CALL_NOTE, &err))
+            })
+            .await
+        })
+    }
+}
+
+/// `update_deal`: moves one of the caller's deals to a stage of its pipeline and/or sets its
+/// amount, close date or next step, once.
+pub struct UpdateDeal {
+    pub crm: Arc<dyn Crm>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+struct UpdateDealArgs {
+    #[serde(default)]
+    stage: Option<String>,
+    #[serde(default)]
+    amount: Option<Value>,
+    #[serde(default)]
+    close_date: Option<String>,
+    #[serde(default)]
+    next_step: Option<String>,
+    #[serde(default)]
+    deal_id: Option<String>,
+    #[serde(default)]
+    contact_id: Option<String>,
+}
+
+fn deal_json(deal: &Deal) -> Value {
+    json!({
+        "deal_id": deal.id,
+        "name": deal.name,
+        "stage": deal.stage,
+        "amount": deal.amount,
+        "close_date": deal.close_date.map(|d| d.format("%Y-%m-%d").to_string()),
+    })
+}
+
+impl UpdateDealArgs {
+    fn update(self) -> Result<(DealUpdate, Option<String>, Option<String>), ToolError> {
+        let amount = match self.amount {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(Value::String(text)) => Some(text),
+            Some(_) => {
+                return Err(ToolError::InvalidArguments(
+                    "amount is a number such as 1200.50".into(),
+                ));
+            }
+        };
+        let amount = amount
+            .map(|text| crate::connectors::deals::checked_amount(&text))
+            .transpose()
+            .map_err(|err| ToolError::InvalidArguments(err.to_string()))?;
+        let close_date = self
+            .close_date
+            .map(|text| {
+                NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| {
+                    ToolError::InvalidArguments("close_date is a date as YYYY-MM-DD".into())
+                })
+            })
+            .transpose()?;
+        let update = DealUpdate {
+            stage: optional_text("stage", self.stage, 100)?,
+            amount,
+            close_date,
+            next_step: optional_text("next_step", self.next_step, 255)?,
+        };
+        if update.is_empty() {
+            return Err(ToolError::InvalidArguments(
+                "say what to change: stage, amount, close_date or next_step".into(),
+            ));
+        }
+        Ok((
+            update,
+            optional_text("deal_id", self.deal_id, 64)?,
+            optional_text("contact_id", self.contact_id, 256)?,
+        ))
+    }
+}
+
+impl Tool for UpdateDeal {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            UPDATE_DEAL,
+            "Update one of the caller's deals in the customer records: move it to a stage of its \
+             pipeline, or set its amount, expected close date or next step. Confirm the change \
+             with the caller first. Uses the caller's only open deal unless deal_id is given; if \
+             they have several, the answer lists them so you can ask which.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "stage": {"type": "string", "description": "The stage's name as the business uses it (e.g. \"Negotiation\")."},
+                    "amount": {"type": "number", "description": "The deal's value, in its currency."},
+                    "close_date": {"type": "string", "description": "Expected close date, YYYY-MM-DD."},
+                    "next_step": {"type": "string", "description": "The agreed next step, a few words."},
+                    "deal_id": {"type": "string", "description": "deal_id from an earlier update_deal answer, when the caller has several deals."},
+                    "contact_id": {"type": "string", "description": "contact_id from find_contact or upsert_contact."}
+                }
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let crm = Arc::clone(&self.crm);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: UpdateDealArgs = parse_args(arguments.clone())?;
+            let (update, deal_id, contact_id) = args.update()?;
+            let caller = caller_number(&context);
+            if contact_id.is_none() && caller.is_none() {
+                return Err(ToolError::InvalidArguments(
+                    "the caller's number is hidden; find the contact first and pass its \
+                     contact_id"
+                        .into(),
+                ));
+            }
+            let tenant = Arc::clone(&env.tenant);
+            env.once(&context, UPDATE_DEAL, &arguments, |ctx| async move {
+                let contact_id = match (contact_id, caller) {
+                    (Some(id), _) => id,
+                    (None, Some(phone)) => {
+                        match crm.find_contact(&ctx, &ContactLookup::Phone(phone)).await {
+                            Ok(Some(contact)) => contact.id,
+                            Ok(None) => {
+                                return Err("There is no customer record for this caller, so \
+                                            no deal to update."
+                                    .to_owned());
+                            }
+                            Err(err) => return Err(speak_failure(&tenant, UPDATE_DEAL, &err)),
+                        }
+                    }
+                    (None, None) => return Err("No contact whose deal to update.".to_owned()),
+                };
+                crm.update_deal(&ctx, &contact_id, deal_id.as_deref(), &update)
+                    .await
+                    .map(|deal| json!({ "updated": true, "deal": deal_json(&deal) }))
+                    .map_err(|err| speak_failure(&tenant, UPDATE_DEAL, &err))
             })
             .await
         })

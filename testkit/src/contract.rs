@@ -45,7 +45,10 @@ struct ExtraOperation {
     method: String,
     template: String,
     headers: Vec<String>,
-    body: Value,
+    /// Query parameters it requires.
+    query: Vec<String>,
+    /// JSON Schema of its body; `None`: it takes no body (a read).
+    body: Option<Value>,
 }
 
 /// The specs of one vendor, and what its tests' mocks serve besides the API.
@@ -139,7 +142,21 @@ impl Contract {
             method: method.to_ascii_uppercase(),
             template: template.to_owned(),
             headers: headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
-            body,
+            query: Vec::new(),
+            body: Some(body),
+        });
+        self
+    }
+
+    /// A read the held spec lacks (Salesforce's SOQL `GET /query?q=`), with the headers and query
+    /// parameters it requires, written from the vendor's reference page; it must carry no body.
+    pub fn with_read(mut self, template: &str, headers: &[&str], query: &[&str]) -> Self {
+        self.extra.push(ExtraOperation {
+            method: "GET".into(),
+            template: template.to_owned(),
+            headers: headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            query: query.iter().map(|q| (*q).to_owned()).collect(),
+            body: None,
         });
         self
     }
@@ -195,9 +212,20 @@ impl Contract {
                     problems.push(format!("required header {header} missing"));
                 }
             }
-            match &body {
-                Some(body) => validate(&extra.body, None, body, &mut problems),
-                None => problems.push("the operation needs a JSON body".into()),
+            for name in &extra.query {
+                if !request
+                    .url
+                    .query_pairs()
+                    .any(|(key, _)| key == name.as_str())
+                {
+                    problems.push(format!("required query parameter {name} missing"));
+                }
+            }
+            match (&extra.body, &body) {
+                (Some(schema), Some(body)) => validate(schema, None, body, &mut problems),
+                (Some(_), None) => problems.push("the operation needs a JSON body".into()),
+                (None, Some(_)) => problems.push("the operation takes no JSON body".into()),
+                (None, None) => {}
             }
         } else if let (Some(doc), Some(path_item), Some(operation)) =
             (found.doc, found.path_item, found.operation)
