@@ -14,9 +14,13 @@ mod google_calendar;
 mod google_service_account;
 #[path = "connectors/hubspot.rs"]
 mod hubspot;
+#[path = "connectors/magento.rs"]
+mod magento;
 #[path = "connectors/microsoft_calendar.rs"]
 mod microsoft_calendar;
 #[path = "connectors/pipedrive.rs"]
 mod pipedrive;
 #[path = "connectors/shopify.rs"]
 mod shopify;
+#[path = "connectors/woocommerce.rs"]
+mod woocommerce;

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use super::http::{ConnectorProfile, HttpPolicy};
-use super::{Calendar, Commerce, Crm, parse_base_url};
+use super::{Calendar, Commerce, Crm, Payments, parse_base_url};
 
 /// A family of tools a vendor can serve through one trait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,16 +21,19 @@ pub enum Capability {
     Calendar,
     Crm,
     Commerce,
+    /// Payment links for catalogue items (`send_payment_link`, `payment_link_status`).
+    Payments,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 3] = [Self::Calendar, Self::Crm, Self::Commerce];
+    pub const ALL: [Capability; 4] = [Self::Calendar, Self::Crm, Self::Commerce, Self::Payments];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Calendar => "calendar",
             Self::Crm => "crm",
             Self::Commerce => "commerce",
+            Self::Payments => "payments",
         }
     }
 }
@@ -253,6 +256,7 @@ pub struct Built {
     pub calendar: Option<Arc<dyn Calendar>>,
     pub crm: Option<Arc<dyn Crm>>,
     pub commerce: Option<Arc<dyn Commerce>>,
+    pub payments: Option<Arc<dyn Payments>>,
 }
 
 impl Built {
@@ -270,6 +274,9 @@ impl Built {
         if let Some(commerce) = &self.commerce {
             commerce.health_check(ctx).await?;
         }
+        if let Some(payments) = &self.payments {
+            payments.health_check(ctx).await?;
+        }
         Ok(())
     }
 
@@ -279,6 +286,7 @@ impl Built {
             Capability::Calendar => self.calendar.is_some(),
             Capability::Crm => self.crm.is_some(),
             Capability::Commerce => self.commerce.is_some(),
+            Capability::Payments => self.payments.is_some(),
         }
     }
 }

@@ -1360,8 +1360,8 @@ impl Tool for OrderStatusTool {
             match commerce.order_status(&ctx, &number, &verify).await {
                 Ok(order) => Ok(order_json(&order, env.business_zone)),
                 Err(ConnectorError::NotFound(_)) => Err(ToolError::Failed(
-                    "I couldn't find an order with that number and those contact details. Ask \
-                     the caller to check the order number and the email or phone used."
+                    "I couldn't find an order with those details. Ask the caller to check the \
+                     order number and the email or phone used for the order."
                         .into(),
                 )),
                 Err(err) => Err(ToolError::Failed(speak_failure(
