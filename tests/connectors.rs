@@ -22,5 +22,7 @@ mod microsoft_calendar;
 mod pipedrive;
 #[path = "connectors/shopify.rs"]
 mod shopify;
+#[path = "connectors/stripe.rs"]
+mod stripe;
 #[path = "connectors/woocommerce.rs"]
 mod woocommerce;

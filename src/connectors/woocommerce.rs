@@ -316,7 +316,7 @@ impl Commerce for WooCommerce {
 pub static VENDOR: Vendor = Vendor {
     id: CONNECTOR,
     name: "WooCommerce",
-    spec: "",
+    spec: "none held: https://woocommerce.github.io/woocommerce-rest-api-docs/",
     default_base_url: None,
     capabilities: &[Capability::Commerce],
     secret: SecretShape {

@@ -32,8 +32,8 @@ use crate::connectors::http::RequestContext;
 use crate::connectors::kit::Built;
 use crate::connectors::{
     Attendee, Booking, BookingStatus, Calendar, CallNote, Commerce, ConnectorError, Contact,
-    ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange, OrderStatus, Product, Slot,
-    TimeWindow,
+    ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange, OrderStatus, PaymentItem,
+    Payments, Product, Slot, TimeWindow,
 };
 use crate::realtime::ToolDeclaration;
 
@@ -46,6 +46,8 @@ pub const UPSERT_CONTACT: &str = "upsert_contact";
 pub const LOG_CALL_NOTE: &str = "log_call_note";
 pub const ORDER_STATUS: &str = "order_status";
 pub const SEARCH_PRODUCTS: &str = "search_products";
+pub const SEND_PAYMENT_LINK: &str = "send_payment_link";
+pub const PAYMENT_LINK_STATUS: &str = "payment_link_status";
 
 /// Which connector trait serves a capability tool (defined with the vendor recipe).
 pub use crate::connectors::kit::Capability;
@@ -181,6 +183,28 @@ pub static TOOLS: &[ToolSpec] = &[
         build: |i| {
             Some(Arc::new(SearchProducts {
                 commerce: Arc::clone(i.connector.commerce.as_ref()?),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
+    ToolSpec {
+        name: SEND_PAYMENT_LINK,
+        capability: Capability::Payments,
+        crm_follow_up: false,
+        build: |i| {
+            Some(Arc::new(SendPaymentLink {
+                payments: Arc::clone(i.connector.payments.as_ref()?),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
+    ToolSpec {
+        name: PAYMENT_LINK_STATUS,
+        capability: Capability::Payments,
+        crm_follow_up: false,
+        build: |i| {
+            Some(Arc::new(PaymentLinkStatusTool {
+                payments: Arc::clone(i.connector.payments.as_ref()?),
                 env: Arc::clone(i.env),
             }))
         },
@@ -1448,6 +1472,222 @@ impl Tool for SearchProducts {
     }
 }
 
+// --- payments ------------------------------------------------------------------------------------
+
+/// Items per payment link: a phone order, not a cart import.
+const MAX_PAYMENT_ITEMS: usize = 10;
+const MAX_ITEM_QUANTITY: u64 = 99;
+
+/// `send_payment_link`: a payment link for catalogue items, priced by the payments vendor.
+pub struct SendPaymentLink {
+    pub payments: Arc<dyn Payments>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+/// The items the model named. Only a name and a quantity per item: any other field (a price, an
+/// amount, a currency) is refused, so no amount from the model can reach the vendor.
+fn payment_items(arguments: &Value) -> Result<Vec<PaymentItem>, ToolError> {
+    let object = arguments
+        .as_object()
+        .ok_or_else(|| ToolError::InvalidArguments("arguments must be an object".into()))?;
+    if let Some(other) = object.keys().find(|key| key.as_str() != "items") {
+        return Err(ToolError::InvalidArguments(format!(
+            "unknown argument {other:?}: pass only items (name and quantity); prices come from the shop's catalogue"
+        )));
+    }
+    let items = object
+        .get("items")
+        .and_then(Value::as_array)
+        .filter(|items| !items.is_empty())
+        .ok_or_else(|| {
+            ToolError::InvalidArguments("items must list what the caller wants to pay for".into())
+        })?;
+    if items.len() > MAX_PAYMENT_ITEMS {
+        return Err(ToolError::InvalidArguments(format!(
+            "at most {MAX_PAYMENT_ITEMS} items per payment link"
+        )));
+    }
+    items
+        .iter()
+        .map(|item| {
+            let fields = item.as_object().ok_or_else(|| {
+                ToolError::InvalidArguments("each item is an object with name and quantity".into())
+            })?;
+            if let Some(other) = fields
+                .keys()
+                .find(|key| !matches!(key.as_str(), "name" | "quantity"))
+            {
+                return Err(ToolError::InvalidArguments(format!(
+                    "item field {other:?} is not accepted: give only name and quantity; prices come from the shop's catalogue"
+                )));
+            }
+            let name = required_text(
+                "item name",
+                fields.get("name").and_then(Value::as_str).unwrap_or(""),
+                100,
+            )?;
+            let quantity = match fields.get("quantity") {
+                None => 1,
+                Some(value) => value
+                    .as_u64()
+                    .filter(|q| (1..=MAX_ITEM_QUANTITY).contains(q))
+                    .ok_or_else(|| {
+                        ToolError::InvalidArguments(format!(
+                            "quantity must be a whole number from 1 to {MAX_ITEM_QUANTITY}"
+                        ))
+                    })?,
+            };
+            Ok(PaymentItem {
+                name,
+                quantity: u32::try_from(quantity).unwrap_or(1),
+            })
+        })
+        .collect()
+}
+
+impl Tool for SendPaymentLink {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            SEND_PAYMENT_LINK,
+            "Create a secure payment link for items from the shop's catalogue. Name each item and \
+             its quantity; never state a price: the shop's own prices are used and returned. \
+             The link is returned for sending by text or email; tell the caller the total.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "items": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": MAX_PAYMENT_ITEMS,
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string", "description": "The item as the shop names it."},
+                                "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_ITEM_QUANTITY}
+                            },
+                            "required": ["name"],
+                            "additionalProperties": false
+                        }
+                    }
+                },
+                "required": ["items"],
+                "additionalProperties": false
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let payments = Arc::clone(&self.payments);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let items = payment_items(&arguments)?;
+            let caller = caller_number(&context).ok_or_else(|| {
+                ToolError::Failed(
+                    "I can only make a payment link for a caller whose number I can see.".into(),
+                )
+            })?;
+            let tenant = Arc::clone(&env.tenant);
+            let zone = env.business_zone;
+            env.once(&context, SEND_PAYMENT_LINK, &arguments, |ctx| async move {
+                let key = ctx.idempotency_key.clone().unwrap_or_default();
+                payments
+                    .create_payment_link(&ctx, &items, &caller, &key)
+                    .await
+                    .map(|link| {
+                        let items: Vec<Value> = link
+                            .items
+                            .iter()
+                            .map(|item| {
+                                json!({
+                                    "name": item.name,
+                                    "quantity": item.quantity,
+                                    "unit_price": format!("{} {}", item.unit_price.amount, item.unit_price.currency),
+                                })
+                            })
+                            .collect();
+                        json!({
+                            "link_id": link.id,
+                            "url": link.url,
+                            "items": items,
+                            "total": link.total.map(|t| format!("{} {}", t.amount, t.currency)),
+                            "expires": link.expires_at.map(|at| spoken_in(at, zone)),
+                            "sent": false,
+                        })
+                    })
+                    .map_err(|err| speak_failure(&tenant, SEND_PAYMENT_LINK, &err))
+            })
+            .await
+        })
+    }
+}
+
+/// `payment_link_status`: whether the caller's payment link was paid, expired or is still open.
+pub struct PaymentLinkStatusTool {
+    pub payments: Arc<dyn Payments>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaymentLinkStatusArgs {
+    #[serde(default)]
+    link_id: Option<String>,
+}
+
+impl Tool for PaymentLinkStatusTool {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            PAYMENT_LINK_STATUS,
+            "Check whether the caller's payment link has been paid, has expired, or is still \
+             open. Give the link_id from send_payment_link when you have it; leave it out to check \
+             the caller's latest link.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "link_id": {"type": "string", "description": "The link_id send_payment_link returned."}
+                },
+                "additionalProperties": false
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let payments = Arc::clone(&self.payments);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: PaymentLinkStatusArgs = parse_args(arguments)?;
+            let link_id = args
+                .link_id
+                .map(|id| required_text("link_id", &id, 200))
+                .transpose()?;
+            let caller = caller_number(&context).ok_or_else(|| {
+                ToolError::Failed(
+                    "I can only check payment links for a caller whose number I can see.".into(),
+                )
+            })?;
+            let ctx = env.request_context(&context);
+            match payments
+                .payment_link_status(&ctx, link_id.as_deref(), &caller)
+                .await
+            {
+                Ok(status) => Ok(json!({
+                    "link_id": status.id,
+                    "status": status.state.as_str(),
+                    "expires": status.expires_at.map(|at| spoken_in(at, env.business_zone)),
+                })),
+                Err(ConnectorError::NotFound(_)) => Err(ToolError::Failed(
+                    "I couldn't find a payment link for this caller.".into(),
+                )),
+                Err(err) => Err(ToolError::Failed(speak_failure(
+                    &env.tenant,
+                    PAYMENT_LINK_STATUS,
+                    &err,
+                ))),
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1477,6 +1717,32 @@ mod tests {
             [BOOK_APPOINTMENT, RESCHEDULE_APPOINTMENT, CANCEL_APPOINTMENT]
         );
         assert_eq!(capability_of("end_call"), None);
+    }
+
+    #[test]
+    fn payment_items_take_names_and_quantities_only() {
+        let items = payment_items(
+            &json!({"items": [{"name": "Large Pizza", "quantity": 2}, {"name": "Soda"}]}),
+        )
+        .expect("valid");
+        assert_eq!(
+            items[0],
+            PaymentItem {
+                name: "Large Pizza".into(),
+                quantity: 2
+            }
+        );
+        assert_eq!(items[1].quantity, 1);
+        for tampered in [
+            json!({"items": [{"name": "Large Pizza", "quantity": 2, "price": 0.01}]}),
+            json!({"items": [{"name": "Large Pizza", "unit_amount": 1}]}),
+            json!({"items": [{"name": "Large Pizza"}], "amount": 1}),
+            json!({"items": [{"name": "Large Pizza", "quantity": 0}]}),
+            json!({"items": []}),
+        ] {
+            let err = payment_items(&tampered).expect_err("refused");
+            assert!(matches!(err, ToolError::InvalidArguments(_)), "{err:?}");
+        }
     }
 
     #[test]
