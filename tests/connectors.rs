@@ -14,6 +14,8 @@ mod google_calendar;
 mod google_service_account;
 #[path = "connectors/hubspot.rs"]
 mod hubspot;
+#[path = "connectors/klaviyo.rs"]
+mod klaviyo;
 #[path = "connectors/magento.rs"]
 mod magento;
 #[path = "connectors/microsoft_calendar.rs"]

@@ -1604,3 +1604,68 @@ async fn a_wrong_phone_gets_no_order_data() {
         assert!(!text.contains(leaked), "{leaked} leaked: {text}");
     }
 }
+
+#[tokio::test]
+async fn a_caller_is_subscribed_only_with_explicit_consent() {
+    let bench = bench().await;
+    let klaviyo = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/profile-subscription-bulk-create-jobs"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&klaviyo)
+        .await;
+    bench
+        .configure(
+            "klaviyo",
+            &klaviyo.uri(),
+            r#"{"private_key": "pk_test_key", "list_id": "Y6nRLr"}"#,
+        )
+        .await;
+    let resolved = bench
+        .resolve(&["customer_profile", "subscribe_to_list"])
+        .await;
+    assert!(
+        resolved.unavailable.is_empty(),
+        "{:?}",
+        resolved.unavailable
+    );
+    for without in [
+        json!({"email": "sarah@example.com"}),
+        json!({"consent": false, "email": "sarah@example.com"}),
+    ] {
+        let (refused, label) = run(
+            &resolved,
+            context("CA12", "call_c"),
+            "subscribe_to_list",
+            without,
+        )
+        .await;
+        assert_eq!(label, "invalid_arguments", "{refused}");
+    }
+    assert!(
+        klaviyo
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let done = run_then_replay(
+        &resolved,
+        "CA12",
+        "subscribe_to_list",
+        json!({"consent": true, "email": "sarah@example.com", "sms": true}),
+    )
+    .await;
+    assert_eq!(done["result"]["channels"], json!(["email", "sms"]));
+    let jobs = requests_to(
+        &klaviyo,
+        "POST",
+        "/api/profile-subscription-bulk-create-jobs",
+    )
+    .await;
+    assert_eq!(jobs.len(), 1, "subscribed once");
+    assert_eq!(
+        jobs[0]["data"]["attributes"]["profiles"]["data"][0]["attributes"]["phone_number"],
+        "+18779290687"
+    );
+}

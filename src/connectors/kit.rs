@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use super::http::{ConnectorProfile, HttpPolicy};
-use super::{Calendar, Commerce, Crm, Payments, parse_base_url};
+use super::{Calendar, Commerce, Crm, Marketing, Payments, parse_base_url};
 
 /// A family of tools a vendor can serve through one trait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,10 +23,18 @@ pub enum Capability {
     Commerce,
     /// Payment links for catalogue items (`send_payment_link`, `payment_link_status`).
     Payments,
+    /// Marketing profiles and list subscriptions (`customer_profile`, `subscribe_to_list`).
+    Marketing,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 4] = [Self::Calendar, Self::Crm, Self::Commerce, Self::Payments];
+    pub const ALL: [Capability; 5] = [
+        Self::Calendar,
+        Self::Crm,
+        Self::Commerce,
+        Self::Payments,
+        Self::Marketing,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -34,6 +42,7 @@ impl Capability {
             Self::Crm => "crm",
             Self::Commerce => "commerce",
             Self::Payments => "payments",
+            Self::Marketing => "marketing",
         }
     }
 }
@@ -257,6 +266,7 @@ pub struct Built {
     pub crm: Option<Arc<dyn Crm>>,
     pub commerce: Option<Arc<dyn Commerce>>,
     pub payments: Option<Arc<dyn Payments>>,
+    pub marketing: Option<Arc<dyn Marketing>>,
 }
 
 impl Built {
@@ -277,6 +287,9 @@ impl Built {
         if let Some(payments) = &self.payments {
             payments.health_check(ctx).await?;
         }
+        if let Some(marketing) = &self.marketing {
+            marketing.health_check(ctx).await?;
+        }
         Ok(())
     }
 
@@ -287,6 +300,7 @@ impl Built {
             Capability::Crm => self.crm.is_some(),
             Capability::Commerce => self.commerce.is_some(),
             Capability::Payments => self.payments.is_some(),
+            Capability::Marketing => self.marketing.is_some(),
         }
     }
 }

@@ -34,7 +34,7 @@ macro_rules! vendors {
     };
 }
 
-vendors! { calcom, calendly, google_calendar, hubspot, magento, microsoft_calendar, pipedrive, shopify, stripe, woocommerce }
+vendors! { calcom, calendly, google_calendar, hubspot, klaviyo, magento, microsoft_calendar, pipedrive, shopify, stripe, woocommerce }
 
 /// A half-open time range `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -461,6 +461,65 @@ pub trait Payments: Send + Sync {
         link_id: Option<&str>,
         caller: &str,
     ) -> Result<PaymentLinkStatus, ConnectorError>;
+
+    /// A harmless read proving the credentials and base URL work.
+    async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;
+}
+
+/// A marketing profile, for the agent's context.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MarketingProfile {
+    pub id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub city: Option<String>,
+}
+
+impl fmt::Debug for MarketingProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MarketingProfile")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A caller who consented, during the call, to marketing on the channels given.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// Subscribe this email to email marketing.
+    pub email: Option<String>,
+    /// Subscribe this E.164 number to SMS marketing.
+    pub sms_phone: Option<String>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("email", &self.email.is_some())
+            .field("sms", &self.sms_phone.is_some())
+            .finish()
+    }
+}
+
+/// Marketing platforms: Klaviyo, …
+#[async_trait::async_trait]
+pub trait Marketing: Send + Sync {
+    /// The profile matching `lookup`, if any.
+    async fn find_profile(
+        &self,
+        ctx: &RequestContext,
+        lookup: &ContactLookup,
+    ) -> Result<Option<MarketingProfile>, ConnectorError>;
+
+    /// Subscribe a consenting caller to the tenant's list. Callers must only pass a subscription
+    /// the caller explicitly agreed to.
+    async fn subscribe(
+        &self,
+        ctx: &RequestContext,
+        subscription: &Subscription,
+    ) -> Result<(), ConnectorError>;
 
     /// A harmless read proving the credentials and base URL work.
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;

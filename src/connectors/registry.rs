@@ -109,6 +109,7 @@ mod tests {
             ))),
             commerce: None,
             payments: None,
+            marketing: None,
         })
     }
 

@@ -32,8 +32,8 @@ use crate::connectors::http::RequestContext;
 use crate::connectors::kit::Built;
 use crate::connectors::{
     Attendee, Booking, BookingStatus, Calendar, CallNote, Commerce, ConnectorError, Contact,
-    ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange, OrderStatus, PaymentItem,
-    Payments, Product, Slot, TimeWindow,
+    ContactInput, ContactLookup, Crm, CrmMeeting, Marketing, MeetingChange, OrderStatus,
+    PaymentItem, Payments, Product, Slot, Subscription, TimeWindow,
 };
 use crate::realtime::ToolDeclaration;
 
@@ -48,6 +48,8 @@ pub const ORDER_STATUS: &str = "order_status";
 pub const SEARCH_PRODUCTS: &str = "search_products";
 pub const SEND_PAYMENT_LINK: &str = "send_payment_link";
 pub const PAYMENT_LINK_STATUS: &str = "payment_link_status";
+pub const CUSTOMER_PROFILE: &str = "customer_profile";
+pub const SUBSCRIBE_TO_LIST: &str = "subscribe_to_list";
 
 /// Which connector trait serves a capability tool (defined with the vendor recipe).
 pub use crate::connectors::kit::Capability;
@@ -205,6 +207,28 @@ pub static TOOLS: &[ToolSpec] = &[
         build: |i| {
             Some(Arc::new(PaymentLinkStatusTool {
                 payments: Arc::clone(i.connector.payments.as_ref()?),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
+    ToolSpec {
+        name: CUSTOMER_PROFILE,
+        capability: Capability::Marketing,
+        crm_follow_up: false,
+        build: |i| {
+            Some(Arc::new(CustomerProfile {
+                marketing: Arc::clone(i.connector.marketing.as_ref()?),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
+    ToolSpec {
+        name: SUBSCRIBE_TO_LIST,
+        capability: Capability::Marketing,
+        crm_follow_up: false,
+        build: |i| {
+            Some(Arc::new(SubscribeToList {
+                marketing: Arc::clone(i.connector.marketing.as_ref()?),
                 env: Arc::clone(i.env),
             }))
         },
@@ -1684,6 +1708,167 @@ impl Tool for PaymentLinkStatusTool {
                     &err,
                 ))),
             }
+        })
+    }
+}
+
+// --- marketing -----------------------------------------------------------------------------------
+
+/// `customer_profile`: what the marketing platform knows about the caller, for context.
+pub struct CustomerProfile {
+    pub marketing: Arc<dyn Marketing>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomerProfileArgs {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+}
+
+impl Tool for CustomerProfile {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            CUSTOMER_PROFILE,
+            "Look up the caller's customer profile (name, city) in the shop's marketing system, \
+             by email or phone; leave both out to use the number they are calling from. For \
+             context only: do not read the details back unprompted.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "email": {"type": "string"},
+                    "phone": {"type": "string", "description": "With country code."}
+                },
+                "additionalProperties": false
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let marketing = Arc::clone(&self.marketing);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: CustomerProfileArgs = parse_args(arguments)?;
+            let lookup = match (optional_email(args.email)?, optional_phone(args.phone)?) {
+                (Some(email), _) => ContactLookup::Email(email),
+                (None, Some(phone)) => ContactLookup::Phone(phone),
+                (None, None) => ContactLookup::Phone(caller_number(&context).ok_or_else(|| {
+                    ToolError::InvalidArguments("ask for the caller's email or phone".into())
+                })?),
+            };
+            let ctx = env.request_context(&context);
+            match marketing.find_profile(&ctx, &lookup).await {
+                Ok(Some(profile)) => Ok(json!({
+                    "found": true,
+                    "first_name": profile.first_name,
+                    "last_name": profile.last_name,
+                    "city": profile.city,
+                    "has_email": profile.email.is_some(),
+                    "has_phone": profile.phone.is_some(),
+                })),
+                Ok(None) => Ok(json!({ "found": false })),
+                Err(err) => Err(ToolError::Failed(speak_failure(
+                    &env.tenant,
+                    CUSTOMER_PROFILE,
+                    &err,
+                ))),
+            }
+        })
+    }
+}
+
+/// `subscribe_to_list`: the caller joins the shop's marketing list, only with explicit consent.
+pub struct SubscribeToList {
+    pub marketing: Arc<dyn Marketing>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeArgs {
+    /// Must be `true`: the caller said yes to this question on the call.
+    consent: Option<bool>,
+    #[serde(default)]
+    email: Option<String>,
+    /// Also subscribe the caller's number to SMS marketing.
+    #[serde(default)]
+    sms: Option<bool>,
+}
+
+impl Tool for SubscribeToList {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            SUBSCRIBE_TO_LIST,
+            "Subscribe the caller to the shop's marketing list. Only after asking them plainly \
+             and hearing yes: set consent to true only then. Email marketing needs their email; \
+             set sms to true only if they also agreed to marketing text messages to the number \
+             they are calling from.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "consent": {"type": "boolean", "description": "True only if the caller explicitly agreed on this call."},
+                    "email": {"type": "string"},
+                    "sms": {"type": "boolean", "description": "The caller agreed to marketing texts too."}
+                },
+                "required": ["consent"],
+                "additionalProperties": false
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let marketing = Arc::clone(&self.marketing);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: SubscribeArgs = parse_args(arguments.clone())?;
+            if args.consent != Some(true) {
+                return Err(ToolError::InvalidArguments(
+                    "the caller has not consented: ask them plainly first, and call again with \
+                     consent true only if they say yes"
+                        .into(),
+                ));
+            }
+            let email = optional_email(args.email)?;
+            let sms_phone = if args.sms == Some(true) {
+                Some(caller_number(&context).ok_or_else(|| {
+                    ToolError::InvalidArguments(
+                        "the caller's number is not known, so no texts can be subscribed".into(),
+                    )
+                })?)
+            } else {
+                None
+            };
+            if email.is_none() && sms_phone.is_none() {
+                return Err(ToolError::InvalidArguments(
+                    "give the caller's email, or sms true for texts to their number".into(),
+                ));
+            }
+            let subscription = Subscription { email, sms_phone };
+            let channels: Vec<&str> = [
+                subscription.email.as_ref().map(|_| "email"),
+                subscription.sms_phone.as_ref().map(|_| "sms"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let tenant = Arc::clone(&env.tenant);
+            env.once(&context, SUBSCRIBE_TO_LIST, &arguments, |ctx| async move {
+                marketing
+                    .subscribe(&ctx, &subscription)
+                    .await
+                    .map(|()| {
+                        json!({
+                            "subscribed": true,
+                            "channels": channels,
+                            "consent": "given by the caller on this call",
+                        })
+                    })
+                    .map_err(|err| speak_failure(&tenant, SUBSCRIBE_TO_LIST, &err))
+            })
+            .await
         })
     }
 }

@@ -475,7 +475,7 @@ fn request_schema(doc: &Doc, operation: &Value) -> Option<(Value, bool)> {
     // JSON, else a form-encoded body (Stripe), which `parse_body` turns into JSON.
     let media = content
         .iter()
-        .find(|(kind, _)| kind.starts_with("application/json"))
+        .find(|(kind, _)| kind.starts_with("application/json") || is_json_suffix(kind))
         .or_else(|| {
             content
                 .iter()
@@ -497,7 +497,7 @@ fn parse_body(request: &Request, problems: &mut Vec<String>) -> Option<Value> {
     if content_type.starts_with("application/x-www-form-urlencoded") {
         return Some(form_to_json(&request.body));
     }
-    let is_json = content_type.starts_with("application/json");
+    let is_json = content_type.starts_with("application/json") || is_json_suffix(content_type);
     if !is_json {
         problems.push("the body is not declared as application/json".into());
     }
@@ -508,6 +508,13 @@ fn parse_body(request: &Request, problems: &mut Vec<String>) -> Option<Value> {
             None
         }
     }
+}
+
+/// A JSON media type with a suffix (`application/vnd.api+json`, JSON:API).
+fn is_json_suffix(kind: &str) -> bool {
+    kind.split(';')
+        .next()
+        .is_some_and(|media| media.trim().ends_with("+json"))
 }
 
 /// `application/x-www-form-urlencoded` pairs, decoded (`+` is a space, `%XX` a byte).
