@@ -6,7 +6,8 @@
 //! a ticket three times for one issue (a repeat and a reworded description), asks for the caller's
 //! tickets and tries to comment on someone else's; the help desk (Zendesk, a local mock) gets one
 //! ticket, carrying the call's id, and no comment. A CRM write through a whole call for
-//! Salesforce (find the caller, log the call) is here too.
+//! Salesforce (find the caller, log the call) is here too. An order call (WooCommerce) checks that
+//! only the caller on the order hears about it.
 
 use std::time::Duration;
 
@@ -731,5 +732,161 @@ async fn a_call_looks_the_caller_up_and_logs_the_call_in_salesforce() {
     Contract::load("salesforce", &["sobjects-v59.0.json"])
         .with_read("/services/data/v59.0/query", &["authorization"], &["q"])
         .assert_valid(&crm)
+        .await;
+}
+
+/// An order call end to end: the fake model asks `order_status` for order 727 twice — once on the
+/// caller's own number (the number on the order: answered) and once with another phone (refused
+/// with the neutral answer, no order data) — against WooCommerce at a local mock.
+#[tokio::test]
+async fn an_order_call_tells_only_the_caller_on_the_order() {
+    let shop = MockServer::start().await;
+    let mut order: Value =
+        serde_json::from_str(include_str!("../fixtures/vendors/woocommerce/order.json")).unwrap();
+    // The order was placed from the number this call comes from.
+    order["billing"]["phone"] = json!("+1 415-555-1234");
+    Mock::given(method("GET"))
+        .and(path("/wp-json/wc/v3/orders/727"))
+        .and(header("authorization", "Basic Y2tfdGVzdDpjc190ZXN0"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(order))
+        .mount(&shop)
+        .await;
+
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![
+            Turn::CallTools(vec![
+                ("order_status".to_string(), json!({"order_number": "727"})),
+                (
+                    "order_status".to_string(),
+                    json!({"order_number": "727", "phone": "+1 212 555 0199"}),
+                ),
+            ]),
+            Turn::Say {
+                ms: 200,
+                byte: 0x32,
+                text: "Your order is being processed.".into(),
+            },
+        ],
+        ..Behaviour::default()
+    })
+    .await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
+    let tenant = TenantId::parse("corner-shop").unwrap();
+    bridge
+        .store
+        .create_tenant(&NewTenant {
+            id: tenant.clone(),
+            name: "Corner Shop".into(),
+            time_zone: "America/New_York".into(),
+        })
+        .await
+        .unwrap();
+    bridge
+        .vault()
+        .put(
+            &tenant,
+            "woo-keys",
+            "woocommerce",
+            &SecretString::from(r#"{"consumer_key": "ck_test", "consumer_secret": "cs_test"}"#),
+        )
+        .await
+        .unwrap();
+    bridge
+        .store
+        .put_connector(
+            &tenant,
+            &ConnectorSpec {
+                vendor: "woocommerce".into(),
+                base_url: Some(shop.uri()),
+                secret_name: Some("woo-keys".into()),
+            },
+        )
+        .await
+        .unwrap();
+    bridge
+        .store
+        .create_agent(
+            &tenant,
+            &AgentSpec {
+                name: "orders".into(),
+                provider: "openai".into(),
+                model: "gpt-realtime".into(),
+                voice: "marin".into(),
+                prompt_template: "default".into(),
+                enabled_tools: vec!["order_status".into()],
+                max_duration_s: 600,
+                silence_timeout_s: 60,
+                recording: false,
+                voicemail: None,
+            },
+            &[E164::parse("+15005550006").unwrap()],
+        )
+        .await
+        .unwrap();
+
+    let report = bridge
+        .twilio()
+        .call(
+            "CA20000000000000000000000000000077",
+            CallScript {
+                hang_up_after_ms: Some(2_000),
+                max_ms: 8_000,
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        report.played.iter().any(|(_, b)| *b == 0x32),
+        "the answer was spoken"
+    );
+
+    let log = &realtime.recorder.sessions()[0];
+    let outputs: Vec<Value> = log
+        .received
+        .iter()
+        .filter(|e| e["item"]["type"] == "function_call_output")
+        .map(|e| serde_json::from_str(e["item"]["output"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(outputs.len(), 2, "{outputs:?}");
+    let answered = outputs
+        .iter()
+        .find(|o| o["ok"] == true)
+        .expect("one answer");
+    assert_eq!(answered["result"]["order_number"], "#727");
+    assert_eq!(answered["result"]["fulfillment_status"], "PROCESSING");
+    let refused = outputs
+        .iter()
+        .find(|o| o["ok"] == false)
+        .expect("one refusal");
+    let text = refused.to_string();
+    assert!(
+        text.contains("I couldn't find an order with those details"),
+        "{text}"
+    );
+    for leaked in ["PROCESSING", "PAID", "#727", "2025"] {
+        assert!(!text.contains(leaked), "{leaked} leaked: {text}");
+    }
+
+    // Both lookups are in the call's events, one answered and one refused.
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        let calls = bridge.store.list_calls(&tenant, 5).await.unwrap();
+        if let Some(call) = calls.first().filter(|c| c.ended_at.is_some()) {
+            events = bridge.store.call_events(&tenant, &call.id).await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut outcomes: Vec<String> = events
+        .iter()
+        .filter(|e| e.kind == CallEventKind::ToolResult)
+        .filter(|e| e.payload["tool"] == "order_status")
+        .map(|e| e.payload["outcome"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["failed", "ok"]);
+    Contract::load("woocommerce", &["rest-v3-reference.json"])
+        .assert_valid(&shop)
         .await;
 }

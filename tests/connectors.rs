@@ -22,6 +22,10 @@ mod google_sheets;
 mod hubspot;
 #[path = "connectors/intercom.rs"]
 mod intercom;
+#[path = "connectors/klaviyo.rs"]
+mod klaviyo;
+#[path = "connectors/magento.rs"]
+mod magento;
 #[path = "connectors/microsoft_calendar.rs"]
 mod microsoft_calendar;
 #[path = "connectors/pipedrive.rs"]
@@ -34,3 +38,7 @@ mod shopify;
 mod zendesk;
 #[path = "connectors/zoho_crm.rs"]
 mod zoho_crm;
+#[path = "connectors/stripe.rs"]
+mod stripe;
+#[path = "connectors/woocommerce.rs"]
+mod woocommerce;

@@ -1784,3 +1784,221 @@ fn query_param_contains_text(text: &'static str) -> impl wiremock::Match {
             .any(|(key, value)| key == "q" && value.contains(text))
     }
 }
+
+/// Stripe's catalogue on `server`: "Large Pizza" at 18.50 USD, and the session it creates.
+async fn mount_stripe(server: &MockServer) {
+    let read = |name: &str| -> Value {
+        let path = format!(
+            "{}/fixtures/vendors/stripe/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON")
+    };
+    Mock::given(method("GET"))
+        .and(path("/v1/products/search"))
+        .and(query_param("query", "active:'true' AND name~'Large Pizza'"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(read("products_search")))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/prices/price_LargePizza"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(read("price_large_pizza")))
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/checkout/sessions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(read("session_created")))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/checkout/sessions/cs_test_a1B2c3"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(read("session_paid")))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn a_payment_link_uses_catalogue_prices_once_and_its_status_can_be_asked() {
+    let bench = bench().await;
+    let stripe = MockServer::start().await;
+    mount_stripe(&stripe).await;
+    bench
+        .configure(
+            "stripe",
+            &stripe.uri(),
+            r#"{"secret_key": "sk_test_key", "success_url": "https://pizza.example.com/thanks"}"#,
+        )
+        .await;
+    let resolved = bench
+        .resolve(&["send_payment_link", "payment_link_status"])
+        .await;
+    assert!(
+        resolved.unavailable.is_empty(),
+        "{:?}",
+        resolved.unavailable
+    );
+
+    // Tampering: a price, an amount or any field besides name and quantity is refused before
+    // anything reaches Stripe.
+    for tampered in [
+        json!({"items": [{"name": "Large Pizza", "quantity": 2, "price": "0.01"}]}),
+        json!({"items": [{"name": "Large Pizza", "unit_amount": 1}]}),
+        json!({"items": [{"name": "Large Pizza"}], "amount": 1}),
+    ] {
+        let (refused, label) = run(
+            &resolved,
+            context("CA9", "call_t"),
+            "send_payment_link",
+            tampered,
+        )
+        .await;
+        assert_eq!(label, "invalid_arguments", "{refused}");
+    }
+    assert!(
+        stripe
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+
+    // The model repeats itself (and a reconnect replays it): one session, the stored answer.
+    let args = json!({"items": [{"name": "Large Pizza", "quantity": 2}]});
+    let link = run_then_replay(&resolved, "CA9", "send_payment_link", args).await;
+    assert_eq!(
+        link["result"]["url"],
+        "https://checkout.stripe.com/c/pay/cs_test_a1B2c3"
+    );
+    assert_eq!(link["result"]["items"][0]["unit_price"], "18.50 USD");
+    assert_eq!(link["result"]["sent"], false);
+    let creates = requests_to(&stripe, "POST", "/v1/checkout/sessions").await;
+    assert_eq!(creates.len(), 1);
+    let keys: Vec<String> = stripe
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .filter_map(|r| {
+            r.headers
+                .get("idempotency-key")?
+                .to_str()
+                .ok()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(keys.len(), 1, "the create carries the ledger's key");
+
+    let (status, label) = run(
+        &resolved,
+        context("CA10", "call_s"),
+        "payment_link_status",
+        json!({"link_id": "cs_test_a1B2c3"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{status}");
+    assert_eq!(status["result"]["status"], "paid");
+}
+
+#[tokio::test]
+async fn a_wrong_phone_gets_no_order_data() {
+    let bench = bench().await;
+    Mock::given(method("POST"))
+        .and(path("/admin/api/2025-01/graphql.json"))
+        .and(body_string_contains("OrderByName"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(SHOPIFY_ORDER)))
+        .mount(&bench.shopify)
+        .await;
+    let resolved = bench.resolve(&["order_status"]).await;
+    let (refused, label) = run(
+        &resolved,
+        context("CA11", "call_1"),
+        "order_status",
+        json!({"order_number": "1001", "phone": "+1 312 555 0000"}),
+    )
+    .await;
+    assert_eq!(label, "failed", "{refused}");
+    assert_eq!(
+        refused["error"]["message"],
+        "I couldn't find an order with those details. Ask the caller to check the order number \
+         and the email or phone used for the order."
+    );
+    // Nothing of the order is in the answer: not its status, carrier, tracking or dates.
+    let text = refused.to_string();
+    for leaked in [
+        "FULFILLED",
+        "PAID",
+        "UPS",
+        "IN_TRANSIT",
+        "2025",
+        "#1001",
+        "result",
+    ] {
+        assert!(!text.contains(leaked), "{leaked} leaked: {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_caller_is_subscribed_only_with_explicit_consent() {
+    let bench = bench().await;
+    let klaviyo = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/profile-subscription-bulk-create-jobs"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&klaviyo)
+        .await;
+    bench
+        .configure(
+            "klaviyo",
+            &klaviyo.uri(),
+            r#"{"private_key": "pk_test_key", "list_id": "Y6nRLr"}"#,
+        )
+        .await;
+    let resolved = bench
+        .resolve(&["customer_profile", "subscribe_to_list"])
+        .await;
+    assert!(
+        resolved.unavailable.is_empty(),
+        "{:?}",
+        resolved.unavailable
+    );
+    for without in [
+        json!({"email": "sarah@example.com"}),
+        json!({"consent": false, "email": "sarah@example.com"}),
+    ] {
+        let (refused, label) = run(
+            &resolved,
+            context("CA12", "call_c"),
+            "subscribe_to_list",
+            without,
+        )
+        .await;
+        assert_eq!(label, "invalid_arguments", "{refused}");
+    }
+    assert!(
+        klaviyo
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let done = run_then_replay(
+        &resolved,
+        "CA12",
+        "subscribe_to_list",
+        json!({"consent": true, "email": "sarah@example.com", "sms": true}),
+    )
+    .await;
+    assert_eq!(done["result"]["channels"], json!(["email", "sms"]));
+    let jobs = requests_to(
+        &klaviyo,
+        "POST",
+        "/api/profile-subscription-bulk-create-jobs",
+    )
+    .await;
+    assert_eq!(jobs.len(), 1, "subscribed once");
+    assert_eq!(
+        jobs[0]["data"]["attributes"]["profiles"]["data"][0]["attributes"]["phone_number"],
+        "+18779290687"
+    );
+}

@@ -181,8 +181,10 @@ impl VendorClient {
             }
             (Auth::OAuth(_), None) | (Auth::None, _) => builder,
         };
-        if let Some(body) = &parts.body {
-            builder = builder.json(body);
+        match &parts.body {
+            Some(Body::Json(body)) => builder = builder.json(body),
+            Some(Body::Form(pairs)) => builder = builder.form(pairs),
+            None => {}
         }
         builder
             .build()
@@ -245,11 +247,18 @@ pub fn join(base: &Url, segments: &[&str]) -> Result<Url, ConnectorError> {
 }
 
 /// What one request is made of, kept so it can be rebuilt for the resend after a 401.
+/// A request body: JSON, or form-encoded pairs (Stripe's `a[0][b]=c` bodies).
+#[derive(Debug, Clone)]
+enum Body {
+    Json(Value),
+    Form(Vec<(String, String)>),
+}
+
 struct Parts {
     method: Method,
     url: Url,
     headers: HeaderMap,
-    body: Option<Value>,
+    body: Option<Body>,
     replay: Replay,
     idempotency_key: Option<String>,
 }
@@ -261,7 +270,7 @@ pub struct VendorRequest<'c> {
     method: Method,
     url: Result<Url, ConnectorError>,
     headers: HeaderMap,
-    body: Option<Value>,
+    body: Option<Body>,
     replay: Replay,
     idempotency_key: Option<String>,
 }
@@ -283,7 +292,13 @@ impl VendorRequest<'_> {
 
     /// The JSON body.
     pub fn json(mut self, body: Value) -> Self {
-        self.body = Some(body);
+        self.body = Some(Body::Json(body));
+        self
+    }
+
+    /// A form-encoded body (`application/x-www-form-urlencoded`), pairs in order.
+    pub fn form(mut self, pairs: Vec<(String, String)>) -> Self {
+        self.body = Some(Body::Form(pairs));
         self
     }
 

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use super::http::{ConnectorProfile, HttpPolicy};
-use super::{Calendar, Commerce, Crm, Support, parse_base_url};
+use super::{Calendar, Commerce, Crm, Marketing, Payments, Support, parse_base_url};
 
 /// A family of tools a vendor can serve through one trait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,10 +22,21 @@ pub enum Capability {
     Crm,
     Commerce,
     Support,
+    /// Payment links for catalogue items (`send_payment_link`, `payment_link_status`).
+    Payments,
+    /// Marketing profiles and list subscriptions (`customer_profile`, `subscribe_to_list`).
+    Marketing,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 4] = [Self::Calendar, Self::Crm, Self::Commerce, Self::Support];
+    pub const ALL: [Capability; 6] = [
+        Self::Calendar,
+        Self::Crm,
+        Self::Commerce,
+        Self::Support,
+        Self::Payments,
+        Self::Marketing,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -33,6 +44,8 @@ impl Capability {
             Self::Crm => "crm",
             Self::Commerce => "commerce",
             Self::Support => "support",
+            Self::Payments => "payments",
+            Self::Marketing => "marketing",
         }
     }
 }
@@ -298,6 +311,8 @@ pub struct Built {
     pub support: Option<Arc<dyn Support>>,
     /// Post-call export (not a tool capability): set when the tenant's settings ask for it.
     pub call_log: Option<Arc<dyn super::CallLog>>,
+    pub payments: Option<Arc<dyn Payments>>,
+    pub marketing: Option<Arc<dyn Marketing>>,
 }
 
 impl Built {
@@ -318,6 +333,12 @@ impl Built {
         if let Some(support) = &self.support {
             support.health_check(ctx).await?;
         }
+        if let Some(payments) = &self.payments {
+            payments.health_check(ctx).await?;
+        }
+        if let Some(marketing) = &self.marketing {
+            marketing.health_check(ctx).await?;
+        }
         Ok(())
     }
 
@@ -328,6 +349,8 @@ impl Built {
             Capability::Crm => self.crm.is_some(),
             Capability::Commerce => self.commerce.is_some(),
             Capability::Support => self.support.is_some(),
+            Capability::Payments => self.payments.is_some(),
+            Capability::Marketing => self.marketing.is_some(),
         }
     }
 }

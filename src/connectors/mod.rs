@@ -39,8 +39,9 @@ macro_rules! vendors {
 }
 
 vendors! {
-    calcom, calendly, google_calendar, google_sheets, hubspot, microsoft_calendar, pipedrive,
-    salesforce, shopify, zendesk, freshdesk, intercom, crisp, zoho_crm,
+    calcom, calendly, google_calendar, google_sheets, hubspot, klaviyo, magento, microsoft_calendar,
+    pipedrive, salesforce, shopify, stripe, woocommerce, zendesk, freshdesk, intercom, crisp,
+    zoho_crm,
 }
 
 /// A half-open time range `[start, end)`.
@@ -630,6 +631,179 @@ pub(crate) fn same_phone(stored: &str, e164: &str) -> bool {
     stored.len() >= 7 && (stored == wanted || wanted.ends_with(&stored))
 }
 
+/// One item the caller wants to pay for, as they named it. Its price is never given here: the
+/// payments connector reads it from the tenant's catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentItem {
+    pub name: String,
+    pub quantity: u32,
+}
+
+/// An item as the catalogue priced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PricedItem {
+    /// The catalogue's name for it.
+    pub name: String,
+    pub quantity: u32,
+    pub unit_price: Money,
+}
+
+/// A payment link made for the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentLink {
+    /// The vendor's id, to ask for its status later.
+    pub id: String,
+    pub url: String,
+    pub items: Vec<PricedItem>,
+    pub total: Option<Money>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Where a payment link stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentState {
+    Open,
+    Paid,
+    Expired,
+}
+
+impl PaymentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Paid => "paid",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentLinkStatus {
+    pub id: String,
+    pub state: PaymentState,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Payments: Stripe, …
+#[async_trait::async_trait]
+pub trait Payments: Send + Sync {
+    /// A payment link for `items`, priced from the catalogue, tagged with the caller's number
+    /// (E.164) so its status can be asked later. `idempotency_key` comes from the ledger: a retry
+    /// with the same key must not create a second link.
+    async fn create_payment_link(
+        &self,
+        ctx: &RequestContext,
+        items: &[PaymentItem],
+        caller: &str,
+        idempotency_key: &str,
+    ) -> Result<PaymentLink, ConnectorError>;
+
+    /// The status of the link `link_id`, or of the caller's latest link; a link made for another
+    /// caller looks like an unknown one.
+    async fn payment_link_status(
+        &self,
+        ctx: &RequestContext,
+        link_id: Option<&str>,
+        caller: &str,
+    ) -> Result<PaymentLinkStatus, ConnectorError>;
+
+    /// A harmless read proving the credentials and base URL work.
+    async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;
+}
+
+/// A marketing profile, for the agent's context.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MarketingProfile {
+    pub id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub city: Option<String>,
+}
+
+impl fmt::Debug for MarketingProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MarketingProfile")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A caller who consented, during the call, to marketing on the channels given.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// Subscribe this email to email marketing.
+    pub email: Option<String>,
+    /// Subscribe this E.164 number to SMS marketing.
+    pub sms_phone: Option<String>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("email", &self.email.is_some())
+            .field("sms", &self.sms_phone.is_some())
+            .finish()
+    }
+}
+
+/// Marketing platforms: Klaviyo, …
+#[async_trait::async_trait]
+pub trait Marketing: Send + Sync {
+    /// The profile matching `lookup`, if any.
+    async fn find_profile(
+        &self,
+        ctx: &RequestContext,
+        lookup: &ContactLookup,
+    ) -> Result<Option<MarketingProfile>, ConnectorError>;
+
+    /// Subscribe a consenting caller to the tenant's list. Callers must only pass a subscription
+    /// the caller explicitly agreed to.
+    async fn subscribe(
+        &self,
+        ctx: &RequestContext,
+        subscription: &Subscription,
+    ) -> Result<(), ConnectorError>;
+
+    /// A harmless read proving the credentials and base URL work.
+    async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;
+}
+
+/// The caller-verification rule every [`Commerce`] connector applies before describing an order:
+/// the order's own email or phone (any of those the vendor records: the order's, its customer's,
+/// billing and shipping) must match what the caller gave. Emails compare case-insensitively;
+/// phones on their last ten digits ([`same_phone`]). An order without any contact never matches.
+pub fn caller_owns_order<'a>(
+    verify: &ContactLookup,
+    emails: impl IntoIterator<Item = Option<&'a str>>,
+    phones: impl IntoIterator<Item = Option<&'a str>>,
+) -> bool {
+    match verify {
+        ContactLookup::Email(email) => {
+            let email = email.trim();
+            !email.is_empty()
+                && emails
+                    .into_iter()
+                    .flatten()
+                    .any(|known| known.trim().eq_ignore_ascii_case(email))
+        }
+        ContactLookup::Phone(phone) => phones
+            .into_iter()
+            .flatten()
+            .any(|known| same_phone(known, phone)),
+    }
+}
+
+/// Phones match when their last ten digits do (ignores `+1`, spaces, dashes); fewer than seven
+/// digits never match.
+pub fn same_phone(a: &str, b: &str) -> bool {
+    let digits = |text: &str| -> String { text.chars().filter(char::is_ascii_digit).collect() };
+    let (a, b) = (digits(a), digits(b));
+    let tail = |d: &str| d[d.len().saturating_sub(10)..].to_owned();
+    a.len() >= 7 && b.len() >= 7 && tail(&a) == tail(&b)
+}
+
 /// Errors a connector reports to the tool layer.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -770,6 +944,36 @@ mod tests {
             endpoint(&no_slash, &["slots"]).expect("joins").as_str(),
             "http://127.0.0.1:9/v2/slots"
         );
+    }
+
+    #[test]
+    fn phones_compare_on_their_last_ten_digits() {
+        assert!(same_phone("+1 (415) 555-0100", "4155550100"));
+        assert!(!same_phone("+1 415 555 0100", "+1 415 555 0199"));
+        assert!(!same_phone("", "123"));
+    }
+
+    #[test]
+    fn an_order_is_the_callers_only_when_a_contact_matches() {
+        let email = ContactLookup::Email(" Bob@Example.com ".into());
+        let phone = ContactLookup::Phone("+14155550100".into());
+        let emails = || [None, Some("bob@example.com")];
+        let phones = || [Some("(415) 555-0100"), None];
+        assert!(caller_owns_order(&email, emails(), phones()));
+        assert!(caller_owns_order(&phone, emails(), phones()));
+        // A wrong phone or email, an empty one, or an order without contacts: no match.
+        let wrong = ContactLookup::Phone("+14155550199".into());
+        assert!(!caller_owns_order(&wrong, emails(), phones()));
+        let other = ContactLookup::Email("eve@example.com".into());
+        assert!(!caller_owns_order(&other, emails(), phones()));
+        assert!(!caller_owns_order(
+            &ContactLookup::Email(" ".into()),
+            [Some(" ")],
+            [None]
+        ));
+        assert!(!caller_owns_order(&phone, [None], [None, Some("")]));
+        // An email never matches a phone field, nor the other way round.
+        assert!(!caller_owns_order(&phone, [Some("4155550100")], [None]));
     }
 
     #[test]

@@ -32,8 +32,8 @@ use crate::connectors::http::RequestContext;
 use crate::connectors::kit::Built;
 use crate::connectors::{
     Attendee, Booking, BookingStatus, Calendar, CallNote, Commerce, ConnectorError, Contact,
-    ContactInput, ContactLookup, Crm, CrmMeeting, Deal, DealUpdate, MeetingChange, OrderStatus,
-    Product, Slot, TimeWindow,
+    ContactInput, ContactLookup, Crm, CrmMeeting, Deal, DealUpdate, Marketing, MeetingChange,
+    OrderStatus, PaymentItem, Payments, Product, Slot, Subscription, TimeWindow,
 };
 use crate::realtime::ToolDeclaration;
 
@@ -47,6 +47,10 @@ pub const LOG_CALL_NOTE: &str = "log_call_note";
 pub const UPDATE_DEAL: &str = "update_deal";
 pub const ORDER_STATUS: &str = "order_status";
 pub const SEARCH_PRODUCTS: &str = "search_products";
+pub const SEND_PAYMENT_LINK: &str = "send_payment_link";
+pub const PAYMENT_LINK_STATUS: &str = "payment_link_status";
+pub const CUSTOMER_PROFILE: &str = "customer_profile";
+pub const SUBSCRIBE_TO_LIST: &str = "subscribe_to_list";
 
 /// Which connector trait serves a capability tool (defined with the vendor recipe).
 pub use crate::connectors::kit::Capability;
@@ -218,6 +222,50 @@ pub static TOOLS: &[ToolSpec] = &[
         capability: Capability::Support,
         crm_follow_up: false,
         build: |i| super::support::build(i, super::support::SupportTool::AddTicketComment),
+    },
+    ToolSpec {
+        name: SEND_PAYMENT_LINK,
+        capability: Capability::Payments,
+        crm_follow_up: false,
+        build: |i| {
+            Some(Arc::new(SendPaymentLink {
+                payments: Arc::clone(i.connector.payments.as_ref()?),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
+    ToolSpec {
+        name: PAYMENT_LINK_STATUS,
+        capability: Capability::Payments,
+        crm_follow_up: false,
+        build: |i| {
+            Some(Arc::new(PaymentLinkStatusTool {
+                payments: Arc::clone(i.connector.payments.as_ref()?),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
+    ToolSpec {
+        name: CUSTOMER_PROFILE,
+        capability: Capability::Marketing,
+        crm_follow_up: false,
+        build: |i| {
+            Some(Arc::new(CustomerProfile {
+                marketing: Arc::clone(i.connector.marketing.as_ref()?),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
+    ToolSpec {
+        name: SUBSCRIBE_TO_LIST,
+        capability: Capability::Marketing,
+        crm_follow_up: false,
+        build: |i| {
+            Some(Arc::new(SubscribeToList {
+                marketing: Arc::clone(i.connector.marketing.as_ref()?),
+                env: Arc::clone(i.env),
+            }))
+        },
     },
 ];
 
@@ -1537,8 +1585,8 @@ impl Tool for OrderStatusTool {
             match commerce.order_status(&ctx, &number, &verify).await {
                 Ok(order) => Ok(order_json(&order, env.business_zone)),
                 Err(ConnectorError::NotFound(_)) => Err(ToolError::Failed(
-                    "I couldn't find an order with that number and those contact details. Ask \
-                     the caller to check the order number and the email or phone used."
+                    "I couldn't find an order with those details. Ask the caller to check the \
+                     order number and the email or phone used for the order."
                         .into(),
                 )),
                 Err(err) => Err(ToolError::Failed(speak_failure(
@@ -1625,6 +1673,383 @@ impl Tool for SearchProducts {
     }
 }
 
+// --- payments ------------------------------------------------------------------------------------
+
+/// Items per payment link: a phone order, not a cart import.
+const MAX_PAYMENT_ITEMS: usize = 10;
+const MAX_ITEM_QUANTITY: u64 = 99;
+
+/// `send_payment_link`: a payment link for catalogue items, priced by the payments vendor.
+pub struct SendPaymentLink {
+    pub payments: Arc<dyn Payments>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+/// The items the model named. Only a name and a quantity per item: any other field (a price, an
+/// amount, a currency) is refused, so no amount from the model can reach the vendor.
+fn payment_items(arguments: &Value) -> Result<Vec<PaymentItem>, ToolError> {
+    let object = arguments
+        .as_object()
+        .ok_or_else(|| ToolError::InvalidArguments("arguments must be an object".into()))?;
+    if let Some(other) = object.keys().find(|key| key.as_str() != "items") {
+        return Err(ToolError::InvalidArguments(format!(
+            "unknown argument {other:?}: pass only items (name and quantity); prices come from the shop's catalogue"
+        )));
+    }
+    let items = object
+        .get("items")
+        .and_then(Value::as_array)
+        .filter(|items| !items.is_empty())
+        .ok_or_else(|| {
+            ToolError::InvalidArguments("items must list what the caller wants to pay for".into())
+        })?;
+    if items.len() > MAX_PAYMENT_ITEMS {
+        return Err(ToolError::InvalidArguments(format!(
+            "at most {MAX_PAYMENT_ITEMS} items per payment link"
+        )));
+    }
+    items
+        .iter()
+        .map(|item| {
+            let fields = item.as_object().ok_or_else(|| {
+                ToolError::InvalidArguments("each item is an object with name and quantity".into())
+            })?;
+            if let Some(other) = fields
+                .keys()
+                .find(|key| !matches!(key.as_str(), "name" | "quantity"))
+            {
+                return Err(ToolError::InvalidArguments(format!(
+                    "item field {other:?} is not accepted: give only name and quantity; prices come from the shop's catalogue"
+                )));
+            }
+            let name = required_text(
+                "item name",
+                fields.get("name").and_then(Value::as_str).unwrap_or(""),
+                100,
+            )?;
+            let quantity = match fields.get("quantity") {
+                None => 1,
+                Some(value) => value
+                    .as_u64()
+                    .filter(|q| (1..=MAX_ITEM_QUANTITY).contains(q))
+                    .ok_or_else(|| {
+                        ToolError::InvalidArguments(format!(
+                            "quantity must be a whole number from 1 to {MAX_ITEM_QUANTITY}"
+                        ))
+                    })?,
+            };
+            Ok(PaymentItem {
+                name,
+                quantity: u32::try_from(quantity).unwrap_or(1),
+            })
+        })
+        .collect()
+}
+
+impl Tool for SendPaymentLink {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            SEND_PAYMENT_LINK,
+            "Create a secure payment link for items from the shop's catalogue. Name each item and \
+             its quantity; never state a price: the shop's own prices are used and returned. \
+             The link is returned for sending by text or email; tell the caller the total.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "items": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": MAX_PAYMENT_ITEMS,
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string", "description": "The item as the shop names it."},
+                                "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_ITEM_QUANTITY}
+                            },
+                            "required": ["name"],
+                            "additionalProperties": false
+                        }
+                    }
+                },
+                "required": ["items"],
+                "additionalProperties": false
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let payments = Arc::clone(&self.payments);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let items = payment_items(&arguments)?;
+            let caller = caller_number(&context).ok_or_else(|| {
+                ToolError::Failed(
+                    "I can only make a payment link for a caller whose number I can see.".into(),
+                )
+            })?;
+            let tenant = Arc::clone(&env.tenant);
+            let zone = env.business_zone;
+            env.once(&context, SEND_PAYMENT_LINK, &arguments, |ctx| async move {
+                let key = ctx.idempotency_key.clone().unwrap_or_default();
+                payments
+                    .create_payment_link(&ctx, &items, &caller, &key)
+                    .await
+                    .map(|link| {
+                        let items: Vec<Value> = link
+                            .items
+                            .iter()
+                            .map(|item| {
+                                json!({
+                                    "name": item.name,
+                                    "quantity": item.quantity,
+                                    "unit_price": format!("{} {}", item.unit_price.amount, item.unit_price.currency),
+                                })
+                            })
+                            .collect();
+                        json!({
+                            "link_id": link.id,
+                            "url": link.url,
+                            "items": items,
+                            "total": link.total.map(|t| format!("{} {}", t.amount, t.currency)),
+                            "expires": link.expires_at.map(|at| spoken_in(at, zone)),
+                            "sent": false,
+                        })
+                    })
+                    .map_err(|err| speak_failure(&tenant, SEND_PAYMENT_LINK, &err))
+            })
+            .await
+        })
+    }
+}
+
+/// `payment_link_status`: whether the caller's payment link was paid, expired or is still open.
+pub struct PaymentLinkStatusTool {
+    pub payments: Arc<dyn Payments>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaymentLinkStatusArgs {
+    #[serde(default)]
+    link_id: Option<String>,
+}
+
+impl Tool for PaymentLinkStatusTool {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            PAYMENT_LINK_STATUS,
+            "Check whether the caller's payment link has been paid, has expired, or is still \
+             open. Give the link_id from send_payment_link when you have it; leave it out to check \
+             the caller's latest link.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "link_id": {"type": "string", "description": "The link_id send_payment_link returned."}
+                },
+                "additionalProperties": false
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let payments = Arc::clone(&self.payments);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: PaymentLinkStatusArgs = parse_args(arguments)?;
+            let link_id = args
+                .link_id
+                .map(|id| required_text("link_id", &id, 200))
+                .transpose()?;
+            let caller = caller_number(&context).ok_or_else(|| {
+                ToolError::Failed(
+                    "I can only check payment links for a caller whose number I can see.".into(),
+                )
+            })?;
+            let ctx = env.request_context(&context);
+            match payments
+                .payment_link_status(&ctx, link_id.as_deref(), &caller)
+                .await
+            {
+                Ok(status) => Ok(json!({
+                    "link_id": status.id,
+                    "status": status.state.as_str(),
+                    "expires": status.expires_at.map(|at| spoken_in(at, env.business_zone)),
+                })),
+                Err(ConnectorError::NotFound(_)) => Err(ToolError::Failed(
+                    "I couldn't find a payment link for this caller.".into(),
+                )),
+                Err(err) => Err(ToolError::Failed(speak_failure(
+                    &env.tenant,
+                    PAYMENT_LINK_STATUS,
+                    &err,
+                ))),
+            }
+        })
+    }
+}
+
+// --- marketing -----------------------------------------------------------------------------------
+
+/// `customer_profile`: what the marketing platform knows about the caller, for context.
+pub struct CustomerProfile {
+    pub marketing: Arc<dyn Marketing>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomerProfileArgs {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+}
+
+impl Tool for CustomerProfile {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            CUSTOMER_PROFILE,
+            "Look up the caller's customer profile (name, city) in the shop's marketing system, \
+             by email or phone; leave both out to use the number they are calling from. For \
+             context only: do not read the details back unprompted.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "email": {"type": "string"},
+                    "phone": {"type": "string", "description": "With country code."}
+                },
+                "additionalProperties": false
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let marketing = Arc::clone(&self.marketing);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: CustomerProfileArgs = parse_args(arguments)?;
+            let lookup = match (optional_email(args.email)?, optional_phone(args.phone)?) {
+                (Some(email), _) => ContactLookup::Email(email),
+                (None, Some(phone)) => ContactLookup::Phone(phone),
+                (None, None) => ContactLookup::Phone(caller_number(&context).ok_or_else(|| {
+                    ToolError::InvalidArguments("ask for the caller's email or phone".into())
+                })?),
+            };
+            let ctx = env.request_context(&context);
+            match marketing.find_profile(&ctx, &lookup).await {
+                Ok(Some(profile)) => Ok(json!({
+                    "found": true,
+                    "first_name": profile.first_name,
+                    "last_name": profile.last_name,
+                    "city": profile.city,
+                    "has_email": profile.email.is_some(),
+                    "has_phone": profile.phone.is_some(),
+                })),
+                Ok(None) => Ok(json!({ "found": false })),
+                Err(err) => Err(ToolError::Failed(speak_failure(
+                    &env.tenant,
+                    CUSTOMER_PROFILE,
+                    &err,
+                ))),
+            }
+        })
+    }
+}
+
+/// `subscribe_to_list`: the caller joins the shop's marketing list, only with explicit consent.
+pub struct SubscribeToList {
+    pub marketing: Arc<dyn Marketing>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeArgs {
+    /// Must be `true`: the caller said yes to this question on the call.
+    consent: Option<bool>,
+    #[serde(default)]
+    email: Option<String>,
+    /// Also subscribe the caller's number to SMS marketing.
+    #[serde(default)]
+    sms: Option<bool>,
+}
+
+impl Tool for SubscribeToList {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            SUBSCRIBE_TO_LIST,
+            "Subscribe the caller to the shop's marketing list. Only after asking them plainly \
+             and hearing yes: set consent to true only then. Email marketing needs their email; \
+             set sms to true only if they also agreed to marketing text messages to the number \
+             they are calling from.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "consent": {"type": "boolean", "description": "True only if the caller explicitly agreed on this call."},
+                    "email": {"type": "string"},
+                    "sms": {"type": "boolean", "description": "The caller agreed to marketing texts too."}
+                },
+                "required": ["consent"],
+                "additionalProperties": false
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let marketing = Arc::clone(&self.marketing);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: SubscribeArgs = parse_args(arguments.clone())?;
+            if args.consent != Some(true) {
+                return Err(ToolError::InvalidArguments(
+                    "the caller has not consented: ask them plainly first, and call again with \
+                     consent true only if they say yes"
+                        .into(),
+                ));
+            }
+            let email = optional_email(args.email)?;
+            let sms_phone = if args.sms == Some(true) {
+                Some(caller_number(&context).ok_or_else(|| {
+                    ToolError::InvalidArguments(
+                        "the caller's number is not known, so no texts can be subscribed".into(),
+                    )
+                })?)
+            } else {
+                None
+            };
+            if email.is_none() && sms_phone.is_none() {
+                return Err(ToolError::InvalidArguments(
+                    "give the caller's email, or sms true for texts to their number".into(),
+                ));
+            }
+            let subscription = Subscription { email, sms_phone };
+            let channels: Vec<&str> = [
+                subscription.email.as_ref().map(|_| "email"),
+                subscription.sms_phone.as_ref().map(|_| "sms"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let tenant = Arc::clone(&env.tenant);
+            env.once(&context, SUBSCRIBE_TO_LIST, &arguments, |ctx| async move {
+                marketing
+                    .subscribe(&ctx, &subscription)
+                    .await
+                    .map(|()| {
+                        json!({
+                            "subscribed": true,
+                            "channels": channels,
+                            "consent": "given by the caller on this call",
+                        })
+                    })
+                    .map_err(|err| speak_failure(&tenant, SUBSCRIBE_TO_LIST, &err))
+            })
+            .await
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1654,6 +2079,32 @@ mod tests {
             [BOOK_APPOINTMENT, RESCHEDULE_APPOINTMENT, CANCEL_APPOINTMENT]
         );
         assert_eq!(capability_of("end_call"), None);
+    }
+
+    #[test]
+    fn payment_items_take_names_and_quantities_only() {
+        let items = payment_items(
+            &json!({"items": [{"name": "Large Pizza", "quantity": 2}, {"name": "Soda"}]}),
+        )
+        .expect("valid");
+        assert_eq!(
+            items[0],
+            PaymentItem {
+                name: "Large Pizza".into(),
+                quantity: 2
+            }
+        );
+        assert_eq!(items[1].quantity, 1);
+        for tampered in [
+            json!({"items": [{"name": "Large Pizza", "quantity": 2, "price": 0.01}]}),
+            json!({"items": [{"name": "Large Pizza", "unit_amount": 1}]}),
+            json!({"items": [{"name": "Large Pizza"}], "amount": 1}),
+            json!({"items": [{"name": "Large Pizza", "quantity": 0}]}),
+            json!({"items": []}),
+        ] {
+            let err = payment_items(&tampered).expect_err("refused");
+            assert!(matches!(err, ToolError::InvalidArguments(_)), "{err:?}");
+        }
     }
 
     #[test]

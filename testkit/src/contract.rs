@@ -507,9 +507,15 @@ fn request_schema(doc: &Doc, operation: &Value) -> Option<(Value, bool)> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let content = body.get("content")?.as_object()?;
+    // JSON, else a form-encoded body (Stripe), which `parse_body` turns into JSON.
     let media = content
         .iter()
-        .find(|(kind, _)| kind.starts_with("application/json"))
+        .find(|(kind, _)| kind.starts_with("application/json") || is_json_suffix(kind))
+        .or_else(|| {
+            content
+                .iter()
+                .find(|(kind, _)| kind.starts_with("application/x-www-form-urlencoded"))
+        })
         .map(|(_, media)| media)?;
     Some((media.get("schema")?.clone(), required))
 }
@@ -518,11 +524,15 @@ fn parse_body(request: &Request, problems: &mut Vec<String>) -> Option<Value> {
     if request.body.is_empty() {
         return None;
     }
-    let is_json = request
+    let content_type = request
         .headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .unwrap_or("");
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        return Some(form_to_json(&request.body));
+    }
+    let is_json = content_type.starts_with("application/json") || is_json_suffix(content_type);
     if !is_json {
         problems.push("the body is not declared as application/json".into());
     }
@@ -533,6 +543,119 @@ fn parse_body(request: &Request, problems: &mut Vec<String>) -> Option<Value> {
             None
         }
     }
+}
+
+/// A JSON media type with a suffix (`application/vnd.api+json`, JSON:API).
+fn is_json_suffix(kind: &str) -> bool {
+    kind.split(';')
+        .next()
+        .is_some_and(|media| media.trim().ends_with("+json"))
+}
+
+/// `application/x-www-form-urlencoded` pairs, decoded (`+` is a space, `%XX` a byte).
+fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    let decode = |text: &[u8]| -> String {
+        let mut out = Vec::with_capacity(text.len());
+        let mut i = 0;
+        while i < text.len() {
+            match text[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < text.len() => {
+                    let hex = std::str::from_utf8(&text[i + 1..i + 3]).unwrap_or("");
+                    match u8::from_str_radix(hex, 16) {
+                        Ok(byte) => {
+                            out.push(byte);
+                            i += 2;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                byte => out.push(byte),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    body.split(|b| *b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let mut halves = pair.splitn(2, |b| *b == b'=');
+            let key = decode(halves.next().unwrap_or_default());
+            let value = decode(halves.next().unwrap_or_default());
+            (key, value)
+        })
+        .collect()
+}
+
+/// A form body in bracket notation (`line_items[0][price]=p&mode=payment`) as the JSON object it
+/// encodes: numeric segments index arrays; whole numbers and `true`/`false` become JSON numbers and
+/// booleans (form values carry no type), every other value stays a string.
+fn form_to_json(body: &[u8]) -> Value {
+    let mut root = Value::Object(Map::new());
+    for (key, value) in form_pairs(body) {
+        let mut segments = Vec::new();
+        let (head, rest) = key.split_once('[').unwrap_or((key.as_str(), ""));
+        segments.push(head.to_owned());
+        for part in rest.split('[') {
+            let part = part.trim_end_matches(']');
+            if !part.is_empty() || !rest.is_empty() {
+                segments.push(part.to_owned());
+            }
+        }
+        let typed = if !value.is_empty()
+            && value.chars().all(|c| c.is_ascii_digit())
+            && (value.len() == 1 || !value.starts_with('0'))
+        {
+            value
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| Value::String(value.clone()))
+        } else {
+            match value.as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => Value::String(value.clone()),
+            }
+        };
+        let mut node = &mut root;
+        for (i, segment) in segments.iter().enumerate() {
+            let last = i + 1 == segments.len();
+            let next_is_index = segments
+                .get(i + 1)
+                .is_some_and(|s| s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty());
+            let fresh = || {
+                if next_is_index {
+                    Value::Array(Vec::new())
+                } else {
+                    Value::Object(Map::new())
+                }
+            };
+            node = match node {
+                Value::Array(items) => {
+                    let index: usize = segment.parse().unwrap_or(items.len());
+                    while items.len() <= index {
+                        items.push(Value::Null);
+                    }
+                    let slot = &mut items[index];
+                    if last {
+                        *slot = typed.clone();
+                    } else if slot.is_null() {
+                        *slot = fresh();
+                    }
+                    slot
+                }
+                Value::Object(fields) => {
+                    let slot = fields.entry(segment.clone()).or_insert_with(fresh);
+                    if last {
+                        *slot = typed.clone();
+                    }
+                    slot
+                }
+                other => other,
+            };
+        }
+    }
+    root
 }
 
 /// Validates `instance` against `schema` with the `jsonschema` crate. The spec's definitions ride
