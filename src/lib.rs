@@ -42,6 +42,7 @@ pub mod egress;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod oauth;
 pub mod realtime;
 pub mod store;

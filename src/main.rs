@@ -120,6 +120,15 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
             ..callbridge::webhooks::WorkerOptions::default()
         },
     );
+    // Staff notifications: delivered from their durable outbox over the tenants' connectors.
+    let notifications = callbridge::notify::worker::NotificationWorker::new(
+        deps.store.clone(),
+        deps.core().keyring,
+        deps.policy.clone(),
+        deps.oauth.clone(),
+        callbridge::notify::worker::NotifyWorkerOptions::default(),
+    )
+    .spawn();
     let campaigns = start_campaigns(&deps)?;
     // Crash recovery: settle calls a dead node (or this one, before a restart) left in progress.
     let recovery =
@@ -140,6 +149,7 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
     if let Some(worker) = webhooks {
         worker.shutdown().await;
     }
+    notifications.shutdown().await;
     if let Some(dispatcher) = campaigns {
         dispatcher.shutdown().await;
     }

@@ -8,6 +8,8 @@
 mod calcom;
 #[path = "connectors/calendly.rs"]
 mod calendly;
+#[path = "connectors/gmail.rs"]
+mod gmail;
 #[path = "connectors/google_calendar.rs"]
 mod google_calendar;
 #[path = "connectors/google_service_account.rs"]
@@ -20,3 +22,13 @@ mod microsoft_calendar;
 mod pipedrive;
 #[path = "connectors/shopify.rs"]
 mod shopify;
+#[path = "connectors/slack.rs"]
+mod slack;
+#[path = "connectors/smtp.rs"]
+mod smtp;
+#[path = "connectors/teams.rs"]
+mod teams;
+#[path = "connectors/twilio_sms.rs"]
+mod twilio_sms;
+#[path = "connectors/whatsapp.rs"]
+mod whatsapp;

@@ -12,6 +12,7 @@ pub mod campaigns;
 pub mod connections;
 pub mod do_not_call;
 pub mod dto;
+pub mod messaging;
 pub mod prompts;
 pub mod transfer;
 

@@ -21,16 +21,19 @@ pub enum Capability {
     Calendar,
     Crm,
     Commerce,
+    /// Sending a message (SMS, WhatsApp, email, a team chat): [`super::messages::Messenger`].
+    Messaging,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 3] = [Self::Calendar, Self::Crm, Self::Commerce];
+    pub const ALL: [Capability; 4] = [Self::Calendar, Self::Crm, Self::Commerce, Self::Messaging];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Calendar => "calendar",
             Self::Crm => "crm",
             Self::Commerce => "commerce",
+            Self::Messaging => "messaging",
         }
     }
 }
@@ -253,6 +256,7 @@ pub struct Built {
     pub calendar: Option<Arc<dyn Calendar>>,
     pub crm: Option<Arc<dyn Crm>>,
     pub commerce: Option<Arc<dyn Commerce>>,
+    pub messenger: Option<Arc<dyn super::messages::Messenger>>,
 }
 
 impl Built {
@@ -270,6 +274,9 @@ impl Built {
         if let Some(commerce) = &self.commerce {
             commerce.health_check(ctx).await?;
         }
+        if let Some(messenger) = &self.messenger {
+            messenger.health_check(ctx).await?;
+        }
         Ok(())
     }
 
@@ -279,6 +286,7 @@ impl Built {
             Capability::Calendar => self.calendar.is_some(),
             Capability::Crm => self.crm.is_some(),
             Capability::Commerce => self.commerce.is_some(),
+            Capability::Messaging => self.messenger.is_some(),
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::connectors::http::{PolicyError, RequestContext};
 pub mod client;
 pub mod http;
 pub mod kit;
+pub mod messages;
 pub mod oauth;
 pub mod registry;
 pub mod slots;
@@ -34,7 +35,8 @@ macro_rules! vendors {
     };
 }
 
-vendors! { calcom, calendly, google_calendar, hubspot, microsoft_calendar, pipedrive, shopify }
+vendors! { calcom, calendly, google_calendar, hubspot, microsoft_calendar, pipedrive, shopify,
+twilio_sms, whatsapp, smtp, gmail, slack, teams }
 
 /// A half-open time range `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -108,6 +108,7 @@ mod tests {
                 HubspotConfig::new(base, token),
             ))),
             commerce: None,
+            messenger: None,
         })
     }
 

@@ -31,6 +31,7 @@
 mod campaigns;
 mod crm_meetings;
 mod error;
+mod messaging;
 mod model;
 mod oauth;
 mod outbound;
@@ -50,6 +51,11 @@ pub use campaigns::{
 };
 pub use crm_meetings::CrmMeetingLink;
 pub use error::StoreError;
+pub use messaging::{
+    DEFAULT_DEDUP_TTL_SECS, DEFAULT_PER_CALL_LIMIT, DEFAULT_PER_TENANT_DAILY_LIMIT,
+    MessagingSettings, NewNotification, NotificationMessage, NotificationRule, SlotReservation,
+    StaffRecipient, TemplateSetting,
+};
 pub use model::MachineAction;
 pub use model::{
     Agent, AgentProvision, AgentSpec, ApiKey, ApiKeyCredential, Call, CallDirection, CallEnd,

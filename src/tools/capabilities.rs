@@ -242,7 +242,7 @@ impl CapabilityEnv {
 
     /// Runs a side effect at most once per (tool call id) and per (phone call, tool, arguments);
     /// `work` gets a request context carrying the ledger's idempotency key.
-    async fn once<F, Fut>(
+    pub(super) async fn once<F, Fut>(
         &self,
         context: &ToolContext,
         tool: &str,
@@ -283,7 +283,7 @@ impl CapabilityEnv {
 
 /// A connector failure as a sentence the model can say, with a hint on what to do next. The
 /// vendor detail goes to the log, never to the model.
-fn speak_failure(tenant: &str, tool: &str, err: &ConnectorError) -> String {
+pub(super) fn speak_failure(tenant: &str, tool: &str, err: &ConnectorError) -> String {
     tracing::warn!(tenant, tool, error = %err, "capability tool failed");
     super::record_diagnostic(&err.to_string());
     let hint = match err {
@@ -302,7 +302,7 @@ fn speak_failure(tenant: &str, tool: &str, err: &ConnectorError) -> String {
     }
 }
 
-fn parse_args<T: DeserializeOwned>(arguments: Value) -> Result<T, ToolError> {
+pub(super) fn parse_args<T: DeserializeOwned>(arguments: Value) -> Result<T, ToolError> {
     serde_json::from_value(arguments).map_err(|err| ToolError::InvalidArguments(err.to_string()))
 }
 
@@ -445,7 +445,7 @@ fn booking_json(booking: &Booking, caller_zone: Option<Tz>) -> Value {
     out
 }
 
-fn declaration(name: &str, description: &str, parameters: Value) -> ToolDeclaration {
+pub(super) fn declaration(name: &str, description: &str, parameters: Value) -> ToolDeclaration {
     ToolDeclaration {
         name: name.into(),
         description: description.into(),
