@@ -396,6 +396,7 @@ fn booking_notice(subject: &str) -> Notice {
         subject: subject.into(),
         body: "Ann Lee booked Tuesday 10:00.".into(),
         caller: Some(CALLER.into()),
+        called: Some(CALLED.into()),
     }
 }
 

@@ -197,6 +197,8 @@ pub struct Notice {
     pub body: String,
     /// The caller's number when the event happened on a call (for rules to `caller`).
     pub caller: Option<String>,
+    /// The number the caller dialled: the SMS sender when the tenant's account names none.
+    pub called: Option<String>,
 }
 
 /// The dedup key of one notification: event type + channel and recipient + subject, hashed to a
@@ -261,6 +263,7 @@ impl Notifier {
                     event: notice.event.as_str(),
                     channel: &rule.channel,
                     recipient: &recipient,
+                    sender: notice.called.as_deref().filter(|c| !c.is_empty()),
                     subject: &subject,
                     body: &body,
                     dedupe_key: &key,
@@ -286,6 +289,7 @@ pub async fn emit_opt_out(store: &SqlStore, tenant: &TenantId, number: &str, how
         subject: format!("Opt-out: {number}"),
         body: format!("{number} asked not to be called or messaged again ({how})."),
         caller: None,
+        called: None,
     };
     if let Err(err) = Notifier::new(store.clone()).emit(tenant, &notice).await {
         tracing::warn!(tenant = %tenant, error = %err, "opt-out notification not enqueued");
@@ -371,6 +375,7 @@ impl Tool for NotifyOnSuccess {
                 subject,
                 body,
                 caller: Some(context.caller.clone()),
+                called: Some(context.called.clone()),
             };
             if let Err(err) = notifier.emit(&tenant, &notice).await {
                 tracing::warn!(tenant = %tenant, event = event.as_str(), error = %err,

@@ -236,7 +236,7 @@ impl NotificationWorker {
         }
         let mut message = Message {
             to: row.recipient.clone(),
-            from: None,
+            from: row.sender.clone(),
             subject: Some(row.subject.clone()),
             text: if channel == Channel::Email || channel.is_team_chat() {
                 row.body.clone()

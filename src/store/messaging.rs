@@ -133,6 +133,8 @@ pub struct NewNotification<'a> {
     pub event: &'a str,
     pub channel: &'a str,
     pub recipient: &'a str,
+    /// SMS: the number to send from when the account names none (the number the caller dialled).
+    pub sender: Option<&'a str>,
     pub subject: &'a str,
     pub body: &'a str,
     /// The dedup key (event type + recipient + subject, built by the service).
@@ -148,6 +150,7 @@ pub struct NotificationMessage {
     pub event: String,
     pub channel: String,
     pub recipient: String,
+    pub sender: Option<String>,
     pub subject: String,
     pub body: String,
     pub status: OutboxStatus,
@@ -160,7 +163,7 @@ pub struct NotificationMessage {
 
 macro_rules! notification_cols {
     () => {
-        "id, tenant_id, event, channel, recipient, subject, body, status, attempts, \
+        "id, tenant_id, event, channel, recipient, sender, subject, body, status, attempts, \
          next_attempt_at, last_error, created_at, delivered_at"
     };
 }
@@ -189,6 +192,7 @@ fn notification_from_row(row: &AnyRow) -> StoreResult<NotificationMessage> {
         event: row.try_get("event")?,
         channel: row.try_get("channel")?,
         recipient: row.try_get("recipient")?,
+        sender: row.try_get("sender")?,
         subject: row.try_get("subject")?,
         body: row.try_get("body")?,
         status: status_of(&status)?,
@@ -489,15 +493,16 @@ impl SqlStore {
             return Ok(false);
         }
         sqlx::query(
-            "INSERT INTO notification_outbox (id, tenant_id, event, channel, recipient, subject, \
-             body, status, attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8)",
+            "INSERT INTO notification_outbox (id, tenant_id, event, channel, recipient, sender, \
+             subject, body, status, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9)",
         )
         .bind(new_id("ntf"))
         .bind(n.tenant_id.as_str())
         .bind(n.event)
         .bind(n.channel)
         .bind(n.recipient)
+        .bind(n.sender)
         .bind(n.subject)
         .bind(n.body)
         .bind(now)

@@ -64,6 +64,8 @@ CREATE TABLE notification_outbox (
     event            TEXT NOT NULL,
     channel          TEXT NOT NULL,
     recipient        TEXT NOT NULL,
+    -- SMS: the number to send from when the account names none (the number the caller dialled).
+    sender           TEXT,
     subject          TEXT NOT NULL,
     body             TEXT NOT NULL,
     status           TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'cancelled')),
