@@ -45,6 +45,7 @@ pub mod inbound;
 pub mod logging;
 pub mod mcp;
 pub mod metrics;
+pub mod notify;
 pub mod oauth;
 pub mod realtime;
 pub mod store;

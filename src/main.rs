@@ -126,6 +126,15 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
             ..callbridge::webhooks::WorkerOptions::default()
         },
     );
+    // Staff notifications: delivered from their durable outbox over the tenants' connectors.
+    let notifications = callbridge::notify::worker::NotificationWorker::new(
+        deps.store.clone(),
+        deps.core().keyring,
+        deps.policy.clone(),
+        deps.oauth.clone(),
+        callbridge::notify::worker::NotifyWorkerOptions::default(),
+    )
+    .spawn();
     let campaigns = start_campaigns(&deps)?;
     // Inbound webhooks: this node's share of the durable inbox (events stored by any node).
     let inbound = deps
@@ -183,6 +192,7 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
     if let Some(worker) = webhooks {
         worker.shutdown().await;
     }
+    notifications.shutdown().await;
     if let Some(dispatcher) = campaigns {
         dispatcher.shutdown().await;
     }

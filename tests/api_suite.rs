@@ -24,6 +24,7 @@ backend_suite!(
     do_not_call_list_is_managed_per_tenant,
     recordings_download_only_for_their_tenant,
     inbound_sources_show_their_secret_once_and_stay_per_tenant,
+    messaging_settings_and_notification_rules_per_tenant,
 );
 
 async fn inbound_sources_show_their_secret_once_and_stay_per_tenant(store: &SqlStore) {
@@ -913,6 +914,10 @@ async fn openapi_documents_every_route_without_auth() {
             "/tenants/{tenant}/agents/{agent}/mcp-servers",
             &["get", "put"],
         ),
+        ("/tenants/{tenant}/messaging", &["get", "put"]),
+        ("/tenants/{tenant}/notification-rules", &["get", "post"]),
+        ("/tenants/{tenant}/notification-rules/{rule}", &["delete"]),
+        ("/tenants/{tenant}/notifications", &["get"]),
     ];
     let paths = r.body["paths"].as_object().expect("paths");
     let mut documented: Vec<(String, Vec<String>)> = paths
@@ -1516,4 +1521,93 @@ async fn recordings_download_only_for_their_tenant(store: &SqlStore) {
     // The file gone (retention): 404, not a 500.
     std::fs::remove_file(&file).unwrap();
     expect_error(&api.get(&path, &a.key).await, 404, "not_found");
+}
+
+/// Messaging settings and notification rules through the API: stored canonical, refused precisely,
+/// invisible to another tenant.
+async fn messaging_settings_and_notification_rules_per_tenant(store: &SqlStore) {
+    let api = TestApi::start(store).await;
+    let a = seed_tenant(&api, store, "acme", "+14155550100").await;
+    let b = seed_tenant(&api, store, "beta", "+14155550101").await;
+    let (ka, kb) = (a.key.as_str(), b.key.as_str());
+    let r = api.get("/tenants/acme/messaging", ka).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["dedup_ttl_secs"], 21600, "defaults: {r:?}");
+    let r = api
+        .put(
+            "/tenants/acme/messaging",
+            ka,
+            json!({
+                "staff": [{"name": "Front desk", "channel": "SMS", "address": "+1 415 555 0123"}],
+                "email_domains": ["Clinic.Example"],
+                "per_call_limit": 2
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["staff"][0]["address"], "+14155550123");
+    assert_eq!(r.body["staff"][0]["channel"], "sms");
+    assert_eq!(r.body["email_domains"], json!(["clinic.example"]));
+    let r = api
+        .put(
+            "/tenants/acme/messaging",
+            ka,
+            json!({"staff": [{"name": "caller", "channel": "sms", "address": "+14155550123"}]}),
+        )
+        .await;
+    field(&r, 400, "invalid_field", "staff[0]");
+    assert_eq!(
+        api.get("/tenants/acme/messaging", ka).await.body["per_call_limit"],
+        2,
+        "a refused write changes nothing"
+    );
+    let r = api
+        .post(
+            "/tenants/acme/notification-rules",
+            ka,
+            json!({"event": "booking.created", "channel": "slack"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let rule = r.body["id"].as_str().expect("id").to_owned();
+    let r = api
+        .post(
+            "/tenants/acme/notification-rules",
+            ka,
+            json!({"event": "booking.made", "channel": "slack"}),
+        )
+        .await;
+    field(&r, 400, "invalid_field", "rule");
+    let r = api
+        .post(
+            "/tenants/acme/notification-rules",
+            ka,
+            json!({"event": "opt_out", "channel": "email", "recipient": "caller"}),
+        )
+        .await;
+    field(&r, 400, "invalid_field", "rule");
+    // Tenant B sees none of it and cannot remove it.
+    expect_error(
+        &api.get("/tenants/acme/messaging", kb).await,
+        404,
+        "not_found",
+    );
+    expect_error(
+        &api.delete(&format!("/tenants/acme/notification-rules/{rule}"), kb)
+            .await,
+        404,
+        "not_found",
+    );
+    assert_eq!(
+        api.get("/tenants/beta/notification-rules", kb).await.body,
+        json!([])
+    );
+    let r = api
+        .delete(&format!("/tenants/acme/notification-rules/{rule}"), ka)
+        .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(
+        api.get("/tenants/acme/notifications", ka).await.body,
+        json!([])
+    );
 }

@@ -890,3 +890,136 @@ async fn an_order_call_tells_only_the_caller_on_the_order() {
         .assert_valid(&shop)
         .await;
 }
+
+/// A booking made mid-call sends the caller one confirmation SMS: the tenant's rule "on
+/// booking.created, SMS the caller" turns the booking (asked for twice by the model) into one
+/// deduplicated outbox row, which the notification worker delivers through the tenant's Twilio
+/// account (a local Messages mock, each form checked against Twilio's spec) — once, however
+/// often the worker polls.
+#[tokio::test]
+async fn a_booking_mid_call_sends_the_caller_one_confirmation_sms() {
+    // Every mock stays alive for the whole test (a dropped wiremock server goes back to a pool
+    // and may be handed out again).
+    let Setup {
+        calendar,
+        crm: _crm,
+        realtime: _realtime,
+        bridge,
+        tenant,
+    } = setup(Duration::from_millis(20), 2).await;
+    let account = "AC0123456789abcdef0123456789abcdef";
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/2010-04-01/Accounts/{account}/Messages.json"
+        )))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"
+        })))
+        .mount(&twilio)
+        .await;
+    bridge
+        .vault()
+        .put(
+            &tenant,
+            "twilio-sms",
+            "twilio_sms",
+            &SecretString::from(json!({"account_sid": account, "auth_token": "tok"}).to_string()),
+        )
+        .await
+        .unwrap();
+    bridge
+        .store
+        .put_connector(
+            &tenant,
+            &ConnectorSpec {
+                vendor: "twilio_sms".into(),
+                base_url: Some(twilio.uri()),
+                secret_name: Some("twilio-sms".into()),
+            },
+        )
+        .await
+        .unwrap();
+    bridge
+        .store
+        .add_notification_rule(&tenant, "booking.created", "sms", "caller")
+        .await
+        .unwrap();
+
+    bridge
+        .twilio()
+        .call(
+            "CA20000000000000000000000000000003",
+            CallScript {
+                hang_up_after_ms: Some(1_500),
+                max_ms: 8_000,
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+    let bookings = calendar
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/v2/bookings")
+        .count();
+    assert_eq!(bookings, 1, "booked once");
+
+    // Two successful tool answers, one notification: the second is the same event.
+    let rows = bridge.store.list_notifications(&tenant, 10).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].recipient, "+14155551234", "the caller");
+
+    let policy =
+        callbridge::connectors::http::HttpPolicy::new(callbridge::connectors::http::PolicyConfig {
+            egress: callbridge::egress::EgressPolicy::allow_loopback(),
+            ..Default::default()
+        })
+        .unwrap();
+    let worker = callbridge::notify::worker::NotificationWorker::new(
+        bridge.store.clone(),
+        Some(bridge.keyring.clone()),
+        policy,
+        None,
+        callbridge::notify::worker::NotifyWorkerOptions::default(),
+    );
+    let first = worker.run_once().await.unwrap();
+    assert_eq!(
+        first.iter().map(|(_, o)| *o).collect::<Vec<_>>(),
+        [callbridge::notify::worker::NotifyOutcome::Delivered]
+    );
+    assert!(worker.run_once().await.unwrap().is_empty(), "nothing left");
+
+    let requests = twilio.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1, "one SMS");
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&requests[0].body).unwrap();
+    let spec: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            callbridge_testkit::contract::specs_dir().join("twilio_sms/api_v2010_messages.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let schema = callbridge_testkit::fake_twilio_rest::OperationSchema::from_spec(
+        &spec,
+        "/2010-04-01/Accounts/{AccountSid}/Messages.json",
+    )
+    .unwrap();
+    assert!(schema.check(&form).is_empty(), "{:?}", schema.check(&form));
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(field("To"), "+14155551234");
+    // No sender in the account's secret: the number the caller dialled sends the confirmation.
+    assert_eq!(field("From"), "+15005550006");
+    let body = field("Body");
+    assert!(
+        body.contains("Booking made") && body.contains("bk-77"),
+        "{body}"
+    );
+}

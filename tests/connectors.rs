@@ -12,6 +12,8 @@ mod calendly;
 mod crisp;
 #[path = "connectors/freshdesk.rs"]
 mod freshdesk;
+#[path = "connectors/gmail.rs"]
+mod gmail;
 #[path = "connectors/google_calendar.rs"]
 mod google_calendar;
 #[path = "connectors/google_service_account.rs"]
@@ -42,3 +44,13 @@ mod zoho_crm;
 mod stripe;
 #[path = "connectors/woocommerce.rs"]
 mod woocommerce;
+#[path = "connectors/slack.rs"]
+mod slack;
+#[path = "connectors/smtp.rs"]
+mod smtp;
+#[path = "connectors/teams.rs"]
+mod teams;
+#[path = "connectors/twilio_sms.rs"]
+mod twilio_sms;
+#[path = "connectors/whatsapp.rs"]
+mod whatsapp;

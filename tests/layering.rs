@@ -29,6 +29,7 @@ const RULES: &[Rule] = &[
             "crate::app",
             "crate::campaign",
             "crate::webhooks",
+            "crate::notify",
         ],
     },
     Rule {
@@ -68,6 +69,7 @@ const RULES: &[Rule] = &[
             "crate::campaign",
             "crate::cli",
             "crate::app",
+            "crate::notify",
         ],
     },
     Rule {

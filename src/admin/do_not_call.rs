@@ -33,6 +33,7 @@ impl AdminService {
         let reason = req.reason.unwrap_or_else(|| "added by operator".into());
         self.store().add_do_not_call(&id, &number, &reason).await?;
         info!(tenant = %id, "number added to the do-not-call list");
+        crate::notify::emit_opt_out(self.store(), &id, number.as_str(), "by an operator").await;
         self.store()
             .list_do_not_call(&id)
             .await?

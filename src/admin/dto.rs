@@ -958,3 +958,42 @@ mod tests {
         assert_eq!(calls_per_second(0), None);
     }
 }
+
+// --- messaging and staff notifications -----------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationRuleRequest {
+    /// `booking.created`, `booking.rescheduled`, `booking.cancelled`, `call.ended`, `opt_out`,
+    /// `transfer.requested` or `payment.received`.
+    pub event: String,
+    /// `sms`, `whatsapp`, `email`, `slack` or `teams`.
+    pub channel: String,
+    /// E.164 number or email address; `caller` (sms, whatsapp) for the person on the call; for
+    /// slack and teams a label (the connector's channel is used), default `default`.
+    #[serde(default)]
+    pub recipient: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NotificationRuleView {
+    pub id: String,
+    pub event: String,
+    pub channel: String,
+    pub recipient: String,
+    pub created_at: String,
+}
+
+/// A notification's delivery state (its text is not returned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NotificationView {
+    pub id: String,
+    pub event: String,
+    pub channel: String,
+    /// `pending`, `delivered`, `failed` or `cancelled`.
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}

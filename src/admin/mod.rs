@@ -15,6 +15,7 @@ pub mod do_not_call;
 pub mod dto;
 pub mod inbound;
 pub mod mcp_servers;
+pub mod messaging;
 pub mod prompts;
 pub mod transfer;
 

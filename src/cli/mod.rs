@@ -10,6 +10,7 @@
 pub mod campaign;
 pub mod inbound;
 pub mod mcp;
+pub mod notify;
 pub mod prompt;
 pub mod tools;
 
@@ -31,7 +32,7 @@ use crate::app::AppCore;
 use crate::tenant::vault::MasterKey;
 
 /// The same default as `callbridge serve`.
-const DEFAULT_DATABASE_URL: &str = "sqlite://callbridge.db?mode=rwc";
+pub(crate) const DEFAULT_DATABASE_URL: &str = "sqlite://callbridge.db?mode=rwc";
 
 /// Where the CLI finds the database and the prompt templates.
 #[derive(Debug, Clone, Args)]
@@ -75,6 +76,12 @@ pub enum AdminCommand {
     /// Connect a tenant's vendor account with OAuth: prints the URL the business owner opens
     /// (`callbridge connect hubspot --tenant acme`).
     Connect(ConnectArgs),
+    /// A tenant's messaging settings for `send_message` (staff recipients, limits, allowed email
+    /// domains, WhatsApp template): show, set from JSON.
+    Messaging(notify::MessagingArgs),
+    /// Staff notification rules (on event → channel), their delivery log, and a test send
+    /// (`callbridge notify test --tenant T --channel slack`).
+    Notify(notify::NotifyArgs),
     /// A tenant's OAuth connections: list, show, disconnect (never tokens).
     Connections(ConnectionsArgs),
     /// Inbound webhooks: sources (URL and secret to paste at the vendor), rules, events, replay.
@@ -1062,6 +1069,8 @@ async fn dispatch(command: AdminCommand) -> Result<(), CliError> {
         AdminCommand::Campaign(args) => campaign::run(args).await,
         AdminCommand::Inbound(args) => inbound::run(args).await,
         AdminCommand::Prompt(args) => prompt::run(args).await,
+        AdminCommand::Messaging(args) => notify::run_messaging(args).await,
+        AdminCommand::Notify(args) => notify::run_notify(args).await,
         AdminCommand::Dnc(args) => {
             let svc = open(&args.db).await?;
             match args.command {

@@ -26,16 +26,19 @@ pub enum Capability {
     Payments,
     /// Marketing profiles and list subscriptions (`customer_profile`, `subscribe_to_list`).
     Marketing,
+    /// Sending a message (SMS, WhatsApp, email, a team chat): [`super::messages::Messenger`].
+    Messaging,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 6] = [
+    pub const ALL: [Capability; 7] = [
         Self::Calendar,
         Self::Crm,
         Self::Commerce,
         Self::Support,
         Self::Payments,
         Self::Marketing,
+        Self::Messaging,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +49,7 @@ impl Capability {
             Self::Support => "support",
             Self::Payments => "payments",
             Self::Marketing => "marketing",
+            Self::Messaging => "messaging",
         }
     }
 }
@@ -313,6 +317,7 @@ pub struct Built {
     pub call_log: Option<Arc<dyn super::CallLog>>,
     pub payments: Option<Arc<dyn Payments>>,
     pub marketing: Option<Arc<dyn Marketing>>,
+    pub messenger: Option<Arc<dyn super::messages::Messenger>>,
 }
 
 impl Built {
@@ -339,6 +344,9 @@ impl Built {
         if let Some(marketing) = &self.marketing {
             marketing.health_check(ctx).await?;
         }
+        if let Some(messenger) = &self.messenger {
+            messenger.health_check(ctx).await?;
+        }
         Ok(())
     }
 
@@ -351,6 +359,7 @@ impl Built {
             Capability::Support => self.support.is_some(),
             Capability::Payments => self.payments.is_some(),
             Capability::Marketing => self.marketing.is_some(),
+            Capability::Messaging => self.messenger.is_some(),
         }
     }
 }

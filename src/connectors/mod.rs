@@ -20,6 +20,7 @@ pub mod client;
 pub mod deals;
 pub mod http;
 pub mod kit;
+pub mod messages;
 pub mod oauth;
 pub mod phone;
 pub mod registry;
@@ -41,7 +42,7 @@ macro_rules! vendors {
 vendors! {
     calcom, calendly, google_calendar, google_sheets, hubspot, klaviyo, magento, microsoft_calendar,
     pipedrive, salesforce, shopify, stripe, woocommerce, zendesk, freshdesk, intercom, crisp,
-    zoho_crm,
+    zoho_crm, twilio_sms, whatsapp, smtp, gmail, slack, teams,
 }
 
 /// A half-open time range `[start, end)`.

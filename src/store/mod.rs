@@ -35,6 +35,7 @@ mod crm_meetings;
 mod error;
 mod inbound;
 mod mcp_servers;
+mod messaging;
 mod model;
 mod oauth;
 mod oauth_apps;
@@ -65,6 +66,11 @@ pub use inbound::{
     MAX_INBOUND_PAYLOAD, NewInboundEvent, validate_source_id,
 };
 pub use mcp_servers::{MAX_MCP_SERVERS, MAX_MCP_TOOLS, McpServerSpec, validate_mcp_servers};
+pub use messaging::{
+    DEFAULT_DEDUP_TTL_SECS, DEFAULT_PER_CALL_LIMIT, DEFAULT_PER_TENANT_DAILY_LIMIT,
+    MessagingSettings, NewNotification, NotificationMessage, NotificationRule, SlotReservation,
+    StaffRecipient, TemplateSetting,
+};
 pub use model::MachineAction;
 pub use model::{
     Agent, AgentProvision, AgentSpec, ApiKey, ApiKeyCredential, Call, CallDirection, CallEnd,

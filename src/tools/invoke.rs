@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::capabilities::TOOLS;
 use super::ledger::SharedLedger;
-use super::resolver::{ResolveError, Resolved, registry_for_agent};
+use super::resolver::{ResolveError, Resolved, registry_for_agent_with};
 use super::{ToolContext, builtin};
 use crate::connectors::http::HttpPolicy;
 use crate::store::{SqlStore, TenantId};
@@ -62,6 +62,7 @@ pub enum InvokeError {
 /// Every tool name a tenant may enable: the capability tools and the built-ins.
 pub fn known_tools() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = TOOLS.iter().map(|spec| spec.name).collect();
+    names.push(super::send_message::SEND_MESSAGE);
     names.push("get_current_time");
     names
 }
@@ -80,13 +81,14 @@ impl ToolRuntime {
         enabled: &[String],
     ) -> Result<Resolved, ResolveError> {
         let vault = self.vault();
-        registry_for_agent(
+        registry_for_agent_with(
             &self.store,
             vault.as_ref(),
             &self.policy,
             self.oauth.as_ref(),
             self.ledger.clone(),
             Arc::new(self.store.clone()),
+            Some(&self.store),
             tenant,
             enabled,
             self.deadline,

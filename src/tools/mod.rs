@@ -12,6 +12,7 @@ pub mod invoke;
 pub mod ledger;
 pub mod meeting_links;
 pub mod resolver;
+pub mod send_message;
 pub mod store_ledger;
 pub mod support;
 
@@ -361,6 +362,7 @@ impl Tool for OptOut {
                 .add_do_not_call(&tenant, &number, "opt_out")
                 .await
                 .map_err(unavailable)?;
+            crate::notify::emit_opt_out(&store, &tenant, number.as_str(), "during a call").await;
             Ok(json!({ "opted_out": true }))
         })
     }

@@ -33,6 +33,7 @@ use chrono_tz::Tz;
 use super::capabilities::{Capability, CapabilityEnv, CrmFollowUp, ToolInputs, tool_spec};
 use super::ledger::SharedLedger;
 use super::meeting_links::SharedMeetingLinks;
+use super::send_message::{SEND_MESSAGE, SendMessage, messengers};
 use super::{ToolRegistry, builtin_in_zone};
 use crate::connectors::Crm;
 use crate::connectors::http::HttpPolicy;
@@ -289,6 +290,36 @@ pub async fn registry_for_agent<S: Store>(
     enabled: &[String],
     deadline: Duration,
 ) -> Result<Resolved, ResolveError> {
+    registry_for_agent_with(
+        store,
+        vault,
+        policy,
+        oauth,
+        ledger,
+        meeting_links,
+        None,
+        tenant,
+        enabled,
+        deadline,
+    )
+    .await
+}
+
+/// [`registry_for_agent`], with the SQL store `send_message` keeps its settings, limits, opt-outs
+/// and WhatsApp windows in (without it, `send_message` is not offered).
+#[allow(clippy::too_many_arguments)] // what one resolution needs, named at its call sites
+pub async fn registry_for_agent_with<S: Store>(
+    store: &S,
+    vault: Option<&Vault<S>>,
+    policy: &HttpPolicy,
+    oauth: Option<&OAuthService>,
+    ledger: SharedLedger,
+    meeting_links: SharedMeetingLinks,
+    messaging: Option<&crate::store::SqlStore>,
+    tenant: &TenantId,
+    enabled: &[String],
+    deadline: Duration,
+) -> Result<Resolved, ResolveError> {
     let tenant_row = store.tenant(tenant).await?;
     let business_zone: Tz = tenant_row
         .time_zone
@@ -305,7 +336,9 @@ pub async fn registry_for_agent<S: Store>(
     });
     let mut registry = ToolRegistry::new(deadline);
     let mut unavailable = Vec::new();
-    let needs_connectors = enabled.iter().any(|name| tool_spec(name).is_some());
+    let needs_connectors = enabled
+        .iter()
+        .any(|name| tool_spec(name).is_some() || name == SEND_MESSAGE);
     let configs = if needs_connectors {
         store.list_connectors(tenant).await?
     } else {
@@ -336,6 +369,16 @@ pub async fn registry_for_agent<S: Store>(
         }
         if let Some(tool) = builtin_in_zone(name, business_zone) {
             registry.register(tool);
+            continue;
+        }
+        if name == SEND_MESSAGE {
+            match send_message_tool(&env, messaging, &configs, vault, policy, oauth, tenant).await {
+                Ok(tool) => registry.register(Arc::new(tool)),
+                Err(reason) => unavailable.push(Unavailable {
+                    tool: name.clone(),
+                    reason,
+                }),
+            }
             continue;
         }
         let Some(spec) = tool_spec(name) else {
@@ -378,7 +421,15 @@ pub async fn registry_for_agent<S: Store>(
             crm: crm.as_ref(),
         });
         match tool {
-            Some(tool) => registry.register(tool),
+            // Booking tools also emit their event for the tenant's staff notification rules.
+            Some(tool) => registry.register(match messaging {
+                Some(store) => crate::notify::NotifyOnSuccess::wrap(
+                    tool,
+                    &crate::notify::Notifier::new(store.clone()),
+                    tenant,
+                ),
+                None => tool,
+            }),
             None => unavailable.push(Unavailable {
                 tool: name.clone(),
                 reason: format!("no {} connector for this tool", capability.as_str()),
@@ -391,5 +442,36 @@ pub async fn registry_for_agent<S: Store>(
     Ok(Resolved {
         registry,
         unavailable,
+    })
+}
+
+/// `send_message` over the tenant's connected messaging channels, or why it is not offered.
+async fn send_message_tool<S: Store>(
+    env: &Arc<CapabilityEnv>,
+    messaging: Option<&crate::store::SqlStore>,
+    configs: &[ConnectorConfig],
+    vault: Option<&Vault<S>>,
+    policy: &HttpPolicy,
+    oauth: Option<&OAuthService>,
+    tenant: &TenantId,
+) -> Result<SendMessage, String> {
+    let Some(store) = messaging else {
+        return Err("messaging needs the SQL store".into());
+    };
+    let (channels, problems) = messengers(configs, vault, policy, oauth).await;
+    let settings = store
+        .messaging_settings(tenant)
+        .await
+        .map_err(|err| err.to_string())?;
+    SendMessage::new(
+        Arc::clone(env),
+        tenant.clone(),
+        store.clone(),
+        settings,
+        channels,
+    )
+    .ok_or_else(|| match problems.first() {
+        Some(problem) => problem.clone(),
+        None => BuildError::NotConfigured("messaging (sms, whatsapp or email)").to_string(),
     })
 }

@@ -235,7 +235,8 @@ impl Contract {
             let schema = match self.variant_of(operation) {
                 Some(branch) => match request_schema(doc, operation) {
                     Some((schema, required)) => {
-                        let listed = schema
+                        // The body schema may itself be a `$ref` to the oneOf (WhatsApp's `Message`).
+                        let listed = resolve(doc, &schema)
                             .get("oneOf")
                             .and_then(Value::as_array)
                             .is_some_and(|all| all.iter().any(|b| b["$ref"] == branch));

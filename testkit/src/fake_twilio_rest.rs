@@ -46,7 +46,8 @@ pub struct OperationSchema {
 }
 
 impl OperationSchema {
-    fn from_spec(spec: &Value, path: &str) -> anyhow::Result<Self> {
+    /// The form schema of `path`'s POST in `spec` (Twilio's form-encoded operations).
+    pub fn from_spec(spec: &Value, path: &str) -> anyhow::Result<Self> {
         let schema = &spec["paths"][path]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
             ["schema"];
         let properties = schema["properties"]

@@ -69,6 +69,11 @@ pub fn redact_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 
 /// A URL safe to log: secret query values replaced, personal data in the rest masked.
 pub fn redact_url(url: &reqwest::Url) -> String {
+    // Incoming-webhook URLs (Slack, Teams, Power Automate) carry their credential in the path
+    // or a signature query: only the origin is shown.
+    if is_webhook_url(url) {
+        return format!("{}/{REDACTED}", url.origin().ascii_serialization());
+    }
     let mut shown = url.clone();
     // Userinfo is a credential however it is named.
     if shown.password().is_some() {
@@ -89,6 +94,17 @@ pub fn redact_url(url: &reqwest::Url) -> String {
         shown.query_pairs_mut().clear().extend_pairs(pairs);
     }
     redact_text(shown.as_str()).into_owned()
+}
+
+/// Whether `url` is an incoming webhook whose path or query is its secret.
+pub fn is_webhook_url(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+    let path = url.path().to_ascii_lowercase();
+    host == "hooks.slack.com"
+        || host.ends_with(".webhook.office.com")
+        || path.contains("/webhookb2/")
+        || path.contains("/workflows/")
+        || path.starts_with("/services/t")
 }
 
 static SECRET_FIELD: LazyLock<Regex> = LazyLock::new(|| {
@@ -210,6 +226,19 @@ mod tests {
         let shown = redact_text(body);
         assert!(!shown.contains("xyz"), "{shown}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+
+    #[test]
+    fn webhook_urls_show_only_their_origin() {
+        let url = reqwest::Url::parse("https://hooks.slack.com/services/T000/B000/XXXXsecret")
+            .expect("url");
+        let shown = redact_url(&url);
+        assert!(!shown.contains("XXXXsecret") && shown.starts_with("https://hooks.slack.com/"));
+        let teams = reqwest::Url::parse(
+            "https://prod-1.westus.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?sig=s3cr3t",
+        )
+        .expect("url");
+        assert!(!redact_url(&teams).contains("s3cr3t"));
     }
 
     #[test]

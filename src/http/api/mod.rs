@@ -20,6 +20,7 @@ pub mod error;
 mod handlers;
 mod inbound;
 mod mcp_servers;
+mod messaging;
 mod prompts;
 
 mod throttle;
@@ -150,6 +151,13 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
             do_not_call::add_do_not_call
         ))
         .routes(routes!(do_not_call::remove_do_not_call))
+        .routes(routes!(messaging::get_messaging, messaging::put_messaging))
+        .routes(routes!(
+            messaging::list_notification_rules,
+            messaging::add_notification_rule
+        ))
+        .routes(routes!(messaging::delete_notification_rule))
+        .routes(routes!(messaging::list_notifications))
         .routes(routes!(prompts::list_prompts))
         .routes(routes!(prompts::put_prompt, prompts::get_prompt))
         .routes(routes!(prompts::prompt_versions))
