@@ -626,11 +626,6 @@ pub(crate) fn phone_digits(text: &str) -> String {
     text.chars().filter(char::is_ascii_digit).collect()
 }
 
-/// Whether a stored phone number is `e164` (same digits; a stored national form matches the end).
-pub(crate) fn same_phone(stored: &str, e164: &str) -> bool {
-    let (stored, wanted) = (phone_digits(stored), phone_digits(e164));
-    stored.len() >= 7 && (stored == wanted || wanted.ends_with(&stored))
-}
 
 /// One item the caller wants to pay for, as they named it. Its price is never given here: the
 /// payments connector reads it from the tenant's catalogue.
@@ -799,8 +794,7 @@ pub fn caller_owns_order<'a>(
 /// Phones match when their last ten digits do (ignores `+1`, spaces, dashes); fewer than seven
 /// digits never match.
 pub fn same_phone(a: &str, b: &str) -> bool {
-    let digits = |text: &str| -> String { text.chars().filter(char::is_ascii_digit).collect() };
-    let (a, b) = (digits(a), digits(b));
+    let (a, b) = (phone_digits(a), phone_digits(b));
     let tail = |d: &str| d[d.len().saturating_sub(10)..].to_owned();
     a.len() >= 7 && b.len() >= 7 && tail(&a) == tail(&b)
 }
