@@ -36,21 +36,21 @@ mod pipedrive;
 mod salesforce;
 #[path = "connectors/shopify.rs"]
 mod shopify;
-#[path = "connectors/zendesk.rs"]
-mod zendesk;
-#[path = "connectors/zoho_crm.rs"]
-mod zoho_crm;
-#[path = "connectors/stripe.rs"]
-mod stripe;
-#[path = "connectors/woocommerce.rs"]
-mod woocommerce;
 #[path = "connectors/slack.rs"]
 mod slack;
 #[path = "connectors/smtp.rs"]
 mod smtp;
+#[path = "connectors/stripe.rs"]
+mod stripe;
 #[path = "connectors/teams.rs"]
 mod teams;
 #[path = "connectors/twilio_sms.rs"]
 mod twilio_sms;
 #[path = "connectors/whatsapp.rs"]
 mod whatsapp;
+#[path = "connectors/woocommerce.rs"]
+mod woocommerce;
+#[path = "connectors/zendesk.rs"]
+mod zendesk;
+#[path = "connectors/zoho_crm.rs"]
+mod zoho_crm;

@@ -626,7 +626,6 @@ pub(crate) fn phone_digits(text: &str) -> String {
     text.chars().filter(char::is_ascii_digit).collect()
 }
 
-
 /// One item the caller wants to pay for, as they named it. Its price is never given here: the
 /// payments connector reads it from the tenant's catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]

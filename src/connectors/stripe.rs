@@ -442,7 +442,19 @@ pub static VENDOR: Vendor = Vendor {
         note: "",
     },
     oauth: None,
-    webhooks: None,
+    // Stripe: `Stripe-Signature: t=<unix s>,v1=<hex>` over `<t>.<body>`, keyed by the endpoint's
+    // `whsec_…` secret (the whole string), 5 minutes' tolerance; the event object's `id` is stable
+    // across retries.
+    webhooks: Some(super::kit::WebhookSpec {
+        header: "Stripe-Signature",
+        scheme: super::kit::WebhookScheme::TimestampedHmacSha256Hex,
+        tolerance_secs: 300,
+        event_id: &[super::kit::WebhookField::Json("id")],
+        event_type: super::kit::WebhookField::Json("type"),
+        batched: false,
+        setup: "Developers > Webhooks > Add endpoint: this URL; give the endpoint's signing secret \
+                (whsec_…) when creating the source",
+    }),
     profile,
     build,
 };

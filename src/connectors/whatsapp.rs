@@ -208,7 +208,22 @@ pub static VENDOR: Vendor = Vendor {
         note: "",
     },
     oauth: None,
-    webhooks: None,
+    // WhatsApp (Meta): `X-Hub-Signature-256: sha256=<hex>` over the body, keyed by the app secret;
+    // the subscription is confirmed by a GET echoing `hub.challenge` when `hub.verify_token`
+    // matches.
+    webhooks: Some(super::kit::WebhookSpec {
+        header: "X-Hub-Signature-256",
+        scheme: super::kit::WebhookScheme::PrefixedHmacSha256Hex("sha256="),
+        tolerance_secs: 0,
+        event_id: &[
+            super::kit::WebhookField::Json("entry.0.changes.0.field"),
+            super::kit::WebhookField::Json("entry.0.changes.0.value.messages.0.id"),
+        ],
+        event_type: super::kit::WebhookField::Json("entry.0.changes.0.field"),
+        batched: false,
+        setup: "App dashboard > WhatsApp > Configuration: this URL as callback URL and the verify \
+                token; give the app secret when creating the source",
+    }),
     profile,
     build,
 };

@@ -1,44 +1,13 @@
 //! Which signature scheme a source kind uses: the vendor descriptor's `webhooks` (connectors'
-//! `Vendor`, the one vendor list) when it declares one, else the specs below for senders that have
-//! no connector here yet (Stripe, WhatsApp) or never will (Twilio SMS replies, the business's own
-//! systems signing per Standard Webhooks).
+//! `Vendor`, the one vendor list) when it declares one, else the specs below for senders that
+//! have no connector of their own (Twilio SMS replies, the business's own systems signing per
+//! Standard Webhooks).
 //!
 //! It must not verify anything (that is [`super::verify`]); it is data.
 
 use crate::connectors::kit::{WebhookField, WebhookScheme, WebhookSpec};
 
 use super::SourceKind;
-
-/// Stripe: `Stripe-Signature: t=<unix s>,v1=<hex>` over `<t>.<body>`, keyed by the endpoint's
-/// `whsec_…` secret (the whole string), 5 minutes' tolerance; the event object's `id` is stable
-/// across retries. (Moves to the Stripe vendor file's descriptor when it lands.)
-pub const STRIPE: WebhookSpec = WebhookSpec {
-    header: "Stripe-Signature",
-    scheme: WebhookScheme::TimestampedHmacSha256Hex,
-    tolerance_secs: 300,
-    event_id: &[WebhookField::Json("id")],
-    event_type: WebhookField::Json("type"),
-    batched: false,
-    setup: "Developers > Webhooks > Add endpoint: this URL; give the endpoint's signing secret \
-            (whsec_…) when creating the source",
-};
-
-/// WhatsApp (Meta): `X-Hub-Signature-256: sha256=<hex>` over the body, keyed by the app secret;
-/// the subscription is confirmed by a GET echoing `hub.challenge` when `hub.verify_token`
-/// matches. (Moves to the WhatsApp vendor file's descriptor when it lands.)
-pub const WHATSAPP: WebhookSpec = WebhookSpec {
-    header: "X-Hub-Signature-256",
-    scheme: WebhookScheme::PrefixedHmacSha256Hex("sha256="),
-    tolerance_secs: 0,
-    event_id: &[
-        WebhookField::Json("entry.0.changes.0.field"),
-        WebhookField::Json("entry.0.changes.0.value.messages.0.id"),
-    ],
-    event_type: WebhookField::Json("entry.0.changes.0.field"),
-    batched: false,
-    setup: "App dashboard > WhatsApp > Configuration: this URL as callback URL and the verify \
-            token; give the app secret when creating the source",
-};
 
 /// Twilio messaging webhooks (SMS replies): `X-Twilio-Signature`, keyed by the account's auth
 /// token (the server's), over the URL and the sorted form fields; `MessageSid` is the event id.
@@ -73,15 +42,16 @@ pub fn spec_for(kind: SourceKind) -> WebhookSpec {
         return spec;
     }
     match kind {
-        SourceKind::Stripe => STRIPE,
-        SourceKind::Whatsapp => WHATSAPP,
         SourceKind::Twilio => TWILIO,
         SourceKind::Standard => STANDARD,
         // Declared by their vendor files; kept here so a descriptor edit cannot leave a kind
         // without a scheme (the unit test below checks the descriptors are there).
-        SourceKind::Calendly | SourceKind::Calcom | SourceKind::Shopify | SourceKind::Hubspot => {
-            STANDARD
-        }
+        SourceKind::Calendly
+        | SourceKind::Calcom
+        | SourceKind::Shopify
+        | SourceKind::Hubspot
+        | SourceKind::Stripe
+        | SourceKind::Whatsapp => STANDARD,
     }
 }
 
@@ -96,6 +66,8 @@ mod tests {
             SourceKind::Calcom,
             SourceKind::Shopify,
             SourceKind::Hubspot,
+            SourceKind::Stripe,
+            SourceKind::Whatsapp,
         ] {
             let vendor = crate::connectors::registry::vendor(kind.as_str()).expect("vendor");
             let declared = vendor.webhooks.expect("descriptor declares its webhooks");
