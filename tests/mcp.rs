@@ -752,6 +752,24 @@ async fn an_agents_remote_mcp_tools_are_called_mid_call_and_broken_servers_are_s
     assert_eq!(by_code("timeout"), 1, "{outputs:?}");
     assert_eq!(by_code("unknown_tool"), 1, "{outputs:?}");
 
+    // The skipped servers are in the call's events, with why.
+    let call = callbridge_testkit::ended_call(&bridge.store, &tenant).await;
+    let events = bridge.store.call_events(&tenant, &call.id).await.unwrap();
+    let skipped: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.kind == CallEventKind::Error)
+        .map(|e| &e.payload)
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(
+        skipped
+            .iter()
+            .any(|p| p["mcp_server"] == "slow"
+                && p["reason"].as_str().unwrap().contains("no answer")),
+        "{skipped:?}"
+    );
+    assert!(!format!("{skipped:?}").contains("revoked-key-value"));
+
     // doctor: each server's tools, or why not.
     let runtime = callbridge::tools::invoke::ToolRuntime {
         store: bridge.store.clone(),
