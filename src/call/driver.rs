@@ -313,6 +313,12 @@ async fn run_started_call(
             let (plan, provider) =
                 tokio::join!(plan.with_remote_tools(&deps), connect_provider(dialect));
             let journal = Journal::open(&deps, &identity).await;
+            for (server, reason) in &plan.skipped_mcp_servers {
+                journal.record(
+                    CallEventKind::Error,
+                    serde_json::json!({"stage": "setup", "mcp_server": server, "reason": reason}),
+                );
+            }
             let mut recording = None;
             let reason = match provider {
                 Ok(provider) => {

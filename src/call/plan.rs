@@ -98,6 +98,8 @@ pub struct CallPlan {
     pub call_variables: std::collections::BTreeMap<String, String>,
     /// Where `transfer_call` may send the caller (empty: the tool is not offered).
     pub transfer_destinations: Vec<crate::store::TransferDestination>,
+    /// The agent's MCP servers skipped at setup, with why (recorded in the call's events).
+    pub skipped_mcp_servers: Vec<(String, String)>,
 }
 
 impl CallPlan {
@@ -138,6 +140,8 @@ impl CallPlan {
             if let Err(error) = &report.outcome {
                 deps.metrics.error("mcp_server_unavailable");
                 warn!(tenant = %tenant, server = %report.server, error = %error, "MCP server skipped: its tools are not offered");
+                self.skipped_mcp_servers
+                    .push((report.server.clone(), error.to_string()));
             }
         }
         let mut registry = (*self.tools).clone();
@@ -316,6 +320,7 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
                 recording: agent.spec.recording,
                 call_variables: Default::default(),
                 transfer_destinations,
+                skipped_mcp_servers: Vec::new(),
             })
         }
         // Nobody answers such a call: the webhook says "not in service" before any plan is made.
@@ -332,6 +337,7 @@ pub async fn plan_call(deps: &CallDeps, route: Route) -> Result<CallPlan, PlanEr
             recording: false,
             call_variables: Default::default(),
             transfer_destinations: Vec::new(),
+            skipped_mcp_servers: Vec::new(),
         }),
     }
 }
