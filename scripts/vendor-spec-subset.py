@@ -20,6 +20,11 @@ def load(path):
     except ValueError:
         import yaml
 
+        # A bare `=` scalar (Zendesk's spec) resolves to YAML 1.1's `value` tag, which
+        # SafeLoader cannot build: read it as the string it is.
+        yaml.SafeLoader.add_constructor(
+            "tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node)
+        )
         return yaml.safe_load(text)
 
 

@@ -2,7 +2,10 @@
 //! arguments, as a model repeating itself would); the tenant's calendar connector (Cal.com, at a
 //! local mock through the real connector code) receives exactly one booking, and its CRM (HubSpot,
 //! also a local mock) exactly one meeting on the caller's contact; the model gets the
-//! confirmation; the tool calls are in the call's events.
+//! confirmation; the tool calls are in the call's events. And a support call: the fake model opens
+//! a ticket three times for one issue (a repeat and a reworded description), asks for the caller's
+//! tickets and tries to comment on someone else's; the help desk (Zendesk, a local mock) gets one
+//! ticket, carrying the call's id, and no comment.
 
 use std::time::Duration;
 
@@ -379,5 +382,193 @@ async fn a_slow_booking_gets_a_holding_phrase_then_the_confirmation() {
             "#/components/schemas/CreateBookingInput_2024_08_13",
         )
         .assert_valid(&calendar)
+        .await;
+}
+
+/// A tenant whose help desk is Zendesk at a local mock, and a fake model that handles a support
+/// call: the same issue filed three times, the caller's tickets read back, and a comment attempted
+/// on a ticket that is not the caller's.
+#[tokio::test]
+async fn a_support_call_opens_one_ticket_and_never_touches_another_callers() {
+    const CALL: &str = "CA20000000000000000000000000000009";
+    let desk = MockServer::start().await;
+    let auth = "Basic YWdlbnRAYWNtZS5jb20vdG9rZW46emQtdGVzdC10b2tlbg==";
+    Mock::given(method("GET"))
+        .and(path("/api/v2/users/search"))
+        .and(header("authorization", auth))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"users": [
+            {"id": 35436, "name": "Ann Lee", "phone": "+14155551234", "role": "end-user"}
+        ], "count": 1})))
+        .mount(&desk)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/tickets"))
+        .and(header("authorization", auth))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"ticket": {
+                    "id": 35436, "subject": "Heating not working", "status": "new",
+                    "priority": "high", "requester_id": 35436, "external_id": CALL,
+                    "updated_at": "2050-09-05T14:00:00Z"
+                }}))
+                .set_delay(Duration::from_millis(150)),
+        )
+        .mount(&desk)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/search"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": [
+            {"id": 35436, "result_type": "ticket", "subject": "Heating not working",
+             "status": "open", "requester_id": 35436, "updated_at": "2050-09-05T14:00:00Z"}
+        ], "count": 1})))
+        .mount(&desk)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/tickets/777"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ticket": {
+            "id": 777, "subject": "Someone else's refund", "status": "open", "requester_id": 1234567
+        }})))
+        .mount(&desk)
+        .await;
+
+    let issue = json!({"subject": "Heating not working", "description": "The heating stopped last night.", "priority": "high"});
+    let reworded = json!({"subject": "heating not working.", "description": "No heat since yesterday evening.", "priority": "high"});
+    let realtime = FakeRealtime::start(Behaviour {
+        script: vec![
+            Turn::CallTools(vec![
+                ("create_ticket".to_string(), issue.clone()),
+                ("create_ticket".to_string(), issue),
+                ("create_ticket".to_string(), reworded),
+            ]),
+            Turn::CallTools(vec![("ticket_status".to_string(), json!({}))]),
+            Turn::CallTools(vec![(
+                "add_ticket_comment".to_string(),
+                json!({"ticket_id": "777", "comment": "Please refund me too."}),
+            )]),
+            Turn::Say {
+                ms: 200,
+                byte: 0x32,
+                text: "Your ticket number is 35436.".into(),
+            },
+        ],
+        ..Behaviour::default()
+    })
+    .await;
+    let bridge = TestBridge::start(&realtime.url(), |_| {}).await;
+    let tenant = TenantId::parse("acme-heating").unwrap();
+    bridge
+        .store
+        .create_tenant(&NewTenant {
+            id: tenant.clone(),
+            name: "Acme Heating".into(),
+            time_zone: "America/New_York".into(),
+        })
+        .await
+        .unwrap();
+    bridge
+        .vault()
+        .put(
+            &tenant,
+            "zendesk-token",
+            "zendesk",
+            &SecretString::from(
+                r#"{"subdomain": "acme", "email": "agent@acme.com", "api_token": "zd-test-token"}"#,
+            ),
+        )
+        .await
+        .unwrap();
+    bridge
+        .store
+        .put_connector(
+            &tenant,
+            &ConnectorSpec {
+                vendor: "zendesk".into(),
+                base_url: Some(desk.uri()),
+                secret_name: Some("zendesk-token".into()),
+            },
+        )
+        .await
+        .unwrap();
+    bridge
+        .store
+        .create_agent(
+            &tenant,
+            &AgentSpec {
+                name: "support-line".into(),
+                provider: "openai".into(),
+                model: "gpt-realtime".into(),
+                voice: "marin".into(),
+                prompt_template: "default".into(),
+                enabled_tools: vec![
+                    "create_ticket".into(),
+                    "ticket_status".into(),
+                    "add_ticket_comment".into(),
+                ],
+                max_duration_s: 600,
+                silence_timeout_s: 60,
+                recording: false,
+                voicemail: None,
+            },
+            &[E164::parse("+15005550006").unwrap()],
+        )
+        .await
+        .unwrap();
+
+    let report = bridge
+        .twilio()
+        .call(
+            CALL,
+            CallScript {
+                hang_up_after_ms: Some(2_500),
+                max_ms: 8_000,
+                ..CallScript::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        report.played.iter().any(|(_, b)| *b == 0x32),
+        "the ticket number was spoken"
+    );
+
+    // One ticket reached the desk, for the caller, with the call's id as its external reference.
+    let requests = desk.received_requests().await.unwrap();
+    let tickets: Vec<Value> = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/api/v2/tickets")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(tickets.len(), 1, "one issue, one ticket");
+    assert_eq!(tickets[0]["ticket"]["external_id"], CALL);
+    assert_eq!(tickets[0]["ticket"]["requester_id"], 35436);
+    assert_eq!(tickets[0]["ticket"]["priority"], "high");
+    // Nothing was written to the other person's ticket.
+    assert!(
+        !requests.iter().any(|r| r.method.as_str() == "PUT"),
+        "no comment on another caller's ticket"
+    );
+
+    let log = &realtime.recorder.sessions()[0];
+    let outputs: Vec<Value> = log
+        .received
+        .iter()
+        .filter(|e| e["item"]["type"] == "function_call_output")
+        .map(|e| serde_json::from_str(e["item"]["output"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(outputs.len(), 5, "{outputs:?}");
+    for created in &outputs[..3] {
+        assert_eq!(created["ok"], true, "{created}");
+        assert_eq!(created["result"]["ticket_id"], "35436");
+    }
+    assert_eq!(outputs[3]["result"]["tickets"][0]["ticket_id"], "35436");
+    assert_eq!(outputs[3]["result"]["tickets"][0]["status"], "open");
+    assert_eq!(outputs[4]["ok"], false, "{}", outputs[4]);
+    assert!(
+        outputs[4].to_string().contains("couldn't find that ticket"),
+        "{}",
+        outputs[4]
+    );
+    Contract::load("zendesk", &["openapi.json"])
+        .assert_valid(&desk)
         .await;
 }

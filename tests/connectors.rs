@@ -8,6 +8,10 @@
 mod calcom;
 #[path = "connectors/calendly.rs"]
 mod calendly;
+#[path = "connectors/crisp.rs"]
+mod crisp;
+#[path = "connectors/freshdesk.rs"]
+mod freshdesk;
 #[path = "connectors/google_calendar.rs"]
 mod google_calendar;
 #[path = "connectors/google_service_account.rs"]
@@ -16,9 +20,13 @@ mod google_service_account;
 mod google_sheets;
 #[path = "connectors/hubspot.rs"]
 mod hubspot;
+#[path = "connectors/intercom.rs"]
+mod intercom;
 #[path = "connectors/microsoft_calendar.rs"]
 mod microsoft_calendar;
 #[path = "connectors/pipedrive.rs"]
 mod pipedrive;
 #[path = "connectors/shopify.rs"]
 mod shopify;
+#[path = "connectors/zendesk.rs"]
+mod zendesk;

@@ -1451,3 +1451,210 @@ async fn switching_the_crm_vendor_changes_no_tool_name_or_description() {
         format!("{:?}", after.registry.declarations())
     );
 }
+
+/// The support tools over Freshdesk at a local mock: one ticket per issue per call however often
+/// (and however worded) the model asks, the caller's open tickets read back, and comments only on
+/// the caller's own ticket.
+#[tokio::test]
+async fn support_tools_open_one_ticket_per_issue_and_comment_only_on_the_callers_own() {
+    let bench = bench().await;
+    let desk = MockServer::start().await;
+    bench
+        .configure(
+            "freshdesk",
+            &desk.uri(),
+            r#"{"domain": "acme", "api_key": "fd-test-key"}"#,
+        )
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/contacts"))
+        .and(query_param("phone", "+18779290687"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": 432000100, "name": "Ann Lee", "phone": "+18779290687"}
+        ])))
+        .mount(&desk)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/tickets"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(fixture(include_str!(
+                "../fixtures/vendors/freshdesk/ticket.json"
+            ))),
+        )
+        .mount(&desk)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/tickets"))
+        .and(query_param("requester_id", "432000100"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fixture(include_str!(
+                "../fixtures/vendors/freshdesk/tickets.json"
+            ))),
+        )
+        .mount(&desk)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/tickets/1024"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fixture(include_str!(
+                "../fixtures/vendors/freshdesk/ticket.json"
+            ))),
+        )
+        .mount(&desk)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/tickets/777"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": 777, "subject": "Someone else's refund", "status": 2, "requester_id": 1234567
+        })))
+        .mount(&desk)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/tickets/1024/notes"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(fixture(include_str!(
+                "../fixtures/vendors/freshdesk/note.json"
+            ))),
+        )
+        .mount(&desk)
+        .await;
+    let resolved = bench
+        .resolve(&["create_ticket", "ticket_status", "add_ticket_comment"])
+        .await;
+    let issue = json!({"subject": "Heating not working", "description": "It stopped last night.", "priority": "high"});
+    let (first, label) = run(
+        &resolved,
+        context("CA1", "call_1"),
+        "create_ticket",
+        issue.clone(),
+    )
+    .await;
+    assert_eq!(label, "ok", "{first}");
+    assert_eq!(first["result"]["ticket_id"], "1024");
+    assert_eq!(first["result"]["priority"], "high");
+    // Repeated, then reworded under a new tool-call id: the same ticket, no second create.
+    let (repeat, _) = run(
+        &resolved,
+        context("CA1", "call_1"),
+        "create_ticket",
+        issue.clone(),
+    )
+    .await;
+    let reworded = json!({"subject": "heating NOT working!", "description": "No heat since yesterday.", "priority": "high"});
+    let (again, _) = run(
+        &resolved,
+        context("CA1", "call_2"),
+        "create_ticket",
+        reworded,
+    )
+    .await;
+    assert_eq!(repeat, first);
+    assert_eq!(again, first);
+    let creates = requests_to(&desk, "POST", "/api/v2/tickets").await;
+    assert_eq!(creates.len(), 1, "one issue, one ticket");
+    assert_eq!(creates[0]["requester_id"], 432000100);
+    assert_eq!(creates[0]["priority"], 3);
+    assert!(
+        creates[0]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("(call CA1)")),
+        "{}",
+        creates[0]
+    );
+    // Another issue in the same call, and the same issue in another call, are new tickets.
+    let (other_issue, _) = run(
+        &resolved,
+        context("CA1", "call_3"),
+        "create_ticket",
+        json!({"subject": "Invoice wrong", "description": "Charged twice."}),
+    )
+    .await;
+    assert_eq!(other_issue["ok"], true, "{other_issue}");
+    let (next_call, _) = run(&resolved, context("CA2", "call_1"), "create_ticket", issue).await;
+    assert_eq!(next_call["ok"], true, "{next_call}");
+    assert_eq!(requests_to(&desk, "POST", "/api/v2/tickets").await.len(), 3);
+
+    let (status, label) = run(
+        &resolved,
+        context("CA1", "call_4"),
+        "ticket_status",
+        json!({}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{status}");
+    let tickets = status["result"]["tickets"].as_array().expect("tickets");
+    assert_eq!(tickets.len(), 2, "{status}");
+    assert_eq!(tickets[0]["ticket_id"], "1024");
+    assert_eq!(tickets[1]["status"], "waiting_on_customer");
+
+    let (own, label) = run(
+        &resolved,
+        context("CA1", "call_5"),
+        "add_ticket_comment",
+        json!({"ticket_id": "#1024", "comment": "It is making a noise now too."}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{own}");
+    let (theirs, _) = run(
+        &resolved,
+        context("CA1", "call_6"),
+        "add_ticket_comment",
+        json!({"ticket_id": "777", "comment": "Refund me too."}),
+    )
+    .await;
+    assert_eq!(theirs["ok"], false, "{theirs}");
+    assert!(
+        theirs.to_string().contains("couldn't find that ticket"),
+        "{theirs}"
+    );
+    assert_eq!(
+        requests_to(&desk, "POST", "/api/v2/tickets/1024/notes")
+            .await
+            .len(),
+        1
+    );
+    assert!(
+        requests_to(&desk, "POST", "/api/v2/tickets/777/notes")
+            .await
+            .is_empty()
+    );
+
+    // A hidden number and no email: the model is asked for one, the desk is not called.
+    let hidden = ToolContext {
+        caller: "anonymous".into(),
+        ..context("CA3", "call_1")
+    };
+    let (asked, label) = run(&resolved, hidden.clone(), "ticket_status", json!({})).await;
+    assert_ne!(label, "ok", "{asked}");
+    assert!(asked.to_string().contains("email"), "{asked}");
+    // Found by an email alone (anyone can name one): numbers and statuses, no subjects.
+    Mock::given(method("GET"))
+        .and(path("/api/v2/contacts"))
+        .and(query_param("email", "ann@example.com"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": 432000100, "name": "Ann Lee", "email": "ann@example.com"}
+        ])))
+        .mount(&desk)
+        .await;
+    let (by_email, label) = run(
+        &resolved,
+        hidden,
+        "ticket_status",
+        json!({"email": "ann@example.com"}),
+    )
+    .await;
+    assert_eq!(label, "ok", "{by_email}");
+    let listed = by_email["result"]["tickets"].as_array().expect("tickets");
+    assert_eq!(listed.len(), 2, "{by_email}");
+    assert!(
+        listed.iter().all(|t| t.get("subject").is_none()),
+        "{by_email}"
+    );
+    assert!(!by_email.to_string().contains("Heating"), "{by_email}");
+    callbridge_testkit::contract::Contract::load(
+        "freshdesk",
+        &["reference-additions.json", "openapi.json"],
+    )
+    .assert_valid(&desk)
+    .await;
+}

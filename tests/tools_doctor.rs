@@ -336,3 +336,77 @@ async fn agents_that_cannot_answer_a_call_are_reported() {
     assert!(text.contains("acme/good  ok"), "{text}");
     assert!(text.contains("acme/vader  error"), "{text}");
 }
+
+/// Support desks: a desk whose secret lacks a field is reported with the field's name (its tools
+/// are not offered), a working one is healthy; no secret value reaches the report.
+#[tokio::test]
+async fn support_desks_with_missing_credentials_are_reported() {
+    let store = SqlStore::open("sqlite::memory:").await.expect("store");
+    let vault = Vault::new(store.clone(), Keyring::new(MasterKey::generate()));
+    let freshdesk = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/tickets"))
+        .and(header("authorization", "Basic ZmQtdGVzdC1rZXk6WA=="))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&freshdesk)
+        .await;
+    let desk = tenant(&store, "acme-support").await;
+    configure(
+        &store,
+        &vault,
+        &desk,
+        "freshdesk",
+        &freshdesk.uri(),
+        Some(r#"{"domain": "acme", "api_key": "fd-test-key"}"#),
+    )
+    .await;
+    configure(
+        &store,
+        &vault,
+        &desk,
+        "zendesk",
+        "https://acme.zendesk.com/",
+        Some(r#"{"subdomain": "acme", "api_token": "zd-secret-token-value"}"#),
+    )
+    .await;
+    configure(
+        &store,
+        &vault,
+        &desk,
+        "intercom",
+        "https://api.intercom.io/",
+        Some(r#"{"access_token": "ic-secret-token-value"}"#),
+    )
+    .await;
+    let policy = HttpPolicy::new(PolicyConfig {
+        egress: EgressPolicy::allow_loopback(),
+        ..PolicyConfig::default()
+    })
+    .expect("policy");
+    let rows = check_all(&store, Some(&vault), &policy, Duration::from_secs(5))
+        .await
+        .expect("rows");
+    let outcome = |vendor: &str| {
+        rows.iter()
+            .find(|row| row.vendor == vendor)
+            .map(|row| row.outcome.clone())
+            .expect("a row per connector")
+    };
+    assert_eq!(outcome("freshdesk"), Ok(()));
+    assert_eq!(
+        outcome("zendesk"),
+        Err("the zendesk credentials are incomplete: missing email".into())
+    );
+    assert_eq!(
+        outcome("intercom"),
+        Err("the intercom credentials are incomplete: missing ticket_type_id".into())
+    );
+    let table = format_table(&rows);
+    for secret in [
+        "fd-test-key",
+        "zd-secret-token-value",
+        "ic-secret-token-value",
+    ] {
+        assert!(!table.contains(secret), "{table}");
+    }
+}

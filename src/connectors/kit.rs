@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use super::http::{ConnectorProfile, HttpPolicy};
-use super::{Calendar, Commerce, Crm, parse_base_url};
+use super::{Calendar, Commerce, Crm, Support, parse_base_url};
 
 /// A family of tools a vendor can serve through one trait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,16 +21,18 @@ pub enum Capability {
     Calendar,
     Crm,
     Commerce,
+    Support,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 3] = [Self::Calendar, Self::Crm, Self::Commerce];
+    pub const ALL: [Capability; 4] = [Self::Calendar, Self::Crm, Self::Commerce, Self::Support];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Calendar => "calendar",
             Self::Crm => "crm",
             Self::Commerce => "commerce",
+            Self::Support => "support",
         }
     }
 }
@@ -258,6 +260,7 @@ pub struct Built {
     pub calendar: Option<Arc<dyn Calendar>>,
     pub crm: Option<Arc<dyn Crm>>,
     pub commerce: Option<Arc<dyn Commerce>>,
+    pub support: Option<Arc<dyn Support>>,
     /// Post-call export (not a tool capability): set when the tenant's settings ask for it.
     pub call_log: Option<Arc<dyn super::CallLog>>,
 }
@@ -277,6 +280,9 @@ impl Built {
         if let Some(commerce) = &self.commerce {
             commerce.health_check(ctx).await?;
         }
+        if let Some(support) = &self.support {
+            support.health_check(ctx).await?;
+        }
         Ok(())
     }
 
@@ -286,6 +292,7 @@ impl Built {
             Capability::Calendar => self.calendar.is_some(),
             Capability::Crm => self.crm.is_some(),
             Capability::Commerce => self.commerce.is_some(),
+            Capability::Support => self.support.is_some(),
         }
     }
 }

@@ -34,7 +34,10 @@ macro_rules! vendors {
     };
 }
 
-vendors! { calcom, calendly, google_calendar, google_sheets, hubspot, microsoft_calendar, pipedrive, shopify }
+vendors! {
+    calcom, calendly, google_calendar, google_sheets, hubspot, microsoft_calendar, pipedrive,
+    shopify, zendesk, freshdesk, intercom, crisp,
+}
 
 /// A half-open time range `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -421,6 +424,185 @@ pub trait Commerce: Send + Sync {
 
     /// A harmless read proving the credentials and base URL work.
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;
+}
+
+/// The person a support ticket is for, as the desk knows them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Requester {
+    /// The desk's id (a Zendesk user, a Freshdesk contact, an Intercom contact, a Crisp profile).
+    pub id: String,
+    pub name: Option<String>,
+}
+
+impl fmt::Debug for Requester {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Requester")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the caller told us about themselves, to find or create them on the desk.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RequesterInput {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// E.164.
+    pub phone: Option<String>,
+}
+
+impl fmt::Debug for RequesterInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequesterInput").finish_non_exhaustive()
+    }
+}
+
+/// How urgent a ticket is, in the words every desk maps from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketPriority {
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+impl TicketPriority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Normal => "normal",
+            Self::High => "high",
+            Self::Urgent => "urgent",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "low" => Some(Self::Low),
+            "normal" | "medium" => Some(Self::Normal),
+            "high" => Some(Self::High),
+            "urgent" => Some(Self::Urgent),
+            _ => None,
+        }
+    }
+}
+
+/// A ticket to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTicket {
+    pub subject: String,
+    pub description: String,
+    pub priority: TicketPriority,
+    /// The phone call's id, kept on the ticket where the desk has a field for it.
+    pub external_ref: String,
+}
+
+/// Where a ticket stands, in the words a caller understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketStatus {
+    /// Not looked at yet.
+    New,
+    /// Being worked on.
+    Open,
+    /// Waiting for an answer from the customer.
+    WaitingOnCustomer,
+    /// Waiting on a third party.
+    OnHold,
+    Solved,
+    Closed,
+}
+
+impl TicketStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Open => "open",
+            Self::WaitingOnCustomer => "waiting_on_customer",
+            Self::OnHold => "on_hold",
+            Self::Solved => "solved",
+            Self::Closed => "closed",
+        }
+    }
+
+    /// Still being dealt with (not solved or closed).
+    pub fn is_open(self) -> bool {
+        !matches!(self, Self::Solved | Self::Closed)
+    }
+}
+
+/// A support ticket (or conversation) as the tools see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// The desk's id, which the caller may quote back.
+    pub id: String,
+    pub subject: Option<String>,
+    pub status: TicketStatus,
+    /// Who asked: the [`Requester::id`] (the tools check it before touching a ticket).
+    pub requester_id: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// Support desks: Zendesk, Freshdesk, Intercom, Crisp, …
+#[async_trait::async_trait]
+pub trait Support: Send + Sync {
+    /// The requester matching `lookup` (an exact match of the email or phone), if any.
+    async fn find_requester(
+        &self,
+        ctx: &RequestContext,
+        lookup: &ContactLookup,
+    ) -> Result<Option<Requester>, ConnectorError>;
+
+    /// Creates the requester (or updates the one with the same email, where the desk can).
+    async fn create_requester(
+        &self,
+        ctx: &RequestContext,
+        input: &RequesterInput,
+        idempotency_key: &str,
+    ) -> Result<Requester, ConnectorError>;
+
+    /// Opens `ticket` for `requester`. `idempotency_key` comes from the ledger.
+    async fn create_ticket(
+        &self,
+        ctx: &RequestContext,
+        requester: &Requester,
+        ticket: &NewTicket,
+        idempotency_key: &str,
+    ) -> Result<Ticket, ConnectorError>;
+
+    /// The requester's tickets that are not solved or closed, most recently updated first.
+    async fn open_tickets(
+        &self,
+        ctx: &RequestContext,
+        requester: &Requester,
+    ) -> Result<Vec<Ticket>, ConnectorError>;
+
+    /// One ticket by id (with its requester, so the tools can check whose it is).
+    async fn ticket(&self, ctx: &RequestContext, ticket_id: &str)
+    -> Result<Ticket, ConnectorError>;
+
+    /// Adds `body` to the ticket as written by `requester`.
+    async fn add_comment(
+        &self,
+        ctx: &RequestContext,
+        requester: &Requester,
+        ticket_id: &str,
+        body: &str,
+        idempotency_key: &str,
+    ) -> Result<(), ConnectorError>;
+
+    /// A harmless read proving the credentials and base URL work.
+    async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;
+}
+
+/// The digits of a phone number, for comparing numbers stored in different spellings.
+pub(crate) fn phone_digits(text: &str) -> String {
+    text.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Whether a stored phone number is `e164` (same digits; a stored national form matches the end).
+pub(crate) fn same_phone(stored: &str, e164: &str) -> bool {
+    let (stored, wanted) = (phone_digits(stored), phone_digits(e164));
+    stored.len() >= 7 && (stored == wanted || wanted.ends_with(&stored))
 }
 
 /// Errors a connector reports to the tool layer.

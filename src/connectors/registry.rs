@@ -107,8 +107,7 @@ mod tests {
                 ctx.policy,
                 HubspotConfig::new(base, token),
             ))),
-            commerce: None,
-            call_log: None,
+            ..Built::default()
         })
     }
 

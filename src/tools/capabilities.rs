@@ -185,6 +185,24 @@ pub static TOOLS: &[ToolSpec] = &[
             }))
         },
     },
+    ToolSpec {
+        name: super::support::CREATE_TICKET,
+        capability: Capability::Support,
+        crm_follow_up: false,
+        build: |i| super::support::build(i, super::support::SupportTool::CreateTicket),
+    },
+    ToolSpec {
+        name: super::support::TICKET_STATUS,
+        capability: Capability::Support,
+        crm_follow_up: false,
+        build: |i| super::support::build(i, super::support::SupportTool::TicketStatus),
+    },
+    ToolSpec {
+        name: super::support::ADD_TICKET_COMMENT,
+        capability: Capability::Support,
+        crm_follow_up: false,
+        build: |i| super::support::build(i, super::support::SupportTool::AddTicketComment),
+    },
 ];
 
 /// The spec of a capability tool.
@@ -232,7 +250,7 @@ impl std::fmt::Debug for CapabilityEnv {
 }
 
 impl CapabilityEnv {
-    fn request_context(&self, context: &ToolContext) -> RequestContext {
+    pub(super) fn request_context(&self, context: &ToolContext) -> RequestContext {
         RequestContext::new(
             Arc::clone(&self.tenant),
             context.tool_call_id.clone(),
@@ -242,7 +260,7 @@ impl CapabilityEnv {
 
     /// Runs a side effect at most once per (tool call id) and per (phone call, tool, arguments);
     /// `work` gets a request context carrying the ledger's idempotency key.
-    async fn once<F, Fut>(
+    pub(super) async fn once<F, Fut>(
         &self,
         context: &ToolContext,
         tool: &str,
@@ -283,7 +301,7 @@ impl CapabilityEnv {
 
 /// A connector failure as a sentence the model can say, with a hint on what to do next. The
 /// vendor detail goes to the log, never to the model.
-fn speak_failure(tenant: &str, tool: &str, err: &ConnectorError) -> String {
+pub(super) fn speak_failure(tenant: &str, tool: &str, err: &ConnectorError) -> String {
     tracing::warn!(tenant, tool, error = %err, "capability tool failed");
     super::record_diagnostic(&err.to_string());
     let hint = match err {
@@ -302,7 +320,7 @@ fn speak_failure(tenant: &str, tool: &str, err: &ConnectorError) -> String {
     }
 }
 
-fn parse_args<T: DeserializeOwned>(arguments: Value) -> Result<T, ToolError> {
+pub(super) fn parse_args<T: DeserializeOwned>(arguments: Value) -> Result<T, ToolError> {
     serde_json::from_value(arguments).map_err(|err| ToolError::InvalidArguments(err.to_string()))
 }
 
@@ -341,7 +359,11 @@ fn duration_of(minutes: Option<u32>) -> Result<chrono::Duration, ToolError> {
     Ok(chrono::Duration::minutes(i64::from(minutes)))
 }
 
-fn required_text(field: &str, text: &str, max_chars: usize) -> Result<String, ToolError> {
+pub(super) fn required_text(
+    field: &str,
+    text: &str,
+    max_chars: usize,
+) -> Result<String, ToolError> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(ToolError::InvalidArguments(format!(
@@ -356,7 +378,7 @@ fn required_text(field: &str, text: &str, max_chars: usize) -> Result<String, To
     Ok(trimmed.to_owned())
 }
 
-fn optional_text(
+pub(super) fn optional_text(
     field: &str,
     text: Option<String>,
     max_chars: usize,
@@ -366,7 +388,7 @@ fn optional_text(
         .transpose()
 }
 
-fn optional_email(text: Option<String>) -> Result<Option<String>, ToolError> {
+pub(super) fn optional_email(text: Option<String>) -> Result<Option<String>, ToolError> {
     let Some(email) = optional_text("email", text, 254)? else {
         return Ok(None);
     };
@@ -383,7 +405,7 @@ fn optional_email(text: Option<String>) -> Result<Option<String>, ToolError> {
 }
 
 /// E.164 from what the model heard (`+1 415 555 0100`, `(415) 555-0100` with a `+` prefix).
-fn optional_phone(text: Option<String>) -> Result<Option<String>, ToolError> {
+pub(super) fn optional_phone(text: Option<String>) -> Result<Option<String>, ToolError> {
     let Some(raw) = optional_text("phone", text, 40)? else {
         return Ok(None);
     };
@@ -400,11 +422,11 @@ fn optional_phone(text: Option<String>) -> Result<Option<String>, ToolError> {
 }
 
 /// The caller id when it is a real number (not `anonymous` or a client identity).
-fn caller_number(context: &ToolContext) -> Option<String> {
+pub(super) fn caller_number(context: &ToolContext) -> Option<String> {
     optional_phone(Some(context.caller.clone())).ok().flatten()
 }
 
-fn spoken_in(at: DateTime<Utc>, zone: Tz) -> String {
+pub(super) fn spoken_in(at: DateTime<Utc>, zone: Tz) -> String {
     Slot {
         start: at,
         end: at,
@@ -445,7 +467,7 @@ fn booking_json(booking: &Booking, caller_zone: Option<Tz>) -> Value {
     out
 }
 
-fn declaration(name: &str, description: &str, parameters: Value) -> ToolDeclaration {
+pub(super) fn declaration(name: &str, description: &str, parameters: Value) -> ToolDeclaration {
     ToolDeclaration {
         name: name.into(),
         description: description.into(),

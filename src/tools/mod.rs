@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod meeting_links;
 pub mod resolver;
 pub mod store_ledger;
+pub mod support;
 
 use std::collections::BTreeMap;
 use std::future::Future;
