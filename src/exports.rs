@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::campaign::clock::{Clock, SystemClock};
 use crate::connectors::CallRecord;
 use crate::connectors::http::{HttpPolicy, RequestContext};
+use crate::metrics::Metrics;
 use crate::oauth::OAuthService;
 use crate::store::{
     CallEventKind, CallExportJob, ExportOutcome, SqlStore, Store, StoreError, TenantId,
@@ -71,6 +72,7 @@ pub struct ExportWorker {
     oauth: Option<OAuthService>,
     clock: Arc<dyn Clock>,
     owner: String,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl ExportWorker {
@@ -87,6 +89,7 @@ impl ExportWorker {
             policy,
             oauth,
             clock: Arc::new(SystemClock),
+            metrics: None,
             owner: format!(
                 "exports-{}",
                 id.iter().map(|b| format!("{b:02x}")).collect::<String>()
@@ -97,6 +100,18 @@ impl ExportWorker {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// Counts retries and failures (`errors{kind="export_retry"|"export_failed"}`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, kind: &'static str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.error(kind);
+        }
     }
 
     /// One pass: claims due jobs and runs each; returns how many were claimed.
@@ -111,10 +126,12 @@ impl ExportWorker {
                 Ok(true) => ExportOutcome::Done,
                 Ok(false) => ExportOutcome::Skipped,
                 Err(error) if job.attempts + 1 >= MAX_ATTEMPTS => {
+                    self.count("export_failed");
                     tracing::warn!(tenant = %job.tenant_id, call_id = %job.call_id, vendor = %job.vendor, %error, "post-call export failed for good");
                     ExportOutcome::Failed { error }
                 }
                 Err(error) => {
+                    self.count("export_retry");
                     tracing::info!(tenant = %job.tenant_id, call_id = %job.call_id, vendor = %job.vendor, %error, "post-call export will be retried");
                     ExportOutcome::Retry {
                         next_at: self.clock.now_ms() + backoff_ms(job.attempts),

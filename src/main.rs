@@ -167,6 +167,7 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
         deps.policy.clone(),
         deps.oauth.clone(),
     )
+    .with_metrics(deps.metrics.clone())
     .spawn(std::time::Duration::from_secs(5));
     // Crash recovery: settle calls a dead node (or this one, before a restart) left in progress.
     let recovery =

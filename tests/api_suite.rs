@@ -896,6 +896,13 @@ async fn openapi_documents_every_route_without_auth() {
         ("/tenants/{tenant}/connections", &["get"]),
         ("/tenants/{tenant}/connections/{vendor}", &["delete", "get"]),
         ("/tenants/{tenant}/connections/{vendor}/start", &["post"]),
+        ("/oauth-apps", &["get"]),
+        ("/oauth-apps/{vendor}", &["delete", "get", "put"]),
+        ("/tenants/{tenant}/oauth-apps", &["get"]),
+        (
+            "/tenants/{tenant}/oauth-apps/{vendor}",
+            &["delete", "get", "put"],
+        ),
         (
             "/tenants/{tenant}/agents/{agent}/transfer-destinations",
             &["get", "put"],

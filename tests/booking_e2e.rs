@@ -279,6 +279,30 @@ async fn a_repeated_booking_mid_call_books_once_and_is_confirmed_to_the_model() 
             .iter()
             .all(|r| r["tool"] == "book_appointment" && r["outcome"] == "ok")
     );
+    // The call journal queued the post-call exports: one job per configured connector.
+    let call_id = bridge.store.list_calls(&tenant, 5).await.unwrap()[0]
+        .id
+        .clone();
+    let mut queued = 0;
+    for _ in 0..100 {
+        queued = 0;
+        for vendor in ["calcom", "hubspot"] {
+            if bridge
+                .store
+                .call_export(&tenant, &call_id, vendor)
+                .await
+                .unwrap()
+                .is_some()
+            {
+                queued += 1;
+            }
+        }
+        if queued == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(queued, 2, "post-call exports queued at the end of the call");
     // Every request each vendor's mock received is valid per its spec.
     Contract::load("calcom", &["openapi.json"])
         .variant(
