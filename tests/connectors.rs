@@ -26,5 +26,7 @@ mod pipedrive;
 mod shopify;
 #[path = "connectors/stripe.rs"]
 mod stripe;
+#[path = "connectors/wix.rs"]
+mod wix;
 #[path = "connectors/woocommerce.rs"]
 mod woocommerce;

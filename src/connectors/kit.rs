@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use super::http::{ConnectorProfile, HttpPolicy};
-use super::{Calendar, Commerce, Crm, Marketing, Payments, parse_base_url};
+use super::{Calendar, Commerce, Coupons, Crm, Marketing, Payments, parse_base_url};
 
 /// A family of tools a vendor can serve through one trait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -25,15 +25,18 @@ pub enum Capability {
     Payments,
     /// Marketing profiles and list subscriptions (`customer_profile`, `subscribe_to_list`).
     Marketing,
+    /// Discount coupons within the tenant's caps (`create_coupon`).
+    Coupons,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 5] = [
+    pub const ALL: [Capability; 6] = [
         Self::Calendar,
         Self::Crm,
         Self::Commerce,
         Self::Payments,
         Self::Marketing,
+        Self::Coupons,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +46,7 @@ impl Capability {
             Self::Commerce => "commerce",
             Self::Payments => "payments",
             Self::Marketing => "marketing",
+            Self::Coupons => "coupons",
         }
     }
 }
@@ -267,6 +271,7 @@ pub struct Built {
     pub commerce: Option<Arc<dyn Commerce>>,
     pub payments: Option<Arc<dyn Payments>>,
     pub marketing: Option<Arc<dyn Marketing>>,
+    pub coupons: Option<Arc<dyn Coupons>>,
 }
 
 impl Built {
@@ -290,6 +295,9 @@ impl Built {
         if let Some(marketing) = &self.marketing {
             marketing.health_check(ctx).await?;
         }
+        if let Some(coupons) = &self.coupons {
+            coupons.health_check(ctx).await?;
+        }
         Ok(())
     }
 
@@ -301,6 +309,7 @@ impl Built {
             Capability::Commerce => self.commerce.is_some(),
             Capability::Payments => self.payments.is_some(),
             Capability::Marketing => self.marketing.is_some(),
+            Capability::Coupons => self.coupons.is_some(),
         }
     }
 }

@@ -110,6 +110,7 @@ mod tests {
             commerce: None,
             payments: None,
             marketing: None,
+            coupons: None,
         })
     }
 
