@@ -13,8 +13,15 @@
 //! validity) are the tenant's settings; a request beyond them is refused here before anything is
 //! sent, and the day's count is read from the coupons this bridge made (their name prefix). Every
 //! coupon is single-use (`usageLimit: 1`) and expires. The code derives from the ledger key, so
-//! the same tool call can never make two coupons. Wix Stores orders and Wix CRM contacts are not
-//! served yet. This module must not widen a cap or let the model choose a code.
+//! the same tool call can never make two coupons. This module must not widen a cap or let the
+//! model choose a code.
+//!
+//! Wix Stores as a [`Commerce`] connector too: orders by number through eCommerce "Search Orders"
+//! (<https://dev.wix.com/docs/rest/business-solutions/e-commerce/orders/search-orders>,
+//! `POST /ecom/v1/orders/search`), described only when the caller's email or phone matches the
+//! order's buyer, billing or shipping contact ([`caller_owns_order`]); products through Stores
+//! "Query Products" (<https://dev.wix.com/docs/rest/business-solutions/stores/catalog/query-products>,
+//! `POST /stores/v1/products/query`). Wix CRM contacts are not served yet.
 
 use chrono::{DateTime, Duration, Utc};
 use reqwest::header::{HeaderName, HeaderValue};
@@ -25,7 +32,10 @@ use sha2::{Digest, Sha256};
 
 use super::client::{Auth, VendorClient};
 use super::kit::{BuildContext, BuildFailure, Built, Capability, SecretField, SecretShape, Vendor};
-use super::{ConnectorError, Coupon, CouponCaps, CouponDiscount, Coupons, rfc3339};
+use super::{
+    Commerce, ConnectorError, ContactLookup, Coupon, CouponCaps, CouponDiscount, Coupons, Money,
+    OrderStatus, Product, ProductVariant, caller_owns_order, parse_time, rfc3339,
+};
 use crate::connectors::http::{ConnectorProfile, HttpPolicy, RequestContext};
 
 pub const CONNECTOR: &str = "wix";
@@ -66,6 +76,113 @@ struct Created {
 struct Queried {
     #[serde(default)]
     coupons: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+struct OrdersFound {
+    #[serde(default)]
+    orders: Vec<OrderNode>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderNode {
+    number: String,
+    #[serde(default)]
+    created_date: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    payment_status: Option<String>,
+    #[serde(default)]
+    fulfillment_status: Option<String>,
+    #[serde(default)]
+    buyer_info: Option<BuyerInfo>,
+    #[serde(default)]
+    billing_info: Option<AddressInfo>,
+    #[serde(default)]
+    shipping_info: Option<ShippingInfo>,
+}
+
+#[derive(Deserialize)]
+struct BuyerInfo {
+    #[serde(default)]
+    email: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AddressInfo {
+    #[serde(default)]
+    contact_details: Option<ContactDetails>,
+}
+
+#[derive(Deserialize)]
+struct ContactDetails {
+    #[serde(default)]
+    phone: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ShippingInfo {
+    #[serde(default)]
+    logistics: Option<Logistics>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Logistics {
+    #[serde(default)]
+    shipping_destination: Option<AddressInfo>,
+}
+
+#[derive(Deserialize)]
+struct ProductsFound {
+    #[serde(default)]
+    products: Vec<ProductNode>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProductNode {
+    id: String,
+    name: String,
+    #[serde(default)]
+    visible: Option<bool>,
+    #[serde(default)]
+    sku: Option<String>,
+    #[serde(default)]
+    price_data: Option<PriceData>,
+    #[serde(default)]
+    stock: Option<Stock>,
+}
+
+#[derive(Deserialize)]
+struct PriceData {
+    currency: String,
+    price: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Stock {
+    #[serde(default)]
+    track_inventory: bool,
+    #[serde(default)]
+    quantity: Option<i64>,
+    #[serde(default)]
+    in_stock: bool,
+}
+
+/// Search words only (they go into a `$startsWith` filter value).
+fn search_term(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '.' | '\''))
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The coupon code for a ledger key: `CALL` and ten hex digits (Wix allows twenty characters).
@@ -196,13 +313,129 @@ impl Coupons for Wix {
     }
 }
 
+#[async_trait::async_trait]
+impl Commerce for Wix {
+    async fn order_status(
+        &self,
+        ctx: &RequestContext,
+        order_number: &str,
+        verify: &ContactLookup,
+    ) -> Result<OrderStatus, ConnectorError> {
+        let number = order_number.trim().trim_start_matches('#');
+        if number.is_empty() || number.len() > 20 || !number.chars().all(|c| c.is_ascii_digit()) {
+            return Err(ConnectorError::InvalidInput(
+                "a Wix order number is digits only".into(),
+            ));
+        }
+        let (name, value) = self.site();
+        let found: OrdersFound = self
+            .client
+            .post(&["ecom", "v1", "orders", "search"])
+            .header(name, value)
+            .json(json!({"search": {"filter": {"number": {"$eq": number}}, "cursorPaging": {"limit": 1}}}))
+            .replay(crate::connectors::http::Replay::Idempotent)
+            .send_json(ctx, "order")
+            .await?;
+        let order = found
+            .orders
+            .into_iter()
+            .find(|order| order.number == number)
+            .filter(|order| {
+                let billing = order
+                    .billing_info
+                    .as_ref()
+                    .and_then(|b| b.contact_details.as_ref())
+                    .and_then(|c| c.phone.as_deref());
+                let shipping = order
+                    .shipping_info
+                    .as_ref()
+                    .and_then(|s| s.logistics.as_ref())
+                    .and_then(|l| l.shipping_destination.as_ref())
+                    .and_then(|d| d.contact_details.as_ref())
+                    .and_then(|c| c.phone.as_deref());
+                caller_owns_order(
+                    verify,
+                    [order.buyer_info.as_ref().and_then(|b| b.email.as_deref())],
+                    [billing, shipping],
+                )
+            })
+            .ok_or_else(|| ConnectorError::NotFound("order".into()))?;
+        Ok(OrderStatus {
+            placed_at: order.created_date.as_deref().map(parse_time).transpose()?,
+            cancelled: order.status.as_deref() == Some("CANCELED"),
+            payment_status: order.payment_status,
+            fulfillment_status: order.fulfillment_status,
+            status_page_url: None,
+            number: format!("#{}", order.number),
+            shipments: Vec::new(),
+        })
+    }
+
+    async fn search_products(
+        &self,
+        ctx: &RequestContext,
+        query: &str,
+    ) -> Result<Vec<Product>, ConnectorError> {
+        let term = search_term(query);
+        if term.is_empty() {
+            return Err(ConnectorError::InvalidInput(
+                "a product to look for is needed".into(),
+            ));
+        }
+        let filter = json!({"name": {"$startsWith": term}});
+        let (name, value) = self.site();
+        let found: ProductsFound = self
+            .client
+            .post(&["stores", "v1", "products", "query"])
+            .header(name, value)
+            .json(json!({"query": {"filter": filter.to_string(), "paging": {"limit": 5}}}))
+            .replay(crate::connectors::http::Replay::Idempotent)
+            .send_json(ctx, "product")
+            .await?;
+        Ok(found
+            .products
+            .into_iter()
+            .filter(|p| p.visible != Some(false))
+            .map(|p| {
+                let stock = p.stock.unwrap_or(Stock {
+                    track_inventory: false,
+                    quantity: None,
+                    in_stock: false,
+                });
+                let units = stock.quantity.filter(|_| stock.track_inventory);
+                let price = p.price_data.as_ref().map(|d| format!("{:.2}", d.price));
+                Product {
+                    id: p.id,
+                    min_price: p.price_data.map(|d| Money {
+                        amount: format!("{:.2}", d.price),
+                        currency: d.currency,
+                    }),
+                    total_inventory: units,
+                    variants: vec![ProductVariant {
+                        title: p.name.clone(),
+                        sku: p.sku.filter(|s| !s.is_empty()),
+                        price,
+                        available: stock.in_stock,
+                        inventory: units,
+                    }],
+                    title: p.name,
+                }
+            })
+            .collect())
+    }
+
+    async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {
+        Coupons::health_check(self, ctx).await
+    }
+}
+
 /// The vendor descriptor, registered in [`super::registry`].
 pub static VENDOR: Vendor = Vendor {
     id: CONNECTOR,
     name: "Wix",
     spec: "none held: https://dev.wix.com/docs/rest/business-management/marketing/coupons/coupons/create-a-coupon",
     default_base_url: Some("https://www.wixapis.com/"),
-    capabilities: &[Capability::Coupons],
+    capabilities: &[Capability::Coupons, Capability::Commerce],
     secret: SecretShape {
         bare_token: false,
         fields: &[
@@ -210,7 +443,7 @@ pub static VENDOR: Vendor = Vendor {
                 name: "api_key",
                 aliases: &[],
                 required: true,
-                doc: "Wix API key (Manage Coupons permission)",
+                doc: "Wix API key (Manage Coupons; Read Orders and Read Products for the shop tools)",
             },
             SecretField {
                 name: "site_id",
@@ -285,8 +518,10 @@ fn build(ctx: BuildContext<'_>) -> Result<Built, BuildFailure> {
         },
     )
     .map_err(|e| BuildFailure::Config(e.to_string()))?;
+    let connector = std::sync::Arc::new(connector);
     Ok(Built {
-        coupons: Some(std::sync::Arc::new(connector)),
+        coupons: Some(connector.clone()),
+        commerce: Some(connector),
         ..Built::default()
     })
 }

@@ -182,3 +182,67 @@ async fn a_refused_key_is_an_auth_error() {
     assert!(matches!(err, ConnectorError::Auth(_)), "{err:?}");
     contract().assert_valid(&server).await;
 }
+
+#[tokio::test]
+async fn wix_orders_are_told_only_to_their_buyer() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/ecom/v1/orders/search"))
+        .and(header("wix-site-id", "site-1"))
+        .and(wiremock::matchers::body_json(serde_json::json!({
+            "search": {"filter": {"number": {"$eq": "10001"}}, "cursorPaging": {"limit": 1}}
+        })))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fixture(include_str!(
+                "../../fixtures/vendors/wix/orders_found.json"
+            ))),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/stores/v1/products/query"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fixture(include_str!(
+                "../../fixtures/vendors/wix/products_found.json"
+            ))),
+        )
+        .mount(&server)
+        .await;
+    use callbridge::connectors::{Commerce, ContactLookup};
+    let wix = connector(&server);
+    let order = wix
+        .order_status(
+            &context(),
+            "#10001",
+            &ContactLookup::Email("Ann.Lee@example.com".into()),
+        )
+        .await
+        .expect("the buyer");
+    assert_eq!(order.number, "#10001");
+    assert_eq!(order.payment_status.as_deref(), Some("PAID"));
+    for phone in ["+15125550142", "+15125550177"] {
+        wix.order_status(&context(), "10001", &ContactLookup::Phone(phone.into()))
+            .await
+            .expect("billing or shipping phone");
+    }
+    let err = wix
+        .order_status(
+            &context(),
+            "10001",
+            &ContactLookup::Phone("+15125550000".into()),
+        )
+        .await
+        .expect_err("a wrong phone gets no order data");
+    assert!(matches!(err, ConnectorError::NotFound(_)), "{err:?}");
+    let products = wix
+        .search_products(&context(), "linen apron")
+        .await
+        .expect("found");
+    assert_eq!(products.len(), 1, "hidden products are not offered");
+    assert_eq!(products[0].total_inventory, Some(3));
+    assert_eq!(
+        products[0].min_price.as_ref().map(|m| m.amount.as_str()),
+        Some("24.50")
+    );
+    contract().assert_valid(&server).await;
+}
