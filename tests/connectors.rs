@@ -48,6 +48,8 @@ mod teams;
 mod twilio_sms;
 #[path = "connectors/whatsapp.rs"]
 mod whatsapp;
+#[path = "connectors/wix.rs"]
+mod wix;
 #[path = "connectors/woocommerce.rs"]
 mod woocommerce;
 #[path = "connectors/zendesk.rs"]

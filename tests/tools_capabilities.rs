@@ -2002,3 +2002,73 @@ async fn a_caller_is_subscribed_only_with_explicit_consent() {
         "+18779290687"
     );
 }
+
+#[tokio::test]
+async fn coupons_stay_within_the_tenants_caps_and_are_made_once() {
+    let bench = bench().await;
+    let wix = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/stores/v2/coupons/query"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"coupons": [], "totalResults": 0})),
+        )
+        .mount(&wix)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/stores/v2/coupons"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "cpn-1"})))
+        .mount(&wix)
+        .await;
+    bench
+        .configure(
+            "wix",
+            &wix.uri(),
+            r#"{"api_key": "wix_api_key", "site_id": "site-1", "max_percent": 10, "max_per_day": 5}"#,
+        )
+        .await;
+    let resolved = bench.resolve(&["create_coupon"]).await;
+    assert!(
+        resolved.unavailable.is_empty(),
+        "{:?}",
+        resolved.unavailable
+    );
+    // The model asks for more than the shop allows: refused, nothing created.
+    let (refused, label) = run(
+        &resolved,
+        context("CA13", "call_big"),
+        "create_coupon",
+        json!({"kind": "percentage", "value": 50}),
+    )
+    .await;
+    assert_eq!(label, "failed", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most 10 percent"),
+        "{refused}"
+    );
+    assert!(
+        requests_to(&wix, "POST", "/stores/v2/coupons")
+            .await
+            .is_empty()
+    );
+    // Within the caps, repeated: one coupon, the same code.
+    let coupon = run_then_replay(
+        &resolved,
+        "CA13",
+        "create_coupon",
+        json!({"kind": "percentage", "value": 10}),
+    )
+    .await;
+    assert!(
+        coupon["result"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("CALL")
+    );
+    assert_eq!(
+        requests_to(&wix, "POST", "/stores/v2/coupons").await.len(),
+        1
+    );
+}

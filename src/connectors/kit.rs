@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use super::http::{ConnectorProfile, HttpPolicy};
-use super::{Calendar, Commerce, Crm, Marketing, Payments, Support, parse_base_url};
+use super::{Calendar, Commerce, Coupons, Crm, Marketing, Payments, Support, parse_base_url};
 
 /// A family of tools a vendor can serve through one trait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,10 +28,12 @@ pub enum Capability {
     Marketing,
     /// Sending a message (SMS, WhatsApp, email, a team chat): [`super::messages::Messenger`].
     Messaging,
+    /// Discount coupons within the tenant's caps (`create_coupon`).
+    Coupons,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 7] = [
+    pub const ALL: [Capability; 8] = [
         Self::Calendar,
         Self::Crm,
         Self::Commerce,
@@ -39,6 +41,7 @@ impl Capability {
         Self::Payments,
         Self::Marketing,
         Self::Messaging,
+        Self::Coupons,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Capability {
             Self::Payments => "payments",
             Self::Marketing => "marketing",
             Self::Messaging => "messaging",
+            Self::Coupons => "coupons",
         }
     }
 }
@@ -318,6 +322,7 @@ pub struct Built {
     pub payments: Option<Arc<dyn Payments>>,
     pub marketing: Option<Arc<dyn Marketing>>,
     pub messenger: Option<Arc<dyn super::messages::Messenger>>,
+    pub coupons: Option<Arc<dyn Coupons>>,
 }
 
 impl Built {
@@ -347,6 +352,9 @@ impl Built {
         if let Some(messenger) = &self.messenger {
             messenger.health_check(ctx).await?;
         }
+        if let Some(coupons) = &self.coupons {
+            coupons.health_check(ctx).await?;
+        }
         Ok(())
     }
 
@@ -360,6 +368,7 @@ impl Built {
             Capability::Payments => self.payments.is_some(),
             Capability::Marketing => self.marketing.is_some(),
             Capability::Messaging => self.messenger.is_some(),
+            Capability::Coupons => self.coupons.is_some(),
         }
     }
 }

@@ -41,7 +41,7 @@ macro_rules! vendors {
 
 vendors! {
     calcom, calendly, google_calendar, google_sheets, hubspot, klaviyo, magento, microsoft_calendar,
-    pipedrive, salesforce, shopify, stripe, woocommerce, zendesk, freshdesk, intercom, crisp,
+    pipedrive, salesforce, shopify, stripe, wix, woocommerce, zendesk, freshdesk, intercom, crisp,
     zoho_crm, twilio_sms, whatsapp, smtp, gmail, slack, teams,
 }
 
@@ -760,6 +760,85 @@ pub trait Marketing: Send + Sync {
         ctx: &RequestContext,
         subscription: &Subscription,
     ) -> Result<(), ConnectorError>;
+
+    /// A harmless read proving the credentials and base URL work.
+    async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;
+}
+
+/// What a coupon takes off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CouponDiscount {
+    /// Percent off (`15` = 15 %).
+    Percent(f64),
+    /// A fixed amount off, in the shop's currency.
+    Amount(f64),
+    FreeShipping,
+}
+
+/// The tenant's limits on coupons made during calls; the model cannot exceed them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CouponCaps {
+    pub max_percent: f64,
+    pub max_amount: f64,
+    /// Coupons per rolling 24 hours.
+    pub max_per_day: u32,
+    /// Days a coupon stays valid.
+    pub valid_days: u32,
+}
+
+impl Default for CouponCaps {
+    fn default() -> Self {
+        Self {
+            max_percent: 10.0,
+            max_amount: 10.0,
+            max_per_day: 20,
+            valid_days: 7,
+        }
+    }
+}
+
+impl CouponCaps {
+    /// Refuses a discount beyond the caps (or a nonsensical one) with a sentence the model can use.
+    pub fn check(&self, discount: &CouponDiscount) -> Result<(), ConnectorError> {
+        let within = |value: f64, max: f64| value > 0.0 && value <= max;
+        match *discount {
+            CouponDiscount::Percent(rate) if !within(rate, self.max_percent) => {
+                Err(ConnectorError::InvalidInput(format!(
+                    "a percentage coupon can be at most {} percent",
+                    self.max_percent
+                )))
+            }
+            CouponDiscount::Amount(amount) if !within(amount, self.max_amount) => {
+                Err(ConnectorError::InvalidInput(format!(
+                    "a fixed-amount coupon can be at most {}",
+                    self.max_amount
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A coupon made for the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Coupon {
+    pub id: String,
+    pub code: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Coupon platforms: Wix, …
+#[async_trait::async_trait]
+pub trait Coupons: Send + Sync {
+    /// A single-use coupon, within the tenant's caps (checked here, before anything is sent, and
+    /// the per-day count against the coupons this bridge already made). `idempotency_key` comes
+    /// from the ledger and determines the code, so a retry cannot make a second coupon.
+    async fn create_coupon(
+        &self,
+        ctx: &RequestContext,
+        discount: &CouponDiscount,
+        idempotency_key: &str,
+    ) -> Result<Coupon, ConnectorError>;
 
     /// A harmless read proving the credentials and base URL work.
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError>;

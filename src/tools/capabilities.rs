@@ -32,8 +32,9 @@ use crate::connectors::http::RequestContext;
 use crate::connectors::kit::Built;
 use crate::connectors::{
     Attendee, Booking, BookingStatus, Calendar, CallNote, Commerce, ConnectorError, Contact,
-    ContactInput, ContactLookup, Crm, CrmMeeting, Deal, DealUpdate, Marketing, MeetingChange,
-    OrderStatus, PaymentItem, Payments, Product, Slot, Subscription, TimeWindow,
+    ContactInput, ContactLookup, CouponDiscount, Coupons, Crm, CrmMeeting, Deal, DealUpdate,
+    Marketing, MeetingChange, OrderStatus, PaymentItem, Payments, Product, Slot, Subscription,
+    TimeWindow,
 };
 use crate::realtime::ToolDeclaration;
 
@@ -51,6 +52,7 @@ pub const SEND_PAYMENT_LINK: &str = "send_payment_link";
 pub const PAYMENT_LINK_STATUS: &str = "payment_link_status";
 pub const CUSTOMER_PROFILE: &str = "customer_profile";
 pub const SUBSCRIBE_TO_LIST: &str = "subscribe_to_list";
+pub const CREATE_COUPON: &str = "create_coupon";
 
 /// Which connector trait serves a capability tool (defined with the vendor recipe).
 pub use crate::connectors::kit::Capability;
@@ -263,6 +265,17 @@ pub static TOOLS: &[ToolSpec] = &[
         build: |i| {
             Some(Arc::new(SubscribeToList {
                 marketing: Arc::clone(i.connector.marketing.as_ref()?),
+                env: Arc::clone(i.env),
+            }))
+        },
+    },
+    ToolSpec {
+        name: CREATE_COUPON,
+        capability: Capability::Coupons,
+        crm_follow_up: false,
+        build: |i| {
+            Some(Arc::new(CreateCoupon {
+                coupons: Arc::clone(i.connector.coupons.as_ref()?),
                 env: Arc::clone(i.env),
             }))
         },
@@ -2044,6 +2057,85 @@ impl Tool for SubscribeToList {
                         })
                     })
                     .map_err(|err| speak_failure(&tenant, SUBSCRIBE_TO_LIST, &err))
+            })
+            .await
+        })
+    }
+}
+
+// --- coupons -------------------------------------------------------------------------------------
+
+/// `create_coupon`: a single-use, expiring coupon within the shop's caps.
+pub struct CreateCoupon {
+    pub coupons: Arc<dyn Coupons>,
+    pub env: Arc<CapabilityEnv>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateCouponArgs {
+    kind: String,
+    #[serde(default)]
+    value: Option<f64>,
+}
+
+impl Tool for CreateCoupon {
+    fn declaration(&self) -> ToolDeclaration {
+        declaration(
+            CREATE_COUPON,
+            "Create a single-use discount coupon for the caller: a percentage off, a fixed amount \
+             off, or free shipping. The shop sets the largest discount and how many coupons may be \
+             given; if the tool refuses, tell the caller what is possible. Read the code out \
+             slowly.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "kind": {"type": "string", "enum": ["percentage", "fixed", "free_shipping"]},
+                    "value": {"type": "number", "description": "Percent for percentage, amount for fixed; leave out for free_shipping."}
+                },
+                "required": ["kind"],
+                "additionalProperties": false
+            }),
+        )
+    }
+
+    fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
+        let coupons = Arc::clone(&self.coupons);
+        let env = Arc::clone(&self.env);
+        Box::pin(async move {
+            let args: CreateCouponArgs = parse_args(arguments.clone())?;
+            let value = || {
+                args.value
+                    .filter(|v| v.is_finite() && *v > 0.0)
+                    .ok_or_else(|| {
+                        ToolError::InvalidArguments("value must be a positive number".into())
+                    })
+            };
+            let discount = match args.kind.as_str() {
+                "percentage" => CouponDiscount::Percent(value()?),
+                "fixed" => CouponDiscount::Amount(value()?),
+                "free_shipping" => CouponDiscount::FreeShipping,
+                other => {
+                    return Err(ToolError::InvalidArguments(format!(
+                        "kind {other:?} must be percentage, fixed or free_shipping"
+                    )));
+                }
+            };
+            let tenant = Arc::clone(&env.tenant);
+            let zone = env.business_zone;
+            env.once(&context, CREATE_COUPON, &arguments, |ctx| async move {
+                let key = ctx.idempotency_key.clone().unwrap_or_default();
+                coupons
+                    .create_coupon(&ctx, &discount, &key)
+                    .await
+                    .map(|coupon| {
+                        json!({
+                            "code": coupon.code,
+                            "single_use": true,
+                            "expires": spoken_in(coupon.expires_at, zone),
+                        })
+                    })
+                    .map_err(|err| speak_failure(&tenant, CREATE_COUPON, &err))
             })
             .await
         })
