@@ -504,6 +504,8 @@ static SALESFORCE: OAuthSpec = OAuthSpec {
 
 #[tokio::test]
 async fn zoho_data_centre_switch() {
+    // A test-only vendor (`zoho_lab`): the registry's `zoho_crm` allows only Zoho's accounts
+    // domains, and this fake accounts server is on 127.0.0.1.
     let mut config = FakeOAuthConfig::new(REDIRECT);
     let w0 = world(config.clone()).await;
     // The fake is the EU accounts server: its origin comes back in the callback.
@@ -519,16 +521,16 @@ async fn zoho_data_centre_switch() {
         w.store.clone(),
         w.vault.clone(),
         // No token URL override: only the accounts server can lead the exchange to the fake.
-        w.settings(&[("zoho_crm", false)]),
+        w.settings(&[("zoho_lab", false)]),
         EgressPolicy::allow_loopback(),
         w.clock.clone() as Arc<dyn Clock>,
     )
     .expect("service")
-    .with_vendor("zoho_crm", "Zoho CRM", &[Capability::Crm], ZOHO);
-    let page = w.connect(&svc, "zoho_crm").await;
+    .with_vendor("zoho_lab", "Zoho CRM", &[Capability::Crm], ZOHO);
+    let page = w.connect(&svc, "zoho_lab").await;
     assert_eq!(page.status, 200, "{}", page.html);
     let connection = svc
-        .connection(&w.acme, "zoho_crm")
+        .connection(&w.acme, "zoho_lab")
         .await
         .expect("connection");
     let base = OAuthService::api_base(&connection, &["api_domain"]).expect("api domain");
@@ -536,13 +538,13 @@ async fn zoho_data_centre_switch() {
     assert!(connection.extra.contains("accounts_server"));
     // Refresh goes to the same data centre.
     w.advance(3_600);
-    svc.access_token(&w.acme, "zoho_crm", None)
+    svc.access_token(&w.acme, "zoho_lab", None)
         .await
         .expect("refresh at the accounts server");
     assert_eq!(w.fake.refresh_requests(), 1);
 
     // A callback naming a host that is not a Zoho accounts server is refused.
-    let started = svc.start(&w.acme, "zoho_crm", None).await.expect("start");
+    let started = svc.start(&w.acme, "zoho_lab", None).await.expect("start");
     let mut query = w.fake.consent(&started.authorization_url).await;
     query.insert("accounts-server".into(), "https://evil.example".into());
     let before = w.fake.token_requests();

@@ -1662,17 +1662,16 @@ async fn support_tools_open_one_ticket_per_issue_and_comment_only_on_the_callers
 /// A Salesforce tenant's `update_deal`: the caller (found by their number) has one open
 /// opportunity; a repeated call moves it once (the ledger); a stage the pipeline lacks is a clear
 /// tool error naming the stages, and nothing is written. Switching the CRM from HubSpot to
-/// Salesforce changes no name or description of the tools both serve, and `update_deal` is
-/// offered only where the CRM has deals.
+/// Salesforce changes no tool name or description, `update_deal` included.
 #[tokio::test]
 async fn update_deal_moves_the_callers_salesforce_opportunity_once() {
     const SF_CONTACT: &str = include_str!("../fixtures/vendors/salesforce/query_contact.json");
     const SF_DEALS: &str = include_str!("../fixtures/vendors/salesforce/query_opportunities.json");
     const SF_STAGES: &str = include_str!("../fixtures/vendors/salesforce/query_stages.json");
     let bench = bench().await;
-    let before = bench.resolve(&ALL_TOOLS).await;
     let with_deals: Vec<&str> = ALL_TOOLS.iter().copied().chain(["update_deal"]).collect();
-    let hubspot_deals = bench.resolve(&with_deals).await;
+    let before = bench.resolve(&with_deals).await;
+    assert!(before.unavailable.is_empty(), "{:?}", before.unavailable);
     bench
         .store
         .delete_connector(&bench.tenant, "hubspot")
@@ -1686,7 +1685,7 @@ async fn update_deal_moves_the_callers_salesforce_opportunity_once() {
             r#"{"access_token": "00Dxx!sf-token"}"#,
         )
         .await;
-    let after = bench.resolve(&ALL_TOOLS).await;
+    let after = bench.resolve(&with_deals).await;
     assert!(after.unavailable.is_empty(), "{:?}", after.unavailable);
     let names = |r: &Resolved| r.registry.names().map(str::to_owned).collect::<Vec<_>>();
     assert_eq!(names(&before), names(&after));
@@ -1728,14 +1727,6 @@ async fn update_deal_moves_the_callers_salesforce_opportunity_once() {
         resolved.unavailable
     );
     assert!(resolved.registry.names().any(|n| n == "update_deal"));
-    // HubSpot, before the switch, had no deals connector: the tool was not offered there.
-    assert!(!hubspot_deals.registry.names().any(|n| n == "update_deal"));
-    assert!(
-        hubspot_deals
-            .unavailable
-            .iter()
-            .any(|u| u.tool == "update_deal")
-    );
     let args = json!({"stage": "closed won", "amount": 36000});
     for _ in 0..2 {
         let (moved, label) = run(
@@ -2070,5 +2061,33 @@ async fn coupons_stay_within_the_tenants_caps_and_are_made_once() {
     assert_eq!(
         requests_to(&wix, "POST", "/stores/v2/coupons").await.len(),
         1
+    );
+}
+
+/// A CRM without deals (Pipedrive here) does not get `update_deal`: the tool is not offered and
+/// the reason says the connector does not serve it.
+#[tokio::test]
+async fn update_deal_is_not_offered_by_a_crm_without_deals() {
+    let bench = bench().await;
+    bench
+        .store
+        .delete_connector(&bench.tenant, "hubspot")
+        .await
+        .expect("hubspot removed");
+    let pipedrive = MockServer::start().await;
+    bench
+        .configure("pipedrive", &pipedrive.uri(), "pd-oauth-token")
+        .await;
+    let resolved = bench.resolve(&["find_contact", "update_deal"]).await;
+    let names: Vec<&str> = resolved.registry.names().collect();
+    assert_eq!(names, ["find_contact"]);
+    assert_eq!(resolved.unavailable.len(), 1, "{:?}", resolved.unavailable);
+    assert_eq!(resolved.unavailable[0].tool, "update_deal");
+    assert!(
+        resolved.unavailable[0]
+            .reason
+            .contains("does not serve this tool"),
+        "{:?}",
+        resolved.unavailable[0]
     );
 }

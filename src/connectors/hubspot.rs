@@ -11,7 +11,10 @@
 //! they are configurable. Meetings, like notes, are created without replay: the tool-call ledger
 //! is what keeps a repeated booking from creating a second one. A meeting is kept in step with
 //! its booking by a `PATCH` of fixed property values (new times, or outcome `CANCELED`), which
-//! may be replayed. This module must not keep contacts in memory.
+//! may be replayed. Deals (`update_deal`, `crm-deals-v3.json` under object type `0-3`, stages from
+//! `crm-pipelines-v3.json`) are the contact's deals found by a search on the `associations.contact`
+//! pseudo-property, moved with a `PATCH` of fixed values. This module must not keep contacts in
+//! memory.
 
 use chrono::SecondsFormat;
 use reqwest::Url;
@@ -23,8 +26,10 @@ use super::client::{Auth, VendorClient};
 use super::kit::{
     BuildContext, BuildFailure, Built, Capability, OAuthSpec, SecretField, SecretShape, Vendor,
 };
+use super::deals::{DealChoice, match_stage, pick_deal};
 use super::{
-    CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
+    CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, Deal,
+    DealUpdate, MeetingChange,
 };
 use crate::connectors::http::{ConnectorProfile, HttpPolicy, Replay, RequestContext};
 
@@ -35,6 +40,21 @@ pub const NOTE_TO_CONTACT_ASSOCIATION: u32 = 202;
 /// HubSpot-defined association type "meeting to contact".
 pub const MEETING_TO_CONTACT_ASSOCIATION: u32 = 200;
 const CONTACT_PROPERTIES: [&str; 5] = ["firstname", "lastname", "email", "phone", "mobilephone"];
+/// HubSpot's object type id for deals, as the held spec names its paths.
+const DEALS: &str = "0-3";
+const DEAL_PROPERTIES: [&str; 5] = ["dealname", "dealstage", "amount", "closedate", "pipeline"];
+
+#[derive(Deserialize)]
+struct Stage {
+    id: String,
+    label: String,
+}
+
+#[derive(Deserialize)]
+struct Stages {
+    #[serde(default)]
+    results: Vec<Stage>,
+}
 
 pub struct HubspotConfig {
     pub base_url: Url,
@@ -374,6 +394,95 @@ impl Crm for Hubspot {
             .map(|_| ())
     }
 
+    fn serves_deals(&self) -> bool {
+        true
+    }
+
+    async fn update_deal(
+        &self,
+        ctx: &RequestContext,
+        contact_id: &str,
+        deal_id: Option<&str>,
+        update: &DealUpdate,
+    ) -> Result<Deal, ConnectorError> {
+        // operationId: post-/crm/v3/objects/0-3/search_doSearch — the contact's deals: the one
+        // named, else the open ones. A read: replayable.
+        let mut filters = vec![json!({
+            "propertyName": "associations.contact", "operator": "EQ", "value": contact_id,
+        })];
+        filters.push(match deal_id {
+            Some(id) => json!({ "propertyName": "hs_object_id", "operator": "EQ", "value": id }),
+            None => json!({ "propertyName": "hs_is_closed", "operator": "EQ", "value": "false" }),
+        });
+        let body = json!({
+            "filterGroups": [{ "filters": filters }],
+            "properties": DEAL_PROPERTIES,
+            "sorts": [],
+            "limit": 10,
+            "after": "0",
+        });
+        let found: SearchResponse = self
+            .client
+            .post(&["crm", "v3", "objects", DEALS, "search"])
+            .json(body)
+            .replay(Replay::Idempotent)
+            .send_json(ctx, "deal")
+            .await?;
+        let deal = pick_deal(&found.results, deal_id, |d| DealChoice {
+            id: d.id.clone(),
+            name: d.property("dealname").unwrap_or_default(),
+        })?;
+        let mut properties = Map::new();
+        let mut stage_label = deal.property("dealstage");
+        if let Some(wanted) = &update.stage {
+            let pipeline = deal.property("pipeline").unwrap_or_else(|| "default".into());
+            // operationId: get-/crm/v3/pipelines/{objectType}/{pipelineId}/stages_getAll
+            let stages: Stages = self
+                .client
+                .get(&["crm", "v3", "pipelines", "deals", &pipeline, "stages"])
+                .send_json(ctx, "deal stage")
+                .await?;
+            let stages: Vec<(String, String)> = stages
+                .results
+                .into_iter()
+                .map(|s| (s.id, s.label))
+                .collect();
+            let (id, label) = match_stage(&stages, wanted)?;
+            properties.insert("dealstage".into(), json!(id));
+            stage_label = Some(label.clone());
+        }
+        if let Some(amount) = &update.amount {
+            properties.insert("amount".into(), json!(amount));
+        }
+        if let Some(date) = update.close_date {
+            properties.insert(
+                "closedate".into(),
+                json!(format!("{}T00:00:00.000Z", date.format("%Y-%m-%d"))),
+            );
+        }
+        if let Some(next_step) = &update.next_step {
+            properties.insert("hs_next_step".into(), json!(next_step));
+        }
+        // operationId: patch-/crm/v3/objects/0-3/{dealId}_update — fixed values, replayable.
+        self.client
+            .patch(&["crm", "v3", "objects", DEALS, &deal.id])
+            .json(json!({ "properties": properties }))
+            .replay(Replay::Idempotent)
+            .send(ctx, "deal")
+            .await?;
+        Ok(Deal {
+            id: deal.id.clone(),
+            name: deal.property("dealname").unwrap_or_default(),
+            stage: stage_label,
+            amount: update.amount.clone().or_else(|| deal.property("amount")),
+            close_date: update.close_date.or_else(|| {
+                deal.property("closedate")
+                    .and_then(|d| d.get(..10).map(str::to_owned))
+                    .and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok())
+            }),
+        })
+    }
+
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {
         // operationId: get-/crm/v3/objects/contacts_getPage
         self.client
@@ -414,6 +523,8 @@ pub static VENDOR: Vendor = Vendor {
             &[
                 "crm.objects.contacts.read",
                 "crm.objects.contacts.write",
+                "crm.objects.deals.read",
+                "crm.objects.deals.write",
                 "oauth",
             ],
         )],

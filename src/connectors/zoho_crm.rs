@@ -12,8 +12,10 @@
 //! note or event reaches the right module; a Contact's id is Zoho's. Creates of notes and events
 //! are never replayed (the tool-call ledger keeps them single); a new contact is created through
 //! `upsert` keyed by email (else phone), which Zoho itself keeps single, and updates set fixed
-//! values. A cancelled booking's Event is kept and retitled "Cancelled by the caller". This module
-//! must not keep records in memory.
+//! values. A cancelled booking's Event is kept and retitled "Cancelled by the caller". Deals
+//! (`update_deal`) are the contact's related `Deals` (`related_records.json`), their stages the
+//! `Stage` pick list of the Deals module (`fields.json`, whose `forecast_type` tells open from
+//! closed). This module must not keep records in memory.
 
 use reqwest::Url;
 use serde::Deserialize;
@@ -24,8 +26,10 @@ use super::kit::{
     BuildContext, BuildFailure, Built, Capability, OAuthSpec, SecretField, SecretShape, Vendor,
 };
 use super::phone::stored_forms;
+use super::deals::{DealChoice, match_stage, pick_deal};
 use super::{
-    CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
+    CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, Deal,
+    DealUpdate, MeetingChange,
 };
 use crate::connectors::http::{ConnectorProfile, HttpPolicy, Replay, RequestContext};
 
@@ -168,6 +172,40 @@ impl Person {
             phone: present(self.phone).or(present(self.mobile)),
         }
     }
+}
+
+#[derive(Deserialize)]
+struct ZohoDeal {
+    id: String,
+    #[serde(rename = "Deal_Name")]
+    name: Option<String>,
+    #[serde(rename = "Stage")]
+    stage: Option<String>,
+    #[serde(rename = "Amount")]
+    amount: Option<serde_json::Number>,
+    #[serde(rename = "Closing_Date")]
+    closing_date: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Fields {
+    #[serde(default)]
+    fields: Vec<Field>,
+}
+
+#[derive(Deserialize)]
+struct Field {
+    api_name: String,
+    #[serde(default)]
+    pick_list_values: Vec<PickListValue>,
+}
+
+#[derive(Deserialize)]
+struct PickListValue {
+    display_value: String,
+    actual_value: String,
+    #[serde(default)]
+    forecast_type: Option<String>,
 }
 
 /// One entry of a write's `data` answer.
@@ -448,6 +486,106 @@ impl Crm for ZohoCrm {
             .await
     }
 
+    fn serves_deals(&self) -> bool {
+        true
+    }
+
+    async fn update_deal(
+        &self,
+        ctx: &RequestContext,
+        contact_id: &str,
+        deal_id: Option<&str>,
+        update: &DealUpdate,
+    ) -> Result<Deal, ConnectorError> {
+        let (module, contact) = person_ref(contact_id)?;
+        if module == Module::Leads {
+            // A lead has no deals until it is converted.
+            return Err(ConnectorError::NotFound("deal".into()));
+        }
+        // The Deals module's Stage pick list: the stages, and which of them are closed.
+        let fields: Fields = self
+            .client
+            .get(&["crm", "v8", "settings", "fields"])
+            .query("module", "Deals")
+            .send_json(ctx, "deal stage")
+            .await?;
+        let stage_values = fields
+            .fields
+            .into_iter()
+            .find(|f| f.api_name == "Stage")
+            .map(|f| f.pick_list_values)
+            .unwrap_or_default();
+        let closed: Vec<&str> = stage_values
+            .iter()
+            .filter(|v| v.forecast_type.as_deref() == Some("Closed"))
+            .map(|v| v.actual_value.as_str())
+            .collect();
+        // The contact's deals (related list); 204 when it has none.
+        let response = self
+            .client
+            .get(&["crm", "v8", "Contacts", contact, "Deals"])
+            .query("fields", "Deal_Name,Stage,Amount,Closing_Date")
+            .query("per_page", "10")
+            .send(ctx, "deal")
+            .await?;
+        let deals: Vec<ZohoDeal> = if response.status.as_u16() == 204 || response.body.is_empty()
+        {
+            Vec::new()
+        } else {
+            response.json::<Records<ZohoDeal>>()?.data
+        };
+        let candidates: Vec<ZohoDeal> = match deal_id {
+            Some(_) => deals,
+            None => deals
+                .into_iter()
+                .filter(|d| !d.stage.as_deref().is_some_and(|s| closed.contains(&s)))
+                .collect(),
+        };
+        let deal = pick_deal(&candidates, deal_id, |d| DealChoice {
+            id: d.id.clone(),
+            name: d.name.clone().unwrap_or_default(),
+        })?;
+        let mut record = Map::new();
+        let mut stage_label = deal.stage.clone();
+        if let Some(wanted) = &update.stage {
+            let stages: Vec<(String, String)> = stage_values
+                .iter()
+                .map(|v| (v.actual_value.clone(), v.display_value.clone()))
+                .collect();
+            let (actual, label) = match_stage(&stages, wanted)?;
+            record.insert("Stage".into(), json!(actual));
+            stage_label = Some(label.clone());
+        }
+        if let Some(amount) = &update.amount {
+            let number: serde_json::Number = amount.parse().map_err(|_| {
+                ConnectorError::InvalidInput("an amount is a plain number".into())
+            })?;
+            record.insert("Amount".into(), Value::Number(number));
+        }
+        if let Some(date) = update.close_date {
+            record.insert("Closing_Date".into(), json!(date.format("%Y-%m-%d").to_string()));
+        }
+        if let Some(next_step) = &update.next_step {
+            record.insert("Next_Step".into(), json!(next_step));
+        }
+        self.update(ctx, "Deals", &deal.id, Value::Object(record), "deal")
+            .await?;
+        Ok(Deal {
+            id: deal.id.clone(),
+            name: deal.name.clone().unwrap_or_default(),
+            stage: stage_label,
+            amount: update
+                .amount
+                .clone()
+                .or_else(|| deal.amount.as_ref().map(ToString::to_string)),
+            close_date: update.close_date.or_else(|| {
+                deal.closing_date
+                    .as_deref()
+                    .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            }),
+        })
+    }
+
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {
         // GET /crm/v8/users?type=CurrentUser: a read.
         self.client
@@ -501,7 +639,7 @@ pub static VENDOR: Vendor = Vendor {
             &[
                 "ZohoCRM.modules.ALL",
                 "ZohoCRM.users.READ",
-                "ZohoCRM.settings.pipeline.READ",
+                "ZohoCRM.settings.fields.READ",
             ],
         )],
         pkce: true,

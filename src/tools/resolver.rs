@@ -432,7 +432,15 @@ pub async fn registry_for_agent_with<S: Store>(
             }),
             None => unavailable.push(Unavailable {
                 tool: name.clone(),
-                reason: format!("no {} connector for this tool", capability.as_str()),
+                reason: if connector.serves(capability) {
+                    // The vendor serves the capability but not this tool (deals, …).
+                    format!(
+                        "the tenant's {} connector does not serve this tool",
+                        capability.as_str()
+                    )
+                } else {
+                    format!("no {} connector for this tool", capability.as_str())
+                },
             }),
         }
     }

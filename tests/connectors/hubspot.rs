@@ -501,3 +501,88 @@ async fn a_meeting_update_is_replayed_after_a_5xx_and_maps_404() {
     // Every request the mock received is valid per the vendor's spec.
     contract().assert_valid(&server).await;
 }
+
+const DEALS_SEARCH: &str = include_str!("../../fixtures/vendors/hubspot/deals_search.json");
+const PIPELINE_STAGES: &str = include_str!("../../fixtures/vendors/hubspot/pipeline_stages.json");
+const DEAL_UPDATED: &str = include_str!("../../fixtures/vendors/hubspot/deal_updated.json");
+
+/// `update_deal` on HubSpot: the contact's deal named by id moves to a stage of its pipeline
+/// (matched by label), with amount and next step; several open deals without an id are listed
+/// for the model; a stage the pipeline lacks is refused before any write.
+#[tokio::test]
+async fn update_deal_moves_the_contacts_deal_to_a_pipeline_stage() {
+    use callbridge::connectors::DealUpdate;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/0-3/search"))
+        .and(header("authorization", AUTH))
+        .and(body_partial_json(json!({"filterGroups": [{"filters": [
+            {"propertyName": "associations.contact", "operator": "EQ", "value": "512"}
+        ]}]})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(DEALS_SEARCH)))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/crm/v3/pipelines/deals/default/stages"))
+        .and(header("authorization", AUTH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(PIPELINE_STAGES)))
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/crm/v3/objects/0-3/31170937"))
+        .and(body_json(json!({"properties": {
+            "dealstage": "contractsent",
+            "amount": "1800",
+            "hs_next_step": "Countersign by Friday"
+        }})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(DEAL_UPDATED)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let hubspot = connector(&server);
+    assert!(hubspot.serves_deals());
+    let update = DealUpdate {
+        stage: Some("Contract sent".into()),
+        amount: Some("1800".into()),
+        next_step: Some("Countersign by Friday".into()),
+        close_date: None,
+    };
+    let deal = hubspot
+        .update_deal(&context(), "512", Some("31170937"), &update)
+        .await
+        .expect("moved");
+    assert_eq!(deal.name, "Biglytics renewal");
+    assert_eq!(deal.stage.as_deref(), Some("Contract Sent"));
+    assert_eq!(
+        deal.close_date,
+        chrono::NaiveDate::from_ymd_opt(2025, 6, 30)
+    );
+    let ambiguous = hubspot
+        .update_deal(&context(), "512", None, &update)
+        .await
+        .expect_err("two open deals");
+    assert!(
+        matches!(&ambiguous, ConnectorError::InvalidInput(m)
+            if m.contains("\"Biglytics add-on seats\" (deal_id 31170938)")),
+        "{ambiguous:?}"
+    );
+    let unknown = hubspot
+        .update_deal(
+            &context(),
+            "512",
+            Some("31170937"),
+            &DealUpdate {
+                stage: Some("Signed".into()),
+                ..DealUpdate::default()
+            },
+        )
+        .await
+        .expect_err("no such stage");
+    assert!(
+        matches!(&unknown, ConnectorError::InvalidInput(m) if m.contains("\"Closed Won\"")),
+        "{unknown:?}"
+    );
+    Contract::load("hubspot", &["crm-deals-v3.json", "crm-pipelines-v3.json"])
+        .assert_valid(&server)
+        .await;
+}

@@ -27,10 +27,19 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 /// is written from its reference page (Zoho CRM API v8, "Create Notes": `data[]` with
 /// `Note_Content` and `Parent_Id {module {api_name}, id}`): the held `notes.json` marks every
 /// response field (`Created_Time`, `Owner`, `$size`, …) required in the request too, which no
-/// create could send. `users.json` comes first: its literal `/crm/v8/users` must win over
-/// `record.json`'s `/crm/v8/{module_api_name}`.
+/// create could send. `users.json` and `fields.json` come first: their literal paths
+/// (`/crm/v8/users`, `/crm/v8/settings/fields`) must win over `record.json`'s templates.
 fn contract() -> Contract {
-    Contract::load("zoho_crm", &["users.json", "record.json"]).with_operation(
+    Contract::load(
+        "zoho_crm",
+        &[
+            "users.json",
+            "fields.json",
+            "related_records.json",
+            "record.json",
+        ],
+    )
+    .with_operation(
         "POST",
         "/crm/v8/Notes",
         &["authorization"],
@@ -515,4 +524,87 @@ fn a_secret_api_domain_must_be_a_zoho_data_centre() {
         "refused"
     );
     assert!(build(r#"{"api_domain": "https://www.zohoapis.eu"}"#, None).is_err());
+}
+
+const DEAL_FIELDS: &str = include_str!("../../fixtures/vendors/zoho_crm/deal_fields.json");
+const CONTACT_DEALS: &str = include_str!("../../fixtures/vendors/zoho_crm/contact_deals.json");
+
+/// `update_deal` on Zoho: the contact's only open deal (a closed one is skipped by its stage's
+/// forecast type) moves to a Stage pick-list value; a stage not in the pick list is refused.
+#[tokio::test]
+async fn update_deal_moves_the_contacts_open_deal() {
+    use callbridge::connectors::DealUpdate;
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/crm/v8/settings/fields"))
+        .and(query_param("module", "Deals"))
+        .and(header("authorization", AUTH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(DEAL_FIELDS)))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/crm/v8/Contacts/{CONTACT_ID}/Deals")))
+        .and(query_param("fields", "Deal_Name,Stage,Amount,Closing_Date"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(CONTACT_DEALS)))
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/crm/v8/Deals/3477061000000600001"))
+        .and(body_json(json!({"data": [{
+            "Stage": "Negotiation/Review",
+            "Closing_Date": "2025-06-15",
+            "Next_Step": "Legal review"
+        }]})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(WRITE_SUCCESS)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let zoho = connector(&server);
+    assert!(zoho.serves_deals());
+    let deal = zoho
+        .update_deal(
+            &context(),
+            CONTACT_ID,
+            None,
+            &DealUpdate {
+                stage: Some("Negotiation/Review".into()),
+                close_date: chrono::NaiveDate::from_ymd_opt(2025, 6, 15),
+                next_step: Some("Legal review".into()),
+                amount: None,
+            },
+        )
+        .await
+        .expect("moved");
+    assert_eq!(deal.name, "Zylker 40 seats");
+    assert_eq!(deal.amount.as_deref(), Some("12000"));
+    let unknown = zoho
+        .update_deal(
+            &context(),
+            CONTACT_ID,
+            None,
+            &DealUpdate {
+                stage: Some("Proposal".into()),
+                ..DealUpdate::default()
+            },
+        )
+        .await
+        .expect_err("no such stage");
+    assert!(
+        matches!(&unknown, ConnectorError::InvalidInput(m) if m.contains("\"Closed Lost\"")),
+        "{unknown:?}"
+    );
+    let lead = zoho
+        .update_deal(
+            &context(),
+            &format!("lead:{LEAD_ID}"),
+            None,
+            &DealUpdate {
+                next_step: Some("x".into()),
+                ..DealUpdate::default()
+            },
+        )
+        .await
+        .expect_err("a lead has no deals");
+    assert!(matches!(lead, ConnectorError::NotFound(_)), "{lead:?}");
+    contract().assert_valid(&server).await;
 }
