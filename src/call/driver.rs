@@ -1352,14 +1352,38 @@ async fn write_journal(
 ) {
     while let Some(entry) = rx.recv().await {
         let result = match entry {
-            JournalEntry::Event(kind, payload) => store
-                .append_call_event(&tenant, &call_id, kind, &payload)
-                .await
-                .map(drop),
+            JournalEntry::Event(kind, payload) => {
+                let appended = store
+                    .append_call_event(&tenant, &call_id, kind, &payload)
+                    .await
+                    .map(drop);
+                // Staff notification rules on transfers (deduplicated per call).
+                if kind == CallEventKind::Transfer
+                    && appended.is_ok()
+                    && let Ok(call) = store.call(&tenant, &call_id).await
+                {
+                    let to = payload["destination"].as_str().unwrap_or("a person");
+                    crate::notify::emit_for_call(
+                        &store,
+                        &call,
+                        crate::notify::NotifyEvent::TransferRequested,
+                        to,
+                    )
+                    .await;
+                }
+                appended
+            }
             JournalEntry::Finish(end) => {
                 match store.finish_call(&tenant, &call_id, &end).await {
                     // The tenant's post-call webhook goes through the durable outbox.
-                    Ok(_) => {
+                    Ok(call) => {
+                        crate::notify::emit_for_call(
+                            &store,
+                            &call,
+                            crate::notify::NotifyEvent::CallEnded,
+                            &end.end_reason,
+                        )
+                        .await;
                         if let Err(e) =
                             crate::webhooks::enqueue_call_ended(&store, &tenant, &call_id).await
                         {
