@@ -969,6 +969,12 @@ async fn a_booking_mid_call_sends_the_caller_one_confirmation_sms() {
         .add_notification_rule(&tenant, "booking.created", "sms", "caller")
         .await
         .unwrap();
+    // And the front desk hears when the call ended, with its outcome.
+    bridge
+        .store
+        .add_notification_rule(&tenant, "call.ended", "sms", "+14155552671")
+        .await
+        .unwrap();
 
     bridge
         .twilio()
@@ -991,10 +997,21 @@ async fn a_booking_mid_call_sends_the_caller_one_confirmation_sms() {
         .count();
     assert_eq!(bookings, 1, "booked once");
 
-    // Two successful tool answers, one notification: the second is the same event.
-    let rows = bridge.store.list_notifications(&tenant, 10).await.unwrap();
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0].recipient, "+14155551234", "the caller");
+    // Two successful tool answers, one booking notification (the second is the same event),
+    // and the call's end (written when the call's record is finished).
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = bridge.store.list_notifications(&tenant, 10).await.unwrap();
+        if rows.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let booked = rows.iter().find(|r| r.event == "booking.created").unwrap();
+    assert_eq!(booked.recipient, "+14155551234", "the caller");
+    let ended = rows.iter().find(|r| r.event == "call.ended").unwrap();
+    assert_eq!(ended.recipient, "+14155552671");
 
     let policy =
         callbridge::connectors::http::HttpPolicy::new(callbridge::connectors::http::PolicyConfig {
@@ -1012,13 +1029,31 @@ async fn a_booking_mid_call_sends_the_caller_one_confirmation_sms() {
     let first = worker.run_once().await.unwrap();
     assert_eq!(
         first.iter().map(|(_, o)| *o).collect::<Vec<_>>(),
-        [callbridge::notify::worker::NotifyOutcome::Delivered]
+        [callbridge::notify::worker::NotifyOutcome::Delivered; 2]
     );
     assert!(worker.run_once().await.unwrap().is_empty(), "nothing left");
 
     let requests = twilio.received_requests().await.unwrap();
-    assert_eq!(requests.len(), 1, "one SMS");
-    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&requests[0].body).unwrap();
+    assert_eq!(requests.len(), 2, "one confirmation, one call-ended note");
+    let forms: Vec<Vec<(String, String)>> = requests
+        .iter()
+        .map(|r| serde_urlencoded::from_bytes(&r.body).unwrap())
+        .collect();
+    let to_staff = forms
+        .iter()
+        .find(|f| f.contains(&("To".into(), "+14155552671".into())))
+        .expect("the call-ended note");
+    assert!(
+        to_staff
+            .iter()
+            .any(|(k, v)| k == "Body" && v.contains("ended (caller_hung_up)")),
+        "{to_staff:?}"
+    );
+    let form = forms
+        .iter()
+        .find(|f| f.contains(&("To".into(), "+14155551234".into())))
+        .expect("the confirmation")
+        .clone();
     let spec: Value = serde_json::from_str(
         &std::fs::read_to_string(
             callbridge_testkit::contract::specs_dir().join("twilio_sms/api_v2010_messages.json"),

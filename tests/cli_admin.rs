@@ -864,3 +864,99 @@ fn inbound_sources_rules_and_events() {
         "not found",
     );
 }
+
+/// `callbridge messaging` and `callbridge notify`: settings from stdin, a rule, and a test send
+/// over the tenant's Slack connector (a 127.0.0.1 webhook mock, allowed by the operator's
+/// egress allow-list); a channel that needs a recipient says so in one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messaging_settings_rules_and_a_test_notification() {
+    use wiremock::matchers::{body_json, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/services/T1/B1/hook"))
+        .and(body_json(
+            json!({"text": "*callbridge test notification*\nHello staff."}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .expect(1)
+        .mount(&slack)
+        .await;
+    let cli = Cli::new();
+    cli.json(&[
+        "tenant",
+        "create",
+        "--id",
+        "acme",
+        "--name",
+        "Acme",
+        "--time-zone",
+        "UTC",
+    ]);
+    let out = cli.run_stdin(
+        &["messaging", "set", "--tenant", "acme"],
+        &[],
+        r#"{"staff": [{"name": "Front desk", "channel": "sms", "address": "+1 415 555 0123"}]}"#,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = cli.json(&["messaging", "show", "--tenant", "acme"]);
+    assert_eq!(shown["staff"][0]["address"], "+14155550123");
+    let secret = json!({"webhook_url": format!("{}/services/T1/B1/hook", slack.uri())});
+    let out = cli.run_stdin(
+        &[
+            "secret", "set", "--tenant", "acme", "--name", "slack", "--vendor", "slack",
+        ],
+        &[],
+        &secret.to_string(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    cli.json(&[
+        "connector",
+        "set",
+        "slack",
+        "--tenant",
+        "acme",
+        "--secret-name",
+        "slack",
+    ]);
+    let rule = cli.json(&[
+        "notify",
+        "add",
+        "--tenant",
+        "acme",
+        "--event",
+        "booking.created",
+        "--channel",
+        "slack",
+    ]);
+    assert_eq!(rule["event"], "booking.created");
+    assert_eq!(
+        cli.json(&["notify", "rules", "--tenant", "acme"])
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let allow = [("CALLBRIDGE_EGRESS_ALLOW", "127.0.0.1")];
+    let out = cli.run_env(
+        &[
+            "notify",
+            "test",
+            "--tenant",
+            "acme",
+            "--channel",
+            "slack",
+            "--text",
+            "Hello staff.",
+        ],
+        &allow,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sent: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sent["sent"], true);
+    let out = cli.run_env(
+        &["notify", "test", "--tenant", "acme", "--channel", "sms"],
+        &allow,
+    );
+    fails_with(&out, 2, "needs a recipient (--to)");
+    slack.verify().await;
+}

@@ -1409,16 +1409,40 @@ async fn write_journal(
 ) {
     while let Some(entry) = rx.recv().await {
         let result = match entry {
-            JournalEntry::Event(kind, payload) => store
-                .append_call_event(&tenant, &call_id, kind, &payload)
-                .await
-                .map(drop),
+            JournalEntry::Event(kind, payload) => {
+                let appended = store
+                    .append_call_event(&tenant, &call_id, kind, &payload)
+                    .await
+                    .map(drop);
+                // Staff notification rules on transfers (deduplicated per call).
+                if kind == CallEventKind::Transfer
+                    && appended.is_ok()
+                    && let Ok(call) = store.call(&tenant, &call_id).await
+                {
+                    let to = payload["destination"].as_str().unwrap_or("a person");
+                    crate::notify::emit_for_call(
+                        &store,
+                        &call,
+                        crate::notify::NotifyEvent::TransferRequested,
+                        to,
+                    )
+                    .await;
+                }
+                appended
+            }
             JournalEntry::Finish(end) => {
                 match store.finish_call(&tenant, &call_id, &end).await {
                     // The tenant's post-call webhook goes through the durable outbox.
                     // (after the analysis, when the agent has analysis settings).
-                    Ok(_) => {
+                    Ok(call) => {
                         super::analysis::call_finished(&store, &metrics, &tenant, &call_id).await;
+                        crate::notify::emit_for_call(
+                            &store,
+                            &call,
+                            crate::notify::NotifyEvent::CallEnded,
+                            &end.end_reason,
+                        )
+                        .await;
                         // Post-call exports (a call-log row in a sheet, …): their own queue.
                         let now = chrono::Utc::now().timestamp_millis();
                         if let Err(e) =

@@ -296,6 +296,43 @@ pub async fn emit_opt_out(store: &SqlStore, tenant: &TenantId, number: &str, how
     }
 }
 
+/// Emits `event` about `call` (`call.ended` with its outcome, `transfer.requested`); one
+/// notification per call and rule, whatever repeats (the subject names the call).
+pub async fn emit_for_call(
+    store: &SqlStore,
+    call: &crate::store::Call,
+    event: NotifyEvent,
+    detail: &str,
+) {
+    let (subject, body) = match event {
+        NotifyEvent::CallEnded => (
+            format!("Call {} ended: {detail}", call.id),
+            format!("A call from {} to {} ended ({detail}).", call.from, call.to),
+        ),
+        _ => (
+            format!("Transfer requested on call {}", call.id),
+            format!(
+                "The caller {} asked to speak to a person ({detail}).",
+                call.from
+            ),
+        ),
+    };
+    let notice = Notice {
+        event,
+        subject,
+        body,
+        caller: Some(call.from.clone()),
+        called: Some(call.to.clone()),
+    };
+    if let Err(err) = Notifier::new(store.clone())
+        .emit(&call.tenant_id, &notice)
+        .await
+    {
+        tracing::warn!(tenant = %call.tenant_id, event = event.as_str(), error = %err,
+            "call notification not enqueued");
+    }
+}
+
 /// A calendar tool that, when it succeeds, emits its booking event (booking made, moved,
 /// cancelled) for the tenant's notification rules. The tool's answer is returned unchanged and
 /// never waits on a failed notification.
