@@ -121,6 +121,8 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
         },
     );
     let campaigns = start_campaigns(&deps)?;
+    // Per-tenant retention: hourly, calls past it lose transcript, events and recording.
+    let retention = callbridge::admin::retention::spawn_sweeper(deps.store.clone());
     // Post-call analysis (agents with analysis settings): a durable queue, a text model.
     let analysis =
         callbridge::call::analysis::AnalysisOptions::from_env(&deps.config.openai_api_key)
@@ -151,6 +153,7 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
     // Header-read and idle timeouts, a connection cap (CALLBRIDGE_HTTP_*).
     callbridge::http::serve(listener, app, limits, metrics, shutdown_signal()).await;
     recovery.abort();
+    retention.abort();
     if let Some(analysis) = analysis {
         analysis.abort();
     }

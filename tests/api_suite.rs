@@ -803,6 +803,7 @@ async fn openapi_documents_every_route_without_auth() {
             &["delete", "get", "put"],
         ),
         ("/tenants/{tenant}/calls/{call}/analysis", &["get"]),
+        ("/tenants/{tenant}/retention", &["get", "put"]),
     ];
     let paths = r.body["paths"].as_object().expect("paths");
     let mut documented: Vec<(String, Vec<String>)> = paths

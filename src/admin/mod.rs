@@ -14,6 +14,7 @@ pub mod connections;
 pub mod do_not_call;
 pub mod dto;
 pub mod prompts;
+pub mod retention;
 pub mod transfer;
 
 use std::path::{Path, PathBuf};
