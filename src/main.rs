@@ -144,6 +144,8 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
             node_id: deps.node_id.to_string(),
             ..Default::default()
         });
+    // Per-tenant retention: hourly, calls past it lose transcript, events and recording.
+    let retention = callbridge::admin::retention::spawn_sweeper(deps.store.clone());
     // Post-call analysis (agents with analysis settings): a durable queue, a text model.
     let analysis =
         callbridge::call::analysis::AnalysisOptions::from_env(&deps.config.openai_api_key)
@@ -186,6 +188,7 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
     callbridge::http::serve(listener, app, limits, metrics, shutdown_signal()).await;
     recovery.abort();
     inbound.shutdown().await;
+    retention.abort();
     if let Some(analysis) = analysis {
         analysis.abort();
     }

@@ -925,6 +925,7 @@ async fn openapi_documents_every_route_without_auth() {
         ("/tenants/{tenant}/notification-rules", &["get", "post"]),
         ("/tenants/{tenant}/notification-rules/{rule}", &["delete"]),
         ("/tenants/{tenant}/notifications", &["get"]),
+        ("/tenants/{tenant}/retention", &["get", "put"]),
     ];
     let paths = r.body["paths"].as_object().expect("paths");
     let mut documented: Vec<(String, Vec<String>)> = paths

@@ -1915,3 +1915,160 @@ async fn quick_start_calls_are_recorded_and_auto_keeps_answering_until_a_real_te
         "{body}"
     );
 }
+
+// ---- retention (issue 12, item 7) -------------------------------------------------------------
+
+#[tokio::test]
+async fn retention_purges_old_transcripts_and_recordings_sqlite() {
+    let db = store_harness::sqlite().await;
+    retention_round_trip(&db.store).await;
+}
+
+#[tokio::test]
+async fn retention_purges_old_transcripts_and_recordings_postgres() {
+    if let Some(db) = store_harness::postgres().await {
+        retention_round_trip(&db.store).await;
+    }
+}
+
+async fn retention_round_trip(store: &callbridge::store::SqlStore) {
+    use callbridge::store::{CallDirection, CallEnd, CallStatus, NewCall};
+    let dir = tempfile::tempdir().unwrap();
+    let tenant =
+        provision_agent(store, "acme", agent_spec("openai", "gpt-realtime", "alloy")).await;
+    let other = provision_other_tenant(store).await;
+    let mut ended = Vec::new();
+    for (n, owner) in [(1, &tenant), (2, &other)] {
+        let agent = match store.list_agents(owner).await.unwrap().first() {
+            Some(a) => a.id.clone(),
+            None => {
+                store
+                    .create_agent(owner, &agent_spec("openai", "gpt-realtime", "alloy"), &[])
+                    .await
+                    .unwrap()
+                    .id
+            }
+        };
+        let call = store
+            .create_call(&NewCall {
+                tenant_id: owner.clone(),
+                agent_id: agent,
+                direction: CallDirection::Inbound,
+                from: "+14155551234".into(),
+                to: "+15005550006".into(),
+                twilio_call_sid: Some(format!("CA0000000000000000000000000000r{n:03}")),
+                status: CallStatus::InProgress,
+            })
+            .await
+            .unwrap();
+        store
+            .append_call_event(
+                owner,
+                &call.id,
+                CallEventKind::Transcript,
+                &json!({"speaker": "caller", "text": "my card is 4111"}),
+            )
+            .await
+            .unwrap();
+        let path = dir.path().join(format!("{}.wav", call.id));
+        std::fs::write(&path, b"RIFF").unwrap();
+        store
+            .finish_call(
+                owner,
+                &call.id,
+                &CallEnd {
+                    status: CallStatus::Completed,
+                    end_reason: "caller_hung_up".into(),
+                    recording_path: Some(path.to_string_lossy().into_owned()),
+                },
+            )
+            .await
+            .unwrap();
+        ended.push((owner.clone(), call.id, path));
+    }
+    store.set_retention_days(&tenant, Some(30)).await.unwrap();
+    assert_eq!(store.retention_days(&tenant).await.unwrap(), Some(30));
+    assert!(store.set_retention_days(&tenant, Some(0)).await.is_err());
+    let now = jiff::Timestamp::now().as_millisecond();
+    // 29 days later: nothing is old enough.
+    let report = callbridge::admin::retention::sweep(store, now + 29 * 86_400_000)
+        .await
+        .unwrap();
+    assert_eq!(report.calls, 0);
+    // 31 days later: acme's call loses its transcript and recording; globex (no retention) keeps all.
+    let report = callbridge::admin::retention::sweep(store, now + 31 * 86_400_000)
+        .await
+        .unwrap();
+    assert_eq!((report.calls, report.recordings), (1, 1));
+    let (acme, acme_call, acme_file) = &ended[0];
+    assert!(store.call_events(acme, acme_call).await.unwrap().is_empty());
+    assert_eq!(
+        store.call(acme, acme_call).await.unwrap().recording_path,
+        None
+    );
+    assert!(!acme_file.exists());
+    let (globex, globex_call, globex_file) = &ended[1];
+    assert_eq!(
+        store.call_events(globex, globex_call).await.unwrap().len(),
+        1
+    );
+    assert!(globex_file.exists());
+    // A second sweep finds nothing more; removing the setting keeps everything from then on.
+    let report = callbridge::admin::retention::sweep(store, now + 40 * 86_400_000)
+        .await
+        .unwrap();
+    assert_eq!(report.calls, 0);
+    store.set_retention_days(&tenant, None).await.unwrap();
+    assert_eq!(store.retention_days(&tenant).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn retention_is_set_through_the_api() {
+    let realtime = FakeRealtime::start(Behaviour::default()).await;
+    let bridge = TestBridge::start(&realtime.url(), |args| {
+        args.admin_key = Some(LIVE_ADMIN_KEY.into());
+    })
+    .await;
+    provision_agent(
+        &bridge.store,
+        "acme",
+        agent_spec("openai", "gpt-realtime", "alloy"),
+    )
+    .await;
+    let (status, body) = api(
+        &bridge,
+        reqwest::Method::GET,
+        "/tenants/acme/retention",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body.clone()),
+        (200, json!({"days": null})),
+        "{body}"
+    );
+    let (status, body) = api(
+        &bridge,
+        reqwest::Method::PUT,
+        "/tenants/acme/retention",
+        Some(json!({"days": 0})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = api(
+        &bridge,
+        reqwest::Method::PUT,
+        "/tenants/acme/retention",
+        Some(json!({"days": 90})),
+    )
+    .await;
+    assert_eq!((status, body.clone()), (200, json!({"days": 90})), "{body}");
+    let (status, _) = api(
+        &bridge,
+        reqwest::Method::PUT,
+        "/tenants/nobody/retention",
+        Some(json!({"days": 90})),
+    )
+    .await;
+    assert_eq!(status, 404);
+}

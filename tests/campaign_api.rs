@@ -169,6 +169,8 @@ async fn create_reports_bad_rows_by_line_and_stores_them(store: &SqlStore) {
             "call_id",
             "dialed_by",
             "last_error",
+            "waiting_reason",
+            "next_attempt_at",
             "var.name",
             "var.plan"
         ]
@@ -186,6 +188,8 @@ async fn create_reports_bad_rows_by_line_and_stores_them(store: &SqlStore) {
             "pending",
             "",
             "0",
+            "",
+            "",
             "",
             "",
             "",
@@ -574,7 +578,7 @@ async fn exported_cells_never_start_a_formula(store: &SqlStore) {
         .collect();
     let cells: Vec<(&str, &str, &str)> = rows
         .iter()
-        .map(|r| (r[1].as_str(), r[10].as_str(), r[11].as_str()))
+        .map(|r| (r[1].as_str(), r[12].as_str(), r[13].as_str()))
         .collect();
     assert_eq!(
         cells,

@@ -320,6 +320,14 @@ async fn windows_follow_each_recipients_zone_across_dst(store: &SqlStore) {
         .await;
     let report = env.tick(&runner).await;
     assert_eq!(report.placed, 0, "{report:?}");
+    // Why they wait is recorded (issue 12: the reason and the next attempt time are visible).
+    assert_eq!(
+        env.contact(&campaign, "+14155550100")
+            .await
+            .waiting_reason
+            .as_deref(),
+        Some("outside_calling_window")
+    );
     // Each contact now waits for its own Monday 09:00: 13:00 UTC in New York (EDT, UTC-4 after
     // the change), 09:00 UTC in London (GMT).
     let ny_open = Utc
@@ -349,6 +357,11 @@ async fn windows_follow_each_recipients_zone_across_dst(store: &SqlStore) {
     assert_eq!(env.tick(&runner).await.placed, 0);
     env.clock.set(london_open);
     assert_eq!(env.tick(&runner).await.placed, 1);
+    assert_eq!(
+        env.contact(&campaign, "+442079460958").await.waiting_reason,
+        None,
+        "dialled: no longer waiting"
+    );
     assert_eq!(
         env.dials().keys().collect::<Vec<_>>(),
         vec!["+442079460958"]
@@ -433,6 +446,7 @@ async fn retries_follow_the_outcome(store: &SqlStore) {
         (waiting.state, waiting.attempts),
         (ContactState::Pending, 1)
     );
+    assert_eq!(waiting.waiting_reason.as_deref(), Some("retry_after_busy"));
 
     // Busy again after the delay, then no answer: three attempts, then done for good.
     env.clock.advance(chrono::Duration::seconds(599));

@@ -315,12 +315,57 @@ async fn agents_that_cannot_answer_a_call_are_reported() {
         )
         .await
         .unwrap();
+    // `transfer_call` enabled: a problem until the agent has a destination.
+    let desk = store
+        .create_agent(
+            &acme,
+            &spec(
+                "desk",
+                "openai",
+                "gpt-realtime",
+                "marin",
+                "default",
+                &["transfer_call"],
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
     let runtime = core.tool_runtime(Duration::from_secs(2));
+    let rows = callbridge::tools::doctor::check_agents(&runtime, &["openai"])
+        .await
+        .unwrap();
+    let desk_row = rows.iter().find(|r| r.agent == "desk").unwrap();
+    assert!(
+        desk_row
+            .problems
+            .join("\n")
+            .contains("transfer_call: the agent has no transfer destinations"),
+        "{rows:?}"
+    );
+    store
+        .put_transfer_destinations(
+            &acme,
+            &desk.id,
+            &[callbridge::store::TransferDestination {
+                name: "front-desk".into(),
+                target: "+15551230000".into(),
+                description: "Reception".into(),
+                caller_id: callbridge::store::CallerIdPolicy::Agent,
+                hours: Vec::new(),
+            }],
+        )
+        .await
+        .unwrap();
     let rows = callbridge::tools::doctor::check_agents(&runtime, &["openai"])
         .await
         .unwrap();
     let row = |name: &str| rows.iter().find(|r| r.agent == name).unwrap();
     assert!(row("good").problems.is_empty(), "{rows:?}");
+    assert!(
+        row("desk").problems.is_empty(),
+        "with a destination: {rows:?}"
+    );
     let grok = row("grok").problems.join("\n");
     assert!(
         grok.contains("provider \"xai\" is not configured"),

@@ -42,6 +42,8 @@ pub const EXPORT_COLUMNS: &[&str] = &[
     "call_id",
     "dialed_by",
     "last_error",
+    "waiting_reason",
+    "next_attempt_at",
 ];
 
 /// A status change asked for by an operator.
@@ -398,6 +400,13 @@ impl ResultsExport {
             text(&c.call_id),
             text(&c.dialed_by),
             text(&c.last_error),
+            text(&c.waiting_reason),
+            // Only a contact that waits (a reason) has a next attempt time.
+            if c.waiting_reason.is_some() && c.state.as_str() == "pending" {
+                c.next_attempt_at.to_string()
+            } else {
+                String::new()
+            },
         ];
         row.extend(
             self.variables

@@ -17,6 +17,7 @@ pub mod inbound;
 pub mod mcp_servers;
 pub mod messaging;
 pub mod prompts;
+pub mod retention;
 pub mod transfer;
 
 use std::path::{Path, PathBuf};

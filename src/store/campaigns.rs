@@ -176,6 +176,9 @@ pub struct CampaignContact {
     pub last_error: Option<String>,
     /// How AMD classified the last answered attempt.
     pub answered_by: Option<String>,
+    /// Why a pending contact waits until `next_attempt_at`: `outside_calling_window`,
+    /// `retry_after_<status>` or `not_placed`; `None` when it is due or done.
+    pub waiting_reason: Option<String>,
 }
 
 /// Contacts counted by state and by outcome.
@@ -432,6 +435,7 @@ fn contact_from_row(row: &AnyRow) -> StoreResult<CampaignContact> {
         last_status: row.try_get("last_status")?,
         last_error: row.try_get("last_error")?,
         answered_by: row.try_get("answered_by")?,
+        waiting_reason: row.try_get("waiting_reason")?,
     })
 }
 
@@ -782,7 +786,7 @@ impl SqlStore {
         let rows = sqlx::query(
             "SELECT cc.campaign_id, cc.seq, cc.line, cc.e164, cc.zones, cc.variables, cc.state, \
              cc.outcome, cc.attempts, cc.next_attempt_at, cc.call_id, cc.dialed_by, \
-             cc.last_status, cc.last_error, o.answered_by \
+             cc.last_status, cc.last_error, o.answered_by, cc.waiting_reason \
              FROM campaign_contacts cc LEFT JOIN outbound_calls o ON o.call_id = cc.call_id \
              WHERE cc.tenant_id = $1 AND cc.campaign_id = $2 AND cc.seq > $3 \
              ORDER BY cc.seq LIMIT $4",
@@ -956,7 +960,8 @@ impl SqlStore {
                 }
                 Eligibility::Defer { until_ms } => {
                     sqlx::query(
-                        "UPDATE campaign_contacts SET next_attempt_at = $3, updated_at = $4 \
+                        "UPDATE campaign_contacts SET next_attempt_at = $3, updated_at = $4, \
+                         waiting_reason = 'outside_calling_window' \
                          WHERE campaign_id = $1 AND seq = $2",
                     )
                     .bind(campaign_id)
@@ -1014,7 +1019,8 @@ impl SqlStore {
         sqlx::query(
             "UPDATE campaign_contacts SET state = 'dialing', attempts = attempts + 1, \
              lease_owner = $3, lease_until = $4, claimed_at = $5, call_id = $6, dialed_by = $3, \
-             last_error = NULL, updated_at = $5 WHERE campaign_id = $1 AND seq = $2",
+             last_error = NULL, waiting_reason = NULL, updated_at = $5 \
+             WHERE campaign_id = $1 AND seq = $2",
         )
         .bind(campaign_id)
         .bind(seq)
@@ -1087,7 +1093,8 @@ impl SqlStore {
         let done = sqlx::query(
             "UPDATE campaign_contacts SET state = $5, outcome = $6, next_attempt_at = $7, \
              attempts = CASE WHEN $5 = 'pending' THEN attempts - 1 ELSE attempts END, \
-             lease_owner = NULL, lease_until = NULL, last_error = $8, updated_at = $9 \
+             lease_owner = NULL, lease_until = NULL, last_error = $8, updated_at = $9, \
+             waiting_reason = CASE WHEN $5 = 'pending' THEN 'not_placed' ELSE NULL END \
              WHERE campaign_id = $1 AND seq = $2 AND call_id = $3 AND lease_owner = $4 \
              AND state = 'dialing'",
         )
@@ -1209,7 +1216,8 @@ impl SqlStore {
         let (state, outcome, at) = settlement.columns(now_ms);
         let done = sqlx::query(
             "UPDATE campaign_contacts SET state = $4, outcome = $5, next_attempt_at = $6, \
-             last_status = $7, lease_owner = NULL, lease_until = NULL, updated_at = $8 \
+             last_status = $7, lease_owner = NULL, lease_until = NULL, updated_at = $8, \
+             waiting_reason = $9 \
              WHERE campaign_id = $1 AND seq = $2 AND call_id = $3 AND state = 'in_call'",
         )
         .bind(&attempt.campaign_id)
@@ -1220,6 +1228,7 @@ impl SqlStore {
         .bind(at)
         .bind(attempt.status.as_str())
         .bind(now_ms)
+        .bind((state == "pending").then(|| format!("retry_after_{}", attempt.status.as_str())))
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() > 0)

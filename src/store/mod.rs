@@ -42,6 +42,7 @@ mod oauth_apps;
 mod outbound;
 mod outbox;
 mod prompts;
+mod retention;
 mod sql;
 mod stream_claims;
 mod transfer_destinations;
@@ -89,6 +90,7 @@ pub use outbox::{
     enqueue_outbox,
 };
 pub use prompts::{MAX_PROMPT_BYTES, MAX_PROMPT_VERSIONS, PromptVersion, validate_prompt_name};
+pub use retention::{ExpiredCall, MAX_RETENTION_DAYS};
 pub use sql::{Backend, SqlStore, StoreOptions};
 pub use stream_claims::BRIDGE_RESTART;
 pub use transfer_destinations::{

@@ -171,6 +171,23 @@ pub async fn check_agents(
                 ),
                 Err(e) => problems.push(format!("tools: {e}")),
             }
+            // `transfer_call` without destinations is not offered to the model (call setup logs
+            // it); say so before a caller asks for a person.
+            if spec
+                .enabled_tools
+                .iter()
+                .any(|t| t == crate::realtime::TRANSFER_CALL_TOOL)
+                && store
+                    .transfer_destinations(&tenant.id, &agent.id)
+                    .await?
+                    .is_empty()
+            {
+                problems.push(
+                    "tool transfer_call: the agent has no transfer destinations, so the tool is \
+                     not offered (PUT …/agents/{agent}/transfer-destinations)"
+                        .to_owned(),
+                );
+            }
             rows.push(AgentRow {
                 tenant: tenant.id.clone(),
                 agent: spec.name.clone(),

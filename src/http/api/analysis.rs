@@ -75,3 +75,36 @@ pub(super) async fn get_call_analysis(
     let Path((tenant, call)) = path?;
     Ok(Json(s.service.call_analysis(&who, &tenant, &call).await?))
 }
+
+// --- retention (issue 12) ------------------------------------------------------------------------
+
+use crate::admin::retention::RetentionDoc;
+
+#[utoipa::path(get, path = "/tenants/{tenant}/retention", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses((status = 200, description = "How long call transcripts and recordings are kept", body = RetentionDoc), ApiErrors),
+    security(("bearer" = [])))]
+pub(super) async fn get_retention(
+    State(s): Svc,
+    Extension(who): Who,
+    path: super::handlers::P1,
+) -> ApiResult<Json<RetentionDoc>> {
+    let Path(tenant) = path?;
+    Ok(Json(s.service.retention(&who, &tenant).await?))
+}
+
+#[utoipa::path(put, path = "/tenants/{tenant}/retention", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant id")),
+    request_body = RetentionDoc,
+    responses((status = 200, description = "Set; the hourly sweep purges calls past it", body = RetentionDoc), ApiErrors),
+    security(("bearer" = [])))]
+pub(super) async fn put_retention(
+    State(s): Svc,
+    Extension(who): Who,
+    path: super::handlers::P1,
+    body: Body<RetentionDoc>,
+) -> ApiResult<Json<RetentionDoc>> {
+    let Path(tenant) = path?;
+    let Json(req) = body?;
+    Ok(Json(s.service.set_retention(&who, &tenant, req).await?))
+}

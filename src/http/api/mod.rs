@@ -208,6 +208,7 @@ fn documented_routes() -> OpenApiRouter<Arc<ApiState>> {
             analysis::delete_analysis_settings
         ))
         .routes(routes!(analysis::get_call_analysis))
+        .routes(routes!(analysis::get_retention, analysis::put_retention))
         .merge(
             // A campaign is created with its contacts file, far larger than any other body.
             OpenApiRouter::new()
