@@ -17,14 +17,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message as TwilioMessage, WebSocket};
+use axum::extract::ws::{Message as TwilioMessage, Utf8Bytes as TwilioText, WebSocket};
+use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, SinkExt, StreamExt};
 use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};
-use tokio_tungstenite::tungstenite::Message as ProviderMessage;
+use tokio_tungstenite::tungstenite::{Message as ProviderMessage, Utf8Bytes};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::plan::{CallPlan, PlanError, Route, plan_call};
@@ -66,6 +67,12 @@ pub const TWILIO_READ_BUFFER: usize = 4 * 1024;
 pub const TWILIO_WRITE_BUFFER: usize = 4 * 1024;
 const PROVIDER_READ_BUFFER: usize = 8 * 1024;
 const PROVIDER_WRITE_BUFFER: usize = 4 * 1024;
+/// Each socket's reused message buffer (see [`MessageBuf`]): the largest turn it carries without a
+/// new buffer. A 100 ms agent delta is five Twilio `media` messages and a mark (about 1.5 KB)
+/// queued in one turn, so deltas up to about 260 ms fit; caller frames go one per turn (about 250
+/// bytes, 900 transcoded).
+pub const TWILIO_MESSAGE_BUFFER: usize = 4 * 1024;
+pub const PROVIDER_MESSAGE_BUFFER: usize = 2 * 1024;
 /// Messages a writer takes off its queue at once, then writes with one flush.
 const WRITE_BATCH: usize = 32;
 /// How long a socket writer's queue may stay full before its peer counts as stalled and the call is
@@ -162,8 +169,46 @@ impl StartError {
 }
 
 enum Outgoing {
-    Text(String),
+    /// UTF-8 text: a slice of the actor's reused message buffer (see [`MessageBuf`]).
+    Text(Bytes),
     Close,
+}
+
+/// Where the actor writes one socket's messages: each message is split off as a slice of one
+/// reused buffer (a reference count, no allocation) and queued to the writer. At the start of each
+/// turn the buffer is reclaimed whole if the writer has written every earlier slice, so a
+/// steady-state frame costs no allocation; a buffer is replaced only while its writer lags behind
+/// or one turn's messages outgrow it.
+pub struct MessageBuf {
+    buf: BytesMut,
+    capacity: usize,
+}
+
+impl MessageBuf {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            buf: BytesMut::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// Called between turns: takes the whole buffer back when no slice of it is still queued or
+    /// being written (never allocates; an atomic load when a slice is still out).
+    pub fn reclaim(&mut self) {
+        if self.buf.capacity() < self.capacity {
+            let _ = self.buf.try_reclaim(self.capacity);
+        }
+    }
+
+    /// The buffer to append one message to (it is empty).
+    pub fn writer(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// The message written since the last call; `None` if nothing was written.
+    pub fn take(&mut self) -> Option<Bytes> {
+        (!self.buf.is_empty()).then(|| self.buf.split().freeze())
+    }
 }
 
 /// Runs one call on an upgraded Twilio media socket, start to finish.
@@ -404,7 +449,7 @@ fn start_provider_link(
             write_loop(
                 sink,
                 rx,
-                |t| ProviderMessage::Text(t.into()),
+                |t| Utf8Bytes::try_from(t).ok().map(ProviderMessage::Text),
                 ProviderMessage::Close(None),
             )
             .await
@@ -511,7 +556,7 @@ async fn run_actor(
             write_loop(
                 twilio_sink,
                 twilio_rx,
-                |t| TwilioMessage::Text(t.into()),
+                |t| TwilioText::try_from(t).ok().map(TwilioMessage::Text),
                 TwilioMessage::Close(None),
             )
             .await
@@ -548,20 +593,25 @@ async fn run_actor(
         &identity.call_sid,
     ));
     let _ = provider_tx
-        .send(Outgoing::Text(dialect.encode(&update)))
+        .send(Outgoing::Text(Bytes::from(dialect.encode(&update))))
         .await;
 
     let mut reported = HashSet::new();
     let mut end_reason = None;
     // The fixed parts of every message to Twilio, written once.
     let envelope = stream::Outbound::new(&identity.stream_sid);
+    // Each socket's messages are written into one reused buffer, and a caller payload's string
+    // comes back from its provider command to carry the next frame's: no per-frame allocation.
+    let mut twilio_out = MessageBuf::new(TWILIO_MESSAGE_BUFFER);
+    let mut provider_out = MessageBuf::new(PROVIDER_MESSAGE_BUFFER);
+    let mut spare_payload = String::new();
     // End of the caller audio so far on the Twilio stream clock: where a `clear` cuts the recording.
     let mut caller_end_ms = 0u64;
     while end_reason.is_none() {
         let wake = session.poll_timeout().map(Instant::from_std);
         let input = tokio::select! {
             message = next_twilio(&mut twilio_stream) => {
-                match twilio_input(message, metrics, &mut reported) {
+                match twilio_input(message, metrics, &mut reported, &mut spare_payload) {
                     TwilioRead::Input(input) => input,
                     TwilioRead::Nothing => continue,
                     TwilioRead::Closed => {
@@ -611,19 +661,22 @@ async fn run_actor(
                 timestamp_ms + (*len as u64) / crate::twilio::stream::ULAW_BYTES_PER_MS as u64;
             rec.caller(*timestamp_ms, payload, metrics);
         }
+        twilio_out.reclaim();
+        provider_out.reclaim();
         session.handle(Instant::now().into_std(), input);
         while let Some(output) = session.poll_output() {
             match output {
                 Output::Twilio(command) => {
-                    let text = match &command {
+                    let out = twilio_out.writer();
+                    match &command {
                         TwilioCommand::Media(frame) => {
                             Metrics::incr(&metrics.frames_out);
                             if let Some(rec) = recording.as_mut() {
                                 rec.send(RecordingEntry::Agent(*frame), metrics);
                             }
-                            envelope.media(frame)
+                            envelope.media_into(frame, out)
                         }
-                        TwilioCommand::Mark(name) => envelope.mark(name),
+                        TwilioCommand::Mark(name) => envelope.mark_into(name, out),
                         TwilioCommand::Clear => {
                             if let Some(rec) = recording.as_mut() {
                                 rec.send(
@@ -633,8 +686,11 @@ async fn run_actor(
                                     metrics,
                                 );
                             }
-                            envelope.clear()
+                            envelope.clear_into(out)
                         }
+                    }
+                    let Some(text) = twilio_out.take() else {
+                        continue;
                     };
                     // Agent audio is never dropped: a slow Twilio socket slows the actor down,
                     // for a bounded time; a Twilio that stopped reading hangs the call up.
@@ -647,46 +703,47 @@ async fn run_actor(
                     }
                 }
                 Output::Llm(command) => {
-                    let text = dialect.encode(&command);
-                    if text.is_empty() {
-                        // No wire form in this dialect (e.g. a cancel Gemini does by itself).
+                    dialect.encode_into(&command, provider_out.writer());
+                    let text = provider_out.take();
+                    if let LlmCommand::AppendAudio(payload) = command {
+                        spare_payload = payload;
+                        // Stale caller audio is worth less than a stalled call: drop and count.
+                        if let Some(text) = text
+                            && provider_tx.try_send(Outgoing::Text(text)).is_err()
+                        {
+                            Metrics::incr(&metrics.frames_dropped);
+                            report_once(
+                                metrics,
+                                &mut reported,
+                                "provider_backpressure",
+                                "caller frame dropped",
+                            );
+                        }
                         continue;
                     }
-                    match command {
-                        LlmCommand::AppendAudio(_) => {
-                            // Stale caller audio is worth less than a stalled call: drop and count.
-                            if provider_tx.try_send(Outgoing::Text(text)).is_err() {
-                                Metrics::incr(&metrics.frames_dropped);
-                                report_once(
-                                    metrics,
-                                    &mut reported,
-                                    "provider_backpressure",
-                                    "caller frame dropped",
-                                );
-                            }
-                        }
-                        other => {
-                            if let LlmCommand::Truncate {
-                                item_id,
-                                audio_end_ms,
-                            } = &other
-                            {
-                                Metrics::incr(&metrics.truncations);
-                                debug!(item_id, audio_end_ms, "truncate");
-                            }
-                            if let LlmCommand::SystemNote(note) = &other
-                                && !note.starts_with(super::session::OPERATOR_NOTE_PREFIX)
-                            {
-                                journal.record(CallEventKind::Dtmf, json!({ "note": note }));
-                            }
-                            if send_bounded(&provider_tx, Outgoing::Text(text))
-                                .await
-                                .is_err()
-                            {
-                                end_reason = Some(stalled(metrics, EndReason::ProviderStalled));
-                                break;
-                            }
-                        }
+                    let Some(text) = text else {
+                        // No wire form in this dialect (e.g. a cancel Gemini does by itself).
+                        continue;
+                    };
+                    if let LlmCommand::Truncate {
+                        item_id,
+                        audio_end_ms,
+                    } = &command
+                    {
+                        Metrics::incr(&metrics.truncations);
+                        debug!(item_id, audio_end_ms, "truncate");
+                    }
+                    if let LlmCommand::SystemNote(note) = &command
+                        && !note.starts_with(super::session::OPERATOR_NOTE_PREFIX)
+                    {
+                        journal.record(CallEventKind::Dtmf, json!({ "note": note }));
+                    }
+                    if send_bounded(&provider_tx, Outgoing::Text(text))
+                        .await
+                        .is_err()
+                    {
+                        end_reason = Some(stalled(metrics, EndReason::ProviderStalled));
+                        break;
                     }
                 }
                 Output::ReconnectProvider { handle } => {
@@ -700,7 +757,7 @@ async fn run_actor(
                         plan.session_config(&identity.caller, &identity.called, &identity.call_sid);
                     config.resumption_handle = Some(handle);
                     let setup = dialect.encode(&LlmCommand::UpdateSession(config));
-                    let _ = provider_tx.try_send(Outgoing::Text(setup));
+                    let _ = provider_tx.try_send(Outgoing::Text(Bytes::from(setup)));
                     connection += 1;
                     if let Some(old) = reconnecting.take() {
                         old.abort();
@@ -1108,7 +1165,7 @@ fn log_event(
 async fn write_loop<S, M>(
     mut sink: S,
     mut rx: mpsc::Receiver<Outgoing>,
-    text: fn(String) -> M,
+    text: fn(Bytes) -> Option<M>,
     close: M,
 ) where
     S: Sink<M> + Unpin,
@@ -1121,7 +1178,12 @@ async fn write_loop<S, M>(
         for outgoing in batch.drain(..) {
             match outgoing {
                 Outgoing::Text(t) => {
-                    if sink.feed(text(t)).await.is_err() {
+                    // The actor writes only UTF-8 into its buffers; `None` cannot happen.
+                    let Some(message) = text(t) else {
+                        debug!("dropped a non-UTF-8 outgoing message");
+                        continue;
+                    };
+                    if sink.feed(message).await.is_err() {
                         return;
                     }
                 }
@@ -1162,6 +1224,7 @@ fn twilio_input(
     message: Option<Result<TwilioMessage, axum::Error>>,
     metrics: &Metrics,
     reported: &mut HashSet<&'static str>,
+    spare_payload: &mut String,
 ) -> TwilioRead {
     let text = match message {
         Some(Ok(TwilioMessage::Text(text))) => text,
@@ -1177,7 +1240,7 @@ fn twilio_input(
             return TwilioRead::Closed;
         }
     };
-    match parse_frame(&text) {
+    match stream::parse_frame_with(&text, spare_payload) {
         Ok(event) => {
             if matches!(event, TwilioEvent::Media { .. }) {
                 Metrics::incr(&metrics.frames_in);

@@ -715,7 +715,11 @@ impl CallSession {
         match transcoder.caller_to_provider(&self.decode_buf) {
             Ok([]) => {}
             Ok(pcm) => {
-                let encoded = STANDARD.encode(pcm);
+                // The caller's string carries the provider's audio: a driver that hands it back
+                // for the next frame converts without allocating.
+                let mut encoded = payload;
+                encoded.clear();
+                STANDARD.encode_string(pcm, &mut encoded);
                 self.emit(Output::Llm(LlmCommand::AppendAudio(encoded)));
             }
             Err(e) => self.protocol_error("transcode_failed", e.to_string()),

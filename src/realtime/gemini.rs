@@ -289,6 +289,11 @@ fn flush_caller_text(state: &mut StreamState, out: &mut Vec<LlmEvent>) {
     }
 }
 
+/// The caller-audio message around its base64 payload and its MIME type.
+const AUDIO_HEAD: &str = r#"{"realtimeInput":{"audio":{"data":""#;
+const AUDIO_MIME: &str = r#"","mimeType":""#;
+const AUDIO_TAIL: &str = r#""}}}"#;
+
 impl Dialect for GeminiDialect {
     fn name(&self) -> &'static str {
         "gemini"
@@ -311,21 +316,36 @@ impl Dialect for GeminiDialect {
         Ok(request)
     }
 
+    fn encode_into(&self, command: &LlmCommand, out: &mut bytes::BytesMut) {
+        match command {
+            LlmCommand::AppendAudio(audio) => super::append_parts(
+                out,
+                &[
+                    AUDIO_HEAD,
+                    audio.as_str(),
+                    AUDIO_MIME,
+                    INPUT_MIME,
+                    AUDIO_TAIL,
+                ],
+            ),
+            other => out.extend_from_slice(self.encode(other).as_bytes()),
+        }
+    }
+
     fn encode(&self, command: &LlmCommand) -> String {
         match command {
             LlmCommand::AppendAudio(audio) => {
                 // Hot path: base64 needs no JSON escaping. Sized exactly: the socket takes the
                 // string over without copying or reallocating.
-                const HEAD: &str = r#"{"realtimeInput":{"audio":{"data":""#;
-                const MIME: &str = r#"","mimeType":""#;
-                const TAIL: &str = r#""}}}"#;
-                let len = HEAD.len() + audio.len() + MIME.len() + INPUT_MIME.len() + TAIL.len();
-                let mut out = String::with_capacity(len);
-                out.push_str(HEAD);
-                out.push_str(audio);
-                out.push_str(MIME);
-                out.push_str(INPUT_MIME);
-                out.push_str(TAIL);
+                let parts = [
+                    AUDIO_HEAD,
+                    audio.as_str(),
+                    AUDIO_MIME,
+                    INPUT_MIME,
+                    AUDIO_TAIL,
+                ];
+                let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+                parts.iter().for_each(|p| out.push_str(p));
                 out
             }
             LlmCommand::UpdateSession(config) => self.setup(config).to_string(),

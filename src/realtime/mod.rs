@@ -205,6 +205,15 @@ pub enum ConnectError {
     Timeout,
 }
 
+/// Appends `parts` to `out` after reserving their total size once (so a reused buffer is reclaimed
+/// or grown at most once per message).
+pub(crate) fn append_parts(out: &mut bytes::BytesMut, parts: &[&str]) {
+    out.reserve(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        out.extend_from_slice(part.as_bytes());
+    }
+}
+
 /// One provider's wire dialect.
 pub trait Dialect: Send + Sync + 'static {
     /// Short name for logs and metrics.
@@ -214,6 +223,12 @@ pub trait Dialect: Send + Sync + 'static {
     /// The wire text for a command; an empty string when the command has no wire form in this
     /// dialect (the driver then sends nothing), e.g. a cancel on a provider that cancels itself.
     fn encode(&self, command: &LlmCommand) -> String;
+    /// Appends the wire text for `command` to `out` (nothing when it has no wire form): the bytes
+    /// [`encode`](Self::encode) returns. Dialects write their caller-audio message straight into
+    /// `out`, so a call's reused buffer carries a steady-state frame without an allocation.
+    fn encode_into(&self, command: &LlmCommand, out: &mut bytes::BytesMut) {
+        out.extend_from_slice(self.encode(command).as_bytes());
+    }
     /// The first internal event of one wire text frame, decoded without connection history;
     /// `Ok(None)` for events the bridge does not use. Exact for dialects whose events carry their
     /// own ids; a call's reader uses [`decode_stream`](Self::decode_stream).

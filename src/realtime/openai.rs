@@ -92,18 +92,30 @@ pub(crate) fn function_tools(config: &SessionConfig) -> Vec<Value> {
         .collect()
 }
 
+/// The GA caller-audio message around its base64 payload.
+const GA_APPEND_HEAD: &str = r#"{"type":"input_audio_buffer.append","audio":""#;
+const GA_APPEND_TAIL: &str = r#""}"#;
+
+/// Writes a GA caller-audio message into `out`; `false` (nothing written) for any other command.
+pub(crate) fn append_ga_audio(command: &LlmCommand, out: &mut bytes::BytesMut) -> bool {
+    let LlmCommand::AppendAudio(audio) = command else {
+        return false;
+    };
+    super::append_parts(out, &[GA_APPEND_HEAD, audio.as_str(), GA_APPEND_TAIL]);
+    true
+}
+
 /// The GA encoding of every command but `session.update`, shared by the compatible dialects.
 pub(crate) fn encode_ga_command(command: &LlmCommand) -> String {
     match command {
         LlmCommand::AppendAudio(audio) => {
             // Hot path: the payload is base64 (validated on arrival), which needs no JSON escaping.
             // Sized exactly: the socket takes the string over without copying or reallocating.
-            const HEAD: &str = r#"{"type":"input_audio_buffer.append","audio":""#;
-            const TAIL: &str = r#""}"#;
-            let mut out = String::with_capacity(HEAD.len() + audio.len() + TAIL.len());
-            out.push_str(HEAD);
+            let mut out =
+                String::with_capacity(GA_APPEND_HEAD.len() + audio.len() + GA_APPEND_TAIL.len());
+            out.push_str(GA_APPEND_HEAD);
             out.push_str(audio);
-            out.push_str(TAIL);
+            out.push_str(GA_APPEND_TAIL);
             out
         }
         LlmCommand::UpdateSession(_) => String::new(),
@@ -240,6 +252,12 @@ impl Dialect for OpenAiDialect {
         match command {
             LlmCommand::UpdateSession(config) => self.session_update(config).to_string(),
             other => encode_ga_command(other),
+        }
+    }
+
+    fn encode_into(&self, command: &LlmCommand, out: &mut bytes::BytesMut) {
+        if !append_ga_audio(command, out) {
+            out.extend_from_slice(self.encode(command).as_bytes());
         }
     }
 
@@ -467,6 +485,24 @@ mod tests {
         );
         assert_eq!(request.headers()["Authorization"], "Bearer sk-test");
         assert!(request.headers().get("OpenAI-Beta").is_none());
+    }
+
+    #[test]
+    fn encode_into_appends_what_encode_returns() {
+        let d = dialect();
+        let mut out = bytes::BytesMut::from(&b"x"[..]);
+        for command in [
+            LlmCommand::AppendAudio("//79/A==".into()),
+            LlmCommand::Truncate {
+                item_id: "item_1".into(),
+                audio_end_ms: 120,
+            },
+            LlmCommand::CancelResponse,
+        ] {
+            out.truncate(1);
+            d.encode_into(&command, &mut out);
+            assert_eq!(&out[1..], d.encode(&command).as_bytes(), "{command:?}");
+        }
     }
 
     #[test]

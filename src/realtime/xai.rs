@@ -107,6 +107,12 @@ impl Dialect for XaiDialect {
         }
     }
 
+    fn encode_into(&self, command: &LlmCommand, out: &mut bytes::BytesMut) {
+        if !super::openai::append_ga_audio(command, out) {
+            out.extend_from_slice(self.encode(command).as_bytes());
+        }
+    }
+
     fn decode(&self, text: &str) -> Result<Option<LlmEvent>, DecodeError> {
         // `ping`, `conversation.created` and other extras are not GA events the bridge uses, so
         // `decode_ga` already passes them over as `None`.

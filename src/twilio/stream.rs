@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 
 /// μ-law bytes in one 20 ms frame at 8 kHz.
@@ -185,6 +186,13 @@ struct WireDtmf {
 
 /// Parses one text frame from Twilio.
 pub fn parse_frame(text: &str) -> Result<TwilioEvent, FrameError> {
+    parse_frame_with(text, &mut String::new())
+}
+
+/// Parses one text frame from Twilio; a `media` payload is copied into `spare` (taken, cleared,
+/// its capacity reused), so a caller that hands the payload string back for the next frame parses
+/// media without allocating. `spare` is untouched unless a media event is returned.
+pub fn parse_frame_with(text: &str, spare: &mut String) -> Result<TwilioEvent, FrameError> {
     if text.len() > MAX_FRAME_LEN {
         return Err(FrameError::Oversized(text.len()));
     }
@@ -196,9 +204,12 @@ pub fn parse_frame(text: &str) -> Result<TwilioEvent, FrameError> {
             let media = wire.media.as_ref().ok_or_else(|| missing("media"))?;
             let len = validate_payload(&media.payload)?;
             let timestamp_ms = media.timestamp.ok_or_else(|| missing("timestamp"))?;
+            let mut payload = std::mem::take(spare);
+            payload.clear();
+            payload.push_str(&media.payload);
             TwilioEvent::Media {
                 timestamp_ms,
-                payload: media.payload.to_string(),
+                payload,
                 len,
             }
         }
@@ -286,10 +297,7 @@ impl Outbound {
 
     /// A `mark` message named `name`.
     pub fn mark(&self, name: &str) -> String {
-        // The session's mark names are plain ASCII; anything else is escaped by serde.
-        let plain = name
-            .bytes()
-            .all(|b| b == b' ' || (b.is_ascii_graphic() && b != b'"' && b != b'\\'));
+        let plain = plain_name(name);
         let mut out =
             String::with_capacity(self.mark_head.len() + name.len() + 2 + MARK_TAIL.len());
         out.push_str(&self.mark_head);
@@ -308,6 +316,52 @@ impl Outbound {
     pub fn clear(&self) -> String {
         self.clear.clone()
     }
+
+    /// Appends a `media` message carrying `audio` (raw μ-law) to `out`, reserving its exact size
+    /// first: the bytes [`media`](Self::media) returns, without a per-message allocation once `out`
+    /// is a reused buffer whose earlier messages have been written.
+    pub fn media_into(&self, audio: &[u8], out: &mut BytesMut) {
+        let b64 = audio.len().div_ceil(3) * 4;
+        let at = out.len();
+        out.reserve(self.media_head.len() + b64 + MEDIA_TAIL.len());
+        out.extend_from_slice(self.media_head.as_bytes());
+        out.resize(at + self.media_head.len() + b64, 0);
+        // The slice is exactly the encoded length, so this cannot fail; if it ever did, the
+        // message is cut back rather than sent half written.
+        if STANDARD
+            .encode_slice(audio, &mut out[at + self.media_head.len()..])
+            .is_err()
+        {
+            out.truncate(at);
+            return;
+        }
+        out.extend_from_slice(MEDIA_TAIL.as_bytes());
+    }
+
+    /// Appends a `mark` message named `name` to `out` (the bytes [`mark`](Self::mark) returns).
+    pub fn mark_into(&self, name: &str, out: &mut BytesMut) {
+        if !plain_name(name) {
+            out.extend_from_slice(self.mark(name).as_bytes());
+            return;
+        }
+        out.reserve(self.mark_head.len() + name.len() + 2 + MARK_TAIL.len());
+        out.extend_from_slice(self.mark_head.as_bytes());
+        out.extend_from_slice(b"\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\"");
+        out.extend_from_slice(MARK_TAIL.as_bytes());
+    }
+
+    /// Appends a `clear` message to `out`.
+    pub fn clear_into(&self, out: &mut BytesMut) {
+        out.extend_from_slice(self.clear.as_bytes());
+    }
+}
+
+/// The session's mark names are plain ASCII, written as they are; anything else is escaped by serde.
+fn plain_name(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b == b' ' || (b.is_ascii_graphic() && b != b'"' && b != b'\\'))
 }
 
 /// Writes an outbound `media` message carrying `audio` (raw μ-law) into one JSON string.
@@ -455,6 +509,47 @@ mod tests {
             }
             assert_eq!(out.clear(), clear_message(sid));
         }
+    }
+
+    #[test]
+    fn the_buffer_writers_append_exactly_what_the_string_writers_return() {
+        for sid in ["MZ18ad3ab5a668481ce02b83e7395059f0", "MZ\"1\\\u{1}é"] {
+            let out = Outbound::new(sid);
+            let mut buf = BytesMut::with_capacity(16);
+            for audio in [&[][..], &[0xFF; 160][..], &[1, 2, 3, 4][..], &[9; 161][..]] {
+                buf.extend_from_slice(b"x");
+                out.media_into(audio, &mut buf);
+                assert_eq!(&buf[1..], out.media(audio).as_bytes());
+                buf.clear();
+            }
+            for name in ["m1", "item_1:120", "q\"uote", "é"] {
+                out.mark_into(name, &mut buf);
+                assert_eq!(&buf[..], out.mark(name).as_bytes(), "{name:?}");
+                buf.clear();
+            }
+            out.clear_into(&mut buf);
+            assert_eq!(&buf[..], out.clear().as_bytes());
+        }
+    }
+
+    #[test]
+    fn media_is_parsed_into_the_spare_string_and_nothing_else_touches_it() {
+        let mut spare = String::with_capacity(512);
+        let ptr = spare.as_ptr();
+        let text = r#"{"event":"media","media":{"timestamp":"20","payload":"/w=="}}"#;
+        let Ok(TwilioEvent::Media { payload, len, .. }) = parse_frame_with(text, &mut spare) else {
+            panic!("not media")
+        };
+        assert_eq!((payload.as_str(), len), ("/w==", 1));
+        assert_eq!(payload.as_ptr(), ptr, "the spare's buffer is reused");
+        let mut spare = payload;
+        let mark = r#"{"event":"mark","mark":{"name":"m1"}}"#;
+        assert!(matches!(
+            parse_frame_with(mark, &mut spare),
+            Ok(TwilioEvent::Mark { .. })
+        ));
+        assert!(parse_frame_with("{bad", &mut spare).is_err());
+        assert_eq!(spare, "/w==", "left alone by other events and errors");
     }
 
     #[test]
