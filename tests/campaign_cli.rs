@@ -218,16 +218,16 @@ async fn create_status_watch_pause_export_and_limits() {
         rows.next(),
         Some(
             "line,phone,state,outcome,attempts,last_status,answered_by,call_id,dialed_by,\
-             last_error,var.name"
+             last_error,waiting_reason,next_attempt_at,var.name"
         )
     );
     assert_eq!(
         rows.next(),
-        Some("2,+14155552671,done,cancelled,0,,,,,,Ana")
+        Some("2,+14155552671,done,cancelled,0,,,,,,,,Ana")
     );
     assert_eq!(
         rows.next(),
-        Some("4,+442079460958,done,cancelled,0,,,,,,Jo")
+        Some("4,+442079460958,done,cancelled,0,,,,,,,,Jo")
     );
     assert_eq!(rows.next(), None);
 
