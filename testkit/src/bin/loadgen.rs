@@ -359,6 +359,9 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
         .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
         .env("OPENAI_API_KEY", "sk-load")
         .envs(fake.bridge_env())
+        // The fake provider is a plain ws:// server on loopback: the bridge refuses both (TLS
+        // only, no internal addresses) unless the operator allows the host explicitly.
+        .env("CALLBRIDGE_EGRESS_ALLOW", "127.0.0.1")
         .env("CALLBRIDGE_LOG", "warn")
         .env("CALLBRIDGE_SILENCE_TIMEOUT_SECS", "3600")
         .env("CALLBRIDGE_MAX_CALL_SECS", "3600")
