@@ -195,6 +195,7 @@ fn env(ledger_retention: Duration) -> Arc<CapabilityEnv> {
         tenant: Arc::from("acme-dental"),
         business_zone: chrono_tz::America::New_York,
         ledger: Arc::new(InMemoryLedger::new(ledger_retention)),
+        coupon_slots: None,
         deadline: Duration::from_secs(5),
     })
 }

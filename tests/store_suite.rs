@@ -34,6 +34,8 @@ backend_suite!(
     stream_claims_are_single_use_under_concurrency,
     orphaned_calls_are_those_of_dead_nodes_and_settle_once,
     mcp_servers_replace_in_order_and_stay_in_their_tenant,
+    coupon_reservations_admit_exactly_the_cap_under_concurrency,
+    coupon_reservations_replay_release_and_stay_in_their_tenant,
 );
 
 fn tid(raw: &str) -> TenantId {
@@ -1423,4 +1425,62 @@ async fn mcp_servers_replace_in_order_and_stay_in_their_tenant(store: &SqlStore)
             .expect("read")
             .is_empty()
     );
+}
+
+async fn coupon_reservations_admit_exactly_the_cap_under_concurrency(store: &SqlStore) {
+    let acme = tenant(store, "acme").await;
+    let (contenders, cap) = (24, 5);
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(contenders));
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..contenders {
+        let (store, acme, barrier) = (store.clone(), acme.clone(), barrier.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            store.reserve_coupon(&acme, &format!("key-{n}"), cap).await
+        });
+    }
+    let (mut admitted, mut refused) = (0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("task") {
+            Ok(true) => admitted += 1,
+            Ok(false) => refused += 1,
+            Err(e) => panic!("reservation failed: {e}"),
+        }
+    }
+    assert_eq!((admitted, refused), (5, contenders - 5));
+    // Full: a new key is refused until a slot is released.
+    assert!(
+        !store
+            .reserve_coupon(&acme, "late", cap)
+            .await
+            .expect("reserve")
+    );
+}
+
+async fn coupon_reservations_replay_release_and_stay_in_their_tenant(store: &SqlStore) {
+    let acme = tenant(store, "acme").await;
+    let beta = tenant(store, "beta").await;
+    assert!(store.reserve_coupon(&acme, "a", 2).await.expect("reserve"));
+    // The same key again is the same slot, not a second one.
+    assert!(store.reserve_coupon(&acme, "a", 2).await.expect("replay"));
+    assert!(store.reserve_coupon(&acme, "b", 2).await.expect("reserve"));
+    assert!(!store.reserve_coupon(&acme, "c", 2).await.expect("full"));
+    // Another tenant's slots are its own.
+    assert!(
+        store
+            .reserve_coupon(&beta, "c", 2)
+            .await
+            .expect("other tenant")
+    );
+    // A refused coupon gives its slot back; releasing in another tenant frees nothing.
+    store.release_coupon(&beta, "b").await.expect("release");
+    assert!(
+        !store
+            .reserve_coupon(&acme, "c", 2)
+            .await
+            .expect("still full")
+    );
+    store.release_coupon(&acme, "b").await.expect("release");
+    assert!(store.reserve_coupon(&acme, "c", 2).await.expect("freed"));
+    assert!(store.reserve_coupon(&tid("ghost"), "x", 2).await.is_err());
 }

@@ -11,7 +11,7 @@ use callbridge::store::{ConnectorSpec, NewTenant, SqlStore, Store, TenantId};
 use callbridge::tenant::vault::{Keyring, MasterKey, Vault};
 use callbridge::tools::ToolContext;
 use callbridge::tools::ledger::{InMemoryLedger, SharedLedger};
-use callbridge::tools::resolver::{Resolved, registry_for_agent};
+use callbridge::tools::resolver::{Resolved, registry_for_agent, registry_for_agent_with};
 use callbridge::tools::store_ledger::StoreLedger;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -139,6 +139,31 @@ impl Bench {
             &self.tenant,
             &enabled,
             deadline,
+        )
+        .await
+        .expect("resolved")
+    }
+
+    /// [`Bench::resolve`] with the SQL store the store-backed tools need (`create_coupon`'s
+    /// daily slots).
+    async fn resolve_with_store(&self, enabled: &[&str]) -> Resolved {
+        let policy = HttpPolicy::new(PolicyConfig {
+            egress: EgressPolicy::allow_loopback(),
+            ..PolicyConfig::default()
+        })
+        .expect("policy");
+        let enabled: Vec<String> = enabled.iter().map(|name| (*name).to_owned()).collect();
+        registry_for_agent_with(
+            &self.store,
+            Some(&self.vault),
+            &policy,
+            None,
+            Arc::new(InMemoryLedger::default()),
+            Arc::new(self.store.clone()),
+            Some(&self.store),
+            &self.tenant,
+            &enabled,
+            Duration::from_secs(5),
         )
         .await
         .expect("resolved")
@@ -2017,7 +2042,10 @@ async fn coupons_stay_within_the_tenants_caps_and_are_made_once() {
             r#"{"api_key": "wix_api_key", "site_id": "site-1", "max_percent": 10, "max_per_day": 5}"#,
         )
         .await;
-    let resolved = bench.resolve(&["create_coupon"]).await;
+    // Without the SQL store the daily cap cannot be counted: not offered.
+    let without = bench.resolve(&["create_coupon"]).await;
+    assert_eq!(without.unavailable.len(), 1, "{:?}", without.unavailable);
+    let resolved = bench.resolve_with_store(&["create_coupon"]).await;
     assert!(
         resolved.unavailable.is_empty(),
         "{:?}",
@@ -2061,6 +2089,43 @@ async fn coupons_stay_within_the_tenants_caps_and_are_made_once() {
     assert_eq!(
         requests_to(&wix, "POST", "/stores/v2/coupons").await.len(),
         1
+    );
+    // The daily cap (5) is counted in the store, not read from Wix (whose list stays empty here):
+    // four more coupons (one per phone call), then a refusal without a request.
+    for n in 2..=5 {
+        let (made, label) = run(
+            &resolved,
+            context(&format!("CA2{n}"), "call_more"),
+            "create_coupon",
+            json!({"kind": "free_shipping"}),
+        )
+        .await;
+        assert_eq!(label, "ok", "coupon {n}: {made}");
+    }
+    let (full, label) = run(
+        &resolved,
+        context("CA20", "call_one_too_many"),
+        "create_coupon",
+        json!({"kind": "free_shipping"}),
+    )
+    .await;
+    assert_eq!(label, "failed", "{full}");
+    assert!(
+        full["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("limit of coupons by phone for today"),
+        "{full}"
+    );
+    assert_eq!(
+        requests_to(&wix, "POST", "/stores/v2/coupons").await.len(),
+        5
+    );
+    assert!(
+        requests_to(&wix, "POST", "/stores/v2/coupons/query")
+            .await
+            .is_empty(),
+        "the count does not depend on Wix's list"
     );
 }
 

@@ -830,9 +830,14 @@ pub struct Coupon {
 /// Coupon platforms: Wix, …
 #[async_trait::async_trait]
 pub trait Coupons: Send + Sync {
-    /// A single-use coupon, within the tenant's caps (checked here, before anything is sent, and
-    /// the per-day count against the coupons this bridge already made). `idempotency_key` comes
-    /// from the ledger and determines the code, so a retry cannot make a second coupon.
+    /// The tenant's caps. The amount caps are checked by [`Coupons::create_coupon`] too; the
+    /// per-day count ([`CouponCaps::max_per_day`]) is kept by the caller, which reserves a slot
+    /// in its store before asking (connectors hold no state).
+    fn caps(&self) -> CouponCaps;
+
+    /// A single-use coupon, within the tenant's amount caps (checked here, before anything is
+    /// sent). `idempotency_key` comes from the ledger and determines the code, so a retry cannot
+    /// make a second coupon.
     async fn create_coupon(
         &self,
         ctx: &RequestContext,

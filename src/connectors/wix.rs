@@ -11,7 +11,8 @@
 //!
 //! The caps ([`CouponCaps`]: largest percentage and amount, coupons per rolling 24 hours, days of
 //! validity) are the tenant's settings; a request beyond them is refused here before anything is
-//! sent, and the day's count is read from the coupons this bridge made (their name prefix). Every
+//! sent. The count per rolling 24 hours is not kept here: `create_coupon` (tools layer) reserves
+//! a slot in its store before asking and releases it when Wix refuses. Every
 //! coupon is single-use (`usageLimit: 1`) and expires. The code derives from the ledger key, so
 //! the same tool call can never make two coupons. This module must not widen a cap or let the
 //! model choose a code.
@@ -39,9 +40,9 @@ use super::{
 use crate::connectors::http::{ConnectorProfile, HttpPolicy, RequestContext};
 
 pub const CONNECTOR: &str = "wix";
-/// Every coupon this bridge makes is named with this prefix (the per-day count reads it back).
+/// Every coupon this bridge makes is named with this prefix (the health check reads them back).
 pub const NAME_PREFIX: &str = "Phone call coupon";
-/// Coupons read back when counting the day's coupons.
+/// Coupons read back by the health check.
 const COUNT_PAGE: u32 = 100;
 
 pub struct WixConfig {
@@ -255,6 +256,10 @@ impl Wix {
 
 #[async_trait::async_trait]
 impl Coupons for Wix {
+    fn caps(&self) -> CouponCaps {
+        self.caps
+    }
+
     async fn create_coupon(
         &self,
         ctx: &RequestContext,
@@ -263,11 +268,6 @@ impl Coupons for Wix {
     ) -> Result<Coupon, ConnectorError> {
         self.caps.check(discount)?;
         let now = Utc::now();
-        if self.made_since(ctx, now - Duration::hours(24)).await? >= self.caps.max_per_day {
-            return Err(ConnectorError::InvalidInput(
-                "the shop's limit of coupons by phone for today is reached".into(),
-            ));
-        }
         let code = coupon_code(idempotency_key);
         let expires_at = now + Duration::days(i64::from(self.caps.valid_days));
         let mut specification = json!({

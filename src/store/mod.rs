@@ -31,6 +31,7 @@
 mod analysis;
 mod call_exports;
 mod campaigns;
+mod coupons;
 mod crm_meetings;
 mod error;
 mod inbound;

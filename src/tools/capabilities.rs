@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::coupon_slots::SharedCouponSlots;
 use super::ledger::{SharedLedger, ToolInvocation, ToolOutcome, args_hash, run_once};
 use super::meeting_links::{MeetingLink, MeetingLinkError, SharedMeetingLinks};
 use super::{Tool, ToolContext, ToolError, ToolFuture};
@@ -276,6 +277,7 @@ pub static TOOLS: &[ToolSpec] = &[
         build: |i| {
             Some(Arc::new(CreateCoupon {
                 coupons: Arc::clone(i.connector.coupons.as_ref()?),
+                slots: Arc::clone(i.env.coupon_slots.as_ref()?),
                 env: Arc::clone(i.env),
             }))
         },
@@ -312,6 +314,9 @@ pub struct CapabilityEnv {
     /// The business's zone: slots are offered and spoken in it.
     pub business_zone: Tz,
     pub ledger: SharedLedger,
+    /// Where `create_coupon` reserves its daily slots (the SQL store); without it the tool is
+    /// not offered.
+    pub coupon_slots: Option<SharedCouponSlots>,
     /// Time a vendor call may take (the registry's per-call deadline); ledger waits use it too.
     pub deadline: Duration,
 }
@@ -394,6 +399,20 @@ pub(super) fn speak_failure(tenant: &str, tool: &str, err: &ConnectorError) -> S
         // Our own validation messages, written to be read: they say what is missing.
         ConnectorError::InvalidInput(detail) => format!("{} {detail}.", err.speakable()),
         _ => format!("{}{hint}", err.speakable()),
+    }
+}
+
+/// Whether `err` says the vendor did not make the thing (so a reserved slot can be given back).
+/// A transport failure, a timeout or an unreadable answer may hide a success: those keep it.
+fn vendor_refused(err: &ConnectorError) -> bool {
+    match err {
+        ConnectorError::NotFound(_)
+        | ConnectorError::Conflict(_)
+        | ConnectorError::Rejected(_)
+        | ConnectorError::InvalidInput(_)
+        | ConnectorError::Auth(_)
+        | ConnectorError::Config(_) => true,
+        ConnectorError::Policy(_) | ConnectorError::UnexpectedResponse(_) => false,
     }
 }
 
@@ -2065,9 +2084,12 @@ impl Tool for SubscribeToList {
 
 // --- coupons -------------------------------------------------------------------------------------
 
-/// `create_coupon`: a single-use, expiring coupon within the shop's caps.
+/// `create_coupon`: a single-use, expiring coupon within the shop's caps. The daily count is
+/// exact: a slot is reserved in the store before the vendor is asked, kept once the coupon
+/// exists (or might: a transport failure keeps it), and released when the vendor refused.
 pub struct CreateCoupon {
     pub coupons: Arc<dyn Coupons>,
+    pub slots: SharedCouponSlots,
     pub env: Arc<CapabilityEnv>,
 }
 
@@ -2101,6 +2123,7 @@ impl Tool for CreateCoupon {
 
     fn invoke(&self, context: ToolContext, arguments: Value) -> ToolFuture {
         let coupons = Arc::clone(&self.coupons);
+        let slots = Arc::clone(&self.slots);
         let env = Arc::clone(&self.env);
         Box::pin(async move {
             let args: CreateCouponArgs = parse_args(arguments.clone())?;
@@ -2125,17 +2148,42 @@ impl Tool for CreateCoupon {
             let zone = env.business_zone;
             env.once(&context, CREATE_COUPON, &arguments, |ctx| async move {
                 let key = ctx.idempotency_key.clone().unwrap_or_default();
-                coupons
-                    .create_coupon(&ctx, &discount, &key)
-                    .await
-                    .map(|coupon| {
-                        json!({
-                            "code": coupon.code,
-                            "single_use": true,
-                            "expires": spoken_in(coupon.expires_at, zone),
-                        })
-                    })
-                    .map_err(|err| speak_failure(&tenant, CREATE_COUPON, &err))
+                let caps = coupons.caps();
+                // Beyond an amount cap: refused before a slot is taken.
+                caps.check(&discount)
+                    .map_err(|err| speak_failure(&tenant, CREATE_COUPON, &err))?;
+                match slots.reserve(&tenant, &key, caps.max_per_day).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let full = ConnectorError::InvalidInput(
+                            "the shop's limit of coupons by phone for today is reached".into(),
+                        );
+                        return Err(speak_failure(&tenant, CREATE_COUPON, &full));
+                    }
+                    Err(err) => {
+                        tracing::warn!(tenant = %tenant, error = %err, "coupon slot reservation failed");
+                        return Err(
+                            "I can't make a coupon right now. Offer to take a message instead."
+                                .into(),
+                        );
+                    }
+                }
+                match coupons.create_coupon(&ctx, &discount, &key).await {
+                    Ok(coupon) => Ok(json!({
+                        "code": coupon.code,
+                        "single_use": true,
+                        "expires": spoken_in(coupon.expires_at, zone),
+                    })),
+                    Err(err) => {
+                        if vendor_refused(&err)
+                            && let Err(release) = slots.release(&tenant, &key).await
+                        {
+                            tracing::warn!(tenant = %tenant, error = %release,
+                                "coupon slot not released; it counts until it is 24 hours old");
+                        }
+                        Err(speak_failure(&tenant, CREATE_COUPON, &err))
+                    }
+                }
             })
             .await
         })

@@ -7,6 +7,7 @@
 //! `end_call` is declared here but carried out by the call session itself.
 
 pub mod capabilities;
+pub mod coupon_slots;
 pub mod doctor;
 pub mod invoke;
 pub mod ledger;

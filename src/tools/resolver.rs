@@ -30,7 +30,9 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
-use super::capabilities::{Capability, CapabilityEnv, CrmFollowUp, ToolInputs, tool_spec};
+use super::capabilities::{
+    CREATE_COUPON, Capability, CapabilityEnv, CrmFollowUp, ToolInputs, tool_spec,
+};
 use super::ledger::SharedLedger;
 use super::meeting_links::SharedMeetingLinks;
 use super::send_message::{SEND_MESSAGE, SendMessage, messengers};
@@ -332,6 +334,8 @@ pub async fn registry_for_agent_with<S: Store>(
         tenant: Arc::from(tenant.as_str()),
         business_zone,
         ledger,
+        coupon_slots: messaging
+            .map(|store| Arc::new(store.clone()) as super::coupon_slots::SharedCouponSlots),
         deadline,
     });
     let mut registry = ToolRegistry::new(deadline);
@@ -415,6 +419,14 @@ pub async fn registry_for_agent_with<S: Store>(
         } else {
             None
         };
+        // create_coupon counts its daily cap in the SQL store: without it, not offered.
+        if spec.name == CREATE_COUPON && messaging.is_none() {
+            unavailable.push(Unavailable {
+                tool: name.clone(),
+                reason: "create_coupon needs the SQL store (its daily cap is counted there)".into(),
+            });
+            continue;
+        }
         let tool = (spec.build)(ToolInputs {
             env: &env,
             connector: &connector,
