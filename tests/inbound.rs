@@ -9,7 +9,9 @@
 //! process, a node that dies holding a lease, two nodes sharing the inbox, retries with backoff
 //! then failure and replay, a call rule that dials within the window (prompt variables mapped
 //! from the event) and one deferred to the window's opening, SMS "STOP" putting the number on
-//! the do-not-call list, a booking cancellation cancelling pending calls.
+//! the do-not-call list, a booking cancellation cancelling pending calls, a message rule sending
+//! once per event through the notification outbox (never to an opted-out number) to 127.0.0.1
+//! mocks of Twilio Messages and Slack, a WhatsApp message opening the contact's 24-hour window.
 
 #[macro_use]
 #[allow(unused_macros)]
@@ -76,6 +78,7 @@ inbox_suite!(
     a_lead_at_night_is_called_when_the_window_opens,
     sms_stop_puts_the_number_on_the_do_not_call_list,
     a_cancelled_booking_cancels_pending_calls,
+    a_message_rule_sends_once_per_event_and_never_to_opted_out_numbers,
 );
 
 const LEAD: &str = "+14155552671";
@@ -924,4 +927,196 @@ async fn a_cancelled_booking_cancels_pending_calls(db: &TestDb) {
         .expect("contacts")[0];
     assert_eq!(contact.state, ContactState::Done);
     assert_eq!(contact.outcome.as_deref(), Some("cancelled_by_event"));
+}
+
+async fn a_message_rule_sends_once_per_event_and_never_to_opted_out_numbers(db: &TestDb) {
+    use callbridge::notify::worker::{NotificationWorker, NotifyWorkerOptions};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let env = env(db).await;
+    let twilio = MockServer::start().await;
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+        )))
+        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({
+            "sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"
+        })))
+        .mount(&twilio)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/services/T1/B1/secret"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let vault = Vault::new(env.store.clone(), env.keyring.clone());
+    for (vendor, base_url, secret) in [
+        (
+            "twilio_sms",
+            Some(twilio.uri()),
+            serde_json::json!({"account_sid": ACCOUNT_SID, "auth_token": "tok", "from": "+14155550100"}),
+        ),
+        (
+            "slack",
+            None,
+            serde_json::json!({"webhook_url": format!("{}/services/T1/B1/secret", slack.uri())}),
+        ),
+    ] {
+        let name = format!("{vendor}-credentials");
+        vault
+            .put(
+                &env.tenant,
+                &name,
+                vendor,
+                &SecretString::from(secret.to_string()),
+            )
+            .await
+            .expect("secret");
+        env.store
+            .put_connector(
+                &env.tenant,
+                &callbridge::store::ConnectorSpec {
+                    vendor: vendor.into(),
+                    base_url,
+                    secret_name: Some(name),
+                },
+            )
+            .await
+            .expect("connector");
+    }
+    let to_lead: Action = serde_json::from_value(serde_json::json!({
+        "type": "message", "channel": "sms", "to": "properties.phone",
+        "text": "Hi {{var.name}}, thanks for your enquiry. We will call you shortly.",
+        "variables": {"name": "properties.firstname"}
+    }))
+    .expect("action");
+    let to_staff: Action = serde_json::from_value(serde_json::json!({
+        "type": "message", "channel": "slack",
+        "text": "New lead: {{var.name}}", "variables": {"name": "properties.firstname"}
+    }))
+    .expect("action");
+    let sms_rule = env.rule("text the lead", to_lead).await;
+    env.rule("tell the team", to_staff).await;
+
+    // The vendor delivers the lead twice; a second lead has opted out.
+    let opted_out = "+14155552672";
+    env.store
+        .add_do_not_call(&env.tenant, &E164::parse(opted_out).expect("e164"), "asked")
+        .await
+        .expect("dnc");
+    env.deliver(&env.service, "msg_lead", LEAD, "Ana").await;
+    env.deliver(&env.service, "msg_lead", LEAD, "Ana").await;
+    env.deliver(&env.service, "msg_out", opted_out, "Bo").await;
+    env.service.process_due(&options("n1")).await.expect("pass");
+    // A replay of the processed event (an operator's retry) sends nothing more.
+    let events = env.events().await;
+    assert_eq!(events.len(), 2);
+    for event in &events {
+        env.service
+            .replay(&env.tenant, &event.id)
+            .await
+            .expect("replay");
+    }
+    env.service.process_due(&options("n2")).await.expect("pass");
+
+    let worker = NotificationWorker::new(
+        env.store.clone(),
+        Some(env.keyring.clone()),
+        callbridge_testkit::loopback_policy(),
+        None,
+        NotifyWorkerOptions::default(),
+    );
+    while !worker.run_once().await.expect("poll").is_empty() {}
+
+    let sms: Vec<Vec<(String, String)>> = twilio
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .map(|r| serde_urlencoded::from_bytes(&r.body).expect("form"))
+        .collect();
+    assert_eq!(sms.len(), 1, "one SMS: the lead's, once");
+    let field = |name: &str| {
+        sms[0]
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(field("To").as_deref(), Some(LEAD));
+    assert_eq!(
+        field("Body").as_deref(),
+        Some("Hi Ana, thanks for your enquiry. We will call you shortly.")
+    );
+    let posts = slack.received_requests().await.expect("recorded");
+    assert_eq!(posts.len(), 2, "one Slack post per event");
+    let texts: Vec<String> = posts
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert!(
+        texts.iter().any(|t| t.contains("New lead: Ana")),
+        "{texts:?}"
+    );
+
+    let outcome_of = |event: &callbridge::store::InboundEvent| {
+        let store = env.store.clone();
+        let tenant = env.tenant.clone();
+        let id = event.id.clone();
+        let rule = sms_rule.id.clone();
+        async move {
+            store
+                .inbound_actions(&tenant, &id)
+                .await
+                .expect("actions")
+                .into_iter()
+                .find(|a| a.rule_id == rule)
+                .map(|a| a.outcome)
+        }
+    };
+    for event in &events {
+        let outcome = outcome_of(event).await;
+        if event.vendor_event_id == "msg_out" {
+            assert_eq!(outcome.as_deref(), Some("do_not_call"));
+        } else {
+            assert_eq!(outcome.as_deref(), Some("enqueued"));
+        }
+    }
+
+    // A verified WhatsApp message opens the sender's 24-hour window.
+    let vector = fixture("whatsapp");
+    env.service
+        .create_source(
+            &env.tenant,
+            "whatsapp",
+            "whatsapp",
+            Some(SecretString::from(
+                vector["secret"].as_str().expect("secret"),
+            )),
+        )
+        .await
+        .expect("source");
+    let headers = vector_headers(&vector);
+    let body = vector["body"].as_str().expect("body");
+    env.service
+        .receive(
+            "acme",
+            "whatsapp",
+            &Delivery {
+                method: "POST",
+                url: "https://bridge.example.com/hooks/acme/whatsapp",
+                headers: &headers,
+                body: body.as_bytes(),
+            },
+        )
+        .await
+        .expect("stored");
+    env.service.process_due(&options("n1")).await.expect("pass");
+    let last = env
+        .store
+        .last_inbound_message(&env.tenant, "whatsapp", "+16505551234")
+        .await
+        .expect("window");
+    assert_eq!(last.map(|t| t.as_millisecond()), Some(1_749_416_383_000));
 }

@@ -76,8 +76,9 @@ pub struct CreateRuleRequest {
     pub filter: Vec<serde_json::Value>,
     /// `{"type": "call", "agent_id", "phone", "variables", "hours", "days", "max_attempts"}`,
     /// `{"type": "enrol", "campaign_id", "phone", "variables"}`, `{"type": "cancel_calls",
-    /// "phone"}` or `{"type": "do_not_call", "phone", "reason"}`; `phone`, `variables` values
-    /// and `time_zone` are dotted paths into the event.
+    /// "phone"}`, `{"type": "do_not_call", "phone", "reason"}` or `{"type": "message",
+    /// "channel", "to" | "staff", "text", "subject", "variables"}`; `phone`, `to`, `variables`
+    /// values and `time_zone` are dotted paths into the event.
     #[schema(value_type = Object)]
     pub action: serde_json::Value,
 }

@@ -97,7 +97,8 @@ enum RuleCommand {
         /// Conditions as a JSON array (`[{"path": "payload.status", "equals": "active"}]`).
         #[arg(long, default_value = "[]")]
         filter: String,
-        /// The action as a JSON object (`{"type": "call", "agent_id": …, "phone": …}`).
+        /// The action as a JSON object (`{"type": "call", "agent_id": …, "phone": …}`); types
+        /// `call`, `enrol`, `cancel_calls`, `do_not_call`, `message` (docs/inbound.md).
         #[arg(long)]
         action: String,
     },

@@ -547,7 +547,7 @@ impl InboundService {
             Action::Enrol { campaign_id, .. } => {
                 self.store.campaign(tenant, campaign_id).await?;
             }
-            Action::CancelCalls { .. } | Action::DoNotCall { .. } => {}
+            Action::CancelCalls { .. } | Action::DoNotCall { .. } | Action::Message { .. } => {}
         }
         let filter = serde_json::to_string(&filter).map_err(|e| InboundError::Invalid {
             field: "filter",

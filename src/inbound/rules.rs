@@ -3,8 +3,7 @@
 //! `properties.firstname`). Pure: matching and mapping read an event's JSON; carrying an action
 //! out belongs to [`super::worker`].
 //!
-//! It must not store or dial. A "send a message" action is not here yet (the messaging service is
-//! being built separately); see docs/inbound.md.
+//! It must not store, dial or send.
 
 use std::collections::BTreeMap;
 
@@ -142,7 +141,32 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Send a message through the notification outbox (durable, once per event and rule): to the
+    /// contact read from the event (`to`), or to a member of staff (`staff`: a name from the
+    /// messaging settings, or a number / address; nothing for Slack and Teams, which post to the
+    /// connector's channel). Never to a number on the do-not-call list; within the tenant's
+    /// message limits.
+    Message {
+        /// `sms`, `whatsapp`, `email`, `slack` or `teams`.
+        channel: String,
+        /// Path of the contact's number (SMS, WhatsApp) or email address in the event.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        staff: Option<String>,
+        /// The text; `{{var.NAME}}` is replaced by the mapped variables.
+        text: String,
+        /// The email subject (templated like the text).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+        /// `{{var.NAME}}` ← the text at the path.
+        #[serde(default)]
+        variables: BTreeMap<String, String>,
+    },
 }
+
+/// Longest message text of a rule.
+pub const MAX_MESSAGE_TEXT: usize = 1600;
 
 impl Action {
     pub fn kind(&self) -> &'static str {
@@ -151,14 +175,25 @@ impl Action {
             Self::Enrol { .. } => "enrol",
             Self::CancelCalls { .. } => "cancel_calls",
             Self::DoNotCall { .. } => "do_not_call",
+            Self::Message { .. } => "message",
         }
     }
 
-    /// The path the contact's number is read from.
-    pub fn phone_path(&self) -> &str {
+    /// The path the contact's number is read from (none for a message, which reads `to`).
+    pub fn phone_path(&self) -> Option<&str> {
         match self {
-            Self::Call { contact, .. } | Self::Enrol { contact, .. } => &contact.phone,
-            Self::CancelCalls { phone } | Self::DoNotCall { phone, .. } => phone,
+            Self::Call { contact, .. } | Self::Enrol { contact, .. } => Some(&contact.phone),
+            Self::CancelCalls { phone } | Self::DoNotCall { phone, .. } => Some(phone),
+            Self::Message { .. } => None,
+        }
+    }
+
+    /// The variables mapped from the event (`{{var.NAME}}` ← path).
+    pub fn variable_paths(&self) -> Option<&BTreeMap<String, String>> {
+        match self {
+            Self::Call { contact, .. } | Self::Enrol { contact, .. } => Some(&contact.variables),
+            Self::Message { variables, .. } => Some(variables),
+            _ => None,
         }
     }
 
@@ -178,14 +213,24 @@ pub fn check_rule(filter: &[Condition], action: &Action) -> Result<(), String> {
     for condition in filter {
         condition.check()?;
     }
-    if action.phone_path().trim().is_empty() {
+    if action.phone_path().is_some_and(|p| p.trim().is_empty()) {
         return Err("the action needs the path of the phone number (phone)".into());
     }
-    if let Some(contact) = action.contact() {
-        if contact.variables.len() > MAX_MAPPED_VARIABLES {
+    if let Action::Message {
+        channel,
+        to,
+        staff,
+        text,
+        ..
+    } = action
+    {
+        check_message(channel, to.as_deref(), staff.as_deref(), text)?;
+    }
+    if let Some(mapped) = action.variable_paths() {
+        if mapped.len() > MAX_MAPPED_VARIABLES {
             return Err(format!("at most {MAX_MAPPED_VARIABLES} variables"));
         }
-        for (name, path) in &contact.variables {
+        for (name, path) in mapped {
             if name.is_empty()
                 || name.len() > 64
                 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -210,6 +255,54 @@ pub fn check_rule(filter: &[Condition], action: &Action) -> Result<(), String> {
     Ok(())
 }
 
+fn check_message(
+    channel: &str,
+    to: Option<&str>,
+    staff: Option<&str>,
+    text: &str,
+) -> Result<(), String> {
+    use crate::connectors::messages::Channel;
+    let channel = Channel::parse(channel).ok_or_else(|| {
+        format!(
+            "channel must be one of {}",
+            Channel::ALL.map(Channel::as_str).join(", ")
+        )
+    })?;
+    let to = to.filter(|t| !t.trim().is_empty());
+    let staff = staff.filter(|s| !s.trim().is_empty());
+    match (to, staff) {
+        (Some(_), Some(_)) => return Err("a message goes to `to` or to `staff`, not both".into()),
+        (Some(_), None) if channel.is_team_chat() => {
+            return Err(format!(
+                "{channel} posts to the connector's channel: give no `to`"
+            ));
+        }
+        (None, None) if !channel.is_team_chat() => {
+            return Err(
+                "a message needs `to` (the path of the contact's number or address) or `staff`"
+                    .into(),
+            );
+        }
+        _ => {}
+    }
+    if text.trim().is_empty() || text.chars().count() > MAX_MESSAGE_TEXT {
+        return Err(format!(
+            "the message text must be 1 to {MAX_MESSAGE_TEXT} characters"
+        ));
+    }
+    Ok(())
+}
+
+/// `template` with `{{var.NAME}}` replaced by `variables` (unknown names render empty).
+pub fn render(template: &str, variables: &BTreeMap<String, String>) -> String {
+    let keys: Vec<(String, &str)> = variables
+        .iter()
+        .map(|(k, v)| (format!("var.{k}"), v.as_str()))
+        .collect();
+    let values: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    crate::config::render_template(template, &values)
+}
+
 /// Whether every condition holds for `event`.
 pub fn matches(filter: &[Condition], event: &Value) -> bool {
     filter.iter().all(|c| c.holds(event))
@@ -218,8 +311,12 @@ pub fn matches(filter: &[Condition], event: &Value) -> bool {
 /// The prompt variables an action maps from `event` (absent fields are left out; values are cut
 /// to 500 characters without control characters, the dialer's limits).
 pub fn variables(contact: &ContactMapping, event: &Value) -> BTreeMap<String, String> {
-    contact
-        .variables
+    mapped(&contact.variables, event)
+}
+
+/// The values at each variable's path (see [`variables`]).
+pub fn mapped(paths: &BTreeMap<String, String>, event: &Value) -> BTreeMap<String, String> {
+    paths
         .iter()
         .filter_map(|(name, path)| {
             let text: String = text_at(event, path)?
@@ -293,5 +390,46 @@ mod tests {
         assert_eq!(vars.get("name").map(String::as_str), Some("Ana"));
         assert!(!vars.contains_key("missing"));
         assert!(serde_json::from_value::<Action>(json!({"type": "send_message"})).is_err());
+    }
+
+    #[test]
+    fn message_actions_are_checked_and_templated() {
+        let action: Action = serde_json::from_value(json!({
+            "type": "message", "channel": "sms", "to": "properties.phone",
+            "text": "Hi {{var.name}}, thanks{{var.missing}}!",
+            "variables": {"name": "properties.firstname"}
+        }))
+        .expect("action");
+        assert_eq!(action.kind(), "message");
+        assert!(check_rule(&[], &action).is_ok());
+        let event = json!({"properties": {"firstname": "Ana"}});
+        let Action::Message {
+            text, variables, ..
+        } = &action
+        else {
+            panic!("not a message");
+        };
+        assert_eq!(render(text, &mapped(variables, &event)), "Hi Ana, thanks!");
+        let bad = |v: Value| {
+            check_rule(&[], &serde_json::from_value::<Action>(v).expect("action")).is_err()
+        };
+        assert!(bad(
+            json!({"type": "message", "channel": "fax", "to": "p", "text": "x"})
+        ));
+        assert!(bad(
+            json!({"type": "message", "channel": "sms", "text": "x"})
+        ));
+        assert!(bad(
+            json!({"type": "message", "channel": "sms", "to": "p", "staff": "desk", "text": "x"})
+        ));
+        assert!(bad(
+            json!({"type": "message", "channel": "slack", "to": "p", "text": "x"})
+        ));
+        assert!(bad(
+            json!({"type": "message", "channel": "sms", "to": "p", "text": " "})
+        ));
+        assert!(!bad(
+            json!({"type": "message", "channel": "slack", "text": "New lead"})
+        ));
     }
 }

@@ -5,10 +5,12 @@
 //! another node (or the restarted one) takes the event over.
 //!
 //! Built in: an SMS reply to a Twilio source whose body is an opt-out keyword (`STOP`, …) puts
-//! the sender on the do-not-call list and cancels its pending calls, whatever the rules say.
+//! the sender on the do-not-call list and cancels its pending calls, whatever the rules say; a
+//! WhatsApp message records the sender's inbound time (the 24-hour service window).
 //!
-//! It must not dial (rules enrol contacts; the campaign dispatcher dials), serve HTTP or log a
-//! payload.
+//! It must not dial (rules enrol contacts; the campaign dispatcher dials), send a message (a
+//! `message` action writes a notification outbox row; the notification worker sends), serve
+//! HTTP or log a payload.
 
 use std::time::Duration;
 
@@ -21,7 +23,15 @@ use super::rules::{self, Action, Condition};
 use super::{InboundService, SourceKind};
 use crate::campaign::normalize_number;
 use crate::campaign::window::{CallingWindow, parse_zone, zones_for_number};
-use crate::store::{E164, Enrolment, InboundEvent, InboundRule, StoreError, TenantId};
+use crate::connectors::messages::{Channel, domain_matches};
+use crate::store::{
+    E164, Enrolment, InboundEvent, InboundRule, NewNotification, SlotReservation, StoreError,
+    TenantId,
+};
+
+/// A message action's key stays claimed at least this long (a week: longer than any vendor
+/// retries a delivery).
+const INBOUND_DEDUP_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// Keywords that opt a number out by SMS (Twilio's standard list).
 pub const OPT_OUT_KEYWORDS: [&str; 8] = [
@@ -223,6 +233,9 @@ impl InboundService {
                 )
                 .await?;
         }
+        if kind == Some(SourceKind::Whatsapp) {
+            self.record_whatsapp_senders(tenant, &payload).await?;
+        }
         let rules = self
             .store
             .list_inbound_rules(tenant, Some((&event.source_id, &event.event_type)))
@@ -265,7 +278,10 @@ impl InboundService {
         if !rules::matches(&filter, payload) {
             return Ok(());
         }
-        let (outcome, detail) = self.run(tenant, &action, payload).await?;
+        let (outcome, detail) = match &action {
+            Action::Message { .. } => self.message(event, &rule.id, &action, payload).await?,
+            _ => self.run(tenant, &action, payload).await?,
+        };
         self.store
             .record_inbound_action(
                 tenant,
@@ -288,11 +304,9 @@ impl InboundService {
         action: &Action,
         payload: &Value,
     ) -> Result<(&'static str, Option<String>), ProcessError> {
-        let Some(raw) = text_at(payload, action.phone_path()) else {
-            return Ok((
-                "no_phone",
-                Some(format!("nothing at {}", action.phone_path())),
-            ));
+        let path = action.phone_path().unwrap_or_default();
+        let Some(raw) = text_at(payload, path) else {
+            return Ok(("no_phone", Some(format!("nothing at {path}"))));
         };
         let number = match normalize_number(&raw) {
             Ok(number) => number,
@@ -378,7 +392,210 @@ impl InboundService {
             Action::Call {
                 campaign_id: None, ..
             } => Ok(("invalid_rule", Some("the call rule has no campaign".into()))),
+            Action::Message { .. } => Ok(("invalid_rule", Some("not a call action".into()))),
         }
+    }
+
+    /// Enqueues a `message` action's notification: the recipient resolved and checked (the
+    /// do-not-call list, the email allow-list), a slot of the tenant's message limits reserved
+    /// and the outbox row written under a key of the event and rule, so a retry or a vendor's
+    /// repeated delivery never sends twice.
+    async fn message(
+        &self,
+        event: &InboundEvent,
+        rule_id: &str,
+        action: &Action,
+        payload: &Value,
+    ) -> Result<(&'static str, Option<String>), ProcessError> {
+        let Action::Message {
+            channel,
+            to,
+            staff,
+            text,
+            subject,
+            variables,
+        } = action
+        else {
+            return Ok(("invalid_rule", Some("not a message action".into())));
+        };
+        let tenant = &event.tenant_id;
+        let Some(mut channel) = Channel::parse(channel) else {
+            return Ok(("invalid_rule", Some(format!("unknown channel {channel}"))));
+        };
+        let settings = self.store.messaging_settings(tenant).await?;
+        let recipient = match (to.as_deref(), staff.as_deref()) {
+            (Some(path), _) => {
+                let Some(raw) = text_at(payload, path) else {
+                    return Ok(("no_recipient", Some(format!("nothing at {path}"))));
+                };
+                let Ok(address) = channel.normalize_recipient(&raw) else {
+                    return Ok((
+                        "invalid_recipient",
+                        Some(format!("the value at {path} is not a {channel} recipient")),
+                    ));
+                };
+                if channel == Channel::Email
+                    && !settings
+                        .email_domains
+                        .iter()
+                        .any(|d| domain_matches(&address, d))
+                {
+                    return Ok((
+                        "email_domain_not_allowed",
+                        Some("the address's domain is not on the tenant's email allow-list".into()),
+                    ));
+                }
+                address
+            }
+            (None, Some(name)) => {
+                if let Some(member) = settings
+                    .staff
+                    .iter()
+                    .find(|s| s.name.eq_ignore_ascii_case(name.trim()))
+                {
+                    match Channel::parse(&member.channel) {
+                        Some(staff_channel) => channel = staff_channel,
+                        None => {
+                            return Ok((
+                                "invalid_recipient",
+                                Some(format!("staff {} has no usable channel", member.name)),
+                            ));
+                        }
+                    }
+                    match channel.normalize_recipient(&member.address) {
+                        Ok(address) => address,
+                        Err(_) => {
+                            return Ok((
+                                "invalid_recipient",
+                                Some(format!("staff {} has no usable address", member.name)),
+                            ));
+                        }
+                    }
+                } else if channel.is_team_chat() {
+                    "default".to_owned()
+                } else {
+                    match channel.normalize_recipient(name) {
+                        Ok(address) => address,
+                        Err(_) => {
+                            return Ok((
+                                "invalid_recipient",
+                                Some(format!(
+                                    "{name:?} is no staff member or {channel} recipient"
+                                )),
+                            ));
+                        }
+                    }
+                }
+            }
+            (None, None) => "default".to_owned(),
+        };
+        if channel.is_phone() {
+            let number = E164::parse(&recipient)?;
+            if self.store.is_do_not_call(tenant, &number).await? {
+                return Ok((
+                    "do_not_call",
+                    Some("the number is on the do-not-call list".into()),
+                ));
+            }
+        }
+        let values = rules::mapped(variables, payload);
+        let body: String = rules::render(text, &values)
+            .chars()
+            .filter(|c| !c.is_control() || *c == '\n')
+            .take(rules::MAX_MESSAGE_TEXT)
+            .collect();
+        let subject: String = match (channel, subject) {
+            (_, Some(subject)) => rules::render(subject, &values),
+            (Channel::Email, None) => "New message".to_owned(),
+            _ => String::new(),
+        }
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+        let key = format!("inbound:{}:{rule_id}", event.id);
+        let reserved = self
+            .store
+            .reserve_message(
+                tenant,
+                &format!("inbound:{}", event.id),
+                channel.as_str(),
+                &recipient,
+                &key,
+                settings.per_call_limit,
+                settings.per_tenant_daily_limit,
+            )
+            .await?;
+        match reserved {
+            SlotReservation::Reserved => {}
+            SlotReservation::CallLimit => {
+                return Ok((
+                    "limit_reached",
+                    Some("the event reached the per-call message limit".into()),
+                ));
+            }
+            SlotReservation::TenantLimit => {
+                return Ok((
+                    "limit_reached",
+                    Some("the tenant reached its daily message limit".into()),
+                ));
+            }
+        }
+        let ttl_ms =
+            i64::try_from(settings.dedup_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let written = self
+            .store
+            .enqueue_notification(&NewNotification {
+                tenant_id: tenant,
+                event: "inbound.message",
+                channel: channel.as_str(),
+                recipient: &recipient,
+                sender: None,
+                subject: &subject,
+                body: &body,
+                dedupe_key: &key,
+                dedup_ttl_ms: ttl_ms.max(INBOUND_DEDUP_MS),
+            })
+            .await?;
+        Ok(if written {
+            ("enqueued", Some(format!("{channel} message queued")))
+        } else {
+            ("duplicate", Some("already queued for this event".into()))
+        })
+    }
+
+    /// Records the inbound time of each sender of a WhatsApp (Meta) delivery.
+    async fn record_whatsapp_senders(
+        &self,
+        tenant: &TenantId,
+        payload: &Value,
+    ) -> Result<(), ProcessError> {
+        let empty = Vec::new();
+        let list = |v: Option<&Value>| v.and_then(Value::as_array).unwrap_or(&empty).clone();
+        for entry in list(payload.get("entry")) {
+            for change in list(entry.get("changes")) {
+                for message in list(change.get("value").and_then(|v| v.get("messages"))) {
+                    let Some(from) = text_at(&message, "from") else {
+                        continue;
+                    };
+                    let Ok(contact) = crate::connectors::messages::e164(&format!(
+                        "+{}",
+                        from.trim_start_matches('+')
+                    )) else {
+                        continue;
+                    };
+                    let now = self.clock.now_ms();
+                    // Meta's timestamp is in seconds; never later than now.
+                    let at_ms = text_at(&message, "timestamp")
+                        .and_then(|t| t.parse::<i64>().ok())
+                        .map_or(now, |s| s.saturating_mul(1000).min(now));
+                    self.store
+                        .record_inbound_message(tenant, Channel::Whatsapp.as_str(), &contact, at_ms)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Puts `number` on the do-not-call list and cancels its pending calls.

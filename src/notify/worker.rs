@@ -238,7 +238,8 @@ impl NotificationWorker {
             to: row.recipient.clone(),
             from: row.sender.clone(),
             subject: Some(row.subject.clone()),
-            text: if channel == Channel::Email || channel.is_team_chat() {
+            // An empty subject (an inbound rule's text message) adds no first line.
+            text: if channel == Channel::Email || channel.is_team_chat() || row.subject.is_empty() {
                 row.body.clone()
             } else {
                 format!("{}\n{}", row.subject, row.body)
