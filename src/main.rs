@@ -159,6 +159,15 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
                 .map_err(|e| tracing::warn!(error = %e, "post-call analysis is off"))
                 .ok()
             })
+            .map(|worker| {
+                worker.with_crm_notes(
+                    deps.keyring.clone().map(|keyring| {
+                        callbridge::tenant::vault::Vault::new(deps.store.clone(), keyring)
+                    }),
+                    deps.oauth.clone(),
+                    deps.ledger.clone(),
+                )
+            })
             .map(callbridge::call::analysis::AnalysisWorker::spawn);
     // Post-call exports (a call-log row in a tenant's sheet, …), from their durable queue.
     let exports = callbridge::exports::ExportWorker::new(

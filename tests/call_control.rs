@@ -1706,6 +1706,167 @@ mod analysis {
         assert_eq!(status, 404);
         assert!(s.llm.violations().is_empty(), "{:?}", s.llm.violations());
     }
+
+    /// A done analysis goes to the tenant's CRM (HubSpot over its real connector, pointed at a
+    /// loopback mock checked against the vendor's spec) as a call note on the caller's contact,
+    /// once per call even when the analysis runs again; without a CRM nothing is written.
+    #[tokio::test]
+    async fn a_done_analysis_is_written_to_the_crm_once_as_a_call_note() {
+        use callbridge::store::{AnalysisStatus, ConnectorSpec, SettledAnalysis};
+        use callbridge::tools::store_ledger::StoreLedger;
+        use callbridge_testkit::contract::Contract;
+        use wiremock::matchers::{body_partial_json, header, method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+
+        let s = setup().await;
+        let agent = s.bridge.store.list_agents(&s.tenant).await.unwrap()[0]
+            .id
+            .clone();
+        let (status, body) = api(
+            &s.bridge,
+            reqwest::Method::PUT,
+            &format!("/tenants/acme/agents/{agent}/analysis"),
+            Some(json!({"goal": GOAL, "fields_schema": fields_schema()})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let crm = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/crm/v3/objects/contacts/search"))
+            .and(header("authorization", "Bearer pat-na1-test-token"))
+            .and(body_partial_json(json!({"filterGroups": [
+                {"filters": [{"propertyName": "phone", "operator": "EQ", "value": "+14155551234"}]},
+                {"filters": [{"propertyName": "mobilephone", "operator": "EQ", "value": "+14155551234"}]}
+            ]})))
+            .respond_with(ResponseTemplate::new(200).set_body_string(include_str!(
+                "../fixtures/vendors/hubspot/search_one.json"
+            )))
+            .mount(&crm)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/crm/v3/objects/notes"))
+            .and(header("authorization", "Bearer pat-na1-test-token"))
+            .and(body_partial_json(
+                json!({"associations": [{"to": {"id": "512"}}]}),
+            ))
+            .respond_with(
+                ResponseTemplate::new(201)
+                    .set_body_string(include_str!("../fixtures/vendors/hubspot/note.json")),
+            )
+            .expect(1)
+            .mount(&crm)
+            .await;
+        let ledger = Arc::new(StoreLedger::new(s.bridge.store.clone()));
+        let worker = || {
+            worker(&s).with_crm_notes(
+                Some(Vault::new(s.bridge.store.clone(), s.bridge.keyring.clone())),
+                None,
+                ledger.clone(),
+            )
+        };
+
+        // 1. No CRM configured: the analysis is done as before, nothing is written.
+        let plain = one_call(&s, "CA00000000000000000000000000000b01").await;
+        s.llm.script([Reply::Text(good_reply())]);
+        assert!(worker().run_once().await.unwrap());
+        let (_, done) = api(
+            &s.bridge,
+            reqwest::Method::GET,
+            &format!("/tenants/acme/calls/{plain}/analysis"),
+            None,
+        )
+        .await;
+        assert_eq!(done["status"], "done", "{done}");
+        assert_eq!(done["crm_note"], "no_crm", "{done}");
+        assert_eq!(done["fields"]["reason"], "cleaning");
+        assert!(crm.received_requests().await.unwrap().is_empty());
+
+        // 2. HubSpot configured: the summary, the outcome and the fields reach the contact.
+        Vault::new(s.bridge.store.clone(), s.bridge.keyring.clone())
+            .put(
+                &s.tenant,
+                "hubspot-token",
+                "hubspot",
+                &SecretString::from("pat-na1-test-token"),
+            )
+            .await
+            .unwrap();
+        s.bridge
+            .store
+            .put_connector(
+                &s.tenant,
+                &ConnectorSpec {
+                    vendor: "hubspot".into(),
+                    base_url: Some(crm.uri()),
+                    secret_name: Some("hubspot-token".into()),
+                },
+            )
+            .await
+            .unwrap();
+        let call = one_call(&s, "CA00000000000000000000000000000b02").await;
+        s.llm.script([Reply::Text(good_reply())]);
+        assert!(worker().run_once().await.unwrap());
+        let (_, done) = api(
+            &s.bridge,
+            reqwest::Method::GET,
+            &format!("/tenants/acme/calls/{call}/analysis"),
+            None,
+        )
+        .await;
+        assert_eq!(done["status"], "done", "{done}");
+        assert_eq!(done["crm_note"], "written", "{done}");
+        let ended = call_ended(&s, &call).await.expect("call.ended queued");
+        assert_eq!(ended["data"]["analysis"]["crm_note"], "written");
+        let notes: Vec<Value> = crm
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path() == "/crm/v3/objects/notes")
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect();
+        assert_eq!(notes.len(), 1);
+        let text = notes[0]["properties"]["hs_note_body"].as_str().unwrap();
+        assert!(text.contains("booked one for Tuesday"), "{text}");
+        assert!(
+            text.contains("Goal met: An appointment was booked."),
+            "{text}"
+        );
+        assert!(text.contains("reason: cleaning"), "{text}");
+
+        // 3. The analysis runs again (a lost lease, a restart): the note is not written twice.
+        s.bridge
+            .store
+            .settle_analysis(
+                &s.tenant,
+                &call,
+                &SettledAnalysis {
+                    status: AnalysisStatus::Pending,
+                    attempts: 1,
+                    outcome: Err("the worker died"),
+                    model: "gpt-4.1-mini",
+                    retry_at_ms: 0,
+                },
+            )
+            .await
+            .unwrap();
+        s.llm.script([Reply::Text(good_reply())]);
+        assert!(worker().run_once().await.unwrap());
+        let again = s
+            .bridge
+            .store
+            .call_analysis(&s.tenant, &call)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.status.as_str(), "done");
+        assert_eq!(again.result.unwrap()["crm_note"], "written");
+        // `expect(1)` on the note endpoint is checked here, and every request against the spec.
+        crm.verify().await;
+        Contract::load("hubspot", &["crm-contacts-v3.json", "crm-notes-v3.json"])
+            .assert_valid(&crm)
+            .await;
+    }
 }
 
 #[tokio::test]

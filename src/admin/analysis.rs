@@ -47,6 +47,10 @@ pub struct CallAnalysisDoc {
     /// Why it failed (or why the last attempt did, while pending).
     pub error: Option<String>,
     pub model: Option<String>,
+    /// The write-back to the tenant's CRM (done only, when the bridge writes back): `written`,
+    /// `no_contact`, `no_crm` or `failed: …`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crm_note: Option<String>,
 }
 
 impl From<CallAnalysis> for CallAnalysisDoc {
@@ -62,6 +66,7 @@ impl From<CallAnalysis> for CallAnalysisDoc {
             success: pick("success"),
             error: a.error,
             model: a.model,
+            crm_note: result["crm_note"].as_str().map(str::to_owned),
         }
     }
 }

@@ -9,6 +9,11 @@
 //! row across nodes), so a restart loses none. Transient failures (the model unreachable, 5xx)
 //! keep the row pending with a backoff, up to [`MAX_TRANSIENT_ATTEMPTS`].
 //!
+//! A done analysis is written back to the tenant's CRM (when one is configured) as a call note
+//! on the caller's contact, once per call through the tool ledger; how that went is kept in the
+//! result as `crm_note` (`written`, `no_contact`, `no_crm`, `failed: …`). A CRM failure never
+//! fails the analysis nor holds back `call.ended`.
+//!
 //! It owns the prompt, the envelope schema, validation and the queue's outcomes; it must not
 //! speak to the model other than through `connectors::text_llm` (the one outbound policy).
 
@@ -21,11 +26,22 @@ use tracing::{info, warn};
 
 use crate::connectors::http::{HttpPolicy, RequestContext};
 use crate::connectors::text_llm::{self, JsonRequest, TextLlm};
+use crate::connectors::{CallNote, ContactLookup};
 use crate::metrics::Metrics;
+use crate::oauth::OAuthService;
 use crate::store::{
-    AnalysisSettings, AnalysisStatus, CallEvent, CallEventKind, ClaimedAnalysis, SettledAnalysis,
-    SqlStore, Store, TenantId,
+    AnalysisSettings, AnalysisStatus, Call, CallDirection, CallEvent, CallEventKind,
+    ClaimedAnalysis, SettledAnalysis, SqlStore, Store, TenantId,
 };
+use crate::tenant::vault::Vault;
+use crate::tools::capabilities::Capability;
+use crate::tools::ledger::{self, SharedLedger, ToolInvocation, ToolOutcome};
+use crate::tools::resolver::{build_connector_with, configuration_for};
+
+/// How long writing the call note to the CRM (find the contact, add the note) may take.
+const CRM_NOTE_DEADLINE: Duration = Duration::from_secs(30);
+/// The ledger's tool name for the call note (one per call).
+const CRM_NOTE_TOOL: &str = "post_call_crm_note";
 
 /// Requests after which a model that keeps failing (not answering, 5xx) marks the analysis failed.
 pub const MAX_TRANSIENT_ATTEMPTS: u32 = 5;
@@ -207,8 +223,17 @@ enum Failure {
 pub struct AnalysisWorker {
     store: SqlStore,
     llm: TextLlm,
+    policy: HttpPolicy,
     options: AnalysisOptions,
     metrics: Arc<Metrics>,
+    crm: Option<CrmWriteBack>,
+}
+
+/// What writing the analysis back to the tenant's CRM needs.
+struct CrmWriteBack {
+    vault: Option<Vault<SqlStore>>,
+    oauth: Option<OAuthService>,
+    ledger: SharedLedger,
 }
 
 impl AnalysisWorker {
@@ -218,13 +243,32 @@ impl AnalysisWorker {
         metrics: Arc<Metrics>,
         options: AnalysisOptions,
     ) -> Result<Self, crate::connectors::ConnectorError> {
-        let llm = TextLlm::new(policy, &options.base_url, options.api_key.clone())?;
+        let llm = TextLlm::new(policy.clone(), &options.base_url, options.api_key.clone())?;
         Ok(Self {
             store,
             llm,
+            policy,
             options,
             metrics,
+            crm: None,
         })
+    }
+
+    /// Writes each done analysis to the tenant's CRM, when it has one, as a call note on the
+    /// caller's contact; `ledger` makes that happen once per call across retries and restarts.
+    #[must_use]
+    pub fn with_crm_notes(
+        mut self,
+        vault: Option<Vault<SqlStore>>,
+        oauth: Option<OAuthService>,
+        ledger: SharedLedger,
+    ) -> Self {
+        self.crm = Some(CrmWriteBack {
+            vault,
+            oauth,
+            ledger,
+        });
+        self
     }
 
     /// Runs until aborted: one queued analysis after another, polling when idle.
@@ -282,7 +326,11 @@ impl AnalysisWorker {
         };
         let attempts = attempts.saturating_add(used);
         match outcome {
-            Ok(result) => {
+            Ok(mut result) => {
+                if let Some(crm) = &self.crm {
+                    let note = self.crm_note(crm, &call, &result).await;
+                    result["crm_note"] = Value::String(note);
+                }
                 self.store
                     .settle_analysis(
                         &tenant,
@@ -342,6 +390,84 @@ impl AnalysisWorker {
             warn!(error = %e, "cannot queue the call.ended webhook");
         }
         Ok(())
+    }
+
+    /// Writes the analysis to the tenant's CRM as a call note on the caller's contact, at most
+    /// once per call; returns what happened (`written`, `no_contact`, `no_crm`, `failed: …`).
+    /// Never fails the analysis: a failure is counted, logged and returned as text.
+    async fn crm_note(&self, crm: &CrmWriteBack, call: &Call, result: &Value) -> String {
+        let tenant = &call.tenant_id;
+        let failed = |why: String| {
+            self.metrics.error("analysis_crm_note_failed");
+            warn!(%tenant, call_id = call.id, error = %why, "cannot write the analysis to the CRM");
+            format!("failed: {why}")
+        };
+        let configs = match self.store.list_connectors(tenant).await {
+            Ok(configs) => configs,
+            Err(e) => return failed(e.to_string()),
+        };
+        let Some(config) = configuration_for(&configs, Capability::Crm) else {
+            return "no_crm".into();
+        };
+        let built = match build_connector_with(
+            config,
+            crm.vault.as_ref(),
+            &self.policy,
+            crm.oauth.as_ref(),
+        )
+        .await
+        {
+            Ok(built) => built,
+            Err(e) => return failed(e.to_string()),
+        };
+        let Some(connector) = built.crm else {
+            return "no_crm".into();
+        };
+        let phone = match call.direction {
+            CallDirection::Inbound => call.from.clone(),
+            CallDirection::Outbound => call.to.clone(),
+        };
+        let note = CallNote {
+            body: note_body(result),
+            at: chrono::DateTime::from_timestamp_millis(call.started_at.as_millisecond())
+                .unwrap_or_default(),
+        };
+        let invocation = ToolInvocation {
+            tenant: tenant.as_str().to_owned(),
+            call_id: call.id.clone(),
+            tool_call_id: format!("analysis-{}", call.id),
+            tool: CRM_NOTE_TOOL.into(),
+            args_hash: ledger::args_hash(&json!({})),
+        };
+        let deadline = tokio::time::Instant::now() + CRM_NOTE_DEADLINE;
+        let ctx = RequestContext::new(tenant.as_str(), format!("analysis-{}", call.id), deadline);
+        let outcome = ledger::run_once(crm.ledger.as_ref(), &invocation, deadline, |key| {
+            let (ctx, connector, note) = (&ctx, &connector, &note);
+            async move {
+                let contact = connector
+                    .find_contact(ctx, &ContactLookup::Phone(phone))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let Some(contact) = contact else {
+                    return Ok(json!({"crm_note": "no_contact"}));
+                };
+                let id = connector
+                    .log_call_note(ctx, &contact.id, note, &key)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(json!({"crm_note": "written", "note_id": id}))
+            }
+        })
+        .await;
+        match outcome {
+            Ok(ToolOutcome::Succeeded(value)) => {
+                let said = value["crm_note"].as_str().unwrap_or("written").to_owned();
+                info!(%tenant, call_id = call.id, crm_note = said, "analysis written back to the CRM");
+                said
+            }
+            Ok(ToolOutcome::Failed(why)) => failed(why),
+            Err(e) => failed(e.to_string()),
+        }
     }
 
     /// Asks the model, once more after a reply that does not validate. Returns the outcome and
@@ -404,6 +530,35 @@ impl AnalysisWorker {
             made,
         )
     }
+}
+
+/// The call note's text: the summary, whether the goal was met, and the structured fields, one
+/// line each (values shortened).
+pub fn note_body(result: &Value) -> String {
+    let mut body = format!(
+        "Call summary: {}",
+        result["summary"].as_str().unwrap_or("(none)")
+    );
+    let success = &result["success"];
+    if let Some(achieved) = success["achieved"].as_bool() {
+        body.push_str(&format!(
+            "\nGoal {}: {}",
+            if achieved { "met" } else { "not met" },
+            success["reason"].as_str().unwrap_or("")
+        ));
+    }
+    if let Some(fields) = result["fields"].as_object().filter(|f| !f.is_empty()) {
+        let shown = fields
+            .iter()
+            .map(|(k, v)| {
+                let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                format!("{k}: {}", v.chars().take(200).collect::<String>())
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        body.push_str(&format!("\nFields: {shown}"));
+    }
+    body
 }
 
 #[cfg(test)]

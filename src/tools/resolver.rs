@@ -239,7 +239,7 @@ pub async fn build_connector_with<S: Store>(
 }
 
 /// The configuration serving `capability`: the most recently updated one if several are.
-fn configuration_for(
+pub fn configuration_for(
     configs: &[ConnectorConfig],
     capability: Capability,
 ) -> Option<&ConnectorConfig> {

@@ -55,18 +55,24 @@ pub fn call_ended_payload(call: &Call, events: &[CallEvent]) -> Value {
     })
 }
 
-/// The `data.analysis` of `call.ended`: `{status, summary, fields, success, error, model}`
+/// The `data.analysis` of `call.ended`: `{status, summary, fields, success, error, model}`, and
+/// `crm_note` when the analysis was written back to a CRM
 /// (`status` `done` with the result, or `failed` with why; nothing is invented).
 pub fn analysis_entry(analysis: &crate::store::CallAnalysis) -> Value {
     let result = analysis.result.as_ref();
-    json!({
+    let mut entry = json!({
         "status": analysis.status.as_str(),
         "summary": result.map(|r| r["summary"].clone()),
         "fields": result.map(|r| r["fields"].clone()),
         "success": result.map(|r| r["success"].clone()),
         "error": analysis.error,
         "model": analysis.model,
-    })
+    });
+    // The CRM write-back's outcome, when the bridge writes back (`written`, `no_crm`, …).
+    if let Some(note) = result.and_then(|r| r.get("crm_note")) {
+        entry["crm_note"] = note.clone();
+    }
+    entry
 }
 
 fn event_entry(event: &CallEvent, kind: Option<&str>) -> Value {
