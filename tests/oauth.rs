@@ -485,6 +485,7 @@ static ZOHO: OAuthSpec = OAuthSpec {
     client_secret_in_body: true,
     account_fields: &[],
     accounts_server_param: Some("accounts-server"),
+    ok_envelope: false,
     accounts_server_hosts: &["127.0.0.1"],
 };
 
@@ -499,6 +500,7 @@ static SALESFORCE: OAuthSpec = OAuthSpec {
     client_secret_in_body: true,
     account_fields: &["id"],
     accounts_server_param: None,
+    ok_envelope: false,
     accounts_server_hosts: &[],
 };
 
@@ -1468,4 +1470,98 @@ async fn microsoft_directory_is_the_apps_choice() {
         .await
         .expect_err("metadata address refused");
     assert!(matches!(err, OAuthError::Url { .. }), "{err}");
+}
+
+/// Slack (the registry's descriptor): the token endpoint answers errors as HTTP 200
+/// `{"ok": false, "error": …}`; the flow must read that as a refusal with Slack's code, on the
+/// code exchange and on refresh, and the Slack connector must post with the connection's token.
+#[tokio::test]
+async fn slack_ok_false_is_a_refusal_and_the_bot_token_is_used() {
+    let mut config = FakeOAuthConfig::new(REDIRECT);
+    config.ok_envelope = true;
+    config
+        .extra_token_fields
+        .insert("bot_user_id".into(), json!("U0KRQLJ9H"));
+    let w = world(config).await;
+    let svc = OAuthService::with_clock(
+        w.store.clone(),
+        w.vault.clone(),
+        w.settings(&[("slack", true)]),
+        EgressPolicy::allow_loopback(),
+        w.clock.clone() as Arc<dyn Clock>,
+    )
+    .expect("service");
+
+    // A code the server does not know: HTTP 200 with ok:false, and nothing is stored.
+    let started = svc.start(&w.acme, "slack", None).await.expect("start");
+    assert!(
+        started.authorization_url.contains("scope=chat%3Awrite"),
+        "{}",
+        started.authorization_url
+    );
+    let mut query = w.fake.consent(&started.authorization_url).await;
+    query.insert("code".into(), "not-a-code".into());
+    let page = svc.callback(&query).await;
+    assert_eq!(page.status, 502, "{}", page.html);
+    assert!(page.html.contains("invalid_grant"), "{}", page.html);
+    assert!(svc.connections(&w.acme).await.expect("list").is_empty());
+    assert!(w.vault.list(&w.acme).await.expect("secrets").is_empty());
+
+    // The real exchange (`"ok": true` beside the token) connects the bot.
+    let page = w.connect(&svc, "slack").await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    let connection = svc.connection(&w.acme, "slack").await.expect("connection");
+    assert_eq!(connection.account.as_deref(), Some("U0KRQLJ9H"));
+
+    // The connector posts with the connection's token; the channel comes from its secret.
+    w.vault
+        .put(
+            &w.acme,
+            "slack-settings",
+            "slack",
+            &SecretString::from(r#"{"channel": "C0123456789"}"#.to_owned()),
+        )
+        .await
+        .expect("settings secret");
+    let slack_config = ConnectorConfig {
+        tenant_id: w.acme.clone(),
+        spec: ConnectorSpec {
+            vendor: "slack".into(),
+            base_url: Some(w.fake.url("/api/")),
+            secret_name: Some("slack-settings".into()),
+        },
+        updated_at: jiff::Timestamp::now(),
+    };
+    let policy = callbridge_testkit::loopback_policy();
+    let built = build_connector_with(&slack_config, Some(&w.vault), &policy, Some(&svc))
+        .await
+        .expect("slack connector");
+    let ctx = RequestContext::new(
+        w.acme.as_str(),
+        "call-1",
+        tokio::time::Instant::now() + Duration::from_secs(10),
+    );
+    // The fake resource is not Slack's API (its answer has no `ok`): what counts is the token.
+    let _ = built.health_check(&ctx).await;
+    assert_eq!(
+        w.fake.accepted_tokens(),
+        w.fake.issued_access_tokens(),
+        "the connector sent the connection's access token"
+    );
+
+    // Refresh: `"ok": true` answers refresh; a refused grant (HTTP 200, ok:false) needs a
+    // reconnect like any invalid_grant.
+    w.advance(3_600);
+    let tokens = svc.token_source(&w.acme, "slack");
+    callbridge::connectors::client::TokenSource::token(&tokens, &ctx)
+        .await
+        .expect("refreshed");
+    assert_eq!(w.fake.refresh_requests(), 1);
+    w.fake.revoke_all();
+    w.advance(3_600);
+    callbridge::connectors::client::TokenSource::token(&tokens, &ctx)
+        .await
+        .expect_err("refused refresh");
+    let connection = svc.connection(&w.acme, "slack").await.expect("connection");
+    assert_eq!(connection.status, ConnectionStatus::NeedsReconnect);
 }

@@ -412,6 +412,7 @@ pub static VENDOR: Vendor = Vendor {
         client_secret_in_body: false,
         account_fields: &["owner"],
         accounts_server_param: None,
+        ok_envelope: false,
         accounts_server_hosts: &[],
     }),
     // Calendly-Webhook-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">, keyed

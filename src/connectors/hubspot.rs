@@ -534,6 +534,7 @@ pub static VENDOR: Vendor = Vendor {
         client_secret_in_body: true,
         account_fields: &["hub_id", "user"],
         accounts_server_param: None,
+        ok_envelope: false,
         accounts_server_hosts: &[],
     }),
     // X-HubSpot-Signature-v3: base64 HMAC-SHA256 of method, URI, body and

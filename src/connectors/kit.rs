@@ -102,6 +102,9 @@ pub struct OAuthSpec {
     pub accounts_server_param: Option<&'static str>,
     /// Host suffixes an accounts server may have (`.zoho.eu`); any other host is refused.
     pub accounts_server_hosts: &'static [&'static str],
+    /// The token and revocation endpoints wrap every answer in `{"ok": …}` (Slack): `ok: false`
+    /// with an `error` code is a failure even on HTTP 200, read as an RFC 6749 §5.2 error.
+    pub ok_envelope: bool,
 }
 
 /// How a vendor signs the webhooks it sends us, as data (read by the inbound service).

@@ -408,6 +408,7 @@ pub static VENDOR: Vendor = Vendor {
         client_secret_in_body: true,
         account_fields: &[],
         accounts_server_param: None,
+        ok_envelope: false,
         accounts_server_hosts: &[],
     }),
     webhooks: None,

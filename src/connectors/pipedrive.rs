@@ -449,6 +449,7 @@ pub static VENDOR: Vendor = Vendor {
         client_secret_in_body: false,
         account_fields: &[],
         accounts_server_param: None,
+        ok_envelope: false,
         accounts_server_hosts: &[],
     }),
     webhooks: None,

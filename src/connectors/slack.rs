@@ -1,5 +1,7 @@
 //! Slack as a [`Messenger`] for staff notifications: an incoming webhook (`webhook_url`), or a bot
-//! token posting with `chat.postMessage` to a `channel`.
+//! token posting with `chat.postMessage` to a `channel`. A tenant's OAuth connection to Slack
+//! (`oauth.v2.access`, bot scope `chat:write`) supplies the bot token; the `channel` setting
+//! still comes from the connector secret.
 //!
 //! Built from `vendor-specs/slack/slack_web_openapi_v2.json` (`POST /api/chat.postMessage`,
 //! `Authorization: Bearer xoxb-…`, JSON `{channel, text}`; Slack answers 200 with `ok: false` and
@@ -19,7 +21,9 @@ use serde_json::json;
 use super::ConnectorError;
 use super::client::{Auth, VendorClient};
 use super::http::{ConnectorProfile, HttpPolicy, Replay, RequestContext};
-use super::kit::{BuildContext, BuildFailure, Built, Capability, SecretField, SecretShape, Vendor};
+use super::kit::{
+    BuildContext, BuildFailure, Built, Capability, OAuthSpec, SecretField, SecretShape, Vendor,
+};
 use super::messages::{Channel, Message, Messenger, Sent};
 
 pub const CONNECTOR: &str = "slack";
@@ -80,6 +84,17 @@ impl Slack {
         token: SecretString,
         channel: &str,
     ) -> Result<Self, BuildFailure> {
+        Self::bot_with(policy, base, Auth::Bearer(token), channel)
+    }
+
+    /// Posts to `channel` with the bot token `auth` yields (a stored token, or an OAuth
+    /// connection's).
+    pub fn bot_with(
+        policy: HttpPolicy,
+        base: Url,
+        auth: Auth,
+        channel: &str,
+    ) -> Result<Self, BuildFailure> {
         let channel = channel.trim();
         if channel.is_empty() || channel.len() > 80 || channel.chars().any(char::is_whitespace) {
             return Err(BuildFailure::Config(
@@ -88,7 +103,7 @@ impl Slack {
         }
         Ok(Self {
             mode: Mode::Bot {
-                client: VendorClient::new(policy, profile(), base, Auth::Bearer(token)),
+                client: VendorClient::new(policy, profile(), base, auth),
                 channel: channel.to_owned(),
             },
         })
@@ -205,15 +220,45 @@ pub static VENDOR: Vendor = Vendor {
                 doc: "channel id or #name the bot posts to",
             },
         ],
-        note: "either webhook_url, or bot_token with channel",
+        note: "either webhook_url, or bot_token with channel (or an OAuth connection with channel)",
     },
-    oauth: None,
+    // Slack's OAuth v2 (https://api.slack.com/authentication/oauth-v2): bot scopes in `scope`,
+    // the bot token (`xoxb-…`) in the `oauth.v2.access` answer, which carries `ok` and answers
+    // errors as HTTP 200 `{"ok": false, "error": "invalid_code"}`. `auth.revoke` takes the token
+    // as a form field. No PKCE for a web app with a client secret.
+    oauth: Some(OAuthSpec {
+        authorize_url: "https://slack.com/oauth/v2/authorize",
+        token_url: "https://slack.com/api/oauth.v2.access",
+        revoke_url: Some("https://slack.com/api/auth.revoke"),
+        scopes: &[(Capability::Messaging, &["chat:write"])],
+        pkce: false,
+        extra_authorize_params: &[],
+        api_base_fields: &[],
+        client_secret_in_body: true,
+        account_fields: &["bot_user_id"],
+        accounts_server_param: None,
+        ok_envelope: true,
+        accounts_server_hosts: &[],
+    }),
     webhooks: None,
     profile,
     build,
 };
 
 fn build(ctx: BuildContext<'_>) -> Result<Built, BuildFailure> {
+    if let Some(grant) = &ctx.oauth {
+        // The connection wins over a stored webhook or bot token.
+        let slack = Slack::bot_with(
+            ctx.policy.clone(),
+            ctx.base_url()?,
+            Auth::OAuth(grant.tokens.clone()),
+            &ctx.credentials.required_text("channel")?,
+        )?;
+        return Ok(Built {
+            messenger: Some(Arc::new(slack)),
+            ..Built::default()
+        });
+    }
     let slack = match ctx.credentials.secret(&["webhook_url"]) {
         Ok(url) if ctx.credentials.text("webhook_url").is_some() => {
             Slack::webhook(ctx.policy.clone(), &url)?

@@ -649,6 +649,7 @@ pub static VENDOR: Vendor = Vendor {
         client_secret_in_body: true,
         account_fields: &[],
         accounts_server_param: Some("accounts-server"),
+        ok_envelope: false,
         accounts_server_hosts: &[
             ".zoho.com",
             ".zoho.eu",

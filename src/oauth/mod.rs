@@ -243,13 +243,16 @@ enum HttpFailure {
 struct GuardedHttp {
     client: reqwest::Client,
     egress: EgressPolicy,
+    /// The vendor's answers carry `ok` ([`OAuthSpec::ok_envelope`](crate::connectors::kit::OAuthSpec)).
+    ok_envelope: bool,
 }
 
 impl GuardedHttp {
-    fn of(service: &OAuthService) -> Self {
+    fn of(service: &OAuthService, ok_envelope: bool) -> Self {
         Self {
             client: service.inner.http.clone(),
             egress: service.inner.egress.clone(),
+            ok_envelope,
         }
     }
 }
@@ -263,7 +266,7 @@ impl<'c> oauth2::AsyncHttpClient<'c> for GuardedHttp {
     >;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
-        Box::pin(send(&self.client, &self.egress, request))
+        Box::pin(send(&self.client, &self.egress, self.ok_envelope, request))
     }
 }
 
@@ -271,6 +274,7 @@ impl<'c> oauth2::AsyncHttpClient<'c> for GuardedHttp {
 async fn send(
     client: &reqwest::Client,
     egress: &EgressPolicy,
+    ok_envelope: bool,
     request: oauth2::HttpRequest,
 ) -> Result<oauth2::HttpResponse, HttpFailure> {
     let url = Url::parse(&request.uri().to_string())
@@ -286,16 +290,24 @@ async fn send(
         .send()
         .await
         .map_err(|err| HttpFailure::Transport(err.without_url().to_string()))?;
-    let mut builder = oauth2::http::Response::builder().status(response.status());
-    if let Some(headers) = builder.headers_mut() {
-        headers.extend(response.headers().clone());
-    }
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let body = response
         .bytes()
         .await
-        .map_err(|err| HttpFailure::Transport(err.without_url().to_string()))?;
+        .map_err(|err| HttpFailure::Transport(err.without_url().to_string()))?
+        .to_vec();
+    let (status, body) = if ok_envelope {
+        unwrap_ok_envelope(status, body)
+    } else {
+        (status, body)
+    };
+    let mut builder = oauth2::http::Response::builder().status(status);
+    if let Some(target) = builder.headers_mut() {
+        target.extend(headers);
+    }
     builder
-        .body(body.to_vec())
+        .body(body)
         .map_err(|err| HttpFailure::Transport(err.to_string()))
 }
 
@@ -684,7 +696,7 @@ impl OAuthService {
             exchange = exchange
                 .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_owned()));
         }
-        let http = GuardedHttp::of(self);
+        let http = GuardedHttp::of(self, vendor.spec.ok_envelope);
         let body = exchange
             .request_async(&http)
             .await
@@ -912,6 +924,27 @@ impl OAuthService {
                 reason: format!("revocation answered HTTP {}", response.status().as_u16()),
             });
         }
+        if vendor.spec.ok_envelope {
+            let status = response.status().as_u16();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|err| OAuthError::Transport {
+                    vendor: vendor.id.to_owned(),
+                    reason: err.without_url().to_string(),
+                })?;
+            let (status, body) = unwrap_ok_envelope(status, body.to_vec());
+            if status != 200 {
+                let code = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|answer| answer.get("error")?.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                return Err(OAuthError::Token {
+                    vendor: vendor.id.to_owned(),
+                    reason: format!("revocation refused: {code}"),
+                });
+            }
+        }
         Ok(true)
     }
 
@@ -956,6 +989,25 @@ impl OAuthService {
     pub fn api_base(connection: &OAuthConnection, fields: &[&str]) -> Option<String> {
         fields.iter().find_map(|f| extra_text(connection, f))
     }
+}
+
+/// An answer of a vendor that wraps every answer in `{"ok": …}` (Slack): `ok: false` is a
+/// failure even on HTTP 200, so it becomes the RFC 6749 §5.2 shape (HTTP 400, `{"error": code}`)
+/// the standard handling reads; the vendor's code is kept, its other fields dropped. Anything
+/// else passes unchanged.
+fn unwrap_ok_envelope(status: u16, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(&body) else {
+        return (status, body);
+    };
+    if answer.get("ok") != Some(&Value::Bool(false)) {
+        return (status, body);
+    }
+    let code = answer
+        .get("error")
+        .and_then(Value::as_str)
+        .filter(|code| !code.is_empty())
+        .unwrap_or("unknown_error");
+    (400, json!({ "error": code }).to_string().into_bytes())
 }
 
 /// `application/x-www-form-urlencoded` of one value, as RFC 6749 §2.3.1 asks for basic auth.
@@ -1010,6 +1062,26 @@ mod tests {
         assert_eq!(
             state_hash("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn ok_false_envelope_reads_as_a_token_error() {
+        let (status, body) =
+            unwrap_ok_envelope(200, br#"{"ok": false, "error": "invalid_code"}"#.to_vec());
+        assert_eq!(status, 400);
+        let answer: BasicErrorResponse = serde_json::from_slice(&body).expect("RFC 6749 error");
+        assert_eq!(answer.error().to_string(), "invalid_code");
+        // No code still fails, with a generic one.
+        let (status, body) = unwrap_ok_envelope(200, br#"{"ok": false}"#.to_vec());
+        assert_eq!(status, 400);
+        assert!(String::from_utf8_lossy(&body).contains("unknown_error"));
+        // Success and non-JSON pass through untouched.
+        let ok = br#"{"ok": true, "access_token": "xoxb-1", "token_type": "bot"}"#.to_vec();
+        assert_eq!(unwrap_ok_envelope(200, ok.clone()), (200, ok));
+        assert_eq!(
+            unwrap_ok_envelope(502, b"bad gateway".to_vec()),
+            (502, b"bad gateway".to_vec())
         );
     }
 

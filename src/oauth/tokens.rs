@@ -157,7 +157,10 @@ impl OAuthService {
                 return Err(err);
             }
         };
-        let http = super::GuardedHttp::of(self);
+        let ok_envelope = self
+            .vendor(vendor_id)
+            .is_ok_and(|vendor| vendor.spec.ok_envelope);
+        let http = super::GuardedHttp::of(self, ok_envelope);
         let refresh = RefreshToken::new(refresh);
         let answer = client
             .exchange_refresh_token(&refresh)

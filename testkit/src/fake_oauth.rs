@@ -39,6 +39,9 @@ pub struct FakeOAuthConfig {
     pub extra_redirect_params: Vec<(String, String)>,
     /// How long a refresh takes (to make concurrent refreshes overlap).
     pub refresh_delay: Duration,
+    /// Answer the token endpoint as Slack does: `"ok": true` in each token response, and errors
+    /// as HTTP 200 `{"ok": false, "error": …}`.
+    pub ok_envelope: bool,
 }
 
 impl FakeOAuthConfig {
@@ -52,6 +55,7 @@ impl FakeOAuthConfig {
             extra_token_fields: Map::new(),
             extra_redirect_params: Vec::new(),
             refresh_delay: Duration::ZERO,
+            ok_envelope: false,
         }
     }
 }
@@ -357,6 +361,22 @@ fn issue(shared: &Shared, config: &FakeOAuthConfig, scope: &str, refresh: bool) 
     body
 }
 
+/// A token-endpoint refusal in the configured shape.
+fn refused(config: &FakeOAuthConfig, code: &str) -> Response {
+    if config.ok_envelope {
+        return Json(json!({ "ok": false, "error": code })).into_response();
+    }
+    oauth_error(code)
+}
+
+/// A token response in the configured shape.
+fn answer(config: &FakeOAuthConfig, mut body: Value) -> Response {
+    if config.ok_envelope {
+        body["ok"] = Value::Bool(true);
+    }
+    Json(body).into_response()
+}
+
 async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
     shared.pub_token_requests.fetch_add(1, Ordering::SeqCst);
     shared.bodies.lock().expect("lock").push(body.clone());
@@ -376,27 +396,27 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Stri
             let scope = {
                 let mut grants = shared.grants.lock().expect("lock");
                 let Some(grant) = grants.codes.get_mut(&code) else {
-                    return oauth_error("invalid_grant");
+                    return refused(&config, "invalid_grant");
                 };
                 if grant.used {
-                    return oauth_error("invalid_grant");
+                    return refused(&config, "invalid_grant");
                 }
                 grant.used = true;
                 if form.get("redirect_uri") != Some(&grant.redirect_uri) {
-                    return oauth_error("invalid_grant");
+                    return refused(&config, "invalid_grant");
                 }
                 if let Some(challenge) = &grant.challenge {
                     let Some(verifier) = form.get("code_verifier") else {
-                        return oauth_error("invalid_grant");
+                        return refused(&config, "invalid_grant");
                     };
                     let digest = ring_sha256(verifier.as_bytes());
                     if URL_SAFE_NO_PAD.encode(digest) != *challenge {
-                        return oauth_error("invalid_grant");
+                        return refused(&config, "invalid_grant");
                     }
                 }
                 grant.scope.clone()
             };
-            Json(issue(&shared, &config, &scope, true)).into_response()
+            answer(&config, issue(&shared, &config, &scope, true))
         }
         Some("refresh_token") => {
             shared.refresh_requests.fetch_add(1, Ordering::SeqCst);
@@ -412,12 +432,15 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Stri
                             *live = false;
                         }
                     }
-                    _ => return oauth_error("invalid_grant"),
+                    _ => return refused(&config, "invalid_grant"),
                 }
             }
-            Json(issue(&shared, &config, "", config.rotate_refresh_tokens)).into_response()
+            answer(
+                &config,
+                issue(&shared, &config, "", config.rotate_refresh_tokens),
+            )
         }
-        _ => oauth_error("unsupported_grant_type"),
+        _ => refused(&config, "unsupported_grant_type"),
     }
 }
 
