@@ -38,6 +38,39 @@ pub struct Deal {
     pub close_date: Option<NaiveDate>,
 }
 
+impl Deal {
+    /// The deal as it stands after `update` was written: the update's values where it set them,
+    /// else what the vendor had (`prior_close_date` is read from its first ten characters, so a
+    /// date or a timestamp both do).
+    pub fn after(
+        update: &DealUpdate,
+        id: &str,
+        name: String,
+        stage: Option<String>,
+        prior_amount: Option<String>,
+        prior_close_date: Option<&str>,
+    ) -> Self {
+        Self {
+            id: id.to_owned(),
+            name,
+            stage,
+            amount: update.amount.clone().or(prior_amount),
+            close_date: update.close_date.or_else(|| {
+                prior_close_date
+                    .and_then(|d| d.get(..10))
+                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            }),
+        }
+    }
+}
+
+/// A checked amount (see [`checked_amount`]) as the JSON number the vendors that want one take.
+pub fn amount_number(amount: &str) -> Result<serde_json::Number, ConnectorError> {
+    amount
+        .parse()
+        .map_err(|_| ConnectorError::InvalidInput("an amount is a plain number".into()))
+}
+
 /// A deal of the caller, as listed for choosing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DealChoice {

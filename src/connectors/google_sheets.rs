@@ -202,10 +202,6 @@ fn cell_text(value: &Value) -> Option<String> {
     }
 }
 
-fn digits(text: &str) -> String {
-    text.chars().filter(char::is_ascii_digit).collect()
-}
-
 /// Which column holds which contact field, from the header row.
 #[derive(Debug, Default, Clone, Copy)]
 struct Columns {
@@ -262,10 +258,10 @@ impl Columns {
             ContactLookup::Email(email) => Self::get(row, self.email)
                 .is_some_and(|cell| cell.eq_ignore_ascii_case(email.trim())),
             ContactLookup::Phone(phone) => {
-                let wanted = digits(phone);
+                let wanted = super::phone_digits(phone);
                 // At least 7 digits on both sides: a short cell must not match every caller.
                 wanted.len() >= 7
-                    && Self::get(row, self.phone).is_some_and(|cell| digits(&cell) == wanted)
+                    && Self::get(row, self.phone).is_some_and(|cell| super::phone_digits(&cell) == wanted)
             }
         }
     }

@@ -470,17 +470,14 @@ impl Crm for Hubspot {
             .replay(Replay::Idempotent)
             .send(ctx, "deal")
             .await?;
-        Ok(Deal {
-            id: deal.id.clone(),
-            name: deal.property("dealname").unwrap_or_default(),
-            stage: stage_label,
-            amount: update.amount.clone().or_else(|| deal.property("amount")),
-            close_date: update.close_date.or_else(|| {
-                deal.property("closedate")
-                    .and_then(|d| d.get(..10).map(str::to_owned))
-                    .and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok())
-            }),
-        })
+        Ok(Deal::after(
+            update,
+            &deal.id,
+            deal.property("dealname").unwrap_or_default(),
+            stage_label,
+            deal.property("amount"),
+            deal.property("closedate").as_deref(),
+        ))
     }
 
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {

@@ -118,18 +118,13 @@ struct Created {
 }
 
 /// The forms a caller's number may be stored in: E.164 first, then the national number (with the
-/// trunk `0` outside the North American plan).
+/// trunk `0` outside the North American plan): the first two of [`super::phone::stored_forms`]
+/// (Pipedrive is searched for these two only).
 pub fn phone_forms(e164: &str, country_code: &str) -> Vec<String> {
-    let mut forms = vec![e164.to_owned()];
-    let digits: String = e164.chars().filter(char::is_ascii_digit).collect();
-    if let Some(national) = digits.strip_prefix(country_code).filter(|n| n.len() >= 4) {
-        forms.push(if country_code == "1" {
-            national.to_owned()
-        } else {
-            format!("0{national}")
-        });
-    }
-    forms
+    super::phone::stored_forms(e164, country_code)
+        .into_iter()
+        .take(2)
+        .collect()
 }
 
 fn person_body(contact: &ContactInput, for_create: bool) -> Value {

@@ -26,7 +26,7 @@ use super::kit::{
     BuildContext, BuildFailure, Built, Capability, OAuthSpec, SecretField, SecretShape, Vendor,
 };
 use super::phone::stored_forms;
-use super::deals::{DealChoice, match_stage, pick_deal};
+use super::deals::{DealChoice, amount_number, match_stage, pick_deal};
 use super::{
     CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, Deal,
     DealUpdate, MeetingChange,
@@ -540,9 +540,7 @@ impl Crm for Salesforce {
             stage_label = Some(label.clone());
         }
         if let Some(amount) = &update.amount {
-            let number: serde_json::Number = amount.parse().map_err(|_| {
-                ConnectorError::InvalidInput("an amount is a plain number".into())
-            })?;
+            let number = amount_number(amount)?;
             fields.insert("Amount".into(), Value::Number(number));
         }
         if let Some(date) = update.close_date {
@@ -555,20 +553,14 @@ impl Crm for Salesforce {
             self.update(ctx, "Opportunity", &deal.id, Value::Object(fields), "deal")
                 .await?;
         }
-        Ok(Deal {
-            id: deal.id.clone(),
-            name: deal.name.clone().unwrap_or_default(),
-            stage: stage_label,
-            amount: update
-                .amount
-                .clone()
-                .or_else(|| deal.amount.as_ref().map(ToString::to_string)),
-            close_date: update.close_date.or_else(|| {
-                deal.close_date
-                    .as_deref()
-                    .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-            }),
-        })
+        Ok(Deal::after(
+            update,
+            &deal.id,
+            deal.name.clone().unwrap_or_default(),
+            stage_label,
+            deal.amount.as_ref().map(ToString::to_string),
+            deal.close_date.as_deref(),
+        ))
     }
 
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {

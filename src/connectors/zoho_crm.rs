@@ -26,7 +26,7 @@ use super::kit::{
     BuildContext, BuildFailure, Built, Capability, OAuthSpec, SecretField, SecretShape, Vendor,
 };
 use super::phone::stored_forms;
-use super::deals::{DealChoice, match_stage, pick_deal};
+use super::deals::{DealChoice, amount_number, match_stage, pick_deal};
 use super::{
     CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, Deal,
     DealUpdate, MeetingChange,
@@ -557,9 +557,7 @@ impl Crm for ZohoCrm {
             stage_label = Some(label.clone());
         }
         if let Some(amount) = &update.amount {
-            let number: serde_json::Number = amount.parse().map_err(|_| {
-                ConnectorError::InvalidInput("an amount is a plain number".into())
-            })?;
+            let number = amount_number(amount)?;
             record.insert("Amount".into(), Value::Number(number));
         }
         if let Some(date) = update.close_date {
@@ -570,20 +568,14 @@ impl Crm for ZohoCrm {
         }
         self.update(ctx, "Deals", &deal.id, Value::Object(record), "deal")
             .await?;
-        Ok(Deal {
-            id: deal.id.clone(),
-            name: deal.name.clone().unwrap_or_default(),
-            stage: stage_label,
-            amount: update
-                .amount
-                .clone()
-                .or_else(|| deal.amount.as_ref().map(ToString::to_string)),
-            close_date: update.close_date.or_else(|| {
-                deal.closing_date
-                    .as_deref()
-                    .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-            }),
-        })
+        Ok(Deal::after(
+            update,
+            &deal.id,
+            deal.name.clone().unwrap_or_default(),
+            stage_label,
+            deal.amount.as_ref().map(ToString::to_string),
+            deal.closing_date.as_deref(),
+        ))
     }
 
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {
