@@ -697,8 +697,16 @@ async fn two_dispatchers_share_a_campaign_without_overlap(store: &SqlStore) {
     let campaign = env
         .campaign(&as_refs(&numbers), |spec| spec.max_concurrent = 6)
         .await;
-    for _ in 0..200 {
-        let (ra, rb) = tokio::join!(a.tick(), b.tick());
+    for round in 0..200 {
+        // Which node is polled first alternates: on SQLite one writer at a
+        // time means the first poller can take every free slot of a round,
+        // so a fixed order would leave the other node idle by chance.
+        let (ra, rb) = if round % 2 == 0 {
+            tokio::join!(a.tick(), b.tick())
+        } else {
+            let (rb, ra) = tokio::join!(b.tick(), a.tick());
+            (ra, rb)
+        };
         ra.expect("tick a");
         rb.expect("tick b");
         let live = env.counts(&campaign).await;
