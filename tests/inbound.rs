@@ -286,6 +286,201 @@ async fn signed_deliveries_are_stored_once_and_refusals_store_nothing() {
     assert_eq!(h.post("sms", &forged, &body).await.0, 401);
 }
 
+/// A Stripe delivery's `Stripe-Signature` (`t=…,v1=` HMAC-SHA256 hex of `t.body`, keyed by the
+/// endpoint's `whsec_…` as text).
+fn stripe_headers(secret: &str, at_s: i64, body: &str) -> Vec<(String, String)> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(format!("{at_s}.{body}").as_bytes());
+    let tag: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    vec![
+        ("Stripe-Signature".into(), format!("t={at_s},v1={tag}")),
+        ("content-type".into(), "application/json".into()),
+    ]
+}
+
+/// Puts a connector of `vendor` with `secret` (sealed) for the tenant.
+async fn connect(
+    store: &SqlStore,
+    vault: &Vault<SqlStore>,
+    tenant: &TenantId,
+    vendor: &str,
+    base_url: Option<String>,
+    secret: serde_json::Value,
+) {
+    let name = format!("{vendor}-credentials");
+    vault
+        .put(
+            tenant,
+            &name,
+            vendor,
+            &SecretString::from(secret.to_string()),
+        )
+        .await
+        .expect("secret");
+    store
+        .put_connector(
+            tenant,
+            &callbridge::store::ConnectorSpec {
+                vendor: vendor.into(),
+                base_url,
+                secret_name: Some(name),
+            },
+        )
+        .await
+        .expect("connector");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_stripe_webhook_notifies_staff_once() {
+    use callbridge::notify::worker::{NotificationWorker, NotifyWorkerOptions};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let h = http().await;
+    let store = &h.bridge.store;
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/services/T1/B1/secret"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    connect(
+        store,
+        &h.bridge.vault(),
+        &h.tenant,
+        "slack",
+        None,
+        serde_json::json!({"webhook_url": format!("{}/services/T1/B1/secret", slack.uri())}),
+    )
+    .await;
+    store
+        .add_notification_rule(&h.tenant, "payment.received", "slack", "default")
+        .await
+        .expect("rule");
+    let secret = "whsec_test_payments_0123456789";
+    h.service
+        .create_source(
+            &h.tenant,
+            "stripe",
+            "stripe",
+            Some(SecretString::from(secret)),
+        )
+        .await
+        .expect("stripe source");
+    let post = |body: serde_json::Value| {
+        let body = body.to_string();
+        let headers = stripe_headers(secret, Utc::now().timestamp(), &body);
+        let h = &h;
+        async move { h.post("stripe", &headers, &body).await }
+    };
+    let paid = serde_json::json!({
+        "id": "evt_paid_1", "object": "event", "type": "checkout.session.completed",
+        "data": {"object": {
+            "id": "cs_test_1", "object": "checkout.session", "payment_status": "paid",
+            "payment_intent": "pi_test_1", "amount_total": 1999, "currency": "eur",
+            "customer_details": {"email": "ana@example.com", "phone": "+14155552671", "name": "Ana"}
+        }}
+    });
+    // Stripe redelivers the event; the same payment's payment_intent.succeeded follows.
+    for _ in 0..2 {
+        let (status, text) = post(paid.clone()).await;
+        assert_eq!(status, 200, "{text}");
+    }
+    let (status, _) = post(serde_json::json!({
+        "id": "evt_paid_2", "object": "event", "type": "payment_intent.succeeded",
+        "data": {"object": {"id": "pi_test_1", "object": "payment_intent", "amount": 1999,
+            "amount_received": 1999, "currency": "eur", "receipt_email": "ana@example.com"}}
+    }))
+    .await;
+    assert_eq!(status, 200);
+    // A checkout not paid yet (a bank debit pending) notifies nobody.
+    let mut unpaid = paid.clone();
+    unpaid["id"] = serde_json::json!("evt_unpaid");
+    unpaid["data"]["object"]["payment_status"] = serde_json::json!("unpaid");
+    unpaid["data"]["object"]["payment_intent"] = serde_json::json!("pi_test_2");
+    assert_eq!(post(unpaid).await.0, 200);
+    // Another payment, in a zero-decimal currency.
+    let (status, _) = post(serde_json::json!({
+        "id": "evt_paid_3", "object": "event", "type": "payment_intent.succeeded",
+        "data": {"object": {"id": "pi_test_3", "object": "payment_intent", "amount": 5000,
+            "amount_received": 5000, "currency": "jpy", "description": "Deposit"}}
+    }))
+    .await;
+    assert_eq!(status, 200);
+
+    let pass = |node: &str| {
+        let options = WorkerOptions {
+            node_id: node.into(),
+            ..WorkerOptions::default()
+        };
+        let service = h.service.clone();
+        async move { service.process_due(&options).await.expect("pass") }
+    };
+    assert_eq!(pass("n1").await.done, 4);
+    // An operator replays the first event: nothing more is sent.
+    let first = store
+        .list_inbound_events(&h.tenant, Some("stripe"), 10)
+        .await
+        .expect("events")
+        .into_iter()
+        .find(|e| e.vendor_event_id == "evt_paid_1")
+        .expect("stored");
+    h.service
+        .replay(&h.tenant, &first.id)
+        .await
+        .expect("replay");
+    pass("n2").await;
+
+    let worker = NotificationWorker::new(
+        store.clone(),
+        Some(h.bridge.keyring.clone()),
+        callbridge_testkit::loopback_policy(),
+        None,
+        NotifyWorkerOptions::default(),
+    );
+    while !worker.run_once().await.expect("poll").is_empty() {}
+    let texts: Vec<String> = slack
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(texts.len(), 2, "one post per payment: {texts:?}");
+    let euro = texts
+        .iter()
+        .find(|t| t.contains("19.99 EUR"))
+        .expect("the checkout's notification");
+    for part in [
+        "Payment received",
+        "ana@example.com",
+        "+14155552671",
+        "cs_test_1",
+    ] {
+        assert!(euro.contains(part), "{part}: {euro}");
+    }
+    let yen = texts
+        .iter()
+        .find(|t| t.contains("5000 JPY"))
+        .expect("the yen payment's notification");
+    assert!(yen.contains("Deposit (Stripe payment pi_test_3)"), "{yen}");
+    let actions = store
+        .inbound_actions(&h.tenant, &first.id)
+        .await
+        .expect("actions");
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.rule_id == "builtin:payment-received" && a.outcome == "enqueued"),
+        "{actions:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whatsapp_subscription_handshake_echoes_the_challenge() {
     let h = http().await;

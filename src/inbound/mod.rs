@@ -15,6 +15,7 @@
 //! a secret or a payload.
 
 pub mod event;
+pub mod payments;
 pub mod rules;
 pub mod specs;
 pub mod verify;

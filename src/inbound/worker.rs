@@ -6,7 +6,9 @@
 //!
 //! Built in: an SMS reply to a Twilio source whose body is an opt-out keyword (`STOP`, …) puts
 //! the sender on the do-not-call list and cancels its pending calls, whatever the rules say; a
-//! WhatsApp message records the sender's inbound time (the 24-hour service window).
+//! WhatsApp message records the sender's inbound time (the 24-hour service window); a payment
+//! (a paid Stripe checkout, a succeeded Stripe payment intent, a paid Shopify order: see
+//! [`super::payments`]) emits the staff notification `payment.received`, once per payment.
 //!
 //! It must not dial (rules enrol contacts; the campaign dispatcher dials), send a message (a
 //! `message` action writes a notification outbox row; the notification worker sends), serve
@@ -19,11 +21,13 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use super::event::text_at;
+use super::payments::{self, Payment};
 use super::rules::{self, Action, Condition};
 use super::{InboundService, SourceKind};
 use crate::campaign::normalize_number;
 use crate::campaign::window::{CallingWindow, parse_zone, zones_for_number};
 use crate::connectors::messages::{Channel, domain_matches};
+use crate::notify::{Notice, Notifier, NotifyError, NotifyEvent};
 use crate::store::{
     E164, Enrolment, InboundEvent, InboundRule, NewNotification, SlotReservation, StoreError,
     TenantId,
@@ -46,6 +50,8 @@ pub const OPT_OUT_KEYWORDS: [&str; 8] = [
 ];
 /// The rule id of the built-in SMS opt-out in the action record.
 pub const SMS_OPT_OUT_RULE: &str = "builtin:sms-opt-out";
+/// The rule id of the built-in `payment.received` notification in the action record.
+pub const PAYMENT_RECEIVED_RULE: &str = "builtin:payment-received";
 
 /// Worker settings.
 #[derive(Clone, Debug)]
@@ -97,6 +103,8 @@ enum ProcessError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Corrupt(String),
+    #[error("notification: {0}")]
+    Notify(#[from] NotifyError),
 }
 
 /// What a pass did.
@@ -235,6 +243,22 @@ impl InboundService {
         }
         if kind == Some(SourceKind::Whatsapp) {
             self.record_whatsapp_senders(tenant, &payload).await?;
+        }
+        if let Some(kind) = kind
+            && !done.iter().any(|r| r == PAYMENT_RECEIVED_RULE)
+            && let Some(payment) = payments::payment_of(kind, &event.event_type, &payload)
+        {
+            let (outcome, detail) = self.notify_payment(tenant, &payment).await?;
+            self.store
+                .record_inbound_action(
+                    tenant,
+                    &event.id,
+                    PAYMENT_RECEIVED_RULE,
+                    "notify",
+                    outcome,
+                    Some(&detail),
+                )
+                .await?;
         }
         let rules = self
             .store
@@ -561,6 +585,38 @@ impl InboundService {
             ("enqueued", Some(format!("{channel} message queued")))
         } else {
             ("duplicate", Some("already queued for this event".into()))
+        })
+    }
+
+    /// Emits `payment.received` for the tenant's rules, keyed by the payment's reference (not the
+    /// event id: Stripe sends a checkout's `checkout.session.completed` and its
+    /// `payment_intent.succeeded` for one payment) and claimed for at least a week.
+    async fn notify_payment(
+        &self,
+        tenant: &TenantId,
+        payment: &Payment,
+    ) -> Result<(&'static str, String), ProcessError> {
+        let (subject, body) = payment.subject_and_body();
+        let notice = Notice {
+            event: NotifyEvent::PaymentReceived,
+            subject,
+            body,
+            caller: None,
+            called: None,
+        };
+        let enqueued = Notifier::new(self.store.clone())
+            .emit_keyed(tenant, &notice, Some(&payment.reference), INBOUND_DEDUP_MS)
+            .await?;
+        Ok(if enqueued > 0 {
+            (
+                "enqueued",
+                format!("{enqueued} payment notification(s) queued"),
+            )
+        } else {
+            (
+                "not_enqueued",
+                "no payment.received rule, or this payment was already notified".to_owned(),
+            )
         })
     }
 

@@ -228,6 +228,19 @@ impl Notifier {
     /// Enqueues one notification per matching rule, each at most once per dedup key and TTL;
     /// returns how many were enqueued (0 when all were duplicates or no rule matches).
     pub async fn emit(&self, tenant: &TenantId, notice: &Notice) -> Result<u32, NotifyError> {
+        self.emit_keyed(tenant, notice, None, 0).await
+    }
+
+    /// [`Self::emit`] with the occurrence named by `reference` in the dedup key instead of the
+    /// subject (a vendor's payment id: its events may word the subject differently), the key
+    /// claimed for at least `min_ttl_ms` (a vendor that redelivers for days).
+    pub async fn emit_keyed(
+        &self,
+        tenant: &TenantId,
+        notice: &Notice,
+        reference: Option<&str>,
+        min_ttl_ms: i64,
+    ) -> Result<u32, NotifyError> {
         let rules = self.store.list_notification_rules(tenant).await?;
         let matching: Vec<_> = rules
             .into_iter()
@@ -237,10 +250,11 @@ impl Notifier {
             return Ok(0);
         }
         let settings = self.store.messaging_settings(tenant).await?;
-        let ttl_ms =
-            i64::try_from(settings.dedup_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let ttl_ms = i64::try_from(settings.dedup_ttl_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX)
+            .max(min_ttl_ms);
         let subject: String = notice.subject.chars().take(200).collect();
-        let body: String = notice.body.chars().take(3000).collect();
+        let occurrence = reference.unwrap_or(&subject);
         let mut enqueued = 0;
         for rule in matching {
             let recipient = if rule.recipient == CALLER {
@@ -255,7 +269,7 @@ impl Notifier {
             } else {
                 rule.recipient.clone()
             };
-            let key = dedupe_key(notice.event, &rule.channel, &recipient, &subject);
+            let key = dedupe_key(notice.event, &rule.channel, &recipient, occurrence);
             let written = self
                 .store
                 .enqueue_notification(&NewNotification {
