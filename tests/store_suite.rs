@@ -36,6 +36,7 @@ backend_suite!(
     mcp_servers_replace_in_order_and_stay_in_their_tenant,
     coupon_reservations_admit_exactly_the_cap_under_concurrency,
     coupon_reservations_replay_release_and_stay_in_their_tenant,
+    message_reservations_never_exceed_the_limits_under_concurrency,
 );
 
 fn tid(raw: &str) -> TenantId {
@@ -1483,4 +1484,64 @@ async fn coupon_reservations_replay_release_and_stay_in_their_tenant(store: &Sql
     store.release_coupon(&acme, "b").await.expect("release");
     assert!(store.reserve_coupon(&acme, "c", 2).await.expect("freed"));
     assert!(store.reserve_coupon(&tid("ghost"), "x", 2).await.is_err());
+}
+
+/// `contenders` reservations of `acme` at once, each on the call `call_of(n)`; how many were
+/// reserved, refused by the call's limit, by the tenant's.
+async fn reserve_messages_at_once(
+    store: &SqlStore,
+    acme: &TenantId,
+    contenders: usize,
+    call_of: fn(usize) -> String,
+    per_call: u32,
+    per_day: u32,
+) -> (usize, usize, usize) {
+    use callbridge::store::SlotReservation;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(contenders));
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..contenders {
+        let (store, acme, barrier) = (store.clone(), acme.clone(), barrier.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            store
+                .reserve_message(
+                    &acme,
+                    &call_of(n),
+                    "sms",
+                    "+14155552671",
+                    &format!("key-{}-{n}", call_of(n)),
+                    per_call,
+                    per_day,
+                )
+                .await
+        });
+    }
+    let (mut reserved, mut call_limit, mut tenant_limit) = (0, 0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("task") {
+            Ok(SlotReservation::Reserved) => reserved += 1,
+            Ok(SlotReservation::CallLimit) => call_limit += 1,
+            Ok(SlotReservation::TenantLimit) => tenant_limit += 1,
+            Err(e) => panic!("reservation failed: {e}"),
+        }
+    }
+    (reserved, call_limit, tenant_limit)
+}
+
+async fn message_reservations_never_exceed_the_limits_under_concurrency(store: &SqlStore) {
+    let acme = tenant(store, "acme").await;
+    // One call, 24 sends at once: exactly the per-call limit.
+    let one_call = reserve_messages_at_once(store, &acme, 24, |_| "CA1".into(), 3, 500).await;
+    assert_eq!(one_call, (3, 21, 0));
+    assert_eq!(
+        store.messages_of_call(&acme, "CA1").await.expect("count"),
+        3
+    );
+    // 24 calls at once against the tenant's day: exactly what is left of it (3 taken above).
+    let many_calls = reserve_messages_at_once(store, &acme, 24, |n| format!("CA-{n}"), 3, 8).await;
+    assert_eq!(many_calls, (5, 0, 19));
+    // Another tenant's limits are its own.
+    let beta = tenant(store, "beta").await;
+    let other = reserve_messages_at_once(store, &beta, 4, |_| "CA1".into(), 3, 8).await;
+    assert_eq!(other, (3, 1, 0));
 }

@@ -6,7 +6,7 @@
 
 use sqlx::Row;
 
-use super::sql::now_ms;
+use super::sql::{ReservationLock, lock_reservations, now_ms};
 use super::{SqlStore, StoreResult, TenantId};
 
 /// The window the daily cap counts over.
@@ -25,14 +25,7 @@ impl SqlStore {
     ) -> StoreResult<bool> {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO coupon_reservation_locks (tenant_id, last_reserved_at) VALUES ($1, $2) \
-             ON CONFLICT (tenant_id) DO UPDATE SET last_reserved_at = excluded.last_reserved_at",
-        )
-        .bind(tenant.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        lock_reservations(&mut tx, ReservationLock::Coupons, tenant, now).await?;
         let existing = sqlx::query(
             "SELECT 1 AS hit FROM coupon_reservations WHERE tenant_id = $1 AND idempotency_key = $2",
         )

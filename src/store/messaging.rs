@@ -22,7 +22,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::sql::{collect, new_id, now_ms, optional_timestamp, tenant_id, timestamp};
+use super::sql::{
+    ReservationLock, collect, lock_reservations, new_id, now_ms, optional_timestamp, tenant_id,
+    timestamp,
+};
 use super::{Backend, OutboxStatus, SqlStore, StoreError, StoreResult, TenantId};
 
 /// Default cap of messages one phone call may send.
@@ -311,7 +314,9 @@ impl SqlStore {
     // --- send limits -----------------------------------------------------------------------------
 
     /// Reserves one message of `call_sid` under `key`, unless the call or the tenant (rolling
-    /// 24 hours) reached its limit. The same key twice is one reservation.
+    /// 24 hours) reached its limit. The same key twice is one reservation. Concurrent
+    /// reservations of one tenant (any node) are serialised by writing its lock row first, so
+    /// they never admit more than either limit (SQLite and PostgreSQL).
     #[allow(clippy::too_many_arguments)] // the columns of one row and its two limits
     pub async fn reserve_message(
         &self,
@@ -323,7 +328,9 @@ impl SqlStore {
         per_call: u32,
         per_tenant_day: u32,
     ) -> StoreResult<SlotReservation> {
+        let now = now_ms();
         let mut tx = self.pool().begin().await?;
+        lock_reservations(&mut tx, ReservationLock::Messages, tenant, now).await?;
         let existing = sqlx::query(
             "SELECT 1 AS hit FROM messages_sent WHERE tenant_id = $1 AND idempotency_key = $2",
         )
@@ -334,7 +341,6 @@ impl SqlStore {
         if existing.is_some() {
             return Ok(SlotReservation::Reserved);
         }
-        let now = now_ms();
         let counts = sqlx::query(
             "SELECT \
              (SELECT COUNT(*) FROM messages_sent WHERE tenant_id = $1 AND call_sid = $2) AS per_call, \

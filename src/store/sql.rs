@@ -268,6 +268,44 @@ pub(super) fn now_ms() -> i64 {
     Timestamp::now().as_millisecond()
 }
 
+/// The per-tenant lock rows that serialise a count-then-insert reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ReservationLock {
+    /// `create_coupon`'s daily slots (migration 0019).
+    Coupons,
+    /// Message slots of `send_message` and inbound `message` rules (migration 0026).
+    Messages,
+}
+
+/// Writes `tenant`'s lock row of `lock` as the first statement of a reservation's transaction.
+/// The write serialises the tenant's reservations — PostgreSQL holds the row lock until the
+/// transaction ends, SQLite takes its write lock at once (so a later write never has to upgrade
+/// a stale read) — and the counts read after it are current when the insert follows, on any
+/// number of nodes.
+pub(super) async fn lock_reservations(
+    conn: &mut sqlx::AnyConnection,
+    lock: ReservationLock,
+    tenant: &TenantId,
+    now: i64,
+) -> StoreResult<()> {
+    let sql = match lock {
+        ReservationLock::Coupons => {
+            "INSERT INTO coupon_reservation_locks (tenant_id, last_reserved_at) VALUES ($1, $2) \
+             ON CONFLICT (tenant_id) DO UPDATE SET last_reserved_at = excluded.last_reserved_at"
+        }
+        ReservationLock::Messages => {
+            "INSERT INTO message_reservation_locks (tenant_id, last_reserved_at) VALUES ($1, $2) \
+             ON CONFLICT (tenant_id) DO UPDATE SET last_reserved_at = excluded.last_reserved_at"
+        }
+    };
+    sqlx::query(sql)
+        .bind(tenant.as_str())
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub(super) fn timestamp(row: &AnyRow, column: &'static str) -> StoreResult<Timestamp> {
     let ms: i64 = row.try_get(column)?;
     Timestamp::from_millisecond(ms).map_err(|e| StoreError::Corrupt {
