@@ -1565,3 +1565,79 @@ async fn slack_ok_false_is_a_refusal_and_the_bot_token_is_used() {
     let connection = svc.connection(&w.acme, "slack").await.expect("connection");
     assert_eq!(connection.status, ConnectionStatus::NeedsReconnect);
 }
+
+/// A Slack-dialect app asking for two bot scopes (the registry's Slack asks for one).
+static SLACK_LAB: OAuthSpec = OAuthSpec {
+    authorize_url: "https://slack.com/oauth/v2/authorize",
+    token_url: "https://slack.com/api/oauth.v2.access",
+    revoke_url: None,
+    scopes: &[(Capability::Messaging, &["chat:write", "channels:read"])],
+    pkce: false,
+    extra_authorize_params: &[],
+    api_base_fields: &[],
+    client_secret_in_body: true,
+    account_fields: &["bot_user_id"],
+    accounts_server_param: None,
+    ok_envelope: true,
+    accounts_server_hosts: &[],
+};
+
+/// Slack answers a refresh with a dead refresh token as `invalid_refresh_token` or
+/// `token_revoked` (HTTP 200, `ok: false`), not `invalid_grant`: each must leave the connection
+/// `needs_reconnect` (doctor and the connections API show it) like any vendor's `invalid_grant`.
+/// Slack's scopes are comma-separated, in the authorize URL and in its token answer.
+#[tokio::test]
+async fn slack_refresh_refusals_need_a_reconnect_and_scopes_are_comma_separated() {
+    for code in ["invalid_refresh_token", "token_revoked", "invalid_grant"] {
+        let mut config = FakeOAuthConfig::new(REDIRECT);
+        config.ok_envelope = true;
+        config.refresh_refusal = code;
+        config
+            .extra_token_fields
+            .insert("bot_user_id".into(), json!("U0KRQLJ9H"));
+        let w = world(config).await;
+        let svc = OAuthService::with_clock(
+            w.store.clone(),
+            w.vault.clone(),
+            w.settings(&[("slack", true), ("slack_lab", true)]),
+            EgressPolicy::allow_loopback(),
+            w.clock.clone() as Arc<dyn Clock>,
+        )
+        .expect("service")
+        .with_vendor("slack_lab", "Slack", &[Capability::Messaging], SLACK_LAB);
+
+        let started = svc.start(&w.acme, "slack_lab", None).await.expect("start");
+        let url = url::Url::parse(&started.authorization_url).expect("url");
+        let scopes: Vec<String> = url
+            .query_pairs()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        assert_eq!(scopes, ["channels:read,chat:write"], "{url}");
+        let query = w.fake.consent(&started.authorization_url).await;
+        assert_eq!(svc.callback(&query).await.status, 200);
+        let connection = svc
+            .connection(&w.acme, "slack_lab")
+            .await
+            .expect("connection");
+        assert_eq!(connection.scopes, "channels:read chat:write");
+
+        assert_eq!(w.connect(&svc, "slack").await.status, 200);
+        w.fake.revoke_all();
+        w.advance(3_600);
+        let err = svc
+            .access_token(&w.acme, "slack", None)
+            .await
+            .expect_err("refused refresh");
+        assert!(
+            matches!(err, OAuthError::NeedsReconnect { .. }),
+            "{code}: {err}"
+        );
+        let connection = svc.connection(&w.acme, "slack").await.expect("connection");
+        assert_eq!(
+            connection.status,
+            ConnectionStatus::NeedsReconnect,
+            "{code}"
+        );
+    }
+}

@@ -102,9 +102,18 @@ pub struct OAuthSpec {
     pub accounts_server_param: Option<&'static str>,
     /// Host suffixes an accounts server may have (`.zoho.eu`); any other host is refused.
     pub accounts_server_hosts: &'static [&'static str],
-    /// The token and revocation endpoints wrap every answer in `{"ok": …}` (Slack): `ok: false`
-    /// with an `error` code is a failure even on HTTP 200, read as an RFC 6749 §5.2 error.
+    /// Slack's OAuth dialect: the token and revocation endpoints wrap every answer in
+    /// `{"ok": …}` (`ok: false` with an `error` code is a failure even on HTTP 200, read as an
+    /// RFC 6749 §5.2 error), and scopes are comma-separated (see [`OAuthSpec::scope_delimiter`]).
     pub ok_envelope: bool,
+}
+
+impl OAuthSpec {
+    /// What separates scopes in the authorize URL's `scope` and in a token answer's `scope`: a
+    /// space per RFC 6749 §3.3, a comma in Slack's dialect (`scope=chat:write,channels:read`).
+    pub fn scope_delimiter(&self) -> char {
+        if self.ok_envelope { ',' } else { ' ' }
+    }
 }
 
 /// How a vendor signs the webhooks it sends us, as data (read by the inbound service).

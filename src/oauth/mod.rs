@@ -537,9 +537,19 @@ impl OAuthService {
                 }
             })?);
         let state_for_url = state.clone();
-        let mut request = client
-            .authorize_url(move || CsrfToken::new(state_for_url))
-            .add_scopes(scopes.iter().cloned().map(Scope::new));
+        let mut request = client.authorize_url(move || CsrfToken::new(state_for_url));
+        request = match vendor.spec.scope_delimiter() {
+            ' ' => request.add_scopes(scopes.iter().cloned().map(Scope::new)),
+            // oauth2 joins scopes with spaces; a comma-separated list goes as the whole
+            // parameter (oauth2 then writes no `scope` of its own).
+            delimiter => {
+                if scopes.is_empty() {
+                    request
+                } else {
+                    request.add_extra_param("scope", scopes.join(&delimiter.to_string()))
+                }
+            }
+        };
         let verifier = if vendor.spec.pkce {
             let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
             request = request.set_pkce_challenge(challenge);
@@ -704,13 +714,7 @@ impl OAuthService {
         let now = self.now_ms();
         let granted = body
             .scopes()
-            .map(|scopes| {
-                scopes
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
+            .map(|scopes| granted_scopes(&vendor.spec, scopes))
             .unwrap_or(claimed.scopes);
         let mut extra = Map::new();
         for field in vendor.spec.api_base_fields {
@@ -1048,9 +1052,33 @@ fn token_error(
     }
 }
 
-/// Whether a token failure says the grant itself is gone (`invalid_grant`).
+/// The scopes of a token answer, space-separated as stored; a vendor whose answer lists them
+/// comma-separated (Slack: `"scope": "chat:write,channels:read"`) is split on its delimiter.
+fn granted_scopes(spec: &crate::connectors::kit::OAuthSpec, scopes: &[Scope]) -> String {
+    let delimiter = spec.scope_delimiter();
+    scopes
+        .iter()
+        .flat_map(|s| s.as_str().split(delimiter))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Error codes that say the grant itself is gone: RFC 6749's `invalid_grant`, and the codes
+/// vendors answer a refresh with instead (Slack: `invalid_refresh_token`, `token_revoked`).
+const GRANT_GONE: [&str; 3] = ["invalid_grant", "invalid_refresh_token", "token_revoked"];
+
+/// Whether a token failure says the grant itself is gone (only a new consent helps).
 fn is_invalid_grant(err: &RequestTokenError<HttpFailure, BasicErrorResponse>) -> bool {
-    matches!(err, RequestTokenError::ServerResponse(body) if *body.error() == BasicErrorResponseType::InvalidGrant)
+    match err {
+        RequestTokenError::ServerResponse(body) => match body.error() {
+            BasicErrorResponseType::InvalidGrant => true,
+            BasicErrorResponseType::Extension(code) => GRANT_GONE.contains(&code.as_str()),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -194,13 +194,12 @@ impl OAuthService {
         };
         self.put_blob(tenant, vendor_id, &connection.secret_name, &fresh)
             .await?;
-        let scopes = body.scopes().map(|scopes| {
-            scopes
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
-        });
+        let scopes = match self.vendor(vendor_id) {
+            Ok(vendor) => body
+                .scopes()
+                .map(|scopes| super::granted_scopes(&vendor.spec, scopes)),
+            Err(_) => None,
+        };
         self.inner
             .store
             .finish_oauth_refresh(

@@ -42,6 +42,9 @@ pub struct FakeOAuthConfig {
     /// Answer the token endpoint as Slack does: `"ok": true` in each token response, and errors
     /// as HTTP 200 `{"ok": false, "error": …}`.
     pub ok_envelope: bool,
+    /// The error code a refresh with an unknown or revoked refresh token is refused with
+    /// (`invalid_grant`; Slack answers `invalid_refresh_token` or `token_revoked`).
+    pub refresh_refusal: &'static str,
 }
 
 impl FakeOAuthConfig {
@@ -56,6 +59,7 @@ impl FakeOAuthConfig {
             extra_redirect_params: Vec::new(),
             refresh_delay: Duration::ZERO,
             ok_envelope: false,
+            refresh_refusal: "invalid_grant",
         }
     }
 }
@@ -432,7 +436,7 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Stri
                             *live = false;
                         }
                     }
-                    _ => return refused(&config, "invalid_grant"),
+                    _ => return refused(&config, config.refresh_refusal),
                 }
             }
             answer(
