@@ -79,6 +79,7 @@ inbox_suite!(
     sms_stop_puts_the_number_on_the_do_not_call_list,
     a_cancelled_booking_cancels_pending_calls,
     a_message_rule_sends_once_per_event_and_never_to_opted_out_numbers,
+    an_sms_rule_sends_from_the_tenants_number_and_needs_a_sender,
 );
 
 const LEAD: &str = "+14155552671";
@@ -1314,4 +1315,107 @@ async fn a_message_rule_sends_once_per_event_and_never_to_opted_out_numbers(db: 
         .await
         .expect("window");
     assert_eq!(last.map(|t| t.as_millisecond()), Some(1_749_416_383_000));
+}
+
+/// A `twilio_sms` connector that names no sender (no `from`, no Messaging Service): a `message`
+/// rule's SMS goes from the tenant's own number, as `send_message` sends from the dialled one;
+/// without a number the rule is refused when written.
+async fn an_sms_rule_sends_from_the_tenants_number_and_needs_a_sender(db: &TestDb) {
+    use callbridge::notify::worker::{NotificationWorker, NotifyWorkerOptions};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let env = env(db).await;
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+        )))
+        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({
+            "sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"
+        })))
+        .mount(&twilio)
+        .await;
+    let vault = Vault::new(env.store.clone(), env.keyring.clone());
+    connect(
+        &env.store,
+        &vault,
+        &env.tenant,
+        "twilio_sms",
+        Some(twilio.uri()),
+        serde_json::json!({"account_sid": ACCOUNT_SID, "auth_token": "tok"}),
+    )
+    .await;
+    let to_lead = || -> Action {
+        serde_json::from_value(serde_json::json!({
+            "type": "message", "channel": "sms", "to": "properties.phone",
+            "text": "Thanks {{var.name}}, we will call you shortly.",
+            "variables": {"name": "properties.firstname"}
+        }))
+        .expect("action")
+    };
+    env.store
+        .remove_number(
+            &env.tenant,
+            &E164::parse(callbridge_testkit::CALLED_NUMBER).expect("number"),
+        )
+        .await
+        .expect("number removed");
+    let refused = env
+        .service
+        .create_rule(
+            &env.tenant,
+            "text the lead",
+            "crm",
+            "lead.created",
+            Vec::new(),
+            to_lead(),
+        )
+        .await
+        .expect_err("no sender");
+    assert!(
+        refused.to_string().contains("an SMS needs a sender"),
+        "{refused}"
+    );
+    assert!(
+        env.store
+            .list_inbound_rules(&env.tenant, None)
+            .await
+            .expect("rules")
+            .is_empty()
+    );
+
+    let own = E164::parse("+14155550100").expect("number");
+    env.store
+        .add_number(&env.tenant, &own, &env.agent)
+        .await
+        .expect("number added");
+    env.rule("text the lead", to_lead()).await;
+    env.deliver(&env.service, "msg_lead", LEAD, "Ana").await;
+    env.service.process_due(&options("n1")).await.expect("pass");
+    let worker = NotificationWorker::new(
+        env.store.clone(),
+        Some(env.keyring.clone()),
+        callbridge_testkit::loopback_policy(),
+        None,
+        NotifyWorkerOptions::default(),
+    );
+    let outcomes = worker.run_once().await.expect("poll");
+    assert_eq!(outcomes.len(), 1);
+    let sms: Vec<Vec<(String, String)>> = twilio
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .map(|r| serde_urlencoded::from_bytes(&r.body).expect("form"))
+        .collect();
+    assert_eq!(sms.len(), 1, "{outcomes:?}");
+    let field = |name: &str| {
+        sms[0]
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(field("From").as_deref(), Some(own.as_str()));
+    assert_eq!(field("To").as_deref(), Some(LEAD));
 }

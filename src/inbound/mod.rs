@@ -507,6 +507,10 @@ impl InboundService {
             message,
         })?;
         self.store.inbound_source(tenant, source_id).await?;
+        if let Action::Message { channel, staff, .. } = &action {
+            self.check_sms_sender(tenant, channel, staff.as_deref())
+                .await?;
+        }
         match &mut action {
             Action::Call {
                 agent_id,
@@ -564,6 +568,60 @@ impl InboundService {
             .await?;
         info!(tenant = %tenant, rule = %rule.id, action = action.kind(), "inbound rule created");
         Ok(rule)
+    }
+
+    /// Refuses a `message` rule that would send an SMS (its channel, or the channel of the staff
+    /// member it names) for a tenant with no sender: no number of its own and a `twilio_sms`
+    /// connector whose secret names neither `from` nor `messaging_service_sid`. The connector
+    /// itself may be set up later; a sender is what nothing would supply.
+    async fn check_sms_sender(
+        &self,
+        tenant: &TenantId,
+        channel: &str,
+        staff: Option<&str>,
+    ) -> Result<(), InboundError> {
+        use crate::connectors::messages::Channel;
+        let mut sms = Channel::parse(channel) == Some(Channel::Sms);
+        if let Some(name) = staff {
+            let settings = self.store.messaging_settings(tenant).await?;
+            if let Some(member) = settings
+                .staff
+                .iter()
+                .find(|s| s.name.eq_ignore_ascii_case(name.trim()))
+            {
+                sms = Channel::parse(&member.channel) == Some(Channel::Sms);
+            }
+        }
+        if !sms
+            || crate::notify::tenant_sms_sender(&self.store, tenant)
+                .await?
+                .is_some()
+        {
+            return Ok(());
+        }
+        let configured = self
+            .store
+            .list_connectors(tenant)
+            .await?
+            .into_iter()
+            .find(|c| c.spec.vendor == "twilio_sms")
+            .and_then(|c| c.spec.secret_name);
+        if let (Some(name), Ok(vault)) = (configured, self.vault()) {
+            let secret = vault.reveal(tenant, &name).await?;
+            let names_sender = crate::connectors::kit::Credentials::parse(&secret)
+                .map(|c| c.text("from").is_some() || c.text("messaging_service_sid").is_some())
+                .unwrap_or(false);
+            if names_sender {
+                return Ok(());
+            }
+        }
+        Err(InboundError::Invalid {
+            field: "action",
+            message: "an SMS needs a sender: the tenant has no phone number, and no twilio_sms \
+                      connector names from or messaging_service_sid; add a number to the tenant \
+                      or set one of those in the connector's secret"
+                .into(),
+        })
     }
 
     /// Deletes a rule; a `call` rule's campaign is cancelled with it (pending calls dropped).

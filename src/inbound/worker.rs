@@ -565,6 +565,13 @@ impl InboundService {
                 ));
             }
         }
+        // An SMS goes from the tenant's number unless the connector names its own sender (without
+        // either, the rule was refused when written; a number removed since fails the send).
+        let sender = if channel == Channel::Sms {
+            crate::notify::tenant_sms_sender(&self.store, tenant).await?
+        } else {
+            None
+        };
         let ttl_ms =
             i64::try_from(settings.dedup_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         let written = self
@@ -574,7 +581,7 @@ impl InboundService {
                 event: "inbound.message",
                 channel: channel.as_str(),
                 recipient: &recipient,
-                sender: None,
+                sender: sender.as_deref(),
                 subject: &subject,
                 body: &body,
                 dedupe_key: &key,

@@ -201,6 +201,23 @@ pub struct Notice {
     pub called: Option<String>,
 }
 
+/// The SMS sender of a message that is not about a call (an inbound rule's message, a payment or
+/// opt-out notification), as `send_message` sends from the number the caller dialled: the
+/// tenant's own number (the first routed one). `None` when the tenant has none; the `twilio_sms`
+/// connector's own `from` or Messaging Service, when its secret names one, wins over it anyway.
+pub async fn tenant_sms_sender(
+    store: &SqlStore,
+    tenant: &TenantId,
+) -> Result<Option<String>, StoreError> {
+    use crate::store::Store;
+    Ok(store
+        .list_numbers(tenant)
+        .await?
+        .into_iter()
+        .next()
+        .map(|n| n.e164.as_str().to_owned()))
+}
+
 /// The dedup key of one notification: event type + channel and recipient + subject, hashed to a
 /// fixed length.
 pub fn dedupe_key(event: NotifyEvent, channel: &str, recipient: &str, subject: &str) -> String {
@@ -255,6 +272,11 @@ impl Notifier {
             .max(min_ttl_ms);
         let subject: String = notice.subject.chars().take(200).collect();
         let occurrence = reference.unwrap_or(&subject);
+        let mut sender = notice.called.clone().filter(|c| !c.is_empty());
+        if sender.is_none() && matching.iter().any(|r| r.channel == Channel::Sms.as_str()) {
+            sender = tenant_sms_sender(&self.store, tenant).await?;
+        }
+        let body: String = notice.body.chars().take(3000).collect();
         let mut enqueued = 0;
         for rule in matching {
             let recipient = if rule.recipient == CALLER {
@@ -277,7 +299,7 @@ impl Notifier {
                     event: notice.event.as_str(),
                     channel: &rule.channel,
                     recipient: &recipient,
-                    sender: notice.called.as_deref().filter(|c| !c.is_empty()),
+                    sender: sender.as_deref(),
                     subject: &subject,
                     body: &body,
                     dedupe_key: &key,
