@@ -226,10 +226,8 @@ impl Contract {
             .find(&method, path)
             .ok_or_else(|| "no operation in the spec has this method and path".to_owned())?;
         let mut problems = Vec::new();
-        if found.extra.is_some_and(|extra| extra.media) {
-            if request.body.is_empty() {
-                problems.push("the upload carries no media".into());
-            }
+        if found.extra.is_some_and(|extra| extra.media) && request.body.is_empty() {
+            problems.push("the upload carries no media".into());
         }
         let body = match found.extra {
             Some(extra) if extra.media => None,
