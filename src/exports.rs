@@ -34,21 +34,26 @@ pub const MAX_ATTEMPTS: i64 = 8;
 const LEASE_MS: i64 = 120_000;
 /// Jobs claimed per pass.
 const BATCH: i64 = 16;
+/// A pinned job's node counts as gone when its heartbeat is older than this (as crash recovery).
+const NODE_DEAD_AFTER_MS: i64 = crate::call::recovery::NODE_DEAD_AFTER.as_millis() as i64;
 /// Time allowed to one export's vendor requests.
 const EXPORT_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Queues the export of a finished call to each connector the tenant has configured (a connector
 /// that exports nothing is marked skipped by the worker). Queueing twice is a no-op.
+/// `recorded_on`: the node whose disk holds the call's recording, when it has one: the jobs run
+/// there while that node is alive (a recording is a node-local file).
 pub async fn enqueue_call_exports(
     store: &SqlStore,
     tenant: &TenantId,
     call_id: &str,
+    recorded_on: Option<&str>,
     now_ms: i64,
 ) -> Result<usize, StoreError> {
     let mut queued = 0;
     for connector in store.list_connectors(tenant).await? {
         if store
-            .enqueue_call_export(tenant, call_id, &connector.spec.vendor, now_ms)
+            .enqueue_call_export(tenant, call_id, &connector.spec.vendor, recorded_on, now_ms)
             .await?
         {
             queued += 1;
@@ -131,6 +136,8 @@ pub struct ExportWorker {
     oauth: Option<OAuthService>,
     clock: Arc<dyn Clock>,
     owner: String,
+    /// This node's id: jobs pinned to it (its recordings) are its own.
+    node: String,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -142,6 +149,10 @@ impl ExportWorker {
         oauth: Option<OAuthService>,
     ) -> Self {
         let id: [u8; 6] = rand::random();
+        let owner = format!(
+            "exports-{}",
+            id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
         Self {
             store,
             vault,
@@ -149,11 +160,16 @@ impl ExportWorker {
             oauth,
             clock: Arc::new(SystemClock),
             metrics: None,
-            owner: format!(
-                "exports-{}",
-                id.iter().map(|b| format!("{b:02x}")).collect::<String>()
-            ),
+            node: owner.clone(),
+            owner,
         }
+    }
+
+    /// The node this worker runs on (`CALLBRIDGE_NODE_ID`): it claims the jobs of the calls it
+    /// recorded. Without it the worker takes only unpinned jobs and those of dead nodes.
+    pub fn with_node(mut self, node: impl Into<String>) -> Self {
+        self.node = node.into();
+        self
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -179,7 +195,14 @@ impl ExportWorker {
         let now = self.clock.now_ms();
         let jobs = self
             .store
-            .claim_call_exports(&self.owner, now, now + LEASE_MS, BATCH)
+            .claim_call_exports(
+                &self.owner,
+                &self.node,
+                now - NODE_DEAD_AFTER_MS,
+                now,
+                now + LEASE_MS,
+                BATCH,
+            )
             .await?;
         for job in &jobs {
             let outcome = match self.export(job).await {

@@ -732,13 +732,13 @@ async fn post_call_exports_retry_and_survive_a_restart(store: &SqlStore) {
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let now = clock.now_ms();
     assert_eq!(
-        enqueue_call_exports(store, &tenant.id, &call_id, now)
+        enqueue_call_exports(store, &tenant.id, &call_id, None, now)
             .await
             .unwrap(),
         2
     );
     assert_eq!(
-        enqueue_call_exports(store, &tenant.id, &call_id, now)
+        enqueue_call_exports(store, &tenant.id, &call_id, None, now)
             .await
             .unwrap(),
         0,
@@ -851,7 +851,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// through a resumable session), a 5xx is retried and the retry uploads each file once, the
 /// template is copied once and its placeholders filled (after the analysis, with its summary and
 /// fields; a 429's `Retry-After` respected), a missing template (404) fails the job at once with
-/// a precise error, and each tenant's jobs use only its own connection and folder.
+/// a precise error, and each tenant's jobs use only its own connection and folder. The jobs of a
+/// recorded call run on the node that recorded it while it is alive, on any node after.
 async fn drive_and_docs_exports_upload_fill_retry_and_give_up(store: &SqlStore) {
     use callbridge::campaign::clock::{Clock, ManualClock};
     use callbridge::connectors::http::{HttpPolicy, PolicyConfig};
@@ -1049,13 +1050,13 @@ async fn drive_and_docs_exports_upload_fill_retry_and_give_up(store: &SqlStore) 
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let now = clock.now_ms();
     assert_eq!(
-        enqueue_call_exports(store, &tenant_a.id, &call_a, now)
+        enqueue_call_exports(store, &tenant_a.id, &call_a, Some("node-a"), now)
             .await
             .unwrap(),
         2
     );
     assert_eq!(
-        enqueue_call_exports(store, &tenant_b.id, &call_b, now)
+        enqueue_call_exports(store, &tenant_b.id, &call_b, Some("node-a"), now)
             .await
             .unwrap(),
         2
@@ -1067,8 +1068,19 @@ async fn drive_and_docs_exports_upload_fill_retry_and_give_up(store: &SqlStore) 
         ..PolicyConfig::default()
     })
     .unwrap();
-    let worker = ExportWorker::new(store.clone(), Some(vault.clone()), policy, None)
-        .with_clock(clock.clone() as Arc<dyn Clock>);
+    let on_node = |node: &str| {
+        ExportWorker::new(store.clone(), Some(vault.clone()), policy.clone(), None)
+            .with_clock(clock.clone() as Arc<dyn Clock>)
+            .with_node(node)
+    };
+    let (worker, node_b) = (on_node("node-a"), on_node("node-b"));
+    // The recordings are on node-a, alive: another node leaves the jobs to it.
+    store.node_heartbeat("node-a", now).await.unwrap();
+    assert_eq!(
+        node_b.run_once().await.unwrap(),
+        0,
+        "pinned to the recording's node"
+    );
     let state = |tenant: TenantId, call: String, vendor: &'static str| async move {
         store
             .call_export(&tenant, &call, vendor)
@@ -1144,8 +1156,9 @@ async fn drive_and_docs_exports_upload_fill_retry_and_give_up(store: &SqlStore) 
         "{:?}",
         a_docs.last_error
     );
+    // node-a's heartbeat is now stale: any node takes its jobs over.
     clock.advance(chrono::Duration::seconds(601));
-    assert_eq!(worker.run_once().await.unwrap(), 1);
+    assert_eq!(node_b.run_once().await.unwrap(), 1);
     let a_docs = state(tenant_a.id.clone(), call_a.clone(), "google_docs").await;
     assert_eq!(
         (a_docs.status.as_str(), a_docs.attempts),
