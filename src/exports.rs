@@ -342,6 +342,36 @@ impl ExportWorker {
 mod tests {
     use super::*;
 
+    fn status(code: u16, retry_after: Option<Duration>) -> ConnectorError {
+        ConnectorError::from_policy(
+            PolicyError::Status {
+                connector: "google_drive",
+                code,
+                body_snippet: String::new(),
+                retry_after,
+            },
+            "Drive folder f",
+        )
+    }
+
+    #[test]
+    fn vendor_answers_decide_retry_or_give_up() {
+        for code in [404, 410, 400, 422] {
+            let failure = ExportFailure::from(status(code, None));
+            assert!(failure.give_up, "{code}: {failure:?}");
+        }
+        assert_eq!(
+            ExportFailure::from(status(404, None)).message,
+            "not found: Drive folder f"
+        );
+        for code in [401, 403, 429, 500, 503] {
+            assert!(!ExportFailure::from(status(code, None)).give_up, "{code}");
+        }
+        let limited = ExportFailure::from(status(429, Some(Duration::from_secs(600))));
+        assert_eq!(limited.wait, Some(Duration::from_secs(600)));
+        assert!(ExportFailure::from(ConnectorError::Config("x".into())).give_up);
+    }
+
     #[test]
     fn backoff_doubles_and_is_capped() {
         assert_eq!(backoff_ms(0), 30_000);

@@ -642,6 +642,48 @@ mod tests {
     }
 
     #[test]
+    fn multipart_related_has_a_metadata_part_then_the_media() {
+        let media = b"\x00\x01binary\r\n--not-the-boundary";
+        let (content_type, body) =
+            multipart_related(&serde_json::json!({"name": "a.wav"}), "audio/wav", media);
+        let boundary = content_type
+            .strip_prefix("multipart/related; boundary=")
+            .expect("a boundary");
+        let expected = [
+            format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n")
+                .into_bytes(),
+            br#"{"name":"a.wav"}"#.to_vec(),
+            format!("\r\n--{boundary}\r\nContent-Type: audio/wav\r\n\r\n").into_bytes(),
+            media.to_vec(),
+            format!("\r\n--{boundary}--\r\n").into_bytes(),
+        ]
+        .concat();
+        assert_eq!(body.as_ref(), expected.as_slice());
+    }
+
+    #[tokio::test]
+    async fn a_url_the_vendor_gave_must_be_on_the_api_origin() {
+        let server = wiremock::MockServer::start().await;
+        let vendor = client(&server, Auth::None);
+        let elsewhere = vendor
+            .request_at(Method::PUT, "https://example.com/upload?id=1")
+            .send(&ctx(), "upload")
+            .await
+            .expect_err("another origin");
+        assert!(
+            matches!(elsewhere, ConnectorError::UnexpectedResponse(_)),
+            "{elsewhere:?}"
+        );
+        assert!(
+            server
+                .received_requests()
+                .await
+                .expect("recorded")
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn auth_debug_shows_only_the_kind() {
         let shown = format!(
             "{:?}",
