@@ -643,31 +643,76 @@ async fn due_now(store: &SqlStore) {
         .unwrap();
 }
 
+/// Google's token endpoint on `server`, handing out `token`.
+async fn google_token_endpoint(server: &wiremock::MockServer, token: &str) {
+    use wiremock::matchers::{method, path};
+    wiremock::Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": token, "expires_in": 3599, "token_type": "Bearer"
+        })))
+        .mount(server)
+        .await;
+}
+
+/// Seals `secret` as the tenant's secret `name` and configures `vendor` with it at `base_url`.
+async fn connect(
+    store: &SqlStore,
+    vault: &callbridge::tenant::vault::Vault<SqlStore>,
+    tenant: &TenantId,
+    (vendor, name): (&str, &str),
+    secret: &Value,
+    base_url: String,
+) {
+    vault
+        .put(
+            tenant,
+            name,
+            vendor,
+            &secrecy::SecretString::from(secret.to_string()),
+        )
+        .await
+        .unwrap();
+    store
+        .put_connector(
+            tenant,
+            &callbridge::store::ConnectorSpec {
+                vendor: vendor.into(),
+                base_url: Some(base_url),
+                secret_name: Some(name.into()),
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// The outbound policy of the export tests: loopback allowed, fast in-attempt backoff.
+fn export_policy() -> callbridge::connectors::http::HttpPolicy {
+    callbridge::connectors::http::HttpPolicy::new(callbridge::connectors::http::PolicyConfig {
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+        egress: EgressPolicy::allow_loopback(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 /// Post-call exports share the durability rules: a Google Sheet's call-log row is queued once per
 /// call and connector, a vendor outage is retried with backoff, a restarted worker (another lease
 /// owner) finishes the job, the row has the tenant's configured columns, and a connector that
 /// exports nothing is marked skipped.
 async fn post_call_exports_retry_and_survive_a_restart(store: &SqlStore) {
     use callbridge::campaign::clock::{Clock, ManualClock};
-    use callbridge::connectors::http::{HttpPolicy, PolicyConfig};
     use callbridge::exports::{ExportWorker, enqueue_call_exports};
-    use callbridge::store::ConnectorSpec;
     use callbridge::tenant::vault::Vault;
-    use secrecy::SecretString;
-    use wiremock::matchers::{method, path, path_regex};
+    use wiremock::matchers::{method, path_regex};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let keyring = Keyring::new(MasterKey::generate());
     let tenant = tenant_with_webhook(store, &keyring, "http://127.0.0.1:9/hook").await;
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": "ya29.export", "expires_in": 3599, "token_type": "Bearer"
-        })))
-        .mount(&server)
-        .await;
+    google_token_endpoint(&server, "ya29.export").await;
     // Google is down for the first attempt.
     Mock::given(method("POST"))
         .and(path_regex(
@@ -697,36 +742,15 @@ async fn post_call_exports_retry_and_survive_a_restart(store: &SqlStore) {
         "call_log_sheet": "Calls",
         "call_log_columns": ["call_id", "from", "duration_s", "transcript"],
     });
-    vault
-        .put(
-            &tenant.id,
-            "sheets",
-            "google_sheets",
-            &SecretString::from(secret.to_string()),
-        )
-        .await
-        .unwrap();
-    vault
-        .put(
-            &tenant.id,
-            "cal",
-            "calcom",
-            &SecretString::from(json!({"api_key": "cal_x", "event_type_id": 1}).to_string()),
-        )
-        .await
-        .unwrap();
-    for (vendor, secret) in [("google_sheets", "sheets"), ("calcom", "cal")] {
-        store
-            .put_connector(
-                &tenant.id,
-                &ConnectorSpec {
-                    vendor: vendor.into(),
-                    base_url: Some(format!("{}/v4/", server.uri())),
-                    secret_name: Some(secret.into()),
-                },
-            )
-            .await
-            .unwrap();
+    for (vendor, secret) in [
+        (("google_sheets", "sheets"), secret),
+        (
+            ("calcom", "cal"),
+            json!({"api_key": "cal_x", "event_type_id": 1}),
+        ),
+    ] {
+        let base_url = format!("{}/v4/", server.uri());
+        connect(store, &vault, &tenant.id, vendor, &secret, base_url).await;
     }
     let call_id = ended_call(store, &tenant, 1).await;
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
@@ -744,13 +768,7 @@ async fn post_call_exports_retry_and_survive_a_restart(store: &SqlStore) {
         0,
         "queued once"
     );
-    let policy = HttpPolicy::new(PolicyConfig {
-        backoff_base: Duration::from_millis(1),
-        backoff_max: Duration::from_millis(5),
-        egress: EgressPolicy::allow_loopback(),
-        ..PolicyConfig::default()
-    })
-    .unwrap();
+    let policy = export_policy();
     let worker = || {
         ExportWorker::new(store.clone(), Some(vault.clone()), policy.clone(), None)
             .with_clock(clock.clone() as Arc<dyn Clock>)
@@ -855,12 +873,10 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// recorded call run on the node that recorded it while it is alive, on any node after.
 async fn drive_and_docs_exports_upload_fill_retry_and_give_up(store: &SqlStore) {
     use callbridge::campaign::clock::{Clock, ManualClock};
-    use callbridge::connectors::http::{HttpPolicy, PolicyConfig};
     use callbridge::exports::{ExportWorker, enqueue_call_exports};
-    use callbridge::store::{AnalysisStatus, ConnectorSpec, SettledAnalysis};
+    use callbridge::store::{AnalysisStatus, SettledAnalysis};
     use callbridge::tenant::vault::Vault;
     use callbridge_testkit::contract::Contract;
-    use secrecy::SecretString;
     use wiremock::matchers::{body_string_contains, method, path, query_param};
     use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -903,13 +919,7 @@ async fn drive_and_docs_exports_upload_fill_retry_and_give_up(store: &SqlStore) 
         (&tenant_b, "ya29.B", "tmpl-missing"),
     ] {
         let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/token"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "access_token": token, "expires_in": 3599, "token_type": "Bearer"
-            })))
-            .mount(&server)
-            .await;
+        google_token_endpoint(&server, token).await;
         // The document copy is found on the attempt after it was made.
         Mock::given(method("GET"))
             .and(path("/drive/v3/files"))
@@ -1024,26 +1034,16 @@ async fn drive_and_docs_exports_upload_fill_retry_and_give_up(store: &SqlStore) 
             secret["client_secret"] = json!("s");
             secret["refresh_token"] = json!(format!("r-{token}"));
             secret["token_uri"] = json!(format!("{}/token", server.uri()));
-            vault
-                .put(
-                    &tenant.id,
-                    vendor,
-                    vendor,
-                    &SecretString::from(secret.to_string()),
-                )
-                .await
-                .unwrap();
-            store
-                .put_connector(
-                    &tenant.id,
-                    &ConnectorSpec {
-                        vendor: vendor.into(),
-                        base_url: Some(format!("{}/", server.uri())),
-                        secret_name: Some(vendor.into()),
-                    },
-                )
-                .await
-                .unwrap();
+            let base_url = format!("{}/", server.uri());
+            connect(
+                store,
+                &vault,
+                &tenant.id,
+                (vendor, vendor),
+                &secret,
+                base_url,
+            )
+            .await;
         }
         servers.push(server);
     }
@@ -1061,13 +1061,7 @@ async fn drive_and_docs_exports_upload_fill_retry_and_give_up(store: &SqlStore) 
             .unwrap(),
         2
     );
-    let policy = HttpPolicy::new(PolicyConfig {
-        backoff_base: Duration::from_millis(1),
-        backoff_max: Duration::from_millis(5),
-        egress: EgressPolicy::allow_loopback(),
-        ..PolicyConfig::default()
-    })
-    .unwrap();
+    let policy = export_policy();
     let on_node = |node: &str| {
         ExportWorker::new(store.clone(), Some(vault.clone()), policy.clone(), None)
             .with_clock(clock.clone() as Arc<dyn Clock>)

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::client::{Auth, TokenSource, VendorClient};
 use super::drive_files::{DriveFiles, drive_id, export_key, export_name, google_tokens};
 use super::kit::{BuildContext, BuildFailure, Built, Capability, SecretField, SecretShape, Vendor};
-use super::oauth::{GOOGLE_DRIVE_SCOPE, google_oauth};
+use super::oauth::{GOOGLE_CLIENT_FIELDS, GOOGLE_DRIVE_SCOPE, google_oauth};
 use super::{CallLog, CallRecord, ConnectorError, parse_base_url, rfc3339};
 use crate::connectors::http::{ConnectorProfile, HttpPolicy, Replay, RequestContext};
 
@@ -220,24 +220,9 @@ pub static VENDOR: Vendor = Vendor {
                 required: false,
                 doc: "the documents' name before time, caller and call id (default `Call report`)",
             },
-            SecretField {
-                name: "client_id",
-                aliases: &[],
-                required: false,
-                doc: "OAuth client id (with `client_secret` and `refresh_token`), unless connected",
-            },
-            SecretField {
-                name: "client_secret",
-                aliases: &[],
-                required: false,
-                doc: "OAuth client secret",
-            },
-            SecretField {
-                name: "refresh_token",
-                aliases: &[],
-                required: false,
-                doc: "OAuth refresh token with the drive scope",
-            },
+            GOOGLE_CLIENT_FIELDS[0],
+            GOOGLE_CLIENT_FIELDS[1],
+            GOOGLE_CLIENT_FIELDS[2],
         ],
         note: "or a service-account key file as downloaded (`\"type\": \"service_account\"`, the template and folder shared with its `client_email`), plus the settings; or connect with OAuth and keep only the settings here",
     },

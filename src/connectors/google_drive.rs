@@ -20,7 +20,7 @@ use super::drive_files::{DriveFiles, drive_id, export_key, export_name, google_t
 use super::kit::{
     BuildContext, BuildFailure, Built, Capability, SecretField, SecretShape, Vendor,
 };
-use super::oauth::{GOOGLE_DRIVE_FILE_SCOPE, google_oauth};
+use super::oauth::{GOOGLE_CLIENT_FIELDS, GOOGLE_DRIVE_FILE_SCOPE, google_oauth};
 use super::{CallLog, CallRecord, ConnectorError, rfc3339};
 use crate::connectors::http::{ConnectorProfile, HttpPolicy, RequestContext};
 
@@ -228,24 +228,9 @@ pub static VENDOR: Vendor = Vendor {
                 required: false,
                 doc: "what to upload after each call: any of `recording`, `transcript` (default both)",
             },
-            SecretField {
-                name: "client_id",
-                aliases: &[],
-                required: false,
-                doc: "OAuth client id (with `client_secret` and `refresh_token`), unless connected",
-            },
-            SecretField {
-                name: "client_secret",
-                aliases: &[],
-                required: false,
-                doc: "OAuth client secret",
-            },
-            SecretField {
-                name: "refresh_token",
-                aliases: &[],
-                required: false,
-                doc: "OAuth refresh token with the drive.file scope",
-            },
+            GOOGLE_CLIENT_FIELDS[0],
+            GOOGLE_CLIENT_FIELDS[1],
+            GOOGLE_CLIENT_FIELDS[2],
         ],
         note: "or a service-account key file as downloaded (`\"type\": \"service_account\"`), plus the settings; or connect with OAuth and keep only the settings here",
     },

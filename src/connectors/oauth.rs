@@ -43,6 +43,29 @@ pub const GOOGLE_DRIVE_FILE_SCOPE: &str = "https://www.googleapis.com/auth/drive
 /// bridge did not create, which among `files.copy`'s scopes only `drive` allows.
 pub const GOOGLE_DRIVE_SCOPE: &str = "https://www.googleapis.com/auth/drive";
 
+/// The secret fields of a Google OAuth client with its refresh token, the grant a tenant may hold
+/// instead of a connection or a service-account key (`[0]`, `[1]`, `[2]` in a vendor's list).
+pub const GOOGLE_CLIENT_FIELDS: [super::kit::SecretField; 3] = [
+    super::kit::SecretField {
+        name: "client_id",
+        aliases: &[],
+        required: false,
+        doc: "OAuth client id (with `client_secret` and `refresh_token`), unless connected",
+    },
+    super::kit::SecretField {
+        name: "client_secret",
+        aliases: &[],
+        required: false,
+        doc: "OAuth client secret",
+    },
+    super::kit::SecretField {
+        name: "refresh_token",
+        aliases: &[],
+        required: false,
+        doc: "OAuth refresh token",
+    },
+];
+
 /// Google's authorization-code flow as a vendor descriptor states it, asking for `scopes`: PKCE,
 /// offline access with consent (a refresh token is issued only then) and incremental consent (a
 /// new grant keeps the earlier scopes).
