@@ -686,6 +686,28 @@ async fn connect(
         .unwrap();
 }
 
+/// The export job of `call` to `vendor`, checked to be `status` after `attempts` attempts.
+async fn expect_job(
+    store: &SqlStore,
+    (tenant, call): (&TenantId, &str),
+    vendor: &str,
+    status: &str,
+    attempts: i64,
+) -> callbridge::store::CallExportState {
+    let job = store
+        .call_export(tenant, call, vendor)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (job.status.as_str(), job.attempts),
+        (status, attempts),
+        "{vendor}: {:?}",
+        job.last_error
+    );
+    job
+}
+
 /// The outbound policy of the export tests: loopback allowed, fast in-attempt backoff.
 fn export_policy() -> callbridge::connectors::http::HttpPolicy {
     callbridge::connectors::http::HttpPolicy::new(callbridge::connectors::http::PolicyConfig {
@@ -1075,34 +1097,24 @@ async fn drive_and_docs_exports_upload_fill_retry_and_give_up(store: &SqlStore) 
         0,
         "pinned to the recording's node"
     );
-    let state = |tenant: TenantId, call: String, vendor: &'static str| async move {
-        store
-            .call_export(&tenant, &call, vendor)
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    let (a, b) = (
+        (&tenant_a.id, call_a.as_str()),
+        (&tenant_b.id, call_b.as_str()),
+    );
 
     // Pass 1: A's upload meets the outage, A's document waits for the analysis; B's files are
     // uploaded (the recording through a resumable session), B's template is missing.
     assert_eq!(worker.run_once().await.unwrap(), 4);
-    let a_drive = state(tenant_a.id.clone(), call_a.clone(), "google_drive").await;
-    assert_eq!((a_drive.status.as_str(), a_drive.attempts), ("pending", 1));
+    let a_drive = expect_job(store, a, "google_drive", "pending", 1).await;
     assert!(a_drive.next_at >= now + 30_000, "backoff");
-    let a_docs = state(tenant_a.id.clone(), call_a.clone(), "google_docs").await;
-    assert_eq!(a_docs.status, "pending");
+    let a_docs = expect_job(store, a, "google_docs", "pending", 1).await;
     assert_eq!(
         a_docs.last_error.as_deref(),
         Some("waiting for the call's analysis")
     );
-    let b_drive = state(tenant_b.id.clone(), call_b.clone(), "google_drive").await;
-    assert_eq!(b_drive.status, "done", "{:?}", b_drive.last_error);
-    let b_docs = state(tenant_b.id.clone(), call_b.clone(), "google_docs").await;
-    assert_eq!(
-        (b_docs.status.as_str(), b_docs.attempts),
-        ("failed", 1),
-        "a 404 is not retried"
-    );
+    expect_job(store, b, "google_drive", "done", 1).await;
+    // A 404 is not retried.
+    let b_docs = expect_job(store, b, "google_docs", "failed", 1).await;
     assert_eq!(
         b_docs.last_error.as_deref(),
         Some(
@@ -1132,15 +1144,8 @@ async fn drive_and_docs_exports_upload_fill_retry_and_give_up(store: &SqlStore) 
         .unwrap();
     clock.advance(chrono::Duration::seconds(31));
     assert_eq!(worker.run_once().await.unwrap(), 2);
-    let a_drive = state(tenant_a.id.clone(), call_a.clone(), "google_drive").await;
-    assert_eq!(
-        (a_drive.status.as_str(), a_drive.attempts),
-        ("done", 2),
-        "{:?}",
-        a_drive.last_error
-    );
-    let a_docs = state(tenant_a.id.clone(), call_a.clone(), "google_docs").await;
-    assert_eq!(a_docs.status, "pending");
+    expect_job(store, a, "google_drive", "done", 2).await;
+    let a_docs = expect_job(store, a, "google_docs", "pending", 2).await;
     assert!(
         a_docs.next_at >= clock.now_ms() + 600_000,
         "Retry-After is respected"
@@ -1153,13 +1158,7 @@ async fn drive_and_docs_exports_upload_fill_retry_and_give_up(store: &SqlStore) 
     // node-a's heartbeat is now stale: any node takes its jobs over.
     clock.advance(chrono::Duration::seconds(601));
     assert_eq!(node_b.run_once().await.unwrap(), 1);
-    let a_docs = state(tenant_a.id.clone(), call_a.clone(), "google_docs").await;
-    assert_eq!(
-        (a_docs.status.as_str(), a_docs.attempts),
-        ("done", 3),
-        "{:?}",
-        a_docs.last_error
-    );
+    expect_job(store, a, "google_docs", "done", 3).await;
 
     // What tenant A's server received.
     let requests = servers[0].received_requests().await.unwrap();
