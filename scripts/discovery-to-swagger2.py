@@ -6,8 +6,12 @@ usage: scripts/discovery-to-swagger2.py DISCOVERY OUT METHOD_ID [METHOD_ID ...]
   DISCOVERY: the published discovery document (`sheets__v4.json`) from the shared vendor-specs.
   OUT:       fixtures/vendor-specs/<vendor>/<file>.swagger2.json
   METHOD_ID: the discovery method ids to keep (`sheets.spreadsheets.values.append`).
-Paths come from each method's `flatPath` under the service path; parameters keep their location,
-type and `required`; the request body references the method's request schema; every schema the
+Paths are each method's `flatPath` under the service path, written in full (basePath `/`); parameters keep their location,
+type and `required`, and the document-wide query parameters (`fields`, `uploadType`, …) are added
+to each; the request body references the method's request schema; a method that takes media
+(`supportsMediaUpload`) also gets its upload path (`mediaUpload.protocols.simple.path`, from the
+root) whose body is `multipart/related` (the metadata part checked against the request schema)
+or, for a resumable session, the metadata as JSON; every schema the
 kept methods reach (`$ref`s followed transitively) is written under `definitions`. Security is
 OAuth 2.0 bearer, as the discovery document's `auth` declares.
 """
@@ -51,6 +55,9 @@ def main():
     doc = json.load(open(source))
     base = "/" + doc.get("servicePath", "").strip("/")
     paths, used = {}, set()
+    shared = [{"name": n, "in": "query", "type": p.get("type", "string"),
+               **({"enum": p["enum"]} if "enum" in p else {})}
+              for n, p in sorted(doc.get("parameters", {}).items()) if p.get("location") == "query"]
     for method in methods(doc.get("resources", {})):
         if method["id"] not in wanted:
             continue
@@ -66,6 +73,7 @@ def main():
                 param = {**param, "type": "array", "items": {"type": p.get("type", "string")},
                          "collectionFormat": "multi"}
             params.append(param)
+        params += [p for p in shared if p["name"] not in {q["name"] for q in params}]
         if "request" in method:
             params.append({"name": "body", "in": "body", "required": True,
                            "schema": {"$ref": method["request"]["$ref"]}})
@@ -75,8 +83,16 @@ def main():
         if "response" in method:
             operation["responses"]["200"]["schema"] = {"$ref": method["response"]["$ref"]}
         refs(operation, used)
-        path = "/" + method.get("flatPath", method["path"]).lstrip("/")
+        # Full paths under basePath `/`: upload paths are not under the service path.
+        path = base.rstrip("/") + "/" + method.get("flatPath", method["path"]).lstrip("/")
         paths.setdefault(path, {})[method["httpMethod"].lower()] = swagger_refs(operation)
+        simple = method.get("mediaUpload", {}).get("protocols", {}).get("simple", {}).get("path")
+        if method.get("supportsMediaUpload") and simple:
+            upload = dict(operation, operationId=method["id"] + ".upload",
+                          consumes=["multipart/related", "application/json"],
+                          parameters=[dict(p, required=True) if p["name"] == "uploadType" else p
+                                      for p in params])
+            paths.setdefault(simple, {})[method["httpMethod"].lower()] = swagger_refs(upload)
     if wanted:
         sys.exit("not in the discovery document: " + ", ".join(sorted(wanted)))
     schemas, todo = {}, set(used)
@@ -94,7 +110,7 @@ def main():
         "swagger": "2.0",
         "info": {"title": doc.get("title", doc["name"]), "version": doc["version"]},
         "host": doc["rootUrl"].split("//", 1)[1].rstrip("/"),
-        "basePath": base if base != "/" else "/",
+        "basePath": "/",
         "schemes": ["https"],
         "securityDefinitions": {"oauth2": {"type": "oauth2", "flow": "accessCode",
                                            "authorizationUrl": "https://accounts.google.com/o/oauth2/auth",

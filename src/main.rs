@@ -179,6 +179,7 @@ async fn serve(deps: callbridge::App) -> anyhow::Result<()> {
         deps.oauth.clone(),
     )
     .with_metrics(deps.metrics.clone())
+    .with_node(deps.node_id.to_string())
     .spawn(std::time::Duration::from_secs(5));
     // Crash recovery: settle calls a dead node (or this one, before a restart) left in progress.
     let recovery =

@@ -455,3 +455,104 @@ async fn support_desks_with_missing_credentials_are_reported() {
         assert!(!table.contains(secret), "{table}");
     }
 }
+
+/// Drive and Docs exports: `doctor` reads the folder's and the template's metadata (a harmless
+/// read, per the Drive v3 discovery document) and says precisely what is wrong: a template that
+/// is missing, a template that is not a document, a folder id that is a file.
+#[tokio::test]
+async fn drive_and_docs_exports_read_their_folder_and_template() {
+    use wiremock::matchers::path_regex;
+    let store = SqlStore::open("sqlite::memory:").await.expect("store");
+    let vault = Vault::new(store.clone(), Keyring::new(MasterKey::generate()));
+    let google = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "ya29.doctor", "expires_in": 3599, "token_type": "Bearer"
+        })))
+        .mount(&google)
+        .await;
+    for (id, mime) in [
+        ("folder-1", "application/vnd.google-apps.folder"),
+        ("a-sheet", "application/vnd.google-apps.spreadsheet"),
+        ("tmpl-1", "application/vnd.google-apps.document"),
+    ] {
+        Mock::given(method("GET"))
+            .and(path(format!("/drive/v3/files/{id}")))
+            .and(header("authorization", "Bearer ya29.doctor"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "kind": "drive#file", "id": id, "name": id, "mimeType": mime
+            })))
+            .mount(&google)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path_regex("^/drive/v3/files/.+$"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+            "error": {"code": 404, "message": "File not found.", "status": "NOT_FOUND"}
+        })))
+        .with_priority(10)
+        .mount(&google)
+        .await;
+    let grant = |settings: serde_json::Value| {
+        let mut secret = settings;
+        secret["client_id"] = json!("c");
+        secret["client_secret"] = json!("s");
+        secret["refresh_token"] = json!("r");
+        secret["token_uri"] = json!(format!("{}/token", google.uri()));
+        secret.to_string()
+    };
+    let base = format!("{}/", google.uri());
+    let good = tenant(&store, "good").await;
+    let broken = tenant(&store, "broken").await;
+    let drive_ok = grant(json!({"folder_id": "folder-1"}));
+    let docs_ok = grant(json!({"template_id": "tmpl-1", "folder_id": "folder-1"}));
+    let drive_file = grant(json!({"folder_id": "a-sheet"}));
+    let docs_missing = grant(json!({"template_id": "gone-1"}));
+    for (tenant, vendor, secret) in [
+        (&good, "google_drive", &drive_ok),
+        (&good, "google_docs", &docs_ok),
+        (&broken, "google_drive", &drive_file),
+        (&broken, "google_docs", &docs_missing),
+    ] {
+        configure(&store, &vault, tenant, vendor, &base, Some(secret)).await;
+    }
+    let policy = HttpPolicy::new(PolicyConfig {
+        egress: EgressPolicy::allow_loopback(),
+        ..PolicyConfig::default()
+    })
+    .expect("policy");
+    let rows = check_all(&store, Some(&vault), &policy, Duration::from_secs(5))
+        .await
+        .expect("rows");
+    let outcome = |tenant: &str, vendor: &str| {
+        rows.iter()
+            .find(|r| r.tenant.as_str() == tenant && r.vendor == vendor)
+            .map(|r| r.outcome.clone())
+            .expect("a row")
+    };
+    assert_eq!(outcome("good", "google_drive"), Ok(()));
+    assert_eq!(outcome("good", "google_docs"), Ok(()));
+    assert_eq!(
+        outcome("broken", "google_drive"),
+        Err("connector configuration: Drive file a-sheet is a application/vnd.google-apps.spreadsheet, not a folder".into())
+    );
+    assert_eq!(
+        outcome("broken", "google_docs"),
+        Err(
+            "not found: Docs template gone-1 (missing, or not shared with the connected account)"
+                .into()
+        )
+    );
+    let requests = google.received_requests().await.unwrap_or_default();
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.url.path() == "/token" || r.method.as_str() == "GET"),
+        "the doctor only reads"
+    );
+    callbridge_testkit::contract::Contract::load("google-drive", &["drive.v3.swagger2.json"])
+        .ignoring("/token")
+        .assert_valid(&google)
+        .await;
+}

@@ -1395,6 +1395,7 @@ impl Journal {
             write_journal(
                 deps.store.clone(),
                 deps.metrics.clone(),
+                deps.node_id.clone(),
                 tenant.clone(),
                 call.id,
                 rx,
@@ -1465,6 +1466,7 @@ impl Journal {
 async fn write_journal(
     store: SqlStore,
     metrics: Arc<Metrics>,
+    node: Arc<str>,
     tenant: TenantId,
     call_id: String,
     mut rx: mpsc::Receiver<JournalEntry>,
@@ -1506,11 +1508,18 @@ async fn write_journal(
                             &end.end_reason,
                         )
                         .await;
-                        // Post-call exports (a call-log row in a sheet, …): their own queue.
+                        // Post-call exports (a call-log row in a sheet, …): their own queue,
+                        // run on this node when it holds the call's recording.
                         let now = chrono::Utc::now().timestamp_millis();
-                        if let Err(e) =
-                            crate::exports::enqueue_call_exports(&store, &tenant, &call_id, now)
-                                .await
+                        let recorded_on = end.recording_path.as_ref().map(|_| &*node);
+                        if let Err(e) = crate::exports::enqueue_call_exports(
+                            &store,
+                            &tenant,
+                            &call_id,
+                            recorded_on,
+                            now,
+                        )
+                        .await
                         {
                             metrics.error("export_enqueue_failed");
                             warn!(error = %e, "cannot queue the post-call exports");

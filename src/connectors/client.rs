@@ -3,8 +3,8 @@
 //! Owns: joining paths onto a vendor's base URL (each segment percent-encoded, never a double
 //! slash), attaching the credentials ([`Auth`]: bearer, a custom header, basic, or an OAuth
 //! [`TokenSource`] with the refresh-once-on-401-then-retry rule), a typed request builder
-//! ([`VendorRequest`]: method, path, query, JSON body, extra headers, replay rule, idempotency
-//! key), sending through the one [`HttpPolicy`] (retries, breaker, egress guard stay there), and
+//! ([`VendorRequest`]: method, path, query, JSON, form or raw bytes body — [`multipart_related`]
+//! builds Google's two-part uploads —, extra headers, replay rule, idempotency key), sending through the one [`HttpPolicy`] (retries, breaker, egress guard stay there), and
 //! mapping failures to [`ConnectorError`] (status and the vendor's redacted body come from the
 //! policy). It must not know any vendor, retry by itself (the only resend is the single one after a
 //! refused OAuth token), or log a credential: secrets live in `SecretString`s and go out as
@@ -154,6 +154,32 @@ impl VendorClient {
         self.request(Method::DELETE, segments)
     }
 
+    /// A request to a URL the vendor handed out (an upload session's `Location`): refused unless
+    /// it has the base URL's scheme, host and port, so a vendor answer cannot point the
+    /// credentials elsewhere.
+    pub fn request_at(&self, method: Method, url: &str) -> VendorRequest<'_> {
+        let url = Url::parse(url)
+            .map_err(|err| ConnectorError::UnexpectedResponse(format!("a URL it gave: {err}")))
+            .and_then(|url| {
+                if url.origin() == self.base.origin() {
+                    Ok(url)
+                } else {
+                    Err(ConnectorError::UnexpectedResponse(
+                        "a URL it gave is not on the API's origin".into(),
+                    ))
+                }
+            });
+        VendorRequest {
+            client: self,
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: None,
+            replay: Replay::ByMethod,
+            idempotency_key: None,
+        }
+    }
+
     /// The prepared request with the credentials `token` (for OAuth) or the static ones.
     fn prepare(
         &self,
@@ -184,6 +210,14 @@ impl VendorClient {
         match &parts.body {
             Some(Body::Json(body)) => builder = builder.json(body),
             Some(Body::Form(pairs)) => builder = builder.form(pairs),
+            Some(Body::Bytes {
+                content_type,
+                bytes,
+            }) => {
+                builder = builder
+                    .header(reqwest::header::CONTENT_TYPE, content_type.clone())
+                    .body(bytes.clone());
+            }
             None => {}
         }
         builder
@@ -246,14 +280,57 @@ pub fn join(base: &Url, segments: &[&str]) -> Result<Url, ConnectorError> {
     Ok(url)
 }
 
-/// What one request is made of, kept so it can be rebuilt for the resend after a 401.
-/// A request body: JSON, or form-encoded pairs (Stripe's `a[0][b]=c` bodies).
+/// A request body: JSON, form-encoded pairs (Stripe's `a[0][b]=c` bodies), or bytes of a given
+/// content type (a file, a multipart body). Cheap to clone for the resend after a 401.
 #[derive(Debug, Clone)]
 enum Body {
     Json(Value),
     Form(Vec<(String, String)>),
+    Bytes {
+        content_type: HeaderValue,
+        bytes: bytes::Bytes,
+    },
 }
 
+/// A `multipart/related` body (RFC 2387) of a JSON part then a media part, the form of Google's
+/// one-request uploads (metadata and content). Returns the content type, with its boundary, and
+/// the body. The boundary is random and checked not to occur in the media.
+pub fn multipart_related(
+    metadata: &Value,
+    media_type: &str,
+    media: &[u8],
+) -> (String, bytes::Bytes) {
+    let boundary = loop {
+        let random: [u8; 16] = rand::random();
+        let boundary = format!(
+            "callbridge-{}",
+            random
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let needle = boundary.as_bytes();
+        if !media.windows(needle.len()).any(|w| w == needle) {
+            break boundary;
+        }
+    };
+    let mut body = Vec::with_capacity(media.len() + 512);
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n\
+             --{boundary}\r\nContent-Type: {media_type}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(media);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (
+        format!("multipart/related; boundary={boundary}"),
+        bytes::Bytes::from(body),
+    )
+}
+
+/// What one request is made of, kept so it can be rebuilt for the resend after a 401.
 struct Parts {
     method: Method,
     url: Url,
@@ -299,6 +376,25 @@ impl VendorRequest<'_> {
     /// A form-encoded body (`application/x-www-form-urlencoded`), pairs in order.
     pub fn form(mut self, pairs: Vec<(String, String)>) -> Self {
         self.body = Some(Body::Form(pairs));
+        self
+    }
+
+    /// A body of `content_type` (a file's bytes, a [`multipart_related`] body); an invalid
+    /// content type fails the send as a configuration error.
+    pub fn bytes(mut self, content_type: &str, bytes: bytes::Bytes) -> Self {
+        match HeaderValue::from_str(content_type) {
+            Ok(content_type) => {
+                self.body = Some(Body::Bytes {
+                    content_type,
+                    bytes,
+                })
+            }
+            Err(_) => {
+                self.url = Err(ConnectorError::Config(format!(
+                    "content type {content_type:?} is not a header value"
+                )))
+            }
+        }
         self
     }
 
@@ -543,6 +639,48 @@ mod tests {
             .await
             .expect_err("404");
         assert!(matches!(missing, ConnectorError::NotFound(ref what) if what == "booking"));
+    }
+
+    #[test]
+    fn multipart_related_has_a_metadata_part_then_the_media() {
+        let media = b"\x00\x01binary\r\n--not-the-boundary";
+        let (content_type, body) =
+            multipart_related(&serde_json::json!({"name": "a.wav"}), "audio/wav", media);
+        let boundary = content_type
+            .strip_prefix("multipart/related; boundary=")
+            .expect("a boundary");
+        let expected = [
+            format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n")
+                .into_bytes(),
+            br#"{"name":"a.wav"}"#.to_vec(),
+            format!("\r\n--{boundary}\r\nContent-Type: audio/wav\r\n\r\n").into_bytes(),
+            media.to_vec(),
+            format!("\r\n--{boundary}--\r\n").into_bytes(),
+        ]
+        .concat();
+        assert_eq!(body.as_ref(), expected.as_slice());
+    }
+
+    #[tokio::test]
+    async fn a_url_the_vendor_gave_must_be_on_the_api_origin() {
+        let server = wiremock::MockServer::start().await;
+        let vendor = client(&server, Auth::None);
+        let elsewhere = vendor
+            .request_at(Method::PUT, "https://example.com/upload?id=1")
+            .send(&ctx(), "upload")
+            .await
+            .expect_err("another origin");
+        assert!(
+            matches!(elsewhere, ConnectorError::UnexpectedResponse(_)),
+            "{elsewhere:?}"
+        );
+        assert!(
+            server
+                .received_requests()
+                .await
+                .expect("recorded")
+                .is_empty()
+        );
     }
 
     #[test]

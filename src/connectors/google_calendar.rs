@@ -20,11 +20,11 @@ use sha2::{Digest, Sha256};
 
 use super::client::{Auth, TokenSource, VendorClient, map_error};
 use super::kit::{
-    BuildContext, BuildFailure, Built, Capability, Credentials, OAuthSpec, SecretField,
+    BuildContext, BuildFailure, Built, Capability, Credentials, SecretField,
     SecretShape, Vendor,
 };
 use super::oauth::{
-    GOOGLE_CALENDAR_SCOPE, GOOGLE_TOKEN_URL, OAuthTokenSource, google_token_source,
+    GOOGLE_CALENDAR_SCOPE, OAuthTokenSource, google_oauth, google_token_source,
 };
 use super::slots::{BusinessHours, free_slots};
 use super::{
@@ -402,26 +402,7 @@ pub static VENDOR: Vendor = Vendor {
         ],
         note: "or a service-account key file as downloaded (`\"type\": \"service_account\"`, `client_email`, `private_key`, `token_uri`), plus `calendar_id` and `subject` (user to impersonate)",
     },
-    oauth: Some(OAuthSpec {
-        authorize_url: "https://accounts.google.com/o/oauth2/v2/auth",
-        token_url: GOOGLE_TOKEN_URL,
-        revoke_url: Some("https://oauth2.googleapis.com/revoke"),
-        scopes: &[(Capability::Calendar, &[GOOGLE_CALENDAR_SCOPE])],
-        pkce: true,
-        // A refresh token is issued only for offline access, and again only with consent;
-        // `include_granted_scopes`: incremental consent (a new grant keeps the earlier scopes).
-        extra_authorize_params: &[
-            ("access_type", "offline"),
-            ("prompt", "consent"),
-            ("include_granted_scopes", "true"),
-        ],
-        api_base_fields: &[],
-        client_secret_in_body: true,
-        account_fields: &[],
-        accounts_server_param: None,
-        ok_envelope: false,
-        accounts_server_hosts: &[],
-    }),
+    oauth: Some(google_oauth(&[(Capability::Calendar, &[GOOGLE_CALENDAR_SCOPE])])),
     webhooks: None,
     profile,
     build,

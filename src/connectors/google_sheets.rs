@@ -19,9 +19,9 @@ use serde_json::{Value, json};
 
 use super::client::{Auth, TokenSource, VendorClient, map_error};
 use super::kit::{
-    BuildContext, BuildFailure, Built, Capability, OAuthSpec, SecretField, SecretShape, Vendor,
+    BuildContext, BuildFailure, Built, Capability, SecretField, SecretShape, Vendor,
 };
-use super::oauth::{GOOGLE_SHEETS_SCOPE, GOOGLE_TOKEN_URL, google_token_source};
+use super::oauth::{GOOGLE_CLIENT_FIELDS, GOOGLE_SHEETS_SCOPE, google_oauth, google_token_source};
 use super::{
     CallLog, CallNote, CallRecord, Contact, ContactInput, ContactLookup, ConnectorError, Crm, CrmMeeting,
     MeetingChange, rfc3339,
@@ -591,45 +591,13 @@ pub static VENDOR: Vendor = Vendor {
                 required: false,
                 doc: "the call row's columns, in order: call_id, agent, direction, from, to, started_at, ended_at, duration_s, status, end_reason, transcript (default: started_at, from, to, direction, duration_s, end_reason, call_id)",
             },
-            SecretField {
-                name: "client_id",
-                aliases: &[],
-                required: false,
-                doc: "OAuth client id (with `client_secret` and `refresh_token`), unless connected",
-            },
-            SecretField {
-                name: "client_secret",
-                aliases: &[],
-                required: false,
-                doc: "OAuth client secret",
-            },
-            SecretField {
-                name: "refresh_token",
-                aliases: &[],
-                required: false,
-                doc: "OAuth refresh token",
-            },
+            GOOGLE_CLIENT_FIELDS[0],
+            GOOGLE_CLIENT_FIELDS[1],
+            GOOGLE_CLIENT_FIELDS[2],
         ],
         note: "or a service-account key file as downloaded (`\"type\": \"service_account\"`, the spreadsheet shared with its `client_email`), plus `spreadsheet_id`; or connect with OAuth and keep only the settings here",
     },
-    oauth: Some(OAuthSpec {
-        authorize_url: "https://accounts.google.com/o/oauth2/v2/auth",
-        token_url: GOOGLE_TOKEN_URL,
-        revoke_url: Some("https://oauth2.googleapis.com/revoke"),
-        scopes: &[(Capability::Crm, &[GOOGLE_SHEETS_SCOPE])],
-        pkce: true,
-        extra_authorize_params: &[
-            ("access_type", "offline"),
-            ("prompt", "consent"),
-            ("include_granted_scopes", "true"),
-        ],
-        api_base_fields: &[],
-        client_secret_in_body: true,
-        account_fields: &[],
-        accounts_server_param: None,
-        ok_envelope: false,
-        accounts_server_hosts: &[],
-    }),
+    oauth: Some(google_oauth(&[(Capability::Crm, &[GOOGLE_SHEETS_SCOPE])])),
     webhooks: None,
     profile,
     build,

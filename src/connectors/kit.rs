@@ -30,10 +30,13 @@ pub enum Capability {
     Messaging,
     /// Discount coupons within the tenant's caps (`create_coupon`).
     Coupons,
+    /// Post-call exports only (files in a Drive folder, a document from a template): no tool,
+    /// the export worker calls [`super::CallLog`].
+    Exports,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 8] = [
+    pub const ALL: [Capability; 9] = [
         Self::Calendar,
         Self::Crm,
         Self::Commerce,
@@ -42,6 +45,7 @@ impl Capability {
         Self::Marketing,
         Self::Messaging,
         Self::Coupons,
+        Self::Exports,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +58,7 @@ impl Capability {
             Self::Marketing => "marketing",
             Self::Messaging => "messaging",
             Self::Coupons => "coupons",
+            Self::Exports => "exports",
         }
     }
 }
@@ -367,6 +372,9 @@ impl Built {
         if let Some(coupons) = &self.coupons {
             coupons.health_check(ctx).await?;
         }
+        if let Some(call_log) = &self.call_log {
+            call_log.health_check(ctx).await?;
+        }
         Ok(())
     }
 
@@ -381,6 +389,7 @@ impl Built {
             Capability::Marketing => self.marketing.is_some(),
             Capability::Messaging => self.messenger.is_some(),
             Capability::Coupons => self.coupons.is_some(),
+            Capability::Exports => self.call_log.is_some(),
         }
     }
 }

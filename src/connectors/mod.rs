@@ -18,6 +18,7 @@ pub use deals::{Deal, DealUpdate};
 
 pub mod client;
 pub mod deals;
+pub mod drive_files;
 pub mod http;
 pub mod kit;
 pub mod messages;
@@ -42,7 +43,7 @@ macro_rules! vendors {
 vendors! {
     calcom, calendly, google_calendar, google_sheets, hubspot, klaviyo, magento, microsoft_calendar,
     pipedrive, salesforce, shopify, stripe, wix, woocommerce, zendesk, freshdesk, intercom, crisp,
-    zoho_crm, twilio_sms, whatsapp, smtp, gmail, slack, teams,
+    zoho_crm, twilio_sms, whatsapp, smtp, gmail, slack, teams, google_drive, google_docs,
 }
 
 /// A half-open time range `[start, end)`.
@@ -358,6 +359,37 @@ pub struct CallRecord {
     pub end_reason: Option<String>,
     /// The conversation, one `caller: …` / `agent: …` line per turn.
     pub transcript: String,
+    /// The post-call analysis, when one was done.
+    pub analysis: Option<CallSummary>,
+    /// The call's recording, when it has one (a file on the node that recorded it).
+    pub recording: Option<RecordingFile>,
+}
+
+impl CallRecord {
+    /// Whole seconds from start to end (`None` while the call has no end).
+    pub fn duration_seconds(&self) -> Option<i64> {
+        self.ended_at
+            .map(|end| (end - self.started_at).num_seconds().max(0))
+    }
+}
+
+/// What the post-call analysis found (`call/analysis.rs`), as exports write it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallSummary {
+    pub summary: String,
+    /// The agent's structured fields (its schema's properties), as the model filled them.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// Whether the call met the agent's goal, and why.
+    pub achieved: Option<bool>,
+    pub reason: Option<String>,
+}
+
+/// A call's recording file: where it is on this node and its media type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordingFile {
+    pub path: std::path::PathBuf,
+    /// `audio/wav` or `audio/ogg`.
+    pub media_type: &'static str,
 }
 
 impl fmt::Debug for CallRecord {
@@ -378,6 +410,18 @@ pub trait CallLog: Send + Sync {
         call: &CallRecord,
         idempotency_key: &str,
     ) -> Result<(), ConnectorError>;
+
+    /// Whether the export writes the post-call analysis (a document's summary): then it waits
+    /// for an analysis still running.
+    fn wants_analysis(&self) -> bool {
+        false
+    }
+
+    /// A harmless read proving the export can run (`callbridge doctor`); nothing by default
+    /// (a vendor whose other capability already checks the same account).
+    async fn health_check(&self, _ctx: &RequestContext) -> Result<(), ConnectorError> {
+        Ok(())
+    }
 }
 
 /// Where an order stands, as the caller may hear it.

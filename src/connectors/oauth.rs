@@ -37,6 +37,61 @@ pub const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 pub const GOOGLE_CALENDAR_SCOPE: &str = "https://www.googleapis.com/auth/calendar";
 /// The scope a Sheets connector asks for (read and write the tenant's spreadsheets).
 pub const GOOGLE_SHEETS_SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets";
+/// The scope a Drive export asks for: only the files and folders the bridge itself creates.
+pub const GOOGLE_DRIVE_FILE_SCOPE: &str = "https://www.googleapis.com/auth/drive.file";
+/// The scope a Docs export asks for: copying the tenant's own template is a read of a file the
+/// bridge did not create, which among `files.copy`'s scopes only `drive` allows.
+pub const GOOGLE_DRIVE_SCOPE: &str = "https://www.googleapis.com/auth/drive";
+
+/// The secret fields of a Google OAuth client with its refresh token, the grant a tenant may hold
+/// instead of a connection or a service-account key (`[0]`, `[1]`, `[2]` in a vendor's list).
+pub const GOOGLE_CLIENT_FIELDS: [super::kit::SecretField; 3] = [
+    super::kit::SecretField {
+        name: "client_id",
+        aliases: &[],
+        required: false,
+        doc: "OAuth client id (with `client_secret` and `refresh_token`), unless connected",
+    },
+    super::kit::SecretField {
+        name: "client_secret",
+        aliases: &[],
+        required: false,
+        doc: "OAuth client secret",
+    },
+    super::kit::SecretField {
+        name: "refresh_token",
+        aliases: &[],
+        required: false,
+        doc: "OAuth refresh token",
+    },
+];
+
+/// Google's authorization-code flow as a vendor descriptor states it, asking for `scopes`: PKCE,
+/// offline access with consent (a refresh token is issued only then) and incremental consent (a
+/// new grant keeps the earlier scopes).
+pub const fn google_oauth(
+    scopes: &'static [(super::kit::Capability, &'static [&'static str])],
+) -> super::kit::OAuthSpec {
+    super::kit::OAuthSpec {
+        authorize_url: "https://accounts.google.com/o/oauth2/v2/auth",
+        token_url: GOOGLE_TOKEN_URL,
+        revoke_url: Some("https://oauth2.googleapis.com/revoke"),
+        scopes,
+        pkce: true,
+        extra_authorize_params: &[
+            ("access_type", "offline"),
+            ("prompt", "consent"),
+            ("include_granted_scopes", "true"),
+        ],
+        api_base_fields: &[],
+        client_secret_in_body: true,
+        account_fields: &[],
+        accounts_server_param: None,
+        ok_envelope: false,
+        accounts_server_hosts: &[],
+    }
+}
+
 /// RFC 7523 grant type of a JWT bearer assertion.
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Lifetime written into an assertion; Google accepts at most one hour.

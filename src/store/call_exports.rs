@@ -1,6 +1,10 @@
 //! Rows of the post-call export queue (migration 0023): one job per finished call and tenant
 //! connector, claimed under a lease so one node runs it at a time, retried until done.
 //!
+//! A call with a recording pins its jobs to the node that recorded it (migration 0025): only that
+//! node claims them while its heartbeat is fresh, so the recording file is on the disk of the node
+//! that uploads it.
+//!
 //! It must not build connectors or decide backoff: the export worker (`exports.rs`) does, and
 //! passes times as Unix milliseconds from its clock. Every write but the claim names the tenant.
 
@@ -45,46 +49,56 @@ pub struct CallExportState {
 }
 
 impl SqlStore {
-    /// Queues the export of `call_id` to `vendor`; false when it was already queued.
+    /// Queues the export of `call_id` to `vendor`, run on `node` when set (the node holding the
+    /// call's recording); false when it was already queued.
     pub async fn enqueue_call_export(
         &self,
         tenant: &TenantId,
         call_id: &str,
         vendor: &str,
+        node: Option<&str>,
         now_ms: i64,
     ) -> StoreResult<bool> {
         let done = sqlx::query(
             "INSERT INTO call_exports (tenant_id, call_id, vendor, status, attempts, next_at, \
-             lease_owner, lease_until, last_error, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'pending', 0, $4, NULL, NULL, NULL, $4, $4) \
+             lease_owner, lease_until, last_error, created_at, updated_at, node_id) \
+             VALUES ($1, $2, $3, 'pending', 0, $4, NULL, NULL, NULL, $4, $4, $5) \
              ON CONFLICT (tenant_id, call_id, vendor) DO NOTHING",
         )
         .bind(tenant.as_str())
         .bind(call_id)
         .bind(vendor)
         .bind(now_ms)
+        .bind(node)
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Claims up to `limit` due jobs for `owner` until `lease_until`: pending, due, and not under
-    /// another live lease. Each claim is one conditional UPDATE, so two nodes never share a job.
+    /// Claims up to `limit` due jobs for `owner`, running on `node`, until `lease_until`: pending,
+    /// due, not under another live lease, and not pinned to another node whose heartbeat is newer
+    /// than `alive_after_ms`. Each claim is one conditional UPDATE, so two nodes never share a job.
     pub async fn claim_call_exports(
         &self,
         owner: &str,
+        node: &str,
+        alive_after_ms: i64,
         now_ms: i64,
         lease_until: i64,
         limit: i64,
     ) -> StoreResult<Vec<CallExportJob>> {
         let due = sqlx::query(
-            "SELECT tenant_id, call_id, vendor FROM call_exports \
+            "SELECT tenant_id, call_id, vendor FROM call_exports e \
              WHERE status = 'pending' AND next_at <= $1 \
              AND (lease_until IS NULL OR lease_until <= $1) \
+             AND (e.node_id IS NULL OR e.node_id = $3 OR NOT EXISTS ( \
+                 SELECT 1 FROM bridge_nodes n WHERE n.node_id = e.node_id AND n.heartbeat_at > $4)) \
              ORDER BY next_at LIMIT $2",
         )
         .bind(now_ms)
         .bind(limit)
+        .bind(node)
+        .bind(alive_after_ms)
         .fetch_all(self.pool())
         .await?;
         let mut claimed = Vec::new();

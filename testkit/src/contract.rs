@@ -11,7 +11,9 @@
 //! (method and path template, under the spec's base path), and checking it: required query
 //! parameters and headers present, query values of the declared type, the credentials the
 //! operation's security asks for, and the JSON body against the operation's request schema
-//! (`$ref`s resolved inside the spec) with the `jsonschema` crate. OpenAPI 3.0/3.1 and Swagger 2
+//! (`$ref`s resolved inside the spec) with the `jsonschema` crate; a `multipart/related` upload
+//! (Google's metadata-and-media form) has its JSON part checked so and must carry a typed media
+//! part. OpenAPI 3.0/3.1 and Swagger 2
 //! documents are read (YAML specs are stored as JSON by the subset script). An operation the held
 //! spec lacks can be added with a schema written from the vendor's reference page
 //! ([`Contract::with_operation`]); its test names the page. It must not validate responses (the
@@ -49,6 +51,8 @@ struct ExtraOperation {
     query: Vec<String>,
     /// JSON Schema of its body; `None`: it takes no body (a read).
     body: Option<Value>,
+    /// Its body is media (a file's bytes of a declared type), not JSON.
+    media: bool,
 }
 
 /// The specs of one vendor, and what its tests' mocks serve besides the API.
@@ -144,6 +148,22 @@ impl Contract {
             headers: headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
             query: Vec::new(),
             body: Some(body),
+            media: false,
+        });
+        self
+    }
+
+    /// An upload the held spec describes only in prose (a resumable session's `PUT` of the
+    /// content), with the query parameters it requires: its body must be non-empty media with a
+    /// `Content-Type`.
+    pub fn with_media(mut self, method: &str, template: &str, query: &[&str]) -> Self {
+        self.extra.push(ExtraOperation {
+            method: method.to_ascii_uppercase(),
+            template: template.to_owned(),
+            headers: vec!["content-type".into()],
+            query: query.iter().map(|q| (*q).to_owned()).collect(),
+            body: None,
+            media: true,
         });
         self
     }
@@ -157,6 +177,7 @@ impl Contract {
             headers: headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
             query: query.iter().map(|q| (*q).to_owned()).collect(),
             body: None,
+            media: false,
         });
         self
     }
@@ -205,7 +226,13 @@ impl Contract {
             .find(&method, path)
             .ok_or_else(|| "no operation in the spec has this method and path".to_owned())?;
         let mut problems = Vec::new();
-        let body = parse_body(request, &mut problems);
+        if found.extra.is_some_and(|extra| extra.media) && request.body.is_empty() {
+            problems.push("the upload carries no media".into());
+        }
+        let body = match found.extra {
+            Some(extra) if extra.media => None,
+            _ => parse_body(request, &mut problems),
+        };
         if let Some(extra) = found.extra {
             for header in &extra.headers {
                 if !request.headers.contains_key(header.as_str()) {
@@ -533,6 +560,9 @@ fn parse_body(request: &Request, problems: &mut Vec<String>) -> Option<Value> {
     if content_type.starts_with("application/x-www-form-urlencoded") {
         return Some(form_to_json(&request.body));
     }
+    if content_type.starts_with("multipart/related") {
+        return multipart_metadata(content_type, &request.body, problems);
+    }
     let is_json = content_type.starts_with("application/json") || is_json_suffix(content_type);
     if !is_json {
         problems.push("the body is not declared as application/json".into());
@@ -541,6 +571,63 @@ fn parse_body(request: &Request, problems: &mut Vec<String>) -> Option<Value> {
         Ok(body) => Some(body),
         Err(err) => {
             problems.push(format!("the body is not JSON: {err}"));
+            None
+        }
+    }
+}
+
+/// The JSON metadata part of a `multipart/related` body (RFC 2387: the metadata, then the media);
+/// the media part must be there with its own `Content-Type`.
+fn multipart_metadata(
+    content_type: &str,
+    body: &[u8],
+    problems: &mut Vec<String>,
+) -> Option<Value> {
+    let Some(boundary) = content_type
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("boundary="))
+        .next()
+        .map(|b| b.trim_matches('"'))
+    else {
+        problems.push("multipart/related without a boundary".into());
+        return None;
+    };
+    let delimiter = format!("--{boundary}");
+    let text = String::from_utf8_lossy(body);
+    if !text.trim_end().ends_with(&format!("{delimiter}--")) {
+        problems.push("the multipart body lacks its closing delimiter".into());
+    }
+    // Each part: headers, a blank line, the content (its trailing CRLF belongs to the delimiter).
+    let parts: Vec<(String, String)> = text
+        .split(delimiter.as_str())
+        .skip(1)
+        .filter(|part| !part.starts_with("--"))
+        .filter_map(|part| {
+            let part = part.strip_prefix("\r\n")?;
+            let (head, content) = part.split_once("\r\n\r\n")?;
+            Some((
+                head.to_ascii_lowercase(),
+                content.strip_suffix("\r\n").unwrap_or(content).to_owned(),
+            ))
+        })
+        .collect();
+    if parts.len() != 2 {
+        problems.push(format!(
+            "a multipart upload has 2 parts (metadata, media), not {}",
+            parts.len()
+        ));
+        return None;
+    }
+    if !parts[0].0.contains("content-type: application/json") {
+        problems.push("the first part is not application/json metadata".into());
+    }
+    if !parts[1].0.contains("content-type:") || parts[1].1.is_empty() {
+        problems.push("the media part lacks a Content-Type or content".into());
+    }
+    match serde_json::from_str(&parts[0].1) {
+        Ok(metadata) => Some(metadata),
+        Err(err) => {
+            problems.push(format!("the metadata part is not JSON: {err}"));
             None
         }
     }
