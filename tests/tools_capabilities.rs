@@ -2153,8 +2153,8 @@ async fn coupons_stay_within_the_tenants_caps_and_are_made_once() {
     );
 }
 
-/// A CRM without deals (Pipedrive here) does not get `update_deal`: the tool is not offered and
-/// the reason says the connector does not serve it.
+/// Pipedrive serves `update_deal`; a CRM without deals (Wix here) does not get it: the tool is
+/// not offered and the reason says the connector does not serve it.
 #[tokio::test]
 async fn update_deal_is_not_offered_by_a_crm_without_deals() {
     let bench = bench().await;
@@ -2166,6 +2166,18 @@ async fn update_deal_is_not_offered_by_a_crm_without_deals() {
     let pipedrive = MockServer::start().await;
     bench
         .configure("pipedrive", &pipedrive.uri(), "pd-oauth-token")
+        .await;
+    let resolved = bench.resolve(&["find_contact", "update_deal"]).await;
+    let names: Vec<&str> = resolved.registry.names().collect();
+    assert_eq!(names, ["find_contact", "update_deal"]);
+    // The tenant moves its CRM to Wix (the most recently configured CRM serves the tools).
+    let wix = MockServer::start().await;
+    bench
+        .configure(
+            "wix",
+            &wix.uri(),
+            r#"{"api_key": "wix_api_key", "site_id": "site-1"}"#,
+        )
         .await;
     let resolved = bench.resolve(&["find_contact", "update_deal"]).await;
     let names: Vec<&str> = resolved.registry.names().collect();
