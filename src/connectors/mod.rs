@@ -235,6 +235,20 @@ pub struct ContactInput {
     pub phone: Option<String>,
 }
 
+impl ContactInput {
+    /// How an upsert finds the record to update: by email, else by phone; neither given is
+    /// invalid input.
+    pub fn lookup(&self) -> Result<ContactLookup, ConnectorError> {
+        match (&self.email, &self.phone) {
+            (Some(email), _) => Ok(ContactLookup::Email(email.clone())),
+            (None, Some(phone)) => Ok(ContactLookup::Phone(phone.clone())),
+            (None, None) => Err(ConnectorError::InvalidInput(
+                "a contact needs an email or a phone number".into(),
+            )),
+        }
+    }
+}
+
 impl fmt::Debug for ContactInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ContactInput").finish_non_exhaustive()

@@ -323,15 +323,7 @@ impl Crm for Pipedrive {
         contact: &ContactInput,
         _idempotency_key: &str,
     ) -> Result<Contact, ConnectorError> {
-        let lookup = match (&contact.email, &contact.phone) {
-            (Some(email), _) => ContactLookup::Email(email.clone()),
-            (None, Some(phone)) => ContactLookup::Phone(phone.clone()),
-            (None, None) => {
-                return Err(ConnectorError::InvalidInput(
-                    "a contact needs an email or a phone number".into(),
-                ));
-            }
-        };
+        let lookup = contact.lookup()?;
         if let Some(id) = self.find_id(ctx, &lookup).await? {
             // operationId: updatePerson — fixed values, replayable.
             let updated: Envelope<Person> = self

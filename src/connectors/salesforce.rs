@@ -380,15 +380,7 @@ impl Crm for Salesforce {
         contact: &ContactInput,
         _idempotency_key: &str,
     ) -> Result<Contact, ConnectorError> {
-        let lookup = match (&contact.email, &contact.phone) {
-            (Some(email), _) => ContactLookup::Email(email.clone()),
-            (None, Some(phone)) => ContactLookup::Phone(phone.clone()),
-            (None, None) => {
-                return Err(ConnectorError::InvalidInput(
-                    "a contact needs an email or a phone number".into(),
-                ));
-            }
-        };
+        let lookup = contact.lookup()?;
         let fields = person_fields(contact);
         if let Some((kind, existing)) = self.find(ctx, &lookup).await? {
             if !fields.is_empty() {

@@ -845,15 +845,7 @@ impl Crm for Wix {
         contact: &ContactInput,
         _idempotency_key: &str,
     ) -> Result<Contact, ConnectorError> {
-        let lookup = match (&contact.email, &contact.phone) {
-            (Some(email), _) => ContactLookup::Email(email.clone()),
-            (None, Some(phone)) => ContactLookup::Phone(phone.clone()),
-            (None, None) => {
-                return Err(ConnectorError::InvalidInput(
-                    "an email or a phone number is needed to save a contact".into(),
-                ));
-            }
-        };
+        let lookup = contact.lookup()?;
         match self.query_contacts(ctx, &lookup).await? {
             Some(found) => self.update_contact(ctx, found, contact).await,
             None => self.create_contact(ctx, contact).await,

@@ -386,14 +386,10 @@ impl Crm for ZohoCrm {
         contact: &ContactInput,
         _idempotency_key: &str,
     ) -> Result<Contact, ConnectorError> {
-        let (lookup, key_field) = match (&contact.email, &contact.phone) {
-            (Some(email), _) => (ContactLookup::Email(email.clone()), "Email"),
-            (None, Some(phone)) => (ContactLookup::Phone(phone.clone()), "Phone"),
-            (None, None) => {
-                return Err(ConnectorError::InvalidInput(
-                    "a contact needs an email or a phone number".into(),
-                ));
-            }
+        let lookup = contact.lookup()?;
+        let key_field = match lookup {
+            ContactLookup::Email(_) => "Email",
+            ContactLookup::Phone(_) => "Phone",
         };
         let fields = person_fields(contact);
         if let Some((module, existing)) = self.find(ctx, &lookup).await? {

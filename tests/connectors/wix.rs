@@ -263,6 +263,11 @@ const CONTACT_UPDATED: &str = include_str!("../../fixtures/vendors/wix/contact_u
 const NOTE_CREATED: &str = include_str!("../../fixtures/vendors/wix/note_created.json");
 const DANA: &str = "8046df3c-7575-4098-a5ab-c91ad8f33c47";
 
+/// A Query Contacts body: one contact matching `filter`.
+fn contacts_query(filter: Value) -> Value {
+    json!({"query": {"filter": filter, "paging": {"limit": 1}}})
+}
+
 fn sent(request: &wiremock::Request) -> Value {
     serde_json::from_slice(&request.body).expect("JSON body")
 }
@@ -277,23 +282,19 @@ async fn wix_contacts_are_found_by_phone_forms_and_by_email() {
         .and(path("/contacts/v4/contacts/query"))
         .and(header("authorization", "wix_api_key"))
         .and(header("wix-site-id", "site-1"))
-        .and(body_json(json!({"query": {
-            "filter": {"$or": [
-                {"info.phones.e164Phone": {"$eq": "+14155551234"}},
-                {"info.phones.phone": {"$in": ["+14155551234", "4155551234", "(415) 555-1234"]}}
-            ]},
-            "paging": {"limit": 1}
-        }})))
+        .and(body_json(contacts_query(json!({"$or": [
+            {"info.phones.e164Phone": {"$eq": "+14155551234"}},
+            {"info.phones.phone": {"$in": ["+14155551234", "4155551234", "(415) 555-1234"]}}
+        ]}))))
         .respond_with(ResponseTemplate::new(200).set_body_json(fixture(CONTACTS_ONE)))
         .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path("/contacts/v4/contacts/query"))
-        .and(body_json(json!({"query": {
-            "filter": {"info.emails.email": {"$eq": "nobody@example.com"}},
-            "paging": {"limit": 1}
-        }})))
+        .and(body_json(contacts_query(
+            json!({"info.emails.email": {"$eq": "nobody@example.com"}}),
+        )))
         .respond_with(ResponseTemplate::new(200).set_body_json(fixture(CONTACTS_NONE)))
         .expect(1)
         .mount(&server)
@@ -327,10 +328,9 @@ async fn wix_upsert_creates_with_the_label_and_patches_at_the_current_revision()
     // Sam is new: no match by email, then a create.
     Mock::given(method("POST"))
         .and(path("/contacts/v4/contacts/query"))
-        .and(body_json(json!({"query": {
-            "filter": {"info.emails.email": {"$eq": "sam@example.com"}},
-            "paging": {"limit": 1}
-        }})))
+        .and(body_json(contacts_query(
+            json!({"info.emails.email": {"$eq": "sam@example.com"}}),
+        )))
         .respond_with(ResponseTemplate::new(200).set_body_json(fixture(CONTACTS_NONE)))
         .mount(&server)
         .await;
@@ -354,10 +354,9 @@ async fn wix_upsert_creates_with_the_label_and_patches_at_the_current_revision()
     // Dana exists at revision 5; someone else saved revision 6 meanwhile.
     Mock::given(method("POST"))
         .and(path("/contacts/v4/contacts/query"))
-        .and(body_json(json!({"query": {
-            "filter": {"info.emails.email": {"$eq": "dana@example.com"}},
-            "paging": {"limit": 1}
-        }})))
+        .and(body_json(contacts_query(
+            json!({"info.emails.email": {"$eq": "dana@example.com"}}),
+        )))
         .respond_with(ResponseTemplate::new(200).set_body_json(fixture(CONTACTS_ONE)))
         .mount(&server)
         .await;
