@@ -581,6 +581,24 @@ pub fn note_body(result: &Value) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_calls_status_is_its_crm_outcome() {
+        assert_eq!(
+            call_outcome(CallStatus::Completed),
+            Some(CallOutcome::Connected)
+        );
+        assert_eq!(call_outcome(CallStatus::Busy), Some(CallOutcome::Busy));
+        assert_eq!(
+            call_outcome(CallStatus::NoAnswer),
+            Some(CallOutcome::NoAnswer)
+        );
+        assert_eq!(
+            call_outcome(CallStatus::Canceled),
+            Some(CallOutcome::Failed)
+        );
+        assert_eq!(call_outcome(CallStatus::Ringing), None);
+    }
+
     fn fields() -> Value {
         json!({"type": "object", "required": ["reason", "appointment_booked"], "properties": {
             "reason": {"type": "string"}, "appointment_booked": {"type": "boolean"}}})

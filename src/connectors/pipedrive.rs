@@ -435,16 +435,18 @@ impl Crm for Pipedrive {
             ));
         }
         let person = parse_id(contact_id)?.to_string();
-        // operationId: getDeals — the person's deals: any status when one is named (so another
+        // operationId: getDeals — the person's deals: the named one in any status (another
         // person's deal is not found), else the open ones. A read.
         let mut list = self
             .client
             .get(&["api", "v2", "deals"])
             .query("person_id", &person)
             .query("limit", "10");
-        if deal_id.is_none() {
-            list = list.query("status", "open");
-        }
+        list = match deal_id {
+            // The named deal only (a person may have more deals than one page holds).
+            Some(id) => list.query("ids", &parse_id(id)?.to_string()),
+            None => list.query("status", "open"),
+        };
         let deals: Envelope<Vec<PipedriveDeal>> = list.send_json(ctx, "deal").await?;
         let deals = deals.data.unwrap_or_default();
         let deal = pick_deal(&deals, deal_id, |d| DealChoice {

@@ -487,6 +487,7 @@ async fn update_deal_moves_the_persons_open_deal_to_a_pipeline_stage() {
     Mock::given(method("GET"))
         .and(path("/api/v2/deals"))
         .and(query_param("person_id", "2"))
+        .and(query_param("ids", "7"))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(json!({"success": true, "data": []})),
         )
