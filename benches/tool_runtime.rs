@@ -240,6 +240,8 @@ async fn dispatch(
         caller: "+14155550100".into(),
         called: "+12025550101".into(),
         tool_call_id: call_id,
+        call_started: None,
+        inbound: None,
     };
     let (output, label) = registry.run(context, &name, &arguments).await;
     assert_eq!(label, "ok", "{output}");

@@ -315,7 +315,7 @@ async fn a_repeated_booking_mid_call_books_once_and_is_confirmed_to_the_model() 
         "hubspot",
         &[
             "crm-contacts-v3.json",
-            "crm-notes-v3.json",
+            "crm-calls-v3.json",
             "crm-meetings-v3.json",
         ],
     )
@@ -724,6 +724,14 @@ async fn a_call_looks_the_caller_up_and_logs_the_call_in_salesforce() {
     assert_eq!(tasks[0]["Description"], note);
     assert_eq!(tasks[0]["TaskSubtype"], "Call");
     assert_eq!(tasks[0]["Status"], "Completed");
+    // The call so far (seconds since its stream started), how it went, and which way it came.
+    assert!(
+        tasks[0]["CallDurationInSeconds"].as_u64().is_some(),
+        "{}",
+        tasks[0]
+    );
+    assert_eq!(tasks[0]["CallDisposition"], "Connected");
+    assert_eq!(tasks[0]["CallType"], "Inbound");
 
     let log = &realtime.recorder.sessions()[0];
     let update = log

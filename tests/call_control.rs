@@ -1744,14 +1744,14 @@ mod analysis {
             .mount(&crm)
             .await;
         Mock::given(method("POST"))
-            .and(path("/crm/v3/objects/notes"))
+            .and(path("/crm/v3/objects/calls"))
             .and(header("authorization", "Bearer pat-na1-test-token"))
             .and(body_partial_json(
                 json!({"associations": [{"to": {"id": "512"}}]}),
             ))
             .respond_with(
                 ResponseTemplate::new(201)
-                    .set_body_string(include_str!("../fixtures/vendors/hubspot/note.json")),
+                    .set_body_string(include_str!("../fixtures/vendors/hubspot/call.json")),
             )
             .expect(1)
             .mount(&crm)
@@ -1822,11 +1822,21 @@ mod analysis {
             .await
             .unwrap()
             .iter()
-            .filter(|r| r.url.path() == "/crm/v3/objects/notes")
+            .filter(|r| r.url.path() == "/crm/v3/objects/calls")
             .map(|r| serde_json::from_slice(&r.body).unwrap())
             .collect();
         assert_eq!(notes.len(), 1);
-        let text = notes[0]["properties"]["hs_note_body"].as_str().unwrap();
+        // The call as a call engagement: how it went, which way, how long (it hung up after
+        // about a second).
+        let properties = &notes[0]["properties"];
+        assert_eq!(properties["hs_call_status"], "COMPLETED", "{properties}");
+        assert_eq!(properties["hs_call_direction"], "INBOUND", "{properties}");
+        let millis: u64 = properties["hs_call_duration"]
+            .as_str()
+            .and_then(|ms| ms.parse().ok())
+            .expect("a duration");
+        assert!(millis <= 10_000, "{properties}");
+        let text = properties["hs_call_body"].as_str().unwrap();
         assert!(text.contains("booked one for Tuesday"), "{text}");
         assert!(
             text.contains("Goal met: An appointment was booked."),
@@ -1863,7 +1873,7 @@ mod analysis {
         assert_eq!(again.result.unwrap()["crm_note"], "written");
         // `expect(1)` on the note endpoint is checked here, and every request against the spec.
         crm.verify().await;
-        Contract::load("hubspot", &["crm-contacts-v3.json", "crm-notes-v3.json"])
+        Contract::load("hubspot", &["crm-contacts-v3.json", "crm-calls-v3.json"])
             .assert_valid(&crm)
             .await;
     }

@@ -220,6 +220,8 @@ fn context(call: &str, tool_call: &str) -> ToolContext {
         caller: CALLER.into(),
         called: CALLED.into(),
         tool_call_id: tool_call.into(),
+        call_started: None,
+        inbound: None,
     }
 }
 

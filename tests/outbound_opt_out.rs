@@ -26,6 +26,8 @@ async fn opt_out_blocks_the_person_for_this_tenant_only() -> anyhow::Result<()> 
         caller: CALLED_NUMBER.into(),
         called: "+14155552671".into(),
         tool_call_id: "t1".into(),
+        call_started: None,
+        inbound: None,
     };
     let (output, label) = registry.run(context, "opt_out", "{}").await;
     assert_eq!(label, "ok", "{output}");

@@ -24,7 +24,7 @@ const CALCOM_SLOTS: &str = include_str!("../fixtures/vendors/calcom/slots_range.
 const CALCOM_BOOKING: &str = include_str!("../fixtures/vendors/calcom/booking.json");
 const HUBSPOT_SEARCH_ONE: &str = include_str!("../fixtures/vendors/hubspot/search_one.json");
 const HUBSPOT_UPSERT: &str = include_str!("../fixtures/vendors/hubspot/batch_upsert.json");
-const HUBSPOT_NOTE: &str = include_str!("../fixtures/vendors/hubspot/note.json");
+const HUBSPOT_CALL: &str = include_str!("../fixtures/vendors/hubspot/call.json");
 const SHOPIFY_ORDER: &str = include_str!("../fixtures/vendors/shopify/order_by_name.json");
 const SHOPIFY_PRODUCTS: &str = include_str!("../fixtures/vendors/shopify/products.json");
 const CALENDLY_TIMES: &str = include_str!("../fixtures/vendors/calendly/available_times.json");
@@ -191,6 +191,9 @@ fn context(call_sid: &str, tool_call_id: &str) -> ToolContext {
         caller: "+18779290687".into(),
         called: "+12025550101".into(),
         tool_call_id: tool_call_id.into(),
+        // The call began 95 seconds before its tools run (log_call_note's duration).
+        call_started: Some(chrono::Utc::now() - chrono::Duration::seconds(95)),
+        inbound: Some(true),
     }
 }
 
@@ -537,12 +540,16 @@ async fn crm_tools_find_save_and_note_the_caller() {
         .mount(&bench.hubspot)
         .await;
     Mock::given(method("POST"))
-        .and(path("/crm/v3/objects/notes"))
+        .and(path("/crm/v3/objects/calls"))
         .and(body_partial_json(json!({
-            "properties": {"hs_note_body": "Wants a cleaning next week."},
+            "properties": {
+                "hs_call_body": "Wants a cleaning next week.",
+                "hs_call_status": "COMPLETED",
+                "hs_call_direction": "INBOUND",
+            },
             "associations": [{"to": {"id": "512"}}],
         })))
-        .respond_with(ResponseTemplate::new(201).set_body_json(fixture(HUBSPOT_NOTE)))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture(HUBSPOT_CALL)))
         .expect(1)
         .mount(&bench.hubspot)
         .await;
@@ -592,6 +599,23 @@ async fn crm_tools_find_save_and_note_the_caller() {
         assert_eq!(noted["result"]["note_id"], "9001");
         assert_eq!(noted["result"]["contact_id"], "512");
     }
+    // The call started 95 seconds before the note: its duration so far, in milliseconds, and
+    // its start as the call's time.
+    let requests = bench.hubspot.received_requests().await.unwrap_or_default();
+    let logged = requests
+        .iter()
+        .find(|r| r.url.path() == "/crm/v3/objects/calls")
+        .expect("the call was logged");
+    let sent: Value = serde_json::from_slice(&logged.body).expect("json body");
+    let millis: u64 = sent["properties"]["hs_call_duration"]
+        .as_str()
+        .and_then(|ms| ms.parse().ok())
+        .expect("a duration");
+    assert!((95_000..=100_000).contains(&millis), "{sent}");
+    let started = sent["properties"]["hs_timestamp"].as_str().expect("a time");
+    let started = chrono::DateTime::parse_from_rfc3339(started).expect("rfc3339");
+    let ago = chrono::Utc::now() - started.with_timezone(&chrono::Utc);
+    assert!(ago.num_seconds() >= 95, "{sent}");
 }
 
 #[tokio::test]
@@ -2129,8 +2153,8 @@ async fn coupons_stay_within_the_tenants_caps_and_are_made_once() {
     );
 }
 
-/// A CRM without deals (Pipedrive here) does not get `update_deal`: the tool is not offered and
-/// the reason says the connector does not serve it.
+/// Pipedrive serves `update_deal`; a CRM without deals (Wix here) does not get it: the tool is
+/// not offered and the reason says the connector does not serve it.
 #[tokio::test]
 async fn update_deal_is_not_offered_by_a_crm_without_deals() {
     let bench = bench().await;
@@ -2142,6 +2166,18 @@ async fn update_deal_is_not_offered_by_a_crm_without_deals() {
     let pipedrive = MockServer::start().await;
     bench
         .configure("pipedrive", &pipedrive.uri(), "pd-oauth-token")
+        .await;
+    let resolved = bench.resolve(&["find_contact", "update_deal"]).await;
+    let names: Vec<&str> = resolved.registry.names().collect();
+    assert_eq!(names, ["find_contact", "update_deal"]);
+    // The tenant moves its CRM to Wix (the most recently configured CRM serves the tools).
+    let wix = MockServer::start().await;
+    bench
+        .configure(
+            "wix",
+            &wix.uri(),
+            r#"{"api_key": "wix_api_key", "site_id": "site-1"}"#,
+        )
         .await;
     let resolved = bench.resolve(&["find_contact", "update_deal"]).await;
     let names: Vec<&str> = resolved.registry.names().collect();

@@ -26,11 +26,11 @@ use tracing::{info, warn};
 
 use crate::connectors::http::{HttpPolicy, RequestContext};
 use crate::connectors::text_llm::{self, JsonRequest, TextLlm};
-use crate::connectors::{CallNote, ContactLookup};
+use crate::connectors::{CallNote, CallOutcome, ContactLookup};
 use crate::metrics::Metrics;
 use crate::oauth::OAuthService;
 use crate::store::{
-    AnalysisSettings, AnalysisStatus, Call, CallDirection, CallEvent, CallEventKind,
+    AnalysisSettings, AnalysisStatus, Call, CallDirection, CallEvent, CallEventKind, CallStatus,
     ClaimedAnalysis, SettledAnalysis, SqlStore, Store, TenantId,
 };
 use crate::tenant::vault::Vault;
@@ -431,6 +431,11 @@ impl AnalysisWorker {
             body: note_body(result),
             at: chrono::DateTime::from_timestamp_millis(call.started_at.as_millisecond())
                 .unwrap_or_default(),
+            duration_secs: call
+                .ended_at
+                .and_then(|end| u32::try_from(end.as_second() - call.started_at.as_second()).ok()),
+            outcome: call_outcome(call.status),
+            inbound: Some(call.direction == CallDirection::Inbound),
         };
         let invocation = ToolInvocation {
             tenant: tenant.as_str().to_owned(),
@@ -534,6 +539,17 @@ impl AnalysisWorker {
 
 /// The call note's text: the summary, whether the goal was met, and the structured fields, one
 /// line each (values shortened).
+/// A finished call's status as the CRM's call outcome; `None` for a call that never rang out.
+pub fn call_outcome(status: CallStatus) -> Option<CallOutcome> {
+    match status {
+        CallStatus::Completed | CallStatus::InProgress => Some(CallOutcome::Connected),
+        CallStatus::Busy => Some(CallOutcome::Busy),
+        CallStatus::NoAnswer => Some(CallOutcome::NoAnswer),
+        CallStatus::Failed | CallStatus::Canceled => Some(CallOutcome::Failed),
+        CallStatus::Queued | CallStatus::Ringing => None,
+    }
+}
+
 pub fn note_body(result: &Value) -> String {
     let mut body = format!(
         "Call summary: {}",
@@ -564,6 +580,24 @@ pub fn note_body(result: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_calls_status_is_its_crm_outcome() {
+        assert_eq!(
+            call_outcome(CallStatus::Completed),
+            Some(CallOutcome::Connected)
+        );
+        assert_eq!(call_outcome(CallStatus::Busy), Some(CallOutcome::Busy));
+        assert_eq!(
+            call_outcome(CallStatus::NoAnswer),
+            Some(CallOutcome::NoAnswer)
+        );
+        assert_eq!(
+            call_outcome(CallStatus::Canceled),
+            Some(CallOutcome::Failed)
+        );
+        assert_eq!(call_outcome(CallStatus::Ringing), None);
+    }
 
     fn fields() -> Value {
         json!({"type": "object", "required": ["reason", "appointment_booked"], "properties": {

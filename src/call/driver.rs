@@ -582,6 +582,8 @@ async fn run_actor(
     let mut pending_rx: Option<mpsc::Receiver<Outgoing>> = None;
 
     let mut recording = Recording::start(deps, plan, journal).await;
+    // The call's start as its tools see it (`log_call_note` writes the duration so far).
+    let call_started = chrono::Utc::now();
     let mut session = CallSession::with_audio(
         session_params(deps, plan, &identity.resume),
         Instant::now().into_std(),
@@ -775,6 +777,8 @@ async fn run_actor(
                         caller: identity.caller.clone(),
                         called: identity.called.clone(),
                         tool_call_id: call_id.clone(),
+                        call_started: Some(call_started),
+                        inbound: journal.inbound,
                     };
                     journal.record(
                         CallEventKind::ToolCall,
@@ -1321,6 +1325,8 @@ struct Journal {
     done: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
     /// Every recorded event, for live consoles (see `call/live.rs`).
     events: tokio::sync::broadcast::Sender<Value>,
+    /// Whether the recorded call is inbound; `None` when the call keeps no record.
+    inbound: Option<bool>,
 }
 
 enum JournalEntry {
@@ -1341,6 +1347,7 @@ impl Journal {
             metrics: deps.metrics.clone(),
             done: Arc::new(tokio::sync::Mutex::new(None)),
             events: tokio::sync::broadcast::channel(1).0,
+            inbound: None,
         };
         // Quick-start calls (the default agent) are recorded under their own tenant.
         let quickstart;
@@ -1390,6 +1397,7 @@ impl Journal {
         };
         let (tx, rx) = mpsc::channel(JOURNAL_QUEUE);
         let call_id = call.id.clone();
+        let inbound = Some(call.direction == CallDirection::Inbound);
         let guard = deps.metrics.task_guard();
         let writer = tokio::spawn(
             write_journal(
@@ -1409,6 +1417,7 @@ impl Journal {
             metrics: deps.metrics.clone(),
             done: Arc::new(tokio::sync::Mutex::new(Some(writer))),
             events: tokio::sync::broadcast::channel(super::live::LIVE_EVENTS).0,
+            inbound,
         }
     }
 

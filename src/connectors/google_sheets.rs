@@ -23,7 +23,7 @@ use super::kit::{
 };
 use super::oauth::{GOOGLE_CLIENT_FIELDS, GOOGLE_SHEETS_SCOPE, google_oauth, google_token_source};
 use super::{
-    CallLog, CallNote, CallRecord, Contact, ContactInput, ContactLookup, ConnectorError, Crm, CrmMeeting,
+    CallLog, CallNote, CallOutcome, CallRecord, Contact, ContactInput, ContactLookup, ConnectorError, Crm, CrmMeeting,
     MeetingChange, rfc3339,
 };
 use crate::connectors::http::{ConnectorProfile, HttpPolicy, Replay, RequestContext};
@@ -462,6 +462,9 @@ impl Crm for GoogleSheets {
                 json!(contact_id),
                 json!(note.body),
                 json!(idempotency_key),
+                // The call's length in seconds and its outcome; empty when unknown.
+                json!(note.duration_secs.map(|s| s.to_string()).unwrap_or_default()),
+                json!(note.outcome.map(CallOutcome::label).unwrap_or_default()),
             ],
         )
         .await

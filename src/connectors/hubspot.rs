@@ -1,14 +1,18 @@
-//! HubSpot CRM as a [`Crm`]: contact search, create/update, and call notes associated with the
-//! contact.
+//! HubSpot CRM as a [`Crm`]: contact search, create/update, and the call logged as a call
+//! engagement associated with the contact.
 //!
-//! Built from `vendor-specs/hubspot/crm-contacts-v3.json`, `crm-notes-v3.json` and
-//! `crm-meetings-v3.json` (server `https://api.hubapi.com`). Auth: a private-app or OAuth access token as
+//! Built from `vendor-specs/hubspot/crm-contacts-v3.json`, `crm-calls-v3.json` and
+//! `crm-meetings-v3.json` (server `https://api.hubapi.com`). A call's properties (`hs_call_duration`
+//! in milliseconds, `hs_call_status`, `hs_call_direction`, `hs_call_disposition` as the GUID of one
+//! of HubSpot's default call outcomes) follow HubSpot's calls guide
+//! (developers.hubspot.com/docs/guides/api/crm/engagements/calls); the spec file leaves properties
+//! open. Auth: a private-app or OAuth access token as
 //! `Authorization: Bearer …`. HubSpot documents no idempotency header for these operations, so:
 //! an upsert with an email goes through `batch/upsert` keyed by email (idempotent, replayable);
 //! one without an email searches by phone and patches or creates; creates are never replayed.
-//! The note→contact (202) and meeting→contact (200) association type ids (HubSpot-defined) come
+//! The call→contact (194) and meeting→contact (200) association type ids (HubSpot-defined) come
 //! from HubSpot's associations documentation, not from these spec files (UNVERIFIED there), so
-//! they are configurable. Meetings, like notes, are created without replay: the tool-call ledger
+//! they are configurable. Meetings, like calls, are created without replay: the tool-call ledger
 //! is what keeps a repeated booking from creating a second one. A meeting is kept in step with
 //! its booking by a `PATCH` of fixed property values (new times, or outcome `CANCELED`), which
 //! may be replayed. Deals (`update_deal`, `crm-deals-v3.json` under object type `0-3`, stages from
@@ -28,15 +32,15 @@ use super::kit::{
 };
 use super::deals::{DealChoice, match_stage, pick_deal};
 use super::{
-    CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, Deal,
+    CallNote, CallOutcome, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, Deal,
     DealUpdate, MeetingChange,
 };
 use crate::connectors::http::{ConnectorProfile, HttpPolicy, Replay, RequestContext};
 
 pub const CONNECTOR: &str = "hubspot";
 pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com/";
-/// HubSpot-defined association type "note to contact".
-pub const NOTE_TO_CONTACT_ASSOCIATION: u32 = 202;
+/// HubSpot-defined association type "call to contact".
+pub const CALL_TO_CONTACT_ASSOCIATION: u32 = 194;
 /// HubSpot-defined association type "meeting to contact".
 pub const MEETING_TO_CONTACT_ASSOCIATION: u32 = 200;
 const CONTACT_PROPERTIES: [&str; 5] = ["firstname", "lastname", "email", "phone", "mobilephone"];
@@ -60,7 +64,7 @@ pub struct HubspotConfig {
     pub base_url: Url,
     /// Private-app token or OAuth access token.
     pub access_token: SecretString,
-    pub note_to_contact_association: u32,
+    pub call_to_contact_association: u32,
     pub meeting_to_contact_association: u32,
 }
 
@@ -69,7 +73,7 @@ impl HubspotConfig {
         Self {
             base_url,
             access_token,
-            note_to_contact_association: NOTE_TO_CONTACT_ASSOCIATION,
+            call_to_contact_association: CALL_TO_CONTACT_ASSOCIATION,
             meeting_to_contact_association: MEETING_TO_CONTACT_ASSOCIATION,
         }
     }
@@ -191,12 +195,23 @@ impl Hubspot {
 }
 
 /// HubSpot's datetime property form: RFC 3339 UTC with milliseconds.
+/// A call outcome as HubSpot's `hs_call_status` and, where one of HubSpot's default call outcomes
+/// fits, its `hs_call_disposition` GUID (the defaults every account has).
+fn call_status(outcome: CallOutcome) -> (&'static str, Option<&'static str>) {
+    match outcome {
+        CallOutcome::Connected => ("COMPLETED", Some("f240bbac-87c9-4f6e-bf70-924b57d47db7")),
+        CallOutcome::NoAnswer => ("NO_ANSWER", Some("73a0d17f-1163-4015-bdd5-ec830791da20")),
+        CallOutcome::Busy => ("BUSY", Some("9d9162e7-6cf3-4944-bf63-4dff82258764")),
+        CallOutcome::Failed => ("FAILED", None),
+    }
+}
+
 fn hubspot_time(at: &chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 impl Hubspot {
-    /// Creates an engagement (`notes`, `meetings`, …) associated with one contact in the same
+    /// Creates an engagement (`calls`, `meetings`, …) associated with one contact in the same
     /// request (`SimplePublicObjectInputForCreate.associations`); returns its id. Never replayed:
     /// HubSpot has no idempotency key for creates, the ledger keeps them single.
     async fn create_for_contact(
@@ -324,17 +339,38 @@ impl Crm for Hubspot {
         note: &CallNote,
         _idempotency_key: &str,
     ) -> Result<String, ConnectorError> {
-        // operationId: post-/crm/v3/objects/notes_create
-        let properties = json!({
+        // operationId: post-/crm/v3/objects/calls_create
+        let mut properties = json!({
             "hs_timestamp": hubspot_time(&note.at),
-            "hs_note_body": note.body,
+            "hs_call_title": "Phone call",
+            "hs_call_body": note.body,
         });
+        if let Value::Object(fields) = &mut properties {
+            if let Some(secs) = note.duration_secs {
+                // Milliseconds, as HubSpot's number properties take them: a string.
+                fields.insert(
+                    "hs_call_duration".into(),
+                    json!((u64::from(secs) * 1000).to_string()),
+                );
+            }
+            if let Some(outcome) = note.outcome {
+                let (status, disposition) = call_status(outcome);
+                fields.insert("hs_call_status".into(), json!(status));
+                if let Some(disposition) = disposition {
+                    fields.insert("hs_call_disposition".into(), json!(disposition));
+                }
+            }
+            if let Some(inbound) = note.inbound {
+                let direction = if inbound { "INBOUND" } else { "OUTBOUND" };
+                fields.insert("hs_call_direction".into(), json!(direction));
+            }
+        }
         self.create_for_contact(
             ctx,
-            "notes",
+            "calls",
             properties,
             contact_id,
-            self.config.note_to_contact_association,
+            self.config.call_to_contact_association,
         )
         .await
     }

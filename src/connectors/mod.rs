@@ -236,18 +236,78 @@ pub struct ContactInput {
     pub phone: Option<String>,
 }
 
+impl ContactInput {
+    /// How an upsert finds the record to update: by email, else by phone; neither given is
+    /// invalid input.
+    pub fn lookup(&self) -> Result<ContactLookup, ConnectorError> {
+        match (&self.email, &self.phone) {
+            (Some(email), _) => Ok(ContactLookup::Email(email.clone())),
+            (None, Some(phone)) => Ok(ContactLookup::Phone(phone.clone())),
+            (None, None) => Err(ConnectorError::InvalidInput(
+                "a contact needs an email or a phone number".into(),
+            )),
+        }
+    }
+}
+
 impl fmt::Debug for ContactInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ContactInput").finish_non_exhaustive()
     }
 }
 
-/// A note about the call, attached to a contact.
+/// A note about the call, attached to a contact (a CRM's call activity, task or engagement).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallNote {
     pub body: String,
-    /// When the call happened.
+    /// When the call started (when the note is written, if that is unknown).
     pub at: DateTime<Utc>,
+    /// How long the call has lasted so far (written during the call) or lasted (after it), in
+    /// whole seconds; `None` when unknown.
+    pub duration_secs: Option<u32>,
+    /// How the call went, when known.
+    pub outcome: Option<CallOutcome>,
+    /// `Some(true)` for a call the customer made, `Some(false)` for one made to them.
+    pub inbound: Option<bool>,
+}
+
+/// How a call went, as CRMs record a call's disposition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// Someone answered and the conversation happened.
+    Connected,
+    NoAnswer,
+    Busy,
+    /// The call could not be placed or dropped before it connected.
+    Failed,
+}
+
+impl CallOutcome {
+    /// The outcome in words, as free-text disposition fields take it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Connected => "Connected",
+            Self::NoAnswer => "No answer",
+            Self::Busy => "Busy",
+            Self::Failed => "Failed",
+        }
+    }
+}
+
+impl CallNote {
+    /// The duration as `HH:MM`, partial minutes rounded up (Pipedrive's activity `duration`).
+    pub fn duration_hh_mm(&self) -> Option<String> {
+        self.duration_secs.map(|secs| {
+            let minutes = secs.div_ceil(60);
+            format!("{:02}:{:02}", minutes / 60, minutes % 60)
+        })
+    }
+
+    /// The duration as `mm:ss` (Zoho's `Call_Duration`; minutes past 59 keep counting).
+    pub fn duration_mm_ss(&self) -> Option<String> {
+        self.duration_secs
+            .map(|secs| format!("{:02}:{:02}", secs / 60, secs % 60))
+    }
 }
 
 /// A booked appointment as a CRM records it (a HubSpot meeting, a Pipedrive activity, …).
@@ -1013,6 +1073,23 @@ pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, ConnectorError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_duration_in_each_vendor_form() {
+        let note = |secs| CallNote {
+            body: String::new(),
+            at: Utc::now(),
+            duration_secs: secs,
+            outcome: None,
+            inbound: None,
+        };
+        assert_eq!(note(Some(95)).duration_hh_mm().as_deref(), Some("00:02"));
+        assert_eq!(note(Some(0)).duration_hh_mm().as_deref(), Some("00:00"));
+        assert_eq!(note(Some(3_600)).duration_hh_mm().as_deref(), Some("01:00"));
+        assert_eq!(note(Some(125)).duration_mm_ss().as_deref(), Some("02:05"));
+        assert_eq!(note(Some(3_725)).duration_mm_ss().as_deref(), Some("62:05"));
+        assert_eq!(note(None).duration_mm_ss(), None);
+    }
     use chrono::TimeZone;
 
     #[test]

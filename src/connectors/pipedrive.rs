@@ -1,8 +1,9 @@
-//! Pipedrive as a [`Crm`]: persons (search, create, update), call notes, and bookings recorded as
-//! meeting activities.
+//! Pipedrive as a [`Crm`]: persons (search, create, update), the call as a done `call` activity,
+//! bookings recorded as meeting activities, and the person's open deal moved (`update_deal`).
 //!
-//! Built from `vendor-specs/pipedrive/openapi-v2.yaml` (persons, activities; server `/api/v2`) and
-//! `openapi.yaml` (notes, users/me; server `/v1`, reached as `/api/v1` on the company domain). The
+//! Built from `vendor-specs/pipedrive/openapi-v2.yaml` (persons, activities, deals, stages; server
+//! `/api/v2`) and `openapi.yaml` (users/me; server `/v1`, reached as `/api/v1` on the company
+//! domain). The
 //! base URL is the company's `api_domain` (from the OAuth token response, or set by the tenant).
 //! Auth: an OAuth access token as `Authorization: Bearer …`, or a personal API token in Pipedrive's
 //! `x-api-token` header. Pipedrive has no idempotency header: creates are never replayed and the
@@ -20,8 +21,10 @@ use super::client::{Auth, VendorClient};
 use super::kit::{
     BuildContext, BuildFailure, Built, Capability, OAuthSpec, SecretField, SecretShape, Vendor,
 };
+use super::deals::{DealChoice, amount_number, match_stage, pick_deal};
 use super::{
-    CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
+    CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, Deal,
+    DealUpdate, MeetingChange,
 };
 use crate::connectors::http::{ConnectorProfile, HttpPolicy, Replay, RequestContext};
 
@@ -115,6 +118,31 @@ impl Person {
 #[derive(Deserialize)]
 struct Created {
     id: u64,
+}
+
+/// A v2 deal, the fields `update_deal` uses.
+#[derive(Deserialize)]
+struct PipedriveDeal {
+    id: u64,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    stage_id: Option<u64>,
+    #[serde(default)]
+    pipeline_id: Option<u64>,
+    #[serde(default)]
+    value: Option<serde_json::Number>,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    expected_close_date: Option<String>,
+}
+
+/// A v2 pipeline stage.
+#[derive(Deserialize)]
+struct PipedriveStage {
+    id: u64,
+    name: String,
 }
 
 /// The forms a caller's number may be stored in: E.164 first, then the national number (with the
@@ -253,6 +281,29 @@ fn activity_timing(
     })
 }
 
+impl Pipedrive {
+    /// Creates an activity (operationId: addActivity); returns its id. Never replayed: Pipedrive
+    /// has no idempotency key, the tool-call ledger keeps creates single.
+    async fn create_activity(
+        &self,
+        ctx: &RequestContext,
+        body: Value,
+        what: &'static str,
+    ) -> Result<String, ConnectorError> {
+        let created: Envelope<Created> = self
+            .client
+            .post(&["api", "v2", "activities"])
+            .json(body)
+            .replay(Replay::Never)
+            .send_json(ctx, what)
+            .await?;
+        created
+            .data
+            .map(|c| c.id.to_string())
+            .ok_or_else(|| ConnectorError::UnexpectedResponse("activity without id".into()))
+    }
+}
+
 #[async_trait::async_trait]
 impl Crm for Pipedrive {
     async fn find_contact(
@@ -272,15 +323,7 @@ impl Crm for Pipedrive {
         contact: &ContactInput,
         _idempotency_key: &str,
     ) -> Result<Contact, ConnectorError> {
-        let lookup = match (&contact.email, &contact.phone) {
-            (Some(email), _) => ContactLookup::Email(email.clone()),
-            (None, Some(phone)) => ContactLookup::Phone(phone.clone()),
-            (None, None) => {
-                return Err(ConnectorError::InvalidInput(
-                    "a contact needs an email or a phone number".into(),
-                ));
-            }
-        };
+        let lookup = contact.lookup()?;
         if let Some(id) = self.find_id(ctx, &lookup).await? {
             // operationId: updatePerson — fixed values, replayable.
             let updated: Envelope<Person> = self
@@ -316,23 +359,20 @@ impl Crm for Pipedrive {
         note: &CallNote,
         _idempotency_key: &str,
     ) -> Result<String, ConnectorError> {
-        // v1 operationId: addNote.
-        let body = json!({
-            "content": note.body,
-            "person_id": parse_id(contact_id)?,
-            "add_time": note.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        // operationId: addActivity — a done `call` activity on the person, never replayed.
+        let mut body = json!({
+            "subject": "Phone call",
+            "type": "call",
+            "done": true,
+            "due_date": note.at.format("%Y-%m-%d").to_string(),
+            "due_time": note.at.format("%H:%M").to_string(),
+            "note": note.body,
+            "participants": [{ "person_id": parse_id(contact_id)?, "primary": true }],
         });
-        let created: Envelope<Created> = self
-            .client
-            .post(&["api", "v1", "notes"])
-            .json(body)
-            .replay(Replay::Never)
-            .send_json(ctx, "contact")
-            .await?;
-        created
-            .data
-            .map(|c| c.id.to_string())
-            .ok_or_else(|| ConnectorError::UnexpectedResponse("note without id".into()))
+        if let (Value::Object(fields), Some(duration)) = (&mut body, note.duration_hh_mm()) {
+            fields.insert("duration".into(), json!(duration));
+        }
+        self.create_activity(ctx, body, "call note").await
     }
 
     async fn record_meeting(
@@ -354,17 +394,7 @@ impl Crm for Pipedrive {
                 json!([{ "person_id": parse_id(contact_id)?, "primary": true }]),
             );
         }
-        let created: Envelope<Created> = self
-            .client
-            .post(&["api", "v2", "activities"])
-            .json(body)
-            .replay(Replay::Never)
-            .send_json(ctx, "meeting")
-            .await?;
-        created
-            .data
-            .map(|c| c.id.to_string())
-            .ok_or_else(|| ConnectorError::UnexpectedResponse("activity without id".into()))
+        self.create_activity(ctx, body, "meeting").await
     }
 
     async fn update_meeting(
@@ -385,6 +415,91 @@ impl Crm for Pipedrive {
             }),
         };
         self.patch_activity(ctx, meeting_id, body).await
+    }
+
+    fn serves_deals(&self) -> bool {
+        true
+    }
+
+    async fn update_deal(
+        &self,
+        ctx: &RequestContext,
+        contact_id: &str,
+        deal_id: Option<&str>,
+        update: &DealUpdate,
+    ) -> Result<Deal, ConnectorError> {
+        if update.next_step.is_some() {
+            // A v2 deal has no next-step field: said before anything is read or written.
+            return Err(ConnectorError::InvalidInput(
+                "Pipedrive deals keep no next step; put it in the call note instead".into(),
+            ));
+        }
+        let person = parse_id(contact_id)?.to_string();
+        // operationId: getDeals — the person's deals: the named one in any status (another
+        // person's deal is not found), else the open ones. A read.
+        let mut list = self
+            .client
+            .get(&["api", "v2", "deals"])
+            .query("person_id", &person)
+            .query("limit", "10");
+        list = match deal_id {
+            // The named deal only (a person may have more deals than one page holds).
+            Some(id) => list.query("ids", &parse_id(id)?.to_string()),
+            None => list.query("status", "open"),
+        };
+        let deals: Envelope<Vec<PipedriveDeal>> = list.send_json(ctx, "deal").await?;
+        let deals = deals.data.unwrap_or_default();
+        let deal = pick_deal(&deals, deal_id, |d| DealChoice {
+            id: d.id.to_string(),
+            name: d.title.clone().unwrap_or_default(),
+        })?;
+        let mut fields = Map::new();
+        let mut stage = deal.stage_id.map(|id| id.to_string());
+        if let Some(wanted) = &update.stage {
+            // operationId: getStages — the stages of the deal's pipeline.
+            let mut request = self.client.get(&["api", "v2", "stages"]);
+            if let Some(pipeline) = deal.pipeline_id {
+                request = request.query("pipeline_id", &pipeline.to_string());
+            }
+            let stages: Envelope<Vec<PipedriveStage>> = request.send_json(ctx, "deal stage").await?;
+            let stages: Vec<(String, String)> = stages
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| (s.id.to_string(), s.name))
+                .collect();
+            let (id, name) = match_stage(&stages, wanted)?;
+            fields.insert("stage_id".into(), json!(parse_id(id)?));
+            stage = Some(name.clone());
+        }
+        if let Some(amount) = &update.amount {
+            // The value in the deal's own currency, named so it cannot be read as another.
+            fields.insert("value".into(), Value::Number(amount_number(amount)?));
+            if let Some(currency) = &deal.currency {
+                fields.insert("currency".into(), json!(currency));
+            }
+        }
+        if let Some(date) = update.close_date {
+            fields.insert(
+                "expected_close_date".into(),
+                json!(date.format("%Y-%m-%d").to_string()),
+            );
+        }
+        // operationId: updateDeal — fixed values, replayable.
+        self.client
+            .patch(&["api", "v2", "deals", &deal.id.to_string()])
+            .json(Value::Object(fields))
+            .replay(Replay::Idempotent)
+            .send(ctx, "deal")
+            .await?;
+        Ok(Deal::after(
+            update,
+            &deal.id.to_string(),
+            deal.title.clone().unwrap_or_default(),
+            stage,
+            deal.value.as_ref().map(ToString::to_string),
+            deal.expected_close_date.as_deref(),
+        ))
     }
 
     async fn health_check(&self, ctx: &RequestContext) -> Result<(), ConnectorError> {
@@ -435,7 +550,7 @@ pub static VENDOR: Vendor = Vendor {
         revoke_url: None,
         scopes: &[(
             Capability::Crm,
-            &["base", "contacts:full", "activities:full"],
+            &["base", "contacts:full", "activities:full", "deals:full"],
         )],
         pkce: false,
         extra_authorize_params: &[],

@@ -380,15 +380,7 @@ impl Crm for Salesforce {
         contact: &ContactInput,
         _idempotency_key: &str,
     ) -> Result<Contact, ConnectorError> {
-        let lookup = match (&contact.email, &contact.phone) {
-            (Some(email), _) => ContactLookup::Email(email.clone()),
-            (None, Some(phone)) => ContactLookup::Phone(phone.clone()),
-            (None, None) => {
-                return Err(ConnectorError::InvalidInput(
-                    "a contact needs an email or a phone number".into(),
-                ));
-            }
-        };
+        let lookup = contact.lookup()?;
         let fields = person_fields(contact);
         if let Some((kind, existing)) = self.find(ctx, &lookup).await? {
             if !fields.is_empty() {
@@ -444,8 +436,9 @@ impl Crm for Salesforce {
         note: &CallNote,
         _idempotency_key: &str,
     ) -> Result<String, ConnectorError> {
-        // A completed call task on the person (Contact or Lead: WhoId takes either).
-        let body = json!({
+        // A completed call task on the person (Contact or Lead: WhoId takes either), with the
+        // Task's call fields: CallDurationInSeconds, CallDisposition (free text), CallType.
+        let mut body = json!({
             "WhoId": checked_id(contact_id)?,
             "Subject": "Phone call",
             "Description": note.body,
@@ -453,6 +446,18 @@ impl Crm for Salesforce {
             "TaskSubtype": "Call",
             "ActivityDate": note.at.format("%Y-%m-%d").to_string(),
         });
+        if let Value::Object(fields) = &mut body {
+            if let Some(secs) = note.duration_secs {
+                fields.insert("CallDurationInSeconds".into(), json!(secs));
+            }
+            if let Some(outcome) = note.outcome {
+                fields.insert("CallDisposition".into(), json!(outcome.label()));
+            }
+            if let Some(inbound) = note.inbound {
+                let kind = if inbound { "Inbound" } else { "Outbound" };
+                fields.insert("CallType".into(), json!(kind));
+            }
+        }
         self.create(ctx, "Task", body, "call note").await
     }
 

@@ -1,15 +1,19 @@
 //! Zoho CRM (API v8) as a [`Crm`]: Contacts and Leads searched by phone (every stored form) or
-//! email, created or updated, call notes as Notes on the record, and bookings as Events.
+//! email, created or updated, the call logged as a Calls record on the person, and bookings as
+//! Events.
 //!
 //! Built from `vendor-specs/zoho/v8.0-local/record.json` (search, create, update, upsert of
-//! module records), `notes.json` (create notes) and `users.json` (the current user, the health
-//! check). Zoho has one API domain per data centre (`www.zohoapis.com`, `.eu`, `.in`, `.com.au`,
+//! module records, the Calls module among them) and `users.json` (the current user, the health
+//! check). A Calls record's fields (`Subject`, `Call_Type`, `Call_Start_Time`, `Call_Duration` as
+//! `mm:ss`, `Call_Result`, `Who_Id`, or `What_Id` with `$se_module` for a lead) follow Zoho's
+//! Calls module documentation (the held spec leaves module fields open); `Call_Result` is written
+//! only where one of Zoho's default values fits (`No response`, `Busy`). Zoho has one API domain per data centre (`www.zohoapis.com`, `.eu`, `.in`, `.com.au`,
 //! `.jp`, `.ca`, `.sa`, `.com.cn`, `.uk`): it is the `api_domain` of the tenant's OAuth token
 //! response (the OAuth service sends the token requests to the accounts server the callback
 //! names), else the secret's `api_domain` (a Zoho API host), else the connector's `base_url`.
 //! Auth: `Authorization: Bearer` (Zoho accepts it beside `Zoho-oauthtoken`: Zoho Accounts,
 //! "Using the Access token to make API requests"). A Lead's id is handed out as `lead:<id>` so a
-//! note or event reaches the right module; a Contact's id is Zoho's. Creates of notes and events
+//! call or event reaches the right module; a Contact's id is Zoho's. Creates of calls and events
 //! are never replayed (the tool-call ledger keeps them single); a new contact is created through
 //! `upsert` keyed by email (else phone), which Zoho itself keeps single, and updates set fixed
 //! values. A cancelled booking's Event is kept and retitled "Cancelled by the caller". Deals
@@ -28,7 +32,7 @@ use super::kit::{
 use super::phone::stored_forms;
 use super::deals::{DealChoice, amount_number, match_stage, pick_deal};
 use super::{
-    CallNote, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, Deal,
+    CallNote, CallOutcome, ConnectorError, Contact, ContactInput, ContactLookup, Crm, CrmMeeting, Deal,
     DealUpdate, MeetingChange,
 };
 use crate::connectors::http::{ConnectorProfile, HttpPolicy, Replay, RequestContext};
@@ -258,6 +262,20 @@ fn person_fields(contact: &ContactInput) -> Map<String, Value> {
 }
 
 /// Zoho's datetime form: ISO 8601 with a numeric offset.
+/// Links an activity (call, event) to its person: `Who_Id` takes a contact; a lead is the
+/// activity's "related to" record (`What_Id` with `$se_module`).
+fn link_person(fields: &mut Map<String, Value>, module: Module, id: &str) {
+    match module {
+        Module::Contacts => {
+            fields.insert("Who_Id".into(), json!({ "id": id }));
+        }
+        Module::Leads => {
+            fields.insert("What_Id".into(), json!({ "id": id }));
+            fields.insert("$se_module".into(), json!("Leads"));
+        }
+    }
+}
+
 fn zoho_time(at: &chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
 }
@@ -368,14 +386,10 @@ impl Crm for ZohoCrm {
         contact: &ContactInput,
         _idempotency_key: &str,
     ) -> Result<Contact, ConnectorError> {
-        let (lookup, key_field) = match (&contact.email, &contact.phone) {
-            (Some(email), _) => (ContactLookup::Email(email.clone()), "Email"),
-            (None, Some(phone)) => (ContactLookup::Phone(phone.clone()), "Phone"),
-            (None, None) => {
-                return Err(ConnectorError::InvalidInput(
-                    "a contact needs an email or a phone number".into(),
-                ));
-            }
+        let lookup = contact.lookup()?;
+        let key_field = match lookup {
+            ContactLookup::Email(_) => "Email",
+            ContactLookup::Phone(_) => "Phone",
         };
         let fields = person_fields(contact);
         if let Some((module, existing)) = self.find(ctx, &lookup).await? {
@@ -432,12 +446,30 @@ impl Crm for ZohoCrm {
         _idempotency_key: &str,
     ) -> Result<String, ConnectorError> {
         let (module, id) = person_ref(contact_id)?;
-        let record = json!({
-            "Note_Title": format!("Phone call {}", note.at.format("%Y-%m-%d %H:%M UTC")),
-            "Note_Content": note.body,
-            "Parent_Id": { "module": { "api_name": module.api_name() }, "id": id },
+        // Zoho requires a call type; a note whose direction is unknown (a tool run outside a
+        // recorded call) is an inbound call, the common case.
+        let call_type = if note.inbound == Some(false) { "Outbound" } else { "Inbound" };
+        let mut record = json!({
+            "Subject": "Phone call",
+            "Call_Type": call_type,
+            "Call_Start_Time": zoho_time(&note.at),
+            "Description": note.body,
         });
-        self.create(ctx, "Notes", record, "call note").await
+        if let Value::Object(fields) = &mut record {
+            if let Some(duration) = note.duration_mm_ss() {
+                fields.insert("Call_Duration".into(), json!(duration));
+            }
+            let result = match note.outcome {
+                Some(CallOutcome::NoAnswer) => Some("No response"),
+                Some(CallOutcome::Busy) => Some("Busy"),
+                _ => None,
+            };
+            if let Some(result) = result {
+                fields.insert("Call_Result".into(), json!(result));
+            }
+            link_person(fields, module, id);
+        }
+        self.create(ctx, "Calls", record, "call note").await
     }
 
     async fn record_meeting(
@@ -455,16 +487,7 @@ impl Crm for ZohoCrm {
             "Description": meeting.body,
         });
         if let Value::Object(fields) = &mut record {
-            match module {
-                // Who_Id takes a contact; a lead is the event's "related to" record.
-                Module::Contacts => {
-                    fields.insert("Who_Id".into(), json!({ "id": id }));
-                }
-                Module::Leads => {
-                    fields.insert("What_Id".into(), json!({ "id": id }));
-                    fields.insert("$se_module".into(), json!("Leads"));
-                }
-            }
+            link_person(fields, module, id);
         }
         self.create(ctx, "Events", record, "meeting").await
     }

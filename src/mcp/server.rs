@@ -220,6 +220,8 @@ impl ServerHandler for TenantToolServer {
             caller: String::new(),
             called: String::new(),
             tool_call_id: format!("mcp-{}", request_id_text(&context)),
+            call_started: None,
+            inbound: None,
         };
         let invoked = match self
             .deps

@@ -32,10 +32,10 @@ use super::{Tool, ToolContext, ToolError, ToolFuture};
 use crate::connectors::http::RequestContext;
 use crate::connectors::kit::Built;
 use crate::connectors::{
-    Attendee, Booking, BookingStatus, Calendar, CallNote, Commerce, ConnectorError, Contact,
-    ContactInput, ContactLookup, CouponDiscount, Coupons, Crm, CrmMeeting, Deal, DealUpdate,
-    Marketing, MeetingChange, OrderStatus, PaymentItem, Payments, Product, Slot, Subscription,
-    TimeWindow,
+    Attendee, Booking, BookingStatus, Calendar, CallNote, CallOutcome, Commerce, ConnectorError,
+    Contact, ContactInput, ContactLookup, CouponDiscount, Coupons, Crm, CrmMeeting, Deal,
+    DealUpdate, Marketing, MeetingChange, OrderStatus, PaymentItem, Payments, Product, Slot,
+    Subscription, TimeWindow,
 };
 use crate::realtime::ToolDeclaration;
 
@@ -1346,9 +1346,17 @@ impl Tool for LogCallNote {
         let env = Arc::clone(&self.env);
         Box::pin(async move {
             let args: LogCallNoteArgs = parse_args(arguments.clone())?;
+            let now = Utc::now();
+            let started = context.call_started.filter(|start| *start <= now);
             let note = CallNote {
                 body: required_text("note", &args.note, MAX_NOTE_CHARS)?,
-                at: Utc::now(),
+                at: started.unwrap_or(now),
+                // The call so far: the note is written while it is still going on.
+                duration_secs: started
+                    .map(|start| u32::try_from((now - start).num_seconds()).unwrap_or(u32::MAX)),
+                // Only a live conversation calls tools: someone answered.
+                outcome: context.call_started.map(|_| CallOutcome::Connected),
+                inbound: context.inbound,
             };
             let contact_id = optional_text("contact_id", args.contact_id, 256)?;
             let caller = caller_number(&context);

@@ -112,6 +112,8 @@ impl ToolRuntime {
             caller: caller.to_owned(),
             called: String::new(),
             tool_call_id: format!("call_{id}"),
+            call_started: None,
+            inbound: None,
         };
         self.invoke_in(tenant, tool, arguments, context).await
     }

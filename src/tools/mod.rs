@@ -40,6 +40,11 @@ pub struct ToolContext {
     pub caller: String,
     pub called: String,
     pub tool_call_id: String,
+    /// When the call started (a phone call's stream start); `None` outside a call (MCP, invoke).
+    pub call_started: Option<DateTime<Utc>>,
+    /// `Some(true)` on a call the customer made, `Some(false)` on one made to them; `None` when
+    /// unknown or outside a call.
+    pub inbound: Option<bool>,
 }
 
 /// How a tool failed; the message is spoken about by the model, so it must not contain secrets.
@@ -428,6 +433,8 @@ mod tests {
             caller: "+14155551234".into(),
             called: "+15005550006".into(),
             tool_call_id: "call_1".into(),
+            call_started: None,
+            inbound: None,
         }
     }
 

@@ -11,7 +11,8 @@ use callbridge::connectors::http::{HttpPolicy, PolicyConfig, RequestContext};
 use callbridge::connectors::kit::{BuildContext, BuildFailure, Credentials};
 use callbridge::connectors::oauth::{OAuthCredentials, OAuthTokenSource};
 use callbridge::connectors::{
-    CallNote, ConnectorError, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
+    CallNote, CallOutcome, ConnectorError, ContactInput, ContactLookup, Crm, CrmMeeting,
+    MeetingChange,
 };
 use callbridge::egress::EgressPolicy;
 use callbridge_testkit::contract::Contract;
@@ -249,7 +250,7 @@ async fn notes_and_meetings_go_to_their_tabs_and_meetings_are_updated_in_place()
         ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "spreadsheetId": "sheet-1",
-            "updates": {"spreadsheetId": "sheet-1", "updatedRange": "'Call notes'!A9:D9"}
+            "updates": {"spreadsheetId": "sheet-1", "updatedRange": "'Call notes'!A9:F9"}
         })))
         .expect(1)
         .mount(&server)
@@ -283,12 +284,15 @@ async fn notes_and_meetings_go_to_their_tabs_and_meetings_are_updated_in_place()
             &CallNote {
                 body: "Asked about whitening".into(),
                 at: at("2026-12-03T10:00:00Z"),
+                duration_secs: Some(95),
+                outcome: Some(CallOutcome::Connected),
+                inbound: Some(true),
             },
             "note-key",
         )
         .await
         .expect("note");
-    assert_eq!(note, "'Call notes'!A9:D9");
+    assert_eq!(note, "'Call notes'!A9:F9");
     let meeting = sheets
         .record_meeting(
             &ctx,
@@ -337,7 +341,10 @@ async fn notes_and_meetings_go_to_their_tabs_and_meetings_are_updated_in_place()
                 "42",
                 &CallNote {
                     body: "x".into(),
-                    at: at("2026-12-03T10:00:00Z")
+                    at: at("2026-12-03T10:00:00Z"),
+                    duration_secs: None,
+                    outcome: None,
+                    inbound: None,
                 },
                 "k"
             )
@@ -351,13 +358,16 @@ async fn notes_and_meetings_go_to_their_tabs_and_meetings_are_updated_in_place()
         .find(|r| r.url.path().contains("Call%20notes"))
         .map(body)
         .expect("note request");
+    // Columns: time, contact, note, key, duration in seconds, outcome.
     assert_eq!(
         note_row["values"],
         json!([[
             "2026-12-03T10:00:00Z",
             "row:3",
             "Asked about whitening",
-            "note-key"
+            "note-key",
+            "95",
+            "Connected"
         ]])
     );
     let moved = requests
@@ -398,6 +408,9 @@ async fn an_append_is_never_sent_twice_and_errors_are_precise() {
             &CallNote {
                 body: "x".into(),
                 at: at("2026-12-03T10:00:00Z"),
+                duration_secs: None,
+                outcome: None,
+                inbound: None,
             },
             "k",
         )

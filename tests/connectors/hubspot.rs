@@ -1,5 +1,5 @@
 //! HubSpot connector end to end against a local mock of the CRM v3 API. The mock checks method,
-//! path, bearer token and body shape per `hubspot/crm-contacts-v3.json`, `crm-notes-v3.json` and
+//! path, bearer token and body shape per `hubspot/crm-contacts-v3.json`, `crm-calls-v3.json` and
 //! `crm-meetings-v3.json`;
 //! answers are shaped like the spec's `SimplePublicObject` and friends
 //! (`fixtures/vendors/hubspot/`).
@@ -9,7 +9,8 @@ use std::time::Duration;
 use callbridge::connectors::http::{HttpPolicy, PolicyConfig, RequestContext};
 use callbridge::connectors::hubspot::{Hubspot, HubspotConfig};
 use callbridge::connectors::{
-    CallNote, ConnectorError, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
+    CallNote, CallOutcome, ConnectorError, ContactInput, ContactLookup, Crm, CrmMeeting,
+    MeetingChange,
 };
 use callbridge::egress::EgressPolicy;
 use callbridge_testkit::contract::Contract;
@@ -26,7 +27,7 @@ fn contract() -> Contract {
         "hubspot",
         &[
             "crm-contacts-v3.json",
-            "crm-notes-v3.json",
+            "crm-calls-v3.json",
             "crm-meetings-v3.json",
         ],
     )
@@ -36,7 +37,7 @@ const CONTACT: &str = include_str!("../../fixtures/vendors/hubspot/contact.json"
 const SEARCH_ONE: &str = include_str!("../../fixtures/vendors/hubspot/search_one.json");
 const SEARCH_NONE: &str = include_str!("../../fixtures/vendors/hubspot/search_none.json");
 const BATCH_UPSERT: &str = include_str!("../../fixtures/vendors/hubspot/batch_upsert.json");
-const NOTE: &str = include_str!("../../fixtures/vendors/hubspot/note.json");
+const CALL: &str = include_str!("../../fixtures/vendors/hubspot/call.json");
 const UNAUTHORIZED: &str = include_str!("../../fixtures/vendors/hubspot/error_401.json");
 const PAGE: &str = include_str!("../../fixtures/vendors/hubspot/contacts_page.json");
 const MEETING: &str = include_str!("../../fixtures/connectors/hubspot_meeting.json");
@@ -228,22 +229,27 @@ async fn upsert_by_phone_patches_an_existing_contact_or_creates_one() {
 }
 
 #[tokio::test]
-async fn a_call_note_is_created_and_associated_with_the_contact() {
+async fn a_call_is_logged_as_a_call_engagement_with_duration_and_outcome() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path("/crm/v3/objects/notes"))
+        .and(path("/crm/v3/objects/calls"))
         .and(header("authorization", AUTH))
         .and(body_json(json!({
             "properties": {
                 "hs_timestamp": "2025-03-04T10:00:00.000Z",
-                "hs_note_body": "Caller booked a consultation for Tuesday."
+                "hs_call_title": "Phone call",
+                "hs_call_body": "Caller booked a consultation for Tuesday.",
+                "hs_call_duration": "95000",
+                "hs_call_status": "COMPLETED",
+                "hs_call_disposition": "f240bbac-87c9-4f6e-bf70-924b57d47db7",
+                "hs_call_direction": "INBOUND"
             },
             "associations": [{
                 "to": {"id": "512"},
-                "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 202}]
+                "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 194}]
             }]
         })))
-        .respond_with(ResponseTemplate::new(201).set_body_json(fixture(NOTE)))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture(CALL)))
         .mount(&server)
         .await;
     let note = CallNote {
@@ -252,6 +258,9 @@ async fn a_call_note_is_created_and_associated_with_the_contact() {
             .with_ymd_and_hms(2025, 3, 4, 10, 0, 0)
             .single()
             .expect("valid"),
+        duration_secs: Some(95),
+        outcome: Some(CallOutcome::Connected),
+        inbound: Some(true),
     };
     let id = connector(&server)
         .log_call_note(&context(), "512", &note, "k5")
@@ -263,25 +272,38 @@ async fn a_call_note_is_created_and_associated_with_the_contact() {
 }
 
 #[tokio::test]
-async fn a_note_create_failing_with_5xx_is_not_replayed() {
+async fn a_call_create_failing_with_5xx_is_not_replayed() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path("/crm/v3/objects/notes"))
+        .and(path("/crm/v3/objects/calls"))
         .respond_with(ResponseTemplate::new(502))
         .mount(&server)
         .await;
+    // An unanswered outbound call: status and disposition say so.
     let note = CallNote {
         body: "x".into(),
         at: Utc::now(),
+        duration_secs: None,
+        outcome: Some(CallOutcome::NoAnswer),
+        inbound: Some(false),
     };
     let err = connector(&server)
         .log_call_note(&context(), "512", &note, "k6")
         .await
         .expect_err("502");
     assert!(matches!(err, ConnectorError::Policy(_)), "{err:?}");
+    let received = server.received_requests().await.unwrap_or_default();
+    assert_eq!(received.len(), 1);
+    let sent: Value = serde_json::from_slice(&received[0].body).expect("json body");
+    assert_eq!(sent["properties"]["hs_call_status"], "NO_ANSWER");
     assert_eq!(
-        server.received_requests().await.unwrap_or_default().len(),
-        1
+        sent["properties"]["hs_call_disposition"],
+        "73a0d17f-1163-4015-bdd5-ec830791da20"
+    );
+    assert_eq!(sent["properties"]["hs_call_direction"], "OUTBOUND");
+    assert!(
+        sent["properties"].get("hs_call_duration").is_none(),
+        "{sent}"
     );
     // Every request the mock received is valid per the vendor's spec.
     contract().assert_valid(&server).await;

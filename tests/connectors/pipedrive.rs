@@ -8,7 +8,8 @@ use callbridge::connectors::client::Auth;
 use callbridge::connectors::http::{HttpPolicy, PolicyConfig, PolicyError, RequestContext};
 use callbridge::connectors::pipedrive::{Pipedrive, PipedriveConfig};
 use callbridge::connectors::{
-    CallNote, ConnectorError, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
+    CallNote, CallOutcome, ConnectorError, ContactInput, ContactLookup, Crm, CrmMeeting,
+    MeetingChange,
 };
 use callbridge::egress::EgressPolicy;
 use callbridge_testkit::contract::Contract;
@@ -20,7 +21,7 @@ use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// The vendor's published specs (the operations this connector uses, under
-/// `fixtures/vendor-specs/pipedrive/`): v2 for persons and activities, v1 for notes and the user.
+/// `fixtures/vendor-specs/pipedrive/`): v2 for persons, activities, deals and stages, v1 for the user.
 fn contract() -> Contract {
     Contract::load("pipedrive", &["openapi-v2.json", "openapi-v1.json"])
 }
@@ -48,7 +49,6 @@ fn fixture(text: &str) -> Value {
 const SEARCH_ONE: &str = include_str!("../../fixtures/vendors/pipedrive/search_one.json");
 const SEARCH_NONE: &str = include_str!("../../fixtures/vendors/pipedrive/search_none.json");
 const PERSON: &str = include_str!("../../fixtures/vendors/pipedrive/person.json");
-const NOTE: &str = include_str!("../../fixtures/vendors/pipedrive/note.json");
 const ACTIVITY: &str = include_str!("../../fixtures/vendors/pipedrive/activity.json");
 const USER_ME: &str = include_str!("../../fixtures/vendors/pipedrive/user_me.json");
 const UNAUTHORIZED: &str = include_str!("../../fixtures/vendors/pipedrive/error_401.json");
@@ -226,17 +226,22 @@ async fn upsert_creates_a_person_once_even_when_the_create_fails() {
 }
 
 #[tokio::test]
-async fn a_call_note_is_a_v1_note_on_the_person() {
+async fn a_call_note_is_a_done_call_activity_with_its_duration() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path("/api/v1/notes"))
+        .and(path("/api/v2/activities"))
         .and(header("authorization", AUTH))
         .and(body_json(json!({
-            "content": "Caller asked for a quote.",
-            "person_id": 1,
-            "add_time": "2026-12-03 09:00:00"
+            "subject": "Phone call",
+            "type": "call",
+            "done": true,
+            "due_date": "2026-12-03",
+            "due_time": "09:00",
+            "duration": "00:02",
+            "note": "Caller asked for a quote.",
+            "participants": [{"person_id": 1, "primary": true}]
         })))
-        .respond_with(ResponseTemplate::new(201).set_body_json(fixture(NOTE)))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture(ACTIVITY)))
         .expect(1)
         .mount(&server)
         .await;
@@ -247,12 +252,16 @@ async fn a_call_note_is_a_v1_note_on_the_person() {
             &CallNote {
                 body: "Caller asked for a quote.".into(),
                 at: Utc.with_ymd_and_hms(2026, 12, 3, 9, 0, 0).unwrap(),
+                // 95 seconds: two started minutes.
+                duration_secs: Some(95),
+                outcome: Some(CallOutcome::Connected),
+                inbound: Some(true),
             },
             "k4",
         )
         .await
         .expect("note");
-    assert_eq!(id, "41");
+    assert_eq!(id, "314");
     let err = connector(&server)
         .log_call_note(
             &context(),
@@ -260,6 +269,9 @@ async fn a_call_note_is_a_v1_note_on_the_person() {
             &CallNote {
                 body: "x".into(),
                 at: Utc::now(),
+                duration_secs: None,
+                outcome: None,
+                inbound: None,
             },
             "k5",
         )
@@ -449,4 +461,128 @@ async fn a_personal_api_token_goes_in_x_api_token() {
             .iter()
             .all(|r| !r.headers.contains_key("authorization"))
     );
+}
+
+const DEALS_OPEN: &str = include_str!("../../fixtures/vendors/pipedrive/deals_open.json");
+const STAGES: &str = include_str!("../../fixtures/vendors/pipedrive/stages.json");
+const DEAL_UPDATED: &str = include_str!("../../fixtures/vendors/pipedrive/deal_updated.json");
+
+/// `update_deal` on Pipedrive: the person's only open deal moves to a stage of its pipeline
+/// (matched by name), with its value in the deal's currency and a close date; a named deal that
+/// is not the person's is not found; a stage the pipeline lacks, and a next step (a v2 deal has
+/// no such field), are refused before any write.
+#[tokio::test]
+async fn update_deal_moves_the_persons_open_deal_to_a_pipeline_stage() {
+    use callbridge::connectors::DealUpdate;
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/deals"))
+        .and(header("authorization", AUTH))
+        .and(query_param("person_id", "1"))
+        .and(query_param("status", "open"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(DEALS_OPEN)))
+        .mount(&server)
+        .await;
+    // A named deal is looked for among all the person's deals: none by that id.
+    Mock::given(method("GET"))
+        .and(path("/api/v2/deals"))
+        .and(query_param("person_id", "2"))
+        .and(query_param("ids", "7"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"success": true, "data": []})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/stages"))
+        .and(query_param("pipeline_id", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(STAGES)))
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/api/v2/deals/7"))
+        .and(header("authorization", AUTH))
+        .and(body_json(json!({
+            "stage_id": 6,
+            "value": 5200.5,
+            "currency": "EUR",
+            "expected_close_date": "2027-01-15"
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(DEAL_UPDATED)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let pipedrive = connector(&server);
+    assert!(pipedrive.serves_deals());
+    let deal = pipedrive
+        .update_deal(
+            &context(),
+            "1",
+            None,
+            &DealUpdate {
+                stage: Some("proposal  made".into()),
+                amount: Some("5200.5".into()),
+                close_date: chrono::NaiveDate::from_ymd_opt(2027, 1, 15),
+                next_step: None,
+            },
+        )
+        .await
+        .expect("moved");
+    assert_eq!(deal.id, "7");
+    assert_eq!(deal.name, "Acme 20 seats");
+    assert_eq!(deal.stage.as_deref(), Some("Proposal Made"));
+    assert_eq!(deal.amount.as_deref(), Some("5200.5"));
+
+    let unknown = pipedrive
+        .update_deal(
+            &context(),
+            "1",
+            None,
+            &DealUpdate {
+                stage: Some("Won".into()),
+                ..DealUpdate::default()
+            },
+        )
+        .await
+        .expect_err("no such stage");
+    assert!(
+        matches!(&unknown, ConnectorError::InvalidInput(m) if m.contains("\"Negotiations Started\"")),
+        "{unknown:?}"
+    );
+    let other = pipedrive
+        .update_deal(
+            &context(),
+            "2",
+            Some("7"),
+            &DealUpdate {
+                amount: Some("1".into()),
+                ..DealUpdate::default()
+            },
+        )
+        .await
+        .expect_err("not the person's deal");
+    assert!(matches!(other, ConnectorError::NotFound(_)), "{other:?}");
+    let before = server.received_requests().await.unwrap_or_default().len();
+    let next_step = pipedrive
+        .update_deal(
+            &context(),
+            "1",
+            None,
+            &DealUpdate {
+                next_step: Some("Send the contract".into()),
+                ..DealUpdate::default()
+            },
+        )
+        .await
+        .expect_err("no next-step field");
+    assert!(
+        matches!(next_step, ConnectorError::InvalidInput(_)),
+        "{next_step:?}"
+    );
+    assert_eq!(
+        server.received_requests().await.unwrap_or_default().len(),
+        before,
+        "refused before any request"
+    );
+    contract().assert_valid(&server).await;
 }

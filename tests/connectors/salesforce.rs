@@ -14,7 +14,8 @@ use callbridge::connectors::salesforce::{
     API_VERSION, PersonKind, Salesforce, SalesforceConfig, VENDOR,
 };
 use callbridge::connectors::{
-    CallNote, ConnectorError, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
+    CallNote, CallOutcome, ConnectorError, ContactInput, ContactLookup, Crm, CrmMeeting,
+    MeetingChange,
 };
 use callbridge::egress::EgressPolicy;
 use callbridge_testkit::contract::Contract;
@@ -306,7 +307,7 @@ async fn a_new_caller_can_become_a_lead_with_a_stand_in_last_name() {
 }
 
 #[tokio::test]
-async fn a_call_is_logged_as_a_completed_call_task() {
+async fn a_call_is_logged_as_a_completed_call_task_with_duration_and_outcome() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/services/data/v59.0/sobjects/Task"))
@@ -317,7 +318,10 @@ async fn a_call_is_logged_as_a_completed_call_task() {
             "Description": "Asked about opening hours; will visit Tuesday.",
             "Status": "Completed",
             "TaskSubtype": "Call",
-            "ActivityDate": "2025-03-04"
+            "ActivityDate": "2025-03-04",
+            "CallDurationInSeconds": 95,
+            "CallDisposition": "Connected",
+            "CallType": "Outbound"
         })))
         .respond_with(ResponseTemplate::new(201).set_body_json(fixture(SAVE_TASK)))
         .expect(1)
@@ -329,6 +333,9 @@ async fn a_call_is_logged_as_a_completed_call_task() {
             .with_ymd_and_hms(2025, 3, 4, 15, 0, 0)
             .single()
             .expect("valid"),
+        duration_secs: Some(95),
+        outcome: Some(CallOutcome::Connected),
+        inbound: Some(false),
     };
     let id = connector(&server)
         .log_call_note(&context(), CONTACT_ID, &note, "k5")

@@ -12,7 +12,8 @@ use callbridge::connectors::http::{HttpPolicy, PolicyConfig, RequestContext};
 use callbridge::connectors::kit::{BuildContext, Credentials, OAuthGrant};
 use callbridge::connectors::zoho_crm::{VENDOR, ZohoCrm, ZohoCrmConfig};
 use callbridge::connectors::{
-    CallNote, ConnectorError, ContactInput, ContactLookup, Crm, CrmMeeting, MeetingChange,
+    CallNote, CallOutcome, ConnectorError, ContactInput, ContactLookup, Crm, CrmMeeting,
+    MeetingChange,
 };
 use callbridge::egress::EgressPolicy;
 use callbridge_testkit::contract::Contract;
@@ -285,19 +286,30 @@ async fn a_new_caller_is_upserted_keyed_by_phone_and_a_refusal_is_clear() {
 }
 
 #[tokio::test]
-async fn call_notes_attach_to_contacts_and_leads() {
+async fn calls_are_logged_on_contacts_and_leads_with_duration_and_result() {
     let server = MockServer::start().await;
-    for (module, id) in [("Contacts", CONTACT_ID), ("Leads", LEAD_ID)] {
+    // A contact is the call's Who_Id; a lead is its "related to" record.
+    let links = [
+        ("Who_Id", json!({"id": CONTACT_ID}), None),
+        ("What_Id", json!({"id": LEAD_ID}), Some("Leads")),
+    ];
+    for (field, link, se_module) in links {
+        let mut record = json!({
+            "Subject": "Phone call",
+            "Call_Type": "Outbound",
+            "Call_Start_Time": "2025-03-04T15:00:00+00:00",
+            "Description": "Wants a quote for 20 seats.",
+            "Call_Duration": "02:05",
+            "Call_Result": "Busy",
+        });
+        record[field] = link;
+        if let Some(module) = se_module {
+            record["$se_module"] = json!(module);
+        }
         Mock::given(method("POST"))
-            .and(path("/crm/v8/Notes"))
+            .and(path("/crm/v8/Calls"))
             .and(header("authorization", AUTH))
-            .and(body_json(json!({
-                "data": [{
-                    "Note_Title": "Phone call 2025-03-04 15:00 UTC",
-                    "Note_Content": "Wants a quote for 20 seats.",
-                    "Parent_Id": {"module": {"api_name": module}, "id": id}
-                }]
-            })))
+            .and(body_json(json!({ "data": [record] })))
             .respond_with(ResponseTemplate::new(201).set_body_json(fixture(WRITE_SUCCESS)))
             .expect(1)
             .mount(&server)
@@ -309,6 +321,9 @@ async fn call_notes_attach_to_contacts_and_leads() {
             .with_ymd_and_hms(2025, 3, 4, 15, 0, 0)
             .single()
             .expect("valid"),
+        duration_secs: Some(125),
+        outcome: Some(CallOutcome::Busy),
+        inbound: Some(false),
     };
     let zoho = connector(&server);
     for contact_id in [CONTACT_ID.to_owned(), format!("lead:{LEAD_ID}")] {
