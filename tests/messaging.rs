@@ -662,3 +662,59 @@ async fn postgres_the_outbox_delivers_after_a_restart() {
         the_outbox_delivers_after_a_restart(db).await;
     }
 }
+
+/// Messages that are not about a call go from the tenant's own number when the `twilio_sms`
+/// connector names no sender (the bench's names none): `callbridge notify test` and a
+/// notification without a call (an opt-out by an operator).
+#[tokio::test]
+async fn a_test_sms_and_an_opt_out_notification_go_from_the_tenants_number() {
+    use callbridge::connectors::messages::Channel;
+    let b = bench().await;
+    b.store
+        .create_agent(
+            &b.tenant,
+            &callbridge_testkit::agent_spec("openai", "gpt-realtime", "alloy"),
+            &[E164::parse(CALLED).expect("number")],
+        )
+        .await
+        .expect("agent with the tenant's number");
+    let id = callbridge::notify::send_test(
+        &b.store,
+        b.runtime.keyring.clone(),
+        &b.runtime.policy,
+        None,
+        &b.tenant,
+        Channel::Sms,
+        Some(STAFF),
+        "Test from the bridge",
+    )
+    .await
+    .expect("test SMS sent");
+    assert!(id.starts_with("SM"), "{id}");
+    b.store
+        .add_notification_rule(&b.tenant, "opt_out", "sms", STAFF)
+        .await
+        .expect("rule");
+    callbridge::notify::emit_opt_out(&b.store, &b.tenant, CALLER, "by an operator").await;
+    let worker = NotificationWorker::new(
+        b.store.clone(),
+        b.runtime.keyring.clone(),
+        b.runtime.policy.clone(),
+        None,
+        NotifyWorkerOptions::default(),
+    );
+    let outcomes = worker.run_once().await.expect("poll");
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].1, NotifyOutcome::Delivered);
+    let forms = sms_forms(&b.twilio).await;
+    assert_eq!(forms.len(), 2);
+    for form in &forms {
+        let field = |name: &str| {
+            form.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(field("From"), Some(CALLED), "{form:?}");
+        assert_eq!(field("To"), Some(STAFF), "{form:?}");
+    }
+}

@@ -131,9 +131,15 @@ pub async fn send_test(
                 .unwrap_or_else(|| "none is configured".into()),
         });
     };
+    // Not about a call: an SMS goes from the tenant's number (unless the connector names one).
+    let from = if channel == Channel::Sms {
+        tenant_sms_sender(store, tenant).await?
+    } else {
+        None
+    };
     let message = crate::connectors::messages::Message {
         to: recipient,
-        from: None,
+        from,
         subject: Some("callbridge test notification".into()),
         text: text.to_owned(),
         template: None,
