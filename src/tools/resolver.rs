@@ -238,17 +238,23 @@ pub async fn build_connector_with<S: Store>(
     .map_err(failure)
 }
 
-/// The configuration serving `capability`: the most recently updated one if several are.
+/// The configuration serving `capability` when several could: a vendor serving fewer
+/// capabilities is the more specific choice (a tenant's HubSpot stays its CRM when Wix is
+/// connected for coupons, whichever was saved last); among equals, the most recently updated.
 pub fn configuration_for(
     configs: &[ConnectorConfig],
     capability: Capability,
 ) -> Option<&ConnectorConfig> {
     configs
         .iter()
-        .filter(|config| {
-            registry::vendor(&config.spec.vendor).is_some_and(|v| v.serves(capability))
+        .filter_map(|config| {
+            let vendor = registry::vendor(&config.spec.vendor)?;
+            vendor
+                .serves(capability)
+                .then_some((vendor.capabilities.len(), config))
         })
-        .max_by_key(|config| config.updated_at)
+        .max_by_key(|(breadth, config)| (std::cmp::Reverse(*breadth), config.updated_at))
+        .map(|(_, config)| config)
 }
 
 /// The connector serving `capability`, built (and its secret decrypted) at most once per
@@ -494,4 +500,39 @@ async fn send_message_tool<S: Store>(
         Some(problem) => problem.clone(),
         None => BuildError::NotConfigured("messaging (sms, whatsapp or email)").to_string(),
     })
+}
+
+#[cfg(test)]
+mod configuration_tests {
+    use super::*;
+    use crate::store::ConnectorSpec;
+
+    fn config(vendor: &str, updated_at: i64) -> ConnectorConfig {
+        ConnectorConfig {
+            tenant_id: TenantId::parse("acme").expect("tenant id"),
+            spec: ConnectorSpec {
+                vendor: vendor.to_owned(),
+                base_url: None,
+                secret_name: None,
+            },
+            updated_at: jiff::Timestamp::from_millisecond(updated_at).expect("timestamp"),
+        }
+    }
+
+    #[test]
+    fn a_specialist_vendor_wins_over_a_suite_saved_later() {
+        let configs = [config("hubspot", 1_000), config("wix", 2_000)];
+        let crm = configuration_for(&configs, Capability::Crm).expect("a CRM");
+        assert_eq!(crm.spec.vendor, "hubspot");
+        let coupons = configuration_for(&configs, Capability::Coupons).expect("coupons");
+        assert_eq!(coupons.spec.vendor, "wix");
+    }
+
+    #[test]
+    fn among_equals_the_most_recently_updated_serves() {
+        let configs = [config("salesforce", 2_000), config("hubspot", 1_000)];
+        let crm = configuration_for(&configs, Capability::Crm).expect("a CRM");
+        assert_eq!(crm.spec.vendor, "salesforce");
+        assert!(configuration_for(&configs, Capability::Support).is_none());
+    }
 }
