@@ -2170,8 +2170,25 @@ async fn update_deal_is_not_offered_by_a_crm_without_deals() {
     let resolved = bench.resolve(&["find_contact", "update_deal"]).await;
     let names: Vec<&str> = resolved.registry.names().collect();
     assert_eq!(names, ["find_contact", "update_deal"]);
-    // The tenant moves its CRM to Wix (the most recently configured CRM serves the tools).
+    // Connected beside Pipedrive, Wix (a store that also has contacts) does not take the CRM
+    // over: the more specific vendor serves it.
     let wix = MockServer::start().await;
+    bench
+        .configure(
+            "wix",
+            &wix.uri(),
+            r#"{"api_key": "wix_api_key", "site_id": "site-1"}"#,
+        )
+        .await;
+    let resolved = bench.resolve(&["find_contact", "update_deal"]).await;
+    let names: Vec<&str> = resolved.registry.names().collect();
+    assert_eq!(names, ["find_contact", "update_deal"]);
+    // The tenant moves its CRM to Wix: it removes Pipedrive.
+    bench
+        .store
+        .delete_connector(&bench.tenant, "pipedrive")
+        .await
+        .expect("pipedrive removed");
     bench
         .configure(
             "wix",
