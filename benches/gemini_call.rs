@@ -131,8 +131,8 @@ impl Call {
                         bytes += stream::media_message(STREAM_SID, &frame).len()
                     }
                     Output::Twilio(TwilioCommand::Mark(name)) => {
-                        bytes += stream::mark_message(STREAM_SID, &name).len();
-                        self.marks.push(name);
+                        bytes += stream::mark_message(STREAM_SID, &name.to_string()).len();
+                        self.marks.push(name.to_string());
                     }
                     _ => {}
                 }

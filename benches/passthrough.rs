@@ -1,24 +1,33 @@
-//! Passthrough hot path, per 20 ms frame, in each direction:
-//! - inbound: Twilio text frame → parse → call session → `input_audio_buffer.append` text;
-//! - outbound: provider `response.output_audio.delta` text (100 ms) → decode → call session →
-//!   five 160-byte Twilio `media` texts and their mark (and the mark's echo), reported per frame.
+//! Passthrough hot path, per 20 ms frame, in each direction, with the functions the call driver
+//! runs per frame (see `call::driver::run_actor` and `read_provider`):
+//! - inbound: Twilio text frame → `parse_frame_with` (into the payload string the previous frame's
+//!   command handed back) → call session → `Dialect::encode_into` the socket's reused
+//!   [`MessageBuf`] → the message the socket writes (`Utf8Bytes`, checked once);
+//! - outbound: provider `response.output_audio.delta` text (100 ms) → `decode_stream` (ids shared
+//!   across deltas) → call session → five `Outbound::media_into` and one `mark_into` (the name
+//!   written by `MarkName::write_into`) → socket messages, then Twilio's mark echo parsed with
+//!   `parse_frame_with` and handed to `CallSession::handle_mark`; reported per frame.
 //!
 //! Besides criterion's timings it prints heap allocations per frame, counted by a wrapping global
-//! allocator over a fixed number of frames.
+//! allocator over a fixed number of frames (`tests/audio_alloc.rs` asserts the same figures).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::fmt::Write as _;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use callbridge::call::driver::{MessageBuf, PROVIDER_MESSAGE_BUFFER, TWILIO_MESSAGE_BUFFER};
 use callbridge::call::session::{CallSession, Input, Output, SessionParams, TwilioCommand};
 use callbridge::realtime::openai::OpenAiDialect;
-use callbridge::realtime::{Dialect, LlmCommand, LlmEvent};
-use callbridge::twilio::stream::{self, TwilioEvent, parse_frame};
+use callbridge::realtime::{Dialect, LlmCommand, LlmEvent, StreamState};
+use callbridge::twilio::stream::{self, TwilioEvent, parse_frame_with};
 
 struct Counting;
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
@@ -41,17 +50,38 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 const DELTA_FRAMES: usize = 5;
+const STREAM_SID: &str = "MZ18ad3ab5a668481ce02b83e7395059f0";
 
 struct Path {
     session: CallSession,
     dialect: OpenAiDialect,
     now: Instant,
     ts: u64,
-    inbound_text: String,
+    /// Caller frames with consecutive timestamps, as Twilio sends them.
+    inbound_texts: Vec<String>,
+    next_inbound: usize,
     delta_text: String,
-    marks: Vec<String>,
-    /// The call's fixed message parts, as the driver keeps them.
+    /// The reader's per-connection decoding state and event list.
+    state: StreamState,
+    events: Vec<LlmEvent>,
+    /// The string a caller payload (or mark echo name) is parsed into, handed back each frame.
+    spare: String,
+    mark_name: String,
+    /// Twilio's echoes of this turn's marks.
+    echoes: Vec<String>,
+    echoes_used: usize,
+    /// The call's fixed message parts and reused message buffers, as the driver keeps them.
     envelope: stream::Outbound,
+    twilio_out: MessageBuf,
+    provider_out: MessageBuf,
+    in_flight: Vec<Bytes>,
+}
+
+/// What the socket writer does with a queued message: takes it over as a text message (the
+/// UTF-8 check) and, once written, drops it.
+fn write(message: Bytes) -> usize {
+    let message = Message::Text(Utf8Bytes::try_from(message).expect("UTF-8"));
+    message.len()
 }
 
 impl Path {
@@ -73,9 +103,15 @@ impl Path {
         );
         while session.poll_output().is_some() {}
         let payload = STANDARD.encode([0x5Au8; 160]);
-        let inbound_text = format!(
-            r#"{{"event":"media","sequenceNumber":"4","media":{{"track":"inbound","chunk":"2","timestamp":"40","payload":"{payload}"}},"streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0"}}"#
-        );
+        let inbound_texts = (0..1_000u64)
+            .map(|n| {
+                format!(
+                    r#"{{"event":"media","sequenceNumber":"{}","media":{{"track":"inbound","chunk":"{n}","timestamp":"{}","payload":"{payload}"}},"streamSid":"{STREAM_SID}"}}"#,
+                    n + 2,
+                    n * 20
+                )
+            })
+            .collect();
         let delta = STANDARD.encode([0x33u8; 160 * DELTA_FRAMES]);
         let delta_text = format!(
             r#"{{"type":"response.output_audio.delta","event_id":"event_CD1w4MXGkO0kmFKnkLG8n","response_id":"resp_1","item_id":"item_CD1w4y0vAWHl9vJBnkXsv","output_index":0,"content_index":0,"delta":"{delta}"}}"#
@@ -85,56 +121,97 @@ impl Path {
             dialect: OpenAiDialect::new("wss://api.openai.com/v1/realtime", "gpt-realtime", "k"),
             now,
             ts: 0,
-            inbound_text,
+            inbound_texts,
+            next_inbound: 0,
             delta_text,
-            marks: Vec::with_capacity(4),
-            envelope: stream::Outbound::new("MZ18ad3ab5a668481ce02b83e7395059f0"),
+            state: StreamState::default(),
+            events: Vec::with_capacity(8),
+            spare: String::new(),
+            mark_name: String::with_capacity(64),
+            echoes: (0..4).map(|_| String::with_capacity(256)).collect(),
+            echoes_used: 0,
+            envelope: stream::Outbound::new(STREAM_SID),
+            twilio_out: MessageBuf::new(TWILIO_MESSAGE_BUFFER),
+            provider_out: MessageBuf::new(PROVIDER_MESSAGE_BUFFER),
+            in_flight: Vec::with_capacity(64),
         }
     }
 
-    /// One caller frame, Twilio text in → provider text out.
+    /// One caller frame, Twilio text in → provider message out.
     fn inbound(&mut self) -> usize {
-        let mut event = parse_frame(&self.inbound_text).expect("valid frame");
+        let text = &self.inbound_texts[self.next_inbound];
+        self.next_inbound = (self.next_inbound + 1) % self.inbound_texts.len();
+        let mut event = parse_frame_with(text, &mut self.spare).expect("valid frame");
+        // The session's stream clock only moves forward: keep it moving across the loop.
         self.ts += 20;
         if let TwilioEvent::Media { timestamp_ms, .. } = &mut event {
             *timestamp_ms = self.ts;
         }
+        self.provider_out.reclaim();
         self.session.handle(self.now, Input::Twilio(event));
         let mut bytes = 0;
         while let Some(output) = self.session.poll_output() {
-            if let Output::Llm(command @ LlmCommand::AppendAudio(_)) = output {
-                bytes += self.dialect.encode(&command).len();
+            if let Output::Llm(command) = output {
+                self.dialect
+                    .encode_into(&command, self.provider_out.writer());
+                if let Some(message) = self.provider_out.take() {
+                    bytes += write(message);
+                }
+                if let LlmCommand::AppendAudio(payload) = command {
+                    self.spare = payload;
+                }
             }
         }
         bytes
     }
 
-    /// One 100 ms delta, provider text in → Twilio texts out (and the mark echoed back).
+    /// One 100 ms delta, provider text in → Twilio messages out (and the mark echoed back).
     fn outbound(&mut self) -> usize {
-        let event = self
-            .dialect
-            .decode(&self.delta_text)
-            .expect("valid delta")
-            .expect("an event");
+        self.events.clear();
+        self.dialect
+            .decode_stream(&self.delta_text, &mut self.state, &mut self.events)
+            .expect("valid delta");
+        let event = self.events.pop().expect("an event");
+        self.twilio_out.reclaim();
         self.session.handle(self.now, Input::Llm(event));
-        let mut bytes = 0;
         while let Some(output) = self.session.poll_output() {
+            let out = self.twilio_out.writer();
             match output {
                 Output::Twilio(TwilioCommand::Media(frame)) => {
-                    bytes += self.envelope.media(&frame).len()
+                    self.envelope.media_into(&frame, out)
                 }
                 Output::Twilio(TwilioCommand::Mark(name)) => {
-                    bytes += self.envelope.mark(&name).len();
-                    self.marks.push(name);
+                    let wire = name.write_into(&mut self.mark_name);
+                    self.envelope.mark_into(wire, out);
+                    // Twilio echoes it once the audio before it has played.
+                    let echo = &mut self.echoes[self.echoes_used];
+                    echo.clear();
+                    let _ = write!(
+                        echo,
+                        r#"{{"event":"mark","sequenceNumber":"9","streamSid":"{STREAM_SID}","mark":{{"name":"{wire}"}}}}"#
+                    );
+                    self.echoes_used += 1;
                 }
-                _ => {}
+                _ => continue,
             }
+            // Queued: the writer takes the turn's messages as one batch.
+            self.in_flight
+                .push(self.twilio_out.take().expect("a message"));
+        }
+        let mut bytes = 0;
+        for message in self.in_flight.drain(..) {
+            bytes += write(message);
         }
         // Twilio plays it and echoes the marks: keeps the ledger at steady state.
-        for name in self.marks.drain(..) {
-            self.session
-                .handle(self.now, Input::Twilio(TwilioEvent::Mark { name }));
+        for echo in &self.echoes[..self.echoes_used] {
+            if let TwilioEvent::Mark { name } =
+                parse_frame_with(echo, &mut self.spare).expect("valid echo")
+            {
+                self.session.handle_mark(self.now, &name);
+                self.spare = name;
+            }
         }
+        self.echoes_used = 0;
         while self.session.poll_output().is_some() {}
         bytes
     }

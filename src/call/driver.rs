@@ -607,6 +607,8 @@ async fn run_actor(
     let mut twilio_out = MessageBuf::new(TWILIO_MESSAGE_BUFFER);
     let mut provider_out = MessageBuf::new(PROVIDER_MESSAGE_BUFFER);
     let mut spare_payload = String::new();
+    // A mark's wire name is written here, then into the message: no string per mark.
+    let mut mark_name = String::with_capacity(64);
     // End of the caller audio so far on the Twilio stream clock: where a `clear` cuts the recording.
     let mut caller_end_ms = 0u64;
     while end_reason.is_none() {
@@ -665,7 +667,14 @@ async fn run_actor(
         }
         twilio_out.reclaim();
         provider_out.reclaim();
-        session.handle(Instant::now().into_std(), input);
+        match input {
+            // The echo's name string goes back to parse the next frame into.
+            Input::Twilio(crate::twilio::stream::TwilioEvent::Mark { name }) => {
+                session.handle_mark(Instant::now().into_std(), &name);
+                spare_payload = name;
+            }
+            input => session.handle(Instant::now().into_std(), input),
+        }
         while let Some(output) = session.poll_output() {
             match output {
                 Output::Twilio(command) => {
@@ -678,7 +687,9 @@ async fn run_actor(
                             }
                             envelope.media_into(frame, out)
                         }
-                        TwilioCommand::Mark(name) => envelope.mark_into(name, out),
+                        TwilioCommand::Mark(name) => {
+                            envelope.mark_into(name.write_into(&mut mark_name), out)
+                        }
                         TwilioCommand::Clear => {
                             if let Some(rec) = recording.as_mut() {
                                 rec.send(

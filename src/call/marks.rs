@@ -5,23 +5,52 @@
 //! once when we send `clear`. Bumping the generation on `clear` is what tells those flushed echoes
 //! (not heard) apart from played ones. This module owns only that bookkeeping; it must not decide
 //! what a barge-in does.
+//!
+//! A mark costs no allocation: the ledger keeps the item id as the shared [`Arc<str>`] its audio
+//! item already holds and the position as a number, and the name is only ever written (into the
+//! outgoing message, [`MarkName::write_into`]) or parsed back (an echo), never stored as a string.
 
 use std::collections::VecDeque;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
 
 /// A mark we sent and Twilio has not yet echoed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingMark {
-    pub name: String,
-    pub item_id: String,
+    pub item_id: Arc<str>,
     /// Milliseconds of the item's audio sent up to this mark.
     pub cum_ms: u64,
+}
+
+/// The name of a mark to send: `{generation}:{cum_ms}:{item_id}` on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkName {
+    pub generation: u32,
+    pub cum_ms: u64,
+    pub item_id: Arc<str>,
+}
+
+impl MarkName {
+    /// Writes the wire name into `scratch` (cleared first) and returns it: no allocation once
+    /// `scratch` holds the longest name so far.
+    pub fn write_into<'a>(&self, scratch: &'a mut String) -> &'a str {
+        scratch.clear();
+        let _ = write!(scratch, "{self}");
+        scratch.as_str()
+    }
+}
+
+impl fmt::Display for MarkName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.generation, self.cum_ms, self.item_id)
+    }
 }
 
 /// What an echoed mark means.
 #[derive(Debug, PartialEq, Eq)]
 pub enum MarkEcho {
     /// The audio up to `cum_ms` of `item_id` has played.
-    Played { item_id: String, cum_ms: u64 },
+    Played { item_id: Arc<str>, cum_ms: u64 },
     /// An echo from before the last `clear`: flushed, not heard.
     Stale,
     /// A name we never sent (or already consumed) in this generation.
@@ -32,6 +61,15 @@ pub enum MarkEcho {
 pub struct MarkLedger {
     generation: u32,
     pending: VecDeque<PendingMark>,
+}
+
+/// The number a mark name carries, only in the form [`MarkName`]'s `Display` writes it (ASCII
+/// digits, no sign, no leading zero): any other spelling is not a name we sent.
+fn canonical_number(text: &str) -> Option<u64> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text.len() == 1 || !text.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
 }
 
 impl MarkLedger {
@@ -50,29 +88,45 @@ impl MarkLedger {
 
     /// The first pending mark of `item_id`: the caller cannot have heard that item past its `cum_ms`.
     pub fn next_for_item(&self, item_id: &str) -> Option<&PendingMark> {
-        self.pending.iter().find(|m| m.item_id == item_id)
+        self.pending.iter().find(|m| *m.item_id == *item_id)
     }
 
     /// Records a mark for `item_id` at `cum_ms` and returns the name to send.
-    pub fn push(&mut self, item_id: &str, cum_ms: u64) -> String {
-        let name = format!("{}:{cum_ms}:{item_id}", self.generation);
+    pub fn push(&mut self, item_id: &Arc<str>, cum_ms: u64) -> MarkName {
         self.pending.push_back(PendingMark {
-            name: name.clone(),
-            item_id: item_id.to_owned(),
+            item_id: Arc::clone(item_id),
             cum_ms,
         });
-        name
+        MarkName {
+            generation: self.generation,
+            cum_ms,
+            item_id: Arc::clone(item_id),
+        }
     }
 
     /// Interprets an echo from Twilio.
     pub fn echo(&mut self, name: &str) -> MarkEcho {
-        let generation = name.split(':').next().and_then(|g| g.parse::<u32>().ok());
+        let mut parts = name.splitn(3, ':');
+        let g_text = parts.next().unwrap_or_default();
+        let generation = g_text.parse::<u32>().ok();
         match generation {
             Some(g) if g != self.generation => return MarkEcho::Stale,
             Some(_) => {}
             None => return MarkEcho::Unknown,
         }
-        let Some(position) = self.pending.iter().position(|m| m.name == name) else {
+        // Exactly the names `push` hands out in this generation.
+        let (Some(cum_ms), Some(item_id)) = (parts.next().and_then(canonical_number), parts.next())
+        else {
+            return MarkEcho::Unknown;
+        };
+        if canonical_number(g_text) != Some(u64::from(self.generation)) {
+            return MarkEcho::Unknown;
+        }
+        let Some(position) = self
+            .pending
+            .iter()
+            .position(|m| m.cum_ms == cum_ms && *m.item_id == *item_id)
+        else {
             return MarkEcho::Unknown;
         };
         // Echoes come back in order, so every earlier mark has played too.
@@ -80,7 +134,9 @@ impl MarkLedger {
         for _ in 0..=position {
             played = self.pending.pop_front();
         }
-        let played = played.expect("position is within the queue");
+        let Some(played) = played else {
+            return MarkEcho::Unknown;
+        };
         MarkEcho::Played {
             item_id: played.item_id,
             cum_ms: played.cum_ms,
@@ -98,12 +154,17 @@ impl MarkLedger {
 mod tests {
     use super::*;
 
+    fn item(id: &str) -> Arc<str> {
+        Arc::from(id)
+    }
+
     #[test]
     fn echoes_in_order_and_skips_lost_ones() {
         let mut ledger = MarkLedger::default();
-        let a = ledger.push("item_1", 100);
-        let _b = ledger.push("item_1", 200);
-        let c = ledger.push("item_1", 300);
+        let a = ledger.push(&item("item_1"), 100).to_string();
+        let _b = ledger.push(&item("item_1"), 200);
+        let c = ledger.push(&item("item_1"), 300).to_string();
+        assert_eq!(a, "0:100:item_1");
         assert_eq!(
             ledger.echo(&a),
             MarkEcho::Played {
@@ -126,12 +187,39 @@ mod tests {
     #[test]
     fn clear_makes_old_echoes_stale() {
         let mut ledger = MarkLedger::default();
-        let a = ledger.push("item_1", 100);
+        let a = ledger.push(&item("item_1"), 100).to_string();
         ledger.clear();
         assert_eq!(ledger.echo(&a), MarkEcho::Stale);
         assert_eq!(ledger.echo("garbage"), MarkEcho::Unknown);
         assert_eq!(ledger.echo("1:100:item_9"), MarkEcho::Unknown);
-        let b = ledger.push("item_2", 20);
-        assert!(b.starts_with("1:"));
+        let b = ledger.push(&item("item_2"), 20);
+        assert!(b.to_string().starts_with("1:"));
+    }
+
+    #[test]
+    fn only_the_exact_names_sent_are_echoes() {
+        let mut ledger = MarkLedger::default();
+        let id = item("item:with:colons");
+        let name = ledger.push(&id, 40);
+        let mut scratch = String::new();
+        assert_eq!(name.write_into(&mut scratch), "0:40:item:with:colons");
+        for other in [
+            "0:040:item:with:colons",
+            "0:+40:item:with:colons",
+            "00:40:item:with:colons",
+            "+0:40:item:with:colons",
+            "0:40",
+            "0:40:item",
+            "0:41:item:with:colons",
+        ] {
+            assert_eq!(ledger.echo(other), MarkEcho::Unknown, "{other}");
+        }
+        assert_eq!(
+            ledger.echo("0:40:item:with:colons"),
+            MarkEcho::Played {
+                item_id: id,
+                cum_ms: 40
+            }
+        );
     }
 }

@@ -24,11 +24,13 @@
 //! `clear`, no greeting, nothing the caller would notice.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+pub use super::marks::MarkName;
 use super::marks::{MarkEcho, MarkLedger};
 use crate::audio::Transcoder;
 use crate::realtime::{LlmCommand, LlmEvent, ResponseStatus, Speaker};
@@ -150,7 +152,8 @@ pub enum OperatorCommand {
 pub enum TwilioCommand {
     /// One 20 ms frame of μ-law audio.
     Media([u8; FRAME_BYTES]),
-    Mark(String),
+    /// Written to the wire as `{generation}:{cum_ms}:{item_id}` (see [`MarkName`]).
+    Mark(MarkName),
     Clear,
 }
 
@@ -305,7 +308,8 @@ enum Phase {
 /// One assistant audio item queued at or playing on Twilio.
 #[derive(Debug)]
 struct ItemAudio {
-    item_id: String,
+    /// Shared with the provider's delta events and the mark ledger: no copy per delta or mark.
+    item_id: Arc<str>,
     /// Stream time (Twilio media clock, ms) when this item started playing; `None` while an earlier
     /// item is still ahead of it.
     started_at_ts: Option<u64>,
@@ -377,7 +381,7 @@ pub struct CallSession {
     /// Responses interrupted by the caller whose late deltas are dropped until their `response.done`.
     cancelled: HashSet<String>,
     /// The response whose audio was last received, to know whether `end_call` came after speech.
-    last_audio_response: Option<String>,
+    last_audio_response: Option<Arc<str>>,
     caller_speaking: bool,
     /// Tool calls running: call id → tool name.
     tools_running: HashMap<String, String>,
@@ -501,6 +505,18 @@ impl CallSession {
         self.advance_ending();
     }
 
+    /// The same as `handle(now, Input::Twilio(TwilioEvent::Mark { name }))`, with the name
+    /// borrowed: the driver keeps the string to parse the next frame into.
+    pub fn handle_mark(&mut self, now: Instant, name: &str) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        self.on_mark(now, name);
+        self.settle_dtmf();
+        self.advance_transfer();
+        self.advance_ending();
+    }
+
     fn emit(&mut self, output: Output) {
         self.outputs.push_back(output);
     }
@@ -570,7 +586,7 @@ impl CallSession {
             MarkEcho::Played { item_id, cum_ms } => {
                 self.last_activity = now;
                 // Items ahead of the acknowledged one have finished playing.
-                while self.items.front().is_some_and(|i| i.item_id != item_id) {
+                while self.items.front().is_some_and(|i| *i.item_id != *item_id) {
                     self.items.pop_front();
                 }
                 if let Some(item) = self.items.front_mut() {
@@ -617,7 +633,7 @@ impl CallSession {
                 audio,
             } => self.on_audio_delta(now, response_id, item_id, &audio),
             LlmEvent::AudioDone { item_id, .. } => {
-                if self.items.back().is_some_and(|i| i.item_id == item_id) {
+                if self.items.back().is_some_and(|i| *i.item_id == *item_id) {
                     self.finish_newest_item();
                 }
             }
@@ -769,8 +785,14 @@ impl CallSession {
         }
     }
 
-    fn on_audio_delta(&mut self, now: Instant, response_id: String, item_id: String, audio: &str) {
-        if self.cancelled.contains(&response_id) {
+    fn on_audio_delta(
+        &mut self,
+        now: Instant,
+        response_id: Arc<str>,
+        item_id: Arc<str>,
+        audio: &str,
+    ) {
+        if self.cancelled.contains(&*response_id) {
             self.event(CallEvent::LateDeltaDropped);
             return;
         }
@@ -781,7 +803,7 @@ impl CallSession {
         }
         self.last_activity = now;
         self.last_audio_response = Some(response_id);
-        if self.items.back().is_none_or(|i| i.item_id != item_id) {
+        if self.items.back().is_none_or(|i| *i.item_id != *item_id) {
             self.finish_newest_item();
             self.items.push_back(ItemAudio {
                 item_id,
@@ -923,7 +945,7 @@ impl CallSession {
             let by_clock = head
                 .started_at_ts
                 .map_or(0, |start| self.latest_media_ts.saturating_sub(start));
-            (head.item_id.clone(), by_clock.clamp(lower, upper))
+            (head.item_id.to_string(), by_clock.clamp(lower, upper))
         });
         self.marks.clear();
         self.carry.clear();

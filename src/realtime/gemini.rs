@@ -244,17 +244,19 @@ fn mime_rate(mime: &str) -> Option<u32> {
         .find_map(|r| r.trim().parse().ok())
 }
 
-fn open_turn(state: &mut StreamState, out: &mut Vec<LlmEvent>) -> String {
+/// The open turn's id, shared (no copy per audio chunk); opens a turn if none is.
+fn open_turn(state: &mut StreamState, out: &mut Vec<LlmEvent>) -> std::sync::Arc<str> {
     if let Some(turn) = &state.open_turn {
         return turn.clone();
     }
     flush_caller_text(state, out);
     state.turns += 1;
     let turn = format!("g{}-turn{}", state.connection, state.turns);
-    state.open_turn = Some(turn.clone());
     out.push(LlmEvent::ResponseCreated {
         response_id: turn.clone(),
     });
+    let turn: std::sync::Arc<str> = turn.into();
+    state.open_turn = Some(turn.clone());
     turn
 }
 
@@ -263,8 +265,8 @@ fn close_turn(state: &mut StreamState, status: ResponseStatus, out: &mut Vec<Llm
         return;
     };
     out.push(LlmEvent::AudioDone {
-        response_id: turn.clone(),
-        item_id: turn.clone(),
+        response_id: turn.to_string(),
+        item_id: turn.to_string(),
     });
     let text = std::mem::take(&mut state.agent_text);
     if !text.trim().is_empty() {
@@ -274,7 +276,7 @@ fn close_turn(state: &mut StreamState, status: ResponseStatus, out: &mut Vec<Llm
         });
     }
     out.push(LlmEvent::ResponseDone {
-        response_id: turn,
+        response_id: turn.to_string(),
         status,
     });
 }
@@ -432,7 +434,7 @@ impl Dialect for GeminiDialect {
             let turn = open_turn(state, out);
             for (index, function) in call.function_calls.into_iter().enumerate() {
                 out.push(LlmEvent::ToolCall {
-                    response_id: turn.clone(),
+                    response_id: turn.to_string(),
                     call_id: function.id.unwrap_or_else(|| format!("{turn}-call{index}")),
                     name: function.name,
                     arguments: function

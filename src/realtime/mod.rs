@@ -119,9 +119,11 @@ pub enum LlmEvent {
         response_id: String,
     },
     /// Base64 audio in the session's output format.
+    /// The ids are shared with the connection's earlier deltas of the same response and item
+    /// ([`StreamState`]): a delta allocates only its audio.
     AudioDelta {
-        response_id: String,
-        item_id: String,
+        response_id: std::sync::Arc<str>,
+        item_id: std::sync::Arc<str>,
         audio: String,
     },
     AudioDone {
@@ -171,14 +173,17 @@ pub enum DecodeError {
 
 /// Per-connection decoding state, owned by the connection's reader and handed to
 /// [`Dialect::decode_stream`]. Dialects whose events carry their own ids (OpenAI, xAI, Azure)
-/// ignore it; Gemini Live has no response or item ids, so turns are numbered here.
+/// keep the latest audio delta's ids here, so the next delta of the same item shares them instead
+/// of copying; Gemini Live has no response or item ids, so turns are numbered here.
 #[derive(Debug, Clone, Default)]
 pub struct StreamState {
     /// Distinguishes ids minted on this connection from those of earlier ones in the same call.
     pub(crate) connection: u32,
     pub(crate) turns: u64,
     /// The turn in progress (its id), if the model has started one.
-    pub(crate) open_turn: Option<String>,
+    pub(crate) open_turn: Option<std::sync::Arc<str>>,
+    /// The latest audio delta's response and item ids (dialects with their own ids).
+    pub(crate) delta_ids: Option<(std::sync::Arc<str>, std::sync::Arc<str>)>,
     /// Transcription text received in pieces, emitted whole at the end of a turn.
     pub(crate) caller_text: String,
     pub(crate) agent_text: String,

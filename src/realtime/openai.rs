@@ -7,6 +7,7 @@
 //! state or touch sockets.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -15,7 +16,7 @@ use tungstenite::http::{HeaderValue, Request};
 
 use super::{
     AudioFormat, ConnectError, DecodeError, Dialect, LlmCommand, LlmEvent, ResponseStatus,
-    SessionConfig, Speaker,
+    SessionConfig, Speaker, StreamState,
 };
 
 /// How a realtime endpoint wants the API key presented.
@@ -265,6 +266,16 @@ impl Dialect for OpenAiDialect {
         decode_ga(text)
     }
 
+    fn decode_stream(
+        &self,
+        text: &str,
+        state: &mut StreamState,
+        out: &mut Vec<LlmEvent>,
+    ) -> Result<(), DecodeError> {
+        out.extend(decode_ga_in(text, state)?);
+        Ok(())
+    }
+
     fn cancels_on_speech(&self) -> bool {
         // session.update sets turn_detection.interrupt_response = true.
         true
@@ -283,11 +294,13 @@ impl Dialect for OpenAiDialect {
 struct Wire<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
-    #[serde(default, borrow)]
+    // `deserialize_with`: serde copies an `Option<Cow>` it derives for itself (these three come in
+    // every audio delta), so a visitor borrows them.
+    #[serde(default, borrow, deserialize_with = "optional_borrowed")]
     response_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "optional_borrowed")]
     item_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "optional_borrowed")]
     delta: Option<Cow<'a, str>>,
     #[serde(default)]
     audio_start_ms: Option<u64>,
@@ -348,8 +361,48 @@ struct WireError {
     message: Option<String>,
 }
 
+/// An optional string, borrowed from the event unless it has escapes.
+fn optional_borrowed<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    deserializer.deserialize_any(Visitor)
+}
+
 /// Decodes a GA server event (shared with the OpenAI-compatible dialects).
 pub fn decode_ga(text: &str) -> Result<Option<LlmEvent>, DecodeError> {
+    decode_ga_in(text, &mut StreamState::default())
+}
+
+/// The id to put in an audio delta: the one `kept` already holds when it is the same text (a
+/// reference count, no allocation), otherwise a new shared copy.
+fn shared_id(kept: Option<&Arc<str>>, id: &str) -> Arc<str> {
+    match kept {
+        Some(kept) if **kept == *id => Arc::clone(kept),
+        _ => Arc::from(id),
+    }
+}
+
+/// [`decode_ga`] on a connection's stream: consecutive audio deltas of one item share its ids.
+pub fn decode_ga_in(text: &str, state: &mut StreamState) -> Result<Option<LlmEvent>, DecodeError> {
     let wire: Wire<'_> =
         serde_json::from_str(text).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     let kind = wire.kind.as_ref();
@@ -357,11 +410,20 @@ pub fn decode_ga(text: &str) -> Result<Option<LlmEvent>, DecodeError> {
     let owned =
         |v: Option<Cow<'_, str>>, field: &str| v.map(Cow::into_owned).ok_or_else(|| missing(field));
     let event = match kind {
-        "response.output_audio.delta" => LlmEvent::AudioDelta {
-            response_id: owned(wire.response_id, "response_id")?,
-            item_id: owned(wire.item_id, "item_id")?,
-            audio: owned(wire.delta, "delta")?,
-        },
+        "response.output_audio.delta" => {
+            let response = wire.response_id.ok_or_else(|| missing("response_id"))?;
+            let item = wire.item_id.ok_or_else(|| missing("item_id"))?;
+            let audio = owned(wire.delta, "delta")?;
+            let kept = state.delta_ids.as_ref();
+            let response_id = shared_id(kept.map(|k| &k.0), &response);
+            let item_id = shared_id(kept.map(|k| &k.1), &item);
+            state.delta_ids = Some((Arc::clone(&response_id), Arc::clone(&item_id)));
+            LlmEvent::AudioDelta {
+                response_id,
+                item_id,
+                audio,
+            }
+        }
         "response.output_audio.done" => LlmEvent::AudioDone {
             response_id: owned(wire.response_id, "response_id")?,
             item_id: owned(wire.item_id, "item_id")?,

@@ -12,9 +12,13 @@ use serde_json::{Value, json};
 use tungstenite::http::Request;
 
 use super::openai::{
-    KeyHeader, decode_ga, encode_ga_command, format_json, function_tools, keyed_request,
+    KeyHeader, decode_ga, decode_ga_in, encode_ga_command, format_json, function_tools,
+    keyed_request,
 };
-use super::{AudioFormat, ConnectError, DecodeError, Dialect, LlmCommand, LlmEvent, SessionConfig};
+use super::{
+    AudioFormat, ConnectError, DecodeError, Dialect, LlmCommand, LlmEvent, SessionConfig,
+    StreamState,
+};
 
 /// The public endpoint (`XAI_REALTIME_URL` overrides it).
 pub const DEFAULT_URL: &str = "wss://api.x.ai/v1/realtime";
@@ -118,6 +122,17 @@ impl Dialect for XaiDialect {
         // `decode_ga` already passes them over as `None`.
         let event = decode_ga(text)?;
         Ok(event.filter(|e| !is_harmless_cancel_error(e)))
+    }
+
+    fn decode_stream(
+        &self,
+        text: &str,
+        state: &mut StreamState,
+        out: &mut Vec<LlmEvent>,
+    ) -> Result<(), DecodeError> {
+        let event = decode_ga_in(text, state)?;
+        out.extend(event.filter(|e| !is_harmless_cancel_error(e)));
+        Ok(())
     }
 
     fn cancels_on_speech(&self) -> bool {

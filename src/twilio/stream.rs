@@ -101,8 +101,8 @@ struct Wire<'a> {
     start: Option<WireStart>,
     #[serde(default, borrow)]
     media: Option<WireMedia<'a>>,
-    #[serde(default)]
-    mark: Option<WireMark>,
+    #[serde(default, borrow)]
+    mark: Option<WireMark<'a>>,
     #[serde(default)]
     dtmf: Option<WireDtmf>,
 }
@@ -175,8 +175,9 @@ fn timestamp<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option
 }
 
 #[derive(Deserialize)]
-struct WireMark {
-    name: String,
+struct WireMark<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
@@ -189,9 +190,10 @@ pub fn parse_frame(text: &str) -> Result<TwilioEvent, FrameError> {
     parse_frame_with(text, &mut String::new())
 }
 
-/// Parses one text frame from Twilio; a `media` payload is copied into `spare` (taken, cleared,
-/// its capacity reused), so a caller that hands the payload string back for the next frame parses
-/// media without allocating. `spare` is untouched unless a media event is returned.
+/// Parses one text frame from Twilio; a `media` payload or a `mark` echo's name is copied into
+/// `spare` (taken, cleared, its capacity reused), so a caller that hands the string back for the
+/// next frame parses media and marks without allocating. `spare` is untouched unless a media or
+/// mark event is returned.
 pub fn parse_frame_with(text: &str, spare: &mut String) -> Result<TwilioEvent, FrameError> {
     if text.len() > MAX_FRAME_LEN {
         return Err(FrameError::Oversized(text.len()));
@@ -213,9 +215,13 @@ pub fn parse_frame_with(text: &str, spare: &mut String) -> Result<TwilioEvent, F
                 len,
             }
         }
-        "mark" => TwilioEvent::Mark {
-            name: wire.mark.ok_or_else(|| missing("mark"))?.name,
-        },
+        "mark" => {
+            let mark = wire.mark.as_ref().ok_or_else(|| missing("mark"))?;
+            let mut name = std::mem::take(spare);
+            name.clear();
+            name.push_str(&mark.name);
+            TwilioEvent::Mark { name }
+        }
         "start" => {
             let start = wire.start.ok_or_else(|| missing("start"))?;
             let stream_sid = start
@@ -533,7 +539,7 @@ mod tests {
     }
 
     #[test]
-    fn media_is_parsed_into_the_spare_string_and_nothing_else_touches_it() {
+    fn media_and_marks_are_parsed_into_the_spare_string_and_nothing_else_touches_it() {
         let mut spare = String::with_capacity(512);
         let ptr = spare.as_ptr();
         let text = r#"{"event":"media","media":{"timestamp":"20","payload":"/w=="}}"#;
@@ -543,13 +549,24 @@ mod tests {
         assert_eq!((payload.as_str(), len), ("/w==", 1));
         assert_eq!(payload.as_ptr(), ptr, "the spare's buffer is reused");
         let mut spare = payload;
-        let mark = r#"{"event":"mark","mark":{"name":"m1"}}"#;
-        assert!(matches!(
-            parse_frame_with(mark, &mut spare),
-            Ok(TwilioEvent::Mark { .. })
-        ));
+        let mark = r#"{"event":"mark","mark":{"name":"0:100:item_\u0031"}}"#;
+        let Ok(TwilioEvent::Mark { name }) = parse_frame_with(mark, &mut spare) else {
+            panic!("not a mark")
+        };
+        assert_eq!(name, "0:100:item_1", "escapes decoded");
+        assert_eq!(
+            name.as_ptr(),
+            ptr,
+            "the spare's buffer is reused for the name"
+        );
+        let mut spare = name;
+        assert!(parse_frame_with(r#"{"event":"stop"}"#, &mut spare).is_ok());
         assert!(parse_frame_with("{bad", &mut spare).is_err());
-        assert_eq!(spare, "/w==", "left alone by other events and errors");
+        assert!(parse_frame_with(r#"{"event":"mark"}"#, &mut spare).is_err());
+        assert_eq!(
+            spare, "0:100:item_1",
+            "left alone by other events and errors"
+        );
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub(super) struct Control {
 #[derive(Debug)]
 struct PendingDigits {
     call_id: String,
-    item_id: String,
+    item_id: std::sync::Arc<str>,
     keys: String,
 }
 
@@ -218,7 +218,7 @@ impl CallSession {
             .insert(call_id.to_owned(), SEND_DIGITS_TOOL.to_owned());
         // Whatever the agent said before is complete; the tones are an item of their own.
         self.finish_newest_item();
-        let item_id = format!("dtmf-{call_id}");
+        let item_id: std::sync::Arc<str> = format!("dtmf-{call_id}").into();
         self.items.push_back(ItemAudio {
             item_id: item_id.clone(),
             started_at_ts: None,

@@ -106,7 +106,7 @@ fn marks(outputs: &[Output]) -> Vec<String> {
     outputs
         .iter()
         .filter_map(|o| match o {
-            Output::Twilio(TwilioCommand::Mark(name)) => Some(name.clone()),
+            Output::Twilio(TwilioCommand::Mark(name)) => Some(name.to_string()),
             _ => None,
         })
         .collect()

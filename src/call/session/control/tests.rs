@@ -61,7 +61,9 @@ impl H {
         for o in outputs {
             if let Output::Twilio(TwilioCommand::Mark(name)) = o {
                 self.now += Duration::from_millis(100);
-                out.extend(self.input(Input::Twilio(TwilioEvent::Mark { name: name.clone() })));
+                out.extend(self.input(Input::Twilio(TwilioEvent::Mark {
+                    name: name.to_string(),
+                })));
             }
         }
         out
