@@ -60,12 +60,16 @@ const WRITER_QUEUE: usize = 512;
 const RECORDING_QUEUE: usize = 1024;
 /// WebSocket buffers, sized for 20 ms μ-law frames: a Twilio `media` message is about 350 bytes
 /// of JSON each way, a 100 ms provider delta about 1.3 KB. The library default (128 KiB each way)
-/// costs a quarter of a megabyte per call, and the read buffer is zero-filled up to its size before
-/// every read. A larger message still arrives whole: the read buffer grows for it.
-pub const TWILIO_READ_BUFFER: usize = 4 * 1024;
+/// costs a quarter of a megabyte per call. The read size matters for CPU too: the library
+/// zero-fills that many bytes before every read, including the read that finds the socket empty,
+/// which at 4 KiB was a fifth of a passthrough call's instructions (callgrind, see
+/// docs/benchmarks.md). One read of 1 KiB takes a caller frame or a few queued ones; a larger
+/// message still arrives whole: the read buffer grows for it.
+pub const TWILIO_READ_BUFFER: usize = 1024;
 /// Written out at this size while a batch is queued, and always at the end of a batch.
 pub const TWILIO_WRITE_BUFFER: usize = 4 * 1024;
-const PROVIDER_READ_BUFFER: usize = 8 * 1024;
+/// A 100 ms delta (about 1.5 KB with its frame header) in one read.
+const PROVIDER_READ_BUFFER: usize = 2 * 1024;
 const PROVIDER_WRITE_BUFFER: usize = 4 * 1024;
 /// Each socket's reused message buffer (see [`MessageBuf`]): the largest turn it carries without a
 /// new buffer. A 100 ms agent delta is five Twilio `media` messages and a mark (about 1.5 KB)

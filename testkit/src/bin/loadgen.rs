@@ -564,6 +564,16 @@ async fn main() -> anyhow::Result<()> {
             "  ({} inbound and {} outbound latency samples)",
             r.inbound.samples, r.outbound.samples
         );
+        // Whether the generator kept real time: a call sends one caller frame per 20 ms and its
+        // fake model speaks for the whole call, so each side should carry calls × secs × 50.
+        let expected = (r.calls as u64) * args.secs * 1000 / (FRAME_US / 1000);
+        println!(
+            "  generator real time: caller frames sent {} of {expected} expected ({:.1} %); agent frames the bridge sent {} ({:.1} %)",
+            r.inbound_sent,
+            r.inbound_sent as f64 * 100.0 / expected as f64,
+            r.outbound_sent_by_bridge,
+            r.outbound_sent_by_bridge as f64 * 100.0 / expected as f64,
+        );
         if r.tools.samples > 0 {
             println!(
                 "  tool path (function_call_arguments.done -> function_call_output) p50 / p99 ms: {} ({} calls)",
