@@ -337,6 +337,10 @@ pub async fn run_stream(
                 );
                 seq += 1;
                 if sink.send(Message::Text(media.into())).await.is_err() {
+                    // Only the bridge can have closed the socket here (this side had not hung
+                    // up); its Close frame may still sit unread behind the failed write.
+                    report.closed_by_bridge = true;
+                    report.closed_at_ms = Some(now_ms);
                     break;
                 }
                 report.frames_sent += 1;
