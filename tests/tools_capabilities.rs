@@ -568,10 +568,11 @@ async fn crm_tools_find_save_and_note_the_caller() {
         found["result"],
         json!({"found": true, "contact": {
             "contact_id": "512", "first_name": "Bryan", "last_name": "Cooper",
-            "has_email": true, "has_phone": true,
+            "has_email": true, "has_phone": true, "company": "Biglytics",
         }})
     );
-    // What a caller may hear about a record is its name, never the stored email or phone.
+    // What a caller may hear about a record is its name and company, never the stored email
+    // or phone.
     assert!(!found.to_string().contains("biglytics"));
 
     let upsert = json!({"first_name": "Bryan", "email": "BCooper@biglytics.net"});
@@ -1476,29 +1477,41 @@ async fn a_booking_without_a_meeting_in_this_crm_reaches_no_crm() {
     );
 }
 
-/// A tenant switching its CRM from HubSpot to Pipedrive sees the same tools, described the same
-/// way: the model's prompt and tool names do not depend on the CRM vendor.
+/// A tenant switching its CRM from HubSpot to Salesforce, then to Pipedrive, sees the same tools,
+/// described the same way: the model's prompt and tool names do not depend on the CRM vendor.
 #[tokio::test]
 async fn switching_the_crm_vendor_changes_no_tool_name_or_description() {
     let bench = bench().await;
     let before = bench.resolve(&ALL_TOOLS).await;
-    bench
-        .store
-        .delete_connector(&bench.tenant, "hubspot")
-        .await
-        .expect("hubspot removed");
-    let pipedrive = MockServer::start().await;
-    bench
-        .configure("pipedrive", &pipedrive.uri(), "pd-oauth-token")
-        .await;
-    let after = bench.resolve(&ALL_TOOLS).await;
-    assert!(after.unavailable.is_empty(), "{:?}", after.unavailable);
     let names = |r: &Resolved| r.registry.names().map(str::to_owned).collect::<Vec<_>>();
-    assert_eq!(names(&before), names(&after));
-    assert_eq!(
-        format!("{:?}", before.registry.declarations()),
-        format!("{:?}", after.registry.declarations())
-    );
+    let mock = MockServer::start().await;
+    for (from, to, secret) in [
+        (
+            "hubspot",
+            "salesforce",
+            r#"{"access_token": "00Dxx!sf-token"}"#,
+        ),
+        ("salesforce", "pipedrive", "pd-oauth-token"),
+    ] {
+        bench
+            .store
+            .delete_connector(&bench.tenant, from)
+            .await
+            .expect("previous CRM removed");
+        bench.configure(to, &mock.uri(), secret).await;
+        let after = bench.resolve(&ALL_TOOLS).await;
+        assert!(
+            after.unavailable.is_empty(),
+            "{to}: {:?}",
+            after.unavailable
+        );
+        assert_eq!(names(&before), names(&after), "{to}");
+        assert_eq!(
+            format!("{:?}", before.registry.declarations()),
+            format!("{:?}", after.registry.declarations()),
+            "{to}"
+        );
+    }
 }
 
 /// The support tools over Freshdesk at a local mock: one ticket per issue per call however often

@@ -245,6 +245,7 @@ impl Columns {
 
     fn contact(&self, sheet_row: usize, row: &[Value]) -> Contact {
         Contact {
+            company: None,
             id: format!("row:{sheet_row}"),
             first_name: Self::get(row, self.first_name),
             last_name: Self::get(row, self.last_name),

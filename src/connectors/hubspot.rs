@@ -43,7 +43,14 @@ pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com/";
 pub const CALL_TO_CONTACT_ASSOCIATION: u32 = 194;
 /// HubSpot-defined association type "meeting to contact".
 pub const MEETING_TO_CONTACT_ASSOCIATION: u32 = 200;
-const CONTACT_PROPERTIES: [&str; 5] = ["firstname", "lastname", "email", "phone", "mobilephone"];
+const CONTACT_PROPERTIES: [&str; 6] = [
+    "firstname",
+    "lastname",
+    "email",
+    "phone",
+    "mobilephone",
+    "company",
+];
 /// HubSpot's object type id for deals, as the held spec names its paths.
 const DEALS: &str = "0-3";
 const DEAL_PROPERTIES: [&str; 5] = ["dealname", "dealstage", "amount", "closedate", "pipeline"];
@@ -117,6 +124,7 @@ impl PublicObject {
             phone: self
                 .property("phone")
                 .or_else(|| self.property("mobilephone")),
+            company: self.property("company"),
             id: self.id,
         }
     }

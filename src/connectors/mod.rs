@@ -217,6 +217,9 @@ pub struct Contact {
     pub last_name: Option<String>,
     pub email: Option<String>,
     pub phone: Option<String>,
+    /// The organisation the contact belongs to, where the CRM keeps one on the contact
+    /// (HubSpot's `company` property); `None` where the vendor's record has none here.
+    pub company: Option<String>,
 }
 
 impl fmt::Debug for Contact {

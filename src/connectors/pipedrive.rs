@@ -106,6 +106,7 @@ fn primary(values: Vec<Labelled>) -> Option<String> {
 impl Person {
     fn into_contact(self) -> Contact {
         Contact {
+            company: None,
             id: self.id.to_string(),
             first_name: self.first_name.filter(|v| !v.is_empty()),
             last_name: self.last_name.filter(|v| !v.is_empty()),

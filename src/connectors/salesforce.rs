@@ -175,6 +175,7 @@ fn present(value: Option<String>) -> Option<String> {
 impl Person {
     fn into_contact(self) -> Contact {
         Contact {
+            company: None,
             id: self.id,
             first_name: present(self.first_name),
             last_name: present(self.last_name),
@@ -395,6 +396,7 @@ impl Crm for Salesforce {
             }
             let before = existing.into_contact();
             return Ok(Contact {
+                company: None,
                 id: before.id,
                 first_name: contact.first_name.clone().or(before.first_name),
                 last_name: contact.last_name.clone().or(before.last_name),
@@ -421,6 +423,7 @@ impl Crm for Salesforce {
             .create(ctx, self.create_as.sobject(), Value::Object(body), "contact")
             .await?;
         Ok(Contact {
+            company: None,
             id,
             first_name: contact.first_name.clone(),
             last_name: contact.last_name.clone(),

@@ -123,6 +123,8 @@ struct ContactInfo {
     emails: Option<Items<EmailItem>>,
     #[serde(default)]
     phones: Option<Items<PhoneItem>>,
+    #[serde(default)]
+    company: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -200,11 +202,13 @@ impl WixContact {
             .phone
             .clone()
             .or_else(|| self.phones().next().map(|p| p.phone.clone()));
+        let company = self.info.company.filter(|c| !c.is_empty());
         let (first_name, last_name) = self
             .info
             .name
             .map_or((None, None), |n| (n.first, n.last));
         Contact {
+            company,
             id: self.id,
             first_name: first_name.filter(|n| !n.is_empty()),
             last_name: last_name.filter(|n| !n.is_empty()),

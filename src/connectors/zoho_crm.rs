@@ -166,6 +166,7 @@ fn present(value: Option<String>) -> Option<String> {
 impl Person {
     fn into_contact(self, module: Module) -> Contact {
         Contact {
+            company: None,
             id: match module {
                 Module::Contacts => self.id,
                 Module::Leads => format!("{LEAD_PREFIX}{}", self.id),
@@ -403,6 +404,7 @@ impl Crm for ZohoCrm {
             .await?;
             let before = existing.into_contact(module);
             return Ok(Contact {
+                company: None,
                 id: before.id,
                 first_name: contact.first_name.clone().or(before.first_name),
                 last_name: contact.last_name.clone().or(before.last_name),
@@ -430,6 +432,7 @@ impl Crm for ZohoCrm {
             .send_json(ctx, "contact")
             .await?;
         Ok(Contact {
+            company: None,
             id: written_id(results, "contact")?,
             first_name: contact.first_name.clone(),
             last_name: contact.last_name.clone(),

@@ -1181,6 +1181,7 @@ fn contact_json(contact: &Contact) -> Value {
         "last_name": contact.last_name,
         "has_email": contact.email.is_some(),
         "has_phone": contact.phone.is_some(),
+        "company": contact.company,
     })
 }
 

@@ -71,7 +71,14 @@ fn connector(server: &MockServer) -> Hubspot {
     )
 }
 
-const PROPERTIES: [&str; 5] = ["firstname", "lastname", "email", "phone", "mobilephone"];
+const PROPERTIES: [&str; 6] = [
+    "firstname",
+    "lastname",
+    "email",
+    "phone",
+    "mobilephone",
+    "company",
+];
 
 #[tokio::test]
 async fn find_by_phone_searches_phone_or_mobile() {
@@ -100,6 +107,7 @@ async fn find_by_phone_searches_phone_or_mobile() {
     assert_eq!(contact.id, "512");
     assert_eq!(contact.first_name.as_deref(), Some("Bryan"));
     assert_eq!(contact.email.as_deref(), Some("bcooper@biglytics.net"));
+    assert_eq!(contact.company.as_deref(), Some("Biglytics"));
     // Every request the mock received is valid per the vendor's spec.
     contract().assert_valid(&server).await;
 }

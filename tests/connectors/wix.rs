@@ -308,6 +308,7 @@ async fn wix_contacts_are_found_by_phone_forms_and_by_email() {
     assert_eq!(found.id, DANA);
     assert_eq!(found.first_name.as_deref(), Some("Dana"));
     assert_eq!(found.email.as_deref(), Some("dana@example.com"));
+    assert_eq!(found.company.as_deref(), Some("Reyes Plumbing"));
     let none = wix
         .find_contact(
             &context(),
