@@ -1110,6 +1110,19 @@ async fn warm_transfer_whispers_the_summary_and_connects_only_on_accept() {
     .unwrap();
     assert_eq!(status, 403);
 
+    // A connector that exports calls, so the end of the call has an export to queue.
+    w.bridge
+        .store
+        .put_connector(
+            &w.tenant,
+            &callbridge::store::ConnectorSpec {
+                vendor: "google_sheets".into(),
+                base_url: None,
+                secret_name: None,
+            },
+        )
+        .await
+        .unwrap();
     let (status, join) = w
         .rest
         .post_callback(&accept_url, &w.human.sid, &[("Digits", "1")])
@@ -1141,6 +1154,16 @@ async fn warm_transfer_whispers_the_summary_and_connects_only_on_accept() {
     let ended = ended_call(&w.bridge.store, &w.tenant).await;
     assert_eq!(ended.end_reason.as_deref(), Some("transferred"));
     assert_eq!(ended.status.as_str(), "completed");
+    // A call that left through the transfer is exported like any other.
+    assert!(
+        w.bridge
+            .store
+            .call_export(&w.tenant, &ended.id, "google_sheets")
+            .await
+            .unwrap()
+            .is_some(),
+        "the post-call exports are queued"
+    );
     let events = w
         .bridge
         .store

@@ -50,6 +50,36 @@ use serde_json::{Value, json};
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the provider has to accept the WebSocket.
 const PROVIDER_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a call's end sets off, wherever its record was finished (the stream's journal, or
+/// `call::warm` for a call that left through a warm transfer): the analysis (then the tenant's
+/// `call.ended` webhook), the staff notification, and the post-call exports (a call-log row in a
+/// sheet, files in Drive, …) on their own queue, run on `recorded_on` when that node holds the
+/// call's recording.
+pub(super) async fn after_call_finished(
+    store: &crate::store::SqlStore,
+    metrics: &Metrics,
+    call: &crate::store::Call,
+    end_reason: &str,
+    recorded_on: Option<&str>,
+) {
+    super::analysis::call_finished(store, metrics, &call.tenant_id, &call.id).await;
+    crate::notify::emit_for_call(
+        store,
+        call,
+        crate::notify::NotifyEvent::CallEnded,
+        end_reason,
+    )
+    .await;
+    let now = chrono::Utc::now().timestamp_millis();
+    if let Err(e) =
+        crate::exports::enqueue_call_exports(store, &call.tenant_id, &call.id, recorded_on, now)
+            .await
+    {
+        metrics.error("export_enqueue_failed");
+        warn!(error = %e, "cannot queue the post-call exports");
+    }
+}
+
 /// How long writers get to flush and close after the call ends.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Inputs waiting for the actor (Twilio frames, provider events, tool results).
@@ -1524,30 +1554,9 @@ async fn write_journal(
                     // The tenant's post-call webhook goes through the durable outbox.
                     // (after the analysis, when the agent has analysis settings).
                     Ok(call) => {
-                        super::analysis::call_finished(&store, &metrics, &tenant, &call_id).await;
-                        crate::notify::emit_for_call(
-                            &store,
-                            &call,
-                            crate::notify::NotifyEvent::CallEnded,
-                            &end.end_reason,
-                        )
-                        .await;
-                        // Post-call exports (a call-log row in a sheet, …): their own queue,
-                        // run on this node when it holds the call's recording.
-                        let now = chrono::Utc::now().timestamp_millis();
                         let recorded_on = end.recording_path.as_ref().map(|_| &*node);
-                        if let Err(e) = crate::exports::enqueue_call_exports(
-                            &store,
-                            &tenant,
-                            &call_id,
-                            recorded_on,
-                            now,
-                        )
-                        .await
-                        {
-                            metrics.error("export_enqueue_failed");
-                            warn!(error = %e, "cannot queue the post-call exports");
-                        }
+                        after_call_finished(&store, &metrics, &call, &end.end_reason, recorded_on)
+                            .await;
                         Ok(())
                     }
                     Err(e) => Err(e),

@@ -395,8 +395,15 @@ pub async fn accepted(deps: &CallDeps, id: &str, digits: &str) -> String {
             deps.store.finish_call(&tenant, &call_id, &end).await
         };
         match written.await {
-            Ok(_) => {
-                super::analysis::call_finished(&deps.store, &deps.metrics, &tenant, &call_id).await;
+            Ok(call) => {
+                super::driver::after_call_finished(
+                    &deps.store,
+                    &deps.metrics,
+                    &call,
+                    &end.end_reason,
+                    None,
+                )
+                .await;
             }
             Err(e) => {
                 deps.metrics.error("store_write_failed");
@@ -505,13 +512,15 @@ pub async fn return_caller(deps: &CallDeps, id: &str, outcome: Outcome) {
                 end_reason: "transfer_failed".into(),
                 recording_path: None,
             };
-            if deps
-                .store
-                .finish_call(&tenant, &call_id, &end)
-                .await
-                .is_ok()
-            {
-                super::analysis::call_finished(&deps.store, &deps.metrics, &tenant, &call_id).await;
+            if let Ok(call) = deps.store.finish_call(&tenant, &call_id, &end).await {
+                super::driver::after_call_finished(
+                    &deps.store,
+                    &deps.metrics,
+                    &call,
+                    &end.end_reason,
+                    None,
+                )
+                .await;
             }
         }
         deps.metrics.call_ended("transfer_failed");
