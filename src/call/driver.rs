@@ -50,36 +50,6 @@ use serde_json::{Value, json};
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the provider has to accept the WebSocket.
 const PROVIDER_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// What a call's end sets off, wherever its record was finished (the stream's journal, or
-/// `call::warm` for a call that left through a warm transfer): the analysis (then the tenant's
-/// `call.ended` webhook), the staff notification, and the post-call exports (a call-log row in a
-/// sheet, files in Drive, …) on their own queue, run on `recorded_on` when that node holds the
-/// call's recording.
-pub(super) async fn after_call_finished(
-    store: &crate::store::SqlStore,
-    metrics: &Metrics,
-    call: &crate::store::Call,
-    end_reason: &str,
-    recorded_on: Option<&str>,
-) {
-    super::analysis::call_finished(store, metrics, &call.tenant_id, &call.id).await;
-    crate::notify::emit_for_call(
-        store,
-        call,
-        crate::notify::NotifyEvent::CallEnded,
-        end_reason,
-    )
-    .await;
-    let now = chrono::Utc::now().timestamp_millis();
-    if let Err(e) =
-        crate::exports::enqueue_call_exports(store, &call.tenant_id, &call.id, recorded_on, now)
-            .await
-    {
-        metrics.error("export_enqueue_failed");
-        warn!(error = %e, "cannot queue the post-call exports");
-    }
-}
-
 /// How long writers get to flush and close after the call ends.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Inputs waiting for the actor (Twilio frames, provider events, tool results).
@@ -1517,6 +1487,36 @@ impl Journal {
     }
 }
 
+/// What a call's end sets off, wherever its record was finished (the stream's journal, or
+/// `call::warm` for a call that left through a warm transfer): the analysis (then the tenant's
+/// `call.ended` webhook), the staff notification, and the post-call exports (a call-log row in a
+/// sheet, files in Drive, …) on their own queue, run on `recorded_on` when that node holds the
+/// call's recording.
+pub(super) async fn after_call_finished(
+    store: &crate::store::SqlStore,
+    metrics: &Metrics,
+    call: &crate::store::Call,
+    end_reason: &str,
+    recorded_on: Option<&str>,
+) {
+    super::analysis::call_finished(store, metrics, &call.tenant_id, &call.id).await;
+    crate::notify::emit_for_call(
+        store,
+        call,
+        crate::notify::NotifyEvent::CallEnded,
+        end_reason,
+    )
+    .await;
+    let now = chrono::Utc::now().timestamp_millis();
+    if let Err(e) =
+        crate::exports::enqueue_call_exports(store, &call.tenant_id, &call.id, recorded_on, now)
+            .await
+    {
+        metrics.error("export_enqueue_failed");
+        warn!(error = %e, "cannot queue the post-call exports");
+    }
+}
+
 async fn write_journal(
     store: SqlStore,
     metrics: Arc<Metrics>,
@@ -1549,19 +1549,15 @@ async fn write_journal(
                 }
                 appended
             }
-            JournalEntry::Finish(end) => {
-                match store.finish_call(&tenant, &call_id, &end).await {
-                    // The tenant's post-call webhook goes through the durable outbox.
-                    // (after the analysis, when the agent has analysis settings).
-                    Ok(call) => {
-                        let recorded_on = end.recording_path.as_ref().map(|_| &*node);
-                        after_call_finished(&store, &metrics, &call, &end.end_reason, recorded_on)
-                            .await;
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
+            JournalEntry::Finish(end) => match store.finish_call(&tenant, &call_id, &end).await {
+                Ok(call) => {
+                    let recorded_on = end.recording_path.as_ref().map(|_| &*node);
+                    after_call_finished(&store, &metrics, &call, &end.end_reason, recorded_on)
+                        .await;
+                    Ok(())
                 }
-            }
+                Err(e) => Err(e),
+            },
         };
         if let Err(e) = result {
             metrics.error("store_write_failed");

@@ -251,6 +251,39 @@ impl ContactInput {
             )),
         }
     }
+
+    /// The record after this input updated `before`: what was given wins, the rest stays.
+    pub fn written_over(&self, before: Contact) -> Contact {
+        Contact {
+            id: before.id,
+            first_name: self.first_name.clone().or(before.first_name),
+            last_name: self.last_name.clone().or(before.last_name),
+            email: self.email.clone().or(before.email),
+            phone: self.phone.clone().or(before.phone),
+            company: before.company,
+        }
+    }
+
+    /// The record this input created as `id`.
+    pub fn created_as(&self, id: String) -> Contact {
+        Contact {
+            id,
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            email: self.email.clone(),
+            phone: self.phone.clone(),
+            company: None,
+        }
+    }
+
+    /// What stands in for a last name a CRM requires when the caller gave none: the first name,
+    /// else the email, else the phone.
+    pub fn last_name_stand_in(&self) -> Option<String> {
+        self.first_name
+            .clone()
+            .or_else(|| self.email.clone())
+            .or_else(|| self.phone.clone())
+    }
 }
 
 impl fmt::Debug for ContactInput {

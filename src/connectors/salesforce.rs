@@ -394,25 +394,12 @@ impl Crm for Salesforce {
                 )
                 .await?;
             }
-            let before = existing.into_contact();
-            return Ok(Contact {
-                company: None,
-                id: before.id,
-                first_name: contact.first_name.clone().or(before.first_name),
-                last_name: contact.last_name.clone().or(before.last_name),
-                email: contact.email.clone().or(before.email),
-                phone: contact.phone.clone().or(before.phone),
-            });
+            return Ok(contact.written_over(existing.into_contact()));
         }
         let mut body = fields;
         if !body.contains_key("LastName") {
             // LastName is required on both objects: what identifies the caller stands in.
-            let stand_in = contact
-                .first_name
-                .clone()
-                .or_else(|| contact.email.clone())
-                .or_else(|| contact.phone.clone());
-            body.insert("LastName".into(), json!(stand_in));
+            body.insert("LastName".into(), json!(contact.last_name_stand_in()));
             body.remove("FirstName");
         }
         if self.create_as == PersonKind::Lead {
@@ -422,14 +409,7 @@ impl Crm for Salesforce {
         let id = self
             .create(ctx, self.create_as.sobject(), Value::Object(body), "contact")
             .await?;
-        Ok(Contact {
-            company: None,
-            id,
-            first_name: contact.first_name.clone(),
-            last_name: contact.last_name.clone(),
-            email: contact.email.clone(),
-            phone: contact.phone.clone(),
-        })
+        Ok(contact.created_as(id))
     }
 
     async fn log_call_note(

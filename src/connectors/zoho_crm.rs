@@ -402,25 +402,12 @@ impl Crm for ZohoCrm {
                 "contact",
             )
             .await?;
-            let before = existing.into_contact(module);
-            return Ok(Contact {
-                company: None,
-                id: before.id,
-                first_name: contact.first_name.clone().or(before.first_name),
-                last_name: contact.last_name.clone().or(before.last_name),
-                email: contact.email.clone().or(before.email),
-                phone: contact.phone.clone().or(before.phone),
-            });
+            return Ok(contact.written_over(existing.into_contact(module)));
         }
         let mut record = fields;
         if !record.contains_key("Last_Name") {
             // Last_Name is mandatory: what identifies the caller stands in.
-            let stand_in = contact
-                .first_name
-                .clone()
-                .or_else(|| contact.email.clone())
-                .or_else(|| contact.phone.clone());
-            record.insert("Last_Name".into(), json!(stand_in));
+            record.insert("Last_Name".into(), json!(contact.last_name_stand_in()));
             record.remove("First_Name");
         }
         // Upsert Records keyed by the email (else phone): Zoho keeps a replay single.
@@ -431,14 +418,7 @@ impl Crm for ZohoCrm {
             .replay(Replay::Idempotent)
             .send_json(ctx, "contact")
             .await?;
-        Ok(Contact {
-            company: None,
-            id: written_id(results, "contact")?,
-            first_name: contact.first_name.clone(),
-            last_name: contact.last_name.clone(),
-            email: contact.email.clone(),
-            phone: contact.phone.clone(),
-        })
+        Ok(contact.created_as(written_id(results, "contact")?))
     }
 
     async fn log_call_note(
