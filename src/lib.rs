@@ -53,6 +53,7 @@ pub mod tenant;
 pub mod tools;
 pub mod twilio;
 pub mod webhooks;
+pub mod wire;
 
 pub use app::{App, AppCore, StartupError};
 

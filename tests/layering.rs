@@ -74,7 +74,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         name: "L0. telephony frames, audio and realtime import nothing above them",
-        covers: &["twilio/", "audio/", "realtime/"],
+        covers: &["twilio/", "audio/", "realtime/", "wire.rs"],
         forbidden: &[
             "crate::tools",
             "crate::call::driver",

@@ -296,11 +296,11 @@ struct Wire<'a> {
     kind: Cow<'a, str>,
     // `deserialize_with`: serde copies an `Option<Cow>` it derives for itself (these three come in
     // every audio delta), so a visitor borrows them.
-    #[serde(default, borrow, deserialize_with = "optional_borrowed")]
+    #[serde(default, borrow, deserialize_with = "crate::wire::optional_borrowed")]
     response_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow, deserialize_with = "optional_borrowed")]
+    #[serde(default, borrow, deserialize_with = "crate::wire::optional_borrowed")]
     item_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow, deserialize_with = "optional_borrowed")]
+    #[serde(default, borrow, deserialize_with = "crate::wire::optional_borrowed")]
     delta: Option<Cow<'a, str>>,
     #[serde(default)]
     audio_start_ms: Option<u64>,
@@ -359,32 +359,6 @@ struct WireError {
     code: Option<String>,
     #[serde(default)]
     message: Option<String>,
-}
-
-/// An optional string, borrowed from the event unless it has escapes.
-fn optional_borrowed<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Cow<'de, str>>, D::Error> {
-    struct Visitor;
-    impl<'de> serde::de::Visitor<'de> for Visitor {
-        type Value = Option<Cow<'de, str>>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a string or null")
-        }
-        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-            Ok(Some(Cow::Borrowed(v)))
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(Cow::Owned(v.to_owned())))
-        }
-        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-            Ok(Some(Cow::Owned(v)))
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-    }
-    deserializer.deserialize_any(Visitor)
 }
 
 /// Decodes a GA server event (shared with the OpenAI-compatible dialects).

@@ -94,7 +94,7 @@ struct Wire<'a> {
         rename = "streamSid",
         default,
         borrow,
-        deserialize_with = "optional_borrowed"
+        deserialize_with = "crate::wire::optional_borrowed"
     )]
     stream_sid: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -125,32 +125,6 @@ struct WireMedia<'a> {
     timestamp: Option<u64>,
     #[serde(borrow)]
     payload: Cow<'a, str>,
-}
-
-/// An optional string, borrowed from the frame unless it has escapes.
-fn optional_borrowed<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Cow<'de, str>>, D::Error> {
-    struct Visitor;
-    impl<'de> serde::de::Visitor<'de> for Visitor {
-        type Value = Option<Cow<'de, str>>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a string or null")
-        }
-        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-            Ok(Some(Cow::Borrowed(v)))
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(Cow::Owned(v.to_owned())))
-        }
-        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-            Ok(Some(Cow::Owned(v)))
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-    }
-    deserializer.deserialize_any(Visitor)
 }
 
 /// Twilio writes numbers as strings; accept either without buffering (an untagged enum would
