@@ -1,25 +1,26 @@
 //! The call's IO driver: one task per call that owns the [`CallSession`] and connects it to the
 //! world.
 //!
-//! It waits for Twilio's `start`, checks the stream token, opens the provider socket, then spawns a
-//! writer task per socket and a reader for the provider's (talking to them through bounded
-//! channels) and runs the actor loop, which reads the Twilio socket itself: next caller frame,
-//! input or timer → `session.handle` → carry out every output. Every send to a writer is bounded
-//! ([`PEER_STALL`]): a peer that stops reading hangs the call up; it never stops the timers. When
-//! the session hangs up it closes both sockets and waits for (or stops) every task it spawned, so
-//! nothing outlives the call. When the session asks to resume the provider (Gemini `goAway`), it
-//! opens a new provider socket in the background while the call goes on, and sets it up with the
-//! resumption handle. With recording on for the agent, a recorder task streams both sides to
-//! `<call id>.wav` (or `.opus`), fed exactly what Twilio is sent and cut at every `clear`. It must
-//! not make decisions about the call: those belong to the session.
+//! It waits for Twilio's `start`, checks the stream token, opens the provider socket, then runs the
+//! actor loop, which reads both sockets itself and writes to them through an [`Outbox`] each:
+//! next caller frame, provider message, input or timer → `session.handle` → carry out every
+//! output → one flush per socket. Nothing waits on a socket's write: a peer that reads slowly
+//! leaves messages in its outbox while the timers and the other socket go on, and a peer that
+//! takes nothing for [`PEER_STALL`] hangs the call up. Tool runs that have to wait, transfers and
+//! the recorder are the call's only other tasks; when the session hangs up the actor closes both
+//! sockets and waits for (or stops) every task it spawned, so nothing outlives the call. When the
+//! session asks to resume the provider (Gemini `goAway`), it opens a new provider socket in the
+//! background while the call goes on, and sets it up with the resumption handle. With recording on
+//! for the agent, a recorder task streams both sides to `<call id>.wav` (or `.opus`), fed exactly
+//! what Twilio is sent and cut at every `clear`. It must not make decisions about the call: those
+//! belong to the session.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message as TwilioMessage, Utf8Bytes as TwilioText, WebSocket};
 use bytes::{Bytes, BytesMut};
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, SinkExt, StreamExt};
 use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
@@ -28,6 +29,7 @@ use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::{Message as ProviderMessage, Utf8Bytes};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use super::outbox::{Outbox, PEER_STALL, SocketEvent, next_event};
 use super::plan::{CallPlan, PlanError, Route, plan_call};
 use super::session::{
     AudioStage, CallEvent, CallSession, EndReason, Input, Output, SessionParams, TwilioCommand,
@@ -50,11 +52,12 @@ use serde_json::{Value, json};
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the provider has to accept the WebSocket.
 const PROVIDER_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long writers get to flush and close after the call ends.
+/// How long the sockets get to flush and close after the call ends.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Inputs waiting for the actor (Twilio frames, provider events, tool results).
 const ACTOR_QUEUE: usize = 256;
-/// Messages waiting for a socket writer. Agent audio arrives faster than real time, in bursts.
+/// Messages waiting in a socket's outbox past which caller audio is dropped (provider) or the
+/// provider is not read (Twilio). Agent audio arrives faster than real time, in bursts.
 const WRITER_QUEUE: usize = 512;
 /// Audio waiting for the recorder task (about 10 s of both sides in 20 ms frames).
 const RECORDING_QUEUE: usize = 1024;
@@ -77,14 +80,6 @@ const PROVIDER_WRITE_BUFFER: usize = 4 * 1024;
 /// bytes, 900 transcoded).
 pub const TWILIO_MESSAGE_BUFFER: usize = 4 * 1024;
 pub const PROVIDER_MESSAGE_BUFFER: usize = 2 * 1024;
-/// Messages a writer takes off its queue at once, then writes with one flush.
-const WRITE_BATCH: usize = 32;
-/// How long a socket writer's queue may stay full before its peer counts as stalled and the call is
-/// hung up. A full queue is [`WRITER_QUEUE`] messages (over 10 s of audio) on top of the kernel's
-/// socket buffers, so a reading peer never gets here; a peer that stops reading can keep the actor
-/// (and the session's max-duration and silence timers) waiting this long at most.
-const PEER_STALL: Duration = Duration::from_secs(5);
-
 /// What every call shares.
 #[derive(Clone)]
 pub struct CallDeps {
@@ -172,17 +167,11 @@ impl StartError {
     }
 }
 
-enum Outgoing {
-    /// UTF-8 text: a slice of the actor's reused message buffer (see [`MessageBuf`]).
-    Text(Bytes),
-    Close,
-}
-
 /// Where the actor writes one socket's messages: each message is split off as a slice of one
-/// reused buffer (a reference count, no allocation) and queued to the writer. At the start of each
-/// turn the buffer is reclaimed whole if the writer has written every earlier slice, so a
-/// steady-state frame costs no allocation; a buffer is replaced only while its writer lags behind
-/// or one turn's messages outgrow it.
+/// reused buffer (a reference count, no allocation) and queued in the socket's outbox. At the start
+/// of each turn the buffer is reclaimed whole if the socket has taken every earlier slice, so a
+/// steady-state frame costs no allocation; a buffer is replaced only while its peer lags behind or
+/// one turn's messages outgrow it.
 pub struct MessageBuf {
     buf: BytesMut,
     capacity: usize,
@@ -218,31 +207,28 @@ impl MessageBuf {
 /// Runs one call on an upgraded Twilio media socket, start to finish.
 pub async fn run_call(deps: CallDeps, socket: WebSocket) {
     let _actor_guard = deps.metrics.task_guard();
-    let (mut twilio_sink, mut twilio_stream) = socket.split();
-    let identity = match await_start(&deps, &mut twilio_stream).await {
+    let mut socket = socket;
+    let identity = match await_start(&deps, &mut socket).await {
         Ok(identity) => identity,
         Err(e) => {
             warn!(error = %e, "media stream refused");
             deps.metrics.error(e.kind());
-            let _ = twilio_sink.send(TwilioMessage::Close(None)).await;
+            let _ = socket.send(TwilioMessage::Close(None)).await;
             return;
         }
     };
     let span = info_span!("call", call_sid = %identity.call_sid);
-    run_started_call(deps, identity, twilio_sink, twilio_stream)
+    run_started_call(deps, identity, socket)
         .instrument(span)
         .await;
 }
 
-async fn await_start(
-    deps: &CallDeps,
-    twilio_stream: &mut SplitStream<WebSocket>,
-) -> Result<CallIdentity, StartError> {
+async fn await_start(deps: &CallDeps, twilio: &mut WebSocket) -> Result<CallIdentity, StartError> {
     let started = Instant::now();
     let mut reported = HashSet::new();
     let start = loop {
         let remaining = START_TIMEOUT.saturating_sub(started.elapsed());
-        let message = match timeout(remaining, twilio_stream.next()).await {
+        let message = match timeout(remaining, twilio.next()).await {
             Err(_) => return Err(StartError::Timeout(START_TIMEOUT)),
             Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(TwilioMessage::Close(_)))) => {
                 return Err(StartError::Closed);
@@ -331,12 +317,7 @@ fn report_once(
     }
 }
 
-async fn run_started_call(
-    deps: CallDeps,
-    identity: CallIdentity,
-    twilio_sink: SplitSink<WebSocket, TwilioMessage>,
-    twilio_stream: SplitStream<WebSocket>,
-) {
+async fn run_started_call(deps: CallDeps, identity: CallIdentity, twilio: WebSocket) {
     deps.metrics
         .active_calls
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -351,7 +332,7 @@ async fn run_started_call(
         Err(e) => {
             error!(error = %e, "cannot set up the call; ending it");
             deps.metrics.error("call_setup_failed");
-            close_quietly(twilio_sink, TwilioMessage::Close(None)).await;
+            close_quietly(twilio, TwilioMessage::Close(None)).await;
             EndReason::ProviderClosed(e.to_string())
         }
         Ok(plan) => {
@@ -371,23 +352,15 @@ async fn run_started_call(
             let mut recording = None;
             let reason = match provider {
                 Ok(provider) => {
-                    let (reason, path) = run_actor(
-                        &deps,
-                        &identity,
-                        &plan,
-                        &journal,
-                        twilio_sink,
-                        twilio_stream,
-                        provider,
-                    )
-                    .await;
+                    let (reason, path) =
+                        run_actor(&deps, &identity, &plan, &journal, twilio, provider).await;
                     recording = path;
                     reason
                 }
                 Err(message) => {
                     error!(error = %message, provider = plan.dialect.name(), "provider connection failed; ending the call");
                     deps.metrics.error("provider_connect_failed");
-                    close_quietly(twilio_sink, TwilioMessage::Close(None)).await;
+                    close_quietly(twilio, TwilioMessage::Close(None)).await;
                     EndReason::ProviderClosed(message)
                 }
             };
@@ -431,44 +404,6 @@ where
     S: Sink<M> + Unpin,
 {
     let _ = timeout(CLOSE_GRACE, sink.send(close)).await;
-}
-
-/// Spawns the reader and writer of one provider connection (the `connection`-th of the call).
-#[allow(clippy::too_many_arguments)] // the pieces of one connection, named at the one call site
-fn start_provider_link(
-    socket: ProviderSocket,
-    rx: mpsc::Receiver<Outgoing>,
-    connection: u32,
-    actor_tx: &mpsc::Sender<Input>,
-    metrics: &Arc<Metrics>,
-    dialect: &Arc<dyn Dialect>,
-    writers: &mut JoinSet<()>,
-    readers: &mut JoinSet<()>,
-) {
-    let (sink, stream) = socket.split();
-    let guard = metrics.task_guard();
-    writers.spawn(
-        async move {
-            let _guard = guard;
-            write_loop(
-                sink,
-                rx,
-                |t| Utf8Bytes::try_from(t).ok().map(ProviderMessage::Text),
-                ProviderMessage::Close(None),
-            )
-            .await
-        }
-        .in_current_span(),
-    );
-    let guard = metrics.task_guard();
-    let (tx, m, dialect) = (actor_tx.clone(), metrics.clone(), dialect.clone());
-    readers.spawn(
-        async move {
-            let _guard = guard;
-            read_provider(stream, tx, m, dialect, connection).await
-        }
-        .in_current_span(),
-    );
 }
 
 /// Session behaviour that follows from the provider's dialect.
@@ -515,8 +450,7 @@ async fn run_actor(
     identity: &CallIdentity,
     plan: &CallPlan,
     journal: &Journal,
-    twilio_sink: SplitSink<WebSocket, TwilioMessage>,
-    twilio_stream: SplitStream<WebSocket>,
+    twilio: WebSocket,
     provider: ProviderSocket,
 ) -> (EndReason, Option<String>) {
     let (actor_tx, mut actor_rx) = mpsc::channel::<Input>(ACTOR_QUEUE);
@@ -533,11 +467,22 @@ async fn run_actor(
         &actor_tx,
     )
     .await;
-    let (twilio_tx, twilio_rx) = mpsc::channel::<Outgoing>(WRITER_QUEUE);
-    let (mut provider_tx, provider_rx) = mpsc::channel::<Outgoing>(WRITER_QUEUE);
-
-    let mut writers = JoinSet::new();
-    let mut readers = JoinSet::new();
+    // The actor reads both sockets itself and writes to them through an outbox each
+    // (`call/outbox.rs`): no reader or writer task, no channel, one flush per turn. A socket is
+    // read until it ends; the provider's is `None` while a new connection is being opened.
+    let mut twilio = twilio;
+    let mut twilio_reading = true;
+    let mut provider = Some(provider);
+    let mut provider_reading = true;
+    let mut twilio_out =
+        Outbox::new(|t: Bytes| TwilioText::try_from(t).ok().map(TwilioMessage::Text));
+    let mut provider_out =
+        Outbox::new(|t: Bytes| Utf8Bytes::try_from(t).ok().map(ProviderMessage::Text));
+    let mut connection: u32 = 0;
+    let mut provider_state = StreamState::for_connection(connection);
+    let mut provider_events = Vec::with_capacity(8);
+    // Sockets being closed in the background (a provider connection replaced on resumption).
+    let mut closing = JoinSet::new();
     let mut tools = JoinSet::new();
     let metrics = &deps.metrics;
     let dialect_arc = plan.dialect.clone();
@@ -548,42 +493,13 @@ async fn run_actor(
         Err(e) => {
             error!(error = %e, provider = dialect.name(), "cannot set up transcoding; ending the call");
             deps.metrics.error("call_setup_failed");
-            close_quietly(twilio_sink, TwilioMessage::Close(None)).await;
+            close_quietly(twilio, TwilioMessage::Close(None)).await;
             return (EndReason::ProviderClosed(e.to_string()), None);
         }
     };
 
-    let guard = metrics.task_guard();
-    writers.spawn(
-        async move {
-            let _guard = guard;
-            write_loop(
-                twilio_sink,
-                twilio_rx,
-                |t| TwilioText::try_from(t).ok().map(TwilioMessage::Text),
-                TwilioMessage::Close(None),
-            )
-            .await
-        }
-        .in_current_span(),
-    );
-    // The actor reads the Twilio socket itself: a caller frame reaches the session without a task
-    // hop or a queue. `None` once the socket has ended.
-    let mut twilio_stream = Some(twilio_stream);
-    let mut connection: u32 = 0;
-    start_provider_link(
-        provider,
-        provider_rx,
-        connection,
-        &actor_tx,
-        metrics,
-        &dialect_arc,
-        &mut writers,
-        &mut readers,
-    );
-    // A provider connection being opened for resumption, and the queue its writer will drain.
+    // A provider connection being opened for resumption (its messages queue in `provider_out`).
     let mut reconnecting: Option<tokio::task::JoinHandle<Result<ProviderSocket, String>>> = None;
-    let mut pending_rx: Option<mpsc::Receiver<Outgoing>> = None;
 
     let mut recording = Recording::start(deps, plan, journal).await;
     // The call's start as its tools see it (`log_call_note` writes the duration so far).
@@ -598,9 +514,7 @@ async fn run_actor(
         &identity.called,
         &identity.call_sid,
     ));
-    let _ = provider_tx
-        .send(Outgoing::Text(Bytes::from(dialect.encode(&update))))
-        .await;
+    provider_out.push(Bytes::from(dialect.encode(&update)));
 
     let mut reported = HashSet::new();
     let mut end_reason = None;
@@ -608,282 +522,353 @@ async fn run_actor(
     let envelope = stream::Outbound::new(&identity.stream_sid);
     // Each socket's messages are written into one reused buffer, and a caller payload's string
     // comes back from its provider command to carry the next frame's: no per-frame allocation.
-    let mut twilio_out = MessageBuf::new(TWILIO_MESSAGE_BUFFER);
-    let mut provider_out = MessageBuf::new(PROVIDER_MESSAGE_BUFFER);
+    let mut twilio_buf = MessageBuf::new(TWILIO_MESSAGE_BUFFER);
+    let mut provider_buf = MessageBuf::new(PROVIDER_MESSAGE_BUFFER);
     let mut spare_payload = String::new();
     // A mark's wire name is written here, then into the message: no string per mark.
     let mut mark_name = String::with_capacity(64);
     // End of the caller audio so far on the Twilio stream clock: where a `clear` cuts the recording.
     let mut caller_end_ms = 0u64;
+    // What one wake-up brings for the session: a caller frame, a provider message's events, a
+    // timer, a tool result or a supervisor's command.
+    let mut inputs: VecDeque<Input> = VecDeque::with_capacity(8);
+    // One timer for the call, moved when the next deadline moves (a later deadline costs no lock).
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut timer_at = None;
     while end_reason.is_none() {
-        let wake = session.poll_timeout().map(Instant::from_std);
-        let input = tokio::select! {
-            message = next_twilio(&mut twilio_stream) => {
+        let session_wake = session.poll_timeout().map(Instant::from_std);
+        let wake = [
+            session_wake,
+            twilio_out.stall_deadline(),
+            provider_out.stall_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some(at) = wake
+            && timer_at != Some(at)
+        {
+            timer.as_mut().reset(at);
+            timer_at = Some(at);
+        }
+        // Agent audio is never dropped: while the Twilio socket holds back more than a queue's
+        // worth, the provider is not read (its socket buffers the audio); a Twilio that stopped
+        // reading hangs the call up after `PEER_STALL`.
+        let read_provider = twilio_out.queued() < WRITER_QUEUE;
+        tokio::select! {
+            event = next_event(Some(&mut twilio), &mut twilio_out, twilio_reading) => {
+                let SocketEvent::Read(message) = event else {
+                    continue;
+                };
                 match twilio_input(message, metrics, &mut reported, &mut spare_payload) {
-                    TwilioRead::Input(input) => input,
-                    TwilioRead::Nothing => continue,
+                    TwilioRead::Input(input) => inputs.push_back(input),
+                    TwilioRead::Nothing => {}
                     TwilioRead::Closed => {
-                        twilio_stream = None;
-                        Input::TwilioClosed
+                        twilio_reading = false;
+                        inputs.push_back(Input::TwilioClosed);
                     }
                 }
             }
-            input = actor_rx.recv() => input.unwrap_or(Input::TwilioClosed),
-            _ = sleep_until(wake) => Input::Tick,
+            event = next_event(provider.as_mut(), &mut provider_out, provider_reading && read_provider) => {
+                let SocketEvent::Read(message) = event else {
+                    continue;
+                };
+                match provider_text(message) {
+                    ProviderRead::Text(text) => {
+                        provider_events.clear();
+                        let decoded =
+                            dialect.decode_stream(&text, &mut provider_state, &mut provider_events);
+                        inputs.extend(provider_events.drain(..).map(Input::Llm));
+                        if let Err(e) = decoded {
+                            report_once(
+                                metrics,
+                                &mut reported,
+                                "provider_malformed_event",
+                                &e.to_string(),
+                            );
+                        }
+                    }
+                    ProviderRead::Nothing => {}
+                    ProviderRead::Closed(reason) => {
+                        provider_reading = false;
+                        inputs.push_back(Input::LlmClosed { reason });
+                    }
+                }
+            }
+            input = actor_rx.recv() => inputs.push_back(input.unwrap_or(Input::TwilioClosed)),
+            () = &mut timer, if wake.is_some() => {
+                timer_at = None;
+                let now = Instant::now();
+                if twilio_out.stalled(now) {
+                    end_reason = Some(stalled(metrics, EndReason::TwilioStalled));
+                } else if provider_out.stalled(now) {
+                    end_reason = Some(stalled(metrics, EndReason::ProviderStalled));
+                } else if session_wake.is_some_and(|at| at <= now) {
+                    inputs.push_back(Input::Tick);
+                }
+            }
             connected = wait_for(&mut reconnecting) => {
                 reconnecting = None;
-                match (connected, pending_rx.take()) {
-                    (Ok(socket), Some(rx)) => {
+                match connected {
+                    Ok(socket) => {
                         info!(connection, "provider reconnected; resuming the session");
-                        start_provider_link(
-                            socket,
-                            rx,
-                            connection,
-                            &actor_tx,
-                            metrics,
-                            &dialect_arc,
-                            &mut writers,
-                            &mut readers,
-                        );
-                        continue;
+                        provider = Some(socket);
+                        provider_reading = true;
+                        provider_state = StreamState::for_connection(connection);
                     }
-                    (Ok(_), None) => continue, // superseded by a newer attempt
-                    (Err(reason), _) => {
+                    Err(reason) => {
                         warn!(error = %reason, "provider reconnection failed");
                         deps.metrics.error("provider_connect_failed");
-                        Input::LlmClosed { reason }
+                        inputs.push_back(Input::LlmClosed { reason });
                     }
                 }
             }
         };
-        if let (
-            Some(rec),
-            Input::Twilio(crate::twilio::stream::TwilioEvent::Media {
-                timestamp_ms,
-                payload,
-                len,
-            }),
-        ) = (recording.as_mut(), &input)
+        // Whatever the last turn queued has been written: each buffer is taken back whole.
+        twilio_buf.reclaim();
+        provider_buf.reclaim();
+        while end_reason.is_none()
+            && let Some(input) = inputs.pop_front()
         {
-            caller_end_ms =
-                timestamp_ms + (*len as u64) / crate::twilio::stream::ULAW_BYTES_PER_MS as u64;
-            rec.caller(*timestamp_ms, payload, metrics);
-        }
-        twilio_out.reclaim();
-        provider_out.reclaim();
-        match input {
-            // The echo's name string goes back to parse the next frame into.
-            Input::Twilio(crate::twilio::stream::TwilioEvent::Mark { name }) => {
-                session.handle_mark(Instant::now().into_std(), &name);
-                spare_payload = name;
+            if let (
+                Some(rec),
+                Input::Twilio(crate::twilio::stream::TwilioEvent::Media {
+                    timestamp_ms,
+                    payload,
+                    len,
+                }),
+            ) = (recording.as_mut(), &input)
+            {
+                caller_end_ms =
+                    timestamp_ms + (*len as u64) / crate::twilio::stream::ULAW_BYTES_PER_MS as u64;
+                rec.caller(*timestamp_ms, payload, metrics);
             }
-            input => session.handle(Instant::now().into_std(), input),
-        }
-        while let Some(output) = session.poll_output() {
-            match output {
-                Output::Twilio(command) => {
-                    let out = twilio_out.writer();
-                    match &command {
-                        TwilioCommand::Media(frame) => {
-                            Metrics::incr(&metrics.frames_out);
-                            if let Some(rec) = recording.as_mut() {
-                                rec.send(RecordingEntry::Agent(*frame), metrics);
-                            }
-                            envelope.media_into(frame, out)
-                        }
-                        TwilioCommand::Mark(name) => {
-                            envelope.mark_into(name.write_into(&mut mark_name), out)
-                        }
-                        TwilioCommand::Clear => {
-                            if let Some(rec) = recording.as_mut() {
-                                rec.send(
-                                    RecordingEntry::Cleared {
-                                        at_ms: caller_end_ms,
-                                    },
-                                    metrics,
-                                );
-                            }
-                            envelope.clear_into(out)
-                        }
-                    }
-                    let Some(text) = twilio_out.take() else {
-                        continue;
-                    };
-                    // Agent audio is never dropped: a slow Twilio socket slows the actor down,
-                    // for a bounded time; a Twilio that stopped reading hangs the call up.
-                    if send_bounded(&twilio_tx, Outgoing::Text(text))
-                        .await
-                        .is_err()
-                    {
-                        end_reason = Some(stalled(metrics, EndReason::TwilioStalled));
-                        break;
-                    }
+            match input {
+                // The echo's name string goes back to parse the next frame into.
+                Input::Twilio(crate::twilio::stream::TwilioEvent::Mark { name }) => {
+                    session.handle_mark(Instant::now().into_std(), &name);
+                    spare_payload = name;
                 }
-                Output::Llm(command) => {
-                    dialect.encode_into(&command, provider_out.writer());
-                    let text = provider_out.take();
-                    if let LlmCommand::AppendAudio(payload) = command {
-                        spare_payload = payload;
-                        // Stale caller audio is worth less than a stalled call: drop and count.
-                        if let Some(text) = text
-                            && provider_tx.try_send(Outgoing::Text(text)).is_err()
+                input => session.handle(Instant::now().into_std(), input),
+            }
+            while let Some(output) = session.poll_output() {
+                match output {
+                    Output::Twilio(command) => {
+                        let out = twilio_buf.writer();
+                        match &command {
+                            TwilioCommand::Media(frame) => {
+                                Metrics::incr(&metrics.frames_out);
+                                if let Some(rec) = recording.as_mut() {
+                                    rec.send(RecordingEntry::Agent(*frame), metrics);
+                                }
+                                envelope.media_into(frame, out)
+                            }
+                            TwilioCommand::Mark(name) => {
+                                envelope.mark_into(name.write_into(&mut mark_name), out)
+                            }
+                            TwilioCommand::Clear => {
+                                if let Some(rec) = recording.as_mut() {
+                                    rec.send(
+                                        RecordingEntry::Cleared {
+                                            at_ms: caller_end_ms,
+                                        },
+                                        metrics,
+                                    );
+                                }
+                                envelope.clear_into(out)
+                            }
+                        }
+                        if let Some(text) = twilio_buf.take() {
+                            twilio_out.push(text);
+                        }
+                    }
+                    Output::Llm(command) => {
+                        dialect.encode_into(&command, provider_buf.writer());
+                        let text = provider_buf.take();
+                        if let LlmCommand::AppendAudio(payload) = command {
+                            spare_payload = payload;
+                            // Stale caller audio is worth less than a stalled call: past a queue's
+                            // worth waiting, drop and count.
+                            if let Some(text) = text {
+                                if provider_out.queued() < WRITER_QUEUE {
+                                    provider_out.push(text);
+                                } else {
+                                    Metrics::incr(&metrics.frames_dropped);
+                                    report_once(
+                                        metrics,
+                                        &mut reported,
+                                        "provider_backpressure",
+                                        "caller frame dropped",
+                                    );
+                                }
+                            }
+                            continue;
+                        }
+                        let Some(text) = text else {
+                            // No wire form in this dialect (e.g. a cancel Gemini does by itself).
+                            continue;
+                        };
+                        if let LlmCommand::Truncate {
+                            item_id,
+                            audio_end_ms,
+                        } = &command
                         {
-                            Metrics::incr(&metrics.frames_dropped);
-                            report_once(
-                                metrics,
-                                &mut reported,
-                                "provider_backpressure",
-                                "caller frame dropped",
+                            Metrics::incr(&metrics.truncations);
+                            debug!(item_id, audio_end_ms, "truncate");
+                        }
+                        if let LlmCommand::SystemNote(note) = &command
+                            && !note.starts_with(super::session::OPERATOR_NOTE_PREFIX)
+                        {
+                            journal.record(CallEventKind::Dtmf, json!({ "note": note }));
+                        }
+                        provider_out.push(text);
+                    }
+                    Output::ReconnectProvider { handle } => {
+                        // The old socket is closed in the background; commands from now on queue for
+                        // the new one, behind the setup that resumes the session.
+                        provider_reading = false;
+                        provider_out.reset();
+                        if let Some(old) = provider.take() {
+                            closing.spawn(
+                                close_quietly(old, ProviderMessage::Close(None)).in_current_span(),
                             );
                         }
-                        continue;
+                        let mut config = plan.session_config(
+                            &identity.caller,
+                            &identity.called,
+                            &identity.call_sid,
+                        );
+                        config.resumption_handle = Some(handle);
+                        let setup = dialect.encode(&LlmCommand::UpdateSession(config));
+                        provider_out.push(Bytes::from(setup));
+                        connection += 1;
+                        if let Some(old) = reconnecting.take() {
+                            old.abort();
+                        }
+                        let dialect = dialect_arc.clone();
+                        reconnecting =
+                            Some(tokio::spawn(connect_provider(dialect).in_current_span()));
                     }
-                    let Some(text) = text else {
-                        // No wire form in this dialect (e.g. a cancel Gemini does by itself).
-                        continue;
-                    };
-                    if let LlmCommand::Truncate {
-                        item_id,
-                        audio_end_ms,
-                    } = &command
-                    {
-                        Metrics::incr(&metrics.truncations);
-                        debug!(item_id, audio_end_ms, "truncate");
-                    }
-                    if let LlmCommand::SystemNote(note) = &command
-                        && !note.starts_with(super::session::OPERATOR_NOTE_PREFIX)
-                    {
-                        journal.record(CallEventKind::Dtmf, json!({ "note": note }));
-                    }
-                    if send_bounded(&provider_tx, Outgoing::Text(text))
-                        .await
-                        .is_err()
-                    {
-                        end_reason = Some(stalled(metrics, EndReason::ProviderStalled));
-                        break;
-                    }
-                }
-                Output::ReconnectProvider { handle } => {
-                    // The old writer closes its socket; commands from now on queue for the new one,
-                    // behind the setup that resumes the session.
-                    let _ = provider_tx.try_send(Outgoing::Close);
-                    let (tx, rx) = mpsc::channel::<Outgoing>(WRITER_QUEUE);
-                    provider_tx = tx;
-                    pending_rx = Some(rx);
-                    let mut config =
-                        plan.session_config(&identity.caller, &identity.called, &identity.call_sid);
-                    config.resumption_handle = Some(handle);
-                    let setup = dialect.encode(&LlmCommand::UpdateSession(config));
-                    let _ = provider_tx.try_send(Outgoing::Text(Bytes::from(setup)));
-                    connection += 1;
-                    if let Some(old) = reconnecting.take() {
-                        old.abort();
-                    }
-                    let dialect = dialect_arc.clone();
-                    reconnecting = Some(tokio::spawn(connect_provider(dialect).in_current_span()));
-                }
-                Output::RunTool {
-                    call_id,
-                    name,
-                    arguments,
-                } => {
-                    let context = ToolContext {
-                        call_sid: identity.call_sid.clone(),
-                        caller: identity.caller.clone(),
-                        called: identity.called.clone(),
-                        tool_call_id: call_id.clone(),
-                        call_started: Some(call_started),
-                        inbound: journal.inbound,
-                    };
-                    journal.record(
-                        CallEventKind::ToolCall,
-                        json!({ "call_id": call_id, "tool": name, "arguments": arguments }),
-                    );
-                    let mut run = Box::pin(run_tool(
-                        plan.tools.clone(),
-                        context,
+                    Output::RunTool {
+                        call_id,
                         name,
                         arguments,
-                        metrics.clone(),
-                        journal.clone(),
-                    ));
-                    // A tool that answers at once (a built-in, a lookup with nothing to wait for)
-                    // answers within this turn: no task, no queue. Anything that waits (a vendor
-                    // request, a ledger write of a side-effecting tool) goes on in a task, the very
-                    // same future, so its exactly-once ledger is untouched.
-                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                    match run.as_mut().poll(&mut cx) {
-                        std::task::Poll::Ready(output) => session.handle(
-                            Instant::now().into_std(),
-                            Input::ToolFinished { call_id, output },
-                        ),
-                        std::task::Poll::Pending => {
-                            let (tx, guard) = (actor_tx.clone(), metrics.task_guard());
-                            tools.spawn(
-                                async move {
-                                    let _guard = guard;
-                                    let output = run.await;
-                                    let _ = tx.send(Input::ToolFinished { call_id, output }).await;
-                                }
-                                .in_current_span(),
-                            );
+                    } => {
+                        let context = ToolContext {
+                            call_sid: identity.call_sid.clone(),
+                            caller: identity.caller.clone(),
+                            called: identity.called.clone(),
+                            tool_call_id: call_id.clone(),
+                            call_started: Some(call_started),
+                            inbound: journal.inbound,
+                        };
+                        journal.record(
+                            CallEventKind::ToolCall,
+                            json!({ "call_id": call_id, "tool": name, "arguments": arguments }),
+                        );
+                        let mut run = Box::pin(run_tool(
+                            plan.tools.clone(),
+                            context,
+                            name,
+                            arguments,
+                            metrics.clone(),
+                            journal.clone(),
+                        ));
+                        // A tool that answers at once (a built-in, a lookup with nothing to wait for)
+                        // answers within this turn: no task, no queue. Anything that waits (a vendor
+                        // request, a ledger write of a side-effecting tool) goes on in a task, the very
+                        // same future, so its exactly-once ledger is untouched.
+                        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                        match run.as_mut().poll(&mut cx) {
+                            std::task::Poll::Ready(output) => session.handle(
+                                Instant::now().into_std(),
+                                Input::ToolFinished { call_id, output },
+                            ),
+                            std::task::Poll::Pending => {
+                                let (tx, guard) = (actor_tx.clone(), metrics.task_guard());
+                                tools.spawn(
+                                    async move {
+                                        let _guard = guard;
+                                        let output = run.await;
+                                        let _ =
+                                            tx.send(Input::ToolFinished { call_id, output }).await;
+                                    }
+                                    .in_current_span(),
+                                );
+                            }
                         }
                     }
-                }
-                Output::Transfer { destination } => super::transfer::start_redirect(
-                    deps,
-                    &plan.transfer_destinations,
-                    super::transfer::RedirectRequest {
-                        call_sid: &identity.call_sid,
-                        caller: &identity.caller,
-                        called: &identity.called,
-                        destination: &destination,
-                    },
-                    &actor_tx,
-                    &mut tools,
-                ),
-                Output::WarmTransfer {
-                    destination,
-                    summary,
-                } => {
-                    let (tenant, agent) = identity.route.ids();
-                    super::warm::start(
+                    Output::Transfer { destination } => super::transfer::start_redirect(
                         deps,
                         &plan.transfer_destinations,
-                        super::warm::WarmRequest {
+                        super::transfer::RedirectRequest {
                             call_sid: &identity.call_sid,
                             caller: &identity.caller,
                             called: &identity.called,
-                            tenant,
-                            agent,
                             destination: &destination,
-                            summary: &summary,
                         },
                         &actor_tx,
                         &mut tools,
-                    )
+                    ),
+                    Output::WarmTransfer {
+                        destination,
+                        summary,
+                    } => {
+                        let (tenant, agent) = identity.route.ids();
+                        super::warm::start(
+                            deps,
+                            &plan.transfer_destinations,
+                            super::warm::WarmRequest {
+                                call_sid: &identity.call_sid,
+                                caller: &identity.caller,
+                                called: &identity.called,
+                                tenant,
+                                agent,
+                                destination: &destination,
+                                summary: &summary,
+                            },
+                            &actor_tx,
+                            &mut tools,
+                        )
+                    }
+                    Output::Event(event) => log_event(metrics, journal, &mut reported, event),
+                    Output::Hangup(reason) => end_reason = Some(reason),
                 }
-                Output::Event(event) => log_event(metrics, journal, &mut reported, event),
-                Output::Hangup(reason) => end_reason = Some(reason),
             }
+        }
+        // The turn's messages go out: one flush per socket.
+        twilio_out.drive_now(&mut twilio).await;
+        if let Some(provider) = provider.as_mut() {
+            provider_out.drive_now(provider).await;
         }
         // Reap finished tasks so the sets do not grow over a long call.
         while tools.try_join_next().is_some() {}
-        while writers.try_join_next().is_some() {}
-        while readers.try_join_next().is_some() {}
+        while closing.try_join_next().is_some() {}
     }
 
-    // Close both sockets (the Twilio close hangs the call up: no TwiML follows <Connect>), let
-    // running tools finish their side effects within their deadline, then stop the readers.
+    // Close both sockets after what is queued (the Twilio close hangs the call up: no TwiML
+    // follows <Connect>), then let running tools finish their side effects within their deadline.
     if let Some(connecting) = reconnecting.take() {
         connecting.abort();
     }
-    let _ = twilio_tx.try_send(Outgoing::Close);
-    let _ = provider_tx.try_send(Outgoing::Close);
-    drop((twilio_tx, provider_tx, actor_tx, pending_rx));
-    drain_within(&mut writers, CLOSE_GRACE).await;
+    drop(actor_tx);
+    let _ = timeout(
+        CLOSE_GRACE,
+        futures_util::future::join(
+            twilio_out.close(&mut twilio, TwilioMessage::Close(None)),
+            async {
+                if let Some(provider) = provider.as_mut() {
+                    provider_out
+                        .close(provider, ProviderMessage::Close(None))
+                        .await;
+                }
+            },
+        ),
+    )
+    .await;
+    drain_within(&mut closing, CLOSE_GRACE).await;
     drain_within(&mut tools, plan.tools.deadline()).await;
-    readers.shutdown().await;
     let recording_path = match recording {
         Some(rec) => rec.finish(metrics).await,
         None => None,
@@ -892,24 +877,6 @@ async fn run_actor(
         end_reason.unwrap_or(EndReason::CallerHungUp),
         recording_path,
     )
-}
-
-/// The peer of a socket writer took nothing for [`PEER_STALL`].
-#[derive(Debug)]
-struct Stalled;
-
-/// Queues `message` for a socket writer, waiting at most [`PEER_STALL`] for room. A writer that
-/// is gone (its socket closed) is not a stall: the socket's reader reports the close.
-async fn send_bounded(tx: &mpsc::Sender<Outgoing>, message: Outgoing) -> Result<(), Stalled> {
-    match tx.try_send(message) {
-        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
-        Err(mpsc::error::TrySendError::Full(message)) => {
-            match timeout(PEER_STALL, tx.send(message)).await {
-                Ok(_) => Ok(()),
-                Err(_) => Err(Stalled),
-            }
-        }
-    }
 }
 
 /// Counts a stalled peer and returns the end reason it gives the call.
@@ -1089,13 +1056,6 @@ async fn record_loop(
     }
 }
 
-async fn sleep_until(wake: Option<Instant>) {
-    match wake {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Waits up to `limit` for every task in `set`, then aborts what is left.
 async fn drain_within(set: &mut JoinSet<()>, limit: Duration) {
     let all_done = async { while set.join_next().await.is_some() {} };
@@ -1181,55 +1141,6 @@ fn log_event(
     }
 }
 
-async fn write_loop<S, M>(
-    mut sink: S,
-    mut rx: mpsc::Receiver<Outgoing>,
-    text: fn(Bytes) -> Option<M>,
-    close: M,
-) where
-    S: Sink<M> + Unpin,
-{
-    // Whatever is queued goes out in one batch: buffered by the socket, written with one flush
-    // (a 100 ms agent delta is five `media` messages and a mark).
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
-    let mut closing = false;
-    while !closing && rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        for outgoing in batch.drain(..) {
-            match outgoing {
-                Outgoing::Text(t) => {
-                    // The actor writes only UTF-8 into its buffers; `None` cannot happen.
-                    let Some(message) = text(t) else {
-                        debug!("dropped a non-UTF-8 outgoing message");
-                        continue;
-                    };
-                    if sink.feed(message).await.is_err() {
-                        return;
-                    }
-                }
-                Outgoing::Close => {
-                    closing = true;
-                    break;
-                }
-            }
-        }
-        if sink.flush().await.is_err() {
-            return;
-        }
-    }
-    let _ = sink.send(close).await;
-    let _ = sink.close().await;
-}
-
-/// The next message on the Twilio socket; pending forever once it has ended.
-async fn next_twilio(
-    stream: &mut Option<SplitStream<WebSocket>>,
-) -> Option<Result<TwilioMessage, axum::Error>> {
-    match stream {
-        Some(stream) => stream.next().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// What one read from the Twilio socket means for the session.
 enum TwilioRead {
     Input(Input),
@@ -1273,47 +1184,28 @@ fn twilio_input(
     }
 }
 
-async fn read_provider(
-    mut stream: SplitStream<ProviderSocket>,
-    tx: mpsc::Sender<Input>,
-    metrics: Arc<Metrics>,
-    dialect: Arc<dyn Dialect>,
-    connection: u32,
-) {
-    let mut reported = HashSet::new();
-    let mut state = StreamState::for_connection(connection);
-    let mut events = Vec::with_capacity(8);
-    let reason = loop {
-        let text = match stream.next().await {
-            None => break "provider closed the socket".to_owned(),
-            Some(Ok(ProviderMessage::Text(text))) => text,
-            Some(Ok(ProviderMessage::Close(frame))) => {
-                break match frame {
-                    Some(f) => format!("provider closed the socket: {} {}", f.code, f.reason),
-                    None => "provider closed the socket".to_owned(),
-                };
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => break format!("provider socket error: {e}"),
-        };
-        events.clear();
-        let decoded = dialect.decode_stream(&text, &mut state, &mut events);
-        for event in events.drain(..) {
-            if tx.send(Input::Llm(event)).await.is_err() {
-                return;
-            }
-        }
-        match decoded {
-            Ok(()) => {}
-            Err(e) => report_once(
-                &metrics,
-                &mut reported,
-                "provider_malformed_event",
-                &e.to_string(),
-            ),
-        }
-    };
-    let _ = tx.send(Input::LlmClosed { reason }).await;
+/// What one read from the provider socket means for the actor.
+enum ProviderRead {
+    Text(Utf8Bytes),
+    /// A ping, a pong or a binary frame: nothing for the session.
+    Nothing,
+    /// The socket ended; why, for the session and the log.
+    Closed(String),
+}
+
+fn provider_text(
+    message: Option<Result<ProviderMessage, tokio_tungstenite::tungstenite::Error>>,
+) -> ProviderRead {
+    match message {
+        None => ProviderRead::Closed("provider closed the socket".to_owned()),
+        Some(Ok(ProviderMessage::Text(text))) => ProviderRead::Text(text),
+        Some(Ok(ProviderMessage::Close(frame))) => ProviderRead::Closed(match frame {
+            Some(f) => format!("provider closed the socket: {} {}", f.code, f.reason),
+            None => "provider closed the socket".to_owned(),
+        }),
+        Some(Ok(_)) => ProviderRead::Nothing,
+        Some(Err(e)) => ProviderRead::Closed(format!("provider socket error: {e}")),
+    }
 }
 
 /// Keeps a tool output short in the call's event log (the model got all of it).
@@ -1339,7 +1231,7 @@ struct Journal {
     metrics: Arc<Metrics>,
     done: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
     /// Every recorded event, for live consoles (see `call/live.rs`).
-    events: tokio::sync::broadcast::Sender<Value>,
+    events: super::live::LiveFeed,
     /// Whether the recorded call is inbound; `None` when the call keeps no record.
     inbound: Option<bool>,
 }
@@ -1361,7 +1253,7 @@ impl Journal {
             call_id: None,
             metrics: deps.metrics.clone(),
             done: Arc::new(tokio::sync::Mutex::new(None)),
-            events: tokio::sync::broadcast::channel(1).0,
+            events: super::live::LiveFeed::default(),
             inbound: None,
         };
         // Quick-start calls (the default agent) are recorded under their own tenant.
@@ -1431,15 +1323,14 @@ impl Journal {
             call_id: Some(call_id),
             metrics: deps.metrics.clone(),
             done: Arc::new(tokio::sync::Mutex::new(Some(writer))),
-            events: tokio::sync::broadcast::channel(super::live::LIVE_EVENTS).0,
+            events: super::live::LiveFeed::default(),
             inbound,
         }
     }
 
     fn record(&self, kind: CallEventKind, payload: Value) {
-        if self.events.receiver_count() > 0 {
-            let _ = self
-                .events
+        if self.events.has_listeners() {
+            self.events
                 .send(json!({ "kind": kind.as_str(), "payload": payload.clone() }));
         }
         if let Some(tx) = &self.tx
@@ -1450,7 +1341,7 @@ impl Journal {
     }
 
     async fn finish(self, reason: &EndReason, recording_path: Option<String>) {
-        let _ = self.events.send(json!({
+        self.events.send(json!({
             "kind": "ended",
             "payload": { "end_reason": reason.label() },
         }));

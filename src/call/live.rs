@@ -9,7 +9,7 @@
 //! lock only for map reads and writes, never across an `.await`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -19,6 +19,32 @@ use super::session::{Input, OperatorCommand};
 
 /// Journal entries kept for a slow SSE reader before it starts missing some.
 pub const LIVE_EVENTS: usize = 256;
+
+/// A call's journal as a live feed for consoles. The broadcast (and its [`LIVE_EVENTS`] slots,
+/// about 16 KiB) is made when the first console subscribes: most calls are never watched.
+#[derive(Clone, Default)]
+pub struct LiveFeed(Arc<OnceLock<broadcast::Sender<Value>>>);
+
+impl LiveFeed {
+    /// A receiver of the call's journal entries from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Value> {
+        self.0
+            .get_or_init(|| broadcast::channel(LIVE_EVENTS).0)
+            .subscribe()
+    }
+
+    /// Whether a console listens (an entry is built for the feed only then).
+    pub fn has_listeners(&self) -> bool {
+        self.0.get().is_some_and(|feed| feed.receiver_count() > 0)
+    }
+
+    /// Sends `entry` to the consoles listening, if any.
+    pub fn send(&self, entry: Value) {
+        if let Some(feed) = self.0.get() {
+            let _ = feed.send(entry);
+        }
+    }
+}
 
 /// What a console sees of one live call.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -38,7 +64,7 @@ pub struct LiveCallView {
 struct LiveCall {
     view: LiveCallView,
     actor: mpsc::Sender<Input>,
-    events: broadcast::Sender<Value>,
+    events: LiveFeed,
 }
 
 /// Why an operator command was not delivered.
@@ -103,7 +129,7 @@ impl LiveCalls {
         self: &Arc<Self>,
         mut view: LiveCallView,
         actor: mpsc::Sender<Input>,
-        events: broadcast::Sender<Value>,
+        events: LiveFeed,
     ) -> Registration {
         view.node = self.node.clone();
         let call_id = view.call_id.clone();
@@ -192,7 +218,7 @@ pub struct CallFacts<'a> {
 pub async fn register_call(
     deps: &super::driver::CallDeps,
     facts: CallFacts<'_>,
-    events: broadcast::Sender<Value>,
+    events: LiveFeed,
     actor: &mpsc::Sender<Input>,
 ) -> Option<Registration> {
     let super::plan::Route::Agent { tenant, agent_id } = facts.route else {
@@ -245,8 +271,17 @@ mod tests {
     fn commands_reach_the_actor_and_are_tenant_scoped() {
         let registry = Arc::new(LiveCalls::new("node-a"));
         let (tx, mut rx) = mpsc::channel(1);
-        let (events, _) = broadcast::channel(4);
-        let guard = registry.register(view("c1", "acme"), tx, events);
+        let events = LiveFeed::default();
+        assert!(!events.has_listeners());
+        let guard = registry.register(view("c1", "acme"), tx, events.clone());
+        let mut console = registry.subscribe("acme", "c1").expect("live here");
+        assert!(events.has_listeners());
+        events.send(serde_json::json!({"kind": "transcript"}));
+        assert_eq!(
+            console.try_recv().ok(),
+            Some(serde_json::json!({"kind": "transcript"}))
+        );
+        assert!(registry.subscribe("globex", "c1").is_none());
         assert_eq!(registry.list("acme")[0].node, "node-a");
         assert!(registry.list("globex").is_empty());
         assert_eq!(

@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod driver;
 pub mod live;
 pub mod marks;
+pub mod outbox;
 pub mod plan;
 pub mod recovery;
 pub mod session;

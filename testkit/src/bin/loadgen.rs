@@ -100,6 +100,9 @@ struct RunResult {
     bridge_dropped: u64,
     cpu_pct_per_call: f64,
     cpu_pct_total: f64,
+    /// This generator's own CPU over the window, % of one core: near 100 with `--pin` means the
+    /// generator, not the bridge, set the pace.
+    generator_cpu_pct: f64,
     rss_mb_per_call: f64,
     rss_baseline_mb: f64,
 }
@@ -420,6 +423,7 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
         callgrind_control(pid, "--zero")?;
     }
     let cpu_start = proc_cpu_ticks(pid)?;
+    let generator_start = proc_cpu_ticks(std::process::id())?;
     let window_start = Instant::now();
     let mut peak_kb = proc_rss_kb(pid)?;
     while window_start.elapsed() < window {
@@ -427,6 +431,8 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
         peak_kb = peak_kb.max(proc_rss_kb(pid)?);
     }
     let cpu_secs = (proc_cpu_ticks(pid)? - cpu_start) as f64 / clock_ticks_per_sec();
+    let generator_secs =
+        (proc_cpu_ticks(std::process::id())? - generator_start) as f64 / clock_ticks_per_sec();
     if args.callgrind_window {
         callgrind_control(pid, "--dump=steady")?;
         println!(
@@ -435,6 +441,7 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
         );
     }
     let cpu_pct_total = cpu_secs / window_start.elapsed().as_secs_f64() * 100.0;
+    let generator_cpu_pct = generator_secs / window_start.elapsed().as_secs_f64() * 100.0;
 
     let mut outbound_us = Vec::new();
     let mut completed = 0;
@@ -483,6 +490,7 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
         bridge_dropped: metric(&metrics, "callbridge_frames_dropped_total"),
         cpu_pct_per_call: cpu_pct_total / calls as f64,
         cpu_pct_total,
+        generator_cpu_pct,
         rss_mb_per_call: (peak_kb.saturating_sub(baseline_kb)) as f64 / 1024.0 / calls as f64,
         rss_baseline_mb: baseline_kb as f64 / 1024.0,
     })
@@ -568,11 +576,12 @@ async fn main() -> anyhow::Result<()> {
         // fake model speaks for the whole call, so each side should carry calls × secs × 50.
         let expected = (r.calls as u64) * args.secs * 1000 / (FRAME_US / 1000);
         println!(
-            "  generator real time: caller frames sent {} of {expected} expected ({:.1} %); agent frames the bridge sent {} ({:.1} %)",
+            "  generator real time: caller frames sent {} of {expected} expected ({:.1} %); agent frames the bridge sent {} ({:.1} %); generator CPU {:.0} % of a core",
             r.inbound_sent,
             r.inbound_sent as f64 * 100.0 / expected as f64,
             r.outbound_sent_by_bridge,
             r.outbound_sent_by_bridge as f64 * 100.0 / expected as f64,
+            r.generator_cpu_pct,
         );
         if r.tools.samples > 0 {
             println!(
