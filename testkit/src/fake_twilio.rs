@@ -168,7 +168,12 @@ impl FakeTwilio {
                 .headers_mut()
                 .insert("x-twilio-signature", sig.parse()?);
         }
-        let (socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(
+            request,
+            Some(crate::fake_socket_config()),
+            true,
+        )
+        .await?;
         Ok(socket)
     }
 

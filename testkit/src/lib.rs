@@ -205,3 +205,12 @@ pub async fn ended_call(
     }
     panic!("the call never ended in the store");
 }
+
+/// The fakes' WebSocket buffers, sized like the bridge's (`call::driver`): the library's default
+/// read size (128 KiB) is zero-filled before every read, which at load-test scale made the
+/// generator, not the bridge, the limit. A larger message still arrives whole (the buffer grows).
+pub fn fake_socket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+}

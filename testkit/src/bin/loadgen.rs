@@ -85,6 +85,8 @@ struct Args {
 /// The capacity criterion of a pinned run: p99 added latency at most this, both ways.
 const CAPACITY_P99_MS: f64 = 5.0;
 const BRIDGE_CORE: &str = "1";
+/// A generator this busy (% of its core) no longer keeps its own timing.
+const GENERATOR_SATURATED_PCT: f64 = 90.0;
 const GENERATOR_CORE: &str = "0";
 
 struct RunResult {
@@ -100,6 +102,8 @@ struct RunResult {
     bridge_dropped: u64,
     cpu_pct_per_call: f64,
     cpu_pct_total: f64,
+    /// The kernel's share of the bridge's CPU (syscalls, wake-ups, loopback TCP), in %.
+    kernel_share_pct: f64,
     /// This generator's own CPU over the window, % of one core: near 100 with `--pin` means the
     /// generator, not the bridge, set the pace.
     generator_cpu_pct: f64,
@@ -137,13 +141,19 @@ fn latency_cell(p: &Percentiles) -> String {
 }
 
 fn proc_cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let (user, system) = proc_cpu_split(pid)?;
+    Ok(user + system)
+}
+
+/// A process's CPU time so far in clock ticks: (user, kernel).
+fn proc_cpu_split(pid: u32) -> anyhow::Result<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = fields.get(11).context("utime")?.parse()?;
     let stime: u64 = fields.get(12).context("stime")?.parse()?;
-    Ok(utime + stime)
+    Ok((utime, stime))
 }
 
 fn proc_rss_kb(pid: u32) -> anyhow::Result<u64> {
@@ -422,7 +432,7 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
     if args.callgrind_window {
         callgrind_control(pid, "--zero")?;
     }
-    let cpu_start = proc_cpu_ticks(pid)?;
+    let (user_start, system_start) = proc_cpu_split(pid)?;
     let generator_start = proc_cpu_ticks(std::process::id())?;
     let window_start = Instant::now();
     let mut peak_kb = proc_rss_kb(pid)?;
@@ -430,7 +440,10 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
         tokio::time::sleep(Duration::from_millis(250)).await;
         peak_kb = peak_kb.max(proc_rss_kb(pid)?);
     }
-    let cpu_secs = (proc_cpu_ticks(pid)? - cpu_start) as f64 / clock_ticks_per_sec();
+    let (user_end, system_end) = proc_cpu_split(pid)?;
+    let system_ticks = system_end - system_start;
+    let cpu_ticks = user_end - user_start + system_ticks;
+    let cpu_secs = cpu_ticks as f64 / clock_ticks_per_sec();
     let generator_secs =
         (proc_cpu_ticks(std::process::id())? - generator_start) as f64 / clock_ticks_per_sec();
     if args.callgrind_window {
@@ -490,6 +503,7 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
         bridge_dropped: metric(&metrics, "callbridge_frames_dropped_total"),
         cpu_pct_per_call: cpu_pct_total / calls as f64,
         cpu_pct_total,
+        kernel_share_pct: system_ticks as f64 * 100.0 / cpu_ticks.max(1) as f64,
         generator_cpu_pct,
         rss_mb_per_call: (peak_kb.saturating_sub(baseline_kb)) as f64 / 1024.0 / calls as f64,
         rss_baseline_mb: baseline_kb as f64 / 1024.0,
@@ -541,6 +555,8 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut capacity = None;
+    // Pinned runs the generator could not drive at full speed: their latency is partly its own.
+    let mut generator_bound = Vec::new();
     for &calls in &args.calls {
         let r = run(&args, &bridge_bin, calls).await?;
         let lost = r.inbound_sent.saturating_sub(r.inbound_received) + r.bridge_dropped;
@@ -572,6 +588,10 @@ async fn main() -> anyhow::Result<()> {
             "  ({} inbound and {} outbound latency samples)",
             r.inbound.samples, r.outbound.samples
         );
+        println!(
+            "  bridge CPU in the kernel: {:.0} % of its total (syscalls, wake-ups, loopback TCP)",
+            r.kernel_share_pct
+        );
         // Whether the generator kept real time: a call sends one caller frame per 20 ms and its
         // fake model speaks for the whole call, so each side should carry calls × secs × 50.
         let expected = (r.calls as u64) * args.secs * 1000 / (FRAME_US / 1000);
@@ -583,6 +603,9 @@ async fn main() -> anyhow::Result<()> {
             r.outbound_sent_by_bridge as f64 * 100.0 / expected as f64,
             r.generator_cpu_pct,
         );
+        if r.generator_cpu_pct >= GENERATOR_SATURATED_PCT {
+            generator_bound.push(r.calls.to_string());
+        }
         if r.tools.samples > 0 {
             println!(
                 "  tool path (function_call_arguments.done -> function_call_output) p50 / p99 ms: {} ({} calls)",
@@ -599,6 +622,12 @@ async fn main() -> anyhow::Result<()> {
             None => println!(
                 "pinned capacity: no N run met p99 <= {CAPACITY_P99_MS} ms both ways with no caller frame lost"
             ),
+        }
+        if !generator_bound.is_empty() {
+            println!(
+                "  the generator used >= {GENERATOR_SATURATED_PCT} % of its core at N = {}: there it, not only the bridge, set the latency",
+                generator_bound.join(", ")
+            );
         }
     }
     Ok(())
