@@ -774,8 +774,12 @@ async fn serve_connection(
         }
         Ok(response)
     };
-    let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(crate::fake_socket_config()))
-        .await?;
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        callback,
+        Some(crate::fake_socket_config()),
+    )
+    .await?;
     let (mut sink, mut source) = ws.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
     let writer = tokio::spawn(async move {

@@ -510,14 +510,33 @@ async fn run(args: &Args, bridge_bin: &PathBuf, calls: usize) -> anyhow::Result<
     })
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.secs >= 10, "--secs must be at least 10");
     anyhow::ensure!(
         args.calls.iter().all(|&n| (1..=2_000).contains(&n)),
         "--calls: each count must be between 1 and 2000"
     );
+    if args.pin {
+        // Pinned before the runtime starts, so it sizes itself for that one core: one worker.
+        // (Two workers time-sliced on one core hold each other's tasks for a scheduler slice,
+        // which showed up as a p99 of about 20 ms in some runs and not in others.)
+        let status = std::process::Command::new("taskset")
+            .args(["-p", "-c", GENERATOR_CORE])
+            .arg(std::process::id().to_string())
+            .stdout(Stdio::null())
+            .status()
+            .context("running taskset (util-linux) for --pin")?;
+        anyhow::ensure!(status.success(), "taskset could not pin the generator");
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(generate(args))
+}
+
+async fn generate(args: Args) -> anyhow::Result<()> {
     let bridge_bin = match &args.bridge {
         Some(path) => path.clone(),
         None => std::env::current_exe()?
@@ -525,16 +544,6 @@ async fn main() -> anyhow::Result<()> {
             .context("binary directory")?
             .join("callbridge"),
     };
-    if args.pin {
-        // Every thread of this process (the runtime's workers exist already) onto its core.
-        let status = std::process::Command::new("taskset")
-            .args(["-a", "-p", "-c", GENERATOR_CORE])
-            .arg(std::process::id().to_string())
-            .stdout(Stdio::null())
-            .status()
-            .context("running taskset (util-linux) for --pin")?;
-        anyhow::ensure!(status.success(), "taskset could not pin the generator");
-    }
     anyhow::ensure!(
         bridge_bin.exists(),
         "{} not found: build it first (cargo build --release --bin callbridge) or pass --bridge",
