@@ -6,8 +6,8 @@
 //! next caller frame, provider message, input or timer → `session.handle` → carry out every
 //! output → one flush per socket. Nothing waits on a socket's write: a peer that reads slowly
 //! leaves messages in its outbox while the timers and the other socket go on, and a peer that
-//! takes nothing for [`PEER_STALL`] hangs the call up. Tool runs that have to wait, transfers and
-//! the recorder are the call's only other tasks; when the session hangs up the actor closes both
+//! takes nothing for [`PEER_STALL`] hangs the call up. The journal's writer, tool runs that have to
+//! wait, transfers and the recorder are the call's only other tasks; when the session hangs up the actor closes both
 //! sockets and waits for (or stops) every task it spawned, so nothing outlives the call. When the
 //! session asks to resume the provider (Gemini `goAway`), it opens a new provider socket in the
 //! background while the call goes on, and sets it up with the resumption handle. With recording on
