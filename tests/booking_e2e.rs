@@ -32,10 +32,17 @@ struct Setup {
     tenant: TenantId,
 }
 
+/// A mock server of this test's own. `MockServer::start` lends servers from a pool shared by the
+/// binary's tests: a request still in flight when one test ended (a post-call CRM lookup) reached
+/// the next test to borrow that server and failed its spec check.
+async fn own_mock() -> MockServer {
+    MockServer::builder().start().await
+}
+
 /// A tenant whose calendar is Cal.com at a local mock answering after `delay`, and a fake model
 /// that asks to book the same slot `repeats` times in one response.
 async fn setup(delay: Duration, repeats: usize) -> Setup {
-    let calendar = MockServer::start().await;
+    let calendar = own_mock().await;
     callbridge_testkit::vendor_mocks::calcom_event_type(&calendar, 100, 30, &[]).await;
     Mock::given(method("POST"))
         .and(path("/v2/bookings"))
@@ -53,7 +60,7 @@ async fn setup(delay: Duration, repeats: usize) -> Setup {
         .mount(&calendar)
         .await;
 
-    let crm = MockServer::start().await;
+    let crm = own_mock().await;
     Mock::given(method("POST"))
         .and(path("/crm/v3/objects/contacts/search"))
         .and(header("authorization", "Bearer pat-na1-test-token"))
@@ -393,7 +400,7 @@ async fn a_slow_booking_gets_a_holding_phrase_then_the_confirmation() {
 #[tokio::test]
 async fn a_support_call_opens_one_ticket_and_never_touches_another_callers() {
     const CALL: &str = "CA20000000000000000000000000000009";
-    let desk = MockServer::start().await;
+    let desk = own_mock().await;
     let auth = "Basic YWdlbnRAYWNtZS5jb20vdG9rZW46emQtdGVzdC10b2tlbg==";
     Mock::given(method("GET"))
         .and(path("/api/v2/users/search"))
@@ -584,7 +591,7 @@ async fn a_support_call_opens_one_ticket_and_never_touches_another_callers() {
 #[tokio::test]
 async fn a_call_looks_the_caller_up_and_logs_the_call_in_salesforce() {
     const CONTACT: &str = "003R000000aBcDeFGH";
-    let crm = MockServer::start().await;
+    let crm = own_mock().await;
     Mock::given(method("GET"))
         .and(path("/services/data/v59.0/query"))
         .and(header("authorization", "Bearer 00Dxx!sf-e2e-token"))
@@ -772,7 +779,7 @@ async fn a_call_looks_the_caller_up_and_logs_the_call_in_salesforce() {
 /// with the neutral answer, no order data) — against WooCommerce at a local mock.
 #[tokio::test]
 async fn an_order_call_tells_only_the_caller_on_the_order() {
-    let shop = MockServer::start().await;
+    let shop = own_mock().await;
     let mut order: Value =
         serde_json::from_str(include_str!("../fixtures/vendors/woocommerce/order.json")).unwrap();
     // The order was placed from the number this call comes from.
@@ -940,7 +947,7 @@ async fn a_booking_mid_call_sends_the_caller_one_confirmation_sms() {
         tenant,
     } = setup(Duration::from_millis(20), 2).await;
     let account = "AC0123456789abcdef0123456789abcdef";
-    let twilio = MockServer::start().await;
+    let twilio = own_mock().await;
     Mock::given(method("POST"))
         .and(path(format!(
             "/2010-04-01/Accounts/{account}/Messages.json"

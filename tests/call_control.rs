@@ -1753,7 +1753,9 @@ mod analysis {
         )
         .await;
         assert_eq!(status, 200, "{body}");
-        let crm = MockServer::start().await;
+        // A server of this test's own, not one lent from wiremock's pool: a request still in
+        // flight when another test ended would reach it and fail its spec check.
+        let crm = MockServer::builder().start().await;
         Mock::given(method("POST"))
             .and(path("/crm/v3/objects/contacts/search"))
             .and(header("authorization", "Bearer pat-na1-test-token"))
