@@ -6,14 +6,14 @@
 //! next caller frame, provider message, input or timer → `session.handle` → carry out every
 //! output → one flush per socket. Nothing waits on a socket's write: a peer that reads slowly
 //! leaves messages in its outbox while the timers and the other socket go on, and a peer that
-//! takes nothing for [`PEER_STALL`] hangs the call up. The journal's writer, tool runs that have to
-//! wait, transfers and the recorder are the call's only other tasks; when the session hangs up the actor closes both
-//! sockets and waits for (or stops) every task it spawned, so nothing outlives the call. When the
-//! session asks to resume the provider (Gemini `goAway`), it opens a new provider socket in the
-//! background while the call goes on, and sets it up with the resumption handle. With recording on
-//! for the agent, a recorder task streams both sides to `<call id>.wav` (or `.opus`), fed exactly
-//! what Twilio is sent and cut at every `clear`. It must not make decisions about the call: those
-//! belong to the session.
+//! takes nothing for [`PEER_STALL`] hangs the call up. The journal's writer, tool runs that have
+//! to wait, transfers and the recorder are the call's only other tasks; when the session hangs up
+//! the actor closes both sockets and waits for (or stops) every task it spawned, so nothing
+//! outlives the call. When the session asks to resume the provider (Gemini `goAway`), it opens a
+//! new provider socket in the background while the call goes on, and sets it up with the
+//! resumption handle. With recording on for the agent, a recorder task streams both sides to
+//! `<call id>.wav` (or `.opus`), fed exactly what Twilio is sent and cut at every `clear`. It must
+//! not make decisions about the call: those belong to the session.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -58,7 +58,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const ACTOR_QUEUE: usize = 256;
 /// Messages waiting in a socket's outbox past which caller audio is dropped (provider) or the
 /// provider is not read (Twilio). Agent audio arrives faster than real time, in bursts.
-const WRITER_QUEUE: usize = 512;
+const OUTBOX_LIMIT: usize = 512;
 /// Audio waiting for the recorder task (about 10 s of both sides in 20 ms frames).
 const RECORDING_QUEUE: usize = 1024;
 /// WebSocket buffers, sized for 20 ms μ-law frames: a Twilio `media` message is about 350 bytes
@@ -450,7 +450,7 @@ async fn run_actor(
     identity: &CallIdentity,
     plan: &CallPlan,
     journal: &Journal,
-    twilio: WebSocket,
+    mut twilio: WebSocket,
     provider: ProviderSocket,
 ) -> (EndReason, Option<String>) {
     let (actor_tx, mut actor_rx) = mpsc::channel::<Input>(ACTOR_QUEUE);
@@ -470,7 +470,6 @@ async fn run_actor(
     // The actor reads both sockets itself and writes to them through an outbox each
     // (`call/outbox.rs`): no reader or writer task, no channel, one flush per turn. A socket is
     // read until it ends; the provider's is `None` while a new connection is being opened.
-    let mut twilio = twilio;
     let mut twilio_reading = true;
     let mut provider = Some(provider);
     let mut provider_reading = true;
@@ -480,6 +479,7 @@ async fn run_actor(
         Outbox::new(|t: Bytes| Utf8Bytes::try_from(t).ok().map(ProviderMessage::Text));
     let mut connection: u32 = 0;
     let mut provider_state = StreamState::for_connection(connection);
+    // A provider message's events, handed on to `inputs` (always left empty).
     let mut provider_events = Vec::with_capacity(8);
     // Sockets being closed in the background (a provider connection replaced on resumption).
     let mut closing = JoinSet::new();
@@ -555,7 +555,7 @@ async fn run_actor(
         // Agent audio is never dropped: while the Twilio socket holds back more than a queue's
         // worth, the provider is not read (its socket buffers the audio); a Twilio that stopped
         // reading hangs the call up after `PEER_STALL`.
-        let read_provider = twilio_out.queued() < WRITER_QUEUE;
+        let read_provider = twilio_out.queued() < OUTBOX_LIMIT;
         tokio::select! {
             event = next_event(Some(&mut twilio), &mut twilio_out, twilio_reading) => {
                 let SocketEvent::Read(message) = event else {
@@ -576,7 +576,6 @@ async fn run_actor(
                 };
                 match provider_text(message) {
                     ProviderRead::Text(text) => {
-                        provider_events.clear();
                         let decoded =
                             dialect.decode_stream(&text, &mut provider_state, &mut provider_events);
                         inputs.extend(provider_events.drain(..).map(Input::Llm));
@@ -691,7 +690,7 @@ async fn run_actor(
                             // Stale caller audio is worth less than a stalled call: past a queue's
                             // worth waiting, drop and count.
                             if let Some(text) = text {
-                                if provider_out.queued() < WRITER_QUEUE {
+                                if provider_out.queued() < OUTBOX_LIMIT {
                                     provider_out.push(text);
                                 } else {
                                     Metrics::incr(&metrics.frames_dropped);
