@@ -87,16 +87,17 @@ impl SqlStore {
         lease_until: i64,
         limit: i64,
     ) -> StoreResult<Vec<CallExportJob>> {
-        let due = sqlx::query(
+        // LIMIT as a literal: see "Polled queries" in the `store` module docs.
+        let due = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT tenant_id, call_id, vendor FROM call_exports e \
              WHERE status = 'pending' AND next_at <= $1 \
              AND (lease_until IS NULL OR lease_until <= $1) \
-             AND (e.node_id IS NULL OR e.node_id = $3 OR NOT EXISTS ( \
-                 SELECT 1 FROM bridge_nodes n WHERE n.node_id = e.node_id AND n.heartbeat_at > $4)) \
-             ORDER BY next_at LIMIT $2",
-        )
+             AND (e.node_id IS NULL OR e.node_id = $2 OR NOT EXISTS ( \
+                 SELECT 1 FROM bridge_nodes n WHERE n.node_id = e.node_id AND n.heartbeat_at > $3)) \
+             ORDER BY next_at LIMIT {}",
+            limit.max(0)
+        )))
         .bind(now_ms)
-        .bind(limit)
         .bind(node)
         .bind(alive_after_ms)
         .fetch_all(self.pool())

@@ -924,15 +924,15 @@ impl SqlStore {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // LIMIT as a literal: see "Polled queries" in the `store` module docs.
         let sql = format!(
             "SELECT seq, e164, zones, variables, attempts FROM campaign_contacts \
              WHERE campaign_id = $1 AND state = 'pending' AND next_attempt_at <= $2 \
-             ORDER BY next_attempt_at, seq LIMIT $3{lock}"
+             ORDER BY next_attempt_at, seq LIMIT {CLAIM_CANDIDATES}{lock}"
         );
         let candidates = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(campaign_id)
             .bind(now_ms)
-            .bind(CLAIM_CANDIDATES)
             .fetch_all(&mut *tx)
             .await?;
         let mut chosen = None;
@@ -1121,14 +1121,15 @@ impl SqlStore {
         lease_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<ExpiredDial>> {
-        let rows = sqlx::query(
+        // LIMIT as a literal: see "Polled queries" in the `store` module docs.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT cc.campaign_id, cc.seq, cc.tenant_id, cc.call_id, cc.claimed_at, \
              c.to_number, c.from_number, c.twilio_call_sid FROM campaign_contacts cc \
              JOIN calls c ON c.id = cc.call_id \
-             WHERE cc.state = 'dialing' AND cc.lease_until <= $1 ORDER BY cc.lease_until LIMIT $2",
-        )
+             WHERE cc.state = 'dialing' AND cc.lease_until <= $1 \
+             ORDER BY cc.lease_until LIMIT {limit}",
+        )))
         .bind(now_ms)
-        .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
         let mut taken = Vec::new();
@@ -1168,7 +1169,8 @@ impl SqlStore {
 
     /// Contacts whose current call has reached a final status, with what deciding needs.
     pub async fn finished_attempts(&self, limit: u32) -> StoreResult<Vec<FinishedAttempt>> {
-        let rows = sqlx::query(
+        // LIMIT as a literal: see "Polled queries" in the `store` module docs.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT cc.campaign_id, cc.seq, cc.call_id, cc.attempts, c.status, c.end_reason, \
              o.answered_by, ca.max_attempts, ca.retry_delay_s, \
              (SELECT COUNT(*) FROM do_not_call d WHERE d.tenant_id = cc.tenant_id \
@@ -1178,9 +1180,8 @@ impl SqlStore {
              LEFT JOIN outbound_calls o ON o.call_id = cc.call_id \
              WHERE cc.state = 'in_call' \
              AND c.status IN ('completed', 'busy', 'no-answer', 'failed', 'canceled') \
-             ORDER BY cc.campaign_id, cc.seq LIMIT $1",
-        )
-        .bind(i64::from(limit))
+             ORDER BY cc.campaign_id, cc.seq LIMIT {limit}",
+        )))
         .fetch_all(self.pool())
         .await?;
         rows.iter()
@@ -1242,15 +1243,15 @@ impl SqlStore {
         next_check_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<CallToCheck>> {
-        let rows = sqlx::query(
+        // LIMIT as a literal: see "Polled queries" in the `store` module docs.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT cc.campaign_id, cc.seq, cc.call_id, c.twilio_call_sid \
              FROM campaign_contacts cc JOIN calls c ON c.id = cc.call_id \
              WHERE cc.state = 'in_call' AND cc.lease_until <= $1 \
              AND c.status NOT IN ('completed', 'busy', 'no-answer', 'failed', 'canceled') \
-             ORDER BY cc.lease_until LIMIT $2",
-        )
+             ORDER BY cc.lease_until LIMIT {limit}",
+        )))
         .bind(now_ms)
-        .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
         let mut due = Vec::new();

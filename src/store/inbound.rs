@@ -357,19 +357,19 @@ impl SqlStore {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // LIMIT as a literal: see "Polled queries" in the `store` module docs.
         let sql = format!(
             "UPDATE inbound_events SET status = 'processing', lease_owner = $1, lease_until = $2, \
              attempts = attempts + 1 WHERE id IN (SELECT id FROM inbound_events WHERE \
              (status = 'pending' AND next_attempt_at <= $3) OR \
              (status = 'processing' AND lease_until <= $3) \
-             ORDER BY next_attempt_at, id LIMIT $4{lock}) RETURNING {}",
-            event_cols!()
+             ORDER BY next_attempt_at, id LIMIT {limit}{lock}) RETURNING {cols}",
+            cols = event_cols!()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(node)
             .bind(now_ms + lease_ms)
             .bind(now_ms)
-            .bind(i64::from(limit))
             .fetch_all(self.pool())
             .await?;
         let mut events = collect(rows, event_from_row)?;

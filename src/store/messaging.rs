@@ -548,19 +548,19 @@ impl SqlStore {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // LIMIT as a literal: see "Polled queries" in the `store` module docs.
         let sql = format!(
             "UPDATE notification_outbox SET lease_owner = $1, lease_until = $2, \
              attempts = attempts + 1 WHERE id IN (SELECT id FROM notification_outbox \
              WHERE status = 'pending' AND next_attempt_at <= $3 \
              AND (lease_until IS NULL OR lease_until <= $3) \
-             ORDER BY next_attempt_at, id LIMIT $4{lock}) RETURNING {}",
-            notification_cols!()
+             ORDER BY next_attempt_at, id LIMIT {limit}{lock}) RETURNING {cols}",
+            cols = notification_cols!()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(worker)
             .bind(lease_until_ms)
             .bind(now_ms())
-            .bind(i64::from(limit))
             .fetch_all(self.pool())
             .await?;
         let mut claimed = collect(rows, notification_from_row)?;

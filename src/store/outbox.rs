@@ -313,18 +313,18 @@ impl SqlStore {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // LIMIT as a literal: see "Polled queries" in the `store` module docs.
         let sql = format!(
             "UPDATE webhook_outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM webhook_outbox WHERE status = 'pending' \
              AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until <= $3) \
-             ORDER BY next_attempt_at, id LIMIT $4{lock}) RETURNING {}",
-            outbox_cols!()
+             ORDER BY next_attempt_at, id LIMIT {limit}{lock}) RETURNING {cols}",
+            cols = outbox_cols!()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(worker)
             .bind(lease_until_ms)
             .bind(now)
-            .bind(i64::from(limit))
             .fetch_all(self.pool())
             .await?;
         let mut claimed = collect(rows, outbox_from_row)?;

@@ -93,15 +93,15 @@ impl SqlStore {
         before_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<ExpiredCall>> {
-        let rows = sqlx::query(
+        // LIMIT as a literal: see "Polled queries" in the `store` module docs.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT c.id, c.recording_path FROM calls c WHERE c.tenant_id = $1 \
              AND c.ended_at IS NOT NULL AND c.ended_at < $2 AND (c.recording_path IS NOT NULL \
              OR EXISTS (SELECT 1 FROM call_events e WHERE e.call_id = c.id)) \
-             ORDER BY c.ended_at LIMIT $3",
-        )
+             ORDER BY c.ended_at LIMIT {limit}",
+        )))
         .bind(tenant.as_str())
         .bind(before_ms)
-        .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
         rows.iter()

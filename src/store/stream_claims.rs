@@ -78,6 +78,7 @@ impl SqlStore {
         stale_before_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<Call>> {
+        // LIMIT as a literal: see "Polled queries" in the `store` module docs.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {CALL_COLUMNS} FROM calls c \
              JOIN stream_claims s ON s.call_sid = c.twilio_call_sid \
@@ -85,12 +86,11 @@ impl SqlStore {
              WHERE c.status = 'in-progress' AND c.ended_at IS NULL AND ( \
                (s.node_id = $1 AND s.claimed_at < $2) OR \
                (s.node_id <> $1 AND (n.node_id IS NULL OR n.heartbeat_at < $3))) \
-             ORDER BY c.started_at LIMIT $4"
+             ORDER BY c.started_at LIMIT {limit}"
         )))
         .bind(me)
         .bind(me_started_ms)
         .bind(stale_before_ms)
-        .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(call_from_row).collect()
